@@ -1,0 +1,9 @@
+# proto: message encode/decode (libproto.a), its unit test and one fuzzer per decoder.
+proto_SRCS := proto/proto.c
+$(eval $(call add_lib,proto))
+
+test_proto_LIBS := proto
+$(eval $(call add_test,test_proto))
+
+FUZZ_DECODERS := sample viewbatch checkpoint control stats
+$(foreach d,$(FUZZ_DECODERS),$(eval fuzz_$(d)_SRCS := proto/proto.c)$(eval $(call add_fuzzer,fuzz_$(d))))

@@ -1,0 +1,157 @@
+/* proto: the pipeline's wire format, the only code that touches msgpack.
+ *
+ * Every message is one msgpack map whose first three entries are
+ *   "fmt": "sslpipe"   format tag
+ *   "ver": 1           protocol version (PROTO_VERSION)
+ *   "type": "sample" | "viewbatch" | "checkpoint" | "control" | "stats"
+ * followed by the fields of that type. proto/PROTOCOL.md is the spec: fields,
+ * types, units, limits, sockets, versioning rule.
+ *
+ * Each type has one encode and one decode function.
+ *  - encode appends nothing: it replaces the content of `out` with the message.
+ *  - decode validates everything before it allocates anything the sender claims
+ *    (declared counts are checked against the bytes present, sizes against the
+ *    limits below) and returns 0, or -1 with proto_error() saying why.
+ *  - Decoded byte payloads (pixels, view data, checkpoint bytes) are BORROWED:
+ *    they point into the buffer given to decode and stay valid as long as that
+ *    buffer does. Strings are copied, NUL-terminated, into the struct's fixed
+ *    arrays. Arrays the decoder allocates are released by the type's _clear.
+ */
+#ifndef PROTO_PROTO_H
+#define PROTO_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_FORMAT  "sslpipe"
+#define PROTO_VERSION 1
+
+/* Limits enforced by every decoder (and by the encoders, so that a message we
+ * send is one we would accept). */
+#define PROTO_MAX_MESSAGE_BYTES   (256u << 20)  /* ZMQ_MAXMSGSIZE on every receiving socket */
+#define PROTO_MAX_SIDE            16384u        /* pixels, height or width */
+#define PROTO_MAX_PIXELS          (64u << 20)   /* height x width of one image or view */
+#define PROTO_MAX_CHANNELS        4u
+#define PROTO_MAX_VIEWS           16u           /* views per sample in a ViewBatch */
+#define PROTO_MAX_BATCH_SAMPLES   4096u         /* samples per ViewBatch */
+#define PROTO_MAX_NAME            128u          /* bytes of a name field, with its NUL */
+#define PROTO_MAX_TEXT            4096u         /* bytes of a text field, with its NUL */
+#define PROTO_MAX_STATS           256u          /* counters in one Stats message */
+#define PROTO_LABEL_NONE          (-1)          /* an unlabeled sample */
+
+typedef enum {
+    PROTO_MSG_INVALID = 0,
+    PROTO_MSG_SAMPLE,
+    PROTO_MSG_VIEWBATCH,
+    PROTO_MSG_CHECKPOINT,
+    PROTO_MSG_CONTROL,
+    PROTO_MSG_STATS,
+} proto_msg_type_t;
+
+/* An encoded message: owns data[0..len). */
+typedef struct {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+} proto_buf_t;
+
+void proto_buf_init(proto_buf_t *b);
+void proto_buf_release(proto_buf_t *b);
+/* Hands data to the caller (who frees it with free()) and empties b. */
+uint8_t *proto_buf_detach(proto_buf_t *b, size_t *len);
+
+/* The last error of this thread, for messages: "viewbatch: samples[3].data is
+ * 1200 bytes, expected 12288 (2 views x 3 x 32 x 32 x float32)". */
+const char *proto_error(void);
+
+/* Reads only the header (fmt, ver, type); -1 if it is not one of ours. */
+int proto_peek_type(const void *buf, size_t len, proto_msg_type_t *type);
+const char *proto_msg_type_name(proto_msg_type_t type);
+
+/* ---- Sample: one decoded image, loader -> augmenter ---- */
+typedef struct {
+    uint64_t index;         /* position in the dataset (before shuffling) */
+    uint32_t epoch;         /* 0-based */
+    int32_t label;          /* class id, or PROTO_LABEL_NONE */
+    uint32_t height, width, channels;
+    const uint8_t *pixels;  /* (H, W, C) uint8, height*width*channels bytes */
+} proto_sample_t;
+
+int proto_sample_encode(proto_buf_t *out, const proto_sample_t *s);
+int proto_sample_decode(proto_sample_t *s, const void *buf, size_t len);
+
+/* ---- ViewBatch: augmented views of one or more samples, augmenter -> trainer ---- */
+typedef enum { PROTO_DTYPE_F32 = 0, PROTO_DTYPE_U8 = 1 } proto_dtype_t;
+
+typedef struct {
+    uint64_t index;
+    uint32_t epoch;
+    int32_t label;
+    int32_t target[PROTO_MAX_VIEWS];  /* per view, e.g. rotation class 0-3; -1 when none */
+    const void *data;                 /* (K, C, H, W) of dtype, borrowed */
+} proto_view_sample_t;
+
+typedef struct {
+    proto_dtype_t dtype;
+    uint32_t views;                   /* K views per sample, 1..PROTO_MAX_VIEWS */
+    uint32_t channels, height, width;
+    uint32_t n_samples;               /* 1..PROTO_MAX_BATCH_SAMPLES */
+    proto_view_sample_t *samples;     /* (n_samples); decode allocates it */
+} proto_viewbatch_t;
+
+size_t proto_dtype_size(proto_dtype_t dtype);
+int proto_viewbatch_encode(proto_buf_t *out, const proto_viewbatch_t *vb);
+int proto_viewbatch_decode(proto_viewbatch_t *vb, const void *buf, size_t len);
+void proto_viewbatch_clear(proto_viewbatch_t *vb);  /* frees samples after a decode */
+
+/* ---- Checkpoint: a trained model is ready, trainer -> evaluator ---- */
+typedef struct {
+    uint64_t step;
+    uint32_t epoch;
+    char method[PROTO_MAX_NAME];  /* "simclr" | "rotnet" */
+    char arch[PROTO_MAX_TEXT];    /* network description text */
+    char path[PROTO_MAX_TEXT];    /* file path of the checkpoint, or "" */
+    const uint8_t *bytes;   /* the checkpoint file's bytes, or NULL */
+    size_t n_bytes;               /* at least one of path / bytes is present */
+} proto_checkpoint_t;
+
+int proto_checkpoint_encode(proto_buf_t *out, const proto_checkpoint_t *c);
+int proto_checkpoint_decode(proto_checkpoint_t *c, const void *buf, size_t len);
+
+/* ---- Control: stream and lifecycle events ---- */
+typedef enum {
+    PROTO_CONTROL_STOP = 1,           /* everyone receiving it shuts down */
+    PROTO_CONTROL_END_OF_EPOCH = 2,   /* sender finished epoch `epoch`, `count` items */
+    PROTO_CONTROL_END_OF_STREAM = 3,  /* sender sends nothing more; `count` items in all */
+    PROTO_CONTROL_HEARTBEAT = 4,      /* sender is alive */
+} proto_control_kind_t;
+
+typedef struct {
+    proto_control_kind_t kind;
+    char sender[PROTO_MAX_NAME];  /* "loader@host:pid" */
+    uint32_t epoch;
+    uint64_t count;
+} proto_control_t;
+
+int proto_control_encode(proto_buf_t *out, const proto_control_t *c);
+int proto_control_decode(proto_control_t *c, const void *buf, size_t len);
+const char *proto_control_kind_name(proto_control_kind_t kind);
+
+/* ---- Stats: a stage's counters, for monitoring ---- */
+typedef struct {
+    char name[PROTO_MAX_NAME];    /* "samples_sent", "skipped_corrupt", ... */
+    double value;
+} proto_stat_t;
+
+typedef struct {
+    char sender[PROTO_MAX_NAME];
+    double time;            /* seconds since the Unix epoch when sampled */
+    uint32_t n_stats;       /* 0..PROTO_MAX_STATS */
+    proto_stat_t *stats;    /* (n_stats); decode allocates it */
+} proto_stats_t;
+
+int proto_stats_encode(proto_buf_t *out, const proto_stats_t *st);
+int proto_stats_decode(proto_stats_t *st, const void *buf, size_t len);
+void proto_stats_clear(proto_stats_t *st);
+
+#endif
