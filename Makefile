@@ -36,6 +36,13 @@ CFLAGS   := -std=gnu11 $(OPT) -g $(WARN) $(SANFLAGS) -MMD -MP -I. \
 LDFLAGS  := $(SANFLAGS)
 LDLIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 
+# V=1 shows the full commands.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
 LIBS  :=
 PROGS :=
 TESTS :=
@@ -46,7 +53,8 @@ define add_lib
 $(1)_OBJS := $$(patsubst %.c,$$(BUILD)/obj/%.o,$$($(1)_SRCS))
 $$(BUILD)/lib/lib$(1).a: $$($(1)_OBJS)
 	@mkdir -p $$(@D)
-	$$(AR) rcs $$@ $$^
+	@echo "  AR    $$@"
+	$$(Q)$$(AR) rcs $$@ $$^
 LIBS += $$(BUILD)/lib/lib$(1).a
 endef
 
@@ -55,7 +63,8 @@ define add_prog
 $(1)_OBJS := $$(patsubst %.c,$$(BUILD)/obj/%.o,$$($(1)_SRCS))
 $$(BUILD)/bin/$(1): $$($(1)_OBJS) $$(foreach l,$$($(1)_LIBS),$$(BUILD)/lib/lib$$(l).a)
 	@mkdir -p $$(@D)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+	@echo "  LINK  $$@"
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 PROGS += $$(BUILD)/bin/$(1)
 endef
 
@@ -63,7 +72,8 @@ endef
 define add_test
 $$(BUILD)/tests/$(1): $$(BUILD)/obj/tests/$(1).o $$(foreach l,$$($(1)_LIBS),$$(BUILD)/lib/lib$$(l).a)
 	@mkdir -p $$(@D)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+	@echo "  LINK  $$@"
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 TESTS += $$(BUILD)/tests/$(1)
 endef
 
@@ -85,7 +95,8 @@ all: $(LIBS) $(PROGS) $(TESTS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo "  CC    $<"
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
 
 # Installs, with apt-get, each listed Debian package that is not installed yet;
 # runs apt-get update once, and only when something is missing.

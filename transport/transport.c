@@ -1,0 +1,196 @@
+#include "transport/transport.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proto/proto.h"
+
+#define POLL_SLICE_MS 100
+
+volatile sig_atomic_t transport_stop = 0;
+
+static void *g_context;
+
+static void on_stop_signal(int sig)
+{
+    if (transport_stop) {
+        /* Second Ctrl-C: the user wants out now. */
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    transport_stop = 1;
+}
+
+void transport_catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+void *transport_context(void)
+{
+    if (!g_context) {
+        g_context = zmq_ctx_new();
+        if (!g_context) {
+            fprintf(stderr, "transport: cannot create a ZeroMQ context: %s\n", zmq_strerror(errno));
+            exit(1);
+        }
+        /* We handle signals ourselves; ZeroMQ's I/O thread must not block them. */
+        zmq_ctx_set(g_context, ZMQ_BLOCKY, 0);
+    }
+    return g_context;
+}
+
+void transport_shutdown(void)
+{
+    if (g_context) {
+        zmq_ctx_term(g_context);
+        g_context = NULL;
+    }
+}
+
+static int receives(int type)
+{
+    return type == ZMQ_PULL || type == ZMQ_SUB || type == ZMQ_REP || type == ZMQ_REQ ||
+           type == ZMQ_DEALER || type == ZMQ_ROUTER || type == ZMQ_PAIR;
+}
+
+void *transport_open(int type, transport_mode_t mode, const char *endpoint, int hwm)
+{
+    void *s = zmq_socket(transport_context(), type);
+    if (!s) {
+        fprintf(stderr, "transport: cannot create a socket: %s\n", zmq_strerror(errno));
+        return NULL;
+    }
+    int linger = TRANSPORT_LINGER_MS;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    if (hwm > 0) {
+        zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+        zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    }
+    if (receives(type)) {
+        int64_t max = PROTO_MAX_MESSAGE_BYTES;
+        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
+    }
+    if (type == ZMQ_SUB)
+        zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0);
+    int rc = mode == TRANSPORT_BIND ? zmq_bind(s, endpoint) : zmq_connect(s, endpoint);
+    if (rc != 0) {
+        int err = errno;
+        fprintf(stderr, "transport: cannot %s %s: %s\n", mode == TRANSPORT_BIND ? "bind" : "connect",
+                endpoint, zmq_strerror(err));
+        if (err == EADDRINUSE)
+            fprintf(stderr, "HINT: another process uses this address; stop it or choose another "
+                            "endpoint (for example tcp://127.0.0.1:6555)\n");
+        else if (err == EINVAL || err == EPROTONOSUPPORT)
+            fprintf(stderr, "HINT: endpoints look like tcp://127.0.0.1:5555 or ipc:///tmp/name\n");
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+void transport_close(void **sock_p)
+{
+    if (sock_p && *sock_p) {
+        zmq_close(*sock_p);
+        *sock_p = NULL;
+    }
+}
+
+/* Waits until `sock` is ready for `events` or timeout_ms passes (-1: forever),
+ * waking every POLL_SLICE_MS to check transport_stop. 1 ready, 0 timeout or
+ * stop, -1 error. */
+static int wait_ready(void *sock, short events, int timeout_ms)
+{
+    int waited = 0;
+    while (!transport_stop) {
+        int slice = POLL_SLICE_MS;
+        if (timeout_ms >= 0 && timeout_ms - waited < slice)
+            slice = timeout_ms - waited;
+        zmq_pollitem_t item = {.socket = sock, .events = events};
+        int rc = zmq_poll(&item, 1, slice);
+        if (rc < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (rc > 0)
+            return 1;
+        waited += slice;
+        if (timeout_ms >= 0 && waited >= timeout_ms)
+            return 0;
+    }
+    return 0;
+}
+
+static int send_msg(void *sock, zmq_msg_t *msg)
+{
+    for (;;) {
+        if (zmq_msg_send(msg, sock, ZMQ_DONTWAIT) >= 0)
+            return 0;
+        if (errno != EAGAIN && errno != EINTR)
+            break;
+        int ready = wait_ready(sock, ZMQ_POLLOUT, -1);
+        if (ready <= 0)
+            break;
+    }
+    zmq_msg_close(msg);
+    return -1;
+}
+
+int transport_send(void *sock, const void *data, size_t len)
+{
+    zmq_msg_t msg;
+    if (zmq_msg_init_size(&msg, len) != 0)
+        return -1;
+    memcpy(zmq_msg_data(&msg), data, len);
+    return send_msg(sock, &msg);
+}
+
+static void free_owned(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+int transport_send_owned(void *sock, void *data, size_t len)
+{
+    zmq_msg_t msg;
+    if (zmq_msg_init_data(&msg, data, len, free_owned, NULL) != 0) {
+        free(data);
+        return -1;
+    }
+    return send_msg(sock, &msg);
+}
+
+int transport_recv(void *sock, zmq_msg_t *msg, int timeout_ms)
+{
+    int ready = wait_ready(sock, ZMQ_POLLIN, timeout_ms);
+    if (ready <= 0)
+        return ready;
+    zmq_msg_init(msg);
+    if (zmq_msg_recv(msg, sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(msg);
+        return (errno == EAGAIN || errno == EINTR) ? 0 : -1;
+    }
+    return 1;
+}
+
+const char *transport_identity(const char *stage)
+{
+    static char id[PROTO_MAX_NAME];
+    char host[64] = "localhost";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    snprintf(id, sizeof id, "%s@%s:%ld", stage, host, (long)getpid());
+    return id;
+}
