@@ -1,0 +1,148 @@
+/* nn_bench: one SimCLR training step (both views forward, NT-Xent, backward,
+ * SGD update) of the mini-ResNet on synthetic 32x32 input, and the
+ * cblas_sgemm ceiling measured in the same run. Prints one JSON line per
+ * width (and per layer with --profile).
+ *
+ *   nn_bench [--width 16,32] [--images 256] [--steps 3] [--profile]
+ */
+#include <cblas.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "nn/loss.h"
+#include "nn/net.h"
+#include "nn/optim.h"
+#include "nn/parallel.h"
+
+#define TAU 0.5f
+#define LR  0.1f
+/* a conv-shaped product: (M x K) x (K x N) as in the middle of the network */
+#define GEMM_M 128
+#define GEMM_N 4096
+#define GEMM_K 576
+#define GEMM_REPS 20
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double sgemm_gflops(void)
+{
+    float *a = malloc(sizeof(float) * GEMM_M * GEMM_K), *b = malloc(sizeof(float) * GEMM_K * GEMM_N),
+          *c = malloc(sizeof(float) * GEMM_M * GEMM_N);
+    for (int i = 0; i < GEMM_M * GEMM_K; i++) a[i] = (float)(i % 7) * 0.1f;
+    for (int i = 0; i < GEMM_K * GEMM_N; i++) b[i] = (float)(i % 5) * 0.1f;
+    double best = 0.0;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = now();
+        for (int r = 0; r < GEMM_REPS; r++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, GEMM_M, GEMM_N, GEMM_K, 1.0f,
+                        a, GEMM_K, b, GEMM_N, 0.0f, c, GEMM_N);
+        double g = 2.0 * GEMM_M * GEMM_N * GEMM_K * GEMM_REPS / (now() - t0) / 1e9;
+        if (g > best)
+            best = g;
+    }
+    free(a); free(b); free(c);
+    return best;
+}
+
+static int run(int width, int images, int steps, int profile, double ceiling)
+{
+    char desc[NN_MAX_DESC], err[512];
+    int views = 2 * images;
+    if (nn_preset_desc(desc, sizeof desc, "resnet-mini", width, "simclr", 3, 32, 32, err, sizeof err)) {
+        fprintf(stderr, "nn_bench: %s\n", err);
+        return -1;
+    }
+    nn_net *net = nn_net_new(desc, views, err, sizeof err);
+    if (!net) {
+        fprintf(stderr, "nn_bench: %s\n", err);
+        return -1;
+    }
+    nn_optim_config oc;
+    nn_optim_defaults(&oc, NN_OPT_SGD);
+    oc.weight_decay = 1e-4f;
+    nn_optim *opt = nn_optim_new(&oc, nn_net_params(net), err, sizeof err);
+    size_t nx = (size_t)views * 3 * 32 * 32;
+    int d = nn_net_out_dim(net);
+    float *x = malloc(nx * sizeof *x), *dz = malloc((size_t)views * d * sizeof *dz);
+    float *cache = calloc(nn_ntxent_cache_size(views, d), sizeof(float));
+    srand(1);
+    for (size_t i = 0; i < nx; i++)
+        x[i] = (float)rand() / RAND_MAX - 0.5f;
+    double best = 1e30, total = 0.0, loss = 0.0;
+    for (int s = -1; s < steps; s++) {        /* step -1 warms up */
+        if (s == 0 && profile)
+            nn_net_profile(net, 1);
+        double t0 = now();
+        const float *z = nn_net_forward(net, x, views, 1);
+        loss = nn_ntxent_forward(cache, z, views, d, TAU);
+        memset(dz, 0, (size_t)views * d * sizeof *dz);
+        nn_ntxent_backward(dz, cache, views, d, TAU, 1.0f);
+        nn_net_zero_grad(net);
+        nn_net_backward(net, dz);
+        nn_optim_step(opt, nn_net_params(net), nn_net_grads(net), LR);
+        double t = now() - t0;
+        if (s >= 0) {
+            total += t;
+            if (t < best)
+                best = t;
+        }
+    }
+    double mean = total / steps;
+    double gflop = nn_net_forward_macs(net) * 2.0 * 3.0 * views / 1e9;   /* forward + 2x backward */
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("{\"bench\": \"nn_simclr_step\", \"impl\": \"c\", \"net\": \"resnet-mini\", \"width\": %d, "
+           "\"images\": %d, \"views\": %d, \"threads\": %d, \"steps\": %d, \"step_s\": %.4f, "
+           "\"best_step_s\": %.4f, \"images_per_s\": %.1f, \"gflop_per_step\": %.2f, \"gflops\": %.1f, "
+           "\"sgemm_gflops\": %.1f, \"share_of_sgemm\": %.3f, \"arena_mb\": %.0f, \"peak_rss_mb\": %.0f, "
+           "\"loss\": %.4f}\n",
+           width, images, views, nn_parallel_threads(), steps, mean, best, images / mean, gflop,
+           gflop / mean, ceiling, gflop / mean / ceiling, nn_net_bytes(net) / 1048576.0,
+           ru.ru_maxrss / 1024.0, loss);
+    if (profile)
+        nn_net_profile_print(net, stdout, 1.0 / steps);
+    fflush(stdout);
+    free(x); free(dz); free(cache);
+    nn_optim_destroy(&opt);
+    nn_net_destroy(&net);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    char widths[128] = "16,32";
+    int images = 256, steps = 3, profile = 0;
+    static const struct option opts[] = {
+        { "width", required_argument, 0, 'w' }, { "images", required_argument, 0, 'n' },
+        { "steps", required_argument, 0, 's' }, { "profile", no_argument, 0, 'p' }, { 0, 0, 0, 0 } };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'w': snprintf(widths, sizeof widths, "%s", optarg); break;
+        case 'n': images = atoi(optarg); break;
+        case 's': steps = atoi(optarg); break;
+        case 'p': profile = 1; break;
+        default:
+            fprintf(stderr, "usage: nn_bench [--width 16,32] [--images 256] [--steps 3] [--profile]\n");
+            return 2;
+        }
+    }
+    if (images < 1 || steps < 1) {
+        fprintf(stderr, "nn_bench: --images and --steps must be positive\n");
+        return 2;
+    }
+    double ceiling = sgemm_gflops();
+    for (char *w = strtok(widths, ","); w; w = strtok(NULL, ","))
+        if (run(atoi(w), images, steps, profile, ceiling))
+            return 1;
+    return 0;
+}

@@ -1,0 +1,642 @@
+/* nn/layers: layer forward/backward pairs. Heavy loops go through
+ * nn_parallel_for; matrix products through nn_sgemm (split cblas_sgemm). */
+#include "nn/layers.h"
+#include "nn/parallel.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* Columns of one convolution sgemm: images are grouped until the product has
+ * at least this many output pixels, so small late-stage feature maps still
+ * make one large matrix product. */
+#define NN_CONV_COLS 4096
+/* Smallest slice of floats worth handing to another thread. */
+#define NN_GRAIN_FLOATS 16384
+
+/* ------------------------------------------------------------------ conv */
+
+int nn_conv_dims_init(nn_conv_dims *d, int n, int cin, int h, int w,
+                      int cout, int k, int stride, int pad)
+{
+    d->n = n; d->cin = cin; d->h = h; d->w = w;
+    d->cout = cout; d->k = k; d->stride = stride; d->pad = pad;
+    if (k < 1 || stride < 1 || pad < 0)
+        return -1;
+    d->oh = (h + 2 * pad - k) / stride + 1;
+    d->ow = (w + 2 * pad - k) / stride + 1;
+    return (d->oh < 1 || d->ow < 1) ? -1 : 0;
+}
+
+static int conv_chunk(const nn_conv_dims *d)
+{
+    int p = d->oh * d->ow;
+    int nb = (NN_CONV_COLS + p - 1) / p;
+    if (nb > d->n)
+        nb = d->n;
+    return nb < 1 ? 1 : nb;
+}
+
+static int conv_is_pointwise(const nn_conv_dims *d)
+{
+    return d->k == 1 && d->stride == 1 && d->pad == 0;
+}
+
+size_t nn_conv2d_workspace(const nn_conv_dims *d)
+{
+    size_t nb = (size_t)conv_chunk(d), p = (size_t)d->oh * d->ow;
+    size_t kk = (size_t)d->cin * d->k * d->k;
+    size_t ws = kk * nb * p;
+    if (nb > 1)
+        ws += (size_t)d->cout * nb * p;
+    return ws;
+}
+
+typedef struct conv_job {
+    const nn_conv_dims *d;
+    const float *in;       /* first image of the chunk, NCHW */
+    float *col;            /* (cin*k*k, nb*P) */
+    float *img;            /* NCHW chunk: destination of scatter / col2im */
+    float *tmp;            /* (cout, nb*P) */
+    const float *bias;
+    int nb;
+} conv_job;
+
+/* col[r][i*P + oy*ow + ox] = in[i][c][oy*s-p+ki][ox*s-p+kj] (0 outside), rows r in [b, e) */
+static void im2col_rows(void *ctx, size_t b, size_t e)
+{
+    const conv_job *j = ctx;
+    const nn_conv_dims *d = j->d;
+    int k = d->k, s = d->stride, pad = d->pad, oh = d->oh, ow = d->ow;
+    size_t P = (size_t)oh * ow, cols = P * (size_t)j->nb;
+    for (size_t r = b; r < e; r++) {
+        int c = (int)(r / (size_t)(k * k)), ki = (int)(r / (size_t)k % (size_t)k), kj = (int)(r % (size_t)k);
+        float *dst = j->col + r * cols;
+        for (int i = 0; i < j->nb; i++) {
+            const float *plane = j->in + ((size_t)i * d->cin + c) * d->h * d->w;
+            for (int oy = 0; oy < oh; oy++, dst += ow) {
+                int iy = oy * s - pad + ki;
+                if (iy < 0 || iy >= d->h) {
+                    memset(dst, 0, (size_t)ow * sizeof *dst);
+                    continue;
+                }
+                const float *row = plane + (size_t)iy * d->w;
+                if (s == 1) {
+                    int lo = pad - kj, hi = d->w + pad - kj;   /* valid ox in [lo, hi) */
+                    if (lo < 0) lo = 0;
+                    if (hi > ow) hi = ow;
+                    if (hi < lo) hi = lo;
+                    for (int ox = 0; ox < lo; ox++) dst[ox] = 0.0f;
+                    if (hi > lo)
+                        memcpy(dst + lo, row + lo - pad + kj, (size_t)(hi - lo) * sizeof *dst);
+                    for (int ox = hi; ox < ow; ox++) dst[ox] = 0.0f;
+                } else {
+                    for (int ox = 0; ox < ow; ox++) {
+                        int ix = ox * s - pad + kj;
+                        dst[ox] = (ix >= 0 && ix < d->w) ? row[ix] : 0.0f;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* img[i][c][...] += col rows of channel c, for channels in [b, e) */
+static void col2im_channels(void *ctx, size_t b, size_t e)
+{
+    const conv_job *j = ctx;
+    const nn_conv_dims *d = j->d;
+    int k = d->k, s = d->stride, pad = d->pad, oh = d->oh, ow = d->ow;
+    size_t P = (size_t)oh * ow, cols = P * (size_t)j->nb;
+    for (size_t c = b; c < e; c++) {
+        for (int ki = 0; ki < k; ki++) {
+            for (int kj = 0; kj < k; kj++) {
+                const float *src = j->col + ((c * (size_t)k + (size_t)ki) * (size_t)k + (size_t)kj) * cols;
+                for (int i = 0; i < j->nb; i++) {
+                    float *plane = j->img + ((size_t)i * d->cin + c) * d->h * d->w;
+                    for (int oy = 0; oy < oh; oy++, src += ow) {
+                        int iy = oy * s - pad + ki;
+                        if (iy < 0 || iy >= d->h)
+                            continue;
+                        float *row = plane + (size_t)iy * d->w;
+                        if (s == 1) {
+                            int lo = pad - kj, hi = d->w + pad - kj;
+                            if (lo < 0) lo = 0;
+                            if (hi > ow) hi = ow;
+                            float *r = row - pad + kj;
+                            for (int ox = lo; ox < hi; ox++)
+                                r[ox] += src[ox];
+                        } else {
+                            for (int ox = 0; ox < ow; ox++) {
+                                int ix = ox * s - pad + kj;
+                                if (ix >= 0 && ix < d->w)
+                                    row[ix] += src[ox];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* img (nb, cout, P) = tmp (cout, nb*P) + bias, for output channels [b, e) */
+static void scatter_channels(void *ctx, size_t b, size_t e)
+{
+    const conv_job *j = ctx;
+    const nn_conv_dims *d = j->d;
+    size_t P = (size_t)d->oh * d->ow;
+    for (size_t co = b; co < e; co++) {
+        float bias = j->bias ? j->bias[co] : 0.0f;
+        for (int i = 0; i < j->nb; i++) {
+            const float *src = j->tmp + co * P * (size_t)j->nb + (size_t)i * P;
+            float *dst = j->img + ((size_t)i * d->cout + co) * P;
+            if (bias == 0.0f)
+                memcpy(dst, src, P * sizeof *dst);
+            else
+                for (size_t p = 0; p < P; p++)
+                    dst[p] = src[p] + bias;
+        }
+    }
+}
+
+/* tmp (cout, nb*P) = img (nb, cout, P), for output channels [b, e) */
+static void gather_channels(void *ctx, size_t b, size_t e)
+{
+    const conv_job *j = ctx;
+    const nn_conv_dims *d = j->d;
+    size_t P = (size_t)d->oh * d->ow;
+    for (size_t co = b; co < e; co++)
+        for (int i = 0; i < j->nb; i++)
+            memcpy(j->tmp + co * P * (size_t)j->nb + (size_t)i * P,
+                   j->in + ((size_t)i * d->cout + co) * P, P * sizeof(float));
+}
+
+static void add_bias_channels(void *ctx, size_t b, size_t e)
+{
+    const conv_job *j = ctx;
+    size_t P = (size_t)j->d->oh * j->d->ow;
+    for (size_t co = b; co < e; co++)
+        for (size_t p = 0; p < P; p++)
+            j->img[co * P + p] += j->bias[co];
+}
+
+static size_t grain_rows(size_t row_len)
+{
+    size_t g = NN_GRAIN_FLOATS / (row_len ? row_len : 1);
+    return g ? g : 1;
+}
+
+void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w,
+                       const float *b, const nn_conv_dims *d)
+{
+    int nb = conv_chunk(d);
+    size_t P = (size_t)d->oh * d->ow, K = (size_t)d->cin * d->k * d->k;
+    for (int i0 = 0; i0 < d->n; i0 += nb) {
+        int cnt = d->n - i0 < nb ? d->n - i0 : nb;
+        size_t cols = P * (size_t)cnt;
+        conv_job j = { .d = d, .in = in + (size_t)i0 * d->cin * d->h * d->w,
+                       .col = ws, .img = out + (size_t)i0 * d->cout * P,
+                       .tmp = ws + K * cols, .bias = b, .nb = cnt };
+        const float *col = j.col;
+        if (cnt == 1 && conv_is_pointwise(d))
+            col = j.in;
+        else
+            nn_parallel_for(K, grain_rows(cols), im2col_rows, &j);
+        if (cnt == 1) {
+            nn_sgemm(0, 0, d->cout, (int)cols, (int)K,
+                        1.0f, w, (int)K, col, (int)cols, 0.0f, j.img, (int)cols);
+            if (b)
+                nn_parallel_for((size_t)d->cout, grain_rows(P), add_bias_channels, &j);
+        } else {
+            nn_sgemm(0, 0, d->cout, (int)cols, (int)K,
+                        1.0f, w, (int)K, col, (int)cols, 0.0f, j.tmp, (int)cols);
+            nn_parallel_for((size_t)d->cout, grain_rows(cols), scatter_channels, &j);
+        }
+    }
+}
+
+void nn_conv2d_backward(float *din, float *dw, float *db, const float *dout, float *ws,
+                        const float *in, const float *w, const nn_conv_dims *d)
+{
+    int nb = conv_chunk(d);
+    size_t P = (size_t)d->oh * d->ow, K = (size_t)d->cin * d->k * d->k;
+    for (int i0 = 0; i0 < d->n; i0 += nb) {
+        int cnt = d->n - i0 < nb ? d->n - i0 : nb;
+        size_t cols = P * (size_t)cnt;
+        conv_job j = { .d = d, .in = in + (size_t)i0 * d->cin * d->h * d->w,
+                       .col = ws, .tmp = ws + K * cols, .nb = cnt,
+                       .img = din ? din + (size_t)i0 * d->cin * d->h * d->w : NULL };
+        const float *g = dout + (size_t)i0 * d->cout * P;   /* (cout, cols) */
+        if (cnt > 1) {
+            conv_job gj = j;
+            gj.in = g;
+            nn_parallel_for((size_t)d->cout, grain_rows(cols), gather_channels, &gj);
+            g = j.tmp;
+        }
+        if (db)
+            for (int co = 0; co < d->cout; co++) {
+                const float *r = g + (size_t)co * cols;
+                float s = 0.0f;
+                for (size_t p = 0; p < cols; p++)
+                    s += r[p];
+                db[co] += s;
+            }
+        int pointwise = cnt == 1 && conv_is_pointwise(d);
+        const float *col = pointwise ? j.in : j.col;
+        if (!pointwise)
+            nn_parallel_for(K, grain_rows(cols), im2col_rows, &j);
+        nn_sgemm(0, 1, d->cout, (int)K, (int)cols,
+                    1.0f, g, (int)cols, col, (int)cols, 1.0f, dw, (int)K);
+        if (!din)
+            continue;
+        if (pointwise) {
+            nn_sgemm(1, 0, (int)K, (int)cols, d->cout,
+                        1.0f, w, (int)K, g, (int)cols, 1.0f, j.img, (int)cols);
+        } else {
+            nn_sgemm(1, 0, (int)K, (int)cols, d->cout,
+                        1.0f, w, (int)K, g, (int)cols, 0.0f, j.col, (int)cols);
+            nn_parallel_for((size_t)d->cin, grain_rows(cols * (size_t)(d->k * d->k)),
+                            col2im_channels, &j);
+        }
+    }
+}
+
+void nn_conv2d_forward_direct(float *out, const float *in, const float *w,
+                              const float *b, const nn_conv_dims *d)
+{
+    for (int i = 0; i < d->n; i++)
+        for (int co = 0; co < d->cout; co++)
+            for (int oy = 0; oy < d->oh; oy++)
+                for (int ox = 0; ox < d->ow; ox++) {
+                    double s = b ? b[co] : 0.0;
+                    for (int c = 0; c < d->cin; c++)
+                        for (int ki = 0; ki < d->k; ki++)
+                            for (int kj = 0; kj < d->k; kj++) {
+                                int iy = oy * d->stride - d->pad + ki, ix = ox * d->stride - d->pad + kj;
+                                if (iy < 0 || iy >= d->h || ix < 0 || ix >= d->w)
+                                    continue;
+                                s += (double)in[(((size_t)i * d->cin + c) * d->h + iy) * d->w + ix] *
+                                     w[(((size_t)co * d->cin + c) * d->k + ki) * d->k + kj];
+                            }
+                    out[(((size_t)i * d->cout + co) * d->oh + oy) * d->ow + ox] = (float)s;
+                }
+}
+
+void nn_conv2d_backward_direct(float *din, float *dw, float *db, const float *dout,
+                               const float *in, const float *w, const nn_conv_dims *d)
+{
+    for (int i = 0; i < d->n; i++)
+        for (int co = 0; co < d->cout; co++)
+            for (int oy = 0; oy < d->oh; oy++)
+                for (int ox = 0; ox < d->ow; ox++) {
+                    float g = dout[(((size_t)i * d->cout + co) * d->oh + oy) * d->ow + ox];
+                    if (db)
+                        db[co] += g;
+                    for (int c = 0; c < d->cin; c++)
+                        for (int ki = 0; ki < d->k; ki++)
+                            for (int kj = 0; kj < d->k; kj++) {
+                                int iy = oy * d->stride - d->pad + ki, ix = ox * d->stride - d->pad + kj;
+                                if (iy < 0 || iy >= d->h || ix < 0 || ix >= d->w)
+                                    continue;
+                                size_t ii = (((size_t)i * d->cin + c) * d->h + iy) * d->w + ix;
+                                size_t wi = (((size_t)co * d->cin + c) * d->k + ki) * d->k + kj;
+                                dw[wi] += g * in[ii];
+                                if (din)
+                                    din[ii] += g * w[wi];
+                            }
+                }
+}
+
+/* ------------------------------------------------------------- batchnorm */
+
+typedef struct bn_job {
+    const nn_bn_dims *d;
+    float *out, *mean, *invstd, *run_mean, *run_var, *din, *dgamma, *dbeta;
+    const float *in, *dout, *gamma, *beta, *cmean, *cinvstd;
+    int train;
+} bn_job;
+
+static void bn_forward_channels(void *ctx, size_t b, size_t e)
+{
+    const bn_job *j = ctx;
+    const nn_bn_dims *d = j->d;
+    size_t hw = (size_t)d->hw, cs = (size_t)d->c * hw, m = (size_t)d->n * hw;
+    for (size_t c = b; c < e; c++) {
+        float mu, is;
+        if (j->train) {
+            double s = 0.0;
+            for (int i = 0; i < d->n; i++) {
+                const float *x = j->in + i * cs + c * hw;
+                float ps = 0.0f;
+                for (size_t p = 0; p < hw; p++)
+                    ps += x[p];
+                s += ps;
+            }
+            mu = (float)(s / (double)m);
+            double v = 0.0;
+            for (int i = 0; i < d->n; i++) {
+                const float *x = j->in + i * cs + c * hw;
+                float pv = 0.0f;
+                for (size_t p = 0; p < hw; p++)
+                    pv += (x[p] - mu) * (x[p] - mu);
+                v += pv;
+            }
+            float var = (float)(v / (double)m);
+            is = 1.0f / sqrtf(var + NN_BN_EPS);
+            j->mean[c] = mu;
+            j->invstd[c] = is;
+            float unbiased = m > 1 ? (float)(v / (double)(m - 1)) : var;
+            j->run_mean[c] = (1.0f - NN_BN_MOMENTUM) * j->run_mean[c] + NN_BN_MOMENTUM * mu;
+            j->run_var[c] = (1.0f - NN_BN_MOMENTUM) * j->run_var[c] + NN_BN_MOMENTUM * unbiased;
+        } else {
+            mu = j->run_mean[c];
+            is = 1.0f / sqrtf(j->run_var[c] + NN_BN_EPS);
+        }
+        float scale = j->gamma[c] * is, shift = j->beta[c] - mu * scale;
+        for (int i = 0; i < d->n; i++) {
+            const float *x = j->in + i * cs + c * hw;
+            float *y = j->out + i * cs + c * hw;
+            for (size_t p = 0; p < hw; p++)
+                y[p] = x[p] * scale + shift;
+        }
+    }
+}
+
+void nn_batchnorm_forward(float *out, float *mean, float *invstd, float *run_mean,
+                          float *run_var, const float *in, const float *gamma,
+                          const float *beta, int train, const nn_bn_dims *d)
+{
+    bn_job j = { .d = d, .out = out, .mean = mean, .invstd = invstd, .run_mean = run_mean,
+                 .run_var = run_var, .in = in, .gamma = gamma, .beta = beta, .train = train };
+    nn_parallel_for((size_t)d->c, grain_rows((size_t)d->n * d->hw), bn_forward_channels, &j);
+}
+
+static void bn_backward_channels(void *ctx, size_t b, size_t e)
+{
+    const bn_job *j = ctx;
+    const nn_bn_dims *d = j->d;
+    size_t hw = (size_t)d->hw, cs = (size_t)d->c * hw, m = (size_t)d->n * hw;
+    for (size_t c = b; c < e; c++) {
+        float mu = j->cmean[c], is = j->cinvstd[c];
+        double sg = 0.0, sgx = 0.0;
+        for (int i = 0; i < d->n; i++) {
+            const float *x = j->in + i * cs + c * hw, *g = j->dout + i * cs + c * hw;
+            float a = 0.0f, bb = 0.0f;
+            for (size_t p = 0; p < hw; p++) {
+                a += g[p];
+                bb += g[p] * (x[p] - mu);
+            }
+            sg += a;
+            sgx += bb;
+        }
+        float sum_g = (float)sg, sum_gxhat = (float)sgx * is;
+        j->dgamma[c] += sum_gxhat;
+        j->dbeta[c] += sum_g;
+        if (!j->din)
+            continue;
+        float k = j->gamma[c] * is / (float)m;
+        float mean_g = sum_g, mean_gx = sum_gxhat * is;
+        for (int i = 0; i < d->n; i++) {
+            const float *x = j->in + i * cs + c * hw, *g = j->dout + i * cs + c * hw;
+            float *dx = j->din + i * cs + c * hw;
+            for (size_t p = 0; p < hw; p++)
+                dx[p] += k * ((float)m * g[p] - mean_g - (x[p] - mu) * mean_gx);
+        }
+    }
+}
+
+void nn_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                           const float *in, const float *mean, const float *invstd,
+                           const float *gamma, const nn_bn_dims *d)
+{
+    bn_job j = { .d = d, .din = din, .dgamma = dgamma, .dbeta = dbeta, .dout = dout,
+                 .in = in, .cmean = mean, .cinvstd = invstd, .gamma = gamma };
+    nn_parallel_for((size_t)d->c, grain_rows((size_t)d->n * d->hw), bn_backward_channels, &j);
+}
+
+/* ------------------------------------------------------------------ relu */
+
+typedef struct ew_job {
+    float *out;
+    float *out2;
+    const float *a, *b;
+} ew_job;
+
+static void relu_fw(void *ctx, size_t b, size_t e)
+{
+    const ew_job *j = ctx;
+    for (size_t i = b; i < e; i++)
+        j->out[i] = j->a[i] > 0.0f ? j->a[i] : 0.0f;
+}
+
+static void relu_bw(void *ctx, size_t b, size_t e)
+{
+    const ew_job *j = ctx;   /* out = din, a = dout, b = forward output */
+    for (size_t i = b; i < e; i++)
+        j->out[i] += j->b[i] > 0.0f ? j->a[i] : 0.0f;
+}
+
+void nn_relu_forward(float *out, const float *in, size_t n)
+{
+    ew_job j = { .out = out, .a = in };
+    nn_parallel_for(n, NN_GRAIN_FLOATS, relu_fw, &j);
+}
+
+void nn_relu_backward(float *din, const float *dout, const float *out, size_t n)
+{
+    ew_job j = { .out = din, .a = dout, .b = out };
+    nn_parallel_for(n, NN_GRAIN_FLOATS, relu_bw, &j);
+}
+
+/* ------------------------------------------------------------------- add */
+
+static void add_fw(void *ctx, size_t b, size_t e)
+{
+    const ew_job *j = ctx;
+    for (size_t i = b; i < e; i++)
+        j->out[i] = j->a[i] + j->b[i];
+}
+
+static void add_bw(void *ctx, size_t b, size_t e)
+{
+    const ew_job *j = ctx;
+    for (size_t i = b; i < e; i++) {
+        j->out[i] += j->a[i];
+        j->out2[i] += j->a[i];
+    }
+}
+
+void nn_add_forward(float *out, const float *a, const float *b, size_t n)
+{
+    ew_job j = { .out = out, .a = a, .b = b };
+    nn_parallel_for(n, NN_GRAIN_FLOATS, add_fw, &j);
+}
+
+void nn_add_backward(float *da, float *db, const float *dout, size_t n)
+{
+    ew_job j = { .out = da, .out2 = db, .a = dout };
+    nn_parallel_for(n, NN_GRAIN_FLOATS, add_bw, &j);
+}
+
+/* --------------------------------------------------------------- maxpool */
+
+int nn_pool_dims_init(nn_pool_dims *d, int n, int c, int h, int w, int k, int stride)
+{
+    d->n = n; d->c = c; d->h = h; d->w = w; d->k = k; d->stride = stride;
+    if (k < 1 || stride < 1 || k > h || k > w)
+        return -1;
+    d->oh = (h - k) / stride + 1;
+    d->ow = (w - k) / stride + 1;
+    return 0;
+}
+
+typedef struct pool_job {
+    const nn_pool_dims *d;
+    float *out;
+    int32_t *idx;
+    const float *in;
+    const int32_t *cidx;
+} pool_job;
+
+static void maxpool_fw(void *ctx, size_t b, size_t e)
+{
+    const pool_job *j = ctx;
+    const nn_pool_dims *d = j->d;
+    size_t ip = (size_t)d->h * d->w, op = (size_t)d->oh * d->ow;
+    for (size_t pl = b; pl < e; pl++) {
+        const float *x = j->in + pl * ip;
+        float *y = j->out + pl * op;
+        int32_t *ix = j->idx + pl * op;
+        for (int oy = 0; oy < d->oh; oy++)
+            for (int ox = 0; ox < d->ow; ox++) {
+                int best = (oy * d->stride) * d->w + ox * d->stride;
+                float bv = x[best];
+                for (int ki = 0; ki < d->k; ki++)
+                    for (int kj = 0; kj < d->k; kj++) {
+                        int at = (oy * d->stride + ki) * d->w + ox * d->stride + kj;
+                        if (x[at] > bv || (x[at] != x[at] && bv == bv)) {  /* NaN propagates */
+                            bv = x[at];
+                            best = at;
+                        }
+                    }
+                y[oy * d->ow + ox] = bv;
+                ix[oy * d->ow + ox] = best;
+            }
+    }
+}
+
+static void maxpool_bw(void *ctx, size_t b, size_t e)
+{
+    const pool_job *j = ctx;
+    const nn_pool_dims *d = j->d;
+    size_t ip = (size_t)d->h * d->w, op = (size_t)d->oh * d->ow;
+    for (size_t pl = b; pl < e; pl++) {
+        float *dx = j->out + pl * ip;
+        const float *g = j->in + pl * op;
+        const int32_t *ix = j->cidx + pl * op;
+        for (size_t o = 0; o < op; o++)
+            dx[ix[o]] += g[o];
+    }
+}
+
+void nn_maxpool_forward(float *out, int32_t *idx, const float *in, const nn_pool_dims *d)
+{
+    pool_job j = { .d = d, .out = out, .idx = idx, .in = in };
+    nn_parallel_for((size_t)d->n * d->c, grain_rows((size_t)d->h * d->w), maxpool_fw, &j);
+}
+
+void nn_maxpool_backward(float *din, const float *dout, const int32_t *idx, const nn_pool_dims *d)
+{
+    pool_job j = { .d = d, .out = din, .in = dout, .cidx = idx };
+    nn_parallel_for((size_t)d->n * d->c, grain_rows((size_t)d->h * d->w), maxpool_bw, &j);
+}
+
+/* --------------------------------------------------------------- avgpool */
+
+void nn_avgpool_forward(float *out, const float *in, int n, int c, int hw)
+{
+    size_t planes = (size_t)n * c;
+    float inv = 1.0f / (float)hw;
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *x = in + pl * (size_t)hw;
+        float s = 0.0f;
+        for (int p = 0; p < hw; p++)
+            s += x[p];
+        out[pl] = s * inv;
+    }
+}
+
+void nn_avgpool_backward(float *din, const float *dout, int n, int c, int hw)
+{
+    size_t planes = (size_t)n * c;
+    float inv = 1.0f / (float)hw;
+    for (size_t pl = 0; pl < planes; pl++) {
+        float g = dout[pl] * inv;
+        float *dx = din + pl * (size_t)hw;
+        for (int p = 0; p < hw; p++)
+            dx[p] += g;
+    }
+}
+
+/* ---------------------------------------------------------------- linear */
+
+void nn_linear_forward(float *out, const float *in, const float *w, const float *b,
+                       const nn_linear_dims *d)
+{
+    nn_sgemm(0, 1, d->n, d->out, d->in,
+                1.0f, in, d->in, w, d->in, 0.0f, out, d->out);
+    if (b)
+        for (int i = 0; i < d->n; i++)
+            for (int o = 0; o < d->out; o++)
+                out[(size_t)i * d->out + o] += b[o];
+}
+
+void nn_linear_backward(float *din, float *dw, float *db, const float *dout,
+                        const float *in, const float *w, const nn_linear_dims *d)
+{
+    if (din)
+        nn_sgemm(0, 0, d->n, d->in, d->out,
+                    1.0f, dout, d->out, w, d->in, 1.0f, din, d->in);
+    nn_sgemm(1, 0, d->out, d->in, d->n,
+                1.0f, dout, d->out, in, d->in, 1.0f, dw, d->in);
+    if (db)
+        for (int i = 0; i < d->n; i++)
+            for (int o = 0; o < d->out; o++)
+                db[o] += dout[(size_t)i * d->out + o];
+}
+
+/* ---------------------------------------------------------------- l2norm */
+
+void nn_l2norm_forward(float *out, float *norm, const float *in, int n, int dim)
+{
+    for (int i = 0; i < n; i++) {
+        const float *x = in + (size_t)i * dim;
+        float *y = out + (size_t)i * dim;
+        double s = 0.0;
+        for (int k = 0; k < dim; k++)
+            s += (double)x[k] * x[k];
+        float nr = (float)sqrt(s);
+        if (nr < NN_L2_EPS)
+            nr = NN_L2_EPS;
+        norm[i] = nr;
+        for (int k = 0; k < dim; k++)
+            y[k] = x[k] / nr;
+    }
+}
+
+void nn_l2norm_backward(float *din, const float *dout, const float *out,
+                        const float *norm, int n, int dim)
+{
+    for (int i = 0; i < n; i++) {
+        const float *y = out + (size_t)i * dim, *g = dout + (size_t)i * dim;
+        float *dx = din + (size_t)i * dim;
+        double dot = 0.0;
+        for (int k = 0; k < dim; k++)
+            dot += (double)y[k] * g[k];
+        /* below the clamp, out = in / eps is linear in in */
+        float proj = norm[i] > NN_L2_EPS ? (float)dot : 0.0f;
+        for (int k = 0; k < dim; k++)
+            dx[k] += (g[k] - y[k] * proj) / norm[i];
+    }
+}

@@ -1,0 +1,33 @@
+/* nn/loss: the training objectives, numerically stable (log-sum-exp).
+ *
+ * NT-Xent (SimCLR): z holds 2N embeddings, the first view of every image in
+ * rows 0..N-1 and the second view in rows N..2N-1, so the positive of row i is
+ * row (i + N) mod 2N. With sim = cosine similarity,
+ *   l(i) = -log( exp(sim(z_i, z_p(i)) / tau) / sum_{k != i} exp(sim(z_i, z_k) / tau) )
+ * and the loss is the mean of l over the 2N anchors. The L2 normalisation is
+ * part of the loss (its gradient included).
+ *
+ * Softmax cross-entropy: mean over rows of -log softmax(logits)[label].
+ */
+#ifndef NN_LOSS_H
+#define NN_LOSS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Floats of cache (scratch) that nn_ntxent_forward/backward need. */
+size_t nn_ntxent_cache_size(int n2, int dim);
+/* Returns the loss; -1 (negative) only when n2 is not even and >= 2. */
+float nn_ntxent_forward(float *cache,          /* nn_ntxent_cache_size floats */
+                        const float *z,        /* (n2, dim) raw embeddings */
+                        int n2, int dim, float tau);
+/* dz (n2, dim) += dloss * d loss / d z. Uses the cache written by forward. */
+void nn_ntxent_backward(float *dz, float *cache, int n2, int dim, float tau, float dloss);
+
+/* Returns the mean loss; probs (n, k) is the cache. Labels must be in [0, k). */
+float nn_xent_forward(float *probs, const float *logits, const int32_t *labels, int n, int k);
+/* dlogits (n, k) += dloss * d loss / d logits */
+void nn_xent_backward(float *dlogits, const float *probs, const int32_t *labels,
+                      int n, int k, float dloss);
+
+#endif

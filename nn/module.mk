@@ -1,0 +1,29 @@
+# nn: the neural-network core (libnn.a): layers, losses, networks, optimizers,
+# checkpoints; its unit tests; the nntool command; the training-step benchmark.
+nn_SRCS := nn/tensor.c nn/parallel.c nn/layers.c nn/loss.c nn/net.c nn/safetensors.c \
+           nn/optim.c nn/ckpt.c
+$(eval $(call add_lib,nn))
+
+test_nn_LIBS := nn
+$(eval $(call add_test,test_nn))
+
+test_nn_reference_LIBS := nn
+$(eval $(call add_test,test_nn_reference))
+
+test_nn_net_LIBS := nn
+$(eval $(call add_test,test_nn_net))
+
+test_nn_optim_LIBS := nn
+$(eval $(call add_test,test_nn_optim))
+
+test_nn_ckpt_LIBS := nn
+$(eval $(call add_test,test_nn_ckpt))
+
+nntool_SRCS := nn/tool.c
+nntool_LIBS := nn
+$(eval $(call add_prog,nntool))
+
+# benchmark: build/bin/nn_bench, run by bench/nn_bench.sh
+nn_bench_SRCS := bench/nn_bench.c
+nn_bench_LIBS := nn
+$(eval $(call add_prog,nn_bench))
