@@ -14,7 +14,7 @@
 
 BUILD    ?= build
 CC       ?= cc
-PKGS     := libzmq msgpack vips openblas cmocka jansson zlib
+PKGS     := libzmq msgpack vips openblas cmocka jansson zlib libjpeg
 PYTHON   := /usr/bin/python3
 
 # Debian packages: what building and running the product needs, and what the
@@ -46,6 +46,7 @@ endif
 LIBS  :=
 PROGS :=
 TESTS :=
+TOOLS :=
 FUZZERS :=
 
 # $(call add_lib,NAME): $(BUILD)/lib/libNAME.a from $(NAME_SRCS)
@@ -66,6 +67,17 @@ $$(BUILD)/bin/$(1): $$($(1)_OBJS) $$(foreach l,$$($(1)_LIBS),$$(BUILD)/lib/lib$$
 	@echo "  LINK  $$@"
 	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 PROGS += $$(BUILD)/bin/$(1)
+endef
+
+# $(call add_tool,NAME): $(BUILD)/tools/NAME, a program the tests or benchmarks
+# drive (not installed for users), from $(NAME_SRCS) and the libraries $(NAME_LIBS)
+define add_tool
+$(1)_OBJS := $$(patsubst %.c,$$(BUILD)/obj/%.o,$$($(1)_SRCS))
+$$(BUILD)/tools/$(1): $$($(1)_OBJS) $$(foreach l,$$($(1)_LIBS),$$(BUILD)/lib/lib$$(l).a)
+	@mkdir -p $$(@D)
+	@echo "  LINK  $$@"
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+TOOLS += $$(BUILD)/tools/$(1)
 endef
 
 # $(call add_test,NAME): $(BUILD)/tests/NAME from tests/NAME.c and the libraries $(NAME_LIBS)
@@ -91,7 +103,7 @@ include $(sort $(wildcard */module.mk))
 .DEFAULT_GOAL := all
 .PHONY: all deps deps-bench test check unit-check asan asan-test fuzz fuzz-run bench clean
 
-all: $(LIBS) $(PROGS) $(TESTS)
+all: $(LIBS) $(PROGS) $(TESTS) $(TOOLS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -123,7 +135,7 @@ test: deps
 	$(MAKE) WERROR=1 all
 	$(MAKE) WERROR=1 check
 
-check: $(TESTS) $(PROGS)
+check: $(TESTS) $(PROGS) $(TOOLS)
 	@BUILD=$(BUILD) tests/run_all.sh $(TESTS)
 
 SAN_MAKE = $(MAKE) BUILD=build-asan OPT=-O1 \

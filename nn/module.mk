@@ -23,7 +23,7 @@ nntool_SRCS := nn/tool.c
 nntool_LIBS := nn
 $(eval $(call add_prog,nntool))
 
-# benchmark: build/bin/nn_bench, run by bench/nn_bench.sh
+# benchmark: build/tools/nn_bench, run by bench/nn_bench.sh
 nn_bench_SRCS := bench/nn_bench.c
 nn_bench_LIBS := nn
-$(eval $(call add_prog,nn_bench))
+$(eval $(call add_tool,nn_bench))

@@ -38,6 +38,10 @@
 #define PROTO_MAX_TEXT            4096u         /* bytes of a text field, with its NUL */
 #define PROTO_MAX_STATS           256u          /* counters in one Stats message */
 #define PROTO_LABEL_NONE          (-1)          /* an unlabeled sample */
+#define PROTO_TARGET_NONE         (-1)          /* a view without a target */
+/* Structural limits of the msgpack pre-scan every decoder runs first. */
+#define PROTO_MAX_DEPTH           8u            /* nested arrays/maps, the message map included */
+#define PROTO_MAX_OBJECTS         (1u << 20)    /* msgpack values in one message, keys included */
 
 typedef enum {
     PROTO_MSG_INVALID = 0,
@@ -60,11 +64,15 @@ void proto_buf_release(proto_buf_t *b);
 /* Hands data to the caller (who frees it with free()) and empties b. */
 uint8_t *proto_buf_detach(proto_buf_t *b, size_t *len);
 
+/* Makes room for at least `extra` more bytes after len; 0, or -1 when out of memory. */
+int proto_buf_reserve(proto_buf_t *b, size_t extra);
+
 /* The last error of this thread, for messages: "viewbatch: samples[3].data is
  * 1200 bytes, expected 12288 (2 views x 3 x 32 x 32 x float32)". */
 const char *proto_error(void);
 
-/* Reads only the header (fmt, ver, type); -1 if it is not one of ours. */
+/* Reads only the header (fmt, ver, type); -1 if it is not one of ours
+ * (another format, another version, an unknown type). Cheap: no allocation. */
 int proto_peek_type(const void *buf, size_t len, proto_msg_type_t *type);
 const char *proto_msg_type_name(proto_msg_type_t type);
 
@@ -79,6 +87,8 @@ typedef struct {
 
 int proto_sample_encode(proto_buf_t *out, const proto_sample_t *s);
 int proto_sample_decode(proto_sample_t *s, const void *buf, size_t len);
+/* height * width * channels: the length of pixels in bytes. */
+size_t proto_sample_bytes(const proto_sample_t *s);
 
 /* ---- ViewBatch: augmented views of one or more samples, augmenter -> trainer ---- */
 typedef enum { PROTO_DTYPE_F32 = 0, PROTO_DTYPE_U8 = 1 } proto_dtype_t;
@@ -88,7 +98,10 @@ typedef struct {
     uint32_t epoch;
     int32_t label;
     int32_t target[PROTO_MAX_VIEWS];  /* per view, e.g. rotation class 0-3; -1 when none */
-    const void *data;                 /* (K, C, H, W) of dtype, borrowed */
+    const void *data;                 /* (K, C, H, W) of dtype, borrowed; float32 is
+                                         little-endian. After a decode it points into the
+                                         message and is NOT necessarily 4-byte aligned:
+                                         memcpy it out, do not cast it to float *. */
 } proto_view_sample_t;
 
 typedef struct {
@@ -99,10 +112,16 @@ typedef struct {
     proto_view_sample_t *samples;     /* (n_samples); decode allocates it */
 } proto_viewbatch_t;
 
-size_t proto_dtype_size(proto_dtype_t dtype);
+size_t proto_dtype_size(proto_dtype_t dtype);    /* bytes per element, 0 if unknown */
+const char *proto_dtype_name(proto_dtype_t dtype); /* "f32" | "u8" (the wire names) */
+/* views * channels * height * width * dtype size: the length of one sample's data. */
+size_t proto_viewbatch_sample_bytes(const proto_viewbatch_t *vb);
 int proto_viewbatch_encode(proto_buf_t *out, const proto_viewbatch_t *vb);
 int proto_viewbatch_decode(proto_viewbatch_t *vb, const void *buf, size_t len);
-void proto_viewbatch_clear(proto_viewbatch_t *vb);  /* frees samples after a decode */
+/* Frees samples after a decode (successful or not) and zeroes vb. Only for a
+ * struct filled by decode: an encoder's caller owns its own samples array. Each
+ * decode overwrites the struct, so clear it before decoding into it again. */
+void proto_viewbatch_clear(proto_viewbatch_t *vb);
 
 /* ---- Checkpoint: a trained model is ready, trainer -> evaluator ---- */
 typedef struct {
@@ -152,6 +171,7 @@ typedef struct {
 
 int proto_stats_encode(proto_buf_t *out, const proto_stats_t *st);
 int proto_stats_decode(proto_stats_t *st, const void *buf, size_t len);
+/* Same rules as proto_viewbatch_clear. */
 void proto_stats_clear(proto_stats_t *st);
 
 #endif

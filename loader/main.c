@@ -1,0 +1,520 @@
+/* loader: reads an image dataset, decodes it, and streams it as Samples.
+ *
+ * Sockets:
+ *   PUSH  bind     tcp://127.0.0.1:5555  (--bind)     Sample messages, then Control
+ *                                                     END_OF_EPOCH after each epoch and
+ *                                                     END_OF_STREAM at the end; the
+ *                                                     high-water mark (--hwm) makes a slow
+ *                                                     consumer slow the loader down
+ *   SUB   connect  tcp://127.0.0.1:5558  (--control)  the trainer's Control PUB; STOP ends
+ *                                                     the run
+ *
+ * The first epoch decodes (on --threads threads) and fills a bounded cache of
+ * decoded images (--cache-mb); later epochs stream from it and decode only
+ * what did not fit. Every epoch is shuffled from --seed. Unreadable, corrupt
+ * and oversized files are skipped with one warning each and counted.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "console/console.h"
+#include "dataset/dataset.h"
+#include "loader/cache.h"
+#include "loader/order.h"
+#include "loader/pool.h"
+#include "proto/proto.h"
+#include "transport/transport.h"
+
+#define DEFAULT_BIND       "tcp://127.0.0.1:5555"
+#define DEFAULT_CONTROL    "tcp://127.0.0.1:5558"
+#define DEFAULT_CACHE_MB   1024
+#define DEFAULT_HWM        1000
+#define DEFAULT_SEED       1
+#define MAX_THREADS        64
+#define POOL_WINDOW        256       /* positions decoded ahead of the sender */
+#define DRAIN_LINGER_MS    60000     /* at a normal end, time allowed to deliver what is queued */
+#define CONTROL_POLL_MS    100
+#define EXIT_USAGE         2
+
+typedef struct {
+    const char *data;
+    dataset_format_t format;
+    dataset_decode_opts_t decode;
+    size_t cache_mb;
+    uint64_t seed;
+    uint32_t epochs;          /* 0: until stopped */
+    size_t limit;             /* 0: all */
+    uint32_t shard_index, shard_count;
+    const char *bind;
+    const char *control;      /* "" or "none": no control channel */
+    int hwm;
+    int threads;
+    int quiet;
+} options_t;
+
+typedef struct {
+    uint64_t sent;
+    uint64_t skipped[DATASET_N_REASONS];
+    uint64_t skipped_total;
+    uint32_t epochs_done;
+} counters_t;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: loader --data PATH [options]\n"
+            "Reads an image dataset and streams decoded images (8-bit HWC) as Sample messages\n"
+            "on a ZeroMQ PUSH socket, shuffled every epoch.\n"
+            "\n"
+            "Dataset:\n"
+            "  --data PATH        dataset to read (required): a folder with one sub-folder per\n"
+            "                     class, a flat folder of images (unlabeled), IDX files\n"
+            "                     (*-images-idx3-ubyte[.gz] or a folder holding train-*), or\n"
+            "                     CIFAR-10/100 binary batches (a .bin file or their folder)\n"
+            "  --format F         auto|folder|idx|cifar10|cifar100 (default auto: detect)\n"
+            "  --channels N       0 keeps each image's own (grayscale 1, colour 3), 1 or 3\n"
+            "                     forces it (default 0); alpha is always dropped\n"
+            "  --max-side N       shrink larger images while loading so that neither side\n"
+            "                     exceeds N pixels (default 0: no limit)\n"
+            "  --max-pixels N     skip images whose header says more than N pixels, before\n"
+            "                     decoding (default %u: 50 megapixels)\n"
+            "  --limit N          use only the first N items (default 0: all)\n"
+            "  --shard I/N        serve only items whose index %% N == I, when N loaders split\n"
+            "                     one dataset (default 0/1)\n"
+            "\n"
+            "Epochs:\n"
+            "  --epochs N         epochs to stream, 0 = until stopped (default 1)\n"
+            "  --seed N           shuffle seed: same seed, same orders (default %d)\n"
+            "  --cache-mb N       memory for decoded images; the first epoch fills it, later\n"
+            "                     epochs read it and decode only what did not fit (default %d,\n"
+            "                     0 disables)\n"
+            "  --threads N        decoding threads (default: one per CPU core)\n"
+            "\n"
+            "Sockets:\n"
+            "  --bind ENDPOINT    PUSH socket for Samples (default %s)\n"
+            "  --control ENDPOINT SUB socket connected to the trainer's Control PUB; a STOP\n"
+            "                     message ends the run (default %s, \"none\" to disable)\n"
+            "  --hwm N            high-water mark in messages of the PUSH socket (default %d)\n"
+            "\n"
+            "Other:\n"
+            "  --quiet            no progress line (warnings and the summary still print)\n"
+            "  --help             this text\n"
+            "\n"
+            "After each epoch a Control END_OF_EPOCH (count = Samples sent in that epoch) is\n"
+            "sent, and END_OF_STREAM at the end. SIGINT/SIGTERM stop the run. Exit status: 0\n"
+            "done or stopped, 1 runtime failure, 2 bad options or missing/empty dataset.\n",
+            DATASET_DEFAULT_MAX_PIXELS, DEFAULT_SEED, DEFAULT_CACHE_MB, DEFAULT_BIND, DEFAULT_CONTROL,
+            DEFAULT_HWM);
+}
+
+static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "loader: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nHINT: run loader --help for the options\n");
+    va_end(ap);
+    exit(EXIT_USAGE);
+}
+
+/* A whole number in [min, max], or a usage error naming the option. */
+static unsigned long long parse_number(const char *opt, const char *s, unsigned long long min,
+                                       unsigned long long max)
+{
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-')
+        usage_error("--%s wants a whole number, got \"%s\"", opt, s ? s : "");
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        usage_error("--%s wants a whole number from %llu to %llu, got \"%s\"", opt, min, max, s);
+    return v;
+}
+
+static void parse_options(int argc, char **argv, options_t *o)
+{
+    enum {
+        OPT_DATA = 1000, OPT_FORMAT, OPT_CHANNELS, OPT_MAX_SIDE, OPT_MAX_PIXELS, OPT_CACHE_MB, OPT_SEED,
+        OPT_EPOCHS, OPT_LIMIT, OPT_SHARD, OPT_BIND, OPT_CONTROL, OPT_HWM, OPT_THREADS, OPT_QUIET, OPT_HELP
+    };
+    static const struct option longopts[] = {
+        {"data", required_argument, NULL, OPT_DATA},
+        {"format", required_argument, NULL, OPT_FORMAT},
+        {"channels", required_argument, NULL, OPT_CHANNELS},
+        {"max-side", required_argument, NULL, OPT_MAX_SIDE},
+        {"max-pixels", required_argument, NULL, OPT_MAX_PIXELS},
+        {"cache-mb", required_argument, NULL, OPT_CACHE_MB},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"epochs", required_argument, NULL, OPT_EPOCHS},
+        {"limit", required_argument, NULL, OPT_LIMIT},
+        {"shard", required_argument, NULL, OPT_SHARD},
+        {"bind", required_argument, NULL, OPT_BIND},
+        {"control", required_argument, NULL, OPT_CONTROL},
+        {"hwm", required_argument, NULL, OPT_HWM},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"quiet", no_argument, NULL, OPT_QUIET},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    *o = (options_t){
+        .format = DATASET_FORMAT_AUTO,
+        .decode = {.channels = 0, .max_side = 0, .max_pixels = DATASET_DEFAULT_MAX_PIXELS},
+        .cache_mb = DEFAULT_CACHE_MB,
+        .seed = DEFAULT_SEED,
+        .epochs = 1,
+        .shard_count = 1,
+        .bind = DEFAULT_BIND,
+        .control = DEFAULT_CONTROL,
+        .hwm = DEFAULT_HWM,
+        .threads = cpus > 0 ? (int)(cpus < MAX_THREADS ? cpus : MAX_THREADS) : 1,
+    };
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_DATA: o->data = optarg; break;
+        case OPT_FORMAT:
+            if (dataset_format_parse(optarg, &o->format))
+                usage_error("--format wants auto, folder, idx, cifar10 or cifar100, got \"%s\"", optarg);
+            break;
+        case OPT_CHANNELS: {
+            unsigned long long v = parse_number("channels", optarg, 0, 3);
+            if (v == 2)
+                usage_error("--channels wants 0, 1 or 3, got 2");
+            o->decode.channels = (int)v;
+            break;
+        }
+        case OPT_MAX_SIDE: o->decode.max_side = (uint32_t)parse_number("max-side", optarg, 0, PROTO_MAX_SIDE); break;
+        case OPT_MAX_PIXELS: o->decode.max_pixels = parse_number("max-pixels", optarg, 1, UINT64_MAX); break;
+        case OPT_CACHE_MB: o->cache_mb = (size_t)parse_number("cache-mb", optarg, 0, SIZE_MAX >> 20); break;
+        case OPT_SEED: o->seed = parse_number("seed", optarg, 0, UINT64_MAX); break;
+        case OPT_EPOCHS: o->epochs = (uint32_t)parse_number("epochs", optarg, 0, UINT32_MAX); break;
+        case OPT_LIMIT: o->limit = (size_t)parse_number("limit", optarg, 0, SIZE_MAX); break;
+        case OPT_SHARD: {
+            unsigned i, n;
+            char tail;
+            if (sscanf(optarg, "%u/%u%c", &i, &n, &tail) != 2 || n == 0 || i >= n)
+                usage_error("--shard wants I/N with 0 <= I < N (for example 0/2), got \"%s\"", optarg);
+            o->shard_index = i;
+            o->shard_count = n;
+            break;
+        }
+        case OPT_BIND: o->bind = optarg; break;
+        case OPT_CONTROL: o->control = optarg; break;
+        case OPT_HWM: o->hwm = (int)parse_number("hwm", optarg, 1, INT_MAX); break;
+        case OPT_THREADS: o->threads = (int)parse_number("threads", optarg, 1, MAX_THREADS); break;
+        case OPT_QUIET: o->quiet = 1; break;
+        case OPT_HELP: usage(stdout); exit(0);
+        default:
+            usage_error("unknown option or missing value: %s", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        usage_error("unexpected argument \"%s\"", argv[optind]);
+    if (!o->data)
+        usage_error("--data PATH is required");
+}
+
+/* ---------------------------------------------------------------- control */
+
+typedef struct {
+    void *sub;
+    volatile int quit;
+} control_t;
+
+/* Receives Control messages; a STOP raises the process-wide stop flag. */
+static void *control_thread(void *arg)
+{
+    control_t *ctl = arg;
+    while (!ctl->quit && !transport_stop) {
+        zmq_msg_t msg;
+        int rc = transport_recv(ctl->sub, &msg, CONTROL_POLL_MS);
+        if (rc <= 0)
+            continue;
+        proto_msg_type_t type;
+        proto_control_t c;
+        const void *data = zmq_msg_data(&msg);
+        size_t len = zmq_msg_size(&msg);
+        if (proto_peek_type(data, len, &type) == 0 && type == PROTO_MSG_CONTROL &&
+            proto_control_decode(&c, data, len) == 0 && c.kind == PROTO_CONTROL_STOP) {
+            console_log("stop received from %s", c.sender);
+            transport_stop = 1;
+        }
+        zmq_msg_close(&msg);
+    }
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- sending */
+
+typedef struct {
+    void *push;
+    proto_buf_t buf;
+    const char *identity;
+} sender_t;
+
+static int send_sample(sender_t *s, const dataset_t *ds, size_t item, uint32_t epoch, const uint8_t *pixels,
+                       uint32_t h, uint32_t w, uint32_t c)
+{
+    proto_sample_t m = {
+        .index = item, .epoch = epoch, .label = dataset_label(ds, item),
+        .height = h, .width = w, .channels = c, .pixels = pixels,
+    };
+    if (proto_sample_encode(&s->buf, &m)) {
+        console_log("cannot encode item %zu: %s", item, proto_error());
+        return -1;
+    }
+    return transport_send(s->push, s->buf.data, s->buf.len);
+}
+
+static int send_control(sender_t *s, proto_control_kind_t kind, uint32_t epoch, uint64_t count)
+{
+    proto_control_t m = {.kind = kind, .epoch = epoch, .count = count};
+    snprintf(m.sender, sizeof m.sender, "%s", s->identity);
+    if (proto_control_encode(&s->buf, &m)) {
+        console_log("cannot encode a control message: %s", proto_error());
+        return -1;
+    }
+    return transport_send(s->push, s->buf.data, s->buf.len);
+}
+
+/* ---------------------------------------------------------------- run */
+
+typedef struct {
+    const options_t *o;
+    const dataset_t *ds;
+    cache_t *cache;
+    pool_t *pool;
+    sender_t *tx;
+    counters_t *cnt;
+    uint8_t *bad;              /* (n items) 1 when the item failed once: not retried */
+    progress_t progress;
+    double epoch_start;
+} run_t;
+
+static void skip_item(run_t *r, size_t item, const dataset_error_t *err)
+{
+    r->bad[item] = 1;
+    r->cnt->skipped[err->reason]++;
+    r->cnt->skipped_total++;
+    console_log("warning: skipped (%s): %s", dataset_reason_name(err->reason), err->message);
+}
+
+static void show_progress(run_t *r, uint32_t epoch)
+{
+    if (r->o->quiet)
+        return;
+    char extra[96];
+    if (r->o->epochs)
+        snprintf(extra, sizeof extra, "epoch %u/%u, %" PRIu64 " skipped", epoch + 1, r->o->epochs,
+                 r->cnt->skipped_total);
+    else
+        snprintf(extra, sizeof extra, "epoch %u, %" PRIu64 " skipped", epoch + 1, r->cnt->skipped_total);
+    progress_update(&r->progress, r->cnt->sent, extra);
+}
+
+/* Streams one epoch over items[0..n); returns the Samples sent, and sets
+ * *stopped when the run must end. */
+static uint64_t run_epoch(run_t *r, uint32_t epoch, size_t *items, size_t n, int *stopped)
+{
+    uint64_t sent = 0;
+    int all_cached = 1;
+    for (size_t k = 0; k < n && all_cached; k++)
+        all_cached = cache_get(r->cache, items[k]) != NULL;
+
+    if (all_cached) {
+        /* Every item is in memory: stream straight from the cache. */
+        for (size_t k = 0; k < n; k++) {
+            const cache_entry_t *e = cache_get(r->cache, items[k]);
+            if (transport_stop ||
+                send_sample(r->tx, r->ds, items[k], epoch, e->pixels, e->height, e->width, e->channels)) {
+                *stopped = 1;
+                return sent;
+            }
+            sent++;
+            r->cnt->sent++;
+            show_progress(r, epoch);
+        }
+        return sent;
+    }
+
+    pool_start_epoch(r->pool, items, n);
+    const pool_result_t *res;
+    while ((res = pool_next(r->pool))) {
+        int fail = 0;
+        if (transport_stop) {
+            fail = 1;
+        } else if (!res->ok) {
+            skip_item(r, res->item, &res->err);
+        } else {
+            if (!res->cached)
+                cache_put(r->cache, res->item, res->pixels, res->height, res->width, res->channels);
+            if (send_sample(r->tx, r->ds, res->item, epoch, res->pixels, res->height, res->width,
+                            res->channels))
+                fail = 1;
+            else {
+                sent++;
+                r->cnt->sent++;
+                show_progress(r, epoch);
+            }
+        }
+        pool_release(r->pool);
+        if (fail) {
+            /* Let the items in hand finish so the pool is idle. */
+            pool_cancel_epoch(r->pool);
+            while (pool_next(r->pool))
+                pool_release(r->pool);
+            *stopped = 1;
+            break;
+        }
+    }
+    return sent;
+}
+
+int main(int argc, char **argv)
+{
+    options_t o;
+    console_init("loader");
+    parse_options(argc, argv, &o);
+    transport_catch_signals();   /* before the (possibly long) dataset opening */
+
+    char err[1024];
+    dataset_t *ds = dataset_new(o.data, o.format, err, sizeof err);
+    if (!ds) {
+        fprintf(stderr, "loader: %s\n", err);
+        return EXIT_USAGE;
+    }
+    size_t n_all = dataset_count(ds);
+    size_t *selected = malloc(n_all * sizeof *selected);
+    size_t *items = malloc(n_all * sizeof *items);
+    uint8_t *bad = calloc(n_all, 1);
+    if (!selected || !items || !bad) {
+        fprintf(stderr, "loader: out of memory for %zu items\n", n_all);
+        return 1;
+    }
+    size_t n_sel = order_select(selected, n_all, o.limit, o.shard_index, o.shard_count);
+    if (n_sel == 0) {
+        fprintf(stderr, "loader: no items selected (%zu in the dataset, --limit %zu, --shard %u/%u)\n"
+                        "HINT: a shard needs at least one item: lower N or raise --limit\n",
+                n_all, o.limit, o.shard_index, o.shard_count);
+        return EXIT_USAGE;
+    }
+    if (!o.quiet)
+        console_log("%s dataset %s: %zu items, %d classes; serving %zu (seed %" PRIu64 ", %d threads)",
+                    dataset_format_name(dataset_format(ds)), o.data, n_all, dataset_n_classes(ds), n_sel,
+                    o.seed, o.threads);
+
+    sender_t tx = {.identity = transport_identity("loader")};
+    proto_buf_init(&tx.buf);
+    tx.push = transport_open(ZMQ_PUSH, TRANSPORT_BIND, o.bind, o.hwm);
+    if (!tx.push)
+        return 1;
+    control_t ctl = {0};
+    pthread_t ctl_thread;
+    int have_control = o.control[0] && strcmp(o.control, "none") != 0;
+    if (have_control) {
+        ctl.sub = transport_open(ZMQ_SUB, TRANSPORT_CONNECT, o.control, 0);
+        if (!ctl.sub)
+            return 1;
+        if (pthread_create(&ctl_thread, NULL, control_thread, &ctl) != 0) {
+            fprintf(stderr, "loader: cannot start the control thread\n");
+            return 1;
+        }
+    }
+
+    cache_t *cache = cache_new(n_all, o.cache_mb << 20);
+    pool_t *pool = cache ? pool_new(ds, &o.decode, cache, o.threads, POOL_WINDOW) : NULL;
+    if (!pool) {
+        fprintf(stderr, "loader: cannot start %d decoding threads\n", o.threads);
+        return 1;
+    }
+    counters_t cnt = {0};
+    run_t r = {.o = &o, .ds = ds, .cache = cache, .pool = pool, .tx = &tx, .cnt = &cnt, .bad = bad};
+    progress_start(&r.progress, "images", o.epochs ? (uint64_t)n_sel * o.epochs : 0);
+    double start = console_now();
+    int stopped = 0, failed = 0;
+
+    for (uint32_t epoch = 0; !stopped && (o.epochs == 0 || epoch < o.epochs); epoch++) {
+        size_t n = 0;
+        for (size_t k = 0; k < n_sel; k++)
+            if (!bad[selected[k]])
+                items[n++] = selected[k];
+        if (n == 0) {
+            progress_end(&r.progress);
+            fprintf(stderr, "loader: none of the %zu items could be read\n"
+                            "HINT: check the warnings above; is --data the right folder?\n",
+                    n_sel);
+            failed = EXIT_USAGE;
+            break;
+        }
+        order_shuffle(items, n, o.seed, epoch);
+        double t0 = console_now();
+        uint64_t sent = run_epoch(&r, epoch, items, n, &stopped);
+        if (stopped)
+            break;
+        if (sent == 0 && cnt.skipped_total >= n_sel) {
+            progress_end(&r.progress);
+            fprintf(stderr, "loader: none of the %zu items could be read\n"
+                            "HINT: check the warnings above; is --data the right folder?\n",
+                    n_sel);
+            failed = EXIT_USAGE;
+            break;
+        }
+        if (send_control(&tx, PROTO_CONTROL_END_OF_EPOCH, epoch, sent)) {
+            stopped = 1;
+            break;
+        }
+        cnt.epochs_done++;
+        double dt = console_now() - t0;
+        if (!o.quiet) {
+            progress_end(&r.progress);
+            console_log("epoch %u: %" PRIu64 " images in %.2f s (%.0f images/s); cache holds %zu items, %.0f MB",
+                        epoch, sent, dt, dt > 0 ? (double)sent / dt : 0.0, cache_count(cache),
+                        (double)cache_bytes(cache) / (1 << 20));
+        }
+    }
+    progress_end(&r.progress);
+
+    if (!failed) {
+        /* Tell consumers the stream ended (best effort when stopping). */
+        int drained = !stopped;
+        if (send_control(&tx, PROTO_CONTROL_END_OF_STREAM, cnt.epochs_done, cnt.sent) == 0 && drained) {
+            int linger = DRAIN_LINGER_MS;
+            zmq_setsockopt(tx.push, ZMQ_LINGER, &linger, sizeof linger);
+        }
+    }
+    double elapsed = console_now() - start;
+    console_log("%s: sent %" PRIu64 " images in %.2f s (%.0f images/s), %u epochs; skipped %" PRIu64
+                " (unreadable %" PRIu64 ", corrupt %" PRIu64 ", too_large %" PRIu64 ")",
+                stopped ? "stopped" : failed ? "failed" : "done", cnt.sent, elapsed,
+                elapsed > 0 ? (double)cnt.sent / elapsed : 0.0, cnt.epochs_done, cnt.skipped_total,
+                cnt.skipped[DATASET_ERR_UNREADABLE], cnt.skipped[DATASET_ERR_CORRUPT],
+                cnt.skipped[DATASET_ERR_TOO_LARGE]);
+
+    pool_destroy(&pool);
+    if (have_control) {
+        ctl.quit = 1;
+        pthread_join(ctl_thread, NULL);
+        transport_close(&ctl.sub);
+    }
+    transport_close(&tx.push);
+    transport_shutdown();
+    proto_buf_release(&tx.buf);
+    cache_destroy(&cache);
+    dataset_destroy(&ds);
+    free(selected);
+    free(items);
+    free(bad);
+    return failed;
+}

@@ -1,0 +1,86 @@
+/* control.c: Control, stream and lifecycle events (stop, end of epoch, end
+ * of stream, heartbeat) with the sender's identity. */
+#include <inttypes.h>
+#include <string.h>
+
+#include "proto/proto_internal.h"
+
+#define MSG "control"
+#define CONTROL_SIZE_HINT 256
+
+enum { F_KIND, F_SENDER, F_EPOCH, F_COUNT_, F_COUNT };
+
+static const char *const kind_names[] = {
+    [PROTO_CONTROL_STOP] = "stop",
+    [PROTO_CONTROL_END_OF_EPOCH] = "end_of_epoch",
+    [PROTO_CONTROL_END_OF_STREAM] = "end_of_stream",
+    [PROTO_CONTROL_HEARTBEAT] = "heartbeat",
+};
+#define N_KINDS (sizeof kind_names / sizeof kind_names[0])
+
+const char *proto_control_kind_name(proto_control_kind_t kind)
+{
+    if ((unsigned)kind < N_KINDS && kind_names[kind])
+        return kind_names[kind];
+    return "invalid";
+}
+
+/* end_of_epoch and end_of_stream must say which epoch and how many items. */
+static int kind_needs_count(proto_control_kind_t kind)
+{
+    return kind == PROTO_CONTROL_END_OF_EPOCH || kind == PROTO_CONTROL_END_OF_STREAM;
+}
+
+int proto_control_encode(proto_buf_t *out, const proto_control_t *c)
+{
+    proto_enc_t e;
+    if ((unsigned)c->kind >= N_KINDS || !kind_names[c->kind])
+        return proto_fail(MSG ": kind is %d, not a proto_control_kind_t", (int)c->kind);
+    if (proto_check_name(MSG, "sender", c->sender, sizeof c->sender))
+        return -1;
+    if (proto_enc_begin(&e, out, PROTO_MSG_CONTROL, F_COUNT, CONTROL_SIZE_HINT))
+        return -1;
+    proto_enc_str(&e, "kind", kind_names[c->kind]);
+    proto_enc_str(&e, "sender", c->sender);
+    proto_enc_uint(&e, "epoch", c->epoch);
+    proto_enc_uint(&e, "count", c->count);
+    return proto_enc_end(&e, PROTO_MSG_CONTROL);
+}
+
+int proto_control_decode(proto_control_t *c, const void *buf, size_t len)
+{
+    const proto_where_t w = { MSG, NULL, 0 };
+    proto_field_t f[F_COUNT] = {
+        [F_KIND] = { "kind", NULL },   [F_SENDER] = { "sender", NULL },
+        [F_EPOCH] = { "epoch", NULL }, [F_COUNT_] = { "count", NULL },
+    };
+    msgpack_object_map root;
+    uint64_t epoch = 0, count = 0;
+    size_t kind;
+    int rc = -1;
+
+    memset(c, 0, sizeof *c);
+    if (proto_dec_begin(PROTO_MSG_CONTROL, buf, len, &root))
+        return -1;
+    if (proto_dec_fields(&w, &root, PROTO_HEADER_ENTRIES, f, F_COUNT) ||
+        proto_dec_enum(&w, &f[F_KIND], kind_names, N_KINDS, &kind) ||
+        proto_dec_name(&w, &f[F_SENDER], c->sender, sizeof c->sender))
+        goto done;
+    /* epoch and count are optional (0) for stop and heartbeat. */
+    int required = kind_needs_count((proto_control_kind_t)kind);
+    if ((required || f[F_EPOCH].val) &&
+        proto_dec_uint(&w, &f[F_EPOCH], 0, UINT32_MAX, &epoch))
+        goto done;
+    if ((required || f[F_COUNT_].val) &&
+        proto_dec_uint(&w, &f[F_COUNT_], 0, UINT64_MAX, &count))
+        goto done;
+    c->kind = (proto_control_kind_t)kind;
+    c->epoch = (uint32_t)epoch;
+    c->count = count;
+    rc = 0;
+done:
+    proto_dec_end();
+    if (rc)
+        memset(c, 0, sizeof *c);
+    return rc;
+}
