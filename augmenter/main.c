@@ -1,0 +1,672 @@
+/* augmenter: pulls Samples, augments them, pushes ViewBatches.
+ *
+ * Sockets, in each worker process:
+ *   PULL  connect  tcp://127.0.0.1:5555  (--connect)  Samples and the loader's Control
+ *   PUSH  connect  tcp://127.0.0.1:5556  (--push)     ViewBatches of --batch samples, and
+ *                                                     the loader's END_OF_EPOCH forwarded
+ *   SUB   connect  tcp://127.0.0.1:5558  (--control)  the trainer's Control PUB: STOP ends
+ *                                                     the run
+ * and in the parent, once every worker has finished after an end of stream:
+ *   PUSH  connect  (--push)  one Control END_OF_STREAM carrying the loader's count
+ *
+ * --workers N forks N single-threaded workers; PUSH/PULL spreads the samples
+ * among them, and more augmenter processes, here or on other machines, add
+ * workers with no other change. The loader sends END_OF_STREAM once, so it
+ * reaches one worker: that worker tells the parent (a pipe), the parent tells
+ * the others (SIGUSR1) to finish what is queued, each exits once DRAIN_IDLE_MS
+ * pass with nothing new, and the parent sends END_OF_STREAM downstream.
+ *
+ * The workers never call libvips: on images this size the library's own loops
+ * are faster than any libvips call (see bench/augment_bench.c --ideas). libvips
+ * decodes and assembles the --preview grid.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vips/vips.h>
+
+#include "augmenter/augment.h"
+#include "augmenter/preview.h"
+#include "console/console.h"
+#include "proto/proto.h"
+#include "transport/transport.h"
+
+#define DEFAULT_CONNECT   "tcp://127.0.0.1:5555"
+#define DEFAULT_PUSH      "tcp://127.0.0.1:5556"
+#define DEFAULT_CONTROL   "tcp://127.0.0.1:5558"
+#define DEFAULT_RECIPE    "simclr"
+#define DEFAULT_SIZE      32
+#define DEFAULT_CHANNELS  3
+#define DEFAULT_BATCH     64
+#define DEFAULT_SEED      1
+#define DEFAULT_PULL_HWM  64      /* queued Samples per worker */
+#define DEFAULT_PUSH_HWM  8       /* queued ViewBatches per worker */
+#define MAX_WORKERS       256
+#define POLL_MS           50      /* wake-up period of the worker loop */
+#define FLUSH_MS          100     /* a partial batch waits at most this long for more */
+#define DRAIN_IDLE_MS     500     /* after end of stream: quiet this long means drained */
+#define MAX_WARNINGS      10      /* malformed-message warnings printed per worker */
+#define EXIT_USAGE        2
+
+/* Well-known per-channel statistics for --normalize. */
+static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
+static const float imagenet_std[3] = {0.229f, 0.224f, 0.225f};
+static const float cifar10_mean[3] = {0.4914f, 0.4822f, 0.4465f};
+static const float cifar10_std[3] = {0.2470f, 0.2435f, 0.2616f};
+
+typedef struct {
+    const char *connect, *push, *control;
+    int workers;
+    const char *recipe_text;
+    aug_recipe_t recipe;
+    aug_config_t cfg;
+    uint32_t batch;
+    int pull_hwm, push_hwm;
+    const char *preview, *output;
+    int quiet;
+} options_t;
+
+/* Records a worker writes to the parent's pipe (atomic: < PIPE_BUF). */
+enum { REPORT_END_OF_STREAM = 1, REPORT_SUMMARY = 2 };
+typedef struct {
+    uint32_t kind;
+    uint32_t epoch;
+    uint64_t samples;       /* END_OF_STREAM: the loader's count */
+    uint64_t batches;
+    uint64_t malformed;
+} report_t;
+
+static volatile sig_atomic_t drain_requested = 0;
+
+static void on_drain_signal(int sig)
+{
+    (void)sig;
+    drain_requested = 1;
+}
+
+/* ------------------------------------------------------------------ options */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: augmenter [options]\n"
+            "       augmenter --preview IMAGE -o GRID.png [--size N] [--seed N]\n"
+            "\n"
+            "Pulls Samples from the loader, applies random augmentations and pushes\n"
+            "ViewBatches (K views per sample, C x S x S each) to the trainer.\n"
+            "\n"
+            "  --connect EP     loader endpoint to pull Samples from (default %s)\n"
+            "  --push EP        trainer endpoint to push ViewBatches to (default %s)\n"
+            "  --control EP     trainer's Control PUB to subscribe to, or none (default %s)\n"
+            "  --workers N      worker processes, single-threaded each (default 1)\n"
+            "  --recipe R       simclr, rotnet, or a list such as\n"
+            "                   crop:scale=0.2-1,flip:p=0.5,jitter:s=0.5:p=0.8,gray:p=0.2,\n"
+            "                   blur:sigma=0.1-2:p=0.5,noise:sigma=0.05,cutout:size=8,sobel:p=0\n"
+            "                   (operations: crop flip jitter gray rotate cutout noise blur sobel\n"
+            "                   original; views=K sets the views per sample; default %s)\n"
+            "  --size S         side of the square views (default %d)\n"
+            "  --channels C     1 or 3 (default %d)\n"
+            "  --normalize N    none, imagenet, cifar10, or MEAN/STD as m0,m1,m2/s0,s1,s2\n"
+            "                   (float32 only; default none: values in [0, 1])\n"
+            "  --dtype T        f32 or u8 (0..255, a quarter of the bytes; default f32)\n"
+            "  --seed N         randomness seed; views depend on (seed, epoch, index, view)\n"
+            "                   only, whichever worker computes them (default %d)\n"
+            "  --batch N        samples per ViewBatch (default %d)\n"
+            "  --hwm N          Samples queued per worker (default %d)\n"
+            "  --preview IMAGE  write a grid of every augmentation of IMAGE (with -o) and exit\n"
+            "  -o, --output F   the grid's PNG file\n"
+            "  --quiet          only errors and the final summary\n"
+            "  --help\n"
+            "\n"
+            "Stops on a Control STOP, after the loader's END_OF_STREAM (once queued samples\n"
+            "are done), or on SIGINT/SIGTERM. Exit status: 0 done, 1 error, 2 bad usage.\n",
+            DEFAULT_CONNECT, DEFAULT_PUSH, DEFAULT_CONTROL, DEFAULT_RECIPE, DEFAULT_SIZE,
+            DEFAULT_CHANNELS, DEFAULT_SEED, DEFAULT_BATCH, DEFAULT_PULL_HWM);
+}
+
+static void die_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "augmenter: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nHINT: augmenter --help lists the options\n");
+    exit(EXIT_USAGE);
+}
+
+static long parse_long(const char *opt, const char *v, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end || errno || x < lo || x > hi) {
+        fprintf(stderr, "augmenter: %s %s: expected a whole number in %ld..%ld\n", opt, v, lo, hi);
+        exit(EXIT_USAGE);
+    }
+    return x;
+}
+
+/* "m0,m1,m2" into v (1 value repeats). Returns how many were read, or -1. */
+static int parse_floats(const char *text, float *v)
+{
+    int n = 0;
+    const char *p = text;
+    while (n < 3) {
+        char *end;
+        double d = strtod(p, &end);
+        if (end == p) return -1;
+        v[n++] = (float)d;
+        if (*end == 0) break;
+        if (*end != ',') return -1;
+        p = end + 1;
+    }
+    if (n == 1) v[1] = v[2] = v[0];
+    return n;
+}
+
+static void parse_normalize(aug_config_t *cfg, const char *v)
+{
+    cfg->normalize = 1;
+    if (!strcmp(v, "none")) {
+        cfg->normalize = 0;
+    } else if (!strcmp(v, "imagenet")) {
+        memcpy(cfg->mean, imagenet_mean, sizeof(cfg->mean));
+        memcpy(cfg->std, imagenet_std, sizeof(cfg->std));
+    } else if (!strcmp(v, "cifar10")) {
+        memcpy(cfg->mean, cifar10_mean, sizeof(cfg->mean));
+        memcpy(cfg->std, cifar10_std, sizeof(cfg->std));
+    } else {
+        char buf[256];
+        snprintf(buf, sizeof(buf), "%s", v);
+        char *slash = strchr(buf, '/');
+        if (!slash) die_usage("--normalize %s: expected none, imagenet, cifar10 or m0,m1,m2/s0,s1,s2", v);
+        *slash = 0;
+        int nm = parse_floats(buf, cfg->mean), ns = parse_floats(slash + 1, cfg->std);
+        if (nm < 0 || ns < 0 || (nm != 1 && nm != 3) || (ns != 1 && ns != 3))
+            die_usage("--normalize %s: expected 1 or 3 means, '/', then 1 or 3 standard deviations", v);
+    }
+}
+
+static void parse_options(options_t *o, int argc, char **argv)
+{
+    enum {
+        OPT_CONNECT = 256, OPT_PUSH, OPT_CONTROL, OPT_WORKERS, OPT_RECIPE, OPT_SIZE, OPT_CHANNELS,
+        OPT_NORMALIZE, OPT_DTYPE, OPT_SEED, OPT_BATCH, OPT_HWM, OPT_PREVIEW, OPT_QUIET, OPT_HELP
+    };
+    static const struct option longopts[] = {
+        {"connect", required_argument, NULL, OPT_CONNECT},
+        {"push", required_argument, NULL, OPT_PUSH},
+        {"control", required_argument, NULL, OPT_CONTROL},
+        {"workers", required_argument, NULL, OPT_WORKERS},
+        {"recipe", required_argument, NULL, OPT_RECIPE},
+        {"size", required_argument, NULL, OPT_SIZE},
+        {"channels", required_argument, NULL, OPT_CHANNELS},
+        {"normalize", required_argument, NULL, OPT_NORMALIZE},
+        {"dtype", required_argument, NULL, OPT_DTYPE},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"batch", required_argument, NULL, OPT_BATCH},
+        {"hwm", required_argument, NULL, OPT_HWM},
+        {"preview", required_argument, NULL, OPT_PREVIEW},
+        {"output", required_argument, NULL, 'o'},
+        {"quiet", no_argument, NULL, OPT_QUIET},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof(*o));
+    o->connect = DEFAULT_CONNECT;
+    o->push = DEFAULT_PUSH;
+    o->control = DEFAULT_CONTROL;
+    o->workers = 1;
+    o->recipe_text = DEFAULT_RECIPE;
+    o->batch = DEFAULT_BATCH;
+    o->pull_hwm = DEFAULT_PULL_HWM;
+    o->push_hwm = DEFAULT_PUSH_HWM;
+    o->cfg.size = DEFAULT_SIZE;
+    o->cfg.channels = DEFAULT_CHANNELS;
+    o->cfg.dtype = AUG_DTYPE_F32;
+    o->cfg.seed = DEFAULT_SEED;
+    int size_given = 0, normalize_given = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_CONNECT: o->connect = optarg; break;
+        case OPT_PUSH: o->push = optarg; break;
+        case OPT_CONTROL: o->control = optarg; break;
+        case OPT_WORKERS: o->workers = (int)parse_long("--workers", optarg, 1, MAX_WORKERS); break;
+        case OPT_RECIPE: o->recipe_text = optarg; break;
+        case OPT_SIZE:
+            o->cfg.size = (uint32_t)parse_long("--size", optarg, 1, AUG_MAX_SIDE);
+            size_given = 1;
+            break;
+        case OPT_CHANNELS: o->cfg.channels = (uint32_t)parse_long("--channels", optarg, 1, 3); break;
+        case OPT_NORMALIZE:
+            parse_normalize(&o->cfg, optarg);
+            normalize_given = o->cfg.normalize;
+            break;
+        case OPT_DTYPE:
+            if (!strcmp(optarg, "f32")) o->cfg.dtype = AUG_DTYPE_F32;
+            else if (!strcmp(optarg, "u8")) o->cfg.dtype = AUG_DTYPE_U8;
+            else die_usage("--dtype %s: expected f32 or u8", optarg);
+            break;
+        case OPT_SEED: o->cfg.seed = (uint64_t)parse_long("--seed", optarg, 0, LONG_MAX); break;
+        case OPT_BATCH: o->batch = (uint32_t)parse_long("--batch", optarg, 1, PROTO_MAX_BATCH_SAMPLES); break;
+        case OPT_HWM: o->pull_hwm = (int)parse_long("--hwm", optarg, 1, 1000000); break;
+        case OPT_PREVIEW: o->preview = optarg; break;
+        case 'o': o->output = optarg; break;
+        case OPT_QUIET: o->quiet = 1; break;
+        case OPT_HELP: case 'h': usage(stdout); exit(0);
+        default: usage(stderr); exit(EXIT_USAGE);
+        }
+    }
+    if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
+    if (o->preview) {
+        if (!o->output) die_usage("--preview %s needs -o GRID.png", o->preview);
+        if (!size_given) o->cfg.size = 0;
+        return;
+    }
+    if (o->cfg.channels == 2) die_usage("--channels %s: expected 1 or 3", "2");
+    if (o->cfg.dtype == AUG_DTYPE_U8 && normalize_given)
+        die_usage("--dtype u8 carries 0..255 pixels and cannot be normalised (%s)",
+                  "HINT: normalise in the trainer, or use --dtype f32");
+    if (aug_recipe_parse(&o->recipe, o->recipe_text, o->cfg.size)) die_usage("%s", aug_error());
+    if (o->recipe.views > PROTO_MAX_VIEWS) die_usage("%s: too many views for a ViewBatch", o->recipe_text);
+}
+
+/* ------------------------------------------------------------------- worker */
+
+typedef struct {
+    const options_t *o;
+    int id;
+    const char *identity;
+    void *pull, *push, *sub;
+    aug_t *aug;
+    aug_batch_t batch;
+    proto_view_sample_t *vs;  /* (batch) */
+    proto_buf_t buf;
+    int stopped;              /* STOP received or signal */
+    uint64_t samples, batches, malformed;
+} worker_t;
+
+static double now_ms(void)
+{
+    return console_now() * 1e3;
+}
+
+/* Reads one pending Control STOP from the SUB socket, if any. */
+static int stop_received(worker_t *w)
+{
+    if (!w->sub) return 0;
+    for (;;) {
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, w->sub, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&msg);
+            return 0;
+        }
+        proto_control_t c;
+        int stop = proto_control_decode(&c, zmq_msg_data(&msg), zmq_msg_size(&msg)) == 0 &&
+                   c.kind == PROTO_CONTROL_STOP;
+        zmq_msg_close(&msg);
+        if (stop) {
+            if (!w->o->quiet) console_log("worker %d: stop from %s", w->id, c.sender);
+            w->stopped = 1;
+            return 1;
+        }
+    }
+}
+
+static void free_owned_buf(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+/* Sends the encoded buffer (handed to ZeroMQ, no copy); while the trainer is at its high-water mark, keeps
+ * watching for STOP and signals. Returns 0, or -1 when stopped or on error. */
+static int send_buf(worker_t *w)
+{
+    size_t len;
+    uint8_t *data = proto_buf_detach(&w->buf, &len);
+    zmq_msg_t msg;
+    if (zmq_msg_init_data(&msg, data, len, free_owned_buf, NULL)) {
+        free(data);
+        return -1;
+    }
+    for (;;) {
+        if (zmq_msg_send(&msg, w->push, ZMQ_DONTWAIT) >= 0) return 0;
+        if (errno != EAGAIN && errno != EINTR) break;
+        zmq_pollitem_t items[2] = {{w->push, 0, ZMQ_POLLOUT, 0}, {w->sub, 0, ZMQ_POLLIN, 0}};
+        zmq_poll(items, w->sub ? 2 : 1, POLL_MS);
+        if (transport_stop || stop_received(w)) break;
+    }
+    zmq_msg_close(&msg);
+    return -1;
+}
+
+static int send_batch(worker_t *w)
+{
+    aug_batch_t *b = &w->batch;
+    if (b->n == 0) return 0;
+    const aug_config_t *cfg = &w->o->cfg;
+    for (uint32_t i = 0; i < b->n; i++) {
+        proto_view_sample_t *s = &w->vs[i];
+        s->index = b->index[i];
+        s->epoch = b->epoch[i];
+        s->label = b->label[i];
+        for (uint32_t k = 0; k < PROTO_MAX_VIEWS; k++)
+            s->target[k] = k < b->views ? b->target[(size_t)i * b->views + k] : -1;
+        s->data = b->data + (size_t)i * b->sample_bytes;
+    }
+    proto_viewbatch_t vb = {
+        .dtype = cfg->dtype == AUG_DTYPE_U8 ? PROTO_DTYPE_U8 : PROTO_DTYPE_F32,
+        .views = b->views, .channels = cfg->channels, .height = cfg->size, .width = cfg->size,
+        .n_samples = b->n, .samples = w->vs,
+    };
+    if (proto_viewbatch_encode(&w->buf, &vb)) {
+        console_log("worker %d: cannot encode a ViewBatch: %s", w->id, proto_error());
+        return -1;
+    }
+    aug_batch_reset(b);
+    if (send_buf(w)) return -1;
+    w->batches++;
+    return 0;
+}
+
+static int send_control(void *push, proto_buf_t *buf, proto_control_kind_t kind,
+                        const char *identity, uint32_t epoch, uint64_t count)
+{
+    proto_control_t c = {.kind = kind, .epoch = epoch, .count = count};
+    snprintf(c.sender, sizeof(c.sender), "%s", identity);
+    if (proto_control_encode(buf, &c)) {
+        console_log("cannot encode a Control message: %s", proto_error());
+        return -1;
+    }
+    return transport_send(push, buf->data, buf->len);
+}
+
+static void warn_malformed(worker_t *w, const char *what)
+{
+    w->malformed++;
+    if (w->malformed <= MAX_WARNINGS)
+        console_log("worker %d: dropped a malformed message (%s)%s", w->id, what,
+                    w->malformed == MAX_WARNINGS ? "; further ones are only counted" : "");
+}
+
+/* One message from the loader. Returns 1 at end of stream, -1 to stop, 0 otherwise. */
+static int handle_message(worker_t *w, const void *data, size_t len, int report_fd)
+{
+    proto_msg_type_t type;
+    if (proto_peek_type(data, len, &type)) {
+        warn_malformed(w, proto_error());
+        return 0;
+    }
+    if (type == PROTO_MSG_SAMPLE) {
+        proto_sample_t s;
+        if (proto_sample_decode(&s, data, len)) {
+            warn_malformed(w, proto_error());
+            return 0;
+        }
+        aug_image_t im = {s.pixels, s.height, s.width, s.channels, s.index, s.epoch};
+        if (aug_batch_add(&w->batch, w->aug, &im, s.label)) {
+            warn_malformed(w, aug_error());
+            return 0;
+        }
+        w->samples++;
+        if (aug_batch_full(&w->batch) && send_batch(w)) return -1;
+        return 0;
+    }
+    if (type != PROTO_MSG_CONTROL) {
+        warn_malformed(w, proto_msg_type_name(type));
+        return 0;
+    }
+    proto_control_t c;
+    if (proto_control_decode(&c, data, len)) {
+        warn_malformed(w, proto_error());
+        return 0;
+    }
+    switch (c.kind) {
+    case PROTO_CONTROL_STOP:
+        w->stopped = 1;
+        return -1;
+    case PROTO_CONTROL_END_OF_EPOCH:
+        if (send_batch(w) ||
+            send_control(w->push, &w->buf, PROTO_CONTROL_END_OF_EPOCH, w->identity, c.epoch, c.count))
+            return -1;
+        return 0;
+    case PROTO_CONTROL_END_OF_STREAM: {
+        if (send_batch(w)) return -1;
+        report_t r = {.kind = REPORT_END_OF_STREAM, .epoch = c.epoch, .samples = c.count};
+        if (write(report_fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
+            console_log("worker %d: cannot tell the parent about the end of stream: %s", w->id,
+                        strerror(errno));
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
+static int worker_run(const options_t *o, int id, int report_fd)
+{
+    worker_t w = {.o = o, .id = id};
+    char name[32];
+    snprintf(name, sizeof(name), "augmenter-%d", id);
+    console_init("augmenter");
+    w.identity = transport_identity(name);
+    proto_buf_init(&w.buf);
+    int rc = 1;
+    w.aug = aug_new(&o->recipe, &o->cfg);
+    if (!w.aug || aug_batch_init(&w.batch, w.aug, o->batch) ||
+        !(w.vs = calloc(o->batch, sizeof(*w.vs)))) {
+        console_log("worker %d: %s", id, aug_error());
+        goto done;
+    }
+    w.pull = transport_open(ZMQ_PULL, TRANSPORT_CONNECT, o->connect, o->pull_hwm);
+    w.push = transport_open(ZMQ_PUSH, TRANSPORT_CONNECT, o->push, o->push_hwm);
+    if (o->control[0] && strcmp(o->control, "none"))
+        w.sub = transport_open(ZMQ_SUB, TRANSPORT_CONNECT, o->control, 0);
+    if (!w.pull || !w.push || (o->control[0] && strcmp(o->control, "none") && !w.sub)) goto done;
+
+    double last_input = now_ms(), drain_since = -1.0;
+    int eos = 0;
+    rc = 0;
+    while (!transport_stop && !w.stopped) {
+        if (drain_requested && drain_since < 0) drain_since = now_ms();
+        zmq_pollitem_t items[2] = {{w.pull, 0, ZMQ_POLLIN, 0}, {w.sub, 0, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, w.sub ? 2 : 1, POLL_MS);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            console_log("worker %d: poll: %s", id, zmq_strerror(errno));
+            rc = 1;
+            break;
+        }
+        if (w.sub && (items[1].revents & ZMQ_POLLIN) && stop_received(&w)) break;
+        if (items[0].revents & ZMQ_POLLIN) {
+            zmq_msg_t msg;
+            zmq_msg_init(&msg);
+            if (zmq_msg_recv(&msg, w.pull, ZMQ_DONTWAIT) >= 0) {
+                last_input = now_ms();
+                int h = handle_message(&w, zmq_msg_data(&msg), zmq_msg_size(&msg), report_fd);
+                zmq_msg_close(&msg);
+                if (h < 0) break;
+                if (h > 0 && drain_since < 0) {
+                    eos = 1;
+                    drain_since = now_ms();
+                }
+            } else {
+                zmq_msg_close(&msg);
+            }
+            continue;
+        }
+        /* quiet: send a partial batch, and after end of stream, leave once drained */
+        double t = now_ms();
+        if (w.batch.n > 0 && t - last_input >= FLUSH_MS && send_batch(&w)) break;
+        if (drain_since >= 0 && t - last_input >= DRAIN_IDLE_MS && t - drain_since >= DRAIN_IDLE_MS) break;
+    }
+    if (!transport_stop && !w.stopped) send_batch(&w);
+    if (!o->quiet)
+        console_log("worker %d: %" PRIu64 " samples, %" PRIu64 " views in %" PRIu64 " batches, %" PRIu64
+                    " malformed dropped%s", id, w.samples, w.samples * o->recipe.views, w.batches,
+                    w.malformed, eos ? "; saw the end of stream" : "");
+done:;
+    report_t r = {.kind = REPORT_SUMMARY, .samples = w.samples, .batches = w.batches,
+                  .malformed = w.malformed};
+    if (write(report_fd, &r, sizeof(r)) != (ssize_t)sizeof(r)) rc = 1;
+    transport_close(&w.sub);
+    transport_close(&w.pull);
+    transport_close(&w.push);
+    transport_shutdown();
+    proto_buf_release(&w.buf);
+    aug_batch_release(&w.batch);
+    free(w.vs);
+    aug_destroy(&w.aug);
+    return rc;
+}
+
+/* ------------------------------------------------------------------- parent */
+
+static int run_preview(const options_t *o, const char *argv0)
+{
+    if (VIPS_INIT(argv0)) {
+        fprintf(stderr, "augmenter: libvips: %s", vips_error_buffer());
+        return 1;
+    }
+    vips_concurrency_set(1);
+    vips_cache_set_max(0);
+    int rc = aug_preview_write(o->preview, o->output, o->cfg.size, o->cfg.seed);
+    if (rc) fprintf(stderr, "augmenter: %s\n", aug_error());
+    else if (!o->quiet) console_log("wrote %s", o->output);
+    vips_shutdown();
+    return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    options_t o;
+    console_init("augmenter");
+    parse_options(&o, argc, argv);
+    if (o.preview) return run_preview(&o, argv[0]);
+
+    /* configuration errors show here, once, before any worker starts */
+    aug_t *check = aug_new(&o.recipe, &o.cfg);
+    if (!check) {
+        fprintf(stderr, "augmenter: %s\n", aug_error());
+        return EXIT_USAGE;
+    }
+    aug_destroy(&check);
+    if (!o.quiet) {
+        char text[1024];
+        console_log("%d worker(s), recipe %s (%s), %u views of %ux%ux%u %s per sample, batches of %u; "
+                    "pull %s, push %s, control %s", o.workers, o.recipe.name,
+                    aug_recipe_format(&o.recipe, text, sizeof(text)), o.recipe.views, o.cfg.channels,
+                    o.cfg.size, o.cfg.size, o.cfg.dtype == AUG_DTYPE_U8 ? "u8" : "f32", o.batch,
+                    o.connect, o.push, o.control);
+    }
+
+    transport_catch_signals();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_drain_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);   /* inherited: a worker can be told to drain at once */
+
+    int fds[2];
+    if (pipe(fds)) {
+        perror("augmenter: pipe");
+        return 1;
+    }
+    pid_t pids[MAX_WORKERS];
+    int alive = 0;
+    for (int i = 0; i < o.workers; i++) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("augmenter: fork");
+            transport_stop = 1;
+            break;
+        }
+        if (pid == 0) {
+            close(fds[0]);
+            int rc = worker_run(&o, i, fds[1]);
+            close(fds[1]);
+            _exit(rc);
+        }
+        pids[alive++] = pid;
+    }
+    close(fds[1]);
+
+    double start = console_now();
+    uint64_t samples = 0, batches = 0, malformed = 0, eos_count = 0;
+    uint32_t eos_epoch = 0;
+    int eos = 0, failed = 0, forwarded_stop = 0, running = alive, pipe_open = 1;
+    while (running > 0 || pipe_open) {
+        if (transport_stop && !forwarded_stop) {
+            for (int i = 0; i < alive; i++)
+                if (pids[i] > 0) kill(pids[i], SIGTERM);
+            forwarded_stop = 1;
+        }
+        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+        int n = pipe_open ? poll(&pfd, 1, POLL_MS) : (usleep(POLL_MS * 1000), 0);
+        if (n > 0) {
+            report_t r;
+            ssize_t got = read(fds[0], &r, sizeof(r));
+            if (got == 0) {
+                pipe_open = 0;
+            } else if (got == (ssize_t)sizeof(r)) {
+                if (r.kind == REPORT_END_OF_STREAM && !eos) {
+                    eos = 1;
+                    eos_count = r.samples;
+                    eos_epoch = r.epoch;
+                    for (int i = 0; i < alive; i++)
+                        if (pids[i] > 0) kill(pids[i], SIGUSR1);
+                } else if (r.kind == REPORT_SUMMARY) {
+                    samples += r.samples;
+                    batches += r.batches;
+                    malformed += r.malformed;
+                }
+            }
+        }
+        int status;
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            for (int i = 0; i < alive; i++)
+                if (pids[i] == pid) pids[i] = 0;
+            running--;
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                failed = 1;
+                transport_stop = 1;   /* one worker failed: stop the others too */
+                console_log("a worker (pid %ld) %s %d", (long)pid,
+                            WIFEXITED(status) ? "exited with status" : "was killed by signal",
+                            WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+            }
+        }
+        if (pid < 0 && errno == ECHILD) running = 0;
+    }
+    close(fds[0]);
+
+    if (eos && !transport_stop) {
+        proto_buf_t buf;
+        proto_buf_init(&buf);
+        void *push = transport_open(ZMQ_PUSH, TRANSPORT_CONNECT, o.push, 0);
+        if (!push || send_control(push, &buf, PROTO_CONTROL_END_OF_STREAM, transport_identity("augmenter"),
+                                  eos_epoch, eos_count)) {
+            console_log("could not send END_OF_STREAM to %s", o.push);
+            failed = 1;
+        }
+        transport_close(&push);
+        transport_shutdown();
+        proto_buf_release(&buf);
+    }
+    double el = console_now() - start;
+    console_log("%s: %" PRIu64 " samples, %" PRIu64 " views in %" PRIu64 " batches in %.1f s "
+                "(%.0f views/s), %" PRIu64 " malformed messages dropped",
+                transport_stop ? "stopped" : eos ? "end of stream" : "done", samples,
+                samples * o.recipe.views, batches, el, el > 0 ? samples * o.recipe.views / el : 0.0,
+                malformed);
+    return failed ? 1 : 0;
+}
