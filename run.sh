@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# Launches the whole pipeline on this machine:
+#
+#   loader --PUSH--> augmenter x N --PUSH--> trainer --PUSH--> evaluator
+#      ^                  ^                    |
+#      +------ SUB -------+------ PUB ---------+   (Control: stop, heartbeat)
+#
+# With no arguments: installs what is missing (make deps), builds, and trains
+# SimCLR on Fashion-MNIST (Debian's dataset-fashion-mnist). See --help.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+
+FASHION=/usr/share/datasets/fashion-mnist
+
+usage() {
+    cat <<EOF
+usage: ./run.sh [options]
+
+Starts the loader, N augmenters, the trainer and (when built) the evaluator with
+consistent endpoints, prefixes each log line with its stage's name, forwards
+Ctrl-C, and stops every stage it started when it exits. Exit status is non-zero
+when a stage fails.
+
+Data and method:
+  --data PATH          training images: class folders, IDX or CIFAR batches
+                       (default $FASHION, Fashion-MNIST's train files)
+  --test-data PATH     labeled test set for the evaluator (default: Fashion-MNIST's
+                       t10k files when --data is the default)
+  --method M           simclr or rotnet (default simclr)
+  --epochs E           training epochs (default 2)
+  --arch A             resnet-mini, conv4 or a network description file (default resnet-mini)
+  --width W            width of the first stage (default 16)
+  --batch N            images per training step (default 256)
+  --size S             side of the augmented views (default: 28 for Fashion-MNIST, else 32)
+  --channels C         1 or 3 channels (default: 1 for Fashion-MNIST, else 3)
+  --augmenters N       augmenter worker processes on this machine (default 1)
+  --out DIR            run folder for metrics and checkpoints (default runs/<date-time>)
+  --resume P           continue from checkpoint P, or 'latest' (of --out)
+
+Network:
+  --bind-host H        address the bound sockets listen on (default 127.0.0.1);
+                       use this machine's address so that augmenters on other
+                       machines can connect
+  --port-base P        loader P, trainer P+1, evaluator P+2, control P+3 (default 5555)
+
+Passing options to one stage:
+  --loader-opts "..."     --augmenter-opts "..."
+  --trainer-opts "..."    --evaluator-opts "..."
+
+  --no-build           do not run make deps / make first
+  --help               this text
+
+Adding augmenters on a second machine (after ./run.sh --bind-host <this-ip>):
+  build/bin/augmenter --connect tcp://<this-ip>:5555 --push tcp://<this-ip>:5556 \\
+      --control tcp://<this-ip>:5558 --workers 2
+EOF
+}
+
+die_usage() {
+    echo "run.sh: $*" >&2
+    echo "run.sh: see ./run.sh --help" >&2
+    exit 2
+}
+
+data=""
+test_data=""
+method=simclr
+epochs=2
+arch=resnet-mini
+width=16
+batch=256
+size=""
+channels=""
+augmenters=1
+out=""
+resume=""
+bind_host=127.0.0.1
+port_base=5555
+loader_opts=""
+augmenter_opts=""
+trainer_opts=""
+evaluator_opts=""
+build=1
+
+need() { [ $# -ge 2 ] || die_usage "option $1 needs a value"; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --data) need "$@"; data=$2; shift 2 ;;
+    --test-data) need "$@"; test_data=$2; shift 2 ;;
+    --method) need "$@"; method=$2; shift 2 ;;
+    --epochs) need "$@"; epochs=$2; shift 2 ;;
+    --arch) need "$@"; arch=$2; shift 2 ;;
+    --width) need "$@"; width=$2; shift 2 ;;
+    --batch) need "$@"; batch=$2; shift 2 ;;
+    --size) need "$@"; size=$2; shift 2 ;;
+    --channels) need "$@"; channels=$2; shift 2 ;;
+    --augmenters) need "$@"; augmenters=$2; shift 2 ;;
+    --out) need "$@"; out=$2; shift 2 ;;
+    --resume) need "$@"; resume=$2; shift 2 ;;
+    --bind-host) need "$@"; bind_host=$2; shift 2 ;;
+    --port-base) need "$@"; port_base=$2; shift 2 ;;
+    --loader-opts) need "$@"; loader_opts=$2; shift 2 ;;
+    --augmenter-opts) need "$@"; augmenter_opts=$2; shift 2 ;;
+    --trainer-opts) need "$@"; trainer_opts=$2; shift 2 ;;
+    --evaluator-opts) need "$@"; evaluator_opts=$2; shift 2 ;;
+    --no-build) build=0; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) die_usage "unknown option '$1'" ;;
+    esac
+done
+
+case "$method" in simclr | rotnet) ;; *) die_usage "--method must be simclr or rotnet, not '$method'" ;; esac
+[[ "$augmenters" =~ ^[1-9][0-9]*$ ]] || die_usage "--augmenters must be a positive number, not '$augmenters'"
+[[ "$port_base" =~ ^[0-9]+$ ]] && [ "$port_base" -gt 0 ] && [ "$port_base" -lt 65533 ] ||
+    die_usage "--port-base must be a port number, not '$port_base'"
+
+if [ "$build" -eq 1 ]; then
+    make deps
+    make -j"$(nproc)" all >/dev/null
+fi
+
+if [ -z "$data" ]; then
+    data=$FASHION
+    [ -n "$test_data" ] || test_data=$FASHION/t10k-images-idx3-ubyte.gz
+fi
+[ -e "$data" ] || die_usage "--data $data does not exist"
+fashion=0
+case "$data" in *fashion-mnist* | *mnist*) fashion=1 ;; esac
+[ -n "$size" ] || { [ "$fashion" -eq 1 ] && size=28 || size=32; }
+[ -n "$channels" ] || { [ "$fashion" -eq 1 ] && channels=1 || channels=3; }
+[ -n "$out" ] || out=runs/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$out"
+
+bin=build/bin
+ep_loader="tcp://$bind_host:$port_base"
+ep_trainer="tcp://$bind_host:$((port_base + 1))"
+ep_evaluator="tcp://$bind_host:$((port_base + 2))"
+ep_control="tcp://$bind_host:$((port_base + 3))"
+# Connecting stages on this machine reach the bound sockets through loopback
+# when the bind host is a wildcard.
+reach_host=$bind_host
+case "$bind_host" in '*' | 0.0.0.0) reach_host=127.0.0.1 ;; esac
+to_loader="tcp://$reach_host:$port_base"
+to_trainer="tcp://$reach_host:$((port_base + 1))"
+to_evaluator="tcp://$reach_host:$((port_base + 2))"
+to_control="tcp://$reach_host:$((port_base + 3))"
+
+pids=()
+names=()
+# start NAME CMD...: runs CMD in the background, its output prefixed with [NAME].
+start() {
+    local name=$1; shift
+    echo "run.sh: starting $name: $*" >&2
+    "$@" > >(sed -u "s/^/[$name] /") 2>&1 &
+    pids+=($!)
+    names+=("$name")
+}
+
+cleanup() {
+    trap - EXIT INT TERM
+    local p
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    # Give each stage its bounded linger, then make sure nothing is left.
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        local alive=0
+        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ "$alive" -eq 0 ] && break
+        sleep 0.3
+    done
+    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+interrupted() {
+    echo "run.sh: interrupted; stopping the stages (the trainer writes a checkpoint)" >&2
+    local i
+    for i in "${!names[@]}"; do
+        [ "${names[$i]}" = trainer ] && kill -INT "${pids[$i]}" 2>/dev/null || true
+    done
+    wait "${trainer_pid:-0}" 2>/dev/null || true
+    cleanup
+    exit 130
+}
+trap cleanup EXIT
+trap interrupted INT TERM
+
+views_recipe=$method
+# shellcheck disable=SC2086
+start loader "$bin/loader" --data "$data" --epochs 0 --bind "$ep_loader" --control "$to_control" \
+    $loader_opts
+for i in $(seq 1 "$augmenters"); do
+    name=augmenter; [ "$augmenters" -gt 1 ] && name=augmenter$i
+    # shellcheck disable=SC2086
+    start "$name" "$bin/augmenter" --connect "$to_loader" --push "$to_trainer" --control "$to_control" \
+        --recipe "$views_recipe" --size "$size" --channels "$channels" --seed "$i" $augmenter_opts
+done
+evaluator_ep=none
+if [ -x "$bin/evaluator" ]; then
+    evaluator_ep=$to_evaluator
+    eval_args=(--bind "$ep_evaluator" --out "$out")
+    [ -n "$test_data" ] && eval_args+=(--test-data "$test_data")
+    # shellcheck disable=SC2086
+    start evaluator "$bin/evaluator" "${eval_args[@]}" $evaluator_opts
+fi
+train_args=(--method "$method" --arch "$arch" --width "$width" --batch "$batch" --epochs "$epochs"
+    --bind "$ep_trainer" --control "$ep_control" --evaluator "$evaluator_ep" --out "$out")
+[ -n "$resume" ] && train_args+=(--resume "$resume")
+# shellcheck disable=SC2086
+start trainer "$bin/trainer" "${train_args[@]}" $trainer_opts
+trainer_pid=${pids[-1]}
+
+# Wait for the trainer; a stage that fails before it ends the run.
+status=0
+declare -A finished=()
+while kill -0 "$trainer_pid" 2>/dev/null; do
+    for i in "${!pids[@]}"; do
+        p=${pids[$i]}
+        if [ "$p" = "$trainer_pid" ] || [ -n "${finished[$p]:-}" ] || kill -0 "$p" 2>/dev/null; then
+            continue
+        fi
+        finished[$p]=1
+        rc=0; wait "$p" || rc=$?
+        if [ "$rc" -ne 0 ]; then
+            echo "run.sh: ${names[$i]} failed (exit status $rc); stopping" >&2
+            status=1
+            kill -INT "$trainer_pid" 2>/dev/null || true
+        fi
+    done
+    sleep 1
+done
+rc=0; wait "$trainer_pid" || rc=$?
+if [ "$rc" -ne 0 ]; then
+    echo "run.sh: trainer failed (exit status $rc)" >&2
+    status=1
+fi
+
+# The trainer published STOP; give the other stages a moment to exit on their own.
+for _ in $(seq 1 20); do
+    alive=0
+    for p in "${pids[@]}"; do [ "$p" != "$trainer_pid" ] && kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" -eq 0 ] && break
+    sleep 0.25
+done
+cleanup
+
+metrics=$out/metrics.jsonl
+if [ -s "$metrics" ]; then
+    last=$(grep '"loss"' "$metrics" | tail -n 1)
+    echo "run.sh: final metrics: $last"
+fi
+[ -e "$out/latest" ] && echo "run.sh: checkpoint: $(readlink -f "$out/latest")"
+if [ -s "$out/eval.jsonl" ]; then
+    echo "run.sh: evaluation: $(tail -n 1 "$out/eval.jsonl")"
+fi
+exit $status
