@@ -12,7 +12,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 prof=()
 [ "${NN_BENCH_PROFILE:-0}" = 1 ] && prof=(--profile)
-"$BUILD/bin/nn_bench" --width "$widths" --steps "$steps" "${prof[@]}" | tee "$tmp/c.json"
+"$BUILD/tools/nn_bench" --width "$widths" --steps "$steps" "${prof[@]}" | tee "$tmp/c.json"
 /usr/bin/python3 bench/nn_torch_bench.py --width "$widths" --steps "$steps" --threads 2 | tee "$tmp/torch.json"
 /usr/bin/python3 - "$tmp/c.json" "$tmp/torch.json" <<'PY'
 import json, sys
