@@ -1,0 +1,555 @@
+/* Unit tests of trainer/: option parsing and defaults, batch assembly (layouts,
+ * dtype conversion, refusals), the receive thread over an inproc socket
+ * (assembly across messages, dropped messages, end-of-epoch count), the run
+ * folder (state round trip, latest, pruning, metrics after a crash) and the
+ * model step. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "console/console.h"
+#include "proto/proto.h"
+#include "transport/transport.h"
+#include "trainer/batch.h"
+#include "trainer/feed.h"
+#include "trainer/model.h"
+#include "trainer/options.h"
+#include "trainer/rundir.h"
+
+#define ARGV(...) ((char *[]){ "trainer", __VA_ARGS__, NULL })
+#define ARGC(...) ((int)(sizeof((char *[]){ "trainer", __VA_ARGS__ }) / sizeof(char *)))
+#define PARSE(o, err, ...) trainer_options_parse(o, ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), err, sizeof err)
+
+/* ---- options ---- */
+
+static void test_options_defaults(void **state)
+{
+    (void)state;
+    trainer_options_t o;
+    char err[256];
+    char *argv[] = { "trainer", NULL };
+    assert_int_equal(trainer_options_parse(&o, 1, argv, err, sizeof err), 0);
+    assert_int_equal(o.method, TRAIN_SIMCLR);
+    assert_string_equal(o.arch, "resnet-mini");
+    assert_int_equal(o.batch, 256);
+    assert_int_equal(o.optimizer, NN_OPT_SGD);
+    assert_true(fabs(o.lr - 0.3) < 1e-12);             /* 0.3 x 256/256 */
+    assert_true(fabs(o.weight_decay - 1e-4) < 1e-12);
+    assert_true(o.epochs == 1.0 && o.steps == 0);
+    assert_int_equal(o.warmup_steps, -1);
+    assert_string_equal(o.bind, "tcp://127.0.0.1:5556");
+    assert_string_equal(o.control, "tcp://127.0.0.1:5558");
+    assert_string_equal(o.evaluator, "tcp://127.0.0.1:5557");
+    assert_null(o.resume);
+}
+
+static void test_options_lr_rule(void **state)
+{
+    (void)state;
+    trainer_options_t o;
+    char err[256];
+    assert_int_equal(PARSE(&o, err, "--batch", "512"), 0);
+    assert_true(fabs(o.lr - 0.6) < 1e-12);
+    assert_int_equal(PARSE(&o, err, "--method", "rotnet", "--batch", "128"), 0);
+    assert_true(fabs(o.lr - 0.025) < 1e-12);            /* rotnet base 0.05 */
+    assert_int_equal(PARSE(&o, err, "--optimizer", "adamw", "--batch", "64"), 0);
+    assert_true(fabs(o.lr - 5e-4) < 1e-12);             /* 1e-3 x sqrt(64/256) */
+    assert_true(fabs(o.weight_decay - 1e-2) < 1e-12);
+    assert_int_equal(PARSE(&o, err, "--optimizer", "lars", "--lr", "1.5", "--weight-decay", "0"), 0);
+    assert_true(o.lr == 1.5 && o.weight_decay == 0 && o.set_lr && o.set_wd);
+}
+
+static void test_options_values(void **state)
+{
+    (void)state;
+    trainer_options_t o;
+    char err[256];
+    assert_int_equal(PARSE(&o, err, "--steps", "40", "--warmup", "5", "--width=8", "--resume", "latest",
+                           "--dataset-size", "2000", "--seed", "7", "--keep", "2", "--ckpt-every", "10"), 0);
+    assert_true(o.steps == 40 && o.epochs == 0 && o.set_length);
+    assert_int_equal(o.warmup_steps, 5);
+    assert_int_equal(o.width, 8);
+    assert_string_equal(o.resume, "latest");
+    assert_true(o.dataset_size == 2000 && o.seed == 7 && o.keep == 2 && o.ckpt_every == 10);
+    assert_int_equal(PARSE(&o, err, "--warmup", "2ep", "--dataset-size", "100", "--epochs", "2.5"), 0);
+    assert_true(o.warmup_epochs == 2.0 && o.warmup_steps == -1 && o.epochs == 2.5);
+    char *help[] = { "trainer", "--help", NULL };
+    assert_int_equal(trainer_options_parse(&o, 2, help, err, sizeof err), 1);
+}
+
+static void expect_usage_error(int rc, const char *err, const char *needle)
+{
+    assert_int_equal(rc, -1);
+    if (!strstr(err, needle))
+        fail_msg("error '%s' does not mention '%s'", err, needle);
+}
+
+static void test_options_errors(void **state)
+{
+    (void)state;
+    trainer_options_t o;
+    char err[256];
+    expect_usage_error(PARSE(&o, err, "--method", "byol"), err, "simclr or rotnet");
+    expect_usage_error(PARSE(&o, err, "--optimizer", "rmsprop"), err, "sgd, lars or adamw");
+    expect_usage_error(PARSE(&o, err, "--steps", "0"), err, "--steps");
+    expect_usage_error(PARSE(&o, err, "--batch", "1"), err, "--batch");
+    expect_usage_error(PARSE(&o, err, "--width", "8x"), err, "--width");
+    expect_usage_error(PARSE(&o, err, "--lr", "-1"), err, "--lr");
+    expect_usage_error(PARSE(&o, err, "--epochs", "2", "--steps", "5"), err, "not both");
+    expect_usage_error(PARSE(&o, err, "--warmup", "1ep"), err, "--dataset-size");
+    expect_usage_error(PARSE(&o, err, "--warmup", "ep"), err, "--warmup");
+    expect_usage_error(PARSE(&o, err, "--frobnicate"), err, "unknown option");
+    expect_usage_error(PARSE(&o, err, "--steps", "5", "extra"), err, "unexpected argument");
+    expect_usage_error(PARSE(&o, err, "--steps"), err, "needs a value");
+}
+
+/* ---- batch assembly ---- */
+
+#define C 1
+#define H 2
+#define W 2
+#define N_PIX (C * H * W)
+
+/* A decoded-looking ViewBatch of n samples, K views, whose element j of view
+ * k of sample i is 100*index + 10*k + j (f32) or the same mod 256 (u8). */
+typedef struct {
+    proto_viewbatch_t vb;
+    proto_view_sample_t s[8];
+    float f[8][PROTO_MAX_VIEWS * N_PIX];
+    uint8_t u[8][PROTO_MAX_VIEWS * N_PIX];
+} fake_vb_t;
+
+static void fake_init(fake_vb_t *v, proto_dtype_t dtype, uint32_t n, uint32_t k, uint64_t first_index)
+{
+    memset(v, 0, sizeof *v);
+    v->vb.dtype = dtype;
+    v->vb.views = k;
+    v->vb.channels = C;
+    v->vb.height = H;
+    v->vb.width = W;
+    v->vb.n_samples = n;
+    v->vb.samples = v->s;
+    for (uint32_t i = 0; i < n; i++) {
+        v->s[i].index = first_index + i;
+        v->s[i].epoch = (uint32_t)i;
+        v->s[i].label = -1;
+        for (uint32_t kk = 0; kk < k; kk++) {
+            v->s[i].target[kk] = (int32_t)(kk % 4);
+            for (int j = 0; j < N_PIX; j++) {
+                float val = (float)(100 * (first_index + i) + 10 * kk + (uint32_t)j);
+                v->f[i][kk * N_PIX + j] = val;
+                v->u[i][kk * N_PIX + j] = (uint8_t)((int)val % 256);
+            }
+        }
+        v->s[i].data = dtype == PROTO_DTYPE_F32 ? (const void *)v->f[i] : (const void *)v->u[i];
+    }
+}
+
+static void test_batch_simclr_layout(void **state)
+{
+    (void)state;
+    batch_shape_t s = { .method = TRAIN_SIMCLR, .images = 3, .classes = 4 };
+    fake_vb_t v;
+    fake_init(&v, PROTO_DTYPE_F32, 2, 3, 0);   /* 3 views: the third is unused */
+    char err[256];
+    assert_int_equal(batch_check(&s, &v.vb, err, sizeof err), 0);
+    assert_false(batch_shape_complete(&s));
+    batch_shape_learn(&s, &v.vb);
+    assert_true(batch_shape_complete(&s));
+    assert_int_equal(batch_rows(&s), 6);
+    batch_t b;
+    assert_int_equal(batch_alloc(&b, &s), 0);
+    assert_null(b.targets);
+    assert_int_equal(batch_put(&b, &s, &v.vb, 0), 0);
+    assert_int_equal(batch_put(&b, &s, &v.vb, 1), 0);
+    fake_vb_t v2;
+    fake_init(&v2, PROTO_DTYPE_F32, 1, 3, 7);
+    assert_int_equal(batch_put(&b, &s, &v2.vb, 0), 1);   /* full */
+    /* rows 0..2 first views of images (index 0, 1, 7); rows 3..5 their second views */
+    const uint64_t idx[3] = { 0, 1, 7 };
+    for (int img = 0; img < 3; img++)
+        for (int k = 0; k < 2; k++)
+            for (int j = 0; j < N_PIX; j++)
+                assert_true(b.x[(size_t)(k * 3 + img) * N_PIX + (size_t)j] ==
+                            (float)(100 * idx[img] + 10 * (uint64_t)k + (uint64_t)j));
+    assert_int_equal(b.max_epoch, 1);
+    batch_reset(&b);
+    assert_int_equal(b.filled, 0);
+    batch_release(&b);
+}
+
+static void test_batch_rotnet_u8(void **state)
+{
+    (void)state;
+    batch_shape_t s = { .method = TRAIN_ROTNET, .images = 2, .classes = 4 };
+    fake_vb_t v;
+    fake_init(&v, PROTO_DTYPE_U8, 2, 4, 1);
+    char err[256];
+    assert_int_equal(batch_check(&s, &v.vb, err, sizeof err), 0);
+    batch_shape_learn(&s, &v.vb);
+    assert_int_equal(batch_rows(&s), 8);
+    batch_t b;
+    assert_int_equal(batch_alloc(&b, &s), 0);
+    assert_non_null(b.targets);
+    assert_int_equal(batch_put(&b, &s, &v.vb, 0), 0);
+    assert_int_equal(batch_put(&b, &s, &v.vb, 1), 1);
+    for (int img = 0; img < 2; img++)
+        for (int k = 0; k < 4; k++) {
+            size_t row = (size_t)img * 4 + (size_t)k;
+            assert_int_equal(b.targets[row], k);
+            for (int j = 0; j < N_PIX; j++) {
+                float want = (float)((100 * (img + 1) + 10 * k + j) % 256) / 255.0f;
+                assert_true(fabsf(b.x[row * N_PIX + (size_t)j] - want) < 1e-6f);
+            }
+        }
+    batch_release(&b);
+}
+
+static void expect_refused(const batch_shape_t *s, const proto_viewbatch_t *vb, const char *needle)
+{
+    char err[256];
+    assert_int_equal(batch_check(s, vb, err, sizeof err), -1);
+    if (!strstr(err, needle))
+        fail_msg("error '%s' does not mention '%s'", err, needle);
+}
+
+static void test_batch_refusals(void **state)
+{
+    (void)state;
+    fake_vb_t v;
+    batch_shape_t simclr = { .method = TRAIN_SIMCLR, .images = 4, .views = 2, .channels = C,
+                             .height = H, .width = W, .classes = 4 };
+    fake_init(&v, PROTO_DTYPE_F32, 2, 1, 0);
+    batch_shape_t open = { .method = TRAIN_SIMCLR, .images = 4, .classes = 4 };
+    expect_refused(&open, &v.vb, "simclr needs 2");
+    fake_init(&v, PROTO_DTYPE_F32, 2, 4, 0);
+    expect_refused(&simclr, &v.vb, "4 views per sample");
+    fake_init(&v, PROTO_DTYPE_F32, 2, 2, 0);
+    v.vb.height = 3;
+    expect_refused(&simclr, &v.vb, "1x3x2");
+    batch_shape_t rot = { .method = TRAIN_ROTNET, .images = 4, .classes = 4 };
+    fake_init(&v, PROTO_DTYPE_U8, 2, 4, 0);
+    v.s[1].target[2] = -1;
+    expect_refused(&rot, &v.vb, "samples[1] view 2 has target -1");
+    v.s[1].target[2] = 4;
+    expect_refused(&rot, &v.vb, "target 4");
+}
+
+/* The wire path: an encoded, decoded message (payload not aligned). */
+static void test_batch_from_wire(void **state)
+{
+    (void)state;
+    fake_vb_t v;
+    fake_init(&v, PROTO_DTYPE_F32, 2, 2, 5);
+    proto_buf_t buf;
+    proto_buf_init(&buf);
+    assert_int_equal(proto_viewbatch_encode(&buf, &v.vb), 0);
+    proto_viewbatch_t d;
+    memset(&d, 0, sizeof d);
+    assert_int_equal(proto_viewbatch_decode(&d, buf.data, buf.len), 0);
+    batch_shape_t s = { .method = TRAIN_SIMCLR, .images = 2, .classes = 4 };
+    char err[256];
+    assert_int_equal(batch_check(&s, &d, err, sizeof err), 0);
+    batch_shape_learn(&s, &d);
+    batch_t b;
+    assert_int_equal(batch_alloc(&b, &s), 0);
+    batch_put(&b, &s, &d, 0);
+    assert_int_equal(batch_put(&b, &s, &d, 1), 1);
+    assert_true(b.x[0] == 500.0f && b.x[N_PIX] == 600.0f && b.x[2 * N_PIX] == 510.0f);
+    batch_release(&b);
+    proto_viewbatch_clear(&d);
+    proto_buf_release(&buf);
+}
+
+/* ---- receive thread ---- */
+
+static void push_bytes(void *sock, const void *data, size_t len)
+{
+    assert_int_equal(transport_send(sock, data, len), 0);
+}
+
+static void push_viewbatch(void *sock, uint32_t n, uint64_t first)
+{
+    fake_vb_t v;
+    fake_init(&v, PROTO_DTYPE_F32, n, 2, first);
+    proto_buf_t buf;
+    proto_buf_init(&buf);
+    assert_int_equal(proto_viewbatch_encode(&buf, &v.vb), 0);
+    push_bytes(sock, buf.data, buf.len);
+    proto_buf_release(&buf);
+}
+
+static void test_feed_assembles_and_drops(void **state)
+{
+    (void)state;
+    const char *ep = "inproc://test-trainer-feed";
+    batch_shape_t s = { .method = TRAIN_SIMCLR, .images = 4, .classes = 4 };
+    char err[256];
+    feed_t *f = feed_new(ep, 16, &s, 2, err, sizeof err);
+    assert_non_null(f);
+    void *push = transport_open(ZMQ_PUSH, TRANSPORT_CONNECT, ep, 0);
+    assert_non_null(push);
+
+    push_bytes(push, "not msgpack", 11);                 /* dropped: not ours */
+    push_viewbatch(push, 3, 0);                          /* images 0, 1, 2 */
+    fake_vb_t bad;                                       /* dropped: wrong shape */
+    fake_init(&bad, PROTO_DTYPE_F32, 1, 2, 99);
+    bad.vb.width = 1;
+    proto_buf_t buf;
+    proto_buf_init(&buf);
+    assert_int_equal(proto_viewbatch_encode(&buf, &bad.vb), 0);
+    push_bytes(push, buf.data, buf.len);
+    push_viewbatch(push, 3, 3);                          /* images 3, 4, 5 */
+    proto_control_t c = { .kind = PROTO_CONTROL_END_OF_EPOCH, .epoch = 0, .count = 6 };
+    snprintf(c.sender, sizeof c.sender, "loader@test:1");
+    assert_int_equal(proto_control_encode(&buf, &c), 0);
+    push_bytes(push, buf.data, buf.len);
+    push_viewbatch(push, 2, 6);                          /* images 6, 7 */
+
+    /* images 0..3, then 4..7: samples split across messages */
+    for (int k = 0; k < 2; k++) {
+        batch_t *b = feed_take(f, 5000);
+        assert_non_null(b);
+        assert_int_equal(b->filled, 4);
+        for (int img = 0; img < 4; img++) {
+            float want = (float)(100 * (4 * k + img));
+            assert_true(b->x[(size_t)img * N_PIX] == want);              /* first view */
+            assert_true(b->x[(size_t)(4 + img) * N_PIX] == want + 10);   /* second view */
+        }
+        feed_give_back(f, b);
+    }
+    assert_null(feed_take(f, 100));
+    feed_stats_t st;
+    feed_stats(f, &st);
+    assert_int_equal(st.dropped, 2);
+    assert_int_equal(st.viewbatches, 3);
+    assert_int_equal(st.samples, 8);
+    assert_int_equal(st.batches, 2);
+    assert_int_equal(st.epoch_count, 6);
+    assert_int_equal(st.end_of_stream, 0);
+    assert_true(strstr(st.last_error, "2x1") != NULL);
+    batch_shape_t learnt;
+    feed_shape(f, &learnt);
+    assert_true(learnt.views == 2 && learnt.channels == C && learnt.height == H && learnt.width == W);
+
+    proto_buf_release(&buf);
+    transport_close(&push);
+    feed_destroy(&f);
+    assert_null(f);
+}
+
+/* ---- run folder ---- */
+
+static char tmpdir[256];
+
+static int make_tmpdir(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_trainer.XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int remove_tmpdir(void **state)
+{
+    (void)state;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void touch(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+}
+
+static void test_rundir_state_round_trip(void **state)
+{
+    (void)state;
+    train_state_t s = { .method = "rotnet", .arch = "my net.txt", .width = 8, .batch = 32,
+                        .optimizer = "lars", .lr = 0.0375, .weight_decay = 1e-6, .momentum = 0.9,
+                        .tau = 0.2, .warmup_steps = 3, .total_steps = 40, .epochs = 1.5,
+                        .dataset_size = 50000, .step = 20, .images_seen = 640,
+                        .seed = 18446744073709551615ull, .rng = 0xfedcba9876543210ull,
+                        .train_seconds = 12.5 };
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/state.json", tmpdir);
+    assert_int_equal(rundir_state_save(path, &s, err, sizeof err), 0);
+    train_state_t r;
+    assert_int_equal(rundir_state_load(path, &r, err, sizeof err), 0);
+    assert_string_equal(r.method, s.method);
+    assert_string_equal(r.arch, s.arch);
+    assert_string_equal(r.optimizer, s.optimizer);
+    assert_true(r.width == 8 && r.batch == 32 && r.warmup_steps == 3 && r.total_steps == 40);
+    assert_true(r.lr == s.lr && r.weight_decay == s.weight_decay && r.tau == s.tau && r.epochs == 1.5);
+    assert_true(r.dataset_size == 50000 && r.step == 20 && r.images_seen == 640);
+    assert_true(r.seed == s.seed && r.rng == s.rng && r.train_seconds == 12.5);
+
+    FILE *f = fopen(path, "w");
+    fputs("{\"format\": \"something-else\"}", f);
+    fclose(f);
+    assert_int_equal(rundir_state_load(path, &r, err, sizeof err), -1);
+}
+
+static void test_rundir_latest_and_prune(void **state)
+{
+    (void)state;
+    char dir[512], path[600], err[512], real[1024];
+    snprintf(dir, sizeof dir, "%s/run/sub", tmpdir);
+    assert_int_equal(rundir_make(dir, err, sizeof err), 0);
+    assert_int_equal(rundir_resolve(dir, "latest", real, sizeof real, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no checkpoint"));
+    const long steps[] = { 5, 10, 100, 1000, 100000000 };   /* the last one has nine digits */
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        char st[700];
+        rundir_ckpt_path(path, sizeof path, dir, steps[i]);
+        touch(path);
+        rundir_state_path(st, sizeof st, path);
+        touch(st);
+    }
+    char other[600];
+    snprintf(other, sizeof other, "%s/notes-ckpt.txt", dir);
+    touch(other);
+    rundir_ckpt_path(path, sizeof path, dir, 100000000);
+    assert_int_equal(rundir_point_latest(dir, path, err, sizeof err), 0);
+    /* resumed from step 10 and now at 100: 1000 and 100000000 are left alone */
+    rundir_prune(dir, 1, 100);
+    rundir_ckpt_path(path, sizeof path, dir, 10);
+    assert_int_equal(access(path, F_OK), -1);
+    rundir_ckpt_path(path, sizeof path, dir, 1000);
+    assert_int_equal(access(path, F_OK), 0);
+    rundir_prune(dir, 2, 100000000);
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        char st[700];
+        rundir_ckpt_path(path, sizeof path, dir, steps[i]);
+        rundir_state_path(st, sizeof st, path);
+        int kept = steps[i] >= 1000;
+        assert_int_equal(access(path, F_OK) == 0, kept);
+        assert_int_equal(access(st, F_OK) == 0, kept);
+    }
+    assert_int_equal(access(other, F_OK), 0);
+    assert_int_equal(rundir_resolve(dir, "latest", real, sizeof real, err, sizeof err), 0);
+    assert_non_null(strstr(real, "ckpt-100000000.safetensors"));
+}
+
+static void test_rundir_metrics_after_crash(void **state)
+{
+    (void)state;
+    char dir[512], path[600], err[512];
+    snprintf(dir, sizeof dir, "%s/metrics", tmpdir);
+    assert_int_equal(rundir_make(dir, err, sizeof err), 0);
+    FILE *f = rundir_metrics_open(dir, -1, err, sizeof err);
+    assert_non_null(f);
+    for (int i = 1; i <= 5; i++)
+        fprintf(f, "{\"step\":%d,\"loss\":1.0}\n", i);
+    fputs("{\"step\":6,\"lo", f);   /* torn by a kill */
+    fclose(f);
+    f = rundir_metrics_open(dir, 3, err, sizeof err);   /* resumed at step 3 */
+    assert_non_null(f);
+    fputs("{\"step\":4,\"loss\":0.5}\n", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    f = fopen(path, "r");
+    char text[512] = "";
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    assert_string_equal(text, "{\"step\":1,\"loss\":1.0}\n{\"step\":2,\"loss\":1.0}\n"
+                              "{\"step\":3,\"loss\":1.0}\n{\"step\":4,\"loss\":0.5}\n");
+}
+
+/* ---- model step ---- */
+
+static void run_steps(train_method_t method, const char *head)
+{
+    char desc[NN_MAX_DESC], err[512];
+    assert_int_equal(nn_preset_desc(desc, sizeof desc, "conv4", 4, head, 3, 16, 16, err, sizeof err), 0);
+    batch_shape_t s = { .method = method, .images = 4, .views = method == TRAIN_ROTNET ? 4 : 2,
+                        .channels = 3, .height = 16, .width = 16, .classes = 4 };
+    nn_optim_config oc;
+    nn_optim_defaults(&oc, NN_OPT_SGD);
+    model_t *m = model_new(desc, method, (int)batch_rows(&s), &oc, 0.5f, err, sizeof err);
+    assert_non_null(m);
+    nn_net_init_params(m->net, 3);
+    batch_t b;
+    assert_int_equal(batch_alloc(&b, &s), 0);
+    size_t n = batch_rows(&s) * batch_view_floats(&s);
+    uint64_t r = 12345;
+    for (size_t i = 0; i < n; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        b.x[i] = (float)(r >> 40) / (float)(1 << 24);
+    }
+    if (b.targets)
+        for (uint32_t i = 0; i < batch_rows(&s); i++)
+            b.targets[i] = (int32_t)(i % 4);
+    float first = model_step(m, &b, 0.05f), last = first;
+    for (int i = 0; i < 15; i++)
+        last = model_step(m, &b, 0.05f);
+    assert_true(isfinite(first) && isfinite(last));
+    if (!(last < first))
+        fail_msg("%s loss did not fall on a fixed batch: %f -> %f", head, (double)first, (double)last);
+    batch_release(&b);
+    model_destroy(&m);
+    assert_null(m);
+}
+
+static void test_model_step_simclr(void **state)
+{
+    (void)state;
+    run_steps(TRAIN_SIMCLR, "simclr");
+}
+
+static void test_model_step_rotnet(void **state)
+{
+    (void)state;
+    run_steps(TRAIN_ROTNET, "rotation");
+}
+
+static void test_model_refuses_small_head(void **state)
+{
+    (void)state;
+    static const char small[] = "nn 1\ninput 3 8 8\nencoder\nconv out=4\nrelu\ngap\nhead\nlinear out=2\n";
+    char err[512];
+    nn_optim_config oc;
+    nn_optim_defaults(&oc, NN_OPT_SGD);
+    model_t *m = model_new(small, TRAIN_ROTNET, 8, &oc, 0.5f, err, sizeof err);
+    assert_null(m);
+    assert_non_null(strstr(err, "rotnet needs 4"));
+    m = model_new(small, TRAIN_SIMCLR, 8, &oc, 0.5f, err, sizeof err);   /* any width suits NT-Xent */
+    assert_non_null(m);
+    model_destroy(&m);
+}
+
+int main(void)
+{
+    console_init("test_trainer");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_options_defaults),
+        cmocka_unit_test(test_options_lr_rule),
+        cmocka_unit_test(test_options_values),
+        cmocka_unit_test(test_options_errors),
+        cmocka_unit_test(test_batch_simclr_layout),
+        cmocka_unit_test(test_batch_rotnet_u8),
+        cmocka_unit_test(test_batch_refusals),
+        cmocka_unit_test(test_batch_from_wire),
+        cmocka_unit_test(test_feed_assembles_and_drops),
+        cmocka_unit_test(test_rundir_state_round_trip),
+        cmocka_unit_test(test_rundir_latest_and_prune),
+        cmocka_unit_test(test_rundir_metrics_after_crash),
+        cmocka_unit_test(test_model_step_simclr),
+        cmocka_unit_test(test_model_step_rotnet),
+        cmocka_unit_test(test_model_refuses_small_head),
+    };
+    int failed = cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
+    transport_shutdown();
+    return failed ? 1 : 0;
+}

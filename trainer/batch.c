@@ -1,0 +1,152 @@
+/* trainer/batch: batch assembly from decoded ViewBatches. */
+#include "trainer/batch.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SIMCLR_VIEWS 2
+
+static void set_err(char *err, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+}
+
+uint32_t batch_views_used(const batch_shape_t *s)
+{
+    return s->method == TRAIN_SIMCLR ? SIMCLR_VIEWS : s->views;
+}
+
+uint32_t batch_rows(const batch_shape_t *s)
+{
+    return s->images * batch_views_used(s);
+}
+
+size_t batch_view_floats(const batch_shape_t *s)
+{
+    return (size_t)s->channels * s->height * s->width;
+}
+
+int batch_shape_complete(const batch_shape_t *s)
+{
+    return s->images && s->views && s->channels && s->height && s->width;
+}
+
+/* A known dimension must match; an unknown one (0) accepts anything. */
+static int dim_ok(uint32_t want, uint32_t got)
+{
+    return want == 0 || want == got;
+}
+
+int batch_check(const batch_shape_t *s, const proto_viewbatch_t *vb, char *err, size_t errlen)
+{
+    if (vb->dtype != PROTO_DTYPE_F32 && vb->dtype != PROTO_DTYPE_U8) {
+        set_err(err, errlen, "viewbatch: unknown dtype %d", (int)vb->dtype);
+        return -1;
+    }
+    if (!dim_ok(s->channels, vb->channels) || !dim_ok(s->height, vb->height) ||
+        !dim_ok(s->width, vb->width)) {
+        set_err(err, errlen, "viewbatch: views are %ux%ux%u (CxHxW), this run trains on %ux%ux%u",
+                vb->channels, vb->height, vb->width, s->channels, s->height, s->width);
+        return -1;
+    }
+    if (!dim_ok(s->views, vb->views)) {
+        set_err(err, errlen, "viewbatch: %u views per sample, this run receives %u", vb->views, s->views);
+        return -1;
+    }
+    if (s->method == TRAIN_SIMCLR && vb->views < SIMCLR_VIEWS) {
+        set_err(err, errlen, "viewbatch: %u view(s) per sample, simclr needs 2 (augmenter --recipe simclr)",
+                vb->views);
+        return -1;
+    }
+    if (s->method == TRAIN_ROTNET) {
+        for (uint32_t i = 0; i < vb->n_samples; i++)
+            for (uint32_t k = 0; k < vb->views; k++) {
+                int32_t t = vb->samples[i].target[k];
+                if (t < 0 || (uint32_t)t >= s->classes) {
+                    set_err(err, errlen, "viewbatch: samples[%u] view %u has target %d, rotnet needs "
+                            "0..%u (augmenter --recipe rotnet)", i, k, (int)t, s->classes - 1);
+                    return -1;
+                }
+            }
+    }
+    return 0;
+}
+
+void batch_shape_learn(batch_shape_t *s, const proto_viewbatch_t *vb)
+{
+    if (!s->views)
+        s->views = vb->views;
+    if (!s->channels)
+        s->channels = vb->channels;
+    if (!s->height)
+        s->height = vb->height;
+    if (!s->width)
+        s->width = vb->width;
+}
+
+int batch_alloc(batch_t *b, const batch_shape_t *s)
+{
+    memset(b, 0, sizeof *b);
+    size_t rows = batch_rows(s);
+    b->x = malloc(rows * batch_view_floats(s) * sizeof *b->x);
+    if (s->method == TRAIN_ROTNET)
+        b->targets = malloc(rows * sizeof *b->targets);
+    if (!b->x || (s->method == TRAIN_ROTNET && !b->targets)) {
+        batch_release(b);
+        return -1;
+    }
+    return 0;
+}
+
+void batch_release(batch_t *b)
+{
+    free(b->x);
+    free(b->targets);
+    memset(b, 0, sizeof *b);
+}
+
+void batch_reset(batch_t *b)
+{
+    b->filled = 0;
+    b->max_epoch = 0;
+}
+
+/* Copies one view of `n` elements from the wire into floats. */
+static void copy_view(float *dst, const void *src, size_t n, proto_dtype_t dtype)
+{
+    if (dtype == PROTO_DTYPE_F32) {
+        memcpy(dst, src, n * sizeof *dst);   /* the wire is little-endian, as this machine */
+        return;
+    }
+    const uint8_t *u = src;
+    for (size_t j = 0; j < n; j++)
+        dst[j] = (float)u[j] * BATCH_U8_SCALE;
+}
+
+int batch_put(batch_t *b, const batch_shape_t *s, const proto_viewbatch_t *vb, uint32_t i)
+{
+    const proto_view_sample_t *smp = &vb->samples[i];
+    size_t n = batch_view_floats(s);
+    size_t esize = proto_dtype_size(vb->dtype);
+    const uint8_t *data = smp->data;
+    uint32_t img = b->filled;
+    if (s->method == TRAIN_SIMCLR) {
+        for (uint32_t k = 0; k < SIMCLR_VIEWS; k++)
+            copy_view(b->x + ((size_t)k * s->images + img) * n, data + k * n * esize, n, vb->dtype);
+    } else {
+        for (uint32_t k = 0; k < s->views; k++) {
+            size_t row = (size_t)img * s->views + k;
+            copy_view(b->x + row * n, data + k * n * esize, n, vb->dtype);
+            b->targets[row] = smp->target[k];
+        }
+    }
+    if (smp->epoch > b->max_epoch)
+        b->max_epoch = smp->epoch;
+    b->filled++;
+    return b->filled == s->images;
+}

@@ -1,0 +1,65 @@
+/* trainer/batch: assembling training batches from the samples of decoded
+ * ViewBatches (pure logic, no sockets).
+ *
+ * A training batch holds `images` source images. Its rows, in the order the
+ * losses want them:
+ *   simclr: rows 0..B-1 are the first views, rows B..2B-1 the second views
+ *           (nn_ntxent pairs row i with row i + B); further views are unused.
+ *   rotnet: the K views of image i are rows i*K .. i*K+K-1, each with its
+ *           target (the rotation class) in targets.
+ * uint8 views are scaled to [0, 1]; float32 views are copied as they are.
+ */
+#ifndef TRAINER_BATCH_H
+#define TRAINER_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/proto.h"
+#include "trainer/options.h"
+
+#define BATCH_U8_SCALE (1.0f / 255.0f)
+
+/* What every accepted ViewBatch must look like. A zero views/channels/
+ * height/width means "not known yet": batch_shape_learn takes it from the
+ * first valid message. */
+typedef struct {
+    train_method_t method;
+    uint32_t images;        /* B, images per batch */
+    uint32_t views;         /* K, views per sample in the stream */
+    uint32_t channels, height, width;
+    uint32_t classes;       /* rotnet: targets must be in [0, classes) */
+} batch_shape_t;
+
+typedef struct {
+    float *x;               /* (rows, C, H, W) */
+    int32_t *targets;       /* (rows), rotnet only, else NULL */
+    uint32_t filled;        /* images placed so far, 0..images */
+    uint32_t max_epoch;     /* largest epoch among the samples */
+} batch_t;
+
+/* Views per source image used in a batch: 2 (simclr) or K (rotnet). */
+uint32_t batch_views_used(const batch_shape_t *s);
+/* Rows of a full batch: images x batch_views_used. */
+uint32_t batch_rows(const batch_shape_t *s);
+/* Floats of one view, C*H*W. */
+size_t batch_view_floats(const batch_shape_t *s);
+/* 1 when every dimension is known. */
+int batch_shape_complete(const batch_shape_t *s);
+
+/* Checks vb against s (the known dimensions, the method's needs, the
+ * targets): 0, or -1 with err saying what is wrong. Does not change s. */
+int batch_check(const batch_shape_t *s, const proto_viewbatch_t *vb, char *err, size_t errlen);
+/* Fills the unknown dimensions of s from vb (which batch_check accepted). */
+void batch_shape_learn(batch_shape_t *s, const proto_viewbatch_t *vb);
+
+/* Allocates a batch for a complete shape: 0 or -1 (out of memory). */
+int batch_alloc(batch_t *b, const batch_shape_t *s);
+void batch_release(batch_t *b);
+void batch_reset(batch_t *b);
+
+/* Copies sample i of vb (checked) into the next free image slot of b.
+ * Returns 1 when b is full afterwards, else 0. */
+int batch_put(batch_t *b, const batch_shape_t *s, const proto_viewbatch_t *vb, uint32_t i);
+
+#endif

@@ -1,0 +1,327 @@
+/* trainer/feed: receive thread and ring of assembled batches. */
+#include "trainer/feed.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "console/console.h"
+#include "transport/transport.h"
+
+#define RECV_SLICE_MS 100   /* the thread checks for a stop this often */
+
+struct feed {
+    void *sock;                 /* PULL, used only by the thread once it runs */
+    pthread_t thread;
+    int started;
+    pthread_mutex_t mu;
+    pthread_cond_t ready_cv;    /* a batch became ready (main waits) */
+    pthread_cond_t free_cv;     /* a batch was given back (thread waits) */
+    int stop;                   /* under mu */
+
+    batch_shape_t shape;        /* under mu once the thread runs */
+    int n_slots;
+    batch_t *slots;             /* (n_slots), allocated when the shape is complete */
+    int *free_stack, n_free;    /* slot indices */
+    int *ready_ring, ready_head, n_ready;
+    int filling;                /* slot the thread fills, -1 none (thread only) */
+
+    feed_stats_t st;            /* under mu */
+};
+
+static void drop(feed_t *f, const char *fmt, ...)
+{
+    char buf[sizeof f->st.last_error];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&f->mu);
+    f->st.dropped++;
+    memcpy(f->st.last_error, buf, sizeof buf);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* Deadline `ms` from now on the condition variables' clock. */
+static struct timespec deadline_in(int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* Allocates the ring once the shape is complete (thread, mu not held). */
+static int alloc_slots(feed_t *f, const batch_shape_t *shape)
+{
+    batch_t *slots = calloc((size_t)f->n_slots, sizeof *slots);
+    if (!slots)
+        return -1;
+    for (int i = 0; i < f->n_slots; i++)
+        if (batch_alloc(&slots[i], shape)) {
+            while (i-- > 0)
+                batch_release(&slots[i]);
+            free(slots);
+            return -1;
+        }
+    pthread_mutex_lock(&f->mu);
+    f->slots = slots;
+    for (int i = 0; i < f->n_slots; i++)
+        f->free_stack[f->n_free++] = i;
+    pthread_mutex_unlock(&f->mu);
+    return 0;
+}
+
+/* A free slot for the thread to fill, waiting for the trainer to give one
+ * back; -1 when stopping. */
+static int acquire_slot(feed_t *f)
+{
+    int slot = -1;
+    pthread_mutex_lock(&f->mu);
+    while (!f->stop && !transport_stop && f->n_free == 0) {
+        struct timespec ts = deadline_in(RECV_SLICE_MS);
+        pthread_cond_timedwait(&f->free_cv, &f->mu, &ts);
+    }
+    if (!f->stop && !transport_stop && f->n_free > 0)
+        slot = f->free_stack[--f->n_free];
+    pthread_mutex_unlock(&f->mu);
+    return slot;
+}
+
+static void publish_slot(feed_t *f, int slot)
+{
+    pthread_mutex_lock(&f->mu);
+    f->ready_ring[(f->ready_head + f->n_ready) % f->n_slots] = slot;
+    f->n_ready++;
+    f->st.batches++;
+    pthread_cond_signal(&f->ready_cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void on_viewbatch(feed_t *f, const void *buf, size_t len)
+{
+    proto_viewbatch_t vb;
+    memset(&vb, 0, sizeof vb);
+    if (proto_viewbatch_decode(&vb, buf, len)) {
+        drop(f, "%s", proto_error());
+        proto_viewbatch_clear(&vb);
+        return;
+    }
+    char why[256];
+    pthread_mutex_lock(&f->mu);
+    batch_shape_t shape = f->shape;
+    pthread_mutex_unlock(&f->mu);
+    if (batch_check(&shape, &vb, why, sizeof why)) {
+        drop(f, "%s", why);
+        proto_viewbatch_clear(&vb);
+        return;
+    }
+    if (!f->slots) {
+        batch_shape_learn(&shape, &vb);
+        if (alloc_slots(f, &shape)) {
+            drop(f, "out of memory for %d batches of %u rows", f->n_slots, batch_rows(&shape));
+            proto_viewbatch_clear(&vb);
+            return;
+        }
+        pthread_mutex_lock(&f->mu);
+        f->shape = shape;
+        pthread_mutex_unlock(&f->mu);
+    }
+    for (uint32_t i = 0; i < vb.n_samples; i++) {
+        if (f->filling < 0 && (f->filling = acquire_slot(f)) < 0)
+            break;   /* stopping */
+        if (batch_put(&f->slots[f->filling], &shape, &vb, i)) {
+            publish_slot(f, f->filling);
+            f->filling = -1;
+        }
+    }
+    pthread_mutex_lock(&f->mu);
+    f->st.viewbatches++;
+    f->st.samples += vb.n_samples;
+    f->st.last_data = console_now();
+    pthread_mutex_unlock(&f->mu);
+    proto_viewbatch_clear(&vb);
+}
+
+static void on_control(feed_t *f, const void *buf, size_t len)
+{
+    proto_control_t c;
+    if (proto_control_decode(&c, buf, len)) {
+        drop(f, "%s", proto_error());
+        return;
+    }
+    pthread_mutex_lock(&f->mu);
+    if (c.kind == PROTO_CONTROL_END_OF_EPOCH) {
+        if (f->st.end_of_epochs++ == 0)
+            f->st.epoch_count = c.count;
+    } else if (c.kind == PROTO_CONTROL_END_OF_STREAM) {
+        f->st.end_of_stream = 1;
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void on_message(feed_t *f, const void *buf, size_t len)
+{
+    pthread_mutex_lock(&f->mu);
+    f->st.messages++;
+    pthread_mutex_unlock(&f->mu);
+    proto_msg_type_t type;
+    if (proto_peek_type(buf, len, &type)) {
+        drop(f, "%s", proto_error());
+        return;
+    }
+    switch (type) {
+    case PROTO_MSG_VIEWBATCH: on_viewbatch(f, buf, len); break;
+    case PROTO_MSG_CONTROL: on_control(f, buf, len); break;
+    case PROTO_MSG_STATS: break;   /* monitoring, not for us */
+    default:
+        drop(f, "unexpected %s message on the ViewBatch socket", proto_msg_type_name(type));
+        break;
+    }
+}
+
+static int stopping(feed_t *f)
+{
+    pthread_mutex_lock(&f->mu);
+    int s = f->stop;
+    pthread_mutex_unlock(&f->mu);
+    return s || transport_stop;
+}
+
+static void *feed_main(void *arg)
+{
+    feed_t *f = arg;
+    while (!stopping(f)) {
+        zmq_msg_t msg;
+        int rc = transport_recv(f->sock, &msg, RECV_SLICE_MS);
+        if (rc < 0) {
+            if (errno == ETERM)
+                break;
+            drop(f, "receive failed: %s", zmq_strerror(errno));
+            continue;
+        }
+        if (rc == 0)
+            continue;
+        on_message(f, zmq_msg_data(&msg), zmq_msg_size(&msg));
+        zmq_msg_close(&msg);
+    }
+    return NULL;
+}
+
+feed_t *feed_new(const char *endpoint, int hwm, const batch_shape_t *shape, int slots,
+                 char *err, size_t errlen)
+{
+    feed_t *f = calloc(1, sizeof *f);
+    if (!f) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    f->shape = *shape;
+    f->n_slots = slots < 2 ? 2 : slots;
+    f->filling = -1;
+    f->free_stack = calloc((size_t)f->n_slots, sizeof *f->free_stack);
+    f->ready_ring = calloc((size_t)f->n_slots, sizeof *f->ready_ring);
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&f->ready_cv, &ca);
+    pthread_cond_init(&f->free_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (!f->free_stack || !f->ready_ring) {
+        snprintf(err, errlen, "out of memory");
+        feed_destroy(&f);
+        return NULL;
+    }
+    /* Bound here, in the caller's thread, so that a bad endpoint is reported
+     * at once; the thread creation hands the socket over to the thread. */
+    f->sock = transport_open(ZMQ_PULL, TRANSPORT_BIND, endpoint, hwm);
+    if (!f->sock) {
+        snprintf(err, errlen, "cannot bind the ViewBatch socket %s", endpoint);
+        feed_destroy(&f);
+        return NULL;
+    }
+    if (pthread_create(&f->thread, NULL, feed_main, f) != 0) {
+        snprintf(err, errlen, "cannot start the receive thread");
+        feed_destroy(&f);
+        return NULL;
+    }
+    f->started = 1;
+    return f;
+}
+
+void feed_destroy(feed_t **self_p)
+{
+    feed_t *f = *self_p;
+    if (!f)
+        return;
+    if (f->started) {
+        pthread_mutex_lock(&f->mu);
+        f->stop = 1;
+        pthread_cond_broadcast(&f->free_cv);
+        pthread_mutex_unlock(&f->mu);
+        pthread_join(f->thread, NULL);
+    }
+    transport_close(&f->sock);
+    if (f->slots)
+        for (int i = 0; i < f->n_slots; i++)
+            batch_release(&f->slots[i]);
+    free(f->slots);
+    free(f->free_stack);
+    free(f->ready_ring);
+    pthread_cond_destroy(&f->ready_cv);
+    pthread_cond_destroy(&f->free_cv);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+    *self_p = NULL;
+}
+
+batch_t *feed_take(feed_t *f, int timeout_ms)
+{
+    batch_t *b = NULL;
+    struct timespec ts = deadline_in(timeout_ms);
+    pthread_mutex_lock(&f->mu);
+    while (f->n_ready == 0) {
+        if (pthread_cond_timedwait(&f->ready_cv, &f->mu, &ts) == ETIMEDOUT)
+            break;
+    }
+    if (f->n_ready > 0) {
+        b = &f->slots[f->ready_ring[f->ready_head]];
+        f->ready_head = (f->ready_head + 1) % f->n_slots;
+        f->n_ready--;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return b;
+}
+
+void feed_give_back(feed_t *f, batch_t *b)
+{
+    batch_reset(b);
+    pthread_mutex_lock(&f->mu);
+    f->free_stack[f->n_free++] = (int)(b - f->slots);
+    pthread_cond_signal(&f->free_cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+void feed_shape(feed_t *f, batch_shape_t *out)
+{
+    pthread_mutex_lock(&f->mu);
+    *out = f->shape;
+    pthread_mutex_unlock(&f->mu);
+}
+
+void feed_stats(feed_t *f, feed_stats_t *out)
+{
+    pthread_mutex_lock(&f->mu);
+    *out = f->st;
+    pthread_mutex_unlock(&f->mu);
+}

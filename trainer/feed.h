@@ -1,0 +1,52 @@
+/* trainer/feed: the receive thread. It owns the PULL socket, decodes
+ * ViewBatches and assembles them into a small ring of training batches while
+ * the main thread computes on another one (double buffering). When every
+ * batch of the ring is full and waiting, it stops reading the socket, so the
+ * augmenters block on their high-water mark instead of filling memory.
+ *
+ * Malformed messages, ViewBatches of the wrong shape and unknown message
+ * types are dropped and counted; the last reason is kept for the log.
+ * Control messages forwarded by the augmenters (END_OF_EPOCH, END_OF_STREAM)
+ * are recorded.
+ */
+#ifndef TRAINER_FEED_H
+#define TRAINER_FEED_H
+
+#include <stdint.h>
+
+#include "trainer/batch.h"
+
+typedef struct feed feed_t;
+
+typedef struct {
+    uint64_t messages;          /* received, any type */
+    uint64_t viewbatches;       /* ViewBatches accepted */
+    uint64_t samples;           /* samples accepted */
+    uint64_t dropped;           /* messages dropped (malformed, wrong shape, unknown) */
+    uint64_t batches;           /* full batches handed to the trainer */
+    uint64_t end_of_epochs;     /* END_OF_EPOCH messages */
+    uint64_t epoch_count;       /* count of the first END_OF_EPOCH (images per epoch), 0 until then */
+    int end_of_stream;          /* an END_OF_STREAM arrived */
+    double last_data;           /* console_now() of the last accepted ViewBatch, 0 = none yet */
+    char last_error[256];       /* why the last message was dropped */
+} feed_stats_t;
+
+/* Binds a PULL socket on `endpoint` (hwm messages queued) and starts the
+ * thread. `shape` gives method, images and classes, and the dimensions
+ * already known (0 = learn from the first valid ViewBatch). `slots` >= 2
+ * batches are allocated once the shape is complete. NULL with err set. */
+feed_t *feed_new(const char *endpoint, int hwm, const batch_shape_t *shape, int slots,
+                 char *err, size_t errlen);
+/* Stops the thread, closes the socket, frees the batches. */
+void feed_destroy(feed_t **self_p);
+
+/* The next full batch, waiting up to timeout_ms; NULL on timeout. The batch
+ * belongs to the caller until feed_give_back. */
+batch_t *feed_take(feed_t *f, int timeout_ms);
+void feed_give_back(feed_t *f, batch_t *b);
+
+/* The complete shape (valid once a batch has been taken). */
+void feed_shape(feed_t *f, batch_shape_t *out);
+void feed_stats(feed_t *f, feed_stats_t *out);
+
+#endif

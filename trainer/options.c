@@ -1,0 +1,385 @@
+/* trainer/options: command-line parsing of the trainer. */
+#include "trainer/options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_WIDTH  1024
+#define MAX_KEEP   1000
+#define MAX_QUEUE  64
+
+static void set_err(char *err, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+}
+
+const char *trainer_method_name(train_method_t m)
+{
+    return m == TRAIN_ROTNET ? "rotnet" : "simclr";
+}
+
+int trainer_method_parse(const char *s, train_method_t *m)
+{
+    if (strcmp(s, "simclr") == 0)
+        *m = TRAIN_SIMCLR;
+    else if (strcmp(s, "rotnet") == 0)
+        *m = TRAIN_ROTNET;
+    else
+        return -1;
+    return 0;
+}
+
+/* Whole-string integer in [lo, hi]. */
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (*s == '-')
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Whole-string finite number in [lo, hi]. */
+static int parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int trainer_parse_warmup(const char *s, long *steps, double *epochs)
+{
+    size_t n = strlen(s);
+    if (n > 2 && strcmp(s + n - 2, "ep") == 0) {
+        char num[64];
+        if (n - 2 >= sizeof num)
+            return -1;
+        memcpy(num, s, n - 2);
+        num[n - 2] = '\0';
+        double e;
+        if (parse_double(num, 0, 1e6, &e))
+            return -1;
+        *epochs = e;
+        *steps = -1;
+        return 0;
+    }
+    long v;
+    if (parse_long(s, 0, LONG_MAX / 2, &v))
+        return -1;
+    *steps = v;
+    *epochs = 0;
+    return 0;
+}
+
+void trainer_usage(FILE *f)
+{
+    fprintf(f,
+"usage: trainer [options]\n"
+"Pulls ViewBatches from the augmenters, trains an encoder with SimCLR or RotNet,\n"
+"writes checkpoints and metrics into the run folder, and tells the evaluator\n"
+"about each checkpoint.\n"
+"\n"
+"Training:\n"
+"  --method M         simclr (2 views per image, NT-Xent) or rotnet (4 rotations\n"
+"                     per image, 4-way cross-entropy) (default simclr)\n"
+"  --arch A           resnet-mini, conv4, or a network description file (see\n"
+"                     nn/README.md; its head must suit the method) (default %s)\n"
+"  --width W          channels of the first stage of a preset (default %d)\n"
+"  --batch N          images per step: 2N views for simclr, 4N for rotnet (default %d)\n"
+"  --optimizer O      sgd, lars or adamw (default sgd)\n"
+"  --lr X             peak learning rate (default: base x batch/256 with base %.2g\n"
+"                     for simclr and %.2g for rotnet; adamw %.0e x sqrt(batch/256))\n"
+"  --weight-decay X   (default %.0e sgd, %.0e lars, %.0e adamw)\n"
+"  --momentum X       sgd and lars momentum (default %.1f)\n"
+"  --tau X            NT-Xent temperature (default %.1f)\n"
+"  --warmup N|Nep     linear warm-up in steps, or in epochs with the suffix ep\n"
+"                     (needs a known dataset size) (default %.0f%% of the steps)\n"
+"  --epochs E         train E epochs (may be fractional) (default %d)\n"
+"  --steps N          or train exactly N steps\n"
+"  --dataset-size N   images per epoch; when not given, learnt from the loader's\n"
+"                     end-of-epoch count (the cosine schedule then starts once it\n"
+"                     is known)\n"
+"  --seed N           parameter initialisation seed (default %d)\n"
+"\n"
+"Sockets:\n"
+"  --bind EP          PULL for ViewBatches (default %s)\n"
+"  --control EP       PUB for Control stop/heartbeat, or none (default %s)\n"
+"  --evaluator EP     PUSH to the evaluator, or none (default %s)\n"
+"  --hwm N            ViewBatches queued in the PULL socket (default %d)\n"
+"  --queue N          assembled batches buffered ahead of the step (default %d)\n"
+"\n"
+"Run folder:\n"
+"  --out DIR          metrics.jsonl, ckpt-<step>.safetensors (+ .json trainer\n"
+"                     state) and the symlink latest (default %s)\n"
+"  --ckpt-every N     checkpoint every N steps, and always at the end (default %d)\n"
+"  --keep K           keep the last K checkpoints (default %d)\n"
+"  --resume P         continue from checkpoint P, or 'latest' of --out: restores\n"
+"                     the model, optimizer, schedule, step and random state; without\n"
+"                     --out, a run resumed from a file continues in the file's folder\n"
+"  --quiet            no progress line\n"
+"  --help             this text\n"
+"\n"
+"Stops after the steps or epochs, at the end of the stream, or on SIGINT/SIGTERM\n"
+"(after writing a checkpoint); then publishes Control STOP so that the loader and\n"
+"augmenters exit. Exit status: 0 done, 1 runtime failure, 2 bad usage.\n",
+            TRAINER_DEFAULT_ARCH, TRAINER_DEFAULT_WIDTH, TRAINER_DEFAULT_BATCH,
+            TRAINER_BASE_LR_SIMCLR, TRAINER_BASE_LR_ROTNET, TRAINER_BASE_LR_ADAMW,
+            TRAINER_WD_SGD, TRAINER_WD_LARS, TRAINER_WD_ADAMW, TRAINER_DEFAULT_MOMENTUM,
+            TRAINER_DEFAULT_TAU, 100 * TRAINER_WARMUP_SHARE, TRAINER_DEFAULT_EPOCHS,
+            TRAINER_DEFAULT_SEED, TRAINER_DEFAULT_BIND, TRAINER_DEFAULT_CONTROL,
+            TRAINER_DEFAULT_EVALUATOR, TRAINER_DEFAULT_HWM, TRAINER_DEFAULT_QUEUE,
+            TRAINER_DEFAULT_OUT, TRAINER_DEFAULT_CKPT_EVERY, TRAINER_DEFAULT_KEEP);
+}
+
+static void defaults(trainer_options_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->method = TRAIN_SIMCLR;
+    o->arch = TRAINER_DEFAULT_ARCH;
+    o->width = TRAINER_DEFAULT_WIDTH;
+    o->batch = TRAINER_DEFAULT_BATCH;
+    o->optimizer = NN_OPT_SGD;
+    o->lr = -1;
+    o->weight_decay = -1;
+    o->momentum = TRAINER_DEFAULT_MOMENTUM;
+    o->tau = TRAINER_DEFAULT_TAU;
+    o->warmup_steps = -1;
+    o->epochs = TRAINER_DEFAULT_EPOCHS;
+    o->seed = TRAINER_DEFAULT_SEED;
+    o->bind = TRAINER_DEFAULT_BIND;
+    o->control = TRAINER_DEFAULT_CONTROL;
+    o->evaluator = TRAINER_DEFAULT_EVALUATOR;
+    o->out = TRAINER_DEFAULT_OUT;
+    o->ckpt_every = TRAINER_DEFAULT_CKPT_EVERY;
+    o->keep = TRAINER_DEFAULT_KEEP;
+    o->queue = TRAINER_DEFAULT_QUEUE;
+    o->hwm = TRAINER_DEFAULT_HWM;
+}
+
+void trainer_options_finish(trainer_options_t *o)
+{
+    double scale = (double)o->batch / TRAINER_LR_BATCH_REF;
+    if (!o->set_lr) {
+        if (o->optimizer == NN_OPT_ADAMW)
+            o->lr = TRAINER_BASE_LR_ADAMW * sqrt(scale);
+        else
+            o->lr = (o->method == TRAIN_ROTNET ? TRAINER_BASE_LR_ROTNET : TRAINER_BASE_LR_SIMCLR) * scale;
+    }
+    if (!o->set_wd)
+        o->weight_decay = o->optimizer == NN_OPT_LARS ? TRAINER_WD_LARS
+                        : o->optimizer == NN_OPT_ADAMW ? TRAINER_WD_ADAMW : TRAINER_WD_SGD;
+}
+
+enum {
+    OPT_METHOD = 256, OPT_ARCH, OPT_WIDTH, OPT_BATCH, OPT_OPTIMIZER, OPT_LR, OPT_WD, OPT_MOMENTUM,
+    OPT_TAU, OPT_WARMUP, OPT_EPOCHS, OPT_STEPS, OPT_DATASET_SIZE, OPT_SEED, OPT_BIND, OPT_CONTROL,
+    OPT_EVALUATOR, OPT_OUT, OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_QUEUE, OPT_HWM, OPT_QUIET,
+    OPT_HELP,
+};
+
+int trainer_options_parse(trainer_options_t *o, int argc, char **argv, char *err, size_t errlen)
+{
+    static const struct option opts[] = {
+        { "method", required_argument, 0, OPT_METHOD },
+        { "arch", required_argument, 0, OPT_ARCH },
+        { "width", required_argument, 0, OPT_WIDTH },
+        { "batch", required_argument, 0, OPT_BATCH },
+        { "optimizer", required_argument, 0, OPT_OPTIMIZER },
+        { "lr", required_argument, 0, OPT_LR },
+        { "weight-decay", required_argument, 0, OPT_WD },
+        { "momentum", required_argument, 0, OPT_MOMENTUM },
+        { "tau", required_argument, 0, OPT_TAU },
+        { "warmup", required_argument, 0, OPT_WARMUP },
+        { "epochs", required_argument, 0, OPT_EPOCHS },
+        { "steps", required_argument, 0, OPT_STEPS },
+        { "dataset-size", required_argument, 0, OPT_DATASET_SIZE },
+        { "seed", required_argument, 0, OPT_SEED },
+        { "bind", required_argument, 0, OPT_BIND },
+        { "control", required_argument, 0, OPT_CONTROL },
+        { "evaluator", required_argument, 0, OPT_EVALUATOR },
+        { "out", required_argument, 0, OPT_OUT },
+        { "ckpt-every", required_argument, 0, OPT_CKPT_EVERY },
+        { "keep", required_argument, 0, OPT_KEEP },
+        { "resume", required_argument, 0, OPT_RESUME },
+        { "queue", required_argument, 0, OPT_QUEUE },
+        { "hwm", required_argument, 0, OPT_HWM },
+        { "quiet", no_argument, 0, OPT_QUIET },
+        { "help", no_argument, 0, OPT_HELP },
+        { 0, 0, 0, 0 },
+    };
+    defaults(o);
+    int got_epochs = 0, got_steps = 0;
+    long v;
+    optind = 1;
+    opterr = 0;
+    for (;;) {
+        int prev = optind;
+        int c = getopt_long(argc, argv, ":", opts, NULL);
+        if (c == -1)
+            break;
+        const char *name = (prev < argc) ? argv[prev] : "?";
+        switch (c) {
+        case OPT_METHOD:
+            if (trainer_method_parse(optarg, &o->method)) {
+                set_err(err, errlen, "--method: '%s' is not simclr or rotnet", optarg);
+                return -1;
+            }
+            o->set_method = 1;
+            break;
+        case OPT_ARCH:
+            o->arch = optarg;
+            o->set_arch = 1;
+            break;
+        case OPT_WIDTH:
+            if (parse_long(optarg, 1, MAX_WIDTH, &v))
+                goto bad_value;
+            o->width = (int)v;
+            o->set_width = 1;
+            break;
+        case OPT_BATCH:
+            /* a batch is at least two images: NT-Xent needs negatives */
+            if (parse_long(optarg, 2, 65536, &v))
+                goto bad_value;
+            o->batch = (uint32_t)v;
+            o->set_batch = 1;
+            break;
+        case OPT_OPTIMIZER:
+            if (nn_optim_kind_parse(optarg, &o->optimizer)) {
+                set_err(err, errlen, "--optimizer: '%s' is not sgd, lars or adamw", optarg);
+                return -1;
+            }
+            o->set_optimizer = 1;
+            break;
+        case OPT_LR:
+            if (parse_double(optarg, 0, 1e3, &o->lr) || o->lr <= 0)
+                goto bad_value;
+            o->set_lr = 1;
+            break;
+        case OPT_WD:
+            if (parse_double(optarg, 0, 10, &o->weight_decay))
+                goto bad_value;
+            o->set_wd = 1;
+            break;
+        case OPT_MOMENTUM:
+            if (parse_double(optarg, 0, 0.9999, &o->momentum))
+                goto bad_value;
+            o->set_momentum = 1;
+            break;
+        case OPT_TAU:
+            if (parse_double(optarg, 1e-3, 100, &o->tau))
+                goto bad_value;
+            o->set_tau = 1;
+            break;
+        case OPT_WARMUP:
+            if (trainer_parse_warmup(optarg, &o->warmup_steps, &o->warmup_epochs))
+                goto bad_value;
+            o->set_warmup = 1;
+            break;
+        case OPT_EPOCHS:
+            if (parse_double(optarg, 0, 1e6, &o->epochs) || o->epochs <= 0)
+                goto bad_value;
+            got_epochs = 1;
+            break;
+        case OPT_STEPS:
+            if (parse_long(optarg, 1, LONG_MAX / 2, &o->steps))
+                goto bad_value;
+            got_steps = 1;
+            break;
+        case OPT_DATASET_SIZE:
+            if (parse_u64(optarg, &o->dataset_size) || o->dataset_size == 0)
+                goto bad_value;
+            break;
+        case OPT_SEED:
+            if (parse_u64(optarg, &o->seed))
+                goto bad_value;
+            o->set_seed = 1;
+            break;
+        case OPT_BIND: o->bind = optarg; break;
+        case OPT_CONTROL: o->control = optarg; break;
+        case OPT_EVALUATOR: o->evaluator = optarg; break;
+        case OPT_OUT:
+            o->out = optarg;
+            o->set_out = 1;
+            break;
+        case OPT_CKPT_EVERY:
+            if (parse_long(optarg, 1, LONG_MAX / 2, &o->ckpt_every))
+                goto bad_value;
+            break;
+        case OPT_KEEP:
+            if (parse_long(optarg, 1, MAX_KEEP, &v))
+                goto bad_value;
+            o->keep = (int)v;
+            break;
+        case OPT_RESUME: o->resume = optarg; break;
+        case OPT_QUEUE:
+            if (parse_long(optarg, 2, MAX_QUEUE, &v))
+                goto bad_value;
+            o->queue = (int)v;
+            break;
+        case OPT_HWM:
+            if (parse_long(optarg, 1, 1 << 20, &v))
+                goto bad_value;
+            o->hwm = (int)v;
+            break;
+        case OPT_QUIET: o->quiet = 1; break;
+        case OPT_HELP: return 1;
+        case ':':
+            set_err(err, errlen, "%s needs a value", name);
+            return -1;
+        default:
+            set_err(err, errlen, "unknown option '%s'", name);
+            return -1;
+        bad_value:
+            set_err(err, errlen, "%s: bad value '%s'", name, optarg);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        set_err(err, errlen, "unexpected argument '%s'", argv[optind]);
+        return -1;
+    }
+    if (got_epochs && got_steps) {
+        set_err(err, errlen, "give --epochs or --steps, not both");
+        return -1;
+    }
+    if (got_steps)
+        o->epochs = 0;
+    o->set_length = got_epochs || got_steps;
+    if (o->warmup_epochs > 0 && !o->dataset_size) {
+        set_err(err, errlen, "--warmup in epochs needs --dataset-size (or give the warm-up in steps)");
+        return -1;
+    }
+    if (!*o->out) {
+        set_err(err, errlen, "--out: empty folder name");
+        return -1;
+    }
+    trainer_options_finish(o);
+    return 0;
+}

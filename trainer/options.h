@@ -1,0 +1,88 @@
+/* trainer/options: the trainer's command line, parsed with getopt_long into
+ * one struct, with the defaults that depend on other options (learning rate,
+ * weight decay) filled in once everything is read.
+ */
+#ifndef TRAINER_OPTIONS_H
+#define TRAINER_OPTIONS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "nn/optim.h"
+
+#define TRAINER_DEFAULT_BIND      "tcp://127.0.0.1:5556"
+#define TRAINER_DEFAULT_CONTROL   "tcp://127.0.0.1:5558"
+#define TRAINER_DEFAULT_EVALUATOR "tcp://127.0.0.1:5557"
+#define TRAINER_DEFAULT_OUT       "runs/train"
+#define TRAINER_DEFAULT_ARCH      "resnet-mini"
+#define TRAINER_DEFAULT_WIDTH     32
+#define TRAINER_DEFAULT_BATCH     256
+#define TRAINER_DEFAULT_TAU       0.5
+#define TRAINER_DEFAULT_MOMENTUM  0.9
+#define TRAINER_DEFAULT_CKPT_EVERY 500
+#define TRAINER_DEFAULT_KEEP      3
+#define TRAINER_DEFAULT_SEED      1
+#define TRAINER_DEFAULT_QUEUE     3      /* assembled batches buffered ahead */
+#define TRAINER_DEFAULT_HWM       16     /* ViewBatches queued in the PULL socket */
+#define TRAINER_DEFAULT_EPOCHS    1      /* when neither --epochs nor --steps is given */
+#define TRAINER_WARMUP_SHARE      0.05   /* default warm-up: this share of the total steps */
+#define TRAINER_LR_BATCH_REF      256.0  /* lr = base x batch / 256 */
+/* Base learning rates per method and optimizer (before the batch scaling).
+ * RotNet wants a much smaller rate than SimCLR: at 0.3 the rotation loss
+ * stays at chance. AdamW scales with sqrt(batch / 256) instead. */
+#define TRAINER_BASE_LR_SIMCLR    0.3
+#define TRAINER_BASE_LR_ROTNET    0.05
+#define TRAINER_BASE_LR_ADAMW     1e-3
+#define TRAINER_WD_SGD            1e-4
+#define TRAINER_WD_LARS           1e-6
+#define TRAINER_WD_ADAMW          1e-2
+
+typedef enum { TRAIN_SIMCLR = 0, TRAIN_ROTNET = 1 } train_method_t;
+
+typedef struct {
+    train_method_t method;
+    const char *arch;           /* "resnet-mini", "conv4" or a description file */
+    int width;
+    uint32_t batch;             /* images per step */
+    nn_opt_kind optimizer;
+    double lr;                  /* peak learning rate, after the batch scaling */
+    double weight_decay, momentum, tau;
+    long warmup_steps;          /* -1: not given (default share of the total) */
+    double warmup_epochs;       /* > 0 when given as "Nep" */
+    double epochs;              /* 0 when --steps is used */
+    long steps;                 /* 0 when --epochs is used */
+    uint64_t dataset_size;      /* images per epoch, 0 = learn from END_OF_EPOCH */
+    uint64_t seed;
+    const char *bind, *control, *evaluator;   /* "none" disables control / evaluator */
+    const char *out;
+    long ckpt_every;
+    int keep;
+    const char *resume;         /* NULL, "latest" or a checkpoint path */
+    int queue;                  /* assembled batches buffered ahead of the step */
+    int hwm;
+    int quiet;
+    /* which options the command line gave explicitly (resume compares them) */
+    int set_method, set_lr, set_optimizer, set_batch, set_arch, set_width, set_wd,
+        set_momentum, set_tau, set_warmup, set_length, set_seed, set_out;
+} trainer_options_t;
+
+/* Parses argv. Returns 0 on success, 1 when --help was asked (usage printed
+ * on stdout), -1 on a usage error with err set (the caller prints it with
+ * the usage text and exits 2). */
+int trainer_options_parse(trainer_options_t *o, int argc, char **argv, char *err, size_t errlen);
+
+/* Fills the defaults that depend on method, optimizer and batch (lr, weight
+ * decay) for those not given explicitly. Resume calls it again after
+ * restoring the run's own settings. */
+void trainer_options_finish(trainer_options_t *o);
+
+void trainer_usage(FILE *f);
+
+const char *trainer_method_name(train_method_t m);
+int trainer_method_parse(const char *s, train_method_t *m);
+
+/* Parses a --warmup value: "N" steps or "Nep" epochs. 0 or -1. */
+int trainer_parse_warmup(const char *s, long *steps, double *epochs);
+
+#endif

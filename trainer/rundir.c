@@ -1,0 +1,368 @@
+/* trainer/rundir: checkpoint files, trainer state, `latest`, metrics file. */
+#include "trainer/rundir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CKPT_PREFIX  "ckpt-"
+#define CKPT_SUFFIX  ".safetensors"
+#define STATE_SUFFIX ".json"
+
+static void set_err(char *err, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+}
+
+int rundir_make(const char *dir, char *err, size_t errlen)
+{
+    char buf[RUNDIR_MAX_PATH];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+                set_err(err, errlen, "cannot create folder %s: %s", buf, strerror(errno));
+                return -1;
+            }
+            *p = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        set_err(err, errlen, "%s is not a folder", dir);
+        return -1;
+    }
+    return 0;
+}
+
+void rundir_ckpt_path(char *buf, size_t len, const char *dir, long step)
+{
+    snprintf(buf, len, "%s/" CKPT_PREFIX "%08ld" CKPT_SUFFIX, dir, step);
+}
+
+void rundir_state_path(char *buf, size_t len, const char *ckpt_path)
+{
+    size_t n = strlen(ckpt_path), s = strlen(CKPT_SUFFIX);
+    if (n > s && strcmp(ckpt_path + n - s, CKPT_SUFFIX) == 0)
+        snprintf(buf, len, "%.*s" STATE_SUFFIX, (int)(n - s), ckpt_path);
+    else
+        snprintf(buf, len, "%s" STATE_SUFFIX, ckpt_path);
+}
+
+/* fsync of the folder holding `path`, so that a rename survives a crash. */
+static void sync_parent(const char *path)
+{
+    char buf[RUNDIR_MAX_PATH];
+    snprintf(buf, sizeof buf, "%s", path);
+    int fd = open(dirname(buf), O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+/* Writes text to path atomically: temporary file, fsync, rename. */
+static int write_atomic(const char *path, const char *text, char *err, size_t errlen)
+{
+    char tmp[RUNDIR_MAX_PATH + 32];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        set_err(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    size_t len = strlen(text), done = 0;
+    while (done < len) {
+        ssize_t w = write(fd, text + done, len - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            set_err(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+            close(fd);
+            unlink(tmp);
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+        set_err(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    sync_parent(path);
+    return 0;
+}
+
+int rundir_state_save(const char *path, const train_state_t *s, char *err, size_t errlen)
+{
+    char seed[32], rng[32], dsize[32], images[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->seed);
+    snprintf(rng, sizeof rng, "%016llx", (unsigned long long)s->rng);
+    snprintf(dsize, sizeof dsize, "%llu", (unsigned long long)s->dataset_size);
+    snprintf(images, sizeof images, "%llu", (unsigned long long)s->images_seen);
+    /* 64-bit unsigned values as strings: JSON numbers are not exact beyond 2^53 */
+    json_t *j = json_pack("{s:s, s:i, s:s, s:s, s:i, s:I, s:s, s:f, s:f, s:f, s:f, s:I, s:I, s:f,"
+                          " s:s, s:I, s:s, s:s, s:s, s:f}",
+                          "format", RUNDIR_STATE_FORMAT, "version", RUNDIR_STATE_VERSION,
+                          "method", s->method, "arch", s->arch, "width", s->width,
+                          "batch", (json_int_t)s->batch, "optimizer", s->optimizer,
+                          "lr", s->lr, "weight_decay", s->weight_decay, "momentum", s->momentum,
+                          "tau", s->tau, "warmup_steps", (json_int_t)s->warmup_steps,
+                          "total_steps", (json_int_t)s->total_steps, "epochs", s->epochs,
+                          "dataset_size", dsize, "step", (json_int_t)s->step,
+                          "images_seen", images, "seed", seed, "rng", rng,
+                          "train_seconds", s->train_seconds);
+    if (!j) {
+        set_err(err, errlen, "%s: cannot build the state JSON", path);
+        return -1;
+    }
+    char *text = json_dumps(j, JSON_INDENT(1));
+    json_decref(j);
+    if (!text) {
+        set_err(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    size_t n = strlen(text);
+    char *line = malloc(n + 2);
+    int rc = -1;
+    if (line) {
+        memcpy(line, text, n);
+        memcpy(line + n, "\n", 2);
+        rc = write_atomic(path, line, err, errlen);
+        free(line);
+    }
+    free(text);
+    return rc;
+}
+
+static int parse_u64_str(const char *s, int base, uint64_t *out)
+{
+    if (!s || !*s)
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, base);
+    if (errno || *end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int rundir_state_load(const char *path, train_state_t *s, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    if (!j) {
+        set_err(err, errlen, "%s: %s (line %d)", path, je.text, je.line);
+        return -1;
+    }
+    const char *format = NULL, *method = NULL, *arch = NULL, *optimizer = NULL;
+    const char *dsize = NULL, *images = NULL, *seed = NULL, *rng = NULL;
+    int version = 0, width = 0;
+    json_int_t batch = 0, warmup = 0, total = 0, step = 0;
+    memset(s, 0, sizeof *s);
+    int rc = json_unpack_ex(j, &je, 0,
+                            "{s:s, s:i, s:s, s:s, s:i, s:I, s:s, s:F, s:F, s:F, s:F, s:I, s:I, s:F,"
+                            " s:s, s:I, s:s, s:s, s:s, s:F}",
+                            "format", &format, "version", &version, "method", &method, "arch", &arch,
+                            "width", &width, "batch", &batch, "optimizer", &optimizer,
+                            "lr", &s->lr, "weight_decay", &s->weight_decay, "momentum", &s->momentum,
+                            "tau", &s->tau, "warmup_steps", &warmup, "total_steps", &total,
+                            "epochs", &s->epochs, "dataset_size", &dsize, "step", &step,
+                            "images_seen", &images, "seed", &seed, "rng", &rng,
+                            "train_seconds", &s->train_seconds);
+    if (rc != 0) {
+        set_err(err, errlen, "%s: %s", path, je.text);
+        goto fail;
+    }
+    if (strcmp(format, RUNDIR_STATE_FORMAT) != 0 || version != RUNDIR_STATE_VERSION) {
+        set_err(err, errlen, "%s: format %s version %d, this trainer reads %s version %d", path,
+                format, version, RUNDIR_STATE_FORMAT, RUNDIR_STATE_VERSION);
+        goto fail;
+    }
+    if (parse_u64_str(dsize, 10, &s->dataset_size) || parse_u64_str(images, 10, &s->images_seen) ||
+        parse_u64_str(seed, 10, &s->seed) || parse_u64_str(rng, 16, &s->rng) || batch < 1 ||
+        batch > UINT32_MAX || step < 0 || warmup < 0 || total < 0) {
+        set_err(err, errlen, "%s: a value is out of range", path);
+        goto fail;
+    }
+    snprintf(s->method, sizeof s->method, "%s", method);
+    snprintf(s->arch, sizeof s->arch, "%s", arch);
+    snprintf(s->optimizer, sizeof s->optimizer, "%s", optimizer);
+    s->width = width;
+    s->batch = (uint32_t)batch;
+    s->warmup_steps = (long)warmup;
+    s->total_steps = (long)total;
+    s->step = (long)step;
+    json_decref(j);
+    return 0;
+fail:
+    json_decref(j);
+    return -1;
+}
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+int rundir_point_latest(const char *dir, const char *ckpt_path, char *err, size_t errlen)
+{
+    char link[RUNDIR_MAX_PATH], tmp[RUNDIR_MAX_PATH + 32];
+    snprintf(link, sizeof link, "%s/" RUNDIR_LATEST, dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", link, (long)getpid());
+    unlink(tmp);
+    if (symlink(base_name(ckpt_path), tmp) != 0 || rename(tmp, link) != 0) {
+        set_err(err, errlen, "cannot point %s at %s: %s", link, base_name(ckpt_path), strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    sync_parent(link);
+    return 0;
+}
+
+/* Step number of a checkpoint file name, or -1 when it is not one. */
+static long ckpt_step_of(const char *name)
+{
+    size_t n = strlen(name), p = strlen(CKPT_PREFIX), s = strlen(CKPT_SUFFIX);
+    if (n <= p + s || strncmp(name, CKPT_PREFIX, p) != 0 || strcmp(name + n - s, CKPT_SUFFIX) != 0)
+        return -1;
+    long v = 0;
+    for (size_t i = p; i < n - s; i++) {
+        if (name[i] < '0' || name[i] > '9' || v > LONG_MAX / 10 - 10)
+            return -1;
+        v = v * 10 + (name[i] - '0');
+    }
+    return v;
+}
+
+static int cmp_long_desc(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return (x < y) - (x > y);
+}
+
+void rundir_prune(const char *dir, int keep, long current)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    long *steps = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long st = ckpt_step_of(e->d_name);
+        if (st < 0 || st > current)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            long *grown = realloc(steps, cap * sizeof *steps);
+            if (!grown)
+                break;
+            steps = grown;
+        }
+        steps[n++] = st;
+    }
+    closedir(d);
+    qsort(steps, n, sizeof *steps, cmp_long_desc);
+    for (size_t i = (size_t)(keep > 0 ? keep : 1); i < n; i++) {
+        char path[RUNDIR_MAX_PATH], state[RUNDIR_MAX_PATH + 8];
+        rundir_ckpt_path(path, sizeof path, dir, steps[i]);
+        rundir_state_path(state, sizeof state, path);
+        unlink(state);
+        unlink(path);
+    }
+    free(steps);
+}
+
+int rundir_resolve(const char *dir, const char *arg, char *buf, size_t len, char *err, size_t errlen)
+{
+    char want[RUNDIR_MAX_PATH];
+    if (strcmp(arg, RUNDIR_LATEST) == 0)
+        snprintf(want, sizeof want, "%s/" RUNDIR_LATEST, dir);
+    else
+        snprintf(want, sizeof want, "%s", arg);
+    char real[PATH_MAX];
+    if (!realpath(want, real)) {
+        if (strcmp(arg, RUNDIR_LATEST) == 0)
+            set_err(err, errlen, "--resume latest: no checkpoint in %s (%s: %s)\n"
+                    "HINT: give the run folder with --out, or a checkpoint file", dir, want, strerror(errno));
+        else
+            set_err(err, errlen, "--resume %s: %s", arg, strerror(errno));
+        return -1;
+    }
+    snprintf(buf, len, "%s", real);
+    return 0;
+}
+
+/* Step of a metrics line, or -1 when the line is not a complete object. */
+static long metrics_line_step(const char *line)
+{
+    json_error_t je;
+    json_t *j = json_loads(line, 0, &je);
+    if (!j)
+        return -1;
+    json_t *s = json_object_get(j, "step");
+    long step = json_is_integer(s) ? (long)json_integer_value(s) : -1;
+    json_decref(j);
+    return step;
+}
+
+FILE *rundir_metrics_open(const char *dir, long keep_upto, char *err, size_t errlen)
+{
+    char path[RUNDIR_MAX_PATH];
+    snprintf(path, sizeof path, "%s/" RUNDIR_METRICS, dir);
+    if (keep_upto >= 0) {
+        FILE *in = fopen(path, "r");
+        if (in) {
+            char tmp[RUNDIR_MAX_PATH + 32];
+            snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+            FILE *out = fopen(tmp, "w");
+            if (!out) {
+                set_err(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+                fclose(in);
+                return NULL;
+            }
+            char *line = NULL;
+            size_t cap = 0;
+            ssize_t n;
+            while ((n = getline(&line, &cap, in)) > 0) {
+                if (line[n - 1] != '\n')
+                    break;   /* torn last line */
+                long st = metrics_line_step(line);
+                if (st >= 0 && st <= keep_upto)
+                    fputs(line, out);
+            }
+            free(line);
+            fclose(in);
+            if (fclose(out) != 0 || rename(tmp, path) != 0) {
+                set_err(err, errlen, "cannot rewrite %s: %s", path, strerror(errno));
+                unlink(tmp);
+                return NULL;
+            }
+        }
+    }
+    FILE *f = fopen(path, keep_upto >= 0 ? "a" : "w");
+    if (!f) {
+        set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    setvbuf(f, NULL, _IOLBF, 0);
+    return f;
+}

@@ -1,0 +1,73 @@
+/* trainer/rundir: the run folder.
+ *
+ *   metrics.jsonl                  one JSON object per step
+ *   ckpt-<step>.safetensors        model + optimizer (nn_ckpt_save, atomic)
+ *   ckpt-<step>.json               the trainer's state beside it (atomic)
+ *   latest -> ckpt-<step>.safetensors   symlink, replaced atomically
+ *
+ * A checkpoint is complete once both files exist; `latest` is moved only
+ * then, so a run killed at any moment resumes from a complete one.
+ */
+#ifndef TRAINER_RUNDIR_H
+#define TRAINER_RUNDIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define RUNDIR_STATE_FORMAT  "sslcpu-trainer-state"
+#define RUNDIR_STATE_VERSION 1
+#define RUNDIR_LATEST        "latest"
+#define RUNDIR_METRICS       "metrics.jsonl"
+#define RUNDIR_MAX_PATH      4096
+#define RUNDIR_MAX_NAME      64
+
+/* Everything besides the tensors that resuming needs. */
+typedef struct {
+    char method[RUNDIR_MAX_NAME];      /* "simclr" | "rotnet" */
+    char arch[RUNDIR_MAX_PATH];        /* as given: preset name or file */
+    int width;
+    uint32_t batch;
+    char optimizer[RUNDIR_MAX_NAME];   /* "sgd" | "lars" | "adamw" */
+    double lr, weight_decay, momentum, tau;
+    long warmup_steps;
+    long total_steps;                  /* 0 = not known yet */
+    double epochs;                     /* 0 = the run is counted in steps */
+    uint64_t dataset_size;             /* 0 = not known yet */
+    long step;                         /* optimizer steps done */
+    uint64_t images_seen;
+    uint64_t seed;
+    uint64_t rng;                      /* the trainer's random state */
+    double train_seconds;              /* wall time spent training so far */
+} train_state_t;
+
+/* mkdir -p: 0 or -1 with err. */
+int rundir_make(const char *dir, char *err, size_t errlen);
+
+/* "<dir>/ckpt-<step, 8 digits or more>.safetensors" */
+void rundir_ckpt_path(char *buf, size_t len, const char *dir, long step);
+/* The state file of a checkpoint: its path with ".json" for ".safetensors". */
+void rundir_state_path(char *buf, size_t len, const char *ckpt_path);
+
+int rundir_state_save(const char *path, const train_state_t *s, char *err, size_t errlen);
+int rundir_state_load(const char *path, train_state_t *s, char *err, size_t errlen);
+
+/* Points <dir>/latest at ckpt_path's file name (atomic rename of a new symlink). */
+int rundir_point_latest(const char *dir, const char *ckpt_path, char *err, size_t errlen);
+
+/* Deletes all but the `keep` newest checkpoints (and their state files) of
+ * dir among those of steps up to `current`. Checkpoints of later steps (left
+ * by a run that was resumed from an earlier point) are not touched and do
+ * not count. */
+void rundir_prune(const char *dir, int keep, long current);
+
+/* The checkpoint a --resume argument names: "latest" is <dir>/latest
+ * resolved; anything else a path. 0, or -1 with err (nothing there). */
+int rundir_resolve(const char *dir, const char *arg, char *buf, size_t len, char *err, size_t errlen);
+
+/* Opens <dir>/metrics.jsonl for appending. With keep_upto >= 0 it first drops
+ * the lines of steps after keep_upto (written by a run that died after its
+ * last checkpoint) and any torn last line. NULL with err. */
+FILE *rundir_metrics_open(const char *dir, long keep_upto, char *err, size_t errlen);
+
+#endif
