@@ -185,15 +185,29 @@ interrupted() {
 trap cleanup EXIT
 trap interrupted INT TERM
 
-views_recipe=$method
+# The trainer needs the epoch size for its schedule; a resumed run continues
+# the loader's epoch numbering (and so its shuffle order) where it stopped.
 # shellcheck disable=SC2086
-start loader "$bin/loader" --data "$data" --epochs 0 --bind "$ep_loader" --control "$to_control" \
-    $loader_opts
+dataset_size=$("$bin/loader" --data "$data" $loader_opts --count) ||
+    die_usage "the loader cannot read --data $data (see the message above)"
+start_epoch=0
+if [ -n "$resume" ]; then
+    ckpt=$resume
+    [ "$resume" = latest ] && ckpt=$out/latest
+    [ -e "$ckpt" ] || die_usage "--resume $resume: no checkpoint at $ckpt"
+    start_epoch=$("$bin/nntool" info "$ckpt" | sed -n 's/.*"epoch": *\([0-9]*\).*/\1/p')
+    start_epoch=${start_epoch:-0}
+fi
+echo "run.sh: $dataset_size training images in $data; run folder $out" >&2
+
+# shellcheck disable=SC2086
+start loader "$bin/loader" --data "$data" --epochs 0 --start-epoch "$start_epoch" \
+    --bind "$ep_loader" --control "$to_control" $loader_opts
 for i in $(seq 1 "$augmenters"); do
     name=augmenter; [ "$augmenters" -gt 1 ] && name=augmenter$i
     # shellcheck disable=SC2086
     start "$name" "$bin/augmenter" --connect "$to_loader" --push "$to_trainer" --control "$to_control" \
-        --recipe "$views_recipe" --size "$size" --channels "$channels" --seed "$i" $augmenter_opts
+        --recipe "$method" --size "$size" --channels "$channels" --seed "$i" $augmenter_opts
 done
 evaluator_ep=none
 if [ -x "$bin/evaluator" ]; then
@@ -204,6 +218,7 @@ if [ -x "$bin/evaluator" ]; then
     start evaluator "$bin/evaluator" "${eval_args[@]}" $evaluator_opts
 fi
 train_args=(--method "$method" --arch "$arch" --width "$width" --batch "$batch" --epochs "$epochs"
+    --dataset-size "$dataset_size"
     --bind "$ep_trainer" --control "$ep_control" --evaluator "$evaluator_ep" --out "$out")
 [ -n "$resume" ] && train_args+=(--resume "$resume")
 # shellcheck disable=SC2086

@@ -51,6 +51,8 @@ typedef struct {
     size_t cache_mb;
     uint64_t seed;
     uint32_t epochs;          /* 0: until stopped */
+    uint32_t start_epoch;     /* first epoch's number (its shuffle), when resuming */
+    int count_only;           /* print the number of items served and exit */
     size_t limit;             /* 0: all */
     uint32_t shard_index, shard_count;
     const char *bind;
@@ -92,6 +94,8 @@ static void usage(FILE *f)
             "\n"
             "Epochs:\n"
             "  --epochs N         epochs to stream, 0 = until stopped (default 1)\n"
+            "  --start-epoch N    number the first epoch N (its shuffle order and messages),\n"
+            "                     to continue a resumed training run (default 0)\n"
             "  --seed N           shuffle seed: same seed, same orders (default %d)\n"
             "  --cache-mb N       memory for decoded images; the first epoch fills it, later\n"
             "                     epochs read it and decode only what did not fit (default %d,\n"
@@ -105,6 +109,8 @@ static void usage(FILE *f)
             "  --hwm N            high-water mark in messages of the PUSH socket (default %d)\n"
             "\n"
             "Other:\n"
+            "  --count            print the number of items this loader would serve (after\n"
+            "                     --limit and --shard) on stdout and exit\n"
             "  --quiet            no progress line (warnings and the summary still print)\n"
             "  --help             this text\n"
             "\n"
@@ -145,7 +151,7 @@ static void parse_options(int argc, char **argv, options_t *o)
 {
     enum {
         OPT_DATA = 1000, OPT_FORMAT, OPT_CHANNELS, OPT_MAX_SIDE, OPT_MAX_PIXELS, OPT_CACHE_MB, OPT_SEED,
-        OPT_EPOCHS, OPT_LIMIT, OPT_SHARD, OPT_BIND, OPT_CONTROL, OPT_HWM, OPT_THREADS, OPT_QUIET, OPT_HELP
+        OPT_EPOCHS, OPT_START_EPOCH, OPT_COUNT, OPT_LIMIT, OPT_SHARD, OPT_BIND, OPT_CONTROL, OPT_HWM, OPT_THREADS, OPT_QUIET, OPT_HELP
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, OPT_DATA},
@@ -156,6 +162,8 @@ static void parse_options(int argc, char **argv, options_t *o)
         {"cache-mb", required_argument, NULL, OPT_CACHE_MB},
         {"seed", required_argument, NULL, OPT_SEED},
         {"epochs", required_argument, NULL, OPT_EPOCHS},
+        {"start-epoch", required_argument, NULL, OPT_START_EPOCH},
+        {"count", no_argument, NULL, OPT_COUNT},
         {"limit", required_argument, NULL, OPT_LIMIT},
         {"shard", required_argument, NULL, OPT_SHARD},
         {"bind", required_argument, NULL, OPT_BIND},
@@ -200,6 +208,10 @@ static void parse_options(int argc, char **argv, options_t *o)
         case OPT_CACHE_MB: o->cache_mb = (size_t)parse_number("cache-mb", optarg, 0, SIZE_MAX >> 20); break;
         case OPT_SEED: o->seed = parse_number("seed", optarg, 0, UINT64_MAX); break;
         case OPT_EPOCHS: o->epochs = (uint32_t)parse_number("epochs", optarg, 0, UINT32_MAX); break;
+        case OPT_START_EPOCH:
+            o->start_epoch = (uint32_t)parse_number("start-epoch", optarg, 0, UINT32_MAX / 2);
+            break;
+        case OPT_COUNT: o->count_only = 1; break;
         case OPT_LIMIT: o->limit = (size_t)parse_number("limit", optarg, 0, SIZE_MAX); break;
         case OPT_SHARD: {
             unsigned i, n;
@@ -317,7 +329,7 @@ static void show_progress(run_t *r, uint32_t epoch)
         return;
     char extra[96];
     if (r->o->epochs)
-        snprintf(extra, sizeof extra, "epoch %u/%u, %" PRIu64 " skipped", epoch + 1, r->o->epochs,
+        snprintf(extra, sizeof extra, "epoch %u/%u, %" PRIu64 " skipped", epoch + 1 - r->o->start_epoch, r->o->epochs,
                  r->cnt->skipped_total);
     else
         snprintf(extra, sizeof extra, "epoch %u, %" PRIu64 " skipped", epoch + 1, r->cnt->skipped_total);
@@ -410,6 +422,14 @@ int main(int argc, char **argv)
                 n_all, o.limit, o.shard_index, o.shard_count);
         return EXIT_USAGE;
     }
+    if (o.count_only) {
+        printf("%zu\n", n_sel);
+        dataset_destroy(&ds);
+        free(selected);
+        free(items);
+        free(bad);
+        return 0;
+    }
     if (!o.quiet)
         console_log("%s dataset %s: %zu items, %d classes; serving %zu (seed %" PRIu64 ", %d threads)",
                     dataset_format_name(dataset_format(ds)), o.data, n_all, dataset_n_classes(ds), n_sel,
@@ -445,7 +465,8 @@ int main(int argc, char **argv)
     double start = console_now();
     int stopped = 0, failed = 0;
 
-    for (uint32_t epoch = 0; !stopped && (o.epochs == 0 || epoch < o.epochs); epoch++) {
+    for (uint32_t epoch = o.start_epoch; !stopped && (o.epochs == 0 || epoch - o.start_epoch < o.epochs);
+         epoch++) {
         size_t n = 0;
         for (size_t k = 0; k < n_sel; k++)
             if (!bad[selected[k]])
