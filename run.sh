@@ -13,6 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
 
 FASHION=/usr/share/datasets/fashion-mnist
+EVAL_WAIT_S=900   # the longest run.sh waits for the final evaluation
 
 usage() {
     cat <<EOF
@@ -121,9 +122,10 @@ if [ "$build" -eq 1 ]; then
     make -j"$(nproc)" all >/dev/null
 fi
 
+default_data=0
 if [ -z "$data" ]; then
     data=$FASHION
-    [ -n "$test_data" ] || test_data=$FASHION/t10k-images-idx3-ubyte.gz
+    default_data=1
 fi
 [ -e "$data" ] || die_usage "--data $data does not exist"
 fashion=0
@@ -210,12 +212,18 @@ for i in $(seq 1 "$augmenters"); do
         --recipe "$method" --size "$size" --channels "$channels" --seed "$i" $augmenter_opts
 done
 evaluator_ep=none
+evaluator_pid=""
 if [ -x "$bin/evaluator" ]; then
     evaluator_ep=$to_evaluator
-    eval_args=(--bind "$ep_evaluator" --out "$out")
+    # It listens to the trainer's stop too: it then evaluates the checkpoints
+    # still waiting (the final one among them) and exits. It runs niced so
+    # that training keeps the CPUs it needs.
+    eval_args=(--bind "$ep_evaluator" --control "$to_control" --out "$out")
+    [ "$default_data" -eq 1 ] || eval_args+=(--train-data "$data")
     [ -n "$test_data" ] && eval_args+=(--test-data "$test_data")
     # shellcheck disable=SC2086
-    start evaluator "$bin/evaluator" "${eval_args[@]}" $evaluator_opts
+    start evaluator nice -n 10 "$bin/evaluator" "${eval_args[@]}" $evaluator_opts
+    evaluator_pid=${pids[-1]}
 fi
 train_args=(--method "$method" --arch "$arch" --width "$width" --batch "$batch" --epochs "$epochs"
     --dataset-size "$dataset_size"
@@ -250,13 +258,25 @@ if [ "$rc" -ne 0 ]; then
     status=1
 fi
 
-# The trainer published STOP; give the other stages a moment to exit on their own.
+# The trainer published STOP; give the loader and augmenters a moment to exit
+# on their own, and the evaluator the time to evaluate the final checkpoint.
 for _ in $(seq 1 20); do
     alive=0
-    for p in "${pids[@]}"; do [ "$p" != "$trainer_pid" ] && kill -0 "$p" 2>/dev/null && alive=1; done
+    for p in "${pids[@]}"; do
+        [ "$p" != "$trainer_pid" ] && [ "$p" != "${evaluator_pid:-}" ] && kill -0 "$p" 2>/dev/null && alive=1
+    done
     [ "$alive" -eq 0 ] && break
     sleep 0.25
 done
+if [ -n "${evaluator_pid:-}" ] && [ "$status" -eq 0 ] && kill -0 "$evaluator_pid" 2>/dev/null; then
+    echo "run.sh: waiting for the evaluator to finish the final checkpoint (at most $EVAL_WAIT_S s)" >&2
+    for _ in $(seq 1 "$EVAL_WAIT_S"); do
+        kill -0 "$evaluator_pid" 2>/dev/null || break
+        sleep 1
+    done
+    rc=0; wait "$evaluator_pid" 2>/dev/null || rc=$?
+    [ "$rc" -eq 0 ] || { echo "run.sh: evaluator failed (exit status $rc)" >&2; status=1; }
+fi
 cleanup
 
 metrics=$out/metrics.jsonl
@@ -265,7 +285,10 @@ if [ -s "$metrics" ]; then
     echo "run.sh: final metrics: $last"
 fi
 [ -e "$out/latest" ] && echo "run.sh: checkpoint: $(readlink -f "$out/latest")"
-if [ -s "$out/eval.jsonl" ]; then
-    echo "run.sh: evaluation: $(tail -n 1 "$out/eval.jsonl")"
+if [ -s "$out/report/summary.txt" ]; then
+    echo "run.sh: evaluation ($out/report/summary.txt):"
+    sed 's/^/    /' "$out/report/summary.txt"
+elif [ -s "$out/eval.jsonl" ]; then
+    echo "run.sh: evaluation: $(tail -n 1 "$out/eval.jsonl" | cut -c1-300)"
 fi
 exit $status

@@ -1,0 +1,425 @@
+/* evaluator/evaluate: one checkpoint from file to JSON record (evaluate.h). */
+#include "evaluator/evaluate.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "console/console.h"
+#include "evaluator/attention.h"
+#include "evaluator/data.h"
+#include "evaluator/knn.h"
+#include "evaluator/metrics.h"
+#include "evaluator/probe.h"
+#include "evaluator/report.h"
+#include "evaluator/split.h"
+#include "nn/ckpt.h"
+#include "nn/net.h"
+#include "transport/transport.h"
+
+#define RANDOM_INIT_SEED     1234   /* the random-encoder baseline's initialisation */
+#define VIEW_SEED_MIX        0xa11ull
+#define FEW_LABELS_PER_CLASS 10     /* below this many items per class, no validation split */
+#define FIXED_LAMBDA         1e-2   /* ... and this strength */
+
+struct eval_ctx {
+    const eval_options *o;
+    eval_probe_opts probe;
+    int have_data, c, h, w;          /* the images are decoded at (c, h, w) */
+    eval_data data;
+    float *v1, *v2;                  /* (n_views, C, H, W) augmented pairs of the first test images */
+    size_t n_views;
+    json_t *raw;                     /* raw-pixel baseline of the data, or NULL */
+    json_t *random;                  /* random-encoder baseline ... */
+    char *random_desc;               /* ... of this architecture */
+};
+
+static void set_err(char *err, size_t len, const char *fmt, ...)
+{
+    if (!err || !len)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+}
+
+static void drop_data(eval_ctx *ctx)
+{
+    eval_data_release(&ctx->data);
+    free(ctx->v1);
+    free(ctx->v2);
+    ctx->v1 = ctx->v2 = NULL;
+    ctx->n_views = 0;
+    json_decref(ctx->raw);
+    ctx->raw = NULL;
+    json_decref(ctx->random);
+    ctx->random = NULL;
+    free(ctx->random_desc);
+    ctx->random_desc = NULL;
+    ctx->have_data = 0;
+}
+
+eval_ctx *eval_ctx_new(const eval_options *o)
+{
+    eval_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return NULL;
+    ctx->o = o;
+    eval_probe_defaults(&ctx->probe);
+    ctx->probe.max_iter = o->probe_iters;
+    ctx->probe.seed = o->seed;
+    ctx->probe.stop = &transport_stop;
+    return ctx;
+}
+
+void eval_ctx_destroy(eval_ctx **self_p)
+{
+    eval_ctx *ctx = *self_p;
+    if (!ctx)
+        return;
+    drop_data(ctx);
+    free(ctx);
+    *self_p = NULL;
+}
+
+/* Decodes the images at the network's input shape (once per shape). */
+static int ensure_data(eval_ctx *ctx, int c, int h, int w, char *err, size_t errlen)
+{
+    if (ctx->have_data && ctx->c == c && ctx->h == h && ctx->w == w)
+        return 0;
+    drop_data(ctx);
+    if (eval_data_load(&ctx->data, ctx->o, c, h, w, err, errlen))
+        return -1;
+    ctx->have_data = 1;
+    ctx->c = c; ctx->h = h; ctx->w = w;
+    size_t nv = ctx->o->align_items < ctx->data.test.n ? ctx->o->align_items : ctx->data.test.n;
+    if (nv >= 2) {
+        char verr[512];
+        if (eval_view_pairs(&ctx->data.test, nv, ctx->o->align_recipe, ctx->o->seed ^ VIEW_SEED_MIX,
+                            &ctx->v1, &ctx->v2, verr, sizeof verr))
+            console_log("no alignment/uniformity: %s", verr);
+        else
+            ctx->n_views = nv;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------ one representation */
+
+/* Probe, few-label probes, kNN, alignment and uniformity of features
+ * ftr (n_train, d), fte (n_test, d), and of the view pairs' features f1, f2
+ * (n_views, d; NULL for none). Returns a new JSON object or NULL with err. */
+static json_t *evaluate_features(eval_ctx *ctx, const char *what, const float *ftr, const float *fte, int d,
+                                 const float *f1, const float *f2, char *err, size_t errlen)
+{
+    const eval_images *tr = &ctx->data.train, *te = &ctx->data.test;
+    int k = ctx->data.n_classes;
+    json_t *obj = json_object(), *fracs = json_array();
+    json_object_set_new(obj, "feat_dim", json_integer(d));
+    double t0 = console_now();
+    for (int i = 0; i < ctx->o->n_fractions; i++) {
+        double f = ctx->o->fractions[i];
+        size_t *idx = NULL, n_idx = 0;
+        if (eval_subset_fraction(tr->labels, tr->n, k, f, ctx->o->seed, &idx, &n_idx, err, errlen))
+            goto fail;
+        eval_probe_opts po = ctx->probe;
+        const char *selection = "validation";
+        if (n_idx < (size_t)FEW_LABELS_PER_CLASS * (size_t)k) {
+            po.n_lambdas = 1;
+            po.lambdas[0] = FIXED_LAMBDA;
+            selection = "fixed";
+        }
+        eval_probe_result r;
+        double ts = console_now();
+        int rc = eval_probe(ftr, tr->labels, idx, n_idx, fte, te->labels, te->n, d, k, &po, &r, err, errlen);
+        free(idx);
+        if (rc)
+            goto fail;
+        console_log("%s: probe with %g of the labels (%zu): top-1 %.2f%%, top-5 %.2f%% "
+                    "(lambda %g, %s, %d iterations, %.1f s)", what, f, n_idx, 100 * r.top1, 100 * r.top5,
+                    r.lambda, po.n_lambdas > 1 ? "chosen on validation" : "fixed: too few labels to choose",
+                    r.iters, console_now() - ts);
+        json_t *p = json_pack("{s:f, s:I, s:f, s:f, s:f, s:s, s:i, s:b}", "fraction", f, "n_labels",
+                              (json_int_t)n_idx, "top1", r.top1, "top5", r.top5, "lambda", r.lambda,
+                              "lambda_by", selection, "iters", r.iters, "converged", r.converged);
+        if (isfinite(r.val_top1))
+            json_object_set_new(p, "val_top1", json_real(r.val_top1));
+        json_array_append_new(fracs, p);
+    }
+    /* the probe with the most labels is "the" probe */
+    json_t *best = NULL;
+    for (size_t i = 0; i < json_array_size(fracs); i++) {
+        json_t *p = json_array_get(fracs, i);
+        if (!best || json_real_value(json_object_get(p, "fraction")) >
+                         json_real_value(json_object_get(best, "fraction")))
+            best = p;
+    }
+    json_object_set(obj, "probe", best);
+    json_object_set_new(obj, "label_fractions", fracs);
+    fracs = NULL;
+
+    /* kNN on cosine similarity */
+    double tk = console_now();
+    float *ntr = malloc(tr->n * (size_t)d * sizeof *ntr), *nte = malloc(te->n * (size_t)d * sizeof *nte);
+    if (!ntr || !nte) {
+        free(ntr); free(nte);
+        set_err(err, errlen, "%s: out of memory for normalised features", what);
+        goto fail;
+    }
+    eval_normalize_rows(ntr, ftr, tr->n, d);
+    eval_normalize_rows(nte, fte, te->n, d);
+    eval_knn_result kr;
+    int rc = eval_knn(ntr, tr->labels, tr->n, nte, te->labels, te->n, d, k, ctx->o->knn_k, ctx->o->knn_t,
+                      &kr, err, errlen);
+    free(ntr); free(nte);
+    if (rc)
+        goto fail;
+    console_log("%s: kNN (k %d, T %g): top-1 %.2f%% (%.1f s)", what, kr.k, ctx->o->knn_t, 100 * kr.top1,
+                console_now() - tk);
+    json_object_set_new(obj, "knn", json_pack("{s:f, s:f, s:i, s:f}", "top1", kr.top1, "top5", kr.top5,
+                                              "k", kr.k, "t", ctx->o->knn_t));
+
+    if (f1 && f2 && ctx->n_views >= 2) {
+        size_t nv = ctx->n_views;
+        float *a = malloc(nv * (size_t)d * sizeof *a), *b = malloc(nv * (size_t)d * sizeof *b);
+        if (!a || !b) {
+            free(a); free(b);
+            set_err(err, errlen, "%s: out of memory for the view features", what);
+            goto fail;
+        }
+        eval_normalize_rows(a, f1, nv, d);
+        eval_normalize_rows(b, f2, nv, d);
+        double align = eval_alignment(a, b, nv, d, EVAL_ALIGN_ALPHA);
+        double uniform = 0.5 * (eval_uniformity(a, nv, d, EVAL_UNIFORM_T) + eval_uniformity(b, nv, d, EVAL_UNIFORM_T));
+        free(a); free(b);
+        console_log("%s: alignment %.4f, uniformity %.4f (%zu view pairs)", what, align, uniform, nv);
+        json_object_set_new(obj, "align", isfinite(align) ? json_real(align) : json_null());
+        json_object_set_new(obj, "uniform", isfinite(uniform) ? json_real(uniform) : json_null());
+    }
+    json_object_set_new(obj, "seconds", json_real(console_now() - t0));
+    return obj;
+fail:
+    json_decref(fracs);
+    json_decref(obj);
+    return NULL;
+}
+
+/* Features of the train and test images and of the view pairs through net,
+ * then evaluate_features. */
+static json_t *evaluate_encoder(eval_ctx *ctx, nn_net *net, const char *what, char *err, size_t errlen)
+{
+    float *ftr = NULL, *fte = NULL, *f1 = NULL, *f2 = NULL;
+    json_t *obj = NULL;
+    int d = nn_net_feat_dim(net);
+    char label[128];
+    snprintf(label, sizeof label, "%s: train features", what);
+    if (eval_encode_images(net, &ctx->data.train, label, &transport_stop, &ftr, err, errlen))
+        goto done;
+    snprintf(label, sizeof label, "%s: test features", what);
+    if (eval_encode_images(net, &ctx->data.test, label, &transport_stop, &fte, err, errlen))
+        goto done;
+    if (ctx->n_views >= 2) {
+        f1 = malloc(ctx->n_views * (size_t)d * sizeof *f1);
+        f2 = malloc(ctx->n_views * (size_t)d * sizeof *f2);
+        if (!f1 || !f2) {
+            set_err(err, errlen, "out of memory for the view features");
+            goto done;
+        }
+        eval_encode_floats(net, ctx->v1, ctx->n_views, f1);
+        eval_encode_floats(net, ctx->v2, ctx->n_views, f2);
+    }
+    obj = evaluate_features(ctx, what, ftr, fte, d, f1, f2, err, errlen);
+done:
+    free(ftr); free(fte); free(f1); free(f2);
+    return obj;
+}
+
+/* Raw pixels as features (cached per data). */
+static json_t *baseline_raw(eval_ctx *ctx, char *err, size_t errlen)
+{
+    if (ctx->raw)
+        return json_incref(ctx->raw);
+    float *ftr = NULL, *fte = NULL;
+    int d = 0;
+    json_t *obj = NULL;
+    if (!eval_raw_pixels(&ctx->data.train, &ftr, &d, err, errlen) &&
+        !eval_raw_pixels(&ctx->data.test, &fte, &d, err, errlen))
+        obj = evaluate_features(ctx, "raw pixels", ftr, fte, d, ctx->n_views >= 2 ? ctx->v1 : NULL,
+                                ctx->n_views >= 2 ? ctx->v2 : NULL, err, errlen);
+    free(ftr);
+    free(fte);
+    if (obj)
+        ctx->raw = json_incref(obj);
+    return obj;
+}
+
+/* A randomly initialised encoder of the same architecture (cached per description). */
+static json_t *baseline_random(eval_ctx *ctx, const char *desc, char *err, size_t errlen)
+{
+    if (ctx->random && ctx->random_desc && !strcmp(ctx->random_desc, desc))
+        return json_incref(ctx->random);
+    char nerr[1024];
+    nn_net *net = nn_net_new(desc, ctx->o->batch, nerr, sizeof nerr);
+    if (!net) {
+        set_err(err, errlen, "random encoder: %s", nerr);
+        return NULL;
+    }
+    nn_net_init_params(net, RANDOM_INIT_SEED);
+    json_t *obj = evaluate_encoder(ctx, net, "random encoder", err, errlen);
+    nn_net_destroy(&net);
+    if (obj) {
+        json_decref(ctx->random);
+        free(ctx->random_desc);
+        ctx->random = json_incref(obj);
+        ctx->random_desc = strdup(desc);
+    }
+    return obj;
+}
+
+/* ------------------------------------------------------------ the record */
+
+int eval_mkdir_p(const char *dir, char *err, size_t errlen)
+{
+    char tmp[EVAL_MAX_PATH];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(tmp, 0777) && errno != EEXIST) {
+            set_err(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+            return -1;
+        }
+        *p = '/';
+    }
+    if (mkdir(tmp, 0777) && errno != EEXIST) {
+        set_err(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int append_line(const char *path, const json_t *record, char *err, size_t errlen)
+{
+    char *text = json_dumps(record, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    FILE *f = text ? fopen(path, "a") : NULL;
+    int rc = 0;
+    if (!f || fprintf(f, "%s\n", text) < 0 || fclose(f)) {
+        set_err(err, errlen, "cannot append to %s: %s", path, strerror(errno));
+        rc = -1;
+        f = NULL;
+    }
+    free(text);
+    return rc;
+}
+
+/* Copies the headline numbers of a representation to the top of the record. */
+static void headline(json_t *record, const json_t *rep)
+{
+    const json_t *probe = json_object_get(rep, "probe"), *knn = json_object_get(rep, "knn");
+    json_object_set(record, "probe_top1", json_object_get(probe, "top1"));
+    json_object_set(record, "probe_top5", json_object_get(probe, "top5"));
+    json_object_set(record, "knn_top1", json_object_get(knn, "top1"));
+    if (json_object_get(rep, "align")) {
+        json_object_set(record, "align", json_object_get(rep, "align"));
+        json_object_set(record, "uniform", json_object_get(rep, "uniform"));
+    }
+}
+
+int eval_checkpoint(eval_ctx *ctx, const char *path, json_t **record_out, char *err, size_t errlen)
+{
+    const eval_options *o = ctx->o;
+    double t0 = console_now();
+    nn_ckpt_meta meta;
+    memset(&meta, 0, sizeof meta);
+    char nerr[1024];
+    nn_net *net = nn_ckpt_open(path, o->batch, &meta, nerr, sizeof nerr);
+    if (!net) {
+        set_err(err, errlen, "%s", nerr);       /* names the file and what is wrong */
+        nn_ckpt_meta_clear(&meta);
+        return -1;
+    }
+    int c, h, w, rc = -1;
+    json_t *record = NULL, *rep = NULL, *raw = NULL, *rnd = NULL;
+    nn_net_input_shape(net, &c, &h, &w);
+    console_log("evaluating %s: %s step %ld epoch %ld, input %dx%dx%d, %d features", path, meta.method,
+                meta.step, meta.epoch, c, h, w, nn_net_feat_dim(net));
+    if (ensure_data(ctx, c, h, w, err, errlen))
+        goto done;
+    if (!(rep = evaluate_encoder(ctx, net, "checkpoint", err, errlen)))
+        goto done;
+    if (o->baselines) {
+        char berr[1024];
+        if (!(raw = baseline_raw(ctx, berr, sizeof berr)))
+            console_log("raw-pixel baseline failed: %s", berr);
+        if (!transport_stop && !(rnd = baseline_random(ctx, nn_net_desc(net), berr, sizeof berr)))
+            console_log("random-encoder baseline failed: %s", berr);
+    }
+    if (transport_stop) {
+        set_err(err, errlen, "stopped");
+        goto done;
+    }
+    record = json_object();
+    json_object_set_new(record, "step", json_integer(meta.step));
+    json_object_set_new(record, "epoch", json_integer(meta.epoch));
+    json_object_set_new(record, "method", json_string(meta.method));
+    headline(record, rep);
+    json_object_set_new(record, "label_fractions", json_deep_copy(json_object_get(rep, "label_fractions")));
+    json_object_set_new(record, "checkpoint", json_string(path));
+    json_object_set_new(record, "time", json_integer((json_int_t)time(NULL)));
+    json_object_set_new(record, "n_train", json_integer((json_int_t)ctx->data.train.n));
+    json_object_set_new(record, "n_test", json_integer((json_int_t)ctx->data.test.n));
+    json_object_set_new(record, "train_data", json_string(ctx->data.train.source));
+    json_object_set_new(record, "test_data", json_string(ctx->data.test.source));
+    json_object_set_new(record, "encoder", rep);
+    rep = NULL;
+    if (raw || rnd) {
+        json_t *b = json_object();
+        if (raw) json_object_set(b, "raw_pixels", raw);
+        if (rnd) json_object_set(b, "random_encoder", rnd);
+        json_object_set_new(record, "baselines", b);
+    }
+    char dir[EVAL_MAX_PATH + 16], file[EVAL_MAX_PATH + 64];
+    snprintf(dir, sizeof dir, "%s/%s", o->out, EVAL_REPORT_DIR);
+    if (o->attention > 0 && (!o->report || eval_mkdir_p(dir, err, errlen) == 0)) {
+        snprintf(file, sizeof file, "%s/attention-%08ld.png", o->report ? dir : o->out, meta.step);
+        char aerr[1024];
+        size_t idx[EVAL_MAX_ATTENTION];
+        int n = eval_attention_pick(&ctx->data.test, o->attention, idx);
+        if (eval_attention_png(net, &ctx->data.test, idx, n, file, aerr, sizeof aerr))
+            console_log("no attention maps: %s", aerr);
+        else
+            json_object_set_new(record, "attention_png", json_string(file));
+    }
+    json_object_set_new(record, "seconds", json_real(console_now() - t0));
+    snprintf(file, sizeof file, "%s/%s", o->out, EVAL_JSONL);
+    if (eval_mkdir_p(o->out, err, errlen) || append_line(file, record, err, errlen))
+        goto done;
+    console_log("step %ld: probe top-1 %.2f%%, kNN top-1 %.2f%% -> %s (%.0f s)", meta.step,
+                100 * json_real_value(json_object_get(record, "probe_top1")),
+                100 * json_real_value(json_object_get(record, "knn_top1")), file, console_now() - t0);
+    if (o->report) {
+        char ckdir[EVAL_MAX_PATH], rerr[1024];
+        snprintf(ckdir, sizeof ckdir, "%s", path);
+        if (eval_report_update(o->out, dirname(ckdir), rerr, sizeof rerr))
+            console_log("report not updated: %s", rerr);
+    }
+    rc = 0;
+done:
+    if (rc == 0 && record_out)
+        *record_out = json_incref(record);
+    json_decref(record);
+    json_decref(rep);
+    json_decref(raw);
+    json_decref(rnd);
+    nn_net_destroy(&net);
+    nn_ckpt_meta_clear(&meta);
+    return rc;
+}

@@ -1,0 +1,261 @@
+/* evaluator: evaluates the encoders the trainer checkpoints (linear probe,
+ * few-label probes, kNN, alignment/uniformity, baselines, attention maps)
+ * and writes one JSON line per checkpoint to <out>/eval.jsonl plus a report
+ * folder <out>/report/.
+ *
+ * Sockets (server mode):
+ *   PULL  bind     tcp://127.0.0.1:5557  (--bind)     Checkpoint messages (a file path or the
+ *                                                     file's bytes); several waiting: newest
+ *                                                     step first, at most --max-pending kept
+ *   SUB   connect  none by default       (--control)  the trainer's Control PUB: on STOP, the
+ *                                                     waiting checkpoints are evaluated, then exit
+ * `evaluator --checkpoint FILE` evaluates one file and exits, without sockets.
+ * A checkpoint that cannot be read gets a message naming the file and what is
+ * wrong with it; the server goes on with the next one.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <vips/vips.h>
+
+#include "console/console.h"
+#include "evaluator/evaluate.h"
+#include "evaluator/options.h"
+#include "proto/proto.h"
+#include "transport/transport.h"
+
+#define EXIT_OK       0
+#define EXIT_FAILED   1
+#define EXIT_USAGE    2
+#define RECV_SLICE_MS 200          /* the loop wakes this often while idle */
+#define PULL_HWM      16
+#define STOP_GRACE_S  2.0          /* after STOP, wait this long for a Checkpoint sent just before it */
+
+typedef struct {
+    uint64_t step;
+    uint32_t epoch;
+    uint64_t seq;                  /* arrival order */
+    char path[PROTO_MAX_TEXT + 64];
+    int temporary;                 /* written from the message's bytes: delete after use */
+} pending_t;
+
+typedef struct {
+    const eval_options *o;
+    eval_ctx *ctx;
+    pending_t *pending;
+    int n_pending;
+    uint64_t seq;
+    int stop_requested;
+    double stop_time;              /* console_now() when STOP came */
+    long evaluated, failed;
+} server_t;
+
+static void drop_pending(server_t *s, int i, const char *why)
+{
+    pending_t *p = &s->pending[i];
+    if (why)
+        console_log("checkpoint step %" PRIu64 " (%s) skipped: %s", p->step, p->path, why);
+    if (p->temporary)
+        unlink(p->path);
+    s->pending[i] = s->pending[--s->n_pending];
+}
+
+/* Writes the bytes of a Checkpoint message to a file of the output folder. */
+static int save_bytes(server_t *s, const proto_checkpoint_t *c, char *path, size_t len)
+{
+    snprintf(path, len, "%s/.incoming-%08" PRIu64 "-%" PRIu64 ".safetensors", s->o->out, c->step, s->seq);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(c->bytes, 1, c->n_bytes, f) != c->n_bytes || fclose(f)) {
+        console_log("cannot write the checkpoint bytes of step %" PRIu64 " to %s: %s", c->step, path,
+                    strerror(errno));
+        if (f)
+            unlink(path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Handles one message of the PULL socket, or of the SUB socket (from_control:
+ * only Control STOP matters there; heartbeats and Stats pass silently). */
+static void handle_message(server_t *s, zmq_msg_t *msg, int from_control)
+{
+    const void *data = zmq_msg_data(msg);
+    size_t len = zmq_msg_size(msg);
+    proto_msg_type_t type;
+    if (proto_peek_type(data, len, &type)) {
+        if (!from_control)
+            console_log("ignoring a message of %zu bytes: %s", len, proto_error());
+        return;
+    }
+    if (type == PROTO_MSG_CONTROL) {
+        proto_control_t c;
+        if (proto_control_decode(&c, data, len) == 0 && c.kind == PROTO_CONTROL_STOP && !s->stop_requested) {
+            console_log("STOP from %s: evaluating the %d waiting checkpoint%s, then exiting", c.sender,
+                        s->n_pending, s->n_pending == 1 ? "" : "s");
+            s->stop_requested = 1;
+            s->stop_time = console_now();
+        }
+        return;
+    }
+    if (from_control)
+        return;
+    if (type != PROTO_MSG_CHECKPOINT) {
+        console_log("ignoring a %s message (this socket takes Checkpoint messages)", proto_msg_type_name(type));
+        return;
+    }
+    proto_checkpoint_t c;
+    if (proto_checkpoint_decode(&c, data, len)) {
+        console_log("ignoring a bad Checkpoint message: %s", proto_error());
+        return;
+    }
+    pending_t p;
+    memset(&p, 0, sizeof p);
+    p.step = c.step;
+    p.epoch = c.epoch;
+    p.seq = s->seq++;
+    if (c.path[0])
+        snprintf(p.path, sizeof p.path, "%s", c.path);
+    else if (save_bytes(s, &c, p.path, sizeof p.path))
+        return;
+    else
+        p.temporary = 1;
+    for (int i = 0; i < s->n_pending; i++)
+        if (!strcmp(s->pending[i].path, p.path) && s->pending[i].step == p.step) {
+            console_log("checkpoint step %" PRIu64 " (%s) is already waiting", p.step, p.path);
+            return;
+        }
+    console_log("checkpoint step %" PRIu64 " epoch %" PRIu32 " (%s, %s) received", p.step, p.epoch, c.method,
+                p.temporary ? "sent as bytes" : p.path);
+    s->pending[s->n_pending++] = p;
+    if (s->n_pending > s->o->max_pending) {
+        int oldest = 0;
+        for (int i = 1; i < s->n_pending; i++)
+            if (s->pending[i].step < s->pending[oldest].step ||
+                (s->pending[i].step == s->pending[oldest].step && s->pending[i].seq < s->pending[oldest].seq))
+                oldest = i;
+        drop_pending(s, oldest, "more than --max-pending checkpoints waiting; the oldest goes");
+    }
+}
+
+static int newest_pending(const server_t *s)
+{
+    int best = -1;
+    for (int i = 0; i < s->n_pending; i++)
+        if (best < 0 || s->pending[i].step > s->pending[best].step ||
+            (s->pending[i].step == s->pending[best].step && s->pending[i].seq > s->pending[best].seq))
+            best = i;
+    return best;
+}
+
+/* Receives what is there (waiting up to timeout_ms for the first message). */
+static void receive(server_t *s, void *pull, void *sub, int timeout_ms)
+{
+    zmq_msg_t msg;
+    for (int wait = timeout_ms;; wait = 0) {
+        int r = transport_recv(pull, &msg, wait);
+        if (r == 1) {
+            handle_message(s, &msg, 0);
+            zmq_msg_close(&msg);
+            continue;
+        }
+        break;
+    }
+    while (sub && transport_recv(sub, &msg, 0) == 1) {
+        handle_message(s, &msg, 1);
+        zmq_msg_close(&msg);
+    }
+}
+
+static int serve(server_t *s)
+{
+    char err[1024];
+    if (eval_mkdir_p(s->o->out, err, sizeof err)) {
+        console_log("%s", err);
+        return EXIT_FAILED;
+    }
+    void *pull = transport_open(ZMQ_PULL, TRANSPORT_BIND, s->o->bind, PULL_HWM);
+    if (!pull)
+        return EXIT_FAILED;
+    void *sub = NULL;
+    if (s->o->control && !(sub = transport_open(ZMQ_SUB, TRANSPORT_CONNECT, s->o->control, 0))) {
+        transport_close(&pull);
+        return EXIT_FAILED;
+    }
+    console_log("listening on %s for checkpoints%s%s; results in %s/%s", s->o->bind,
+                sub ? ", control on " : "", sub ? s->o->control : "", s->o->out, EVAL_JSONL);
+    while (!transport_stop) {
+        receive(s, pull, sub, s->n_pending ? 0 : RECV_SLICE_MS);
+        int i = newest_pending(s);
+        if (i < 0) {
+            /* the trainer pushes its last Checkpoint just before STOP, on another socket */
+            if (s->stop_requested && console_now() - s->stop_time >= STOP_GRACE_S)
+                break;
+            continue;
+        }
+        pending_t p = s->pending[i];
+        s->pending[i] = s->pending[--s->n_pending];
+        if (s->n_pending)
+            console_log("%d older checkpoint%s waiting", s->n_pending, s->n_pending == 1 ? "" : "s");
+        char eerr[2048];
+        if (eval_checkpoint(s->ctx, p.path, NULL, eerr, sizeof eerr)) {
+            if (transport_stop)
+                console_log("stopped during the evaluation of step %" PRIu64, p.step);
+            else
+                console_log("checkpoint step %" PRIu64 " not evaluated: %s; still serving", p.step, eerr);
+            s->failed++;
+        } else
+            s->evaluated++;
+        if (p.temporary)
+            unlink(p.path);
+    }
+    while (s->n_pending)
+        drop_pending(s, 0, NULL);
+    console_log("%ld checkpoint%s evaluated, %ld failed", s->evaluated, s->evaluated == 1 ? "" : "s", s->failed);
+    transport_close(&sub);
+    transport_close(&pull);
+    transport_shutdown();
+    return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    console_init("evaluator");
+    eval_options o;
+    int r = eval_options_parse(&o, argc, argv);
+    if (r == 1)
+        return EXIT_OK;
+    if (r)
+        return EXIT_USAGE;
+    if (VIPS_INIT(argv[0])) {
+        console_log("cannot start libvips: %s", vips_error_buffer());
+        return EXIT_FAILED;
+    }
+    vips_cache_set_max(0);
+    transport_catch_signals();
+    eval_ctx *ctx = eval_ctx_new(&o);
+    if (!ctx) {
+        console_log("out of memory");
+        return EXIT_FAILED;
+    }
+    int rc;
+    if (o.checkpoint) {
+        char err[2048];
+        rc = eval_checkpoint(ctx, o.checkpoint, NULL, err, sizeof err) ? EXIT_FAILED : EXIT_OK;
+        if (rc)
+            console_log("%s", err);
+    } else {
+        server_t s;
+        memset(&s, 0, sizeof s);
+        s.o = &o;
+        s.ctx = ctx;
+        s.pending = calloc((size_t)o.max_pending + 1, sizeof *s.pending);
+        rc = s.pending ? serve(&s) : EXIT_FAILED;
+        free(s.pending);
+    }
+    eval_ctx_destroy(&ctx);
+    vips_shutdown();
+    return rc;
+}

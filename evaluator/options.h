@@ -1,0 +1,44 @@
+/* evaluator/options: the command line. */
+#ifndef EVALUATOR_OPTIONS_H
+#define EVALUATOR_OPTIONS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define EVAL_DEFAULT_BIND       "tcp://127.0.0.1:5557"
+#define EVAL_FASHION_DIR        "/usr/share/datasets/fashion-mnist"
+#define EVAL_FASHION_TRAIN      EVAL_FASHION_DIR "/train-images-idx3-ubyte.gz"
+#define EVAL_FASHION_TEST       EVAL_FASHION_DIR "/t10k-images-idx3-ubyte.gz"
+#define EVAL_MAX_FRACTIONS      8
+#define EVAL_MAX_PATH           4096
+#define EVAL_MAX_ATTENTION      64      /* images in the attention figure */
+
+typedef struct {
+    const char *bind;              /* PULL endpoint (server mode) */
+    const char *control;           /* SUB endpoint for Control STOP, or NULL */
+    const char *checkpoint;        /* one-shot mode when set */
+    char out[EVAL_MAX_PATH];       /* folder of eval.jsonl and report/ */
+    const char *train_data, *test_data;
+    const char *format;            /* dataset format name ("auto") */
+    double test_fraction;          /* held out of the training data when there is no test set */
+    double fractions[EVAL_MAX_FRACTIONS];
+    int n_fractions;
+    size_t max_train, max_test;    /* 0: all */
+    int batch;                     /* images per forward pass */
+    int knn_k;
+    double knn_t;
+    size_t align_items;            /* images whose two views give alignment/uniformity */
+    const char *align_recipe;      /* augmentation recipe of those views */
+    int baselines;                 /* raw pixels and random encoder */
+    int attention;                 /* images in the attention-map figure, 0: none */
+    int report;                    /* report folder (plots, summary) */
+    int probe_iters;
+    int max_pending;               /* checkpoints kept waiting; older ones dropped */
+    uint64_t seed;
+} eval_options;
+
+/* Parses argv into o. Returns 0 to run, 1 when --help was printed, 2 on a
+ * usage error (message printed). */
+int eval_options_parse(eval_options *o, int argc, char **argv);
+
+#endif

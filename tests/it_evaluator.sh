@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Integration test of the evaluator on loopback, with checkpoints made by
+# nntool and Fashion-MNIST (Debian's dataset-fashion-mnist), small subsets:
+#  1. server mode: a Checkpoint message naming a corrupt file gets a clear
+#     error (the file, what is wrong) and the server keeps serving; a message
+#     naming a truncated file, one carrying garbage bytes, and a good
+#     checkpoint after them: the good one is evaluated (one line in
+#     eval.jsonl); Control STOP on the same socket ends it with status 0;
+#  1b. with --control: a checkpoint pushed just before the trainer's STOP (on
+#     its PUB socket) is still evaluated, then the evaluator exits 0 by itself;
+#  2. `evaluator --checkpoint` on a small checkpoint finishes and writes
+#     eval.jsonl (probe, few labels, kNN, align/uniform, both baselines),
+#     report/summary.txt and the attention-map PNG;
+#  3. `evaluator --checkpoint` on a corrupt file exits 1 with the reason.
+# Needs python3-zmq and python3-msgpack (make deps) to play the trainer.
+set -euo pipefail
+BUILD=${BUILD:-build}
+ev="$BUILD/bin/evaluator"
+tool="$BUILD/bin/nntool"
+py=/usr/bin/python3
+tmp=$(mktemp -d)
+pid=""
+cleanup() {
+    if [ -n "$pid" ]; then
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "it_evaluator: FAIL: $*" >&2; [ -f "$tmp/server.log" ] && sed 's/^/    /' "$tmp/server.log" >&2; exit 1; }
+
+for f in "$ev" "$tool"; do [ -x "$f" ] || fail "$f not built (make)"; done
+"$py" -c 'import zmq, msgpack' 2>/dev/null || fail "$py cannot import zmq and msgpack (make deps)"
+[ -e /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] || fail "no Fashion-MNIST (apt-get install dataset-fashion-mnist)"
+
+small=(--max-train 400 --max-test 200 --align-items 64 --label-fraction "0.1,1" --probe-iters 200 --batch 64)
+"$tool" init --net resnet-mini --width 2 --head simclr --input 1x28x28 --train-steps 1 --seed 3 \
+    --out "$tmp/good.safetensors" >/dev/null
+size=$(stat -c %s "$tmp/good.safetensors")
+head -c $((size / 2)) "$tmp/good.safetensors" > "$tmp/truncated.safetensors"
+cp "$tmp/good.safetensors" "$tmp/flipped.safetensors"
+printf '\x55\xaa\x55\xaa' | dd of="$tmp/flipped.safetensors" bs=1 seek=$((size - 64)) conv=notrunc 2>/dev/null
+
+port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+ep="tcp://127.0.0.1:$port"
+
+# ---- 1. server mode
+"$ev" --bind "$ep" --out "$tmp/out" --no-baselines --attention 0 "${small[@]}" >"$tmp/server.log" 2>&1 &
+pid=$!
+
+# send KIND STEP PATH: pushes a Checkpoint message (path, or bytes when KIND is bytes) or a Control STOP
+send() {
+    "$py" - "$ep" "$@" <<'PY'
+import sys, time, zmq, msgpack
+ep, kind = sys.argv[1], sys.argv[2]
+head = {"fmt": "sslpipe", "ver": 1}
+if kind == "stop":
+    m = dict(head, type="control", kind="stop", sender="it_evaluator@test:1", epoch=0, count=0)
+else:
+    step, path = int(sys.argv[3]), sys.argv[4]
+    m = dict(head, type="checkpoint", step=step, epoch=0, method="simclr", arch="nn 1")
+    if kind == "bytes":
+        m["bytes"] = open(path, "rb").read()
+    else:
+        m["path"] = path
+ctx = zmq.Context()
+s = ctx.socket(zmq.PUSH)
+s.setsockopt(zmq.LINGER, 30000)
+s.connect(ep)
+s.send(msgpack.packb(m, use_bin_type=True))
+s.close()
+ctx.term()      # returns once the message is handed over (or the linger ran out)
+PY
+}
+# wait_for PATTERN FILE SECONDS
+wait_for() {
+    local _
+    for _ in $(seq 1 $(($3 * 10))); do
+        grep -q -- "$1" "$2" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || fail "evaluator exited while waiting for '$1'"
+        sleep 0.1
+    done
+    fail "no '$1' in $2 after $3 s"
+}
+
+wait_for "listening on" "$tmp/server.log" 30
+send path 5 "$tmp/flipped.safetensors"
+wait_for "step 5 not evaluated" "$tmp/server.log" 60
+grep -q "checksum mismatch" "$tmp/server.log" || fail "the corrupt checkpoint's error does not say why"
+grep -q "still serving" "$tmp/server.log" || fail "no 'still serving' after the corrupt checkpoint"
+send path 6 "$tmp/truncated.safetensors"
+wait_for "step 6 not evaluated" "$tmp/server.log" 30
+grep -q "truncated" "$tmp/server.log" || fail "the truncated checkpoint's error does not say so"
+head -c 5000 /dev/urandom > "$tmp/noise"
+send bytes 8 "$tmp/noise"
+wait_for "step 8 not evaluated" "$tmp/server.log" 30
+send path 7 "$tmp/good.safetensors"
+wait_for "good.safetensors" "$tmp/out/eval.jsonl" 90     # its line (step 1: the file's own step)
+send stop
+for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+rc=0; wait "$pid" || rc=$?
+pid=""
+[ "$rc" -eq 0 ] || fail "server exited with status $rc after STOP"
+[ "$(wc -l < "$tmp/out/eval.jsonl")" -eq 1 ] || fail "eval.jsonl should hold exactly the good checkpoint"
+ls "$tmp/out"/.incoming-* >/dev/null 2>&1 && fail "the received bytes were not cleaned up"
+echo "it_evaluator: server: corrupt, truncated and garbage checkpoints refused with reasons, the good one evaluated"
+
+# ---- 1b. STOP on the control socket right after the last checkpoint
+cport=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$ev" --bind "$ep" --control "tcp://127.0.0.1:$cport" --out "$tmp/out2" --no-baselines --attention 0 "${small[@]}" \
+    >"$tmp/server.log" 2>&1 &
+pid=$!
+wait_for "listening on" "$tmp/server.log" 30
+"$py" - "$ep" "tcp://127.0.0.1:$cport" "$tmp/good.safetensors" <<'PY'
+import sys, time, zmq, msgpack
+ep, control, path = sys.argv[1:4]
+head = {"fmt": "sslpipe", "ver": 1}
+ctx = zmq.Context()
+pub = ctx.socket(zmq.PUB)
+pub.bind(control)
+push = ctx.socket(zmq.PUSH)
+push.setsockopt(zmq.LINGER, 30000)
+push.connect(ep)
+beat = msgpack.packb(dict(head, type="control", kind="heartbeat", sender="trainer@test:1", epoch=0, count=0))
+for _ in range(10):        # let the subscription arrive (PUB drops messages before it)
+    pub.send(beat)
+    time.sleep(0.1)
+push.send(msgpack.packb(dict(head, type="checkpoint", step=9, epoch=0, method="simclr", arch="nn 1", path=path)))
+stop = msgpack.packb(dict(head, type="control", kind="stop", sender="trainer@test:1", epoch=0, count=0))
+for _ in range(5):
+    pub.send(stop)
+    time.sleep(0.1)
+push.close()
+pub.close()
+ctx.term()
+PY
+for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "the evaluator did not exit after STOP on --control"
+rc=0; wait "$pid" || rc=$?
+pid=""
+[ "$rc" -eq 0 ] || fail "exit status $rc after STOP on --control"
+grep -q "good.safetensors" "$tmp/out2/eval.jsonl" 2>/dev/null || fail "the checkpoint sent before STOP was not evaluated"
+grep -q "heartbeat\|ignoring" "$tmp/server.log" && fail "control-socket chatter was logged"
+echo "it_evaluator: --control: the checkpoint sent just before STOP evaluated, then a clean exit"
+
+# ---- 2. one file
+"$ev" --checkpoint "$tmp/good.safetensors" --out "$tmp/one" --attention 3 "${small[@]}" >"$tmp/one.log" 2>&1 ||
+    { cat "$tmp/one.log" >&2; fail "--checkpoint failed"; }
+"$py" - "$tmp/one/eval.jsonl" <<'PY' || fail "eval.jsonl of --checkpoint is incomplete"
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+assert len(lines) == 1, lines
+r = json.loads(lines[0])
+for key in ("step", "epoch", "method", "probe_top1", "probe_top5", "knn_top1", "align", "uniform"):
+    assert key in r, key
+assert r["step"] == 1 and r["n_train"] == 400 and r["n_test"] == 200, r
+assert [f["fraction"] for f in r["label_fractions"]] == [0.1, 1.0]
+assert r["label_fractions"][0]["n_labels"] == 40
+for b in ("raw_pixels", "random_encoder"):
+    assert 0.1 < r["baselines"][b]["probe"]["top1"] <= 1.0, b
+assert 0.0 <= r["align"] <= 4.0 and -4.0 <= r["uniform"] <= 0.0
+print("it_evaluator: one file: probe %.3f, kNN %.3f, raw pixels %.3f, random encoder %.3f" % (
+    r["probe_top1"], r["knn_top1"], r["baselines"]["raw_pixels"]["probe"]["top1"],
+    r["baselines"]["random_encoder"]["probe"]["top1"]))
+PY
+[ -s "$tmp/one/report/summary.txt" ] || fail "no report/summary.txt"
+[ -s "$tmp/one/report/attention-00000001.png" ] || fail "no attention-map PNG"
+grep -q "raw pixels" "$tmp/one/report/summary.txt" || fail "summary without baselines"
+
+# ---- 3. a corrupt file on the command line
+rc=0; "$ev" --checkpoint "$tmp/flipped.safetensors" --out "$tmp/bad" "${small[@]}" >"$tmp/bad.log" 2>&1 || rc=$?
+[ "$rc" -eq 1 ] || fail "--checkpoint on a corrupt file: status $rc, expected 1"
+grep -q "checksum mismatch" "$tmp/bad.log" || fail "--checkpoint on a corrupt file does not say why"
+[ -e "$tmp/bad/eval.jsonl" ] && fail "a corrupt checkpoint wrote a result"
+echo "it_evaluator: all checks passed"

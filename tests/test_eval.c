@@ -1,0 +1,295 @@
+/* Unit tests of the evaluator's maths (libevalcore.a): the linear probe on a
+ * linearly separable set, kNN and the representation metrics against
+ * hand-computed cases, class-balanced reproducible subsets and splits. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "evaluator/knn.h"
+#include "evaluator/metrics.h"
+#include "evaluator/probe.h"
+#include "evaluator/split.h"
+#include "evaluator/stages.h"
+
+static double gauss(uint64_t *s)
+{
+    double u = ((double)(eval_rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
+    double v = ((double)(eval_rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
+    return sqrt(-2.0 * log(u)) * cos(2.0 * M_PI * v);
+}
+
+/* n points in d dimensions labelled by the argmax of a fixed random linear
+ * map, keeping only points whose two best scores differ by at least margin. */
+static void separable_set(float *x, int32_t *y, size_t n, int d, int k, double margin, uint64_t seed)
+{
+    uint64_t ws = 99, s = seed;
+    double w[8][16];
+    for (int c = 0; c < k; c++)
+        for (int j = 0; j < d; j++)
+            w[c][j] = gauss(&ws);
+    for (size_t i = 0; i < n;) {
+        double sc[8], best = -1e30, second = -1e30;
+        int arg = 0;
+        for (int j = 0; j < d; j++)
+            x[i * (size_t)d + j] = (float)(3.0 * gauss(&s) + 5.0);   /* off-centre, not unit scale */
+        for (int c = 0; c < k; c++) {
+            sc[c] = 0.0;
+            for (int j = 0; j < d; j++)
+                sc[c] += w[c][j] * (x[i * (size_t)d + j] - 5.0);
+            if (sc[c] > best) { second = best; best = sc[c]; arg = c; }
+            else if (sc[c] > second) second = sc[c];
+        }
+        if (best - second < margin)
+            continue;
+        y[i++] = arg;
+    }
+}
+
+static void test_probe_separable(void **state)
+{
+    enum { NTR = 3000, NTE = 1000, D = 12, K = 5 };
+    float *xtr = malloc(NTR * D * sizeof *xtr), *xte = malloc(NTE * D * sizeof *xte);
+    int32_t ytr[NTR], yte[NTE];
+    separable_set(xtr, ytr, NTR, D, K, 0.5, 1);
+    separable_set(xte, yte, NTE, D, K, 0.5, 2);
+    eval_probe_opts o;
+    eval_probe_defaults(&o);
+    eval_probe_result r;
+    char err[256] = "";
+    assert_int_equal(eval_probe(xtr, ytr, NULL, NTR, xte, yte, NTE, D, K, &o, &r, err, sizeof err), 0);
+    printf("probe: top1 %.4f top5 %.4f lambda %g val %.4f iters %d converged %d\n",
+           r.top1, r.top5, r.lambda, r.val_top1, r.iters, r.converged);
+    assert_true(r.top1 >= 0.99);
+    assert_true(r.top5 >= r.top1);
+    assert_true(r.converged);
+    free(xtr);
+    free(xte);
+}
+
+/* One class per quadrant: a logistic regression fitted on three labelled
+ * points per class predicts the rest, and the objective's gradient is zero
+ * at its end (convergence, not just good accuracy). */
+static void test_logreg_gradient_vanishes(void **state)
+{
+    enum { N = 400, D = 2, K = 4 };
+    float x[N * D];
+    int32_t y[N];
+    uint64_t s = 5;
+    for (int i = 0; i < N; i++) {
+        int c = i % K;
+        x[i * D] = (float)((c & 1 ? 2.0 : -2.0) + 0.5 * gauss(&s));
+        x[i * D + 1] = (float)((c & 2 ? 2.0 : -2.0) + 0.5 * gauss(&s));
+        y[i] = c;
+    }
+    eval_probe_opts o;
+    eval_probe_defaults(&o);
+    o.grad_tol = 1e-6;
+    o.ftol = 0.0;
+    double w[(D + 1) * K] = { 0 };
+    int iters = 0, conv = 0;
+    double loss = 0;
+    char err[256];
+    assert_int_equal(eval_logreg_fit(w, x, y, N, D, K, 1e-2, &o, &iters, &conv, &loss, err, sizeof err), 0);
+    assert_true(conv);
+    assert_true(iters < o.max_iter);
+    double t1, t5;
+    assert_int_equal(eval_logreg_score(w, x, y, N, D, K, &t1, &t5), 0);
+    assert_true(t1 > 0.98);
+    assert_true(t5 == 1.0);
+}
+
+static void test_knn_hand_computed(void **state)
+{
+    /* unit vectors; similarities to the test point (1, 0): 1, 0.8, 0.6, 0 */
+    const float train[] = { 1, 0, 0.8f, 0.6f, 0.6f, 0.8f, 0, 1 };
+    const int32_t ytr[] = { 0, 1, 1, 2 };
+    const float test[] = { 1, 0 };
+    const int32_t yte[] = { 0 };
+    eval_knn_result r;
+    char err[256];
+    /* k = 3, T = 0.1: class 0 gets e^10 = 22026, class 1 e^8 + e^6 = 3384: class 0 wins */
+    assert_int_equal(eval_knn(train, ytr, 4, test, yte, 1, 2, 3, 3, 0.1, &r, err, sizeof err), 0);
+    assert_true(r.top1 == 1.0);
+    assert_int_equal(r.k, 3);
+    /* k = 3, T = 1: class 0 gets e^1 = 2.718, class 1 e^0.8 + e^0.6 = 4.048: class 1 wins */
+    assert_int_equal(eval_knn(train, ytr, 4, test, yte, 1, 2, 3, 3, 1.0, &r, err, sizeof err), 0);
+    assert_true(r.top1 == 0.0);
+    assert_true(r.top5 == 1.0);
+    /* k = 1: only the nearest votes */
+    assert_int_equal(eval_knn(train, ytr, 4, test, yte, 1, 2, 3, 1, 1.0, &r, err, sizeof err), 0);
+    assert_true(r.top1 == 1.0);
+    /* k larger than the training set uses all of it: class 1 still wins at T = 1
+     * (class 2 adds e^0 to nobody's advantage) */
+    assert_int_equal(eval_knn(train, ytr, 4, test, yte, 1, 2, 3, 200, 1.0, &r, err, sizeof err), 0);
+    assert_int_equal(r.k, 4);
+    assert_true(r.top1 == 0.0);
+    /* a label outside the classes is refused with a message */
+    const int32_t bad[] = { 0, 1, 7, 2 };
+    assert_int_equal(eval_knn(train, bad, 4, test, yte, 1, 2, 3, 3, 0.1, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "label 7"));
+}
+
+static void test_topk_ties(void **state)
+{
+    const double s[] = { 1, 3, 3, 0, 0, 0, 0 };
+    int h1, h5;
+    eval_topk_hits(s, 7, 1, &h1, &h5);
+    assert_true(h1 && h5);          /* lower class first on ties */
+    eval_topk_hits(s, 7, 2, &h1, &h5);
+    assert_true(!h1 && h5);
+    eval_topk_hits(s, 7, 6, &h1, &h5);
+    assert_true(!h1 && !h5);        /* rank 6 */
+}
+
+static void test_alignment_uniformity(void **state)
+{
+    const float x[] = { 1, 0, 0, 1 }, y[] = { 0, 1, 0, 1 };
+    /* squared distances 2 and 0 */
+    assert_true(fabs(eval_alignment(x, y, 2, 2, 2.0) - 1.0) < 1e-9);
+    /* alpha = 1: distances sqrt 2 and 0 */
+    assert_true(fabs(eval_alignment(x, y, 2, 2, 1.0) - sqrt(2.0) / 2.0) < 1e-9);
+    const float u[] = { 1, 0, 0, 1, -1, 0 };
+    /* pairs: 2, 4, 2 (squared distances); t = 2 */
+    double want = log((2.0 * exp(-4.0) + exp(-8.0)) / 3.0);
+    assert_true(fabs(eval_uniformity(u, 3, 2, 2.0) - want) < 1e-6);
+    /* identical points: log 1 = 0 */
+    const float same[] = { 0, 1, 0, 1, 0, 1 };
+    assert_true(fabs(eval_uniformity(same, 3, 2, 2.0)) < 1e-6);
+    assert_true(isnan(eval_uniformity(u, 1, 2, 2.0)));
+    float v[] = { 3, 4, 0, 0 };
+    eval_normalize_rows(v, v, 2, 2);
+    assert_true(fabs(v[0] - 0.6f) < 1e-6 && fabs(v[1] - 0.8f) < 1e-6);
+    assert_true(v[2] == 0.0f && v[3] == 0.0f);
+}
+
+/* 1000 items of 10 classes in a scrambled order, class c has 60 + 8c items. */
+static size_t make_labels(int32_t *y)
+{
+    size_t n = 0;
+    for (int c = 0; c < 10; c++)
+        for (int i = 0; i < 60 + 8 * c; i++)
+            y[n++] = c;
+    uint64_t s = 3;
+    for (size_t i = n - 1; i > 0; i--) {
+        size_t j = (size_t)(eval_rng_next(&s) % (i + 1));
+        int32_t t = y[i]; y[i] = y[j]; y[j] = t;
+    }
+    return n;
+}
+
+static void test_subsets_balanced_reproducible(void **state)
+{
+    int32_t y[1000];
+    size_t n = make_labels(y), counts[10];
+    assert_int_equal(n, 960);
+    size_t *a, *b, *c, na, nb, nc;
+    char err[256];
+    assert_int_equal(eval_subset_fraction(y, n, 10, 0.1, 42, &a, &na, err, sizeof err), 0);
+    assert_int_equal(na, 96);
+    eval_class_counts(y, a, na, 10, counts);
+    for (int k = 0; k < 10; k++) {   /* each class keeps its 10% (6.0 .. 13.2, rounded) */
+        double share = 0.1 * (60 + 8 * k);
+        assert_true(fabs((double)counts[k] - share) < 1.0);
+    }
+    for (size_t i = 1; i < na; i++)
+        assert_true(a[i] > a[i - 1]);
+    assert_int_equal(eval_subset_fraction(y, n, 10, 0.1, 42, &b, &nb, err, sizeof err), 0);
+    assert_int_equal(nb, na);
+    assert_memory_equal(a, b, na * sizeof *a);
+    assert_int_equal(eval_subset_fraction(y, n, 10, 0.1, 43, &c, &nc, err, sizeof err), 0);
+    assert_true(nc == na && memcmp(a, c, na * sizeof *a) != 0);
+    free(a); free(b); free(c);
+    /* 1%: 9.6 items, rounded to 10, at least one per class */
+    assert_int_equal(eval_subset_fraction(y, n, 10, 0.01, 1, &a, &na, err, sizeof err), 0);
+    eval_class_counts(y, a, na, 10, counts);
+    for (int k = 0; k < 10; k++)
+        assert_int_equal(counts[k], 1);
+    free(a);
+    /* 100%: everything */
+    assert_int_equal(eval_subset_fraction(y, n, 10, 1.0, 1, &a, &na, err, sizeof err), 0);
+    assert_int_equal(na, n);
+    free(a);
+    /* an exact count; too many is refused */
+    assert_int_equal(eval_subset(y, n, 10, 500, 9, &a, &na, err, sizeof err), 0);
+    assert_int_equal(na, 500);
+    free(a);
+    assert_int_equal(eval_subset(y, n, 10, 961, 9, &a, &na, err, sizeof err), -1);
+    assert_non_null(strstr(err, "961"));
+}
+
+static void test_split_disjoint(void **state)
+{
+    int32_t y[1000];
+    size_t n = make_labels(y), counts[10];
+    size_t *rest, *held, nr, nh;
+    char err[256];
+    assert_int_equal(eval_split(y, n, 10, 0.25, 5, &rest, &nr, &held, &nh, err, sizeof err), 0);
+    assert_int_equal(nr + nh, n);
+    assert_int_equal(nh, 240);
+    char *seen = calloc(n, 1);
+    for (size_t i = 0; i < nr; i++) seen[rest[i]]++;
+    for (size_t i = 0; i < nh; i++) seen[held[i]]++;
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(seen[i], 1);
+    eval_class_counts(y, held, nh, 10, counts);
+    for (int k = 0; k < 10; k++)
+        assert_true(fabs((double)counts[k] - 0.25 * (60 + 8 * k)) < 1.0);
+    free(seen); free(rest); free(held);
+    assert_int_equal(eval_split(y, n, 10, 1.5, 5, &rest, &nr, &held, &nh, err, sizeof err), -1);
+}
+
+static void test_stage_cuts(void **state)
+{
+    const char *desc =
+        "nn 1\ninput 1 28 28\nencoder\nconv out=4\nbn\nrelu\nmaxpool k=2 s=2\n"
+        "res\nconv out=4\nbn\nrelu\nend\nconv out=8 s=2  # strided\nrelu\ngap\nhead\nlinear out=4\n";
+    eval_stage_list st;
+    char err[256];
+    assert_int_equal(eval_stages_find(desc, &st, err, sizeof err), 0);
+    /* before the maxpool, before the strided conv, before gap */
+    assert_int_equal(st.n, 3);
+    assert_true(st.c[0] == 4 && st.h[0] == 28 && st.w[0] == 28);
+    assert_true(st.c[1] == 4 && st.h[1] == 14 && st.w[1] == 14);
+    assert_true(st.c[2] == 8 && st.h[2] == 7 && st.w[2] == 7);     /* (14 + 2 - 3) / 2 + 1 */
+    char buf[4096];
+    assert_int_equal(eval_stage_desc(desc, &st, 0, buf, sizeof buf, err, sizeof err), 0);
+    assert_non_null(strstr(buf, "relu\nflatten\n"));
+    assert_null(strstr(buf, "maxpool"));
+    assert_int_equal(eval_stage_desc(desc, &st, 2, buf, sizeof buf, err, sizeof err), 0);
+    assert_non_null(strstr(buf, "s=2"));
+    assert_null(strstr(buf, "gap"));
+    assert_null(strstr(buf, "head"));
+}
+
+static void test_attention_maps(void **state)
+{
+    /* 2 images, 2 channels, 1 x 2 maps */
+    const float a[] = { 1, 2, 3, 0,       /* image 0: channel 0, channel 1 */
+                        -2, 0, 0, 4 };    /* image 1 */
+    float m[4];
+    eval_attention_maps(m, a, 2, 2, 1, 2);
+    assert_true(m[0] == 5.0f && m[1] == 2.0f);   /* (1 + 9) / 2, (4 + 0) / 2 */
+    assert_true(m[2] == 2.0f && m[3] == 8.0f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_probe_separable),
+        cmocka_unit_test(test_logreg_gradient_vanishes),
+        cmocka_unit_test(test_knn_hand_computed),
+        cmocka_unit_test(test_topk_ties),
+        cmocka_unit_test(test_alignment_uniformity),
+        cmocka_unit_test(test_subsets_balanced_reproducible),
+        cmocka_unit_test(test_split_disjoint),
+        cmocka_unit_test(test_stage_cuts),
+        cmocka_unit_test(test_attention_maps),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
