@@ -12,6 +12,7 @@
 #include <zlib.h>
 
 #include "dataset/dataset_internal.h"
+#include "errmsg/errmsg.h"
 
 #define IDX_TYPE_UBYTE        0x08
 #define IDX_IMAGES_DIMS       3
@@ -56,17 +57,6 @@ struct dataset {
 };
 
 /* ---------------------------------------------------------------- helpers */
-
-static void set_err(char *err, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t n, const char *fmt, ...)
-{
-    if (!err || !n)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, n, fmt, ap);
-    va_end(ap);
-}
 
 int dataset__fail(dataset_error_t *err, dataset_reason_t reason, const char *fmt, ...)
 {
@@ -214,13 +204,13 @@ static int read_whole(const char *path, uint8_t **buf, size_t *len, size_t *cap,
 {
     gzFile f = gzopen(path, "rb");
     if (!f) {
-        set_err(err, n, "cannot open %s: %s", path, strerror(errno ? errno : ENOMEM));
+        errmsg_set(err, n, "cannot open %s: %s", path, strerror(errno ? errno : ENOMEM));
         return -1;
     }
     gzbuffer(f, 256 * 1024);
     for (;;) {
         if (dataset__reserve(buf, cap, *len + READ_CHUNK)) {
-            set_err(err, n, "out of memory reading %s", path);
+            errmsg_set(err, n, "out of memory reading %s", path);
             gzclose(f);
             return -1;
         }
@@ -228,7 +218,7 @@ static int read_whole(const char *path, uint8_t **buf, size_t *len, size_t *cap,
         if (got < 0) {
             int zerr;
             const char *msg = gzerror(f, &zerr);
-            set_err(err, n, "cannot read %s: %s", path, zerr == Z_ERRNO ? strerror(errno) : msg);
+            errmsg_set(err, n, "cannot read %s: %s", path, zerr == Z_ERRNO ? strerror(errno) : msg);
             gzclose(f);
             return -1;
         }
@@ -237,7 +227,7 @@ static int read_whole(const char *path, uint8_t **buf, size_t *len, size_t *cap,
             int zerr;
             const char *msg = gzerror(f, &zerr);
             if (zerr != Z_OK && zerr != Z_STREAM_END) {
-                set_err(err, n, "cannot read %s: %s (truncated gzip?)", path, msg);
+                errmsg_set(err, n, "cannot read %s: %s (truncated gzip?)", path, msg);
                 gzclose(f);
                 return -1;
             }
@@ -352,14 +342,14 @@ static int add_tree(dataset_t *ds, const char *dir, int32_t label, char *err, si
     size_t nf = 0, nd = 0;
     int rc = -1;
     if (list_entries(dir, 0, &files, &nf) || list_entries(dir, 1, &dirs, &nd)) {
-        set_err(err, n, "cannot list %s: %s", dir, strerror(errno));
+        errmsg_set(err, n, "cannot list %s: %s", dir, strerror(errno));
         goto done;
     }
     for (size_t i = 0; i < nf; i++) {
         char *p = join_path(dir, files[i]);
         if (!p || add_item(ds, p, label)) {
             free(p);
-            set_err(err, n, "out of memory listing %s", dir);
+            errmsg_set(err, n, "out of memory listing %s", dir);
             goto done;
         }
         free(p);
@@ -383,7 +373,7 @@ static int open_folder(dataset_t *ds, const char *root, char *err, size_t n)
     char **dirs = NULL;
     size_t nd = 0;
     if (list_entries(root, 1, &dirs, &nd)) {
-        set_err(err, n, "cannot list %s: %s", root, strerror(errno));
+        errmsg_set(err, n, "cannot list %s: %s", root, strerror(errno));
         return -1;
     }
     int rc = 0;
@@ -392,13 +382,13 @@ static int open_folder(dataset_t *ds, const char *root, char *err, size_t n)
         char **files = NULL;
         size_t nf = 0;
         if (list_entries(root, 0, &files, &nf)) {
-            set_err(err, n, "cannot list %s: %s", root, strerror(errno));
+            errmsg_set(err, n, "cannot list %s: %s", root, strerror(errno));
             return -1;
         }
         for (size_t i = 0; i < nf && rc == 0; i++) {
             char *p = join_path(root, files[i]);
             if (!p || add_item(ds, p, DATASET_LABEL_NONE)) {
-                set_err(err, n, "out of memory listing %s", root);
+                errmsg_set(err, n, "out of memory listing %s", root);
                 rc = -1;
             }
             free(p);
@@ -493,7 +483,7 @@ static int open_idx(dataset_t *ds, const char *path, char *err, size_t n)
 {
     char *images = idx_images_path(path);
     if (!images || !is_file(images)) {
-        set_err(err, n, "no IDX images file (*-images-idx3-ubyte[.gz]) found at %s\n"
+        errmsg_set(err, n, "no IDX images file (*-images-idx3-ubyte[.gz]) found at %s\n"
                         "HINT: give the images file itself, or a folder holding train-images-idx3-ubyte.gz",
                 path);
         free(images);
@@ -501,7 +491,7 @@ static int open_idx(dataset_t *ds, const char *path, char *err, size_t n)
     }
     char *labels = idx_labels_path(images);
     if (!labels) {
-        set_err(err, n, "no labels file matching %s (expected *-labels-idx1-ubyte[.gz] beside it)\n"
+        errmsg_set(err, n, "no labels file matching %s (expected *-labels-idx1-ubyte[.gz] beside it)\n"
                         "HINT: IDX images need their labels file in the same folder",
                 images);
         free(images);
@@ -516,30 +506,30 @@ static int open_idx(dataset_t *ds, const char *path, char *err, size_t n)
 
     if (ds->data_len < IDX_IMAGES_HEADER || ds->data[0] || ds->data[1] ||
         ds->data[2] != IDX_TYPE_UBYTE || ds->data[3] != IDX_IMAGES_DIMS) {
-        set_err(err, n, "%s is not an IDX ubyte image file (magic 0x00000803 expected)", images);
+        errmsg_set(err, n, "%s is not an IDX ubyte image file (magic 0x00000803 expected)", images);
         goto done;
     }
     uint64_t count = be32(ds->data + 4), rows = be32(ds->data + 8), cols = be32(ds->data + 12);
     if (rows == 0 || cols == 0 || rows > IDX_MAX_SIDE || cols > IDX_MAX_SIDE) {
-        set_err(err, n, "%s: invalid image size %llux%llu", images, (unsigned long long)rows,
+        errmsg_set(err, n, "%s: invalid image size %llux%llu", images, (unsigned long long)rows,
                 (unsigned long long)cols);
         goto done;
     }
     uint64_t expect = IDX_IMAGES_HEADER + count * rows * cols;
     if (expect != ds->data_len) {
-        set_err(err, n, "%s: header says %llu images of %llux%llu (%llu bytes), file has %zu bytes",
+        errmsg_set(err, n, "%s: header says %llu images of %llux%llu (%llu bytes), file has %zu bytes",
                 images, (unsigned long long)count, (unsigned long long)rows, (unsigned long long)cols,
                 (unsigned long long)expect, ds->data_len);
         goto done;
     }
     if (lab_len < IDX_LABELS_HEADER || lab[0] || lab[1] || lab[2] != IDX_TYPE_UBYTE ||
         lab[3] != IDX_LABELS_DIMS) {
-        set_err(err, n, "%s is not an IDX ubyte label file (magic 0x00000801 expected)", labels);
+        errmsg_set(err, n, "%s is not an IDX ubyte label file (magic 0x00000801 expected)", labels);
         goto done;
     }
     uint64_t lcount = be32(lab + 4);
     if (lcount != count || IDX_LABELS_HEADER + lcount != lab_len) {
-        set_err(err, n, "%s: %llu labels declared, %zu present, for %llu images in %s", labels,
+        errmsg_set(err, n, "%s: %llu labels declared, %zu present, for %llu images in %s", labels,
                 (unsigned long long)lcount, lab_len - IDX_LABELS_HEADER, (unsigned long long)count,
                 images);
         goto done;
@@ -598,7 +588,7 @@ static int open_cifar(dataset_t *ds, const char *path, int hundred, char *err, s
         char **files = NULL;
         size_t nf = 0;
         if (list_entries(path, 0, &files, &nf)) {
-            set_err(err, n, "cannot list %s: %s", path, strerror(errno));
+            errmsg_set(err, n, "cannot list %s: %s", path, strerror(errno));
             return -1;
         }
         /* The training batches; the test batch only when it is all there is. */
@@ -630,11 +620,11 @@ static int open_cifar(dataset_t *ds, const char *path, int hundred, char *err, s
         }
     }
     if (!names || !dir) {
-        set_err(err, n, "out of memory");
+        errmsg_set(err, n, "out of memory");
         goto done;
     }
     if (nn == 0) {
-        set_err(err, n, "no %s batch files in %s\nHINT: expected %s", hundred ? "CIFAR-100" : "CIFAR-10",
+        errmsg_set(err, n, "no %s batch files in %s\nHINT: expected %s", hundred ? "CIFAR-100" : "CIFAR-10",
                 path, hundred ? "train.bin or test.bin" : "data_batch_*.bin or test_batch.bin");
         goto done;
     }
@@ -645,7 +635,7 @@ static int open_cifar(dataset_t *ds, const char *path, int hundred, char *err, s
             goto done;
         size_t len = ds->data_len - before;
         if (len == 0 || len % record != 0) {
-            set_err(err, n, "%s is %zu bytes, not a whole number of %zu-byte %s records\n"
+            errmsg_set(err, n, "%s is %zu bytes, not a whole number of %zu-byte %s records\n"
                             "HINT: the file is truncated, or it is not a %s batch (try --format)",
                     names[f], len, record, hundred ? "CIFAR-100" : "CIFAR-10",
                     hundred ? "CIFAR-100" : "CIFAR-10");
@@ -657,13 +647,13 @@ static int open_cifar(dataset_t *ds, const char *path, int hundred, char *err, s
     ds->n = ds->data_len / record;
     ds->labels = malloc(ds->n * sizeof *ds->labels);
     if (!ds->labels) {
-        set_err(err, n, "out of memory");
+        errmsg_set(err, n, "out of memory");
         goto done;
     }
     for (size_t i = 0; i < ds->n; i++) {
         int label = ds->data[i * record + label_bytes - 1];
         if (label >= n_classes) {
-            set_err(err, n, "record %zu has label %d, more than %d classes: not a %s batch", i, label,
+            errmsg_set(err, n, "record %zu has label %d, more than %d classes: not a %s batch", i, label,
                     n_classes, hundred ? "CIFAR-100" : "CIFAR-10");
             goto done;
         }
@@ -726,7 +716,7 @@ dataset_t *dataset_new(const char *path, dataset_format_t format, char *err, siz
 {
     struct stat st;
     if (!path || !*path || stat(path, &st) != 0) {
-        set_err(err, err_len, "dataset %s: %s\nHINT: --data takes a folder of class sub-folders, a "
+        errmsg_set(err, err_len, "dataset %s: %s\nHINT: --data takes a folder of class sub-folders, a "
                               "flat folder of images, IDX files or CIFAR batch files",
                 path ? path : "(none)", strerror(errno ? errno : ENOENT));
         return NULL;
@@ -734,19 +724,19 @@ dataset_t *dataset_new(const char *path, dataset_format_t format, char *err, siz
     if (format == DATASET_FORMAT_AUTO) {
         format = detect(path);
         if (format == DATASET_FORMAT_AUTO) {
-            set_err(err, err_len, "cannot tell the format of %s\nHINT: give a folder, an "
+            errmsg_set(err, err_len, "cannot tell the format of %s\nHINT: give a folder, an "
                                   "*-images-idx3-ubyte[.gz] file or a CIFAR .bin batch, or use --format",
                     path);
             return NULL;
         }
     }
     if (format == DATASET_FORMAT_FOLDER && !S_ISDIR(st.st_mode)) {
-        set_err(err, err_len, "%s is not a folder\nHINT: the folder format needs a directory", path);
+        errmsg_set(err, err_len, "%s is not a folder\nHINT: the folder format needs a directory", path);
         return NULL;
     }
     dataset_t *ds = calloc(1, sizeof *ds);
     if (!ds) {
-        set_err(err, err_len, "out of memory");
+        errmsg_set(err, err_len, "out of memory");
         return NULL;
     }
     ds->format = format;
@@ -756,10 +746,10 @@ dataset_t *dataset_new(const char *path, dataset_format_t format, char *err, siz
     case DATASET_FORMAT_IDX: rc = open_idx(ds, path, err, err_len); break;
     case DATASET_FORMAT_CIFAR10: rc = open_cifar(ds, path, 0, err, err_len); break;
     case DATASET_FORMAT_CIFAR100: rc = open_cifar(ds, path, 1, err, err_len); break;
-    default: rc = -1; set_err(err, err_len, "unknown format"); break;
+    default: rc = -1; errmsg_set(err, err_len, "unknown format"); break;
     }
     if (rc == 0 && ds->n == 0) {
-        set_err(err, err_len, "dataset %s holds no items\nHINT: put images in it (one sub-folder per "
+        errmsg_set(err, err_len, "dataset %s holds no items\nHINT: put images in it (one sub-folder per "
                               "class, or directly for an unlabeled set)",
                 path);
         rc = -1;

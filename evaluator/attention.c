@@ -4,6 +4,7 @@
  * (eval_stage_desc) whose parameters are copied by name from the whole one;
  * the picture is put together and written with libvips.
  */
+#include "errmsg/errmsg.h"
 #include "evaluator/attention.h"
 
 #include <math.h>
@@ -20,16 +21,6 @@
 #define TILE_GAP      2      /* pixels between tiles */
 #define BACKGROUND    255.0  /* white */
 
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
-
 /* Stage activations (count, C*H*W) of the first count images. */
 static float *stage_activations(nn_net *net, const char *sdesc, const float *x, int count, int expect,
                                 char *err, size_t errlen)
@@ -37,21 +28,21 @@ static float *stage_activations(nn_net *net, const char *sdesc, const float *x, 
     char nerr[1024];
     nn_net *cut = nn_net_new(sdesc, count, nerr, sizeof nerr);
     if (!cut) {
-        set_err(err, errlen, "cut network: %s", nerr);
+        errmsg_set(err, errlen, "cut network: %s", nerr);
         return NULL;
     }
     nn_arena *dst = nn_net_params(cut), *src = nn_net_params(net);
     for (int i = 0; i < dst->n; i++) {
         nn_tensor *t = &dst->t[i], *s = nn_arena_find(src, t->name);
         if (!s || s->numel != t->numel) {
-            set_err(err, errlen, "cut network: parameter %s not found in the whole network", t->name);
+            errmsg_set(err, errlen, "cut network: parameter %s not found in the whole network", t->name);
             nn_net_destroy(&cut);
             return NULL;
         }
         memcpy(t->data, s->data, t->numel * sizeof *t->data);
     }
     if (nn_net_feat_dim(cut) != expect) {
-        set_err(err, errlen, "cut network gives %d values per image, expected %d", nn_net_feat_dim(cut), expect);
+        errmsg_set(err, errlen, "cut network gives %d values per image, expected %d", nn_net_feat_dim(cut), expect);
         nn_net_destroy(&cut);
         return NULL;
     }
@@ -59,7 +50,7 @@ static float *stage_activations(nn_net *net, const char *sdesc, const float *x, 
     if (out)
         memcpy(out, nn_net_forward_features(cut, x, count), (size_t)count * expect * sizeof *out);
     else
-        set_err(err, errlen, "out of memory");
+        errmsg_set(err, errlen, "out of memory");
     nn_net_destroy(&cut);
     return out;
 }
@@ -172,7 +163,7 @@ int eval_attention_png(nn_net *net, const eval_images *im, const size_t *idx, in
                        char *err, size_t errlen)
 {
     if (count < 1) {
-        set_err(err, errlen, "no image for the attention maps");
+        errmsg_set(err, errlen, "no image for the attention maps");
         return -1;
     }
     const char *desc = nn_net_desc(net);
@@ -187,7 +178,7 @@ int eval_attention_png(nn_net *net, const eval_images *im, const size_t *idx, in
     VipsImage **tiles = calloc((size_t)n_tiles, sizeof *tiles), *grid = NULL;
     VipsArrayDouble *bg = vips_array_double_newv(1, BACKGROUND);
     if (!x || !maps || !sdesc || !tiles) {
-        set_err(err, errlen, "out of memory");
+        errmsg_set(err, errlen, "out of memory");
         goto done;
     }
     for (int n = 0; n < count; n++)
@@ -204,7 +195,7 @@ int eval_attention_png(nn_net *net, const eval_images *im, const size_t *idx, in
             eval_attention_maps(maps[s], a, count, st.c[s], st.h[s], st.w[s]);
         free(a);
         if (!maps[s]) {
-            set_err(err, errlen, "out of memory");
+            errmsg_set(err, errlen, "out of memory");
             goto done;
         }
     }
@@ -228,7 +219,7 @@ int eval_attention_png(nn_net *net, const eval_images *im, const size_t *idx, in
     rc = 0;
     goto done;
 vips_fail:
-    set_err(err, errlen, "libvips: %s", vips_error_buffer());
+    errmsg_set(err, errlen, "libvips: %s", vips_error_buffer());
     vips_error_clear();
 done:
     if (tiles)

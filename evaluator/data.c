@@ -9,6 +9,7 @@
 #include "augmenter/augment.h"
 #include "console/console.h"
 #include "dataset/dataset.h"
+#include "errmsg/errmsg.h"
 #include "evaluator/split.h"
 #include "nn/parallel.h"
 
@@ -16,16 +17,6 @@
 #define DECODE_GRAIN   64      /* images per parallel slice */
 #define PIXEL_SCALE    (1.0f / 255.0f)
 #define SEED_TEST_SPLIT 0x5eedull
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
 
 static void eval_images_release(eval_images *im)
 {
@@ -90,7 +81,7 @@ static int decode_items(eval_images *im, const dataset_t *ds, const size_t *idx,
     im->pixels = malloc(n * (size_t)c * h * w);
     im->labels = malloc((n ? n : 1) * sizeof *im->labels);
     if (!im->pixels || !im->labels) {
-        set_err(err, errlen, "out of memory for %zu images of %dx%dx%d", n, c, h, w);
+        errmsg_set(err, errlen, "out of memory for %zu images of %dx%dx%d", n, c, h, w);
         return -1;
     }
     for (size_t i = 0; i < n; i++)
@@ -112,7 +103,7 @@ static int decode_items(eval_images *im, const dataset_t *ds, const size_t *idx,
     }
     progress_end(&pr);
     if (job.failed) {
-        set_err(err, errlen, "%s: %s", im->source, job.message);
+        errmsg_set(err, errlen, "%s: %s", im->source, job.message);
         return -1;
     }
     return 0;
@@ -124,13 +115,13 @@ static int labelled_items(const dataset_t *ds, const char *path, const size_t *a
 {
     int k = dataset_n_classes(ds);
     if (k < 2) {
-        set_err(err, errlen, "%s: %d class%s: the probe needs labeled data with at least two classes "
+        errmsg_set(err, errlen, "%s: %d class%s: the probe needs labeled data with at least two classes "
                 "(class folders, IDX or CIFAR files)", path, k, k == 1 ? "" : "es");
         return -1;
     }
     int32_t *labels = malloc((n_among ? n_among : 1) * sizeof *labels);
     if (!labels) {
-        set_err(err, errlen, "out of memory");
+        errmsg_set(err, errlen, "out of memory");
         return -1;
     }
     for (size_t i = 0; i < n_among; i++)
@@ -157,7 +148,7 @@ int eval_data_load(eval_data *d, const eval_options *o, int c, int h, int w, cha
     memset(d, 0, sizeof *d);
     dataset_format_t fmt;
     if (dataset_format_parse(o->format, &fmt)) {
-        set_err(err, errlen, "unknown --format '%s' (auto, folder, idx, cifar10, cifar100)", o->format);
+        errmsg_set(err, errlen, "unknown --format '%s' (auto, folder, idx, cifar10, cifar100)", o->format);
         return -1;
     }
     const char *train_path = o->train_data ? o->train_data : EVAL_FASHION_TRAIN;
@@ -169,13 +160,13 @@ int eval_data_load(eval_data *d, const eval_options *o, int c, int h, int w, cha
     int rc = -1;
     char derr[1024];
     if (!(tr = dataset_new(train_path, fmt, derr, sizeof derr))) {
-        set_err(err, errlen, "training data: %s", derr);
+        errmsg_set(err, errlen, "training data: %s", derr);
         goto done;
     }
     snprintf(d->train.source, sizeof d->train.source, "%s", train_path);
     if (test_path) {
         if (!(te = dataset_new(test_path, fmt, derr, sizeof derr))) {
-            set_err(err, errlen, "test data: %s", derr);
+            errmsg_set(err, errlen, "test data: %s", derr);
             goto done;
         }
         snprintf(d->test.source, sizeof d->test.source, "%s", test_path);
@@ -189,7 +180,7 @@ int eval_data_load(eval_data *d, const eval_options *o, int c, int h, int w, cha
         size_t n = dataset_count(tr), *rest = NULL, *held = NULL, n_rest, n_held;
         int32_t *labels = malloc((n ? n : 1) * sizeof *labels);
         if (!labels) {
-            set_err(err, errlen, "out of memory");
+            errmsg_set(err, errlen, "out of memory");
             goto done;
         }
         for (size_t i = 0; i < n; i++)
@@ -200,7 +191,7 @@ int eval_data_load(eval_data *d, const eval_options *o, int c, int h, int w, cha
         free(labels);
         if (bad) {
             if (k < 2)
-                set_err(err, errlen, "%s: %d classes: the probe needs labeled data", train_path, k);
+                errmsg_set(err, errlen, "%s: %d classes: the probe needs labeled data", train_path, k);
             goto done;
         }
         snprintf(d->test.source, sizeof d->test.source, "%s (held out)", train_path);
@@ -264,7 +255,7 @@ int eval_encode_images(nn_net *net, const eval_images *im, const char *what, vol
     if (!x || !f) {
         free(x);
         free(f);
-        set_err(err, errlen, "out of memory for the features of %zu images (%d each)", im->n, d);
+        errmsg_set(err, errlen, "out of memory for the features of %zu images (%d each)", im->n, d);
         return -1;
     }
     progress_t pr;
@@ -274,7 +265,7 @@ int eval_encode_images(nn_net *net, const eval_images *im, const char *what, vol
             progress_end(&pr);
             free(x);
             free(f);
-            set_err(err, errlen, "stopped");
+            errmsg_set(err, errlen, "stopped");
             return -1;
         }
         size_t m = im->n - first < (size_t)batch ? im->n - first : (size_t)batch;
@@ -293,7 +284,7 @@ int eval_raw_pixels(const eval_images *im, float **out, int *dim, char *err, siz
     size_t img = (size_t)im->c * im->h * im->w;
     float *f = malloc((im->n ? im->n : 1) * img * sizeof *f);
     if (!f) {
-        set_err(err, errlen, "out of memory for the raw pixels of %zu images", im->n);
+        errmsg_set(err, errlen, "out of memory for the raw pixels of %zu images", im->n);
         return -1;
     }
     eval_images_to_float(im, 0, im->n, f);
@@ -306,12 +297,12 @@ int eval_view_pairs(const eval_images *im, size_t count, const char *recipe, uin
                     float **v1, float **v2, char *err, size_t errlen)
 {
     if (im->h != im->w) {
-        set_err(err, errlen, "alignment views need square images, these are %dx%d", im->h, im->w);
+        errmsg_set(err, errlen, "alignment views need square images, these are %dx%d", im->h, im->w);
         return -1;
     }
     aug_recipe_t r;
     if (aug_recipe_parse(&r, recipe, (uint32_t)im->h)) {
-        set_err(err, errlen, "--align-recipe: %s", aug_error());
+        errmsg_set(err, errlen, "--align-recipe: %s", aug_error());
         return -1;
     }
     r.views = 2;
@@ -323,7 +314,7 @@ int eval_view_pairs(const eval_images *im, size_t count, const char *recipe, uin
     cfg.seed = seed;
     aug_t *a = aug_new(&r, &cfg);
     if (!a) {
-        set_err(err, errlen, "alignment views: %s", aug_error());
+        errmsg_set(err, errlen, "alignment views: %s", aug_error());
         return -1;
     }
     size_t img = (size_t)im->c * im->h * im->w;
@@ -331,14 +322,14 @@ int eval_view_pairs(const eval_images *im, size_t count, const char *recipe, uin
     float *both = malloc(2 * img * sizeof *both);
     int rc = 0;
     if (!a1 || !a2 || !both) {
-        set_err(err, errlen, "out of memory for %zu view pairs", count);
+        errmsg_set(err, errlen, "out of memory for %zu view pairs", count);
         rc = -1;
     }
     for (size_t i = 0; i < count && !rc; i++) {
         aug_image_t src = { im->pixels + i * img, (uint32_t)im->h, (uint32_t)im->w, (uint32_t)im->c, i, 0 };
         int32_t targets[2];
         if (aug_sample(a, &src, both, targets)) {
-            set_err(err, errlen, "alignment views of test image %zu: %s", i, aug_error());
+            errmsg_set(err, errlen, "alignment views of test image %zu: %s", i, aug_error());
             rc = -1;
             break;
         }

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "console/console.h"
+#include "errmsg/errmsg.h"
 #include "evaluator/attention.h"
 #include "evaluator/data.h"
 #include "evaluator/knn.h"
@@ -39,16 +40,6 @@ struct eval_ctx {
     json_t *random;                  /* random-encoder baseline ... */
     char *random_desc;               /* ... of this architecture */
 };
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
 
 static void drop_data(eval_ctx *ctx)
 {
@@ -170,7 +161,7 @@ static json_t *evaluate_features(eval_ctx *ctx, const char *what, const float *f
     float *ntr = malloc(tr->n * (size_t)d * sizeof *ntr), *nte = malloc(te->n * (size_t)d * sizeof *nte);
     if (!ntr || !nte) {
         free(ntr); free(nte);
-        set_err(err, errlen, "%s: out of memory for normalised features", what);
+        errmsg_set(err, errlen, "%s: out of memory for normalised features", what);
         goto fail;
     }
     eval_normalize_rows(ntr, ftr, tr->n, d);
@@ -191,7 +182,7 @@ static json_t *evaluate_features(eval_ctx *ctx, const char *what, const float *f
         float *a = malloc(nv * (size_t)d * sizeof *a), *b = malloc(nv * (size_t)d * sizeof *b);
         if (!a || !b) {
             free(a); free(b);
-            set_err(err, errlen, "%s: out of memory for the view features", what);
+            errmsg_set(err, errlen, "%s: out of memory for the view features", what);
             goto fail;
         }
         eval_normalize_rows(a, f1, nv, d);
@@ -229,7 +220,7 @@ static json_t *evaluate_encoder(eval_ctx *ctx, nn_net *net, const char *what, ch
         f1 = malloc(ctx->n_views * (size_t)d * sizeof *f1);
         f2 = malloc(ctx->n_views * (size_t)d * sizeof *f2);
         if (!f1 || !f2) {
-            set_err(err, errlen, "out of memory for the view features");
+            errmsg_set(err, errlen, "out of memory for the view features");
             goto done;
         }
         eval_encode_floats(net, ctx->v1, ctx->n_views, f1);
@@ -268,7 +259,7 @@ static json_t *baseline_random(eval_ctx *ctx, const char *desc, char *err, size_
     char nerr[1024];
     nn_net *net = nn_net_new(desc, ctx->o->batch, nerr, sizeof nerr);
     if (!net) {
-        set_err(err, errlen, "random encoder: %s", nerr);
+        errmsg_set(err, errlen, "random encoder: %s", nerr);
         return NULL;
     }
     nn_net_init_params(net, RANDOM_INIT_SEED);
@@ -294,13 +285,13 @@ int eval_mkdir_p(const char *dir, char *err, size_t errlen)
             continue;
         *p = 0;
         if (mkdir(tmp, 0777) && errno != EEXIST) {
-            set_err(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+            errmsg_set(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
             return -1;
         }
         *p = '/';
     }
     if (mkdir(tmp, 0777) && errno != EEXIST) {
-        set_err(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+        errmsg_set(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
         return -1;
     }
     return 0;
@@ -312,7 +303,7 @@ static int append_line(const char *path, const json_t *record, char *err, size_t
     FILE *f = text ? fopen(path, "a") : NULL;
     int rc = 0;
     if (!f || fprintf(f, "%s\n", text) < 0 || fclose(f)) {
-        set_err(err, errlen, "cannot append to %s: %s", path, strerror(errno));
+        errmsg_set(err, errlen, "cannot append to %s: %s", path, strerror(errno));
         rc = -1;
         f = NULL;
     }
@@ -342,7 +333,7 @@ int eval_checkpoint(eval_ctx *ctx, const char *path, json_t **record_out, char *
     char nerr[1024];
     nn_net *net = nn_ckpt_open(path, o->batch, &meta, nerr, sizeof nerr);
     if (!net) {
-        set_err(err, errlen, "%s", nerr);       /* names the file and what is wrong */
+        errmsg_set(err, errlen, "%s", nerr);       /* names the file and what is wrong */
         nn_ckpt_meta_clear(&meta);
         return -1;
     }
@@ -363,7 +354,7 @@ int eval_checkpoint(eval_ctx *ctx, const char *path, json_t **record_out, char *
             console_log("random-encoder baseline failed: %s", berr);
     }
     if (transport_stop) {
-        set_err(err, errlen, "stopped");
+        errmsg_set(err, errlen, "stopped");
         goto done;
     }
     record = json_object();

@@ -1,4 +1,5 @@
 /* evaluator/knn: weighted kNN accuracy on cosine similarity (knn.h). */
+#include "errmsg/errmsg.h"
 #include "evaluator/knn.h"
 
 #include <math.h>
@@ -11,16 +12,6 @@
 
 #define KNN_BLOCK_ROWS 256     /* test rows whose similarities are computed at once */
 #define TOPK 5
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
 
 void eval_topk_hits(const double *scores, int n_classes, int label, int *hit1, int *hit5)
 {
@@ -103,13 +94,13 @@ int eval_knn(const float *train, const int32_t *ytr, size_t ntr,
              int k, double temperature, eval_knn_result *out, char *err, size_t errlen)
 {
     if (ntr == 0 || nte == 0 || k < 1 || n_classes < 1 || !(temperature > 0.0)) {
-        set_err(err, errlen, "kNN needs training and test items, k >= 1, classes and T > 0 "
+        errmsg_set(err, errlen, "kNN needs training and test items, k >= 1, classes and T > 0 "
                 "(got %zu, %zu, k %d, %d classes, T %g)", ntr, nte, k, n_classes, temperature);
         return -1;
     }
     for (size_t i = 0; i < ntr; i++)
         if (ytr[i] < 0 || ytr[i] >= n_classes) {
-            set_err(err, errlen, "kNN: training label %d of item %zu outside 0..%d", ytr[i], i, n_classes - 1);
+            errmsg_set(err, errlen, "kNN: training label %d of item %zu outside 0..%d", ytr[i], i, n_classes - 1);
             return -1;
         }
     if ((size_t)k > ntr)
@@ -118,7 +109,7 @@ int eval_knn(const float *train, const int32_t *ytr, size_t ntr,
     long *h1 = calloc(KNN_BLOCK_ROWS, sizeof *h1), *h5 = calloc(KNN_BLOCK_ROWS, sizeof *h5);
     if (!sim || !h1 || !h5) {
         free(sim); free(h1); free(h5);
-        set_err(err, errlen, "kNN: out of memory for a %d x %zu similarity block", KNN_BLOCK_ROWS, ntr);
+        errmsg_set(err, errlen, "kNN: out of memory for a %d x %zu similarity block", KNN_BLOCK_ROWS, ntr);
         return -1;
     }
     long hits1 = 0, hits5 = 0;
@@ -128,7 +119,7 @@ int eval_knn(const float *train, const int32_t *ytr, size_t ntr,
         for (int r = 0; r < rows; r++)
             if (yte[r0 + (size_t)r] < 0 || yte[r0 + (size_t)r] >= n_classes) {
                 free(sim); free(h1); free(h5);
-                set_err(err, errlen, "kNN: test label %d of item %zu outside 0..%d",
+                errmsg_set(err, errlen, "kNN: test label %d of item %zu outside 0..%d",
                         yte[r0 + (size_t)r], r0 + (size_t)r, n_classes - 1);
                 return -1;
             }
@@ -138,7 +129,7 @@ int eval_knn(const float *train, const int32_t *ytr, size_t ntr,
         nn_parallel_for((size_t)rows, 16, knn_rows, &job);
         if (job.failed) {
             free(sim); free(h1); free(h5);
-            set_err(err, errlen, "kNN: out of memory");
+            errmsg_set(err, errlen, "kNN: out of memory");
             return -1;
         }
         for (int r = 0; r < rows; r++) {

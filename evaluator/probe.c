@@ -1,4 +1,5 @@
 /* evaluator/probe: L2-regularised softmax regression with L-BFGS (probe.h). */
+#include "errmsg/errmsg.h"
 #include "evaluator/probe.h"
 
 #include <math.h>
@@ -22,16 +23,6 @@
 #define LINE_SEARCH_TRIES   40
 #define CURVATURE_EPS       1e-12   /* pairs with s.y below this (relative) are not kept */
 #define STD_EPS             1e-8    /* columns with a smaller deviation are constant */
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
 
 void eval_probe_defaults(eval_probe_opts *o)
 {
@@ -165,12 +156,12 @@ int eval_logreg_fit(double *w, const float *x, const int32_t *y, size_t n, int d
                     char *err, size_t errlen)
 {
     if (n == 0 || d < 1 || k < 2) {
-        set_err(err, errlen, "probe: needs items, features and at least two classes (got %zu, %d, %d)", n, d, k);
+        errmsg_set(err, errlen, "probe: needs items, features and at least two classes (got %zu, %d, %d)", n, d, k);
         return -1;
     }
     for (size_t i = 0; i < n; i++)
         if (y[i] < 0 || y[i] >= k) {
-            set_err(err, errlen, "probe: label %d of item %zu outside 0..%d", y[i], i, k - 1);
+            errmsg_set(err, errlen, "probe: label %d of item %zu outside 0..%d", y[i], i, k - 1);
             return -1;
         }
     size_t p = (size_t)(d + 1) * k;
@@ -183,7 +174,7 @@ int eval_logreg_fit(double *w, const float *x, const int32_t *y, size_t n, int d
     double *rho = malloc((size_t)m * sizeof *rho), *alpha = malloc((size_t)m * sizeof *alpha);
     if (!ob.wf || !ob.gw || !ob.logits || !mem || !rho || !alpha) {
         free(ob.wf); free(ob.gw); free(ob.logits); free(mem); free(rho); free(alpha);
-        set_err(err, errlen, "probe: out of memory (%zu items x %d classes)", n, k);
+        errmsg_set(err, errlen, "probe: out of memory (%zu items x %d classes)", n, k);
         return -1;
     }
     double *g = mem, *dir = mem + p, *wn = mem + 2 * p, *gn = mem + 3 * p;
@@ -193,7 +184,7 @@ int eval_logreg_fit(double *w, const float *x, const int32_t *y, size_t n, int d
     double f = objective_eval(&ob, w, g);
     for (it = 0; it < o->max_iter; it++) {
         if (o->stop && *o->stop) {
-            set_err(err, errlen, "probe: stopped");
+            errmsg_set(err, errlen, "probe: stopped");
             rc = -1;
             break;
         }
@@ -319,7 +310,7 @@ int eval_probe(const float *xtr, const int32_t *ytr, const size_t *idx, size_t n
     if (err && errlen)
         err[0] = 0;
     if (o->n_lambdas < 1) {
-        set_err(err, errlen, "probe: no regularisation strength to try");
+        errmsg_set(err, errlen, "probe: no regularisation strength to try");
         return -1;
     }
     size_t p = (size_t)(d + 1) * k;
@@ -332,7 +323,7 @@ int eval_probe(const float *xtr, const int32_t *ytr, const size_t *idx, size_t n
     int32_t *ya = NULL, *yv = NULL;
     int rc = -1;
     if (!mean || !inv_std || !xs || !xt || !ys || !w || !best_w) {
-        set_err(err, errlen, "probe: out of memory for %zu x %d features", ntr, d);
+        errmsg_set(err, errlen, "probe: out of memory for %zu x %d features", ntr, d);
         goto done;
     }
     for (size_t i = 0; i < ntr; i++)
@@ -347,7 +338,7 @@ int eval_probe(const float *xtr, const int32_t *ytr, const size_t *idx, size_t n
         if (eval_split(ys, ntr, k, o->val_fraction, o->seed, &fit_idx, &n_fit, &val_idx, &n_val, err, errlen))
             goto done;
         if (n_val == 0 || n_fit == 0) {
-            set_err(err, errlen, "probe: %zu training items are too few for a validation split of %g",
+            errmsg_set(err, errlen, "probe: %zu training items are too few for a validation split of %g",
                     ntr, o->val_fraction);
             goto done;
         }
@@ -356,7 +347,7 @@ int eval_probe(const float *xtr, const int32_t *ytr, const size_t *idx, size_t n
         ya = malloc(n_fit * sizeof *ya);
         yv = malloc(n_val * sizeof *yv);
         if (!xa || !xv || !ya || !yv) {
-            set_err(err, errlen, "probe: out of memory for the validation split");
+            errmsg_set(err, errlen, "probe: out of memory for the validation split");
             goto done;
         }
         for (size_t i = 0; i < n_fit; i++) {
@@ -388,7 +379,7 @@ int eval_probe(const float *xtr, const int32_t *ytr, const size_t *idx, size_t n
     if (eval_logreg_fit(w, xs, ys, ntr, d, k, lambda, o, &r->iters, &r->converged, &r->loss, err, errlen) ||
         eval_logreg_score(w, xt, yte, nte, d, k, &r->top1, &r->top5)) {
         if (err && errlen && !err[0])
-            set_err(err, errlen, "probe: out of memory scoring the test items");
+            errmsg_set(err, errlen, "probe: out of memory scoring the test items");
         goto done;
     }
     r->lambda = lambda;

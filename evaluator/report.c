@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "console/console.h"
+#include "errmsg/errmsg.h"
 #include "evaluator/evaluate.h"
 
 #define GNUPLOT      "gnuplot"
@@ -20,16 +21,6 @@
 #define PATH_MAX_LEN 4200
 #define LINE_MAX_LEN (1 << 20)
 #define PLOT_SIZE    "900,540"
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
 
 /* A number of a JSON object found by a dotted path ("baselines.raw_pixels.probe.top1"), or NAN. */
 static double get_num(const json_t *j, const char *path)
@@ -129,7 +120,7 @@ static int run_gnuplot(const char *dir, const char *script, char *err, size_t er
 {
     pid_t pid = fork();
     if (pid < 0) {
-        set_err(err, errlen, "fork: %s", strerror(errno));
+        errmsg_set(err, errlen, "fork: %s", strerror(errno));
         return -1;
     }
     if (pid == 0) {
@@ -143,7 +134,7 @@ static int run_gnuplot(const char *dir, const char *script, char *err, size_t er
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        set_err(err, errlen, "gnuplot %s/%s failed (status %d; see %s/%s)", dir, script, status, dir, GNUPLOT_LOG);
+        errmsg_set(err, errlen, "gnuplot %s/%s failed (status %d; see %s/%s)", dir, script, status, dir, GNUPLOT_LOG);
         return -1;
     }
     return 0;
@@ -195,7 +186,7 @@ static int write_summary(const char *path, const json_t *last, const scan *loss,
 {
     FILE *f = fopen(path, "w");
     if (!f) {
-        set_err(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        errmsg_set(err, errlen, "cannot write %s: %s", path, strerror(errno));
         return -1;
     }
     const json_t *enc = json_object_get(last, "encoder");
@@ -231,7 +222,7 @@ static int write_summary(const char *path, const json_t *last, const scan *loss,
     if (json_is_string(json_object_get(last, "attention_png")))
         fprintf(f, "attention maps: %s\n", json_string_value(json_object_get(last, "attention_png")));
     if (fclose(f)) {
-        set_err(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        errmsg_set(err, errlen, "cannot write %s: %s", path, strerror(errno));
         return -1;
     }
     return 0;
@@ -287,13 +278,13 @@ int eval_report_update(const char *out_dir, const char *run_dir, char *err, size
     char dir[PATH_MAX_LEN], path[PATH_MAX_LEN + 64];
     snprintf(dir, sizeof dir, "%s/%s", out_dir, EVAL_REPORT_DIR);
     if (mkdir(dir, 0777) && errno != EEXIST) {
-        set_err(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        errmsg_set(err, errlen, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
     scan s = { NULL, NULL, 0, 0, -1, -1 };
     snprintf(path, sizeof path, "%s/accuracy.dat", dir);
     if (!(s.out = fopen(path, "w"))) {
-        set_err(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        errmsg_set(err, errlen, "cannot write %s: %s", path, strerror(errno));
         return -1;
     }
     fprintf(s.out, "# step probe_top1 knn_top1 raw_probe_top1 random_probe_top1 raw_knn_top1 random_knn_top1\n");
@@ -301,7 +292,7 @@ int eval_report_update(const char *out_dir, const char *run_dir, char *err, size
     each_line(path, eval_line, &s);
     fclose(s.out);
     if (!s.last) {
-        set_err(err, errlen, "%s has no evaluation yet", path);
+        errmsg_set(err, errlen, "%s has no evaluation yet", path);
         return -1;
     }
     /* the trainer's metrics: beside the checkpoints, or in the output folder */

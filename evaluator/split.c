@@ -1,4 +1,5 @@
 /* evaluator/split: seeded, class-balanced choices of items (split.h). */
+#include "errmsg/errmsg.h"
 #include "evaluator/split.h"
 
 #include <math.h>
@@ -8,16 +9,6 @@
 #include <string.h>
 
 #define SEED_CLASS_MIX 0xd1b54a32d192ed03ull   /* spreads class numbers over the seed space */
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
 
 uint64_t eval_rng_next(uint64_t *s)
 {
@@ -81,7 +72,7 @@ static int pick(const int32_t *labels, size_t n, int k, const size_t *quota, uin
     return 0;
 oom:
     free(counts); free(start); free(byclass); free(out);
-    set_err(err, errlen, "out of memory choosing a subset of %zu items", n);
+    errmsg_set(err, errlen, "out of memory choosing a subset of %zu items", n);
     return -1;
 }
 
@@ -120,12 +111,12 @@ static int labelled_counts(const int32_t *labels, size_t n, int k, size_t **coun
                            char *err, size_t errlen)
 {
     if (k < 1) {
-        set_err(err, errlen, "a class-balanced choice needs at least one class, got %d", k);
+        errmsg_set(err, errlen, "a class-balanced choice needs at least one class, got %d", k);
         return -1;
     }
     size_t *counts = calloc((size_t)k, sizeof *counts);
     if (!counts) {
-        set_err(err, errlen, "out of memory");
+        errmsg_set(err, errlen, "out of memory");
         return -1;
     }
     eval_class_counts(labels, NULL, n, k, counts);
@@ -143,14 +134,14 @@ int eval_subset(const int32_t *labels, size_t n, int k, size_t count, uint64_t s
     if (labelled_counts(labels, n, k, &counts, &labelled, err, errlen))
         return -1;
     if (count > labelled) {
-        set_err(err, errlen, "asked for %zu items but only %zu have a label in 0..%d", count, labelled, k - 1);
+        errmsg_set(err, errlen, "asked for %zu items but only %zu have a label in 0..%d", count, labelled, k - 1);
         free(counts);
         return -1;
     }
     size_t *quota = calloc((size_t)k, sizeof *quota);
     int rc = -1;
     if (!quota)
-        set_err(err, errlen, "out of memory");
+        errmsg_set(err, errlen, "out of memory");
     else {
         quotas(counts, k, labelled, count, quota);
         rc = pick(labels, n, k, quota, seed, idx_out, n_out, err, errlen);
@@ -164,7 +155,7 @@ int eval_subset_fraction(const int32_t *labels, size_t n, int k, double fraction
                          size_t **idx_out, size_t *n_out, char *err, size_t errlen)
 {
     if (!(fraction > 0.0)) {
-        set_err(err, errlen, "label fraction must be above 0, got %g", fraction);
+        errmsg_set(err, errlen, "label fraction must be above 0, got %g", fraction);
         return -1;
     }
     size_t *counts, labelled;
@@ -174,7 +165,7 @@ int eval_subset_fraction(const int32_t *labels, size_t n, int k, double fraction
     size_t *quota = calloc((size_t)k, sizeof *quota);
     int rc = -1;
     if (!quota)
-        set_err(err, errlen, "out of memory");
+        errmsg_set(err, errlen, "out of memory");
     else {
         quotas(counts, k, labelled, count, quota);
         for (int c = 0; c < k; c++)
@@ -192,7 +183,7 @@ int eval_split(const int32_t *labels, size_t n, int k, double fraction, uint64_t
                char *err, size_t errlen)
 {
     if (!(fraction > 0.0 && fraction < 1.0)) {
-        set_err(err, errlen, "split fraction must be in (0, 1), got %g", fraction);
+        errmsg_set(err, errlen, "split fraction must be in (0, 1), got %g", fraction);
         return -1;
     }
     size_t *counts, labelled;
@@ -206,7 +197,7 @@ int eval_split(const int32_t *labels, size_t n, int k, double fraction, uint64_t
     if (!r) {
         free(*held);
         *held = NULL;
-        set_err(err, errlen, "out of memory");
+        errmsg_set(err, errlen, "out of memory");
         return -1;
     }
     for (size_t i = 0; i < n; i++) {

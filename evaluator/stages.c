@@ -1,4 +1,5 @@
 /* evaluator/stages: stage ends of an encoder description (stages.h). */
+#include "errmsg/errmsg.h"
 #include "evaluator/stages.h"
 
 #include <stdarg.h>
@@ -7,16 +8,6 @@
 #include <string.h>
 
 #define MAX_WORDS 16
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
 
 /* Splits one line (comment removed) into words; returns their count. */
 static int words(const char *line, size_t len, char buf[256], char *w[MAX_WORDS])
@@ -92,11 +83,11 @@ int eval_stages_find(const char *desc, eval_stage_list *st, char *err, size_t er
         }
     }
     if (!seen_encoder) {
-        set_err(err, errlen, "network description has no encoder section");
+        errmsg_set(err, errlen, "network description has no encoder section");
         return -1;
     }
     if (st->n == 0) {
-        set_err(err, errlen, "the encoder has no convolutional stage (no conv before a pool, a strided "
+        errmsg_set(err, errlen, "the encoder has no convolutional stage (no conv before a pool, a strided "
                 "conv, gap or flatten)");
         return -1;
     }
@@ -107,7 +98,7 @@ int eval_stage_desc(const char *desc, const eval_stage_list *st, int i, char *bu
                     char *err, size_t errlen)
 {
     if (i < 0 || i >= st->n) {
-        set_err(err, errlen, "stage %d out of range (0..%d)", i, st->n - 1);
+        errmsg_set(err, errlen, "stage %d out of range (0..%d)", i, st->n - 1);
         return -1;
     }
     const char *p = desc;
@@ -117,12 +108,12 @@ int eval_stage_desc(const char *desc, const eval_stage_list *st, int i, char *bu
             p++;
     }
     if (!p) {
-        set_err(err, errlen, "stage %d ends at line %d, past the description's end", i, st->line[i]);
+        errmsg_set(err, errlen, "stage %d ends at line %d, past the description's end", i, st->line[i]);
         return -1;
     }
     size_t head = (size_t)(p - desc);
     if (head + sizeof "flatten\n" > len) {
-        set_err(err, errlen, "description of stage %d longer than %zu bytes", i, len);
+        errmsg_set(err, errlen, "description of stage %d longer than %zu bytes", i, len);
         return -1;
     }
     memcpy(buf, desc, head);

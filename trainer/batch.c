@@ -1,4 +1,5 @@
 /* trainer/batch: batch assembly from decoded ViewBatches. */
+#include "errmsg/errmsg.h"
 #include "trainer/batch.h"
 
 #include <stdarg.h>
@@ -7,14 +8,6 @@
 #include <string.h>
 
 #define SIMCLR_VIEWS 2
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
 
 uint32_t batch_views_used(const batch_shape_t *s)
 {
@@ -45,21 +38,21 @@ static int dim_ok(uint32_t want, uint32_t got)
 int batch_check(const batch_shape_t *s, const proto_viewbatch_t *vb, char *err, size_t errlen)
 {
     if (vb->dtype != PROTO_DTYPE_F32 && vb->dtype != PROTO_DTYPE_U8) {
-        set_err(err, errlen, "viewbatch: unknown dtype %d", (int)vb->dtype);
+        errmsg_set(err, errlen, "viewbatch: unknown dtype %d", (int)vb->dtype);
         return -1;
     }
     if (!dim_ok(s->channels, vb->channels) || !dim_ok(s->height, vb->height) ||
         !dim_ok(s->width, vb->width)) {
-        set_err(err, errlen, "viewbatch: views are %ux%ux%u (CxHxW), this run trains on %ux%ux%u",
+        errmsg_set(err, errlen, "viewbatch: views are %ux%ux%u (CxHxW), this run trains on %ux%ux%u",
                 vb->channels, vb->height, vb->width, s->channels, s->height, s->width);
         return -1;
     }
     if (!dim_ok(s->views, vb->views)) {
-        set_err(err, errlen, "viewbatch: %u views per sample, this run receives %u", vb->views, s->views);
+        errmsg_set(err, errlen, "viewbatch: %u views per sample, this run receives %u", vb->views, s->views);
         return -1;
     }
     if (s->method == TRAIN_SIMCLR && vb->views < SIMCLR_VIEWS) {
-        set_err(err, errlen, "viewbatch: %u view(s) per sample, simclr needs 2 (augmenter --recipe simclr)",
+        errmsg_set(err, errlen, "viewbatch: %u view(s) per sample, simclr needs 2 (augmenter --recipe simclr)",
                 vb->views);
         return -1;
     }
@@ -68,7 +61,7 @@ int batch_check(const batch_shape_t *s, const proto_viewbatch_t *vb, char *err, 
             for (uint32_t k = 0; k < vb->views; k++) {
                 int32_t t = vb->samples[i].target[k];
                 if (t < 0 || (uint32_t)t >= s->classes) {
-                    set_err(err, errlen, "viewbatch: samples[%u] view %u has target %d, rotnet needs "
+                    errmsg_set(err, errlen, "viewbatch: samples[%u] view %u has target %d, rotnet needs "
                             "0..%u (augmenter --recipe rotnet)", i, k, (int)t, s->classes - 1);
                     return -1;
                 }

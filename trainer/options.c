@@ -1,4 +1,5 @@
 /* trainer/options: command-line parsing of the trainer. */
+#include "errmsg/errmsg.h"
 #include "trainer/options.h"
 
 #include <errno.h>
@@ -12,14 +13,6 @@
 #define MAX_WIDTH  1024
 #define MAX_KEEP   1000
 #define MAX_QUEUE  64
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
 
 const char *trainer_method_name(train_method_t m)
 {
@@ -248,7 +241,7 @@ int trainer_options_parse(trainer_options_t *o, int argc, char **argv, char *err
         switch (c) {
         case OPT_METHOD:
             if (trainer_method_parse(optarg, &o->method)) {
-                set_err(err, errlen, "--method: '%s' is not simclr or rotnet", optarg);
+                errmsg_set(err, errlen, "--method: '%s' is not simclr or rotnet", optarg);
                 return -1;
             }
             o->set_method = 1;
@@ -272,7 +265,7 @@ int trainer_options_parse(trainer_options_t *o, int argc, char **argv, char *err
             break;
         case OPT_OPTIMIZER:
             if (nn_optim_kind_parse(optarg, &o->optimizer)) {
-                set_err(err, errlen, "--optimizer: '%s' is not sgd, lars or adamw", optarg);
+                errmsg_set(err, errlen, "--optimizer: '%s' is not sgd, lars or adamw", optarg);
                 return -1;
             }
             o->set_optimizer = 1;
@@ -351,33 +344,33 @@ int trainer_options_parse(trainer_options_t *o, int argc, char **argv, char *err
         case OPT_QUIET: o->quiet = 1; break;
         case OPT_HELP: return 1;
         case ':':
-            set_err(err, errlen, "%s needs a value", name);
+            errmsg_set(err, errlen, "%s needs a value", name);
             return -1;
         default:
-            set_err(err, errlen, "unknown option '%s'", name);
+            errmsg_set(err, errlen, "unknown option '%s'", name);
             return -1;
         bad_value:
-            set_err(err, errlen, "%s: bad value '%s'", name, optarg);
+            errmsg_set(err, errlen, "%s: bad value '%s'", name, optarg);
             return -1;
         }
     }
     if (optind < argc) {
-        set_err(err, errlen, "unexpected argument '%s'", argv[optind]);
+        errmsg_set(err, errlen, "unexpected argument '%s'", argv[optind]);
         return -1;
     }
     if (got_epochs && got_steps) {
-        set_err(err, errlen, "give --epochs or --steps, not both");
+        errmsg_set(err, errlen, "give --epochs or --steps, not both");
         return -1;
     }
     if (got_steps)
         o->epochs = 0;
     o->set_length = got_epochs || got_steps;
     if (o->warmup_epochs > 0 && !o->dataset_size) {
-        set_err(err, errlen, "--warmup in epochs needs --dataset-size (or give the warm-up in steps)");
+        errmsg_set(err, errlen, "--warmup in epochs needs --dataset-size (or give the warm-up in steps)");
         return -1;
     }
     if (!*o->out) {
-        set_err(err, errlen, "--out: empty folder name");
+        errmsg_set(err, errlen, "--out: empty folder name");
         return -1;
     }
     trainer_options_finish(o);

@@ -1,4 +1,5 @@
 /* trainer/rundir: checkpoint files, trainer state, `latest`, metrics file. */
+#include "errmsg/errmsg.h"
 #include "trainer/rundir.h"
 
 #include <dirent.h>
@@ -17,14 +18,6 @@
 #define CKPT_SUFFIX  ".safetensors"
 #define STATE_SUFFIX ".json"
 
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
-
 int rundir_make(const char *dir, char *err, size_t errlen)
 {
     char buf[RUNDIR_MAX_PATH];
@@ -34,7 +27,7 @@ int rundir_make(const char *dir, char *err, size_t errlen)
             char c = *p;
             *p = '\0';
             if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-                set_err(err, errlen, "cannot create folder %s: %s", buf, strerror(errno));
+                errmsg_set(err, errlen, "cannot create folder %s: %s", buf, strerror(errno));
                 return -1;
             }
             *p = c;
@@ -44,7 +37,7 @@ int rundir_make(const char *dir, char *err, size_t errlen)
     }
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        set_err(err, errlen, "%s is not a folder", dir);
+        errmsg_set(err, errlen, "%s is not a folder", dir);
         return -1;
     }
     return 0;
@@ -83,7 +76,7 @@ static int write_atomic(const char *path, const char *text, char *err, size_t er
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
-        set_err(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+        errmsg_set(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         return -1;
     }
     size_t len = strlen(text), done = 0;
@@ -92,7 +85,7 @@ static int write_atomic(const char *path, const char *text, char *err, size_t er
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
-            set_err(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+            errmsg_set(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
             close(fd);
             unlink(tmp);
             return -1;
@@ -100,7 +93,7 @@ static int write_atomic(const char *path, const char *text, char *err, size_t er
         done += (size_t)w;
     }
     if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
-        set_err(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        errmsg_set(err, errlen, "cannot write %s: %s", path, strerror(errno));
         unlink(tmp);
         return -1;
     }
@@ -128,13 +121,13 @@ int rundir_state_save(const char *path, const train_state_t *s, char *err, size_
                           "images_seen", images, "seed", seed, "rng", rng,
                           "train_seconds", s->train_seconds);
     if (!j) {
-        set_err(err, errlen, "%s: cannot build the state JSON", path);
+        errmsg_set(err, errlen, "%s: cannot build the state JSON", path);
         return -1;
     }
     char *text = json_dumps(j, JSON_INDENT(1));
     json_decref(j);
     if (!text) {
-        set_err(err, errlen, "%s: out of memory", path);
+        errmsg_set(err, errlen, "%s: out of memory", path);
         return -1;
     }
     size_t n = strlen(text);
@@ -168,7 +161,7 @@ int rundir_state_load(const char *path, train_state_t *s, char *err, size_t errl
     json_error_t je;
     json_t *j = json_load_file(path, 0, &je);
     if (!j) {
-        set_err(err, errlen, "%s: %s (line %d)", path, je.text, je.line);
+        errmsg_set(err, errlen, "%s: %s (line %d)", path, je.text, je.line);
         return -1;
     }
     const char *format = NULL, *method = NULL, *arch = NULL, *optimizer = NULL;
@@ -187,18 +180,18 @@ int rundir_state_load(const char *path, train_state_t *s, char *err, size_t errl
                             "images_seen", &images, "seed", &seed, "rng", &rng,
                             "train_seconds", &s->train_seconds);
     if (rc != 0) {
-        set_err(err, errlen, "%s: %s", path, je.text);
+        errmsg_set(err, errlen, "%s: %s", path, je.text);
         goto fail;
     }
     if (strcmp(format, RUNDIR_STATE_FORMAT) != 0 || version != RUNDIR_STATE_VERSION) {
-        set_err(err, errlen, "%s: format %s version %d, this trainer reads %s version %d", path,
+        errmsg_set(err, errlen, "%s: format %s version %d, this trainer reads %s version %d", path,
                 format, version, RUNDIR_STATE_FORMAT, RUNDIR_STATE_VERSION);
         goto fail;
     }
     if (parse_u64_str(dsize, 10, &s->dataset_size) || parse_u64_str(images, 10, &s->images_seen) ||
         parse_u64_str(seed, 10, &s->seed) || parse_u64_str(rng, 16, &s->rng) || batch < 1 ||
         batch > UINT32_MAX || step < 0 || warmup < 0 || total < 0) {
-        set_err(err, errlen, "%s: a value is out of range", path);
+        errmsg_set(err, errlen, "%s: a value is out of range", path);
         goto fail;
     }
     snprintf(s->method, sizeof s->method, "%s", method);
@@ -229,7 +222,7 @@ int rundir_point_latest(const char *dir, const char *ckpt_path, char *err, size_
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", link, (long)getpid());
     unlink(tmp);
     if (symlink(base_name(ckpt_path), tmp) != 0 || rename(tmp, link) != 0) {
-        set_err(err, errlen, "cannot point %s at %s: %s", link, base_name(ckpt_path), strerror(errno));
+        errmsg_set(err, errlen, "cannot point %s at %s: %s", link, base_name(ckpt_path), strerror(errno));
         unlink(tmp);
         return -1;
     }
@@ -301,10 +294,10 @@ int rundir_resolve(const char *dir, const char *arg, char *buf, size_t len, char
     char real[PATH_MAX];
     if (!realpath(want, real)) {
         if (strcmp(arg, RUNDIR_LATEST) == 0)
-            set_err(err, errlen, "--resume latest: no checkpoint in %s (%s: %s)\n"
+            errmsg_set(err, errlen, "--resume latest: no checkpoint in %s (%s: %s)\n"
                     "HINT: give the run folder with --out, or a checkpoint file", dir, want, strerror(errno));
         else
-            set_err(err, errlen, "--resume %s: %s", arg, strerror(errno));
+            errmsg_set(err, errlen, "--resume %s: %s", arg, strerror(errno));
         return -1;
     }
     snprintf(buf, len, "%s", real);
@@ -335,7 +328,7 @@ FILE *rundir_metrics_open(const char *dir, long keep_upto, char *err, size_t err
             snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
             FILE *out = fopen(tmp, "w");
             if (!out) {
-                set_err(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+                errmsg_set(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
                 fclose(in);
                 return NULL;
             }
@@ -352,7 +345,7 @@ FILE *rundir_metrics_open(const char *dir, long keep_upto, char *err, size_t err
             free(line);
             fclose(in);
             if (fclose(out) != 0 || rename(tmp, path) != 0) {
-                set_err(err, errlen, "cannot rewrite %s: %s", path, strerror(errno));
+                errmsg_set(err, errlen, "cannot rewrite %s: %s", path, strerror(errno));
                 unlink(tmp);
                 return NULL;
             }
@@ -360,7 +353,7 @@ FILE *rundir_metrics_open(const char *dir, long keep_upto, char *err, size_t err
     }
     FILE *f = fopen(path, keep_upto >= 0 ? "a" : "w");
     if (!f) {
-        set_err(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        errmsg_set(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
     setvbuf(f, NULL, _IOLBF, 0);
