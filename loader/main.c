@@ -394,6 +394,16 @@ static uint64_t run_epoch(run_t *r, uint32_t epoch, size_t *items, size_t n, int
     return sent;
 }
 
+/* Every selected item failed: the dataset is unusable (exit status 2). */
+static int none_readable(run_t *r, size_t n_sel)
+{
+    progress_end(&r->progress);
+    fprintf(stderr, "loader: none of the %zu items could be read\n"
+                    "HINT: check the warnings above; is --data the right folder?\n",
+            n_sel);
+    return EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
     options_t o;
@@ -472,11 +482,7 @@ int main(int argc, char **argv)
             if (!bad[selected[k]])
                 items[n++] = selected[k];
         if (n == 0) {
-            progress_end(&r.progress);
-            fprintf(stderr, "loader: none of the %zu items could be read\n"
-                            "HINT: check the warnings above; is --data the right folder?\n",
-                    n_sel);
-            failed = EXIT_USAGE;
+            failed = none_readable(&r, n_sel);
             break;
         }
         order_shuffle(items, n, o.seed, epoch);
@@ -485,11 +491,7 @@ int main(int argc, char **argv)
         if (stopped)
             break;
         if (sent == 0 && cnt.skipped_total >= n_sel) {
-            progress_end(&r.progress);
-            fprintf(stderr, "loader: none of the %zu items could be read\n"
-                            "HINT: check the warnings above; is --data the right folder?\n",
-                    n_sel);
-            failed = EXIT_USAGE;
+            failed = none_readable(&r, n_sel);
             break;
         }
         if (send_control(&tx, PROTO_CONTROL_END_OF_EPOCH, epoch, sent)) {

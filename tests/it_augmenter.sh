@@ -8,36 +8,13 @@
 # count, that STOP, SIGTERM and end of stream end the processes with status 0,
 # that malformed messages are dropped and counted, and that bad options exit 2.
 set -u
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-BUILD=${BUILD:-build}
-case "$BUILD" in /*) ;; *) BUILD="$root/$BUILD" ;; esac
+. "$(dirname "$0")/lib.sh"
 AUG="$BUILD/bin/augmenter"
 LOADER="$BUILD/bin/loader"
-CIFAR="$root/../shared/data/cifar10-train"
-PY=/usr/bin/python3
 N=600
 
-tmp=$(mktemp -d /tmp/it_augmenter.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-ok() { echo "ok: $*"; }
-
-for f in "$AUG" "$LOADER"; do
-    [ -x "$f" ] || { echo "FAIL: $f is not built (run make)"; exit 1; }
-done
+require_built "$AUG" "$LOADER"
 "$PY" -c 'import zmq, msgpack' 2>/dev/null || { echo "FAIL: $PY lacks zmq/msgpack (make deps)"; exit 1; }
-
-free_port() {
-    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 # The test consumer: binds PULL (views) and PUB (control); after END_OF_STREAM
 # and its count of samples (or a timeout), publishes STOP for a second, then

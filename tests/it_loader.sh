@@ -7,35 +7,11 @@
 # Control STOP, SIGTERM, and exit status 2 for a missing/empty dataset and bad
 # options.
 set -u
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
-BUILD=${BUILD:-build}
-case "$BUILD" in /*) ;; *) BUILD="$root/$BUILD" ;; esac
+. "$(dirname "$0")/lib.sh"
 LOADER="$BUILD/bin/loader"
 CONSUMER="$BUILD/tools/loader_consumer"
-CIFAR="$root/../shared/data/cifar10-train"
-FMNIST=/usr/share/datasets/fashion-mnist
-PY=/usr/bin/python3
 
-tmp=$(mktemp -d /tmp/it_loader.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-failures=0
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-ok() { echo "ok: $* [${SECONDS}s]"; }
-
-for f in "$LOADER" "$CONSUMER"; do
-    [ -x "$f" ] || { echo "FAIL: $f is not built (run make)"; exit 1; }
-done
-
-free_port() {
-    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+require_built "$LOADER" "$CONSUMER"
 
 # run_pair NAME "LOADER ARGS" "CONSUMER ARGS": runs both on a fresh port;
 # sets rc_loader, rc_consumer; logs in $tmp/NAME.loader / NAME.consumer.

@@ -1,0 +1,33 @@
+# Sourced by the integration scripts tests/it_*.sh: where things are, a
+# scratch folder, the background processes to kill at exit, pass/fail
+# reporting and free loopback ports.
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${BUILD:-build}
+case "$BUILD" in /*) ;; *) BUILD="$root/$BUILD" ;; esac
+PY=/usr/bin/python3
+CIFAR="$root/../shared/data/cifar10-train"
+FMNIST=/usr/share/datasets/fashion-mnist
+
+tmp=$(mktemp -d "/tmp/$(basename "$0" .sh).XXXXXX")
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+ok() { echo "ok: $* [${SECONDS}s]"; }
+
+# Exits the test when one of the given executables is not built.
+require_built() {
+    local f
+    for f in "$@"; do
+        [ -x "$f" ] || { echo "FAIL: $f is not built (run make)"; exit 1; }
+    done
+}
+
+free_port() {
+    "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
