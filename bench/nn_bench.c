@@ -1,7 +1,10 @@
 /* nn_bench: one SimCLR training step (both views forward, NT-Xent, backward,
  * SGD update) of the mini-ResNet on synthetic 32x32 input, and the
  * cblas_sgemm ceiling measured in the same run. Prints one JSON line per
- * width (and per layer with --profile).
+ * width (and per layer with --profile). gflops counts the step's work as
+ * direct convolutions (2 flops per multiply-accumulate, backward twice the
+ * forward): with the Winograd convolutions it is an effective rate and
+ * share_of_sgemm can exceed 1.
  *
  *   nn_bench [--width 16,32] [--images 256] [--steps 3] [--profile]
  */

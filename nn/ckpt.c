@@ -1,4 +1,5 @@
 /* nn/ckpt: checkpoint save and validated load. */
+#include "errmsg/errmsg.h"
 #include "nn/ckpt.h"
 #include "nn/safetensors.h"
 
@@ -10,16 +11,6 @@
 #include <string.h>
 
 #define CRC_KEY "checksum"
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
 
 static int add_items(nn_st_item *items, int n, const nn_arena *a)
 {
@@ -40,7 +31,7 @@ int nn_ckpt_save(const char *path, nn_net *net, nn_optim *opt, const char *metho
     int cap = p->n + (s ? s->n : 0);
     nn_st_item *items = calloc((size_t)(cap ? cap : 1), sizeof *items);
     if (!items) {
-        set_err(err, errlen, "%s: out of memory", path);
+        errmsg_set(err, errlen, "%s: out of memory", path);
         return -1;
     }
     int n = add_items(items, 0, p);
@@ -88,26 +79,26 @@ static int check_meta(const nn_st_file *f, const char *path, nn_ckpt_meta *meta,
 {
     const char *fmt = nn_st_meta(f, "nn_format"), *ver = nn_st_meta(f, "nn_version");
     if (!fmt || strcmp(fmt, NN_CKPT_FORMAT) != 0) {
-        set_err(err, errlen, "%s: not an nn checkpoint (metadata nn_format is %s%s%s, expected '%s')",
+        errmsg_set(err, errlen, "%s: not an nn checkpoint (metadata nn_format is %s%s%s, expected '%s')",
                 path, fmt ? "'" : "", fmt ? fmt : "missing", fmt ? "'" : "", NN_CKPT_FORMAT);
         return -1;
     }
     long v;
     if (parse_long(ver, &v) || v != NN_CKPT_VERSION) {
-        set_err(err, errlen, "%s: checkpoint version %s, this build reads version %d", path,
+        errmsg_set(err, errlen, "%s: checkpoint version %s, this build reads version %d", path,
                 ver ? ver : "missing", NN_CKPT_VERSION);
         return -1;
     }
     const char *pt = nn_st_meta(f, "format");
     if (!pt || strcmp(pt, "pt") != 0) {
-        set_err(err, errlen, "%s: metadata format is %s, expected 'pt'", path, pt ? pt : "missing");
+        errmsg_set(err, errlen, "%s: metadata format is %s, expected 'pt'", path, pt ? pt : "missing");
         return -1;
     }
     const char *sum = nn_st_meta(f, CRC_KEY);
     char have[32];
     snprintf(have, sizeof have, "crc32:%08x", (unsigned)nn_st_data_crc(f));
     if (!sum || strcmp(sum, have) != 0) {
-        set_err(err, errlen, "%s: checksum mismatch: metadata says %s, the data has %s: the file is corrupt",
+        errmsg_set(err, errlen, "%s: checksum mismatch: metadata says %s, the data has %s: the file is corrupt",
                 path, sum ? sum : "nothing", have);
         return -1;
     }
@@ -115,7 +106,7 @@ static int check_meta(const nn_st_file *f, const char *path, nn_ckpt_meta *meta,
     nn_ckpt_meta m = { .has_optimizer = nn_st_meta(f, "optimizer") != NULL };
     if (!desc || !method || parse_long(nn_st_meta(f, "step"), &m.step) ||
         parse_long(nn_st_meta(f, "epoch"), &m.epoch)) {
-        set_err(err, errlen, "%s: metadata needs nn_desc, method, and integer step and epoch", path);
+        errmsg_set(err, errlen, "%s: metadata needs nn_desc, method, and integer step and epoch", path);
         return -1;
     }
     if (meta) {
@@ -149,14 +140,14 @@ static int check_tensors(const nn_st_file *f, const char *path, const nn_arena *
     for (int i = 0; i < a->n; i++) {
         const nn_st_entry *e = nn_st_find(f, a->t[i].name);
         if (!e) {
-            set_err(err, errlen, "%s: tensor '%s' missing", path, a->t[i].name);
+            errmsg_set(err, errlen, "%s: tensor '%s' missing", path, a->t[i].name);
             return -1;
         }
         if (e->ndim != a->t[i].ndim || memcmp(e->shape, a->t[i].shape, sizeof(int) * (size_t)e->ndim)) {
             char fs[64], ns[64];
             nn_shape_str(fs, sizeof fs, e->ndim, e->shape);
             nn_shape_str(ns, sizeof ns, a->t[i].ndim, a->t[i].shape);
-            set_err(err, errlen, "%s: tensor '%s' has shape %s in the file, %s in the network",
+            errmsg_set(err, errlen, "%s: tensor '%s' has shape %s in the file, %s in the network",
                     path, a->t[i].name, fs, ns);
             return -1;
         }
@@ -181,7 +172,7 @@ static int load_file(nn_st_file *f, const char *path, nn_net *net, nn_optim *opt
     if (strcmp(m.desc, nn_net_desc(net)) != 0) {
         char diff[512];
         first_difference(m.desc, nn_net_desc(net), diff, sizeof diff);
-        set_err(err, errlen, "%s: the checkpoint's network description differs from this network's (%s)",
+        errmsg_set(err, errlen, "%s: the checkpoint's network description differs from this network's (%s)",
                 path, diff);
         goto out;
     }
@@ -192,16 +183,16 @@ static int load_file(nn_st_file *f, const char *path, nn_net *net, nn_optim *opt
         const char *kind = nn_st_meta(f, "optimizer");
         const char *want = nn_optim_kind_name(nn_optim_config_of(opt)->kind);
         if (!kind) {
-            set_err(err, errlen, "%s: the checkpoint has no optimizer state (saved without one); "
+            errmsg_set(err, errlen, "%s: the checkpoint has no optimizer state (saved without one); "
                     "load it without an optimizer", path);
             goto out;
         }
         if (strcmp(kind, want) != 0) {
-            set_err(err, errlen, "%s: optimizer state is for %s, this run uses %s", path, kind, want);
+            errmsg_set(err, errlen, "%s: optimizer state is for %s, this run uses %s", path, kind, want);
             goto out;
         }
         if (parse_long(nn_st_meta(f, "optimizer_steps"), &osteps) || osteps < 0) {
-            set_err(err, errlen, "%s: metadata optimizer_steps missing or not an integer", path);
+            errmsg_set(err, errlen, "%s: metadata optimizer_steps missing or not an integer", path);
             goto out;
         }
         if (check_tensors(f, path, s, err, errlen))
@@ -210,7 +201,7 @@ static int load_file(nn_st_file *f, const char *path, nn_net *net, nn_optim *opt
     /* nothing unknown: every tensor belongs to the network or an optimizer */
     for (int i = 0; i < f->n; i++)
         if (!nn_arena_find(p, f->e[i].name) && strncmp(f->e[i].name, "optimizer.", 10) != 0) {
-            set_err(err, errlen, "%s: unexpected tensor '%s' (not a parameter of this network)",
+            errmsg_set(err, errlen, "%s: unexpected tensor '%s' (not a parameter of this network)",
                     path, f->e[i].name);
             goto out;
         }
@@ -255,7 +246,7 @@ nn_net *nn_ckpt_open(const char *path, int max_batch, nn_ckpt_meta *meta, char *
     char sub[384];
     net = nn_net_new(m.desc, max_batch, sub, sizeof sub);
     if (!net) {
-        set_err(err, errlen, "%s: bad network description in the checkpoint: %s", path, sub);
+        errmsg_set(err, errlen, "%s: bad network description in the checkpoint: %s", path, sub);
         goto out;
     }
     if (load_file(&f, path, net, NULL, meta, err, errlen))

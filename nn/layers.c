@@ -2,6 +2,7 @@
  * nn_parallel_for; matrix products through nn_sgemm (split cblas_sgemm). */
 #include "nn/layers.h"
 #include "nn/parallel.h"
+#include "nn/winograd.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -13,6 +14,27 @@
 #define NN_CONV_COLS 4096
 /* Smallest slice of floats worth handing to another thread. */
 #define NN_GRAIN_FLOATS 16384
+
+/* Four floats in one value (GCC vector extension, SSE):
+ * partial sums that need no reassociation to vectorize. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+#define V4_LANES 4
+
+static inline v4f v4_load(const float *p)
+{
+    v4f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline float v4_sum(v4f v)
+{
+    float s = 0.0f;
+    for (int l = 0; l < V4_LANES; l++)
+        s += v[l];
+    return s;
+}
 
 /* ------------------------------------------------------------------ conv */
 
@@ -49,6 +71,11 @@ size_t nn_conv2d_workspace(const nn_conv_dims *d)
     size_t ws = kk * nb * p;
     if (nb > 1)
         ws += (size_t)d->cout * nb * p;
+    if (nn_wino_applies(d)) {
+        size_t wg = nn_wino_workspace(d);
+        if (wg > ws)
+            ws = wg;
+    }
     return ws;
 }
 
@@ -190,6 +217,10 @@ static size_t grain_rows(size_t row_len)
 void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w,
                        const float *b, const nn_conv_dims *d)
 {
+    if (nn_wino_applies(d)) {
+        nn_wino_forward(out, ws, in, w, b, d);
+        return;
+    }
     int nb = conv_chunk(d);
     size_t P = (size_t)d->oh * d->ow, K = (size_t)d->cin * d->k * d->k;
     for (int i0 = 0; i0 < d->n; i0 += nb) {
@@ -219,6 +250,16 @@ void nn_conv2d_forward(float *out, float *ws, const float *in, const float *w,
 void nn_conv2d_backward(float *din, float *dw, float *db, const float *dout, float *ws,
                         const float *in, const float *w, const nn_conv_dims *d)
 {
+    nn_conv2d_backward_ow(din, dw, db, dout, ws, in, w, d, 0);
+}
+
+void nn_conv2d_backward_ow(float *din, float *dw, float *db, const float *dout, float *ws,
+                           const float *in, const float *w, const nn_conv_dims *d, int overwrite)
+{
+    if (nn_wino_applies(d)) {
+        nn_wino_backward(din, dw, db, dout, ws, in, w, d, overwrite);
+        return;
+    }
     int nb = conv_chunk(d);
     size_t P = (size_t)d->oh * d->ow, K = (size_t)d->cin * d->k * d->k;
     for (int i0 = 0; i0 < d->n; i0 += nb) {
@@ -252,10 +293,12 @@ void nn_conv2d_backward(float *din, float *dw, float *db, const float *dout, flo
             continue;
         if (pointwise) {
             nn_sgemm(1, 0, (int)K, (int)cols, d->cout,
-                        1.0f, w, (int)K, g, (int)cols, 1.0f, j.img, (int)cols);
+                        1.0f, w, (int)K, g, (int)cols, overwrite ? 0.0f : 1.0f, j.img, (int)cols);
         } else {
             nn_sgemm(1, 0, (int)K, (int)cols, d->cout,
                         1.0f, w, (int)K, g, (int)cols, 0.0f, j.col, (int)cols);
+            if (overwrite)
+                memset(j.img, 0, (size_t)cnt * d->cin * d->h * d->w * sizeof(float));
             nn_parallel_for((size_t)d->cin, grain_rows(cols * (size_t)(d->k * d->k)),
                             col2im_channels, &j);
         }
@@ -314,8 +357,30 @@ typedef struct bn_job {
     const nn_bn_dims *d;
     float *out, *mean, *invstd, *run_mean, *run_var, *din, *dgamma, *dbeta;
     const float *in, *dout, *gamma, *beta, *cmean, *cinvstd;
-    int train;
+    const float *mask;     /* backward of the fused BN + ReLU: its output, else NULL */
+    int train, relu, overwrite;
 } bn_job;
+
+/* s1 += sum (x - k), s2 += sum (x - k)^2 over n floats. Shifting by a value
+ * of the channel keeps the one-pass variance free of cancellation. */
+static void sums_shifted(const float *x, size_t n, float k, double *s1, double *s2)
+{
+    v4f a = { 0 }, q = { 0 };
+    size_t p = 0;
+    for (; p + V4_LANES <= n; p += V4_LANES) {
+        v4f t = v4_load(x + p) - k;
+        a += t;
+        q += t * t;
+    }
+    float sa = v4_sum(a), sq = v4_sum(q);
+    for (; p < n; p++) {
+        float t = x[p] - k;
+        sa += t;
+        sq += t * t;
+    }
+    *s1 += sa;
+    *s2 += sq;
+}
 
 static void bn_forward_channels(void *ctx, size_t b, size_t e)
 {
@@ -325,28 +390,19 @@ static void bn_forward_channels(void *ctx, size_t b, size_t e)
     for (size_t c = b; c < e; c++) {
         float mu, is;
         if (j->train) {
-            double s = 0.0;
-            for (int i = 0; i < d->n; i++) {
-                const float *x = j->in + i * cs + c * hw;
-                float ps = 0.0f;
-                for (size_t p = 0; p < hw; p++)
-                    ps += x[p];
-                s += ps;
-            }
-            mu = (float)(s / (double)m);
-            double v = 0.0;
-            for (int i = 0; i < d->n; i++) {
-                const float *x = j->in + i * cs + c * hw;
-                float pv = 0.0f;
-                for (size_t p = 0; p < hw; p++)
-                    pv += (x[p] - mu) * (x[p] - mu);
-                v += pv;
-            }
-            float var = (float)(v / (double)m);
+            float k = j->in[c * hw];
+            double s1 = 0.0, s2 = 0.0;
+            for (int i = 0; i < d->n; i++)
+                sums_shifted(j->in + i * cs + c * hw, hw, k, &s1, &s2);
+            double dm = s1 / (double)m, v = s2 / (double)m - dm * dm;
+            if (v < 0.0)
+                v = 0.0;
+            mu = (float)((double)k + dm);
+            float var = (float)v;
             is = 1.0f / sqrtf(var + NN_BN_EPS);
             j->mean[c] = mu;
             j->invstd[c] = is;
-            float unbiased = m > 1 ? (float)(v / (double)(m - 1)) : var;
+            float unbiased = m > 1 ? (float)(v * (double)m / (double)(m - 1)) : var;
             j->run_mean[c] = (1.0f - NN_BN_MOMENTUM) * j->run_mean[c] + NN_BN_MOMENTUM * mu;
             j->run_var[c] = (1.0f - NN_BN_MOMENTUM) * j->run_var[c] + NN_BN_MOMENTUM * unbiased;
         } else {
@@ -357,19 +413,65 @@ static void bn_forward_channels(void *ctx, size_t b, size_t e)
         for (int i = 0; i < d->n; i++) {
             const float *x = j->in + i * cs + c * hw;
             float *y = j->out + i * cs + c * hw;
-            for (size_t p = 0; p < hw; p++)
-                y[p] = x[p] * scale + shift;
+            if (j->relu)
+                for (size_t p = 0; p < hw; p++) {
+                    float v = x[p] * scale + shift;
+                    y[p] = v > 0.0f ? v : 0.0f;
+                }
+            else
+                for (size_t p = 0; p < hw; p++)
+                    y[p] = x[p] * scale + shift;
         }
     }
+}
+
+static void bn_forward(float *out, float *mean, float *invstd, float *run_mean,
+                       float *run_var, const float *in, const float *gamma,
+                       const float *beta, int train, const nn_bn_dims *d, int relu)
+{
+    bn_job j = { .d = d, .out = out, .mean = mean, .invstd = invstd, .run_mean = run_mean,
+                 .run_var = run_var, .in = in, .gamma = gamma, .beta = beta, .train = train,
+                 .relu = relu };
+    nn_parallel_for((size_t)d->c, grain_rows((size_t)d->n * d->hw), bn_forward_channels, &j);
 }
 
 void nn_batchnorm_forward(float *out, float *mean, float *invstd, float *run_mean,
                           float *run_var, const float *in, const float *gamma,
                           const float *beta, int train, const nn_bn_dims *d)
 {
-    bn_job j = { .d = d, .out = out, .mean = mean, .invstd = invstd, .run_mean = run_mean,
-                 .run_var = run_var, .in = in, .gamma = gamma, .beta = beta, .train = train };
-    nn_parallel_for((size_t)d->c, grain_rows((size_t)d->n * d->hw), bn_forward_channels, &j);
+    bn_forward(out, mean, invstd, run_mean, run_var, in, gamma, beta, train, d, 0);
+}
+
+void nn_batchnorm_relu_forward(float *out, float *mean, float *invstd, float *run_mean,
+                               float *run_var, const float *in, const float *gamma,
+                               const float *beta, int train, const nn_bn_dims *d)
+{
+    bn_forward(out, mean, invstd, run_mean, run_var, in, gamma, beta, train, d, 1);
+}
+
+/* sg += sum g, sgx += sum g (x - mu), g = dout where mask > 0 (all without mask) */
+static void bn_grad_sums(const float *g, const float *x, const float *mask, size_t n, float mu,
+                         double *sg, double *sgx)
+{
+    v4f a = { 0 }, q = { 0 };
+    size_t p = 0;
+    for (; p + V4_LANES <= n; p += V4_LANES) {
+        v4f gv = v4_load(g + p);
+        if (mask) {
+            v4i keep = v4_load(mask + p) > 0.0f;
+            gv = (v4f)((v4i)gv & keep);
+        }
+        a += gv;
+        q += gv * (v4_load(x + p) - mu);
+    }
+    float sa = v4_sum(a), sq = v4_sum(q);
+    for (; p < n; p++) {
+        float gv = mask && !(mask[p] > 0.0f) ? 0.0f : g[p];
+        sa += gv;
+        sq += gv * (x[p] - mu);
+    }
+    *sg += sa;
+    *sgx += sq;
 }
 
 static void bn_backward_channels(void *ctx, size_t b, size_t e)
@@ -381,38 +483,73 @@ static void bn_backward_channels(void *ctx, size_t b, size_t e)
         float mu = j->cmean[c], is = j->cinvstd[c];
         double sg = 0.0, sgx = 0.0;
         for (int i = 0; i < d->n; i++) {
-            const float *x = j->in + i * cs + c * hw, *g = j->dout + i * cs + c * hw;
-            float a = 0.0f, bb = 0.0f;
-            for (size_t p = 0; p < hw; p++) {
-                a += g[p];
-                bb += g[p] * (x[p] - mu);
-            }
-            sg += a;
-            sgx += bb;
+            size_t off = i * cs + c * hw;
+            bn_grad_sums(j->dout + off, j->in + off, j->mask ? j->mask + off : NULL, hw, mu, &sg, &sgx);
         }
         float sum_g = (float)sg, sum_gxhat = (float)sgx * is;
         j->dgamma[c] += sum_gxhat;
         j->dbeta[c] += sum_g;
         if (!j->din)
             continue;
+        /* dx = k (m g - sum g - (x - mu) sum(g xhat) is) = ca g + cb (x - mu) + c0 */
         float k = j->gamma[c] * is / (float)m;
-        float mean_g = sum_g, mean_gx = sum_gxhat * is;
+        float ca = k * (float)m, cb = -k * sum_gxhat * is, c0 = -k * sum_g;
         for (int i = 0; i < d->n; i++) {
-            const float *x = j->in + i * cs + c * hw, *g = j->dout + i * cs + c * hw;
-            float *dx = j->din + i * cs + c * hw;
-            for (size_t p = 0; p < hw; p++)
-                dx[p] += k * ((float)m * g[p] - mean_g - (x[p] - mu) * mean_gx);
+            size_t off = i * cs + c * hw;
+            const float *x = j->in + off, *g = j->dout + off, *y = j->mask ? j->mask + off : NULL;
+            float *dx = j->din + off;
+            if (y && j->overwrite)
+                for (size_t p = 0; p < hw; p++) {
+                    float gv = g[p], keep = y[p] > 0.0f ? 1.0f : 0.0f;   /* loads and a select: vectorizes */
+                    dx[p] = ca * gv * keep + cb * (x[p] - mu) + c0;
+                }
+            else if (y)
+                for (size_t p = 0; p < hw; p++) {
+                    float gv = g[p], keep = y[p] > 0.0f ? 1.0f : 0.0f;
+                    dx[p] += ca * gv * keep + cb * (x[p] - mu) + c0;
+                }
+            else if (j->overwrite)
+                for (size_t p = 0; p < hw; p++)
+                    dx[p] = ca * g[p] + cb * (x[p] - mu) + c0;
+            else
+                for (size_t p = 0; p < hw; p++)
+                    dx[p] += ca * g[p] + cb * (x[p] - mu) + c0;
         }
     }
+}
+
+void nn_batchnorm_backward_ow(float *din, float *dgamma, float *dbeta, const float *dout,
+                              const float *in, const float *mean, const float *invstd,
+                              const float *gamma, const nn_bn_dims *d, int overwrite)
+{
+    nn_batchnorm_relu_backward_ow(din, dgamma, dbeta, dout, NULL, in, mean, invstd, gamma, d,
+                                  overwrite);
 }
 
 void nn_batchnorm_backward(float *din, float *dgamma, float *dbeta, const float *dout,
                            const float *in, const float *mean, const float *invstd,
                            const float *gamma, const nn_bn_dims *d)
 {
+    nn_batchnorm_backward_ow(din, dgamma, dbeta, dout, in, mean, invstd, gamma, d, 0);
+}
+
+void nn_batchnorm_relu_backward_ow(float *din, float *dgamma, float *dbeta,
+                                   const float *dout, const float *out, const float *in,
+                                   const float *mean, const float *invstd,
+                                   const float *gamma, const nn_bn_dims *d, int overwrite)
+{
     bn_job j = { .d = d, .din = din, .dgamma = dgamma, .dbeta = dbeta, .dout = dout,
-                 .in = in, .cmean = mean, .cinvstd = invstd, .gamma = gamma };
+                 .in = in, .cmean = mean, .cinvstd = invstd, .gamma = gamma, .mask = out,
+                 .overwrite = overwrite };
     nn_parallel_for((size_t)d->c, grain_rows((size_t)d->n * d->hw), bn_backward_channels, &j);
+}
+
+void nn_batchnorm_relu_backward(float *din, float *dgamma, float *dbeta,
+                                const float *dout, const float *out, const float *in,
+                                const float *mean, const float *invstd,
+                                const float *gamma, const nn_bn_dims *d)
+{
+    nn_batchnorm_relu_backward_ow(din, dgamma, dbeta, dout, out, in, mean, invstd, gamma, d, 0);
 }
 
 /* ------------------------------------------------------------------ relu */
@@ -421,6 +558,7 @@ typedef struct ew_job {
     float *out;
     float *out2;
     const float *a, *b;
+    int ow, ow2;           /* overwrite out, out2 instead of adding */
 } ew_job;
 
 static void relu_fw(void *ctx, size_t b, size_t e)
@@ -433,8 +571,12 @@ static void relu_fw(void *ctx, size_t b, size_t e)
 static void relu_bw(void *ctx, size_t b, size_t e)
 {
     const ew_job *j = ctx;   /* out = din, a = dout, b = forward output */
-    for (size_t i = b; i < e; i++)
-        j->out[i] += j->b[i] > 0.0f ? j->a[i] : 0.0f;
+    if (j->ow)
+        for (size_t i = b; i < e; i++)
+            j->out[i] = j->b[i] > 0.0f ? j->a[i] : 0.0f;
+    else
+        for (size_t i = b; i < e; i++)
+            j->out[i] += j->b[i] > 0.0f ? j->a[i] : 0.0f;
 }
 
 void nn_relu_forward(float *out, const float *in, size_t n)
@@ -445,7 +587,12 @@ void nn_relu_forward(float *out, const float *in, size_t n)
 
 void nn_relu_backward(float *din, const float *dout, const float *out, size_t n)
 {
-    ew_job j = { .out = din, .a = dout, .b = out };
+    nn_relu_backward_ow(din, dout, out, n, 0);
+}
+
+void nn_relu_backward_ow(float *din, const float *dout, const float *out, size_t n, int overwrite)
+{
+    ew_job j = { .out = din, .a = dout, .b = out, .ow = overwrite };
     nn_parallel_for(n, NN_GRAIN_FLOATS, relu_bw, &j);
 }
 
@@ -461,9 +608,10 @@ static void add_fw(void *ctx, size_t b, size_t e)
 static void add_bw(void *ctx, size_t b, size_t e)
 {
     const ew_job *j = ctx;
+    /* out and out2 may be the same buffer (an empty residual block): in turn */
     for (size_t i = b; i < e; i++) {
-        j->out[i] += j->a[i];
-        j->out2[i] += j->a[i];
+        j->out[i] = (j->ow ? 0.0f : j->out[i]) + j->a[i];
+        j->out2[i] = (j->ow2 ? 0.0f : j->out2[i]) + j->a[i];
     }
 }
 
@@ -475,7 +623,13 @@ void nn_add_forward(float *out, const float *a, const float *b, size_t n)
 
 void nn_add_backward(float *da, float *db, const float *dout, size_t n)
 {
-    ew_job j = { .out = da, .out2 = db, .a = dout };
+    nn_add_backward_ow(da, db, dout, n, 0, 0);
+}
+
+void nn_add_backward_ow(float *da, float *db, const float *dout, size_t n,
+                        int overwrite_a, int overwrite_b)
+{
+    ew_job j = { .out = da, .out2 = db, .a = dout, .ow = overwrite_a, .ow2 = overwrite_b };
     nn_parallel_for(n, NN_GRAIN_FLOATS, add_bw, &j);
 }
 
@@ -497,12 +651,68 @@ typedef struct pool_job {
     int32_t *idx;
     const float *in;
     const int32_t *cidx;
+    int overwrite;
 } pool_job;
+
+/* 2x2 windows, stride 2: the common case, branch-free so that it vectorizes.
+ * Same rule as the general loop: the first largest value wins, a NaN wins. */
+static void maxpool_fw_2x2(const pool_job *j, size_t b, size_t e)
+{
+    const nn_pool_dims *d = j->d;
+    size_t ip = (size_t)d->h * d->w, op = (size_t)d->oh * d->ow;
+    int w = d->w, ow = d->ow;
+    for (size_t pl = b; pl < e; pl++) {
+        const float *x = j->in + pl * ip;
+        float *y = j->out + pl * op;
+        int32_t *ix = j->idx + pl * op;
+        for (int oy = 0; oy < d->oh; oy++) {
+            const float *r0 = x + (size_t)(2 * oy) * w, *r1 = r0 + w;
+            float *yo = y + (size_t)oy * ow;
+            int32_t *io = ix + (size_t)oy * ow;
+            int base = 2 * oy * w;
+            int ox = 0;
+            for (; ox + V4_LANES <= ow; ox += V4_LANES) {
+                v4f a = v4_load(r0 + 2 * ox), bq = v4_load(r0 + 2 * ox + V4_LANES);
+                v4f c = v4_load(r1 + 2 * ox), dq = v4_load(r1 + 2 * ox + V4_LANES);
+                v4f v[4] = { __builtin_shufflevector(a, bq, 0, 2, 4, 6), __builtin_shufflevector(a, bq, 1, 3, 5, 7),
+                             __builtin_shufflevector(c, dq, 0, 2, 4, 6), __builtin_shufflevector(c, dq, 1, 3, 5, 7) };
+                const int32_t off[4] = { 0, 1, w, w + 1 };
+                v4f bv = v[0];
+                v4i bi = { 0, 0, 0, 0 };
+                for (int q = 1; q < 4; q++) {
+                    v4i t = (v[q] > bv) | ((v[q] != v[q]) & (bv == bv));
+                    bv = (v4f)(((v4i)v[q] & t) | ((v4i)bv & ~t));
+                    bi = (off[q] & t) | (bi & ~t);
+                }
+                v4i at = { base + 2 * ox, base + 2 * ox + 2, base + 2 * ox + 4, base + 2 * ox + 6 };
+                at += bi;
+                memcpy(yo + ox, &bv, sizeof bv);
+                memcpy(io + ox, &at, sizeof at);
+            }
+            for (; ox < ow; ox++) {
+                int at = base + 2 * ox, best = at;
+                float bv = x[at];
+                const int32_t off[3] = { 1, w, w + 1 };
+                for (int q = 0; q < 3; q++)
+                    if (x[at + off[q]] > bv || (x[at + off[q]] != x[at + off[q]] && bv == bv)) {
+                        bv = x[at + off[q]];
+                        best = at + off[q];
+                    }
+                yo[ox] = bv;
+                io[ox] = best;
+            }
+        }
+    }
+}
 
 static void maxpool_fw(void *ctx, size_t b, size_t e)
 {
     const pool_job *j = ctx;
     const nn_pool_dims *d = j->d;
+    if (d->k == 2 && d->stride == 2) {
+        maxpool_fw_2x2(j, b, e);
+        return;
+    }
     size_t ip = (size_t)d->h * d->w, op = (size_t)d->oh * d->ow;
     for (size_t pl = b; pl < e; pl++) {
         const float *x = j->in + pl * ip;
@@ -535,6 +745,8 @@ static void maxpool_bw(void *ctx, size_t b, size_t e)
         float *dx = j->out + pl * ip;
         const float *g = j->in + pl * op;
         const int32_t *ix = j->cidx + pl * op;
+        if (j->overwrite)
+            memset(dx, 0, ip * sizeof *dx);
         for (size_t o = 0; o < op; o++)
             dx[ix[o]] += g[o];
     }
@@ -548,7 +760,13 @@ void nn_maxpool_forward(float *out, int32_t *idx, const float *in, const nn_pool
 
 void nn_maxpool_backward(float *din, const float *dout, const int32_t *idx, const nn_pool_dims *d)
 {
-    pool_job j = { .d = d, .out = din, .in = dout, .cidx = idx };
+    nn_maxpool_backward_ow(din, dout, idx, d, 0);
+}
+
+void nn_maxpool_backward_ow(float *din, const float *dout, const int32_t *idx,
+                            const nn_pool_dims *d, int overwrite)
+{
+    pool_job j = { .d = d, .out = din, .in = dout, .cidx = idx, .overwrite = overwrite };
     nn_parallel_for((size_t)d->n * d->c, grain_rows((size_t)d->h * d->w), maxpool_bw, &j);
 }
 
@@ -569,13 +787,22 @@ void nn_avgpool_forward(float *out, const float *in, int n, int c, int hw)
 
 void nn_avgpool_backward(float *din, const float *dout, int n, int c, int hw)
 {
+    nn_avgpool_backward_ow(din, dout, n, c, hw, 0);
+}
+
+void nn_avgpool_backward_ow(float *din, const float *dout, int n, int c, int hw, int overwrite)
+{
     size_t planes = (size_t)n * c;
     float inv = 1.0f / (float)hw;
     for (size_t pl = 0; pl < planes; pl++) {
         float g = dout[pl] * inv;
         float *dx = din + pl * (size_t)hw;
-        for (int p = 0; p < hw; p++)
-            dx[p] += g;
+        if (overwrite)
+            for (int p = 0; p < hw; p++)
+                dx[p] = g;
+        else
+            for (int p = 0; p < hw; p++)
+                dx[p] += g;
     }
 }
 
@@ -595,9 +822,15 @@ void nn_linear_forward(float *out, const float *in, const float *w, const float 
 void nn_linear_backward(float *din, float *dw, float *db, const float *dout,
                         const float *in, const float *w, const nn_linear_dims *d)
 {
+    nn_linear_backward_ow(din, dw, db, dout, in, w, d, 0);
+}
+
+void nn_linear_backward_ow(float *din, float *dw, float *db, const float *dout,
+                           const float *in, const float *w, const nn_linear_dims *d, int overwrite)
+{
     if (din)
         nn_sgemm(0, 0, d->n, d->in, d->out,
-                    1.0f, dout, d->out, w, d->in, 1.0f, din, d->in);
+                    1.0f, dout, d->out, w, d->in, overwrite ? 0.0f : 1.0f, din, d->in);
     nn_sgemm(1, 0, d->out, d->in, d->n,
                 1.0f, dout, d->out, in, d->in, 1.0f, dw, d->in);
     if (db)
@@ -628,6 +861,12 @@ void nn_l2norm_forward(float *out, float *norm, const float *in, int n, int dim)
 void nn_l2norm_backward(float *din, const float *dout, const float *out,
                         const float *norm, int n, int dim)
 {
+    nn_l2norm_backward_ow(din, dout, out, norm, n, dim, 0);
+}
+
+void nn_l2norm_backward_ow(float *din, const float *dout, const float *out,
+                           const float *norm, int n, int dim, int overwrite)
+{
     for (int i = 0; i < n; i++) {
         const float *y = out + (size_t)i * dim, *g = dout + (size_t)i * dim;
         float *dx = din + (size_t)i * dim;
@@ -637,6 +876,6 @@ void nn_l2norm_backward(float *din, const float *dout, const float *out,
         /* below the clamp, out = in / eps is linear in in */
         float proj = norm[i] > NN_L2_EPS ? (float)dot : 0.0f;
         for (int k = 0; k < dim; k++)
-            dx[k] += (g[k] - y[k] * proj) / norm[i];
+            dx[k] = (overwrite ? 0.0f : dx[k]) + (g[k] - y[k] * proj) / norm[i];
     }
 }

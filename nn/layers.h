@@ -74,6 +74,17 @@ void nn_batchnorm_backward(float *din, float *dgamma, float *dbeta,
                            const float *mean, const float *invstd,
                            const float *gamma, const nn_bn_dims *d);
 
+/* Batch norm followed by ReLU in one pass: out = max(0, batchnorm(in)), the
+ * same arguments as nn_batchnorm_forward. */
+void nn_batchnorm_relu_forward(float *out, float *mean, float *invstd, float *run_mean,
+                               float *run_var, const float *in, const float *gamma,
+                               const float *beta, int train, const nn_bn_dims *d);
+/* Backward of the fused training forward; out is its output (the ReLU mask). */
+void nn_batchnorm_relu_backward(float *din, float *dgamma, float *dbeta,
+                                const float *dout, const float *out, const float *in,
+                                const float *mean, const float *invstd,
+                                const float *gamma, const nn_bn_dims *d);
+
 /* ---- ReLU over n floats */
 void nn_relu_forward(float *out, const float *in, size_t n);
 void nn_relu_backward(float *din, const float *dout, const float *out, size_t n);
@@ -116,5 +127,30 @@ void nn_l2norm_forward(float *out, float *norm /* (n) cache */, const float *in,
                        int n, int dim);
 void nn_l2norm_backward(float *din, const float *dout, const float *out,
                         const float *norm, int n, int dim);
+
+/* ---- input-gradient overwrite variants, for the network driver
+ * The same as the backward functions above, except that with overwrite != 0
+ * the input gradient din (for add: da, db separately) is written rather than
+ * added to, so the caller need not zero it first. Parameter gradients still
+ * accumulate. */
+void nn_conv2d_backward_ow(float *din, float *dw, float *db, const float *dout, float *ws,
+                           const float *in, const float *w, const nn_conv_dims *d, int overwrite);
+void nn_batchnorm_backward_ow(float *din, float *dgamma, float *dbeta, const float *dout,
+                              const float *in, const float *mean, const float *invstd,
+                              const float *gamma, const nn_bn_dims *d, int overwrite);
+void nn_batchnorm_relu_backward_ow(float *din, float *dgamma, float *dbeta,
+                                   const float *dout, const float *out, const float *in,
+                                   const float *mean, const float *invstd,
+                                   const float *gamma, const nn_bn_dims *d, int overwrite);
+void nn_relu_backward_ow(float *din, const float *dout, const float *out, size_t n, int overwrite);
+void nn_maxpool_backward_ow(float *din, const float *dout, const int32_t *idx,
+                            const nn_pool_dims *d, int overwrite);
+void nn_avgpool_backward_ow(float *din, const float *dout, int n, int c, int hw, int overwrite);
+void nn_linear_backward_ow(float *din, float *dw, float *db, const float *dout,
+                           const float *in, const float *w, const nn_linear_dims *d, int overwrite);
+void nn_add_backward_ow(float *da, float *db, const float *dout, size_t n,
+                        int overwrite_a, int overwrite_b);
+void nn_l2norm_backward_ow(float *din, const float *dout, const float *out,
+                           const float *norm, int n, int dim, int overwrite);
 
 #endif

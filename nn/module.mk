@@ -1,7 +1,7 @@
 # nn: the neural-network core (libnn.a): layers, losses, networks, optimizers,
 # checkpoints; its unit tests; the nntool command; the training-step benchmark.
 nn_SRCS := nn/tensor.c nn/parallel.c nn/layers.c nn/loss.c nn/net.c nn/safetensors.c \
-           nn/optim.c nn/ckpt.c
+           nn/optim.c nn/ckpt.c nn/winograd.c
 $(eval $(call add_lib,nn))
 
 test_nn_LIBS := nn
@@ -27,3 +27,7 @@ $(eval $(call add_prog,nntool))
 nn_bench_SRCS := bench/nn_bench.c
 nn_bench_LIBS := nn
 $(eval $(call add_tool,nn_bench))
+
+# the Winograd transforms and the element-wise loops are written to vectorize:
+# let the compiler do it
+$(BUILD)/obj/nn/winograd.o $(BUILD)/obj/nn/layers.o: CFLAGS += -O3

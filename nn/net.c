@@ -1,4 +1,5 @@
 /* nn/net: description parser, presets, and the forward/backward drivers. */
+#include "errmsg/errmsg.h"
 #include "nn/net.h"
 #include "nn/layers.h"
 
@@ -27,6 +28,7 @@ typedef struct layer {
     int in, out_act, skip;       /* activation indices; skip for "end" */
     int w, b, rm, rv;            /* parameter indices, -1 when absent */
     int cache;                   /* scratch index, -1 when absent */
+    int fused;                   /* bn: also applies the next relu; relu: done by the bn before it */
     double t_fw, t_bw;           /* profile seconds */
 } layer;
 
@@ -42,17 +44,8 @@ struct nn_net {
     int ws;                      /* scratch index of the workspace, -1 if no conv */
     int feat_act, out_act, feat_dim, out_dim;
     int profile, prof_steps;
+    unsigned char *grad_set;     /* (acts.n) during backward: the activation's gradient is written */
 };
-
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
 
 static size_t img_numel(int ndim, const int *shape)
 {
@@ -84,7 +77,7 @@ int nn_preset_desc(char *buf, size_t len, const char *net, int width, const char
     size_t u = 0;
     int r = 0;
     if (width < 1 || width > 4096) {
-        set_err(err, errlen, "width %d out of range (1..4096)", width);
+        errmsg_set(err, errlen, "width %d out of range (1..4096)", width);
         return -1;
     }
     r |= emit(buf, len, &u, "%s %d\n# preset %s width %d head %s\ninput %d %d %d\nencoder\n",
@@ -110,7 +103,7 @@ int nn_preset_desc(char *buf, size_t len, const char *net, int width, const char
         }
         r |= emit(buf, len, &u, "gap\n");
     } else {
-        set_err(err, errlen, "unknown network preset '%s' (expected resnet-mini or conv4)", net);
+        errmsg_set(err, errlen, "unknown network preset '%s' (expected resnet-mini or conv4)", net);
         return -1;
     }
     int feat = 8 * width;
@@ -120,11 +113,11 @@ int nn_preset_desc(char *buf, size_t len, const char *net, int width, const char
     else if (strcmp(head, "rotation") == 0)
         r |= emit(buf, len, &u, "head\nlinear out=%d bias=1\n", NN_ROT_CLASSES);
     else if (strcmp(head, "none") != 0) {
-        set_err(err, errlen, "unknown head '%s' (expected simclr, rotation or none)", head);
+        errmsg_set(err, errlen, "unknown head '%s' (expected simclr, rotation or none)", head);
         return -1;
     }
     if (r) {
-        set_err(err, errlen, "description buffer of %zu bytes too small", len);
+        errmsg_set(err, errlen, "description buffer of %zu bytes too small", len);
         return -1;
     }
     return 0;
@@ -162,7 +155,7 @@ static int parse_options(parser *ps, layer *l, char **tok, int ntok)
     for (int i = 0; i < ntok; i++) {
         char *eq = strchr(tok[i], '=');
         if (!eq) {
-            set_err(ps->err, ps->errlen, "line %d: %s: expected key=value, got '%s' (keys: %s)",
+            errmsg_set(ps->err, ps->errlen, "line %d: %s: expected key=value, got '%s' (keys: %s)",
                     ps->line, kind_name[l->kind], tok[i], *keys ? keys : "none");
             return -1;
         }
@@ -180,12 +173,12 @@ static int parse_options(parser *ps, layer *l, char **tok, int ntok)
         while (at && !((at == keys || at[-1] == ' ') && (at[kl] == ' ' || at[kl] == 0)))
             at = strstr(at + 1, key);
         if (!field || !at) {
-            set_err(ps->err, ps->errlen, "line %d: %s: unknown key '%s' (keys: %s)",
+            errmsg_set(ps->err, ps->errlen, "line %d: %s: unknown key '%s' (keys: %s)",
                     ps->line, kind_name[l->kind], key, *keys ? keys : "none");
             return -1;
         }
         if (parse_int(val, field) || (field == &l->bias && *field > 1)) {
-            set_err(ps->err, ps->errlen, "line %d: %s: bad value '%s' for %s (expected %s)",
+            errmsg_set(ps->err, ps->errlen, "line %d: %s: bad value '%s' for %s (expected %s)",
                     ps->line, kind_name[l->kind], val, key,
                     field == &l->bias ? "0 or 1" : "a non-negative integer");
             return -1;
@@ -244,7 +237,7 @@ static int plan_layer(parser *ps, layer *l)
     int needs_map = l->kind == L_CONV || l->kind == L_MAXPOOL || l->kind == L_GAP || l->kind == L_FLATTEN;
     int needs_vec = l->kind == L_LINEAR || l->kind == L_L2NORM;
     if ((needs_map && ps->ndim != 3) || (needs_vec && ps->ndim != 1)) {
-        set_err(ps->err, ps->errlen, "line %d: %s needs a %s input, got %s%s", l->line,
+        errmsg_set(ps->err, ps->errlen, "line %d: %s needs a %s input, got %s%s", l->line,
                 kind_name[l->kind], needs_map ? "(N, C, H, W)" : "(N, F)", sh,
                 needs_vec ? " (add gap or flatten before it)" : "");
         return -1;
@@ -254,11 +247,11 @@ static int plan_layer(parser *ps, layer *l)
     case L_CONV: {
         nn_conv_dims d;
         if (l->out < 1) {
-            set_err(ps->err, ps->errlen, "line %d: conv needs out=<channels>", l->line);
+            errmsg_set(ps->err, ps->errlen, "line %d: conv needs out=<channels>", l->line);
             return -1;
         }
         if (nn_conv_dims_init(&d, mb, C, H, W, l->out, l->k, l->s, l->p)) {
-            set_err(ps->err, ps->errlen, "line %d: conv k=%d s=%d p=%d on %s gives an empty output",
+            errmsg_set(ps->err, ps->errlen, "line %d: conv k=%d s=%d p=%d on %s gives an empty output",
                     l->line, l->k, l->s, l->p, sh);
             return -1;
         }
@@ -282,11 +275,17 @@ static int plan_layer(parser *ps, layer *l)
         break;
     }
     case L_RELU:
+        /* directly after a bn (same section, its output): the bn applies it and
+         * writes its output in place, one pass instead of two, one buffer less */
+        if (l > net->L && l[-1].kind == L_BN && l[-1].out_act == ps->cur && l[-1].section == l->section) {
+            l[-1].fused = 1;
+            l->fused = 1;
+        }
         break;
     case L_MAXPOOL: {
         nn_pool_dims d;
         if (nn_pool_dims_init(&d, mb, C, H, W, l->k, l->s)) {
-            set_err(ps->err, ps->errlen, "line %d: maxpool k=%d s=%d does not fit %s",
+            errmsg_set(ps->err, ps->errlen, "line %d: maxpool k=%d s=%d does not fit %s",
                     l->line, l->k, l->s, sh);
             return -1;
         }
@@ -303,7 +302,7 @@ static int plan_layer(parser *ps, layer *l)
         break;
     case L_LINEAR: {
         if (l->out < 1) {
-            set_err(ps->err, ps->errlen, "line %d: linear needs out=<features>", l->line);
+            errmsg_set(ps->err, ps->errlen, "line %d: linear needs out=<features>", l->line);
             return -1;
         }
         int ws[2] = { l->out, C };
@@ -318,7 +317,7 @@ static int plan_layer(parser *ps, layer *l)
         break;
     case L_RES:
         if (ps->res_depth == NN_MAX_RES_DEPTH) {
-            set_err(ps->err, ps->errlen, "line %d: residual blocks nested deeper than %d",
+            errmsg_set(ps->err, ps->errlen, "line %d: residual blocks nested deeper than %d",
                     l->line, NN_MAX_RES_DEPTH);
             return -1;
         }
@@ -326,19 +325,19 @@ static int plan_layer(parser *ps, layer *l)
         break;
     case L_END: {
         if (ps->res_depth == 0) {
-            set_err(ps->err, ps->errlen, "line %d: 'end' without a matching 'res'", l->line);
+            errmsg_set(ps->err, ps->errlen, "line %d: 'end' without a matching 'res'", l->line);
             return -1;
         }
         layer *open = &net->L[ps->res_stack[--ps->res_depth]];
         if (open->section != l->section) {
-            set_err(ps->err, ps->errlen, "line %d: residual block opened on line %d crosses sections",
+            errmsg_set(ps->err, ps->errlen, "line %d: residual block opened on line %d crosses sections",
                     l->line, open->line);
             return -1;
         }
         if (open->in_ndim != ps->ndim || memcmp(open->in_shape, ps->shape, sizeof ps->shape)) {
             char sh2[64];
             shape_text(sh2, sizeof sh2, open->in_ndim, open->in_shape);
-            set_err(ps->err, ps->errlen, "line %d: residual block from line %d changes the shape "
+            errmsg_set(ps->err, ps->errlen, "line %d: residual block from line %d changes the shape "
                     "%s -> %s; both sides of the add must match", l->line, open->line, sh2, sh);
             return -1;
         }
@@ -349,8 +348,8 @@ static int plan_layer(parser *ps, layer *l)
     if (nd == 1) { nshape[1] = nshape[2] = 0; }
     l->out_ndim = nd;
     memcpy(l->out_shape, nshape, sizeof nshape);
-    if (l->kind == L_FLATTEN || l->kind == L_RES)
-        l->out_act = ps->cur;                 /* same memory, new view */
+    if (l->kind == L_FLATTEN || l->kind == L_RES || (l->kind == L_RELU && l->fused))
+        l->out_act = ps->cur;                 /* same memory, new view (or in place) */
     else if ((l->out_act = add_act(ps, nd, nshape)) < 0)
         return -1;
     ps->cur = l->out_act;
@@ -389,7 +388,7 @@ static int parse_desc(nn_net *net, char *text, char *err, size_t errlen)
         char *tok[16];
         int nt = split_words(line, tok, 16);
         if (nt < 0) {
-            set_err(err, errlen, "line %d: too many words", line_no);
+            errmsg_set(err, errlen, "line %d: too many words", line_no);
             return -1;
         }
         if (nt == 0)
@@ -397,12 +396,12 @@ static int parse_desc(nn_net *net, char *text, char *err, size_t errlen)
         if (!have_magic) {
             int v;
             if (strcmp(tok[0], NN_DESC_FORMAT) || nt != 2 || parse_int(tok[1], &v)) {
-                set_err(err, errlen, "line %d: expected '%s %d' (description format and version), got '%s'",
+                errmsg_set(err, errlen, "line %d: expected '%s %d' (description format and version), got '%s'",
                         line_no, NN_DESC_FORMAT, NN_DESC_VERSION, tok[0]);
                 return -1;
             }
             if (v != NN_DESC_VERSION) {
-                set_err(err, errlen, "line %d: description version %d, this build reads version %d",
+                errmsg_set(err, errlen, "line %d: description version %d, this build reads version %d",
                         line_no, v, NN_DESC_VERSION);
                 return -1;
             }
@@ -412,7 +411,7 @@ static int parse_desc(nn_net *net, char *text, char *err, size_t errlen)
         if (strcmp(tok[0], "input") == 0) {
             if (have_input || nt != 4 || parse_int(tok[1], &net->in_c) || parse_int(tok[2], &net->in_h) ||
                 parse_int(tok[3], &net->in_w) || !net->in_c || !net->in_h || !net->in_w) {
-                set_err(err, errlen, "line %d: expected one 'input C H W' with positive sizes", line_no);
+                errmsg_set(err, errlen, "line %d: expected one 'input C H W' with positive sizes", line_no);
                 return -1;
             }
             have_input = 1;
@@ -424,18 +423,18 @@ static int parse_desc(nn_net *net, char *text, char *err, size_t errlen)
         if (strcmp(tok[0], "encoder") == 0 || strcmp(tok[0], "head") == 0) {
             int sec = tok[0][0] == 'e' ? 1 : 2;
             if (nt != 1 || !have_input || sec != ps.section + 1) {
-                set_err(err, errlen, "line %d: sections come in the order: input, encoder, head "
+                errmsg_set(err, errlen, "line %d: sections come in the order: input, encoder, head "
                         "(each once, no options)", line_no);
                 return -1;
             }
             if (ps.res_depth) {
-                set_err(err, errlen, "line %d: residual block not closed with 'end' before '%s'",
+                errmsg_set(err, errlen, "line %d: residual block not closed with 'end' before '%s'",
                         line_no, tok[0]);
                 return -1;
             }
             if (sec == 2) {
                 if (ps.ndim != 1) {
-                    set_err(err, errlen, "line %d: the encoder must end with a vector (N, F); add gap or flatten",
+                    errmsg_set(err, errlen, "line %d: the encoder must end with a vector (N, F); add gap or flatten",
                             line_no);
                     return -1;
                 }
@@ -452,19 +451,19 @@ static int parse_desc(nn_net *net, char *text, char *err, size_t errlen)
             if (strcmp(tok[0], kind_name[k]) == 0)
                 kind = k;
         if (kind < 0) {
-            set_err(err, errlen, "line %d: unknown layer '%s' (expected input, encoder, head, conv, bn, "
+            errmsg_set(err, errlen, "line %d: unknown layer '%s' (expected input, encoder, head, conv, bn, "
                     "relu, maxpool, gap, flatten, linear, l2norm, res, end)", line_no, tok[0]);
             return -1;
         }
         if (ps.section == 0) {
-            set_err(err, errlen, "line %d: layer '%s' before the 'encoder' line", line_no, tok[0]);
+            errmsg_set(err, errlen, "line %d: layer '%s' before the 'encoder' line", line_no, tok[0]);
             return -1;
         }
         if (net->nl == cap) {
             cap = cap ? 2 * cap : 64;
             layer *nl = realloc(net->L, (size_t)cap * sizeof *nl);
             if (!nl) {
-                set_err(err, errlen, "out of memory");
+                errmsg_set(err, errlen, "out of memory");
                 return -1;
             }
             net->L = nl;
@@ -486,23 +485,23 @@ static int parse_desc(nn_net *net, char *text, char *err, size_t errlen)
         if (l->p < 0)
             l->p = kind == L_CONV ? l->k / 2 : 0;
         if (l->k < 1 || l->s < 1) {
-            set_err(err, errlen, "line %d: %s: k and s must be at least 1", line_no, tok[0]);
+            errmsg_set(err, errlen, "line %d: %s: k and s must be at least 1", line_no, tok[0]);
             return -1;
         }
         if (plan_layer(&ps, l))
             return -1;
     }
     if (!have_magic || !have_input || ps.section == 0) {
-        set_err(err, errlen, "description incomplete: needs the '%s %d' line, an 'input C H W' line "
+        errmsg_set(err, errlen, "description incomplete: needs the '%s %d' line, an 'input C H W' line "
                 "and an 'encoder' section", NN_DESC_FORMAT, NN_DESC_VERSION);
         return -1;
     }
     if (ps.res_depth) {
-        set_err(err, errlen, "residual block not closed with 'end' at the end of the description");
+        errmsg_set(err, errlen, "residual block not closed with 'end' at the end of the description");
         return -1;
     }
     if (ps.ndim != 1) {
-        set_err(err, errlen, "the network must end with a vector (N, F); add gap or flatten");
+        errmsg_set(err, errlen, "the network must end with a vector (N, F); add gap or flatten");
         return -1;
     }
     if (ps.section == 1) {
@@ -561,17 +560,17 @@ void nn_net_init_params(nn_net *net, uint64_t seed)
 nn_net *nn_net_new(const char *desc, int max_batch, char *err, size_t errlen)
 {
     if (max_batch < 1) {
-        set_err(err, errlen, "max_batch must be at least 1, got %d", max_batch);
+        errmsg_set(err, errlen, "max_batch must be at least 1, got %d", max_batch);
         return NULL;
     }
     if (strlen(desc) >= NN_MAX_DESC) {
-        set_err(err, errlen, "description longer than %d bytes", NN_MAX_DESC);
+        errmsg_set(err, errlen, "description longer than %d bytes", NN_MAX_DESC);
         return NULL;
     }
     nn_net *net = calloc(1, sizeof *net);
     char *text = strdup(desc);
     if (!net || !text || !(net->desc = strdup(desc))) {
-        set_err(err, errlen, "out of memory");
+        errmsg_set(err, errlen, "out of memory");
         goto fail;
     }
     net->max_batch = max_batch;
@@ -579,8 +578,8 @@ nn_net *nn_net_new(const char *desc, int max_batch, char *err, size_t errlen)
         goto fail;
     if (nn_arena_alloc(&net->params) || nn_arena_clone_layout(&net->grads, &net->params) ||
         nn_arena_alloc(&net->acts) || nn_arena_clone_layout(&net->dacts, &net->acts) ||
-        nn_arena_alloc(&net->scratch)) {
-        set_err(err, errlen, "out of memory allocating the arenas (max_batch %d)", max_batch);
+        nn_arena_alloc(&net->scratch) || !(net->grad_set = calloc((size_t)net->acts.n, 1))) {
+        errmsg_set(err, errlen, "out of memory allocating the arenas (max_batch %d)", max_batch);
         goto fail;
     }
     nn_net_init_params(net, 1);
@@ -602,6 +601,7 @@ void nn_net_destroy(nn_net **self_p)
     nn_arena_free(&net->acts);
     nn_arena_free(&net->dacts);
     nn_arena_free(&net->scratch);
+    free(net->grad_set);
     free(net->L);
     free(net->desc);
     free(net);
@@ -638,12 +638,13 @@ static void layer_forward(nn_net *net, layer *l, int n, int train)
     }
     case L_BN: {
         nn_bn_dims d = { n, l->in_shape[0], l->in_ndim == 3 ? l->in_shape[1] * l->in_shape[2] : 1 };
-        nn_batchnorm_forward(out, CACHE(l), CACHE(l) + d.c, PAR(l->rm), PAR(l->rv), in,
-                             PAR(l->w), PAR(l->b), train, &d);
+        (l->fused ? nn_batchnorm_relu_forward : nn_batchnorm_forward)(
+            out, CACHE(l), CACHE(l) + d.c, PAR(l->rm), PAR(l->rv), in, PAR(l->w), PAR(l->b), train, &d);
         break;
     }
     case L_RELU:
-        nn_relu_forward(out, in, count);
+        if (!l->fused)
+            nn_relu_forward(out, in, count);
         break;
     case L_MAXPOOL: {
         nn_pool_dims d;
@@ -671,54 +672,71 @@ static void layer_forward(nn_net *net, layer *l, int n, int train)
     }
 }
 
+/* The first backward write of an activation's gradient overwrites it (1),
+ * later ones add (0): no gradient buffer needs zeroing before backward. */
+static int grad_first(nn_net *net, int act)
+{
+    int first = !net->grad_set[act];
+    net->grad_set[act] = 1;
+    return first;
+}
+
 static void layer_backward(nn_net *net, layer *l, int n)
 {
     const float *in = ACT(l->in), *dout = DACT(l->out_act);
     float *din = l->in == 0 ? NULL : DACT(l->in);     /* no gradient for the images */
     size_t count = (size_t)n * img_numel(l->out_ndim, l->out_shape);
+    if ((l->kind == L_RELU && l->fused) || l->kind == L_FLATTEN || l->kind == L_RES)
+        return;                                       /* nothing to do, and dout may be din */
+    if (!net->grad_set[l->out_act]) {                 /* an output nothing consumed: zero gradient */
+        memset(DACT(l->out_act), 0, count * sizeof(float));
+        net->grad_set[l->out_act] = 1;
+    }
+    int ow = din ? grad_first(net, l->in) : 0;
     switch (l->kind) {
     case L_CONV: {
         nn_conv_dims d;
         nn_conv_dims_init(&d, n, l->in_shape[0], l->in_shape[1], l->in_shape[2], l->out, l->k, l->s, l->p);
-        nn_conv2d_backward(din, GRAD(l->w), GRAD(l->b), dout, WS(), in, PAR(l->w), &d);
+        nn_conv2d_backward_ow(din, GRAD(l->w), GRAD(l->b), dout, WS(), in, PAR(l->w), &d, ow);
         break;
     }
     case L_BN: {
         nn_bn_dims d = { n, l->in_shape[0], l->in_ndim == 3 ? l->in_shape[1] * l->in_shape[2] : 1 };
-        nn_batchnorm_backward(din, GRAD(l->w), GRAD(l->b), dout, in, CACHE(l), CACHE(l) + d.c,
-                              PAR(l->w), &d);
+        nn_batchnorm_relu_backward_ow(din, GRAD(l->w), GRAD(l->b), dout, l->fused ? ACT(l->out_act) : NULL,
+                                      in, CACHE(l), CACHE(l) + d.c, PAR(l->w), &d, ow);
         break;
     }
     case L_RELU:
         if (din)
-            nn_relu_backward(din, dout, ACT(l->out_act), count);
+            nn_relu_backward_ow(din, dout, ACT(l->out_act), count, ow);
         break;
     case L_MAXPOOL: {
         nn_pool_dims d;
         nn_pool_dims_init(&d, n, l->in_shape[0], l->in_shape[1], l->in_shape[2], l->k, l->s);
         if (din)
-            nn_maxpool_backward(din, dout, (const int32_t *)CACHE(l), &d);
+            nn_maxpool_backward_ow(din, dout, (const int32_t *)CACHE(l), &d, ow);
         break;
     }
     case L_GAP:
         if (din)
-            nn_avgpool_backward(din, dout, n, l->in_shape[0], l->in_shape[1] * l->in_shape[2]);
+            nn_avgpool_backward_ow(din, dout, n, l->in_shape[0], l->in_shape[1] * l->in_shape[2], ow);
         break;
     case L_LINEAR: {
         nn_linear_dims d = { n, l->in_shape[0], l->out };
-        nn_linear_backward(din, GRAD(l->w), GRAD(l->b), dout, in, PAR(l->w), &d);
+        nn_linear_backward_ow(din, GRAD(l->w), GRAD(l->b), dout, in, PAR(l->w), &d, ow);
         break;
     }
     case L_L2NORM:
         if (din)
-            nn_l2norm_backward(din, dout, ACT(l->out_act), CACHE(l), n, l->in_shape[0]);
+            nn_l2norm_backward_ow(din, dout, ACT(l->out_act), CACHE(l), n, l->in_shape[0], ow);
         break;
-    case L_END:
-        nn_add_backward(DACT(l->in), DACT(l->skip), dout, count);
+    case L_END: {
+        /* din of the images is never needed; the add's two inputs are activations */
+        int ow_a = l->in == 0 ? grad_first(net, 0) : ow;
+        int ow_b = grad_first(net, l->skip);
+        nn_add_backward_ow(DACT(l->in), DACT(l->skip), dout, count, ow_a, ow_b);
         break;
-    case L_FLATTEN:
-    case L_RES:
-        break;
+    }
     }
 }
 
@@ -760,11 +778,9 @@ int nn_net_backward(nn_net *net, const float *dout)
     if (!net->trained)
         return -1;
     int n = net->n;
-    for (int i = 1; i < net->dacts.n; i++) {
-        nn_tensor *t = &net->dacts.t[i];
-        memset(t->data, 0, t->numel / (size_t)net->max_batch * (size_t)n * sizeof(float));
-    }
+    memset(net->grad_set, 0, (size_t)net->acts.n);
     memcpy(DACT(net->out_act), dout, (size_t)n * net->out_dim * sizeof(float));
+    net->grad_set[net->out_act] = 1;
     for (int i = net->nl - 1; i >= 0; i--) {
         double t0 = net->profile ? now() : 0.0;
         layer_backward(net, &net->L[i], n);

@@ -3,10 +3,15 @@
 
 #include <cblas.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #define NN_MAX_THREADS 64
+/* Slices per thread in a region: threads take the next slice from a shared
+ * counter, so one slowed down by another process on its core (a shared
+ * machine) does fewer of them instead of holding everybody up. */
+#define NN_SLICES_PER_THREAD 4
 
 static struct {
     pthread_once_t once;
@@ -20,6 +25,7 @@ static struct {
     void *ctx;
     size_t n;
     int parts;                     /* slices in this region */
+    atomic_int next;               /* next slice to take */
 } pool = {
     .once = PTHREAD_ONCE_INIT,
     .call = PTHREAD_MUTEX_INITIALIZER,
@@ -29,13 +35,17 @@ static struct {
 };
 
 static __thread int in_region;
+static __thread int thread_id;       /* 0: the caller; workers 1 .. nthreads - 1 */
 
-static void run_part(int part)
+static void run_parts(void)
 {
-    size_t b = pool.n * (size_t)part / (size_t)pool.parts;
-    size_t e = pool.n * (size_t)(part + 1) / (size_t)pool.parts;
-    if (b < e)
-        pool.fn(pool.ctx, b, e);
+    int part;
+    while ((part = atomic_fetch_add(&pool.next, 1)) < pool.parts) {
+        size_t b = pool.n * (size_t)part / (size_t)pool.parts;
+        size_t e = pool.n * (size_t)(part + 1) / (size_t)pool.parts;
+        if (b < e)
+            pool.fn(pool.ctx, b, e);
+    }
 }
 
 static void *worker(void *arg)
@@ -43,14 +53,14 @@ static void *worker(void *arg)
     int idx = (int)(size_t)arg;
     unsigned seen = 0;
     in_region = 1;
+    thread_id = idx;
     for (;;) {
         pthread_mutex_lock(&pool.mu);
         while (pool.gen == seen)
             pthread_cond_wait(&pool.go, &pool.mu);
         seen = pool.gen;
         pthread_mutex_unlock(&pool.mu);
-        if (idx < pool.parts)
-            run_part(idx);
+        run_parts();
         pthread_mutex_lock(&pool.mu);
         if (--pool.pending == 0)
             pthread_cond_signal(&pool.done);
@@ -85,6 +95,11 @@ int nn_parallel_threads(void)
     return pool.nthreads;
 }
 
+int nn_parallel_thread_id(void)
+{
+    return thread_id;
+}
+
 void nn_parallel_for(size_t n, size_t grain, nn_range_fn fn, void *ctx)
 {
     if (n == 0)
@@ -93,9 +108,9 @@ void nn_parallel_for(size_t n, size_t grain, nn_range_fn fn, void *ctx)
     if (grain < 1)
         grain = 1;
     size_t parts = n / grain;
-    if (parts > (size_t)threads)
-        parts = (size_t)threads;
-    if (parts <= 1 || in_region) {
+    if (parts > (size_t)threads * NN_SLICES_PER_THREAD)
+        parts = (size_t)threads * NN_SLICES_PER_THREAD;
+    if (parts <= 1 || threads == 1 || in_region) {
         fn(ctx, 0, n);
         return;
     }
@@ -105,12 +120,13 @@ void nn_parallel_for(size_t n, size_t grain, nn_range_fn fn, void *ctx)
     pool.ctx = ctx;
     pool.n = n;
     pool.parts = (int)parts;
+    atomic_store(&pool.next, 0);
     pool.pending = pool.nthreads - 1;
     pool.gen++;
     pthread_cond_broadcast(&pool.go);
     pthread_mutex_unlock(&pool.mu);
     in_region = 1;
-    run_part(0);
+    run_parts();
     in_region = 0;
     pthread_mutex_lock(&pool.mu);
     while (pool.pending > 0)

@@ -17,7 +17,9 @@
 typedef void (*nn_range_fn)(void *ctx, size_t begin, size_t end);
 
 /* Runs fn(ctx, b, e) over slices [b, e) covering [0, n), each slice at least
- * `grain` items (so small loops stay on one thread). */
+ * `grain` items (so small loops stay on one thread). There are up to four
+ * slices per thread, taken in turn from a shared counter: a thread slowed
+ * down by other work on its core does fewer of them. */
 void nn_parallel_for(size_t n, size_t grain, nn_range_fn fn, void *ctx);
 
 /* C = alpha op(A) op(B) + beta C, row-major, as cblas_sgemm, split over the
@@ -28,5 +30,10 @@ void nn_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha,
 
 /* Number of threads the pool uses (at least 1). */
 int nn_parallel_threads(void);
+
+/* Index of the calling thread in the pool, 0 .. nn_parallel_threads() - 1
+ * (0 outside the pool's workers): lets a parallel region use one scratch
+ * buffer per thread. */
+int nn_parallel_thread_id(void);
 
 #endif

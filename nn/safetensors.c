@@ -1,4 +1,5 @@
 /* nn/safetensors: validated reader and atomic writer. */
+#include "errmsg/errmsg.h"
 #include "nn/safetensors.h"
 
 #include <errno.h>
@@ -17,16 +18,6 @@
 #error "nn/safetensors assumes a little-endian machine (the file format is little-endian F32)"
 #endif
 
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-    if (!err || !len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, len, fmt, ap);
-    va_end(ap);
-}
-
 static int cmp_begin(const void *a, const void *b)
 {
     const nn_st_entry *x = a, *y = b;
@@ -37,18 +28,18 @@ static int read_file(const char *path, unsigned char **out, size_t *size, char *
 {
     FILE *fp = fopen(path, "rb");
     if (!fp) {
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        errmsg_set(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     struct stat st;
     if (fstat(fileno(fp), &st) || !S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: not a regular file", path);
+        errmsg_set(err, errlen, "%s: not a regular file", path);
         fclose(fp);
         return -1;
     }
     unsigned char *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
     if (!buf || fread(buf, 1, (size_t)st.st_size, fp) != (size_t)st.st_size) {
-        set_err(err, errlen, "%s: cannot read %lld bytes", path, (long long)st.st_size);
+        errmsg_set(err, errlen, "%s: cannot read %lld bytes", path, (long long)st.st_size);
         free(buf);
         fclose(fp);
         return -1;
@@ -65,24 +56,24 @@ static int parse_entry(nn_st_entry *e, const char *name, json_t *v, size_t data_
     json_t *dt = json_object_get(v, "dtype"), *sh = json_object_get(v, "shape"),
            *off = json_object_get(v, "data_offsets");
     if (strlen(name) >= sizeof e->name) {
-        set_err(err, errlen, "%s: tensor name longer than %zu bytes: '%.40s...'", path,
+        errmsg_set(err, errlen, "%s: tensor name longer than %zu bytes: '%.40s...'", path,
                 sizeof e->name - 1, name);
         return -1;
     }
     snprintf(e->name, sizeof e->name, "%s", name);
     if (!json_is_object(v) || !json_is_string(dt) || !json_is_array(sh) || !json_is_array(off) ||
         json_array_size(off) != 2) {
-        set_err(err, errlen, "%s: tensor '%s': header entry needs dtype, shape and data_offsets [begin, end]",
+        errmsg_set(err, errlen, "%s: tensor '%s': header entry needs dtype, shape and data_offsets [begin, end]",
                 path, name);
         return -1;
     }
     if (strcmp(json_string_value(dt), "F32") != 0) {
-        set_err(err, errlen, "%s: tensor '%s' has dtype %s; only F32 is supported", path, name,
+        errmsg_set(err, errlen, "%s: tensor '%s' has dtype %s; only F32 is supported", path, name,
                 json_string_value(dt));
         return -1;
     }
     if (json_array_size(sh) > NN_MAX_DIMS) {
-        set_err(err, errlen, "%s: tensor '%s' has %zu dimensions (at most %d)", path, name,
+        errmsg_set(err, errlen, "%s: tensor '%s' has %zu dimensions (at most %d)", path, name,
                 json_array_size(sh), NN_MAX_DIMS);
         return -1;
     }
@@ -91,7 +82,7 @@ static int parse_entry(nn_st_entry *e, const char *name, json_t *v, size_t data_
     for (int i = 0; i < e->ndim; i++) {
         json_t *d = json_array_get(sh, (size_t)i);
         if (!json_is_integer(d) || json_integer_value(d) < 0 || json_integer_value(d) > (1 << 30)) {
-            set_err(err, errlen, "%s: tensor '%s': bad shape", path, name);
+            errmsg_set(err, errlen, "%s: tensor '%s': bad shape", path, name);
             return -1;
         }
         e->shape[i] = (int)json_integer_value(d);
@@ -100,18 +91,18 @@ static int parse_entry(nn_st_entry *e, const char *name, json_t *v, size_t data_
     json_t *b = json_array_get(off, 0), *en = json_array_get(off, 1);
     if (!json_is_integer(b) || !json_is_integer(en) || json_integer_value(b) < 0 ||
         json_integer_value(en) < json_integer_value(b)) {
-        set_err(err, errlen, "%s: tensor '%s': bad data_offsets", path, name);
+        errmsg_set(err, errlen, "%s: tensor '%s': bad data_offsets", path, name);
         return -1;
     }
     e->begin = (size_t)json_integer_value(b);
     e->end = (size_t)json_integer_value(en);
     if (e->end - e->begin != e->numel * sizeof(float)) {
-        set_err(err, errlen, "%s: tensor '%s': data_offsets span %zu bytes, shape needs %zu",
+        errmsg_set(err, errlen, "%s: tensor '%s': data_offsets span %zu bytes, shape needs %zu",
                 path, name, e->end - e->begin, e->numel * sizeof(float));
         return -1;
     }
     if (e->end > data_size) {
-        set_err(err, errlen, "%s: tensor '%s' ends at byte %zu of a %zu-byte data section: "
+        errmsg_set(err, errlen, "%s: tensor '%s' ends at byte %zu of a %zu-byte data section: "
                 "the file is truncated", path, name, e->end, data_size);
         return -1;
     }
@@ -124,13 +115,13 @@ int nn_st_read(nn_st_file *f, const char *path, char *err, size_t errlen)
     if (read_file(path, &f->blob, &f->size, err, errlen))
         return -1;
     if (f->size < 8) {
-        set_err(err, errlen, "%s: %zu bytes, too short for a safetensors file (truncated?)", path, f->size);
+        errmsg_set(err, errlen, "%s: %zu bytes, too short for a safetensors file (truncated?)", path, f->size);
         return -1;
     }
     uint64_t hlen;
     memcpy(&hlen, f->blob, 8);
     if (hlen > NN_ST_MAX_HEADER || hlen > f->size - 8) {
-        set_err(err, errlen, "%s: header length %llu does not fit in a %zu-byte file: "
+        errmsg_set(err, errlen, "%s: header length %llu does not fit in a %zu-byte file: "
                 "truncated or not a safetensors file", path, (unsigned long long)hlen, f->size);
         return -1;
     }
@@ -139,7 +130,7 @@ int nn_st_read(nn_st_file *f, const char *path, char *err, size_t errlen)
     json_error_t je;
     json_t *root = json_loadb((const char *)f->blob + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &je);
     if (!root || !json_is_object(root)) {
-        set_err(err, errlen, "%s: header is not a JSON object (%s at column %d): corrupt file",
+        errmsg_set(err, errlen, "%s: header is not a JSON object (%s at column %d): corrupt file",
                 path, root ? "not an object" : je.text, je.column);
         json_decref(root);
         return -1;
@@ -152,7 +143,7 @@ int nn_st_read(nn_st_file *f, const char *path, char *err, size_t errlen)
     json_object_foreach(root, key, v) {
         if (strcmp(key, "__metadata__") == 0) {
             if (!json_is_object(v)) {
-                set_err(err, errlen, "%s: __metadata__ is not an object", path);
+                errmsg_set(err, errlen, "%s: __metadata__ is not an object", path);
                 goto out;
             }
             size_t m = json_object_size(v);
@@ -162,7 +153,7 @@ int nn_st_read(nn_st_file *f, const char *path, char *err, size_t errlen)
             json_t *mv;
             json_object_foreach(v, mk, mv) {
                 if (!json_is_string(mv)) {
-                    set_err(err, errlen, "%s: __metadata__ value of '%s' is not a string", path, mk);
+                    errmsg_set(err, errlen, "%s: __metadata__ value of '%s' is not a string", path, mk);
                     goto out;
                 }
                 f->meta_keys[f->n_meta] = strdup(mk);
@@ -178,14 +169,14 @@ int nn_st_read(nn_st_file *f, const char *path, char *err, size_t errlen)
     size_t at = 0;
     for (int i = 0; i < f->n; i++) {
         if (f->e[i].begin != at) {
-            set_err(err, errlen, "%s: tensor '%s' starts at byte %zu, expected %zu: tensors must tile "
+            errmsg_set(err, errlen, "%s: tensor '%s' starts at byte %zu, expected %zu: tensors must tile "
                     "the data section without gaps or overlaps", path, f->e[i].name, f->e[i].begin, at);
             goto out;
         }
         at = f->e[i].end;
     }
     if (at != data_size) {
-        set_err(err, errlen, "%s: tensors cover %zu bytes but the data section has %zu: %s", path, at,
+        errmsg_set(err, errlen, "%s: tensors cover %zu bytes but the data section has %zu: %s", path, at,
                 data_size, at > data_size ? "truncated" : "trailing bytes (corrupt)");
         goto out;
     }
@@ -297,7 +288,7 @@ int nn_st_write(const char *path, const nn_st_item *items, int n,
     json_object_set_new(root, "__metadata__", meta);
     hdr = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (!hdr) {
-        set_err(err, errlen, "%s: cannot encode the header (invalid UTF-8 in a name or metadata?)", path);
+        errmsg_set(err, errlen, "%s: cannot encode the header (invalid UTF-8 in a name or metadata?)", path);
         goto out;
     }
     size_t hlen = strlen(hdr), padded = (hlen + 7) / 8 * 8;
@@ -306,7 +297,7 @@ int nn_st_write(const char *path, const nn_st_item *items, int n,
     snprintf(tmp, plen, "%s.tmp.%ld", path, (long)getpid());
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
-        set_err(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        errmsg_set(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
         goto out;
     }
     uint64_t h64 = padded;
@@ -315,17 +306,17 @@ int nn_st_write(const char *path, const nn_st_item *items, int n,
     for (int i = 0; i < n && !bad; i++)
         bad = write_all(fd, items[i].data, nn_shape_numel(items[i].ndim, items[i].shape) * sizeof(float));
     if (bad || fsync(fd)) {
-        set_err(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
+        errmsg_set(err, errlen, "%s: write failed: %s", tmp, strerror(errno));
         goto out;
     }
     if (close(fd)) {
         fd = -1;
-        set_err(err, errlen, "%s: close failed: %s", tmp, strerror(errno));
+        errmsg_set(err, errlen, "%s: close failed: %s", tmp, strerror(errno));
         goto out;
     }
     fd = -1;
     if (rename(tmp, path)) {
-        set_err(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        errmsg_set(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
         goto out;
     }
     char *dcopy = strdup(path);

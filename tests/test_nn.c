@@ -1,6 +1,8 @@
-/* Unit tests of nn/layers and nn/loss: the im2col convolution against the
- * direct reference, and a finite-difference gradient check of every layer and
- * loss. */
+/* Unit tests of nn/layers and nn/loss: the im2col and Winograd convolutions
+ * against the direct reference, and a finite-difference gradient check of
+ * every layer and loss; the fused batch norm + ReLU against the two layers
+ * in turn; the input-gradient overwrite variants against accumulation into
+ * zeros. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -158,11 +160,20 @@ static void test_conv_matches_direct(void **state)
     run_conv_case(2, 3, 9, 7, 4, 3, 2, 1, 1);     /* stride 2, odd sizes */
     run_conv_case(2, 3, 8, 8, 6, 1, 1, 0, 1);     /* 1x1, grouped */
     run_conv_case(2, 2, 64, 64, 3, 1, 1, 0, 0);   /* 1x1, one image per product: no im2col */
-    run_conv_case(2, 2, 64, 64, 3, 3, 1, 1, 0);   /* one image per product */
-    run_conv_case(6, 2, 32, 32, 3, 3, 1, 1, 0);   /* chunks of 4 images, remainder 2 */
+    run_conv_case(2, 2, 64, 64, 3, 5, 1, 2, 0);   /* one image per product (5x5: im2col) */
+    run_conv_case(6, 2, 32, 32, 3, 5, 1, 2, 0);   /* chunks of 4 images, remainder 2 */
     run_conv_case(2, 2, 11, 10, 3, 5, 2, 2, 1);   /* 5x5, stride 2 */
     run_conv_case(1, 2, 6, 6, 2, 3, 1, 0, 1);     /* no padding */
     run_conv_case(2, 3, 7, 7, 2, 2, 3, 0, 1);     /* stride larger than the kernel */
+    /* 3x3 stride 1 pad 1: the Winograd path (also the first case above) */
+    run_conv_case(2, 3, 32, 32, 16, 3, 1, 1, 1);  /* a first layer: 3 channels, several chunks */
+    run_conv_case(2, 8, 9, 7, 6, 3, 1, 1, 1);     /* odd sizes: partial edge tiles */
+    run_conv_case(3, 16, 4, 4, 8, 3, 1, 1, 1);    /* one tile per image */
+    run_conv_case(1, 4, 13, 2, 3, 3, 1, 1, 1);    /* thin map */
+    run_conv_case(1, 5, 6, 30, 4, 3, 1, 1, 1);    /* wide rows (8 tiles), last tile partial */
+    run_conv_case(1, 4, 5, 33, 3, 3, 1, 1, 1);    /* 9 tiles per row */
+    run_conv_case(2, 64, 16, 16, 32, 3, 1, 1, 0); /* deep sums: accuracy */
+    run_conv_case(4, 128, 8, 8, 64, 3, 1, 1, 0);
 }
 
 /* ---- batch norm */
@@ -446,6 +457,184 @@ static void test_xent(void **state)
     free(c.z); free(c.cache); free(dz);
 }
 
+
+/* ---- fused batch norm + ReLU = batch norm then ReLU */
+static void run_bn_relu_case(int n, int ch, int hw)
+{
+    nn_bn_dims d = { n, ch, hw };
+    size_t m = (size_t)n * ch * hw;
+    float *in = rand_buf(m, 2.0f), *gamma = rand_buf((size_t)ch, 1.0f), *beta = rand_buf((size_t)ch, 1.0f);
+    float *dout = rand_buf(m, 1.0f), *y1 = zeros(m), *y2 = zeros(m), *t = zeros(m), *tg = zeros(m);
+    float *st1 = zeros(4 * (size_t)ch), *st2 = zeros(4 * (size_t)ch);
+    for (int k = 0; k < ch; k++) st1[3 * ch + k] = st2[3 * ch + k] = 1.0f;   /* running var */
+    /* reference: the two layers */
+    nn_batchnorm_forward(t, st1, st1 + ch, st1 + 2 * ch, st1 + 3 * ch, in, gamma, beta, 1, &d);
+    nn_relu_forward(y1, t, m);
+    nn_batchnorm_relu_forward(y2, st2, st2 + ch, st2 + 2 * ch, st2 + 3 * ch, in, gamma, beta, 1, &d);
+    assert_close(y2, y1, m, 1e-6f, "bn+relu forward");
+    assert_close(st2, st1, 4 * (size_t)ch, 1e-6f, "bn+relu statistics");
+    float *din1 = zeros(m), *dg1 = zeros((size_t)ch), *db1 = zeros((size_t)ch);
+    float *din2 = zeros(m), *dg2 = zeros((size_t)ch), *db2 = zeros((size_t)ch);
+    nn_relu_backward(tg, dout, y1, m);
+    nn_batchnorm_backward(din1, dg1, db1, tg, in, st1, st1 + ch, gamma, &d);
+    nn_batchnorm_relu_backward(din2, dg2, db2, dout, y2, in, st2, st2 + ch, gamma, &d);
+    assert_close(din2, din1, m, 1e-5f, "bn+relu din");
+    assert_close(dg2, dg1, (size_t)ch, 1e-5f, "bn+relu dgamma");
+    assert_close(db2, db1, (size_t)ch, 1e-5f, "bn+relu dbeta");
+    /* eval mode */
+    nn_batchnorm_forward(t, st1, st1 + ch, st1 + 2 * ch, st1 + 3 * ch, in, gamma, beta, 0, &d);
+    nn_relu_forward(y1, t, m);
+    nn_batchnorm_relu_forward(y2, st2, st2 + ch, st2 + 2 * ch, st2 + 3 * ch, in, gamma, beta, 0, &d);
+    assert_close(y2, y1, m, 1e-6f, "bn+relu eval forward");
+    free(in); free(gamma); free(beta); free(dout); free(y1); free(y2); free(t); free(tg);
+    free(st1); free(st2); free(din1); free(dg1); free(db1); free(din2); free(dg2); free(db2);
+}
+
+static void test_batchnorm_relu_fused(void **state)
+{
+    (void)state;
+    run_bn_relu_case(4, 3, 37);   /* 2-D, lengths not a multiple of the vector width */
+    run_bn_relu_case(8, 5, 1);    /* 1-D */
+}
+
+/* ---- overwrite variants: din written = din accumulated into zeros */
+static float *garbage(size_t n)
+{
+    float *p = rand_buf(n, 100.0f);
+    return p;
+}
+
+static void test_backward_overwrite(void **state)
+{
+    (void)state;
+    float *a, *b;
+    /* conv: Winograd (3x3 s1 p1), im2col (stride 2), pointwise */
+    const int shapes[3][4] = { { 3, 1, 1, 6 }, { 3, 2, 1, 5 }, { 1, 1, 0, 8 } };
+    for (int s = 0; s < 3; s++) {
+        nn_conv_dims d;
+        assert_int_equal(nn_conv_dims_init(&d, 2, 4, shapes[s][3], shapes[s][3], 3,
+                                           shapes[s][0], shapes[s][1], shapes[s][2]), 0);
+        size_t ni = (size_t)2 * 4 * d.h * d.w, no = (size_t)2 * 3 * d.oh * d.ow, nw = (size_t)3 * 4 * d.k * d.k;
+        float *in = rand_buf(ni, 1.0f), *w = rand_buf(nw, 0.5f), *g = rand_buf(no, 1.0f);
+        float *ws = zeros(nn_conv2d_workspace(&d)), *dw1 = zeros(nw), *dw2 = zeros(nw);
+        a = zeros(ni); b = garbage(ni);
+        nn_conv2d_backward(a, dw1, NULL, g, ws, in, w, &d);
+        nn_conv2d_backward_ow(b, dw2, NULL, g, ws, in, w, &d, 1);
+        assert_close(b, a, ni, 1e-6f, "conv overwrite din");
+        assert_close(dw2, dw1, nw, 1e-6f, "conv overwrite dw");
+        free(in); free(w); free(g); free(ws); free(dw1); free(dw2); free(a); free(b);
+    }
+    /* batch norm, plain and fused */
+    {
+        nn_bn_dims d = { 3, 2, 10 };
+        size_t m = 60;
+        float *in = rand_buf(m, 1.0f), *g = rand_buf(m, 1.0f), *y = rand_buf(m, 1.0f);
+        float gamma[2] = { 0.7f, -1.2f }, mean[2] = { 0.1f, -0.2f }, is[2] = { 1.3f, 0.8f }, dg[2] = { 0 }, db[2] = { 0 };
+        for (int f = 0; f < 2; f++) {
+            a = zeros(m); b = garbage(m);
+            nn_batchnorm_relu_backward_ow(a, dg, db, g, f ? y : NULL, in, mean, is, gamma, &d, 0);
+            nn_batchnorm_relu_backward_ow(b, dg, db, g, f ? y : NULL, in, mean, is, gamma, &d, 1);
+            assert_close(b, a, m, 1e-6f, f ? "bn+relu overwrite din" : "bn overwrite din");
+            free(a); free(b);
+        }
+        a = zeros(m); b = garbage(m);
+        nn_batchnorm_backward(a, dg, db, g, in, mean, is, gamma, &d);
+        nn_batchnorm_backward_ow(b, dg, db, g, in, mean, is, gamma, &d, 1);
+        assert_close(b, a, m, 1e-6f, "bn overwrite din (plain)");
+        free(a); free(b);
+        /* relu */
+        a = zeros(m); b = garbage(m);
+        nn_relu_backward(a, g, y, m);
+        nn_relu_backward_ow(b, g, y, m, 1);
+        assert_close(b, a, m, 0.0f, "relu overwrite din");
+        free(a); free(b); free(in); free(g); free(y);
+    }
+    /* max-pool (2x2 and overlapping 3x3), avg-pool, linear, add, l2norm */
+    {
+        for (int k = 2; k <= 3; k++) {
+            nn_pool_dims pd;
+            assert_int_equal(nn_pool_dims_init(&pd, 2, 3, 9, 11, k, 2), 0);
+            size_t ni = 2 * 3 * 9 * 11, no = (size_t)2 * 3 * pd.oh * pd.ow;
+            float *in = rand_buf(ni, 1.0f), *out = zeros(no), *g = rand_buf(no, 1.0f);
+            int32_t *idx = calloc(no, sizeof *idx);
+            nn_maxpool_forward(out, idx, in, &pd);
+            a = zeros(ni); b = garbage(ni);
+            nn_maxpool_backward(a, g, idx, &pd);
+            nn_maxpool_backward_ow(b, g, idx, &pd, 1);
+            assert_close(b, a, ni, 0.0f, "maxpool overwrite din");
+            free(in); free(out); free(g); free(idx); free(a); free(b);
+        }
+        float *g = rand_buf(12, 1.0f);
+        a = zeros(60); b = garbage(60);
+        nn_avgpool_backward(a, g, 3, 4, 5);
+        nn_avgpool_backward_ow(b, g, 3, 4, 5, 1);
+        assert_close(b, a, 60, 0.0f, "avgpool overwrite din");
+        free(a); free(b); free(g);
+        nn_linear_dims ld = { 4, 6, 5 };
+        float *in = rand_buf(24, 1.0f), *w = rand_buf(30, 1.0f), *dout = rand_buf(20, 1.0f);
+        float *dw = zeros(30);
+        a = zeros(24); b = garbage(24);
+        nn_linear_backward(a, dw, NULL, dout, in, w, &ld);
+        nn_linear_backward_ow(b, dw, NULL, dout, in, w, &ld, 1);
+        assert_close(b, a, 24, 1e-6f, "linear overwrite din");
+        free(a); free(b); free(in); free(w); free(dout); free(dw);
+        float *d2 = rand_buf(30, 1.0f), *a2 = zeros(30), *b2 = garbage(30);
+        a = rand_buf(30, 1.0f); b = garbage(30);
+        float *keep = malloc(30 * sizeof *keep);
+        memcpy(keep, a, 30 * sizeof *keep);
+        nn_add_backward_ow(b, a, d2, 30, 1, 0);          /* b written, a added to */
+        for (int i = 0; i < 30; i++) {
+            assert_true(b[i] == d2[i]);
+            assert_true(fabsf(a[i] - (keep[i] + d2[i])) < 1e-6f);
+        }
+        nn_add_backward_ow(a2, a2, d2, 30, 1, 0);        /* the same buffer: 2 dout */
+        nn_add_backward_ow(b2, b2, d2, 30, 1, 1);        /* both overwrite: the second wins */
+        for (int i = 0; i < 30; i++) {
+            assert_true(fabsf(a2[i] - 2.0f * d2[i]) < 1e-6f);
+            assert_true(b2[i] == d2[i]);
+        }
+        free(a); free(b); free(a2); free(b2); free(d2); free(keep);
+        float *x = rand_buf(20, 1.0f), *y = zeros(20), *nrm = zeros(4), *gg = rand_buf(20, 1.0f);
+        nn_l2norm_forward(y, nrm, x, 4, 5);
+        a = zeros(20); b = garbage(20);
+        nn_l2norm_backward(a, gg, y, nrm, 4, 5);
+        nn_l2norm_backward_ow(b, gg, y, nrm, 4, 5, 1);
+        assert_close(b, a, 20, 1e-6f, "l2norm overwrite din");
+        free(a); free(b); free(x); free(y); free(nrm); free(gg);
+    }
+}
+
+/* ---- 2x2 max-pool (vectorized path): the first largest value wins, NaN wins */
+static void test_maxpool_2x2_rule(void **state)
+{
+    (void)state;
+    nn_pool_dims pd;
+    int n = 2, c = 2, h = 6, w = 22;                     /* ow 11: vector blocks and a tail */
+    assert_int_equal(nn_pool_dims_init(&pd, n, c, h, w, 2, 2), 0);
+    size_t ni = (size_t)n * c * h * w, no = (size_t)n * c * pd.oh * pd.ow;
+    float *in = zeros(ni), *out = zeros(no);
+    int32_t *idx = calloc(no, sizeof *idx);
+    for (size_t i = 0; i < ni; i++)
+        in[i] = (float)((int)(frand() * 3.0f));           /* few values: many ties */
+    in[3] = NAN;                                          /* window (0, 1) of plane 0 */
+    in[(size_t)w + 8] = NAN;                              /* window (0, 4), bottom-left */
+    nn_maxpool_forward(out, idx, in, &pd);
+    for (size_t pl = 0; pl < (size_t)n * c; pl++)
+        for (int oy = 0; oy < pd.oh; oy++)
+            for (int ox = 0; ox < pd.ow; ox++) {
+                const float *x = in + pl * (size_t)h * w;
+                int best = 2 * oy * w + 2 * ox;
+                const int at[4] = { best, best + 1, best + w, best + w + 1 };
+                for (int q = 1; q < 4; q++)
+                    if (x[at[q]] > x[best] || (isnan(x[at[q]]) && !isnan(x[best])))
+                        best = at[q];
+                size_t o = pl * (size_t)pd.oh * pd.ow + (size_t)oy * pd.ow + ox;
+                assert_int_equal(idx[o], best);
+                assert_true(isnan(x[best]) ? isnan(out[o]) : out[o] == x[best]);
+            }
+    free(in); free(out); free(idx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -454,6 +643,9 @@ int main(void)
         cmocka_unit_test(test_batchnorm_running_stats),
         cmocka_unit_test(test_relu_grad),
         cmocka_unit_test(test_maxpool_grad),
+        cmocka_unit_test(test_maxpool_2x2_rule),
+        cmocka_unit_test(test_batchnorm_relu_fused),
+        cmocka_unit_test(test_backward_overwrite),
         cmocka_unit_test(test_avgpool_add_grad),
         cmocka_unit_test(test_linear_grad),
         cmocka_unit_test(test_l2norm_grad),

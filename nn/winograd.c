@@ -1,0 +1,652 @@
+/* nn/winograd: Winograd convolution F(WG_M x WG_M, 3x3) (see winograd.h).
+ * With WG_A = WG_M + 2 and 1-D transform matrices BT (WG_A x WG_A),
+ * G (WG_A x 3) and AT (WG_M x WG_A):
+ *
+ *   input   V = BT x BT^T     (WG_A x WG_A patch of the input, pad 1)
+ *   filter  U = G g G^T
+ *   output  y = AT M AT^T,    M = U * V element-wise (per position)
+ *
+ * F(4x4, 3x3) with the points 0, +-1, +-2: 36 multiplications per 16
+ * outputs instead of 144 (4x fewer). The matrices (bt_1d, at_1d, a_1d below
+ * apply them with the zeros and common terms folded):
+ *
+ *   BT = [4  0 -5  0 1 0;  0 -4 -4  1 1 0;  0 4 -4 -1 1 0;
+ *         0 -2 -1  2 1 0;  0  2 -1 -2 1 0;  0 4  0 -5 0 1]
+ *   G  = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+ *   AT = [1 1 1 1 1 0;  0 1 -1 2 -2 0;  0 1 1 4 4 0;  0 1 -1 8 -8 1]
+ *
+ * Measured against the direct convolution (tests/test_nn.c) the relative
+ * error stays near 1e-6 forward; against PyTorch (test_nn_reference) below
+ * 3e-5 for every gradient (limit 1e-3).
+ *
+ * Workspace: the transformed filters (WG_POS, cout, cin), then per thread
+ * two chunk buffers (WG_POS, channels, chunk tiles), for the filter gradient
+ * an accumulator (WG_POS, cout, cin) and the bias-gradient sums, and the
+ * transforms' scratch (WG_SCRATCH floats per chunk tile).
+ */
+#include "nn/winograd.h"
+#include "nn/parallel.h"
+
+#include <cblas.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The transforms get AVX2 and AVX-512 clones, picked at load time by the CPU. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define WG_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
+#else
+#define WG_CLONES
+#endif
+
+#define WG_M          4           /* output tile side */
+#define WG_A          (WG_M + 2)  /* input tile side */
+#define WG_POS        (WG_A * WG_A)
+#define WG_MIN_CIN    1           /* even the 3-channel first layer gains (measured) */
+#define WG_CHUNK_BYTES (2048 * 1024) /* transformed input + products of one chunk */
+#define WG_CHUNK_BYTES_FG (8192 * 1024) /* the same for the filter gradient */
+#define WG_CHUNKS_PER_THREAD 4    /* at least, when the tiles allow it */
+#define WG_MIN_TILES  64
+#define WG_MAX_TILES  4096
+#define WG_ALIGN      16          /* floats */
+#define WG_MAX_TW     128         /* tiles per row (maps up to 512 wide) */
+#define WG_WIDE_TW    8           /* tiles per row from which input_tf_wide pays */
+#define WG_SCRATCH    (WG_A * WG_A + WG_M * WG_M) /* floats per tile of transform scratch */
+
+static const float G[WG_A][3] = {
+    { 1.0f / 4, 0, 0 },
+    { -1.0f / 6, -1.0f / 6, -1.0f / 6 },
+    { -1.0f / 6, 1.0f / 6, -1.0f / 6 },
+    { 1.0f / 24, 1.0f / 12, 1.0f / 6 },
+    { 1.0f / 24, -1.0f / 12, 1.0f / 6 },
+    { 0, 0, 1 },
+};
+
+typedef struct wg_geom {
+    int th, tw;                   /* tiles per image: rows, columns */
+    size_t tiles;                 /* over the batch */
+    int tc;                       /* tiles per chunk */
+    size_t chunks;
+    int cmax;                     /* max(cin, cout) */
+    size_t per_thread;            /* floats */
+} wg_geom;
+
+static size_t round_up(size_t x, size_t a)
+{
+    return (x + a - 1) / a * a;
+}
+
+static void geom_init(wg_geom *g, const nn_conv_dims *d, int filter_grad)
+{
+    g->th = (d->oh + WG_M - 1) / WG_M;
+    g->tw = (d->ow + WG_M - 1) / WG_M;
+    g->tiles = (size_t)d->n * g->th * g->tw;
+    g->cmax = d->cin > d->cout ? d->cin : d->cout;
+    size_t cb = filter_grad ? WG_CHUNK_BYTES_FG : WG_CHUNK_BYTES;
+    size_t tc = cb / (WG_POS * sizeof(float) * (size_t)(d->cin + d->cout));
+    size_t balanced = g->tiles / ((size_t)WG_CHUNKS_PER_THREAD * (size_t)nn_parallel_threads());
+    if (tc > balanced) tc = balanced;   /* enough chunks for the threads to even out */
+    if (tc < WG_MIN_TILES) tc = WG_MIN_TILES;
+    if (tc > WG_MAX_TILES) tc = WG_MAX_TILES;
+    if (tc > g->tiles) tc = g->tiles;
+    tc = tc / (size_t)g->tw * (size_t)g->tw;          /* whole tile rows */
+    if (tc < (size_t)g->tw) tc = (size_t)g->tw;
+    g->tc = (int)tc;
+    g->chunks = (g->tiles + tc - 1) / tc;
+    size_t buf = (size_t)WG_POS * g->cmax * tc;
+    g->per_thread = 2 * buf + round_up((size_t)WG_POS * d->cout * d->cin + d->cout, WG_ALIGN) +
+                    (size_t)WG_SCRATCH * tc;
+    if (!filter_grad) {                 /* one stride per thread for both passes */
+        wg_geom gf;
+        geom_init(&gf, d, 1);
+        if (gf.per_thread > g->per_thread)
+            g->per_thread = gf.per_thread;
+    }
+}
+
+/* NN_WINOGRAD=0 in the environment switches the Winograd path off (A/B timing). */
+static int wino_enabled(void)
+{
+    static atomic_int enabled = -1;
+    int e = atomic_load(&enabled);
+    if (e < 0) {
+        const char *env = getenv("NN_WINOGRAD");
+        e = !(env && strcmp(env, "0") == 0);
+        atomic_store(&enabled, e);
+    }
+    return e;
+}
+
+int nn_wino_applies(const nn_conv_dims *d)
+{
+    return wino_enabled() && d->k == 3 && d->stride == 1 && d->pad == 1 && d->cin >= WG_MIN_CIN &&
+           (d->ow + WG_M - 1) / WG_M <= WG_MAX_TW;
+}
+
+size_t nn_wino_workspace(const nn_conv_dims *d)
+{
+    wg_geom g;
+    geom_init(&g, d, 0);
+    return round_up((size_t)WG_POS * d->cout * d->cin, WG_ALIGN) +
+           (size_t)nn_parallel_threads() * g.per_thread;
+}
+
+/* ------------------------------------------------------------ transforms */
+
+/* G applied to a 3-vector (the matrix above, written out) */
+static inline void g_1d(float t[WG_A], float g0, float g1, float g2)
+{
+    float a = g0 + g2, c = g0 / 24.0f + g2 / 6.0f;
+    t[0] = g0 / 4.0f;
+    t[1] = -(a + g1) / 6.0f;
+    t[2] = -(a - g1) / 6.0f;
+    t[3] = c + g1 / 12.0f;
+    t[4] = c - g1 / 12.0f;
+    t[5] = g2;
+}
+
+/* u[WG_POS] = G g G^T of one 3x3 filter g (row-major); flip: g rotated by 180 degrees */
+static void filter_tf(float *u, const float *g, int flip)
+{
+    float f[9], t[3][WG_A], col[WG_A];
+    for (int i = 0; i < 9; i++)
+        f[i] = flip ? g[8 - i] : g[i];
+    for (int r = 0; r < 3; r++)                         /* G over the columns of each row */
+        g_1d(t[r], f[3 * r], f[3 * r + 1], f[3 * r + 2]);
+    for (int i = 0; i < WG_A; i++) {                    /* then over the rows */
+        g_1d(col, t[0][i], t[1][i], t[2][i]);
+        for (int j = 0; j < WG_A; j++)
+            u[j * WG_A + i] = col[j];
+    }
+}
+
+/* g[9] += G^T x G of one transformed gradient x[WG_POS] */
+static void filter_tf_adjoint(float *g, const float *x)
+{
+    float t[3][WG_A];
+    for (int r = 0; r < 3; r++)
+        for (int i = 0; i < WG_A; i++) {
+            float s = 0.0f;
+            for (int j = 0; j < WG_A; j++)
+                s += G[j][r] * x[j * WG_A + i];
+            t[r][i] = s;
+        }
+    for (int r = 0; r < 3; r++)
+        for (int c = 0; c < 3; c++) {
+            float s = 0.0f;
+            for (int i = 0; i < WG_A; i++)
+                s += t[r][i] * G[i][c];
+            g[r * 3 + c] += s;
+        }
+}
+
+/* The first tile row of tile t0 (a multiple of the tiles per row): image and tile row. */
+typedef struct row_iter {
+    int img, ty;
+} row_iter;
+
+static void row_first(row_iter *it, const wg_geom *g, size_t t0)
+{
+    size_t per = (size_t)g->th * g->tw;
+    it->img = (int)(t0 / per);
+    it->ty = (int)(t0 % per / (size_t)g->tw);
+}
+
+static void row_next(row_iter *it, const wg_geom *g)
+{
+    if (++it->ty == g->th) {
+        it->ty = 0;
+        it->img++;
+    }
+}
+
+/* The 1-D transforms written out (the matrices above, zeros and common terms
+ * folded): BT d, AT m, and AT^T e. */
+static inline void bt_1d(float r[WG_A], const float d[WG_A])
+{
+    r[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+    r[1] = (d[3] + d[4]) - 4.0f * (d[1] + d[2]);
+    r[2] = (d[4] - d[3]) + 4.0f * (d[1] - d[2]);
+    r[3] = (d[4] - d[2]) + 2.0f * (d[3] - d[1]);
+    r[4] = (d[4] - d[2]) - 2.0f * (d[3] - d[1]);
+    r[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+}
+
+static inline void at_1d(float o[WG_M], const float m[WG_A])
+{
+    float a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], e = m[3] - m[4];
+    o[0] = m[0] + a + c;
+    o[1] = b + 2.0f * e;
+    o[2] = a + 4.0f * c;
+    o[3] = b + 8.0f * e + m[5];
+}
+
+static inline void a_1d(float z[WG_A], const float e[WG_M])
+{
+    float ev = e[0] + e[2], od = e[1] + e[3], ev4 = e[0] + 4.0f * e[2], od2 = 2.0f * e[1] + 8.0f * e[3];
+    z[0] = e[0];
+    z[1] = ev + od;
+    z[2] = ev - od;
+    z[3] = ev4 + od2;
+    z[4] = ev4 - od2;
+    z[5] = e[3];
+}
+
+/* The 1-D transforms over n consecutive columns: one input and one output
+ * row per element (restrict: the compiler vectorizes without alias checks). */
+static inline void bt_rows(float *restrict o0, float *restrict o1, float *restrict o2,
+                           float *restrict o3, float *restrict o4, float *restrict o5,
+                           const float *restrict a0, const float *restrict a1,
+                           const float *restrict a2, const float *restrict a3,
+                           const float *restrict a4, const float *restrict a5, int n)
+{
+    for (int i = 0; i < n; i++) {
+        float d[WG_A] = { a0[i], a1[i], a2[i], a3[i], a4[i], a5[i] }, t[WG_A];
+        bt_1d(t, d);
+        o0[i] = t[0]; o1[i] = t[1]; o2[i] = t[2]; o3[i] = t[3]; o4[i] = t[4]; o5[i] = t[5];
+    }
+}
+
+static inline void at_rows(float *restrict o0, float *restrict o1, float *restrict o2,
+                           float *restrict o3,
+                           const float *restrict a0, const float *restrict a1,
+                           const float *restrict a2, const float *restrict a3,
+                           const float *restrict a4, const float *restrict a5, int n, float b)
+{
+    for (int i = 0; i < n; i++) {
+        float d[WG_A] = { a0[i], a1[i], a2[i], a3[i], a4[i], a5[i] }, t[WG_M];
+        at_1d(t, d);
+        o0[i] = t[0] + b; o1[i] = t[1] + b; o2[i] = t[2] + b; o3[i] = t[3] + b;
+    }
+}
+
+static inline void a_rows(float *restrict o0, float *restrict o1, float *restrict o2,
+                          float *restrict o3, float *restrict o4, float *restrict o5,
+                          const float *restrict a0, const float *restrict a1,
+                          const float *restrict a2, const float *restrict a3, int n)
+{
+    for (int i = 0; i < n; i++) {
+        float e[WG_M] = { a0[i], a1[i], a2[i], a3[i] }, z[WG_A];
+        a_1d(z, e);
+        o0[i] = z[0]; o1[i] = z[1]; o2[i] = z[2]; o3[i] = z[3]; o4[i] = z[4]; o5[i] = z[5];
+    }
+}
+
+/* Copies row yy of a plane (h, w) into buf[off ..], zeros elsewhere up to len. */
+static inline void padded_row(float *buf, int len, int off, const float *plane, int yy, int h, int w)
+{
+    if (yy < 0 || yy >= h) {
+        for (int x = 0; x < len; x++)
+            buf[x] = 0.0f;
+        return;
+    }
+    const float *row = plane + (size_t)yy * w;
+    for (int x = 0; x < off; x++)
+        buf[x] = 0.0f;
+    for (int x = 0; x < w; x++)
+        buf[off + x] = row[x];
+    for (int x = off + w; x < len; x++)
+        buf[x] = 0.0f;
+}
+
+/* input_tf for maps of at least WG_WIDE_TW tiles per row: per tile row,
+ * the horizontal transform first on the input rows split into their four
+ * column phases (x[4k - 1 + q]: contiguous in k), then the vertical one
+ * straight into V. No gather, no scratch. */
+WG_CLONES static void input_tf_wide(float *V, int ld, const float *x, int C, int h, int w,
+                                    const wg_geom *g, size_t t0, int nt)
+{
+    int tw = g->tw, rows = nt / tw;
+    size_t ps = (size_t)C * ld, plane = (size_t)h * w;
+    float ph[WG_M][WG_MAX_TW + 1];                      /* column phases of one input row */
+    float H[WG_A][WG_A][WG_MAX_TW];                     /* input row r, BT output i, tile k */
+    for (int c = 0; c < C; c++) {
+        row_iter it;
+        row_first(&it, g, t0);
+        for (int rr = 0; rr < rows; rr++, row_next(&it, g)) {
+            const float *src = x + ((size_t)it.img * C + c) * plane;
+            for (int r = 0; r < WG_A; r++) {
+                int yy = WG_M * it.ty - 1 + r;
+                if (yy < 0 || yy >= h) {
+                    for (int i = 0; i < WG_A; i++)
+                        for (int k = 0; k < tw; k++)
+                            H[r][i][k] = 0.0f;
+                    continue;
+                }
+                const float *row = src + (size_t)yy * w;
+                for (int q = 0; q < WG_M; q++) {
+                    int lo = q == 0, hi = (w - q) / WG_M;    /* valid k: 4k - 1 + q in [0, w) */
+                    if (hi > tw) hi = tw;
+                    for (int k = 0; k < lo; k++)
+                        ph[q][k] = 0.0f;
+                    for (int k = lo; k <= hi; k++)
+                        ph[q][k] = row[WG_M * k - 1 + q];
+                    for (int k = hi + 1; k <= tw; k++)
+                        ph[q][k] = 0.0f;
+                }
+                bt_rows(H[r][0], H[r][1], H[r][2], H[r][3], H[r][4], H[r][5],
+                        ph[0], ph[1], ph[2], ph[3], ph[0] + 1, ph[1] + 1, tw);
+            }
+            float *v = V + (size_t)c * ld + (size_t)rr * tw;
+            for (int i = 0; i < WG_A; i++) {
+                float *vi = v + (size_t)i * ps;
+                size_t js = (size_t)WG_A * ps;
+                bt_rows(vi, vi + js, vi + 2 * js, vi + 3 * js, vi + 4 * js, vi + 5 * js,
+                        H[0][i], H[1][i], H[2][i], H[3][i], H[4][i], H[5][i], tw);
+            }
+        }
+    }
+}
+
+/* V[p][c][i] = (BT x BT^T)[p] of the patch (pad 1) under tile t0 + i of
+ * channel c of x (n, C, h, w); position stride C * ld. The vertical
+ * transform runs over whole padded rows, the horizontal one over all the
+ * tiles of the chunk: long loops over consecutive floats (vectorize) even
+ * for small maps. scr: WG_SCRATCH * ld floats. */
+WG_CLONES static void input_tf(float *V, int ld, const float *x, int C, int h, int w,
+                               const wg_geom *g, size_t t0, int nt, float *scr)
+{
+    int tw = g->tw, rows = nt / tw, plen = WG_M * tw + 2;
+    size_t ps = (size_t)C * ld, plane = (size_t)h * w;
+    float pad[WG_A][WG_M * WG_MAX_TW + 2];              /* the patch rows, column -1 first */
+    float Tv[WG_A][WG_M * WG_MAX_TW + 2];               /* BT over the rows */
+    float *T = scr;                                     /* T[j][q][i]: (WG_A, WG_A, ld) */
+    if (tw >= WG_WIDE_TW) {
+        input_tf_wide(V, ld, x, C, h, w, g, t0, nt);
+        return;
+    }
+    for (int c = 0; c < C; c++) {
+        row_iter it;
+        row_first(&it, g, t0);
+        for (int rr = 0; rr < rows; rr++, row_next(&it, g)) {
+            const float *src = x + ((size_t)it.img * C + c) * plane;
+            for (int r = 0; r < WG_A; r++)
+                padded_row(pad[r], plen, 1, src, WG_M * it.ty - 1 + r, h, w);
+            bt_rows(Tv[0], Tv[1], Tv[2], Tv[3], Tv[4], Tv[5],
+                    pad[0], pad[1], pad[2], pad[3], pad[4], pad[5], plen);
+            for (int j = 0; j < WG_A; j++)
+                for (int q = 0; q < WG_A; q++) {
+                    float *tq = T + (size_t)(j * WG_A + q) * ld + (size_t)rr * tw;
+                    for (int k = 0; k < tw; k++)
+                        tq[k] = Tv[j][WG_M * k + q];
+                }
+        }
+        float *v = V + (size_t)c * ld;
+        for (int j = 0; j < WG_A; j++) {
+            float *vp = v + (size_t)(j * WG_A) * ps;
+            const float *tj = T + (size_t)(j * WG_A) * ld;
+            bt_rows(vp, vp + ps, vp + 2 * ps, vp + 3 * ps, vp + 4 * ps, vp + 5 * ps,
+                    tj, tj + ld, tj + 2 * (size_t)ld, tj + 3 * (size_t)ld, tj + 4 * (size_t)ld,
+                    tj + 5 * (size_t)ld, nt);
+        }
+    }
+}
+
+/* y (n, C, h, w) tile t0 + i = AT M AT^T (+ bias), added to y when acc.
+ * Both transforms run over all the tiles of the chunk. scr: WG_SCRATCH * ld floats. */
+WG_CLONES static void output_tf(float *y, const float *M, int ld, int C, int h, int w,
+                                const wg_geom *g, size_t t0, int nt, const float *bias, int acc,
+                                float *scr)
+{
+    int tw = g->tw, rows = nt / tw;
+    size_t ps = (size_t)C * ld, plane = (size_t)h * w;
+    float *S = scr;                                     /* S[i][q][t]: (WG_M, WG_A, ld) */
+    float *O = scr + (size_t)WG_M * WG_A * ld;          /* O[i][l][t]: (WG_M, WG_M, ld) */
+    for (int c = 0; c < C; c++) {
+        const float *m = M + (size_t)c * ld;
+        float b = bias ? bias[c] : 0.0f;
+        size_t lq = (size_t)WG_A * ld;                  /* S: stride of i */
+        for (int q = 0; q < WG_A; q++) {
+            const float *mq = m + (size_t)q * ps;
+            size_t jp = (size_t)WG_A * ps;              /* M: stride of j */
+            float *sq = S + (size_t)q * ld;
+            at_rows(sq, sq + lq, sq + 2 * lq, sq + 3 * lq,
+                    mq, mq + jp, mq + 2 * jp, mq + 3 * jp, mq + 4 * jp, mq + 5 * jp, nt, 0.0f);
+        }
+        for (int i = 0; i < WG_M; i++) {
+            const float *si = S + (size_t)i * lq;
+            float *oi = O + (size_t)(i * WG_M) * ld;
+            at_rows(oi, oi + ld, oi + 2 * (size_t)ld, oi + 3 * (size_t)ld,
+                    si, si + ld, si + 2 * (size_t)ld, si + 3 * (size_t)ld, si + 4 * (size_t)ld,
+                    si + 5 * (size_t)ld, nt, b);
+        }
+        row_iter it;
+        row_first(&it, g, t0);
+        for (int rr = 0; rr < rows; rr++, row_next(&it, g)) {
+            float *dst = y + ((size_t)it.img * C + c) * plane;
+            for (int i = 0; i < WG_M && WG_M * it.ty + i < h; i++) {
+                float *row = dst + (size_t)(WG_M * it.ty + i) * w;
+                const float *o = O + (size_t)(i * WG_M) * ld + (size_t)rr * tw;
+                for (int k = 0; k < tw; k++)
+                    for (int l = 0; l < WG_M; l++) {
+                        int xx = WG_M * k + l;
+                        if (xx < w)
+                            row[xx] = (acc ? row[xx] : 0.0f) + o[(size_t)l * ld + k];
+                    }
+            }
+        }
+    }
+}
+
+/* Z[p][c][i] = (AT^T dy AT)[p] of the WG_M x WG_M tile t0 + i of channel c
+ * of dy (outside the map: 0); sums[c] += the tile's values (bias gradient).
+ * scr: WG_SCRATCH * ld floats. */
+WG_CLONES static void grad_tf(float *Z, int ld, const float *dy, int C, int h, int w,
+                              const wg_geom *g, size_t t0, int nt, float *sums, float *scr)
+{
+    int tw = g->tw, rows = nt / tw, plen = WG_M * tw;
+    size_t ps = (size_t)C * ld, plane = (size_t)h * w;
+    float pad[WG_M * WG_MAX_TW];
+    float colsum[WG_M * WG_MAX_TW];                     /* per column: keeps the loops vectorizable */
+    float *E = scr;                                     /* E[i][l][t]: (WG_M, WG_M, ld) */
+    float *S = scr + (size_t)WG_M * WG_M * ld;          /* S[j][l][t]: (WG_A, WG_M, ld) */
+    for (int c = 0; c < C; c++) {
+        row_iter it;
+        row_first(&it, g, t0);
+        for (int xx = 0; xx < plen; xx++)
+            colsum[xx] = 0.0f;
+        for (int rr = 0; rr < rows; rr++, row_next(&it, g)) {
+            const float *src = dy + ((size_t)it.img * C + c) * plane;
+            for (int i = 0; i < WG_M; i++) {
+                padded_row(pad, plen, 0, src, WG_M * it.ty + i, h, w);
+                for (int xx = 0; xx < plen; xx++)
+                    colsum[xx] += pad[xx];
+                for (int l = 0; l < WG_M; l++) {
+                    float *e = E + (size_t)(i * WG_M + l) * ld + (size_t)rr * tw;
+                    for (int k = 0; k < tw; k++)
+                        e[k] = pad[WG_M * k + l];
+                }
+            }
+        }
+        size_t il = (size_t)WG_M * ld, jl = (size_t)WG_M * ld;   /* E: stride of i; S: of j */
+        for (int l = 0; l < WG_M; l++) {
+            const float *el = E + (size_t)l * ld;
+            float *sl = S + (size_t)l * ld;
+            a_rows(sl, sl + jl, sl + 2 * jl, sl + 3 * jl, sl + 4 * jl, sl + 5 * jl,
+                   el, el + il, el + 2 * il, el + 3 * il, nt);
+        }
+        float *zb = Z + (size_t)c * ld;
+        for (int j = 0; j < WG_A; j++) {
+            float *zp = zb + (size_t)(j * WG_A) * ps;
+            const float *sj = S + (size_t)j * jl;
+            a_rows(zp, zp + ps, zp + 2 * ps, zp + 3 * ps, zp + 4 * ps, zp + 5 * ps,
+                   sj, sj + ld, sj + 2 * (size_t)ld, sj + 3 * (size_t)ld, nt);
+        }
+        if (sums)
+            for (int xx = 0; xx < plen; xx++)
+                sums[c] += colsum[xx];
+    }
+}
+
+/* ---------------------------------------------------------------- passes */
+
+typedef struct wg_job {
+    const nn_conv_dims *d;
+    wg_geom g;
+    int ci, co;                   /* channels in and out of this pass */
+    const float *x;               /* (n, ci, h, w) */
+    float *y;                     /* (n, co, h, w) */
+    const float *U;               /* (WG_POS, co, ci) */
+    const float *bias;
+    int acc;
+    float *ws;                    /* the per-thread area */
+    atomic_size_t next;           /* next chunk to take */
+} wg_job;
+
+static float *thread_ws(const wg_job *j)
+{
+    return j->ws + (size_t)nn_parallel_thread_id() * j->g.per_thread;
+}
+
+/* y = conv(x) chunk by chunk: transform, 16 products, inverse transform */
+static void conv_chunks(void *ctx, size_t b, size_t e)
+{
+    wg_job *j = ctx;
+    const nn_conv_dims *d = j->d;
+    int tc = j->g.tc;
+    float *V = thread_ws(j), *M = V + (size_t)WG_POS * j->g.cmax * tc;
+    float *scr = thread_ws(j) + j->g.per_thread - (size_t)WG_SCRATCH * tc;
+    for (;;) {
+        size_t ch = atomic_fetch_add(&j->next, 1);
+        if (ch >= j->g.chunks)
+            break;
+        size_t t0 = ch * (size_t)tc;
+        int nt = (int)(j->g.tiles - t0 < (size_t)tc ? j->g.tiles - t0 : (size_t)tc);
+        input_tf(V, tc, j->x, j->ci, d->h, d->w, &j->g, t0, nt, scr);
+        for (int p = 0; p < WG_POS; p++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->co, nt, j->ci, 1.0f,
+                        j->U + (size_t)p * j->co * j->ci, j->ci,
+                        V + (size_t)p * j->ci * tc, tc, 0.0f,
+                        M + (size_t)p * j->co * tc, tc);
+        output_tf(j->y, M, tc, j->co, d->h, d->w, &j->g, t0, nt, j->bias, j->acc, scr);
+    }
+}
+
+/* per-thread acc (WG_POS, cout, cin) += Z V^T chunk by chunk; sums += bias gradient */
+static void filter_grad_chunks(void *ctx, size_t b, size_t e)
+{
+    wg_job *j = ctx;
+    const nn_conv_dims *d = j->d;
+    int tc = j->g.tc;
+    float *V = thread_ws(j), *Z = V + (size_t)WG_POS * j->g.cmax * tc;
+    float *acc = Z + (size_t)WG_POS * j->g.cmax * tc, *sums = acc + (size_t)WG_POS * d->cout * d->cin;
+    float *scr = thread_ws(j) + j->g.per_thread - (size_t)WG_SCRATCH * tc;
+    for (;;) {
+        size_t ch = atomic_fetch_add(&j->next, 1);
+        if (ch >= j->g.chunks)
+            break;
+        size_t t0 = ch * (size_t)tc;
+        int nt = (int)(j->g.tiles - t0 < (size_t)tc ? j->g.tiles - t0 : (size_t)tc);
+        input_tf(V, tc, j->x, d->cin, d->h, d->w, &j->g, t0, nt, scr);
+        grad_tf(Z, tc, j->y, d->cout, d->oh, d->ow, &j->g, t0, nt, sums, scr);
+        for (int p = 0; p < WG_POS; p++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->cout, d->cin, nt, 1.0f,
+                        Z + (size_t)p * d->cout * tc, tc, V + (size_t)p * d->cin * tc, tc, 1.0f,
+                        acc + (size_t)p * d->cout * d->cin, d->cin);
+    }
+}
+
+typedef struct wg_filter_job {
+    const nn_conv_dims *d;
+    float *U;
+    const float *w;
+    int transpose;                /* U (WG_POS, cin, cout) of the flipped filter */
+} wg_filter_job;
+
+/* U rows [b, e) of the transformed filters: U (WG_POS, rows, cols) with rows =
+ * cout, cols = cin, or for the flipped, transposed filter rows = cin, cols = cout. */
+static void filters_tf(void *ctx, size_t b, size_t e)
+{
+    const wg_filter_job *j = ctx;
+    int ci_n = j->d->cin, co_n = j->d->cout;
+    int cols = j->transpose ? co_n : ci_n;
+    size_t ps = (size_t)ci_n * co_n;
+    enum { BLK = 16 };                                  /* columns per block: contiguous stores */
+    float ub[WG_POS][BLK];
+    for (size_t r = b; r < e; r++)
+        for (int c0 = 0; c0 < cols; c0 += BLK) {
+            int nc = cols - c0 < BLK ? cols - c0 : BLK;
+            for (int c = 0; c < nc; c++) {
+                size_t co = j->transpose ? (size_t)(c0 + c) : r, ci = j->transpose ? r : (size_t)(c0 + c);
+                float u[WG_POS];
+                filter_tf(u, j->w + (co * (size_t)ci_n + ci) * 9, j->transpose);
+                for (int p = 0; p < WG_POS; p++)
+                    ub[p][c] = u[p];
+            }
+            float *dst = j->U + r * (size_t)cols + (size_t)c0;
+            for (int p = 0; p < WG_POS; p++)
+                memcpy(dst + (size_t)p * ps, ub[p], (size_t)nc * sizeof(float));
+        }
+}
+
+static void run_conv(float *y, float *ws, const float *x, const float *w, const float *b,
+                     const nn_conv_dims *d, int transpose, int acc)
+{
+    wg_job j = { .d = d, .bias = b, .acc = acc, .x = x, .y = y, .U = ws };
+    geom_init(&j.g, d, 0);
+    j.ci = transpose ? d->cout : d->cin;
+    j.co = transpose ? d->cin : d->cout;
+    j.ws = ws + round_up((size_t)WG_POS * d->cout * d->cin, WG_ALIGN);
+    atomic_init(&j.next, 0);
+    wg_filter_job fj = { d, ws, w, transpose };
+    nn_parallel_for((size_t)j.co, 16, filters_tf, &fj);
+    nn_parallel_for((size_t)nn_parallel_threads(), 1, conv_chunks, &j);
+}
+
+void nn_wino_forward(float *out, float *ws, const float *in, const float *w,
+                     const float *b, const nn_conv_dims *d)
+{
+    run_conv(out, ws, in, w, b, d, 0, 0);
+}
+
+typedef struct wg_reduce_job {
+    const nn_conv_dims *d;
+    const float *ws;              /* first thread's area */
+    size_t per_thread, acc_off;
+    int threads;
+    float *dw, *db;
+} wg_reduce_job;
+
+/* dw[co] += G^T (sum over threads of acc) G, db[co] += sums, for co in [b, e) */
+static void filter_grad_reduce(void *ctx, size_t b, size_t e)
+{
+    const wg_reduce_job *j = ctx;
+    int cin = j->d->cin, cout = j->d->cout;
+    size_t ps = (size_t)cout * cin;
+    for (size_t co = b; co < e; co++) {
+        for (int ci = 0; ci < cin; ci++) {
+            float x[WG_POS] = { 0 };
+            for (int t = 0; t < j->threads; t++) {
+                const float *acc = j->ws + (size_t)t * j->per_thread + j->acc_off;
+                for (int p = 0; p < WG_POS; p++)
+                    x[p] += acc[(size_t)p * ps + co * (size_t)cin + (size_t)ci];
+            }
+            filter_tf_adjoint(j->dw + (co * (size_t)cin + (size_t)ci) * 9, x);
+        }
+        if (j->db)
+            for (int t = 0; t < j->threads; t++)
+                j->db[co] += j->ws[(size_t)t * j->per_thread + j->acc_off + (size_t)WG_POS * ps + co];
+    }
+}
+
+void nn_wino_backward(float *din, float *dw, float *db, const float *dout, float *ws,
+                      const float *in, const float *w, const nn_conv_dims *d, int overwrite)
+{
+    wg_job j = { .d = d, .x = in, .y = (float *)dout };
+    wg_geom g0;
+    geom_init(&g0, d, 0);
+    geom_init(&j.g, d, 1);
+    j.g.per_thread = g0.per_thread;
+    j.ws = ws + round_up((size_t)WG_POS * d->cout * d->cin, WG_ALIGN);
+    int threads = nn_parallel_threads();
+    size_t acc_off = 2 * (size_t)WG_POS * j.g.cmax * j.g.tc;
+    size_t acc_len = (size_t)WG_POS * d->cout * d->cin + d->cout;
+    for (int t = 0; t < threads; t++)
+        memset(j.ws + (size_t)t * j.g.per_thread + acc_off, 0, acc_len * sizeof(float));
+    atomic_init(&j.next, 0);
+    nn_parallel_for((size_t)threads, 1, filter_grad_chunks, &j);
+    wg_reduce_job rj = { d, j.ws, j.g.per_thread, acc_off, threads, dw, db };
+    nn_parallel_for((size_t)d->cout, 16, filter_grad_reduce, &rj);
+    if (din)
+        run_conv(din, ws, dout, w, NULL, d, 1, !overwrite);
+}
