@@ -23,7 +23,7 @@ DEB_BUILD := gcc make pkg-config libzmq3-dev libmsgpack-dev libvips-dev \
              libopenblas-dev zlib1g-dev libcmocka-dev libjansson-dev \
              dataset-fashion-mnist gnuplot-nox
 DEB_TEST  := clang libclang-rt-14-dev python3-zmq python3-msgpack python3-numpy python3-torch
-DEB_BENCH := python3-pil python3-numpy
+DEB_BENCH := python3-pil python3-numpy python3-torch python3-torchvision
 
 WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
 ifneq ($(WERROR),)
