@@ -30,7 +30,7 @@ Data and method:
   --test-data PATH     labeled test set for the evaluator (default: Fashion-MNIST's
                        t10k files when --data is the default)
   --method M           simclr or rotnet (default simclr)
-  --epochs E           training epochs (default 2)
+  --epochs E           training epochs (default 4)
   --arch A             resnet-mini, conv4 or a network description file (default resnet-mini)
   --width W            width of the first stage (default 16)
   --batch N            images per training step (default 256)
@@ -68,7 +68,7 @@ die_usage() {
 data=""
 test_data=""
 method=simclr
-epochs=2
+epochs=4
 arch=resnet-mini
 width=16
 batch=256
