@@ -16,7 +16,7 @@ PY=/usr/bin/python3
 [ -d "$CIFAR" ] || { echo "pipeline_bench: $CIFAR is missing" >&2; exit 1; }
 tmp=$(mktemp -d)
 pids=()
-trap 'for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
+trap 'for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done; rm -rf "$tmp"' EXIT
 port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 alone=$("$BUILD/tools/nn_bench" --width "$WIDTH" --images "$BATCH" --steps 5 | grep '"bench"' | tail -n 1)
