@@ -10,12 +10,13 @@
 #   make bench      benchmarks, JSON lines on stdout
 #
 # Each folder describes its own pieces in a module.mk fragment, using the
-# helpers below: $(call add_lib,NAME), $(call add_prog,NAME), $(call add_test,NAME).
+# helpers below: $(call add_lib,NAME), $(call add_prog,NAME) (build/bin: what users
+# run), $(call add_tool,NAME) (build/tools: programs tests and benchmarks drive),
+# $(call add_test,NAME) and $(call add_fuzzer,NAME).
 
 BUILD    ?= build
 CC       ?= cc
 PKGS     := libzmq msgpack vips openblas cmocka jansson zlib libjpeg
-PYTHON   := /usr/bin/python3
 
 # Debian packages: what building and running the product needs, and what the
 # tests and benchmarks need beside it (fuzzing, reference scripts).
