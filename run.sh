@@ -37,6 +37,9 @@ Data and method:
   --size S             side of the augmented views (default: 28 for Fashion-MNIST, else 32)
   --channels C         1 or 3 channels (default: 1 for Fashion-MNIST, else 3)
   --augmenters N       augmenter worker processes on this machine (default 1)
+  --seed N             seed of the shuffle, the augmentations and the initial
+                       weights (default 1); the views depend only on it and on
+                       (epoch, image, view), not on which augmenter made them
   --out DIR            run folder for metrics and checkpoints (default runs/<date-time>)
   --resume P           continue from checkpoint P, or 'latest' (of --out)
 
@@ -75,6 +78,7 @@ batch=256
 size=""
 channels=""
 augmenters=1
+seed=1
 out=""
 resume=""
 bind_host=127.0.0.1
@@ -98,6 +102,7 @@ while [ $# -gt 0 ]; do
     --size) need "$@"; size=$2; shift 2 ;;
     --channels) need "$@"; channels=$2; shift 2 ;;
     --augmenters) need "$@"; augmenters=$2; shift 2 ;;
+    --seed) need "$@"; seed=$2; shift 2 ;;
     --out) need "$@"; out=$2; shift 2 ;;
     --resume) need "$@"; resume=$2; shift 2 ;;
     --bind-host) need "$@"; bind_host=$2; shift 2 ;;
@@ -114,6 +119,7 @@ done
 
 case "$method" in simclr | rotnet) ;; *) die_usage "--method must be simclr or rotnet, not '$method'" ;; esac
 [[ "$augmenters" =~ ^[1-9][0-9]*$ ]] || die_usage "--augmenters must be a positive number, not '$augmenters'"
+[[ "$seed" =~ ^[0-9]+$ ]] || die_usage "--seed must be a whole number, not '$seed'"
 [[ "$port_base" =~ ^[0-9]+$ ]] && [ "$port_base" -gt 0 ] && [ "$port_base" -lt 65533 ] ||
     die_usage "--port-base must be a port number, not '$port_base'"
 
@@ -203,13 +209,13 @@ fi
 echo "run.sh: $dataset_size training images in $data; run folder $out" >&2
 
 # shellcheck disable=SC2086
-start loader "$bin/loader" --data "$data" --epochs 0 --start-epoch "$start_epoch" \
+start loader "$bin/loader" --data "$data" --epochs 0 --start-epoch "$start_epoch" --seed "$seed" \
     --bind "$ep_loader" --control "$to_control" $loader_opts
 for i in $(seq 1 "$augmenters"); do
     name=augmenter; [ "$augmenters" -gt 1 ] && name=augmenter$i
     # shellcheck disable=SC2086
     start "$name" "$bin/augmenter" --connect "$to_loader" --push "$to_trainer" --control "$to_control" \
-        --recipe "$method" --size "$size" --channels "$channels" --seed "$i" $augmenter_opts
+        --recipe "$method" --size "$size" --channels "$channels" --seed "$seed" $augmenter_opts
 done
 evaluator_ep=none
 evaluator_pid=""
@@ -226,7 +232,7 @@ if [ -x "$bin/evaluator" ]; then
     evaluator_pid=${pids[-1]}
 fi
 train_args=(--method "$method" --arch "$arch" --width "$width" --batch "$batch" --epochs "$epochs"
-    --dataset-size "$dataset_size"
+    --dataset-size "$dataset_size" --seed "$seed"
     --bind "$ep_trainer" --control "$ep_control" --evaluator "$evaluator_ep" --out "$out")
 [ -n "$resume" ] && train_args+=(--resume "$resume")
 # shellcheck disable=SC2086
