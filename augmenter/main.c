@@ -378,8 +378,8 @@ static int send_batch(worker_t *w)
     return 0;
 }
 
-static int send_control(void *push, proto_buf_t *buf, proto_control_kind_t kind,
-                        const char *identity, uint32_t epoch, uint64_t count)
+static int encode_control(proto_buf_t *buf, proto_control_kind_t kind, const char *identity,
+                          uint32_t epoch, uint64_t count)
 {
     proto_control_t c = {.kind = kind, .epoch = epoch, .count = count};
     snprintf(c.sender, sizeof(c.sender), "%s", identity);
@@ -387,7 +387,7 @@ static int send_control(void *push, proto_buf_t *buf, proto_control_kind_t kind,
         console_log("cannot encode a Control message: %s", proto_error());
         return -1;
     }
-    return transport_send(push, buf->data, buf->len);
+    return 0;
 }
 
 static void warn_malformed(worker_t *w, const char *what)
@@ -435,8 +435,11 @@ static int handle_message(worker_t *w, const void *data, size_t len, int report_
         w->stopped = 1;
         return -1;
     case PROTO_CONTROL_END_OF_EPOCH:
+        /* Forwarded like a batch: a trainer that is gone must not keep this
+         * worker from hearing its STOP. */
         if (send_batch(w) ||
-            send_control(w->push, &w->buf, PROTO_CONTROL_END_OF_EPOCH, w->identity, c.epoch, c.count))
+            encode_control(&w->buf, PROTO_CONTROL_END_OF_EPOCH, w->identity, c.epoch, c.count) ||
+            send_buf(w))
             return -1;
         return 0;
     case PROTO_CONTROL_END_OF_STREAM: {
@@ -653,8 +656,10 @@ int main(int argc, char **argv)
         proto_buf_t buf;
         proto_buf_init(&buf);
         void *push = transport_open(ZMQ_PUSH, TRANSPORT_CONNECT, o.push, 0);
-        if (!push || send_control(push, &buf, PROTO_CONTROL_END_OF_STREAM, transport_identity("augmenter"),
-                                  eos_epoch, eos_count)) {
+        if (!push ||
+            encode_control(&buf, PROTO_CONTROL_END_OF_STREAM, transport_identity("augmenter"), eos_epoch,
+                           eos_count) ||
+            transport_send(push, buf.data, buf.len)) {
             console_log("could not send END_OF_STREAM to %s", o.push);
             failed = 1;
         }

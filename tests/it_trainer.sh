@@ -95,6 +95,8 @@ check_stopped() {
             fail "$1: loader exit $rl, augmenter exit $ra"
     else
         fail "$1: loader or augmenter still running after the trainer's STOP"
+        kill -0 "$loader_pid" 2>/dev/null && { echo "  loader still running:"; cat "$tmp/$1.loader"; }
+        kill -0 "$aug_pid" 2>/dev/null && { echo "  augmenter still running:"; cat "$tmp/$1.aug"; }
         tail -3 "$tmp/$1.loader" "$tmp/$1.aug"
     fi
 }
