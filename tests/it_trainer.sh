@@ -32,7 +32,11 @@ KILL_AFTER=20   # SIGKILL once this checkpoint exists
 tmp=$(mktemp -d /tmp/it_trainer.XXXXXX)
 pids=()
 cleanup() {
-    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+    # The pids may be `timeout` wrappers: stop what they run (an augmenter
+    # forwards the signal to its workers) before the wrapper itself.
+    for p in "${pids[@]}"; do pkill -TERM -P "$p" 2>/dev/null; kill -TERM "$p" 2>/dev/null; done
+    sleep 0.5
+    for p in "${pids[@]}"; do pkill -KILL -P "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done
     rm -rf "$tmp"
 }
 trap cleanup EXIT

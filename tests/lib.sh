@@ -11,7 +11,8 @@ FMNIST=/usr/share/datasets/fashion-mnist
 tmp=$(mktemp -d "/tmp/$(basename "$0" .sh).XXXXXX")
 pids=()
 cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    # The pids may be `timeout` wrappers: stop what they run too.
+    for p in "${pids[@]}"; do pkill -TERM -P "$p" 2>/dev/null; kill "$p" 2>/dev/null; done
     rm -rf "$tmp"
 }
 trap cleanup EXIT
