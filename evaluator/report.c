@@ -82,8 +82,12 @@ static void eval_line(json_t *j, void *ctx)
     put_num(s->out, get_num(j, "baselines.raw_pixels.knn.top1"));
     put_num(s->out, get_num(j, "baselines.random_encoder.knn.top1"));
     fprintf(s->out, "\n");
-    json_decref(s->last);
-    s->last = json_incref(j);
+    /* The summary describes the newest checkpoint, whatever order they were
+     * evaluated in (several waiting at a stop are not in step order). */
+    if (!s->last || get_num(j, "step") >= get_num(s->last, "step")) {
+        json_decref(s->last);
+        s->last = json_incref(j);
+    }
 }
 
 static void metrics_line(json_t *j, void *ctx)
