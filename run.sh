@@ -28,7 +28,9 @@ Data and method:
   --data PATH          training images: class folders, IDX or CIFAR batches
                        (default $FASHION, Fashion-MNIST's train files)
   --test-data PATH     labeled test set for the evaluator (default: Fashion-MNIST's
-                       t10k files when --data is the default)
+                       t10k files when --data is the default; otherwise a
+                       class-balanced part of --data, held out of training)
+  --test-fraction F    that held-out part's share of --data (default 0.1)
   --method M           simclr or rotnet (default simclr)
   --epochs E           training epochs (default 4)
   --arch A             resnet-mini, conv4 or a network description file (default resnet-mini)
@@ -70,6 +72,7 @@ die_usage() {
 
 data=""
 test_data=""
+test_fraction=0.1
 method=simclr
 epochs=4
 arch=resnet-mini
@@ -94,6 +97,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --data) need "$@"; data=$2; shift 2 ;;
     --test-data) need "$@"; test_data=$2; shift 2 ;;
+    --test-fraction) need "$@"; test_fraction=$2; shift 2 ;;
     --method) need "$@"; method=$2; shift 2 ;;
     --epochs) need "$@"; epochs=$2; shift 2 ;;
     --arch) need "$@"; arch=$2; shift 2 ;;
@@ -119,6 +123,7 @@ done
 
 case "$method" in simclr | rotnet) ;; *) die_usage "--method must be simclr or rotnet, not '$method'" ;; esac
 [[ "$augmenters" =~ ^[1-9][0-9]*$ ]] || die_usage "--augmenters must be a positive number, not '$augmenters'"
+[[ "$test_fraction" =~ ^0?\.[0-9]+$ ]] || die_usage "--test-fraction must be a fraction such as 0.1, not '$test_fraction'"
 [[ "$seed" =~ ^[0-9]+$ ]] || die_usage "--seed must be a whole number, not '$seed'"
 [[ "$port_base" =~ ^[0-9]+$ ]] && [ "$port_base" -gt 0 ] && [ "$port_base" -lt 65533 ] ||
     die_usage "--port-base must be a port number, not '$port_base'"
@@ -134,6 +139,12 @@ if [ -z "$data" ]; then
     default_data=1
 fi
 [ -e "$data" ] || die_usage "--data $data does not exist"
+# Without a separate test set the evaluator tests on a seeded class-balanced
+# part of --data; the loader leaves exactly that part out of training.
+hold_out=()
+if [ "$default_data" -eq 0 ] && [ -z "$test_data" ]; then
+    hold_out=(--hold-out "$test_fraction")
+fi
 fashion=0
 case "$data" in *fashion-mnist* | *mnist*) fashion=1 ;; esac
 [ -n "$size" ] || { [ "$fashion" -eq 1 ] && size=28 || size=32; }
@@ -196,7 +207,7 @@ trap interrupted INT TERM
 # The trainer needs the epoch size for its schedule; a resumed run continues
 # the loader's epoch numbering (and so its shuffle order) where it stopped.
 # shellcheck disable=SC2086
-dataset_size=$("$bin/loader" --data "$data" $loader_opts --count) ||
+dataset_size=$("$bin/loader" --data "$data" "${hold_out[@]}" $loader_opts --count) ||
     die_usage "the loader cannot read --data $data (see the message above)"
 start_epoch=0
 if [ -n "$resume" ]; then
@@ -209,7 +220,7 @@ fi
 echo "run.sh: $dataset_size training images in $data; run folder $out" >&2
 
 # shellcheck disable=SC2086
-start loader "$bin/loader" --data "$data" --epochs 0 --start-epoch "$start_epoch" --seed "$seed" \
+start loader "$bin/loader" --data "$data" "${hold_out[@]}" --epochs 0 --start-epoch "$start_epoch" --seed "$seed" \
     --bind "$ep_loader" --control "$to_control" $loader_opts
 for i in $(seq 1 "$augmenters"); do
     name=augmenter; [ "$augmenters" -gt 1 ] && name=augmenter$i
@@ -227,6 +238,7 @@ if [ -x "$bin/evaluator" ]; then
     eval_args=(--bind "$ep_evaluator" --control "$to_control" --out "$out")
     [ "$default_data" -eq 1 ] || eval_args+=(--train-data "$data")
     [ -n "$test_data" ] && eval_args+=(--test-data "$test_data")
+    [ "${#hold_out[@]}" -gt 0 ] && eval_args+=(--test-fraction "$test_fraction")
     # shellcheck disable=SC2086
     start evaluator nice -n 10 "$bin/evaluator" "${eval_args[@]}" $evaluator_opts
     evaluator_pid=${pids[-1]}

@@ -1,6 +1,6 @@
 # dataset: opens image datasets (class folders, IDX, CIFAR batches) and decodes
 # items into 8-bit HWC pixels (libdataset.a), with its unit test.
-dataset_SRCS := dataset/dataset.c dataset/decode.c
+dataset_SRCS := dataset/dataset.c dataset/decode.c dataset/split.c
 $(eval $(call add_lib,dataset))
 
 test_dataset_LIBS := dataset

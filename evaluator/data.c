@@ -10,13 +10,12 @@
 #include "console/console.h"
 #include "dataset/dataset.h"
 #include "errmsg/errmsg.h"
-#include "evaluator/split.h"
+#include "dataset/split.h"
 #include "nn/parallel.h"
 
 #define DECODE_CHUNK   2048    /* images decoded between two progress updates */
 #define DECODE_GRAIN   64      /* images per parallel slice */
 #define PIXEL_SCALE    (1.0f / 255.0f)
-#define SEED_TEST_SPLIT 0x5eedull
 
 static void eval_images_release(eval_images *im)
 {
@@ -131,7 +130,7 @@ static int labelled_items(const dataset_t *ds, const char *path, const size_t *a
         labelled += labels[i] >= 0 && labels[i] < k;
     size_t want = max && max < labelled ? max : labelled;
     size_t *pick = NULL, n_pick = 0;
-    int rc = eval_subset(labels, n_among, k, want, seed, &pick, &n_pick, err, errlen);
+    int rc = split_subset(labels, n_among, k, want, seed, &pick, &n_pick, err, errlen);
     free(labels);
     if (rc)
         return -1;
@@ -177,21 +176,11 @@ int eval_data_load(eval_data *d, const eval_options *o, int c, int h, int w, cha
             goto done;
     } else {
         /* one labelled set: a seeded class-balanced part of it is held out for testing */
-        size_t n = dataset_count(tr), *rest = NULL, *held = NULL, n_rest, n_held;
-        int32_t *labels = malloc((n ? n : 1) * sizeof *labels);
-        if (!labels) {
-            errmsg_set(err, errlen, "out of memory");
-            goto done;
-        }
-        for (size_t i = 0; i < n; i++)
-            labels[i] = dataset_label(tr, i);
-        int k = dataset_n_classes(tr);
-        int bad = k < 2 || eval_split(labels, n, k, o->test_fraction, o->seed ^ SEED_TEST_SPLIT,
-                                      &rest, &n_rest, &held, &n_held, err, errlen);
-        free(labels);
-        if (bad) {
-            if (k < 2)
-                errmsg_set(err, errlen, "%s: %d classes: the probe needs labeled data", train_path, k);
+        size_t *rest = NULL, *held = NULL, n_rest, n_held;
+        if (split_test_part(tr, o->test_fraction, o->seed, &rest, &n_rest, &held, &n_held, err, errlen)) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", err);
+            errmsg_set(err, errlen, "%s: %s", train_path, why);
             goto done;
         }
         snprintf(d->test.source, sizeof d->test.source, "%s (held out)", train_path);

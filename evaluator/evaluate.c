@@ -19,7 +19,7 @@
 #include "evaluator/metrics.h"
 #include "evaluator/probe.h"
 #include "evaluator/report.h"
-#include "evaluator/split.h"
+#include "dataset/split.h"
 #include "nn/ckpt.h"
 #include "nn/net.h"
 #include "transport/transport.h"
@@ -118,7 +118,7 @@ static json_t *evaluate_features(eval_ctx *ctx, const char *what, const float *f
     for (int i = 0; i < ctx->o->n_fractions; i++) {
         double f = ctx->o->fractions[i];
         size_t *idx = NULL, n_idx = 0;
-        if (eval_subset_fraction(tr->labels, tr->n, k, f, ctx->o->seed, &idx, &n_idx, err, errlen))
+        if (split_subset_fraction(tr->labels, tr->n, k, f, ctx->o->seed, &idx, &n_idx, err, errlen))
             goto fail;
         eval_probe_opts po = ctx->probe;
         const char *selection = "validation";

@@ -1,9 +1,9 @@
 # evaluator: the evaluation stage. libevalcore.a holds the maths (linear probe,
-# kNN, alignment/uniformity, class-balanced subsets, encoder stages) so that
+# kNN, alignment/uniformity, encoder stages; class-balanced subsets are in
+# dataset/split) so that
 # the unit test links the same code; build/bin/evaluator adds data loading,
 # feature extraction, attention maps, the report and the server loop.
-evalcore_SRCS := evaluator/probe.c evaluator/knn.c evaluator/metrics.c evaluator/split.c \
-                 evaluator/stages.c
+evalcore_SRCS := evaluator/probe.c evaluator/knn.c evaluator/metrics.c evaluator/stages.c
 $(eval $(call add_lib,evalcore))
 
 evaluator_SRCS := evaluator/main.c evaluator/options.c evaluator/data.c evaluator/evaluate.c \
@@ -11,5 +11,5 @@ evaluator_SRCS := evaluator/main.c evaluator/options.c evaluator/data.c evaluato
 evaluator_LIBS := evalcore augment nn dataset proto transport console
 $(eval $(call add_prog,evaluator))
 
-test_eval_LIBS := evalcore nn
+test_eval_LIBS := evalcore nn dataset
 $(eval $(call add_test,test_eval))

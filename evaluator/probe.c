@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "evaluator/knn.h"
-#include "evaluator/split.h"
+#include "dataset/split.h"
 #include "nn/parallel.h"
 
 #define PROBE_MAX_ITER      500
@@ -335,7 +335,7 @@ int eval_probe(const float *xtr, const int32_t *ytr, const size_t *idx, size_t n
     double lambda = o->lambdas[0];
     r->val_top1 = NAN;
     if (o->n_lambdas > 1) {
-        if (eval_split(ys, ntr, k, o->val_fraction, o->seed, &fit_idx, &n_fit, &val_idx, &n_val, err, errlen))
+        if (split_two(ys, ntr, k, o->val_fraction, o->seed, &fit_idx, &n_fit, &val_idx, &n_val, err, errlen))
             goto done;
         if (n_val == 0 || n_fit == 0) {
             errmsg_set(err, errlen, "probe: %zu training items are too few for a validation split of %g",

@@ -27,6 +27,7 @@
 
 #include "console/console.h"
 #include "dataset/dataset.h"
+#include "dataset/split.h"
 #include "loader/cache.h"
 #include "loader/order.h"
 #include "loader/pool.h"
@@ -39,6 +40,8 @@
 #define DEFAULT_HWM        1000
 #define DEFAULT_SEED       1
 #define MAX_THREADS        64
+#define DEFAULT_HOLD_OUT_SEED 1    /* the evaluator's default --seed */
+#define MAX_HOLD_OUT       0.9     /* the evaluator's largest --test-fraction */
 #define POOL_WINDOW        256       /* positions decoded ahead of the sender */
 #define DRAIN_LINGER_MS    60000     /* at a normal end, time allowed to deliver what is queued */
 #define CONTROL_POLL_MS    100
@@ -54,6 +57,8 @@ typedef struct {
     uint32_t start_epoch;     /* first epoch's number (its shuffle), when resuming */
     int count_only;           /* print the number of items served and exit */
     size_t limit;             /* 0: all */
+    double hold_out;          /* 0: none; else the evaluator's held-out test fraction */
+    uint64_t hold_out_seed;
     uint32_t shard_index, shard_count;
     const char *bind;
     const char *control;      /* "" or "none": no control channel */
@@ -91,6 +96,10 @@ static void usage(FILE *f)
             "  --limit N          use only the first N items (default 0: all)\n"
             "  --shard I/N        serve only items whose index %% N == I, when N loaders split\n"
             "                     one dataset (default 0/1)\n"
+            "  --hold-out F       leave out the class-balanced test part (fraction F of the\n"
+            "                     labeled items) that the evaluator holds out of this dataset\n"
+            "                     with --test-fraction F, so training never sees it (default 0)\n"
+            "  --hold-out-seed N  the evaluator's --seed for that split (default %d)\n"
             "\n"
             "Epochs:\n"
             "  --epochs N         epochs to stream, 0 = until stopped (default 1)\n"
@@ -117,7 +126,7 @@ static void usage(FILE *f)
             "After each epoch a Control END_OF_EPOCH (count = Samples sent in that epoch) is\n"
             "sent, and END_OF_STREAM at the end. SIGINT/SIGTERM stop the run. Exit status: 0\n"
             "done or stopped, 1 runtime failure, 2 bad options or missing/empty dataset.\n",
-            DATASET_DEFAULT_MAX_PIXELS, DEFAULT_SEED, DEFAULT_CACHE_MB, DEFAULT_BIND, DEFAULT_CONTROL,
+            DATASET_DEFAULT_MAX_PIXELS, DEFAULT_HOLD_OUT_SEED, DEFAULT_SEED, DEFAULT_CACHE_MB, DEFAULT_BIND, DEFAULT_CONTROL,
             DEFAULT_HWM);
 }
 
@@ -151,7 +160,8 @@ static void parse_options(int argc, char **argv, options_t *o)
 {
     enum {
         OPT_DATA = 1000, OPT_FORMAT, OPT_CHANNELS, OPT_MAX_SIDE, OPT_MAX_PIXELS, OPT_CACHE_MB, OPT_SEED,
-        OPT_EPOCHS, OPT_START_EPOCH, OPT_COUNT, OPT_LIMIT, OPT_SHARD, OPT_BIND, OPT_CONTROL, OPT_HWM, OPT_THREADS, OPT_QUIET, OPT_HELP
+        OPT_EPOCHS, OPT_START_EPOCH, OPT_COUNT, OPT_LIMIT, OPT_SHARD,
+        OPT_HOLD_OUT, OPT_HOLD_OUT_SEED, OPT_BIND, OPT_CONTROL, OPT_HWM, OPT_THREADS, OPT_QUIET, OPT_HELP
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, OPT_DATA},
@@ -166,6 +176,8 @@ static void parse_options(int argc, char **argv, options_t *o)
         {"count", no_argument, NULL, OPT_COUNT},
         {"limit", required_argument, NULL, OPT_LIMIT},
         {"shard", required_argument, NULL, OPT_SHARD},
+        {"hold-out", required_argument, NULL, OPT_HOLD_OUT},
+        {"hold-out-seed", required_argument, NULL, OPT_HOLD_OUT_SEED},
         {"bind", required_argument, NULL, OPT_BIND},
         {"control", required_argument, NULL, OPT_CONTROL},
         {"hwm", required_argument, NULL, OPT_HWM},
@@ -182,6 +194,7 @@ static void parse_options(int argc, char **argv, options_t *o)
         .seed = DEFAULT_SEED,
         .epochs = 1,
         .shard_count = 1,
+        .hold_out_seed = DEFAULT_HOLD_OUT_SEED,
         .bind = DEFAULT_BIND,
         .control = DEFAULT_CONTROL,
         .hwm = DEFAULT_HWM,
@@ -222,6 +235,15 @@ static void parse_options(int argc, char **argv, options_t *o)
             o->shard_count = n;
             break;
         }
+        case OPT_HOLD_OUT: {
+            char *end;
+            errno = 0;
+            o->hold_out = strtod(optarg, &end);
+            if (errno || end == optarg || *end || !(o->hold_out >= 0.0 && o->hold_out <= MAX_HOLD_OUT))
+                usage_error("--hold-out wants a fraction from 0 to %g, got \"%s\"", MAX_HOLD_OUT, optarg);
+            break;
+        }
+        case OPT_HOLD_OUT_SEED: o->hold_out_seed = parse_number("hold-out-seed", optarg, 0, UINT64_MAX); break;
         case OPT_BIND: o->bind = optarg; break;
         case OPT_CONTROL: o->control = optarg; break;
         case OPT_HWM: o->hwm = (int)parse_number("hwm", optarg, 1, INT_MAX); break;
@@ -394,6 +416,33 @@ static uint64_t run_epoch(run_t *r, uint32_t epoch, size_t *items, size_t n, int
     return sent;
 }
 
+/* Removes from selected[0..*n_sel) the items of the evaluator's held-out
+ * test part; returns how many were removed, or SIZE_MAX after a message. */
+static size_t hold_out(const dataset_t *ds, const options_t *o, size_t *selected, size_t *n_sel)
+{
+    char err[512];
+    size_t *rest = NULL, *held = NULL, n_rest, n_held;
+    if (split_test_part(ds, o->hold_out, o->hold_out_seed, &rest, &n_rest, &held, &n_held, err, sizeof err)) {
+        fprintf(stderr, "loader: --hold-out %g: %s: %s\n"
+                        "HINT: hold out a test part only from a labeled dataset (class folders, IDX, CIFAR)\n",
+                o->hold_out, o->data, err);
+        return SIZE_MAX;
+    }
+    free(rest);
+    size_t kept = 0, h = 0, removed = 0;
+    for (size_t k = 0; k < *n_sel; k++) {   /* both lists are in increasing order */
+        while (h < n_held && held[h] < selected[k])
+            h++;
+        if (h < n_held && held[h] == selected[k])
+            removed++;
+        else
+            selected[kept++] = selected[k];
+    }
+    free(held);
+    *n_sel = kept;
+    return removed;
+}
+
 /* Every selected item failed: the dataset is unusable (exit status 2). */
 static int none_readable(run_t *r, size_t n_sel)
 {
@@ -426,6 +475,9 @@ int main(int argc, char **argv)
         return 1;
     }
     size_t n_sel = order_select(selected, n_all, o.limit, o.shard_index, o.shard_count);
+    size_t n_held = 0;
+    if (o.hold_out > 0.0 && (n_held = hold_out(ds, &o, selected, &n_sel)) == SIZE_MAX)
+        return EXIT_USAGE;
     if (n_sel == 0) {
         fprintf(stderr, "loader: no items selected (%zu in the dataset, --limit %zu, --shard %u/%u)\n"
                         "HINT: a shard needs at least one item: lower N or raise --limit\n",
@@ -441,8 +493,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!o.quiet)
-        console_log("%s dataset %s: %zu items, %d classes; serving %zu (seed %" PRIu64 ", %d threads)",
-                    dataset_format_name(dataset_format(ds)), o.data, n_all, dataset_n_classes(ds), n_sel,
+        console_log("%s dataset %s: %zu items, %d classes; serving %zu (%zu held out for testing; seed %" PRIu64
+                    ", %d threads)",
+                    dataset_format_name(dataset_format(ds)), o.data, n_all, dataset_n_classes(ds), n_sel, n_held,
                     o.seed, o.threads);
 
     sender_t tx = {.identity = transport_identity("loader")};

@@ -88,6 +88,11 @@ if [ -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
         "--idx $FMNIST/train-images-idx3-ubyte.gz --expect 60000 --epochs 2"
     check_pair fmnist
     summary_has fmnist "sent 120000 images"
+    # --hold-out leaves out the evaluator's test part: 10% of each class
+    run_pair holdout "--data $FMNIST --hold-out 0.1 --control none" \
+        "--idx $FMNIST/train-images-idx3-ubyte.gz --expect 54000 --epochs 1"
+    check_pair holdout
+    summary_has holdout "sent 54000 images"
 else
     fail "Fashion-MNIST missing in $FMNIST (make deps installs dataset-fashion-mnist)"
 fi

@@ -19,6 +19,7 @@
 #include <zlib.h>
 
 #include "dataset/dataset.h"
+#include "dataset/split.h"
 
 static char g_tmp[256];
 
@@ -357,6 +358,42 @@ static void test_cifar10(void **state)
     assert_int_equal(dataset_count(ds), 1);
     dataset_destroy(&ds);
     free(a), free(b);
+}
+
+/* The evaluator's held-out test part, which the loader's --hold-out leaves out:
+ * disjoint from the rest, class-balanced, the same for the same seed. */
+static void test_held_out_part(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    make_dir("c10held");
+    uint8_t *recs = cifar_records(N, 1, 0);
+    for (int k = 0; k < N; k++)
+        recs[(size_t)k * 3073] = (uint8_t)(k % 10);
+    write_bytes("c10held/data_batch_1.bin", recs, (size_t)N * 3073);
+    dataset_t *ds = open_ok(path_of("c10held"), DATASET_FORMAT_AUTO);
+    size_t *rest, *held, n_rest, n_held, *rest2, *held2, n_rest2, n_held2;
+    char err[256];
+    assert_int_equal(split_test_part(ds, 0.1, 1, &rest, &n_rest, &held, &n_held, err, sizeof err), 0);
+    assert_int_equal(n_held, 20);
+    assert_int_equal(n_rest, 180);
+    int seen[N] = {0}, per_class[10] = {0};
+    for (size_t i = 0; i < n_held; i++)
+        seen[held[i]]++, per_class[held[i] % 10]++;
+    for (size_t i = 0; i < n_rest; i++)
+        seen[rest[i]]++;
+    for (int k = 0; k < N; k++)
+        assert_int_equal(seen[k], 1);
+    for (int c = 0; c < 10; c++)
+        assert_int_equal(per_class[c], 2);
+    assert_int_equal(split_test_part(ds, 0.1, 1, &rest2, &n_rest2, &held2, &n_held2, err, sizeof err), 0);
+    assert_memory_equal(held, held2, n_held * sizeof *held);
+    free(rest2), free(held2);
+    assert_int_equal(split_test_part(ds, 0.1, 2, &rest2, &n_rest2, &held2, &n_held2, err, sizeof err), 0);
+    assert_int_equal(n_held2, n_held);
+    assert_true(memcmp(held, held2, n_held * sizeof *held) != 0);
+    free(rest2), free(held2), free(rest), free(held), free(recs);
+    dataset_destroy(&ds);
 }
 
 static void test_cifar100(void **state)
@@ -746,7 +783,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_channels),          cmocka_unit_test(test_alpha_dropped),
         cmocka_unit_test(test_16bit_png),         cmocka_unit_test(test_cmyk_jpeg),
         cmocka_unit_test(test_max_side),          cmocka_unit_test(test_jpeg_matches_libvips),
-        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_names),             cmocka_unit_test(test_held_out_part),
     };
     int failed = cmocka_run_group_tests(tests, setup, teardown);
     vips_shutdown();

@@ -14,13 +14,13 @@
 #include "evaluator/knn.h"
 #include "evaluator/metrics.h"
 #include "evaluator/probe.h"
-#include "evaluator/split.h"
+#include "dataset/split.h"
 #include "evaluator/stages.h"
 
 static double gauss(uint64_t *s)
 {
-    double u = ((double)(eval_rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
-    double v = ((double)(eval_rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
+    double u = ((double)(split_rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
+    double v = ((double)(split_rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
     return sqrt(-2.0 * log(u)) * cos(2.0 * M_PI * v);
 }
 
@@ -177,7 +177,7 @@ static size_t make_labels(int32_t *y)
             y[n++] = c;
     uint64_t s = 3;
     for (size_t i = n - 1; i > 0; i--) {
-        size_t j = (size_t)(eval_rng_next(&s) % (i + 1));
+        size_t j = (size_t)(split_rng_next(&s) % (i + 1));
         int32_t t = y[i]; y[i] = y[j]; y[j] = t;
     }
     return n;
@@ -190,36 +190,36 @@ static void test_subsets_balanced_reproducible(void **state)
     assert_int_equal(n, 960);
     size_t *a, *b, *c, na, nb, nc;
     char err[256];
-    assert_int_equal(eval_subset_fraction(y, n, 10, 0.1, 42, &a, &na, err, sizeof err), 0);
+    assert_int_equal(split_subset_fraction(y, n, 10, 0.1, 42, &a, &na, err, sizeof err), 0);
     assert_int_equal(na, 96);
-    eval_class_counts(y, a, na, 10, counts);
+    split_class_counts(y, a, na, 10, counts);
     for (int k = 0; k < 10; k++) {   /* each class keeps its 10% (6.0 .. 13.2, rounded) */
         double share = 0.1 * (60 + 8 * k);
         assert_true(fabs((double)counts[k] - share) < 1.0);
     }
     for (size_t i = 1; i < na; i++)
         assert_true(a[i] > a[i - 1]);
-    assert_int_equal(eval_subset_fraction(y, n, 10, 0.1, 42, &b, &nb, err, sizeof err), 0);
+    assert_int_equal(split_subset_fraction(y, n, 10, 0.1, 42, &b, &nb, err, sizeof err), 0);
     assert_int_equal(nb, na);
     assert_memory_equal(a, b, na * sizeof *a);
-    assert_int_equal(eval_subset_fraction(y, n, 10, 0.1, 43, &c, &nc, err, sizeof err), 0);
+    assert_int_equal(split_subset_fraction(y, n, 10, 0.1, 43, &c, &nc, err, sizeof err), 0);
     assert_true(nc == na && memcmp(a, c, na * sizeof *a) != 0);
     free(a); free(b); free(c);
     /* 1%: 9.6 items, rounded to 10, at least one per class */
-    assert_int_equal(eval_subset_fraction(y, n, 10, 0.01, 1, &a, &na, err, sizeof err), 0);
-    eval_class_counts(y, a, na, 10, counts);
+    assert_int_equal(split_subset_fraction(y, n, 10, 0.01, 1, &a, &na, err, sizeof err), 0);
+    split_class_counts(y, a, na, 10, counts);
     for (int k = 0; k < 10; k++)
         assert_int_equal(counts[k], 1);
     free(a);
     /* 100%: everything */
-    assert_int_equal(eval_subset_fraction(y, n, 10, 1.0, 1, &a, &na, err, sizeof err), 0);
+    assert_int_equal(split_subset_fraction(y, n, 10, 1.0, 1, &a, &na, err, sizeof err), 0);
     assert_int_equal(na, n);
     free(a);
     /* an exact count; too many is refused */
-    assert_int_equal(eval_subset(y, n, 10, 500, 9, &a, &na, err, sizeof err), 0);
+    assert_int_equal(split_subset(y, n, 10, 500, 9, &a, &na, err, sizeof err), 0);
     assert_int_equal(na, 500);
     free(a);
-    assert_int_equal(eval_subset(y, n, 10, 961, 9, &a, &na, err, sizeof err), -1);
+    assert_int_equal(split_subset(y, n, 10, 961, 9, &a, &na, err, sizeof err), -1);
     assert_non_null(strstr(err, "961"));
 }
 
@@ -229,7 +229,7 @@ static void test_split_disjoint(void **state)
     size_t n = make_labels(y), counts[10];
     size_t *rest, *held, nr, nh;
     char err[256];
-    assert_int_equal(eval_split(y, n, 10, 0.25, 5, &rest, &nr, &held, &nh, err, sizeof err), 0);
+    assert_int_equal(split_two(y, n, 10, 0.25, 5, &rest, &nr, &held, &nh, err, sizeof err), 0);
     assert_int_equal(nr + nh, n);
     assert_int_equal(nh, 240);
     char *seen = calloc(n, 1);
@@ -237,11 +237,11 @@ static void test_split_disjoint(void **state)
     for (size_t i = 0; i < nh; i++) seen[held[i]]++;
     for (size_t i = 0; i < n; i++)
         assert_int_equal(seen[i], 1);
-    eval_class_counts(y, held, nh, 10, counts);
+    split_class_counts(y, held, nh, 10, counts);
     for (int k = 0; k < 10; k++)
         assert_true(fabs((double)counts[k] - 0.25 * (60 + 8 * k)) < 1.0);
     free(seen); free(rest); free(held);
-    assert_int_equal(eval_split(y, n, 10, 1.5, 5, &rest, &nr, &held, &nh, err, sizeof err), -1);
+    assert_int_equal(split_two(y, n, 10, 1.5, 5, &rest, &nr, &held, &nh, err, sizeof err), -1);
 }
 
 static void test_stage_cuts(void **state)

@@ -1,6 +1,6 @@
-/* evaluator/split: seeded, class-balanced choices of items (split.h). */
+/* dataset/split: seeded, class-balanced choices of items (split.h). */
 #include "errmsg/errmsg.h"
-#include "evaluator/split.h"
+#include "dataset/split.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -9,8 +9,9 @@
 #include <string.h>
 
 #define SEED_CLASS_MIX 0xd1b54a32d192ed03ull   /* spreads class numbers over the seed space */
+#define SEED_TEST_PART 0x5eedull               /* the test part's seed differs from subsets' */
 
-uint64_t eval_rng_next(uint64_t *s)
+uint64_t split_rng_next(uint64_t *s)
 {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -24,7 +25,7 @@ static int cmp_size(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-void eval_class_counts(const int32_t *labels, const size_t *idx, size_t n, int k, size_t *counts)
+void split_class_counts(const int32_t *labels, const size_t *idx, size_t n, int k, size_t *counts)
 {
     memset(counts, 0, (size_t)k * sizeof *counts);
     for (size_t i = 0; i < n; i++) {
@@ -43,7 +44,7 @@ static int pick(const int32_t *labels, size_t n, int k, const size_t *quota, uin
     size_t *out = NULL;
     if (!counts || !start || !byclass)
         goto oom;
-    eval_class_counts(labels, NULL, n, k, counts);
+    split_class_counts(labels, NULL, n, k, counts);
     for (int c = 0; c < k; c++) {
         start[c + 1] = start[c] + counts[c];
         total += quota[c];
@@ -60,7 +61,7 @@ static int pick(const int32_t *labels, size_t n, int k, const size_t *quota, uin
         size_t *items = byclass + start[c], m = counts[c];
         uint64_t s = seed ^ ((uint64_t)(c + 1) * SEED_CLASS_MIX);
         for (size_t j = 0; j < quota[c] && j < m; j++) {
-            size_t r = j + (size_t)(eval_rng_next(&s) % (m - j));
+            size_t r = j + (size_t)(split_rng_next(&s) % (m - j));
             size_t t = items[j]; items[j] = items[r]; items[r] = t;
             out[o++] = items[j];
         }
@@ -119,7 +120,7 @@ static int labelled_counts(const int32_t *labels, size_t n, int k, size_t **coun
         errmsg_set(err, errlen, "out of memory");
         return -1;
     }
-    eval_class_counts(labels, NULL, n, k, counts);
+    split_class_counts(labels, NULL, n, k, counts);
     *labelled = 0;
     for (int c = 0; c < k; c++)
         *labelled += counts[c];
@@ -127,8 +128,8 @@ static int labelled_counts(const int32_t *labels, size_t n, int k, size_t **coun
     return 0;
 }
 
-int eval_subset(const int32_t *labels, size_t n, int k, size_t count, uint64_t seed,
-                size_t **idx_out, size_t *n_out, char *err, size_t errlen)
+int split_subset(const int32_t *labels, size_t n, int k, size_t count, uint64_t seed,
+                 size_t **idx_out, size_t *n_out, char *err, size_t errlen)
 {
     size_t *counts, labelled;
     if (labelled_counts(labels, n, k, &counts, &labelled, err, errlen))
@@ -151,8 +152,8 @@ int eval_subset(const int32_t *labels, size_t n, int k, size_t count, uint64_t s
     return rc;
 }
 
-int eval_subset_fraction(const int32_t *labels, size_t n, int k, double fraction, uint64_t seed,
-                         size_t **idx_out, size_t *n_out, char *err, size_t errlen)
+int split_subset_fraction(const int32_t *labels, size_t n, int k, double fraction, uint64_t seed,
+                          size_t **idx_out, size_t *n_out, char *err, size_t errlen)
 {
     if (!(fraction > 0.0)) {
         errmsg_set(err, errlen, "label fraction must be above 0, got %g", fraction);
@@ -178,9 +179,9 @@ int eval_subset_fraction(const int32_t *labels, size_t n, int k, double fraction
     return rc;
 }
 
-int eval_split(const int32_t *labels, size_t n, int k, double fraction, uint64_t seed,
-               size_t **rest, size_t *n_rest, size_t **held, size_t *n_held,
-               char *err, size_t errlen)
+int split_two(const int32_t *labels, size_t n, int k, double fraction, uint64_t seed,
+              size_t **rest, size_t *n_rest, size_t **held, size_t *n_held,
+              char *err, size_t errlen)
 {
     if (!(fraction > 0.0 && fraction < 1.0)) {
         errmsg_set(err, errlen, "split fraction must be in (0, 1), got %g", fraction);
@@ -191,7 +192,7 @@ int eval_split(const int32_t *labels, size_t n, int k, double fraction, uint64_t
         return -1;
     free(counts);
     size_t count = (size_t)llround(fraction * (double)labelled);
-    if (eval_subset(labels, n, k, count, seed, held, n_held, err, errlen))
+    if (split_subset(labels, n, k, count, seed, held, n_held, err, errlen))
         return -1;
     size_t *r = malloc((labelled - *n_held + 1) * sizeof *r), nr = 0, h = 0;
     if (!r) {
@@ -211,4 +212,26 @@ int eval_split(const int32_t *labels, size_t n, int k, double fraction, uint64_t
     *rest = r;
     *n_rest = nr;
     return 0;
+}
+
+int split_test_part(const dataset_t *ds, double fraction, uint64_t seed,
+                    size_t **rest, size_t *n_rest, size_t **held, size_t *n_held,
+                    char *err, size_t errlen)
+{
+    size_t n = dataset_count(ds);
+    int k = dataset_n_classes(ds);
+    if (k < 2) {
+        errmsg_set(err, errlen, "%d classes: a held-out test part needs labeled data", k);
+        return -1;
+    }
+    int32_t *labels = malloc((n ? n : 1) * sizeof *labels);
+    if (!labels) {
+        errmsg_set(err, errlen, "out of memory for %zu labels", n);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        labels[i] = dataset_label(ds, i);
+    int rc = split_two(labels, n, k, fraction, seed ^ SEED_TEST_PART, rest, n_rest, held, n_held, err, errlen);
+    free(labels);
+    return rc;
 }
