@@ -5,6 +5,8 @@
 #   make test       deps + build + run every test (the README's test command)
 #   make asan       the same build with AddressSanitizer and UBSan, into build-asan/
 #   make asan-test  run the unit tests of the sanitizer build
+#   make asan-it    run the integration tests (tests/it_*.sh) on the sanitizer build
+#   make valgrind-test  every unit test, and a short loader -> augmenter run, under valgrind
 #   make fuzz       build one libFuzzer target per message decoder (clang), into build-fuzz/
 #   make fuzz-run   run every fuzzer for FUZZ_SECONDS (default 10) on its corpus
 #   make bench      benchmarks, JSON lines on stdout
@@ -23,7 +25,8 @@ PKGS     := libzmq msgpack vips openblas cmocka jansson zlib libjpeg
 DEB_BUILD := gcc make pkg-config libzmq3-dev libmsgpack-dev libvips-dev \
              libopenblas-dev zlib1g-dev libcmocka-dev libjansson-dev \
              dataset-fashion-mnist gnuplot-nox
-DEB_TEST  := clang libclang-rt-14-dev python3-zmq python3-msgpack python3-numpy python3-torch
+DEB_TEST  := clang libclang-rt-14-dev python3-zmq python3-msgpack python3-numpy python3-torch \
+             python3-pil valgrind time iproute2
 DEB_BENCH := python3-pil python3-numpy python3-torch python3-torchvision
 
 WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
@@ -102,7 +105,7 @@ endef
 include $(sort $(wildcard */module.mk))
 
 .DEFAULT_GOAL := all
-.PHONY: all deps deps-bench test check unit-check asan asan-test fuzz fuzz-run bench clean
+.PHONY: all deps deps-bench test check unit-check asan asan-test asan-it valgrind-test fuzz fuzz-run bench clean
 
 all: $(LIBS) $(PROGS) $(TESTS) $(TOOLS)
 
@@ -139,7 +142,8 @@ test: deps
 check: $(TESTS) $(PROGS) $(TOOLS)
 	@BUILD=$(BUILD) tests/run_all.sh $(TESTS)
 
-SAN_MAKE = $(MAKE) BUILD=build-asan OPT=-O1 \
+SAN_BUILD ?= build-asan
+SAN_MAKE = $(MAKE) BUILD=$(SAN_BUILD) OPT=-O1 \
     SANFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 
 asan:
@@ -148,6 +152,26 @@ asan:
 asan-test:
 	$(SAN_MAKE) WERROR=1 all
 	$(SAN_MAKE) unit-check
+
+# The integration scripts on the sanitizer build: every stage they start
+# aborts on a memory error; leaks are not checked there (the stages are often
+# ended by signals), valgrind-test checks them.
+asan-it:
+	$(SAN_MAKE) WERROR=1 all
+	@ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    BUILD=$(SAN_BUILD) tests/run_all.sh
+
+# Every unit test program, then tests/valgrind_pipeline.sh, under valgrind:
+# a memory error or a definite/indirect leak fails. tests/valgrind.supp holds
+# the libraries' own one-time allocations. VIPS_NOVECTOR: valgrind cannot run
+# the SIMD code libvips generates at run time (orc). VALGRIND_TESTS picks a subset.
+VALGRIND := valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1 \
+    --num-callers=40 --suppressions=tests/valgrind.supp
+VALGRIND_TESTS ?= $(TESTS)
+valgrind-test: $(TESTS) $(PROGS) $(TOOLS)
+	@VIPS_NOVECTOR=1 OPENBLAS_NUM_THREADS=1 TEST_WRAPPER="$(VALGRIND)" \
+	    BUILD=$(BUILD) tests/run_all.sh --unit-only $(VALGRIND_TESTS)
+	@VIPS_NOVECTOR=1 OPENBLAS_NUM_THREADS=1 VALGRIND="$(VALGRIND)" BUILD=$(BUILD) bash tests/valgrind_pipeline.sh
 
 unit-check: $(TESTS)
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -173,6 +197,6 @@ bench: deps deps-bench all
 	@bench/run_all.sh
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build $(SAN_BUILD) build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

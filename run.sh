@@ -49,6 +49,11 @@ Network:
   --bind-host H        address the bound sockets listen on (default 127.0.0.1);
                        use this machine's address so that augmenters on other
                        machines can connect
+  --curve DIR          encrypt and authenticate every socket with CURVE, with the
+                       keys in DIR; servers accept only the clients in DIR/allowed/
+  --keygen DIR         make a new key folder DIR for --curve (and exit); then
+                       build/bin/keygen --client NAME DIR adds a client for another
+                       machine (copy DIR/clients/NAME there)
   --port-base P        loader P, trainer P+1, evaluator P+2, control P+3 (default 5555)
 
 Passing options to one stage:
@@ -61,6 +66,7 @@ Passing options to one stage:
 Adding augmenters on a second machine (after ./run.sh --bind-host <this-ip>):
   build/bin/augmenter --connect tcp://<this-ip>:5555 --push tcp://<this-ip>:5556 \\
       --control tcp://<this-ip>:5558 --workers 2
+and with --curve DIR here, add: --curve <copy of DIR/clients/NAME>
 EOF
 }
 
@@ -90,6 +96,8 @@ loader_opts=""
 augmenter_opts=""
 trainer_opts=""
 evaluator_opts=""
+curve=""
+keygen=""
 build=1
 
 need() { [ $# -ge 2 ] || die_usage "option $1 needs a value"; }
@@ -111,6 +119,8 @@ while [ $# -gt 0 ]; do
     --resume) need "$@"; resume=$2; shift 2 ;;
     --bind-host) need "$@"; bind_host=$2; shift 2 ;;
     --port-base) need "$@"; port_base=$2; shift 2 ;;
+    --curve) need "$@"; curve=$2; shift 2 ;;
+    --keygen) need "$@"; keygen=$2; shift 2 ;;
     --loader-opts) need "$@"; loader_opts=$2; shift 2 ;;
     --augmenter-opts) need "$@"; augmenter_opts=$2; shift 2 ;;
     --trainer-opts) need "$@"; trainer_opts=$2; shift 2 ;;
@@ -125,12 +135,26 @@ case "$method" in simclr | rotnet) ;; *) die_usage "--method must be simclr or r
 [[ "$augmenters" =~ ^[1-9][0-9]*$ ]] || die_usage "--augmenters must be a positive number, not '$augmenters'"
 [[ "$test_fraction" =~ ^0?\.[0-9]+$ ]] || die_usage "--test-fraction must be a fraction such as 0.1, not '$test_fraction'"
 [[ "$seed" =~ ^[0-9]+$ ]] || die_usage "--seed must be a whole number, not '$seed'"
+for opt in epochs width batch; do
+    [[ "${!opt}" =~ ^[1-9][0-9]{0,8}$ ]] || die_usage "--$opt must be a positive whole number, not '${!opt}'"
+done
+[ -z "$size" ] || [[ "$size" =~ ^[1-9][0-9]{0,3}$ ]] || die_usage "--size must be a whole number from 1 to 9999, not '$size'"
+case "$channels" in "" | 1 | 3) ;; *) die_usage "--channels must be 1 or 3, not '$channels'" ;; esac
 [[ "$port_base" =~ ^[0-9]+$ ]] && [ "$port_base" -gt 0 ] && [ "$port_base" -lt 65533 ] ||
     die_usage "--port-base must be a port number, not '$port_base'"
 
 if [ "$build" -eq 1 ]; then
     make deps
     make -j"$(nproc)" all >/dev/null
+fi
+if [ -n "$keygen" ]; then
+    [ -x build/bin/keygen ] || die_usage "build/bin/keygen is not built (run make, or drop --no-build)"
+    exec build/bin/keygen "$keygen"
+fi
+curve_opt=()
+if [ -n "$curve" ]; then
+    [ -d "$curve" ] || die_usage "--curve $curve: no such folder (make one with ./run.sh --keygen $curve)"
+    curve_opt=(--curve "$curve")
 fi
 
 default_data=0
@@ -152,7 +176,7 @@ case "$data" in *fashion-mnist* | *mnist*) fashion=1 ;; esac
 [ -n "$out" ] || out=runs/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out"
 
-bin=build/bin
+bin=${BUILD:-build}/bin   # BUILD: another build folder's executables (as the tests use)
 ep_loader="tcp://$bind_host:$port_base"
 ep_trainer="tcp://$bind_host:$((port_base + 1))"
 ep_evaluator="tcp://$bind_host:$((port_base + 2))"
@@ -220,13 +244,15 @@ fi
 echo "run.sh: $dataset_size training images in $data; run folder $out" >&2
 
 # shellcheck disable=SC2086
+# --exactly-once: the loader re-sends what a dead augmenter held, and a
+# restarted loader continues at the trainer's epoch (README, "Faults").
 start loader "$bin/loader" --data "$data" "${hold_out[@]}" --epochs 0 --start-epoch "$start_epoch" --seed "$seed" \
-    --bind "$ep_loader" --control "$to_control" $loader_opts
+    --exactly-once --bind "$ep_loader" --control "$to_control" "${curve_opt[@]}" $loader_opts
 for i in $(seq 1 "$augmenters"); do
     name=augmenter; [ "$augmenters" -gt 1 ] && name=augmenter$i
     # shellcheck disable=SC2086
     start "$name" "$bin/augmenter" --connect "$to_loader" --push "$to_trainer" --control "$to_control" \
-        --recipe "$method" --size "$size" --channels "$channels" --seed "$seed" $augmenter_opts
+        --recipe "$method" --size "$size" --channels "$channels" --seed "$seed" "${curve_opt[@]}" $augmenter_opts
 done
 evaluator_ep=none
 evaluator_pid=""
@@ -235,7 +261,7 @@ if [ -x "$bin/evaluator" ]; then
     # It listens to the trainer's stop too: it then evaluates the checkpoints
     # still waiting (the final one among them) and exits. It runs niced so
     # that training keeps the CPUs it needs.
-    eval_args=(--bind "$ep_evaluator" --control "$to_control" --out "$out")
+    eval_args=(--bind "$ep_evaluator" --control "$to_control" --out "$out" "${curve_opt[@]}")
     [ "$default_data" -eq 1 ] || eval_args+=(--train-data "$data")
     [ -n "$test_data" ] && eval_args+=(--test-data "$test_data")
     [ "${#hold_out[@]}" -gt 0 ] && eval_args+=(--test-fraction "$test_fraction")
@@ -245,7 +271,7 @@ if [ -x "$bin/evaluator" ]; then
 fi
 train_args=(--method "$method" --arch "$arch" --width "$width" --batch "$batch" --epochs "$epochs"
     --dataset-size "$dataset_size" --seed "$seed"
-    --bind "$ep_trainer" --control "$ep_control" --evaluator "$evaluator_ep" --out "$out")
+    --bind "$ep_trainer" --control "$ep_control" --evaluator "$evaluator_ep" --out "$out" "${curve_opt[@]}")
 [ -n "$resume" ] && train_args+=(--resume "$resume")
 # shellcheck disable=SC2086
 start trainer "$bin/trainer" "${train_args[@]}" $trainer_opts

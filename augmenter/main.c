@@ -8,6 +8,8 @@
  *                                                     the run
  * and in the parent, once every worker has finished after an end of stream:
  *   PUSH  connect  (--push)  one Control END_OF_STREAM carrying the loader's count
+ * With --curve DIR every socket is CURVE-encrypted, with DIR's client key pair
+ * (transport/transport.h); a lost loader or trainer is logged, and reconnected.
  *
  * --workers N forks N single-threaded workers; PUSH/PULL spreads the samples
  * among them, and more augmenter processes, here or on other machines, add
@@ -64,6 +66,7 @@ static const float cifar10_std[3] = {0.2470f, 0.2435f, 0.2616f};
 
 typedef struct {
     const char *connect, *push, *control;
+    const char *curve;        /* --curve key folder, or NULL */
     int workers;
     const char *recipe_text;
     aug_recipe_t recipe;
@@ -121,6 +124,8 @@ static void usage(FILE *f)
             "                   only, whichever worker computes them (default %d)\n"
             "  --batch N        samples per ViewBatch (default %d)\n"
             "  --hwm N          Samples queued per worker (default %d)\n"
+            "  --curve DIR      encrypt every socket with CURVE and authenticate with the client\n"
+            "                   key pair and server.public in DIR (see keygen --help)\n"
             "  --preview IMAGE  write a grid of every augmentation of IMAGE (with -o) and exit\n"
             "  -o, --output F   the grid's PNG file\n"
             "  --quiet          only errors and the final summary\n"
@@ -197,7 +202,7 @@ static void parse_options(options_t *o, int argc, char **argv)
 {
     enum {
         OPT_CONNECT = 256, OPT_PUSH, OPT_CONTROL, OPT_WORKERS, OPT_RECIPE, OPT_SIZE, OPT_CHANNELS,
-        OPT_NORMALIZE, OPT_DTYPE, OPT_SEED, OPT_BATCH, OPT_HWM, OPT_PREVIEW, OPT_QUIET, OPT_HELP
+        OPT_NORMALIZE, OPT_DTYPE, OPT_SEED, OPT_BATCH, OPT_HWM, OPT_CURVE, OPT_PREVIEW, OPT_QUIET, OPT_HELP
     };
     static const struct option longopts[] = {
         {"connect", required_argument, NULL, OPT_CONNECT},
@@ -212,6 +217,7 @@ static void parse_options(options_t *o, int argc, char **argv)
         {"seed", required_argument, NULL, OPT_SEED},
         {"batch", required_argument, NULL, OPT_BATCH},
         {"hwm", required_argument, NULL, OPT_HWM},
+        {"curve", required_argument, NULL, OPT_CURVE},
         {"preview", required_argument, NULL, OPT_PREVIEW},
         {"output", required_argument, NULL, 'o'},
         {"quiet", no_argument, NULL, OPT_QUIET},
@@ -259,6 +265,7 @@ static void parse_options(options_t *o, int argc, char **argv)
         case OPT_HWM: o->pull_hwm = (int)parse_long("--hwm", optarg, 1, 1000000); break;
         case OPT_PREVIEW: o->preview = optarg; break;
         case 'o': o->output = optarg; break;
+        case OPT_CURVE: o->curve = optarg; break;
         case OPT_QUIET: o->quiet = 1; break;
         case OPT_HELP: case 'h': usage(stdout); exit(0);
         default: usage(stderr); exit(EXIT_USAGE);
@@ -470,10 +477,10 @@ static int worker_run(const options_t *o, int id, int report_fd)
         console_log("worker %d: %s", id, aug_error());
         goto done;
     }
-    w.pull = transport_open(ZMQ_PULL, TRANSPORT_CONNECT, o->connect, o->pull_hwm);
-    w.push = transport_open(ZMQ_PUSH, TRANSPORT_CONNECT, o->push, o->push_hwm);
+    w.pull = transport_open_peer(ZMQ_PULL, TRANSPORT_CONNECT, o->connect, o->pull_hwm, "loader");
+    w.push = transport_open_peer(ZMQ_PUSH, TRANSPORT_CONNECT, o->push, o->push_hwm, "trainer");
     if (o->control[0] && strcmp(o->control, "none"))
-        w.sub = transport_open(ZMQ_SUB, TRANSPORT_CONNECT, o->control, 0);
+        w.sub = transport_open_peer(ZMQ_SUB, TRANSPORT_CONNECT, o->control, 0, "trainer control");
     if (!w.pull || !w.push || (o->control[0] && strcmp(o->control, "none") && !w.sub)) goto done;
 
     double last_input = now_ms(), drain_since = -1.0;
@@ -554,6 +561,9 @@ int main(int argc, char **argv)
     options_t o;
     console_init("augmenter");
     parse_options(&o, argc, argv);
+    char curve_err[1024];
+    if (o.curve && !o.preview && transport_use_curve(o.curve, TRANSPORT_CURVE_CLIENT, curve_err, sizeof curve_err))
+        die_usage("%s", curve_err);
     if (o.preview) return run_preview(&o, argv[0]);
 
     /* configuration errors show here, once, before any worker starts */
@@ -655,7 +665,7 @@ int main(int argc, char **argv)
     if (eos && !transport_stop) {
         proto_buf_t buf;
         proto_buf_init(&buf);
-        void *push = transport_open(ZMQ_PUSH, TRANSPORT_CONNECT, o.push, 0);
+        void *push = transport_open_peer(ZMQ_PUSH, TRANSPORT_CONNECT, o.push, 0, "trainer");
         if (!push ||
             encode_control(&buf, PROTO_CONTROL_END_OF_STREAM, transport_identity("augmenter"), eos_epoch,
                            eos_count) ||

@@ -41,7 +41,7 @@ for augmenters in 1 2; do
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
     "$PY" - "$tmp/run$augmenters/metrics.jsonl" "$augmenters" "$alone_rate" "$WIDTH" <<'PY'
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]   # steps, not epoch records
 steady = rows[len(rows) // 4:]          # leave out the start-up steps
 secs = steady[-1]["time"] - steady[0]["time"]
 rate = 256 * (len(steady) - 1) / secs

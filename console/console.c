@@ -34,6 +34,8 @@ static void close_line(void)
 
 void console_log(const char *fmt, ...)
 {
+    /* one line at a time: helper threads (the transport's peer watch) log too */
+    flockfile(stderr);
     close_line();
     va_list ap;
     va_start(ap, fmt);
@@ -41,6 +43,7 @@ void console_log(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
+    funlockfile(stderr);
 }
 
 void progress_start(progress_t *p, const char *unit, uint64_t total)

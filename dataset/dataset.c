@@ -517,7 +517,8 @@ static int open_idx(dataset_t *ds, const char *path, char *err, size_t n)
     }
     uint64_t expect = IDX_IMAGES_HEADER + count * rows * cols;
     if (expect != ds->data_len) {
-        errmsg_set(err, n, "%s: header says %llu images of %llux%llu (%llu bytes), file has %zu bytes",
+        errmsg_set(err, n, "%s: header says %llu images of %llux%llu (%llu bytes), file has %zu bytes\n"
+                        "HINT: the file is truncated or damaged; download it again",
                 images, (unsigned long long)count, (unsigned long long)rows, (unsigned long long)cols,
                 (unsigned long long)expect, ds->data_len);
         goto done;
@@ -529,7 +530,8 @@ static int open_idx(dataset_t *ds, const char *path, char *err, size_t n)
     }
     uint64_t lcount = be32(lab + 4);
     if (lcount != count || IDX_LABELS_HEADER + lcount != lab_len) {
-        errmsg_set(err, n, "%s: %llu labels declared, %zu present, for %llu images in %s", labels,
+        errmsg_set(err, n, "%s: %llu labels declared, %zu present, for %llu images in %s\n"
+                        "HINT: the images and labels files do not belong together, or one is truncated", labels,
                 (unsigned long long)lcount, lab_len - IDX_LABELS_HEADER, (unsigned long long)count,
                 images);
         goto done;
@@ -818,6 +820,7 @@ const char *dataset_item_name(const dataset_t *ds, size_t i, char *buf, size_t n
 int dataset_read(const dataset_t *ds, size_t i, const dataset_decode_opts_t *opts,
                  dataset_image_t *img, dataset_error_t *err)
 {
+    img->note[0] = '\0';
     if (i >= ds->n)
         return dataset__fail(err, DATASET_ERR_UNREADABLE, "item %zu is past the end (%zu items)", i, ds->n);
     if (ds->format == DATASET_FORMAT_FOLDER)

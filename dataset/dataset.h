@@ -63,6 +63,9 @@ typedef struct {
     size_t pixels_cap;
     uint8_t *file;          /* scratch: the encoded file's bytes */
     size_t file_cap;
+    char note[DATASET_MESSAGE_MAX];  /* after a successful read: what the conversion to
+                                        8-bit gray/sRGB lost, naming the file ("x.png:
+                                        alpha dropped, 16-bit reduced to 8-bit"), or "" */
 } dataset_image_t;
 
 typedef struct dataset dataset_t;
@@ -84,7 +87,8 @@ int dataset_label(const dataset_t *ds, size_t i);
  * "file[record]" for records of a binary file. */
 const char *dataset_item_name(const dataset_t *ds, size_t i, char *buf, size_t n);
 
-/* Reads item i into img. Returns 0, or -1 with err->reason and err->message. */
+/* Reads item i into img. Returns 0 (img->note says what a lossy conversion
+ * dropped, if anything), or -1 with err->reason and err->message. */
 int dataset_read(const dataset_t *ds, size_t i, const dataset_decode_opts_t *opts,
                  dataset_image_t *img, dataset_error_t *err);
 

@@ -147,6 +147,36 @@ static int vips_normalise(VipsImage **im, int want_channels)
     return 0;
 }
 
+/* Appends ", text" (or "text" first) to the note in buf. */
+static void note_add(char *buf, size_t n, const char *text)
+{
+    size_t k = strlen(buf);
+    snprintf(buf + k, n - k, "%s%s", k ? ", " : "", text);
+}
+
+/* Sets img->note to what bringing `im` to 8-bit gray or sRGB will lose:
+ * frames after the first, CMYK, alpha, bits beyond 8. */
+static void conversion_note(VipsImage *im, const char *name, dataset_image_t *img)
+{
+    char what[DATASET_MESSAGE_MAX / 2] = "", part[64];
+    int pages = vips_image_get_n_pages(im);
+    if (pages > 1) {
+        snprintf(part, sizeof part, "first of %d frames kept", pages);
+        note_add(what, sizeof what, part);
+    }
+    if (vips_image_get_interpretation(im) == VIPS_INTERPRETATION_CMYK)
+        note_add(what, sizeof what, "CMYK converted to sRGB");
+    if (vips_image_hasalpha(im))
+        note_add(what, sizeof what, "alpha dropped");
+    if (im->BandFmt != VIPS_FORMAT_UCHAR && im->BandFmt != VIPS_FORMAT_CHAR) {
+        snprintf(part, sizeof part, "%d-bit %s samples reduced to 8-bit", (int)(8 * vips_format_sizeof(im->BandFmt)),
+                 vips_band_format_isfloat(im->BandFmt) ? "float" : "integer");
+        note_add(what, sizeof what, part);
+    }
+    if (what[0])
+        snprintf(img->note, sizeof img->note, "%s: %s", name, what);
+}
+
 static int decode_vips(const char *name, const uint8_t *buf, size_t len, const dataset_decode_opts_t *o,
                        dataset_image_t *img, dataset_error_t *err)
 {
@@ -170,6 +200,7 @@ static int decode_vips(const char *name, const uint8_t *buf, size_t len, const d
         return dataset__fail(err, DATASET_ERR_TOO_LARGE, "%s: %dx%d is %.1f megapixels, above --max-pixels %.1f",
                              name, w, h, (double)pixels / 1e6, (double)o->max_pixels / 1e6);
     }
+    conversion_note(im, name, img);
     if (o->max_side && ((uint32_t)im->Xsize > o->max_side || (uint32_t)im->Ysize > o->max_side)) {
         /* Load again, shrinking while decoding (JPEG DCT scaling, WebP/TIFF
          * pyramids), then resize the rest of the way. */

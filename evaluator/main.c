@@ -9,6 +9,7 @@
  *                                                     step first, at most --max-pending kept
  *   SUB   connect  none by default       (--control)  the trainer's Control PUB: on STOP, the
  *                                                     waiting checkpoints are evaluated, then exit
+ * With --curve DIR both are CURVE-encrypted (transport/transport.h).
  * `evaluator --checkpoint FILE` evaluates one file and exits, without sockets.
  * A checkpoint that cannot be read gets a message naming the file and what is
  * wrong with it; the server goes on with the next one.
@@ -31,7 +32,11 @@
 #define EXIT_FAILED   1
 #define EXIT_USAGE    2
 #define RECV_SLICE_MS 200          /* the loop wakes this often while idle */
-#define PULL_HWM      16
+#define RECV_SETTLE_MS 50          /* after a message, wait this long for the rest of a burst */
+#define PULL_HWM      1024       /* Checkpoints are small; a full queue would throttle the socket, and
+                                      libzmq 4.3.4 aborts (!_io_error, stream_engine_base.cpp) when
+                                      the trainer disconnects while it is throttled (a stopped evaluator,
+                                      tests/it_evaluator_down.sh) */
 #define STOP_GRACE_S  2.0          /* after STOP, wait this long for a Checkpoint sent just before it */
 
 typedef struct {
@@ -150,11 +155,15 @@ static int newest_pending(const server_t *s)
     return best;
 }
 
-/* Receives what is there (waiting up to timeout_ms for the first message). */
+/* Receives what is there (waiting up to timeout_ms for the first message).
+ * After each message it waits RECV_SETTLE_MS for another: when a stopped or
+ * busy evaluator resumes, the checkpoints queued meanwhile arrive over a few
+ * milliseconds, and the newest must be among those received before one is
+ * picked. */
 static void receive(server_t *s, void *pull, void *sub, int timeout_ms)
 {
     zmq_msg_t msg;
-    for (int wait = timeout_ms;; wait = 0) {
+    for (int wait = timeout_ms;; wait = RECV_SETTLE_MS) {
         int r = transport_recv(pull, &msg, wait);
         if (r == 1) {
             handle_message(s, &msg, 0);
@@ -176,11 +185,11 @@ static int serve(server_t *s)
         console_log("%s", err);
         return EXIT_FAILED;
     }
-    void *pull = transport_open(ZMQ_PULL, TRANSPORT_BIND, s->o->bind, PULL_HWM);
+    void *pull = transport_open_peer(ZMQ_PULL, TRANSPORT_BIND, s->o->bind, PULL_HWM, "trainer");
     if (!pull)
         return EXIT_FAILED;
     void *sub = NULL;
-    if (s->o->control && !(sub = transport_open(ZMQ_SUB, TRANSPORT_CONNECT, s->o->control, 0))) {
+    if (s->o->control && !(sub = transport_open_peer(ZMQ_SUB, TRANSPORT_CONNECT, s->o->control, 0, "trainer control"))) {
         transport_close(&pull);
         return EXIT_FAILED;
     }
@@ -188,6 +197,8 @@ static int serve(server_t *s)
                 sub ? ", control on " : "", sub ? s->o->control : "", s->o->out, EVAL_JSONL);
     while (!transport_stop) {
         receive(s, pull, sub, s->n_pending ? 0 : RECV_SLICE_MS);
+        if (s->stop_requested && sub)
+            transport_close(&sub);   /* the trainer is leaving: its going is no loss to report */
         int i = newest_pending(s);
         if (i < 0) {
             /* the trainer pushes its last Checkpoint just before STOP, on another socket */
@@ -229,6 +240,13 @@ int main(int argc, char **argv)
         return EXIT_OK;
     if (r)
         return EXIT_USAGE;
+    char curve_err[1024];
+    if (o.curve && !o.checkpoint &&
+        transport_use_curve(o.curve, TRANSPORT_CURVE_SERVER | (o.control ? TRANSPORT_CURVE_CLIENT : 0), curve_err,
+                            sizeof curve_err)) {
+        fprintf(stderr, "evaluator: %s\n", curve_err);
+        return EXIT_USAGE;
+    }
     if (VIPS_INIT(argv[0])) {
         console_log("cannot start libvips: %s", vips_error_buffer());
         return EXIT_FAILED;

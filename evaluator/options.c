@@ -31,6 +31,8 @@ static void usage(FILE *f)
 "  --bind EP            PULL endpoint for Checkpoint messages (default " EVAL_DEFAULT_BIND ")\n"
 "  --control EP         also listen to the trainer's Control PUB (e.g. tcp://127.0.0.1:5558):\n"
 "                       on STOP, finish the waiting checkpoints and exit\n"
+"  --curve DIR          encrypt and authenticate both sockets with CURVE, with the keys in\n"
+"                       DIR (server and client pairs, allowed/; see keygen --help)\n"
 "  --checkpoint FILE    evaluate FILE and exit (DIR defaults to FILE's folder)\n"
 "  --out DIR            where eval.jsonl and report/ go\n"
 "  --train-data PATH    labeled training images, any format the loader reads\n"
@@ -138,7 +140,7 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
     const char *out = NULL;
     enum { O_BIND = 256, O_CONTROL, O_CKPT, O_OUT, O_TRAIN, O_TEST, O_FORMAT, O_TEST_FRACTION, O_FRACTION,
            O_MAX_TRAIN, O_MAX_TEST, O_BATCH, O_KNN_K, O_KNN_T, O_ALIGN_ITEMS, O_ALIGN_RECIPE,
-           O_NO_BASELINES, O_ATTENTION, O_NO_REPORT, O_PROBE_ITERS, O_MAX_PENDING, O_SEED, O_HELP };
+           O_NO_BASELINES, O_ATTENTION, O_NO_REPORT, O_PROBE_ITERS, O_MAX_PENDING, O_SEED, O_CURVE, O_HELP };
     static const struct option opts[] = {
         { "bind", required_argument, 0, O_BIND }, { "control", required_argument, 0, O_CONTROL },
         { "checkpoint", required_argument, 0, O_CKPT }, { "out", required_argument, 0, O_OUT },
@@ -153,6 +155,7 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
         { "no-baselines", no_argument, 0, O_NO_BASELINES }, { "attention", required_argument, 0, O_ATTENTION },
         { "no-report", no_argument, 0, O_NO_REPORT }, { "probe-iters", required_argument, 0, O_PROBE_ITERS },
         { "max-pending", required_argument, 0, O_MAX_PENDING }, { "seed", required_argument, 0, O_SEED },
+        { "curve", required_argument, 0, O_CURVE },
         { "help", no_argument, 0, O_HELP }, { 0, 0, 0, 0 } };
     int ch;
     size_t sz;
@@ -182,6 +185,7 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
         case O_PROBE_ITERS: bad = parse_int_min("--probe-iters", optarg, 1, &o->probe_iters); break;
         case O_MAX_PENDING: bad = parse_int_min("--max-pending", optarg, 1, &o->max_pending); break;
         case O_SEED: bad = parse_size("--seed", optarg, &sz); o->seed = sz; break;
+        case O_CURVE: o->curve = optarg; break;
         case 'h':
         case O_HELP: usage(stdout); return 1;
         default: usage(stderr); return 2;

@@ -16,6 +16,7 @@
 typedef struct {
     const char *bind;              /* PULL endpoint (server mode) */
     const char *control;           /* SUB endpoint for Control STOP, or NULL */
+    const char *curve;             /* --curve key folder, or NULL */
     const char *checkpoint;        /* one-shot mode when set */
     char out[EVAL_MAX_PATH];       /* folder of eval.jsonl and report/ */
     const char *train_data, *test_data;

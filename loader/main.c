@@ -7,7 +7,20 @@
  *                                                     high-water mark (--hwm) makes a slow
  *                                                     consumer slow the loader down
  *   SUB   connect  tcp://127.0.0.1:5558  (--control)  the trainer's Control PUB; STOP ends
- *                                                     the run
+ *                                                     the run; with --exactly-once also the
+ *                                                     trainer's HEARTBEAT (its epoch) and Acks
+ * With --curve DIR both are CURVE-encrypted: the PUSH accepts only the client
+ * keys in DIR/allowed/ (transport/transport.h); lost peers are logged.
+ *
+ * --exactly-once (loader/ledger.h): the loader keeps, for at most two open
+ * epochs, which Samples the trainer has not acknowledged yet and sends again
+ * those unacknowledged for much longer than the acknowledgement latency it
+ * observes (a worker that died took them), only while the trainer's heartbeat
+ * says it is alive. It streams the next epoch meanwhile, opens a third only
+ * once the oldest is fully acknowledged, and sends END_OF_STREAM only when
+ * every epoch is. Started while a trainer runs (a restarted loader), it waits
+ * up to HEARTBEAT_WAIT_S for a heartbeat and starts at the trainer's epoch;
+ * the trainer drops what it already trained of it.
  *
  * The first epoch decodes (on --threads threads) and fills a bounded cache of
  * decoded images (--cache-mb); later epochs stream from it and decode only
@@ -29,6 +42,7 @@
 #include "dataset/dataset.h"
 #include "dataset/split.h"
 #include "loader/cache.h"
+#include "loader/ledger.h"
 #include "loader/order.h"
 #include "loader/pool.h"
 #include "proto/proto.h"
@@ -45,6 +59,12 @@
 #define POOL_WINDOW        256       /* positions decoded ahead of the sender */
 #define DRAIN_LINGER_MS    60000     /* at a normal end, time allowed to deliver what is queued */
 #define CONTROL_POLL_MS    100
+#define RESEND_MIN_S       3.0       /* --exactly-once: never re-send sooner than this */
+#define RESEND_TICK_S      0.25      /* how often overdue Samples are looked for */
+#define RESEND_BATCH       4096      /* Samples re-sent per look at most */
+#define TRAINER_ALIVE_S    3.0       /* a heartbeat this recent: the trainer is alive */
+#define HEARTBEAT_WAIT_S   3.0       /* at start, time to wait for the trainer's epoch */
+#define ACK_WAIT_MS        50        /* sleep while waiting for Acks */
 #define EXIT_USAGE         2
 
 typedef struct {
@@ -62,6 +82,8 @@ typedef struct {
     uint32_t shard_index, shard_count;
     const char *bind;
     const char *control;      /* "" or "none": no control channel */
+    const char *curve;        /* --curve key folder, or NULL */
+    int exactly_once;         /* track Acks, re-send what a dead worker held */
     int hwm;
     int threads;
     int quiet;
@@ -71,7 +93,9 @@ typedef struct {
     uint64_t sent;
     uint64_t skipped[DATASET_N_REASONS];
     uint64_t skipped_total;
+    uint64_t converted;       /* decoded with a lossy conversion (alpha, 16-bit, CMYK, frames) */
     uint32_t epochs_done;
+    uint64_t resent;          /* --exactly-once: Samples sent again */
 } counters_t;
 
 static void usage(FILE *f)
@@ -116,6 +140,12 @@ static void usage(FILE *f)
             "  --control ENDPOINT SUB socket connected to the trainer's Control PUB; a STOP\n"
             "                     message ends the run (default %s, \"none\" to disable)\n"
             "  --hwm N            high-water mark in messages of the PUSH socket (default %d)\n"
+            "  --curve DIR        encrypt and authenticate both sockets with CURVE, with the keys\n"
+            "                     in DIR (server and client pairs, allowed/; see keygen --help)\n"
+            "  --exactly-once     every Sample is trained once per epoch: keep what the trainer\n"
+            "                     has not acknowledged (Ack messages on --control) and send it\n"
+            "                     again when a worker died with it; start at the running\n"
+            "                     trainer's epoch. Needs a trainer that sends Acks (default off)\n"
             "\n"
             "Other:\n"
             "  --count            print the number of items this loader would serve (after\n"
@@ -161,7 +191,7 @@ static void parse_options(int argc, char **argv, options_t *o)
     enum {
         OPT_DATA = 1000, OPT_FORMAT, OPT_CHANNELS, OPT_MAX_SIDE, OPT_MAX_PIXELS, OPT_CACHE_MB, OPT_SEED,
         OPT_EPOCHS, OPT_START_EPOCH, OPT_COUNT, OPT_LIMIT, OPT_SHARD,
-        OPT_HOLD_OUT, OPT_HOLD_OUT_SEED, OPT_BIND, OPT_CONTROL, OPT_HWM, OPT_THREADS, OPT_QUIET, OPT_HELP
+        OPT_HOLD_OUT, OPT_HOLD_OUT_SEED, OPT_BIND, OPT_CONTROL, OPT_EXACTLY_ONCE, OPT_HWM, OPT_THREADS, OPT_CURVE, OPT_QUIET, OPT_HELP
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, OPT_DATA},
@@ -180,7 +210,9 @@ static void parse_options(int argc, char **argv, options_t *o)
         {"hold-out-seed", required_argument, NULL, OPT_HOLD_OUT_SEED},
         {"bind", required_argument, NULL, OPT_BIND},
         {"control", required_argument, NULL, OPT_CONTROL},
+        {"exactly-once", no_argument, NULL, OPT_EXACTLY_ONCE},
         {"hwm", required_argument, NULL, OPT_HWM},
+        {"curve", required_argument, NULL, OPT_CURVE},
         {"threads", required_argument, NULL, OPT_THREADS},
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"help", no_argument, NULL, OPT_HELP},
@@ -246,8 +278,10 @@ static void parse_options(int argc, char **argv, options_t *o)
         case OPT_HOLD_OUT_SEED: o->hold_out_seed = parse_number("hold-out-seed", optarg, 0, UINT64_MAX); break;
         case OPT_BIND: o->bind = optarg; break;
         case OPT_CONTROL: o->control = optarg; break;
+        case OPT_EXACTLY_ONCE: o->exactly_once = 1; break;
         case OPT_HWM: o->hwm = (int)parse_number("hwm", optarg, 1, INT_MAX); break;
         case OPT_THREADS: o->threads = (int)parse_number("threads", optarg, 1, MAX_THREADS); break;
+        case OPT_CURVE: o->curve = optarg; break;
         case OPT_QUIET: o->quiet = 1; break;
         case OPT_HELP: usage(stdout); exit(0);
         default:
@@ -258,6 +292,8 @@ static void parse_options(int argc, char **argv, options_t *o)
         usage_error("unexpected argument \"%s\"", argv[optind]);
     if (!o->data)
         usage_error("--data PATH is required");
+    if (o->exactly_once && (!o->control[0] || strcmp(o->control, "none") == 0))
+        usage_error("--exactly-once needs the trainer's control socket (--control ENDPOINT)");
 }
 
 /* ---------------------------------------------------------------- control */
@@ -265,9 +301,14 @@ static void parse_options(int argc, char **argv, options_t *o)
 typedef struct {
     void *sub;
     volatile int quit;
+    ledger_t *ledger;         /* --exactly-once, else NULL */
+    pthread_mutex_t mu;       /* guards the trainer's heartbeat below */
+    double last_heartbeat;    /* console_now() of the last one, 0 = none */
+    uint32_t trainer_epoch;   /* the epoch it says training is in */
 } control_t;
 
-/* Receives Control messages; a STOP raises the process-wide stop flag. */
+/* Receives Control messages; a STOP raises the process-wide stop flag.
+ * With --exactly-once, heartbeats and Acks are recorded too. */
 static void *control_thread(void *arg)
 {
     control_t *ctl = arg;
@@ -280,10 +321,25 @@ static void *control_thread(void *arg)
         proto_control_t c;
         const void *data = zmq_msg_data(&msg);
         size_t len = zmq_msg_size(&msg);
-        if (proto_peek_type(data, len, &type) == 0 && type == PROTO_MSG_CONTROL &&
-            proto_control_decode(&c, data, len) == 0 && c.kind == PROTO_CONTROL_STOP) {
-            console_log("stop received from %s", c.sender);
-            transport_stop = 1;
+        if (proto_peek_type(data, len, &type) != 0) {
+            zmq_msg_close(&msg);
+            continue;
+        }
+        if (type == PROTO_MSG_CONTROL && proto_control_decode(&c, data, len) == 0) {
+            if (c.kind == PROTO_CONTROL_STOP) {
+                console_log("stop received from %s", c.sender);
+                transport_stop = 1;
+            } else if (c.kind == PROTO_CONTROL_HEARTBEAT && ctl->ledger) {
+                pthread_mutex_lock(&ctl->mu);
+                ctl->last_heartbeat = console_now();
+                ctl->trainer_epoch = c.epoch;
+                pthread_mutex_unlock(&ctl->mu);
+            }
+        } else if (type == PROTO_MSG_ACK && ctl->ledger) {
+            proto_ack_t a;
+            if (proto_ack_decode(&a, data, len) == 0)
+                ledger_ack(ctl->ledger, a.epoch, a.indices, a.n_indices, console_now());
+            proto_ack_clear(&a);
         }
         zmq_msg_close(&msg);
     }
@@ -335,6 +391,12 @@ typedef struct {
     uint8_t *bad;              /* (n items) 1 when the item failed once: not retried */
     progress_t progress;
     double epoch_start;
+    control_t *ctl;            /* NULL without a control socket */
+    ledger_t *ledger;          /* --exactly-once, else NULL */
+    double next_tick;          /* console_now() of the next look for overdue Samples */
+    dataset_image_t img;       /* scratch for re-sending an item the cache lacks */
+    int img_used;
+    int peers;                 /* augmenters connected at the last look */
 } run_t;
 
 static void skip_item(run_t *r, size_t item, const dataset_error_t *err)
@@ -343,6 +405,32 @@ static void skip_item(run_t *r, size_t item, const dataset_error_t *err)
     r->cnt->skipped[err->reason]++;
     r->cnt->skipped_total++;
     console_log("warning: skipped (%s): %s", dataset_reason_name(err->reason), err->message);
+}
+
+/* 1 (err filled) when a decoded image is beyond what a Sample may carry:
+ * sending it would fail, so it is skipped like an oversized file. */
+static int unsendable(const run_t *r, const pool_result_t *res, dataset_error_t *err)
+{
+    if (res->height <= PROTO_MAX_SIDE && res->width <= PROTO_MAX_SIDE &&
+        (uint64_t)res->height * res->width <= PROTO_MAX_PIXELS)
+        return 0;
+    char name[DATASET_MESSAGE_MAX / 2];
+    err->reason = DATASET_ERR_TOO_LARGE;
+    snprintf(err->message, sizeof err->message,
+             "%s: %ux%u is beyond a Sample's limits (side %u, %u pixels); HINT: --max-side shrinks it",
+             dataset_item_name(r->ds, res->item, name, sizeof name), res->width, res->height, PROTO_MAX_SIDE,
+             PROTO_MAX_PIXELS);
+    return 1;
+}
+
+/* A first decode that dropped something (alpha, bits, CMYK, frames): one
+ * note per item, counted (later epochs read it from the cache or skip it). */
+static void note_converted(run_t *r, uint32_t epoch, const pool_result_t *res)
+{
+    if (!res->note || epoch != r->o->start_epoch)
+        return;
+    r->cnt->converted++;
+    console_log("note: converted: %s", res->note);
 }
 
 static void show_progress(run_t *r, uint32_t epoch)
@@ -358,6 +446,103 @@ static void show_progress(run_t *r, uint32_t epoch)
     progress_update(&r->progress, r->cnt->sent, extra);
 }
 
+/* ---------------------------------------------------------------- exactly once */
+
+/* 1 when the trainer's heartbeat is recent: Samples it has not acknowledged
+ * are then really missing, not waiting for it to come back. */
+static int trainer_alive(run_t *r, double now)
+{
+    pthread_mutex_lock(&r->ctl->mu);
+    double last = r->ctl->last_heartbeat;
+    pthread_mutex_unlock(&r->ctl->mu);
+    return last > 0 && now - last <= TRAINER_ALIVE_S;
+}
+
+/* Sends item of epoch again, from the cache or decoded anew; -1 when stopping. */
+static int resend_item(run_t *r, uint32_t epoch, size_t item)
+{
+    const cache_entry_t *e = cache_get(r->cache, item);
+    if (e)
+        return send_sample(r->tx, r->ds, item, epoch, e->pixels, e->height, e->width, e->channels);
+    dataset_error_t err;
+    if (!r->img_used) {
+        dataset_image_init(&r->img);
+        r->img_used = 1;
+    }
+    if (dataset_read(r->ds, item, &r->o->decode, &r->img, &err)) {
+        console_log("warning: cannot read item %zu again to re-send it: %s", item, err.message);
+        return 0;   /* it stays unacknowledged and is tried again later */
+    }
+    return send_sample(r->tx, r->ds, item, epoch, r->img.pixels, r->img.height, r->img.width,
+                       r->img.channels);
+}
+
+/* Every RESEND_TICK_S (or now, with force): closes the epochs whose Samples
+ * are all acknowledged and sends again those overdue. -1 when stopping. */
+static int exactly_once_tick(run_t *r, int force)
+{
+    static uint32_t due_epoch[RESEND_BATCH];
+    static size_t due_item[RESEND_BATCH];
+    if (!r->ledger)
+        return 0;
+    double now = console_now();
+    if (!force && now < r->next_tick)
+        return 0;
+    r->next_tick = now + RESEND_TICK_S;
+    uint32_t done;
+    uint64_t count;
+    while (ledger_close_next(r->ledger, &done, &count)) {
+        if (!r->o->quiet)
+            console_log("epoch %u: every Sample acknowledged by the trainer", done);
+        /* Its END_OF_EPOCH went to one worker, which may have died with it:
+         * the trainer counts a repeated one once. */
+        if (send_control(r->tx, PROTO_CONTROL_END_OF_EPOCH, done, count))
+            return -1;
+    }
+    int peers = transport_peers(r->tx->push);
+    if (peers >= 0 && peers < r->peers)
+        ledger_peer_lost(r->ledger, now);   /* what it held is due soon, not after the timeout */
+    r->peers = peers;
+    if (!trainer_alive(r, now))
+        return 0;
+    size_t n = ledger_due(r->ledger, now, due_epoch, due_item, RESEND_BATCH);
+    if (n == 0)
+        return 0;
+    console_log("re-sending %zu Sample(s) of epoch %u not acknowledged (a worker left, or none within %.1f s)",
+                n, due_epoch[0], ledger_timeout(r->ledger));
+    for (size_t k = 0; k < n; k++) {
+        if (transport_stop || resend_item(r, due_epoch[k], due_item[k]))
+            return -1;
+        r->cnt->resent++;
+        /* after the last re-sent Sample of a sealed epoch, its END_OF_EPOCH again */
+        if ((k + 1 == n || due_epoch[k + 1] != due_epoch[k]) && ledger_sealed(r->ledger, due_epoch[k], &count) &&
+            send_control(r->tx, PROTO_CONTROL_END_OF_EPOCH, due_epoch[k], count))
+            return -1;
+    }
+    return 0;
+}
+
+/* Waits, re-sending what is overdue, until fewer than LEDGER_MAX_OPEN epochs
+ * are open (all = 0) or none is (all = 1). -1 when stopping. */
+static int wait_acknowledged(run_t *r, int all)
+{
+    for (;;) {
+        if (transport_stop || exactly_once_tick(r, 1))
+            return -1;
+        int open = ledger_n_open(r->ledger);
+        if (all ? open == 0 : open < LEDGER_MAX_OPEN)
+            return 0;
+        usleep(ACK_WAIT_MS * 1000);
+    }
+}
+
+/* A Sample of epoch is about to go out for the first time. */
+static void before_send(run_t *r, uint32_t epoch, size_t item)
+{
+    if (r->ledger)
+        ledger_sent(r->ledger, epoch, item, console_now());
+}
+
 /* Streams one epoch over items[0..n); returns the Samples sent, and sets
  * *stopped when the run must end. */
 static uint64_t run_epoch(run_t *r, uint32_t epoch, size_t *items, size_t n, int *stopped)
@@ -371,8 +556,10 @@ static uint64_t run_epoch(run_t *r, uint32_t epoch, size_t *items, size_t n, int
         /* Every item is in memory: stream straight from the cache. */
         for (size_t k = 0; k < n; k++) {
             const cache_entry_t *e = cache_get(r->cache, items[k]);
+            before_send(r, epoch, items[k]);
             if (transport_stop ||
-                send_sample(r->tx, r->ds, items[k], epoch, e->pixels, e->height, e->width, e->channels)) {
+                send_sample(r->tx, r->ds, items[k], epoch, e->pixels, e->height, e->width, e->channels) ||
+                exactly_once_tick(r, 0)) {
                 *stopped = 1;
                 return sent;
             }
@@ -385,17 +572,22 @@ static uint64_t run_epoch(run_t *r, uint32_t epoch, size_t *items, size_t n, int
 
     pool_start_epoch(r->pool, items, n);
     const pool_result_t *res;
+    dataset_error_t too_large;
     while ((res = pool_next(r->pool))) {
         int fail = 0;
         if (transport_stop) {
             fail = 1;
         } else if (!res->ok) {
             skip_item(r, res->item, &res->err);
+        } else if (unsendable(r, res, &too_large)) {
+            skip_item(r, res->item, &too_large);
         } else {
+            note_converted(r, epoch, res);
             if (!res->cached)
                 cache_put(r->cache, res->item, res->pixels, res->height, res->width, res->channels);
+            before_send(r, epoch, res->item);
             if (send_sample(r->tx, r->ds, res->item, epoch, res->pixels, res->height, res->width,
-                            res->channels))
+                            res->channels) || exactly_once_tick(r, 0))
                 fail = 1;
             else {
                 sent++;
@@ -458,6 +650,10 @@ int main(int argc, char **argv)
     options_t o;
     console_init("loader");
     parse_options(argc, argv, &o);
+    char curve_err[1024];
+    if (o.curve && transport_use_curve(o.curve, TRANSPORT_CURVE_SERVER | TRANSPORT_CURVE_CLIENT, curve_err,
+                                       sizeof curve_err))
+        usage_error("%s", curve_err);
     transport_catch_signals();   /* before the (possibly long) dataset opening */
 
     char err[1024];
@@ -500,14 +696,19 @@ int main(int argc, char **argv)
 
     sender_t tx = {.identity = transport_identity("loader")};
     proto_buf_init(&tx.buf);
-    tx.push = transport_open(ZMQ_PUSH, TRANSPORT_BIND, o.bind, o.hwm);
+    tx.push = transport_open_peer(ZMQ_PUSH, TRANSPORT_BIND, o.bind, o.hwm, "augmenters");
     if (!tx.push)
         return 1;
     control_t ctl = {0};
+    pthread_mutex_init(&ctl.mu, NULL);
     pthread_t ctl_thread;
     int have_control = o.control[0] && strcmp(o.control, "none") != 0;
+    if (o.exactly_once && !(ctl.ledger = ledger_new(n_all, RESEND_MIN_S))) {
+        fprintf(stderr, "loader: out of memory for the acknowledgement ledger of %zu items\n", n_all);
+        return 1;
+    }
     if (have_control) {
-        ctl.sub = transport_open(ZMQ_SUB, TRANSPORT_CONNECT, o.control, 0);
+        ctl.sub = transport_open_peer(ZMQ_SUB, TRANSPORT_CONNECT, o.control, 0, "trainer control");
         if (!ctl.sub)
             return 1;
         if (pthread_create(&ctl_thread, NULL, control_thread, &ctl) != 0) {
@@ -523,13 +724,38 @@ int main(int argc, char **argv)
         return 1;
     }
     counters_t cnt = {0};
-    run_t r = {.o = &o, .ds = ds, .cache = cache, .pool = pool, .tx = &tx, .cnt = &cnt, .bad = bad};
+    run_t r = {.o = &o, .ds = ds, .cache = cache, .pool = pool, .tx = &tx, .cnt = &cnt, .bad = bad,
+               .ctl = have_control ? &ctl : NULL, .ledger = ctl.ledger};
+    uint32_t first_epoch = o.start_epoch;
+    if (r.ledger) {
+        /* A trainer already running (this loader was restarted): continue
+         * at the epoch it is in; it drops what it already trained. */
+        double until = console_now() + HEARTBEAT_WAIT_S;
+        while (!transport_stop && console_now() < until && !trainer_alive(&r, console_now()))
+            usleep(ACK_WAIT_MS * 1000);
+        if (trainer_alive(&r, console_now())) {
+            pthread_mutex_lock(&ctl.mu);
+            if (ctl.trainer_epoch > first_epoch)
+                first_epoch = ctl.trainer_epoch;
+            pthread_mutex_unlock(&ctl.mu);
+            console_log("exactly once: the trainer is in epoch %u; starting at epoch %u", ctl.trainer_epoch,
+                        first_epoch);
+        } else if (!o.quiet) {
+            console_log("exactly once: no trainer heartbeat yet; starting at epoch %u", first_epoch);
+        }
+    }
+    uint64_t end_epoch = (uint64_t)o.start_epoch + o.epochs;   /* with o.epochs: one past the last */
     progress_start(&r.progress, "images", o.epochs ? (uint64_t)n_sel * o.epochs : 0);
     double start = console_now();
     int stopped = 0, failed = 0;
 
-    for (uint32_t epoch = o.start_epoch; !stopped && (o.epochs == 0 || epoch - o.start_epoch < o.epochs);
-         epoch++) {
+    for (uint32_t epoch = first_epoch; !stopped && (o.epochs == 0 || epoch < end_epoch); epoch++) {
+        if (r.ledger) {
+            if (wait_acknowledged(&r, 0) || ledger_open(r.ledger, epoch)) {
+                stopped = 1;
+                break;
+            }
+        }
         size_t n = 0;
         for (size_t k = 0; k < n_sel; k++)
             if (!bad[selected[k]])
@@ -551,6 +777,8 @@ int main(int argc, char **argv)
             stopped = 1;
             break;
         }
+        if (r.ledger)
+            ledger_seal(r.ledger, epoch, sent);
         cnt.epochs_done++;
         double dt = console_now() - t0;
         if (!o.quiet) {
@@ -561,6 +789,13 @@ int main(int argc, char **argv)
         }
     }
     progress_end(&r.progress);
+    if (r.ledger && !failed && !stopped) {
+        if (!o.quiet)
+            console_log("exactly once: waiting for the trainer to acknowledge the last %" PRIu64 " Sample(s)",
+                        ledger_outstanding(r.ledger));
+        if (wait_acknowledged(&r, 1))
+            stopped = 1;
+    }
 
     if (!failed) {
         /* Tell consumers the stream ended (best effort when stopping). */
@@ -572,17 +807,25 @@ int main(int argc, char **argv)
     }
     double elapsed = console_now() - start;
     console_log("%s: sent %" PRIu64 " images in %.2f s (%.0f images/s), %u epochs; skipped %" PRIu64
-                " (unreadable %" PRIu64 ", corrupt %" PRIu64 ", too_large %" PRIu64 ")",
+                " (unreadable %" PRIu64 ", corrupt %" PRIu64 ", too_large %" PRIu64 "); converted %" PRIu64,
                 stopped ? "stopped" : failed ? "failed" : "done", cnt.sent, elapsed,
                 elapsed > 0 ? (double)cnt.sent / elapsed : 0.0, cnt.epochs_done, cnt.skipped_total,
                 cnt.skipped[DATASET_ERR_UNREADABLE], cnt.skipped[DATASET_ERR_CORRUPT],
-                cnt.skipped[DATASET_ERR_TOO_LARGE]);
+                cnt.skipped[DATASET_ERR_TOO_LARGE], cnt.converted);
+    if (r.ledger)
+        console_log("exactly once: re-sent %" PRIu64 " Sample(s)", cnt.resent);
 
     pool_destroy(&pool);
     if (have_control) {
         ctl.quit = 1;
         pthread_join(ctl_thread, NULL);
         transport_close(&ctl.sub);
+    }
+    ledger_destroy(&ctl.ledger);
+    pthread_mutex_destroy(&ctl.mu);
+    if (r.img_used) {
+        dataset_image_release(&r.img);
+        dataset_thread_done();
     }
     transport_close(&tx.push);
     transport_shutdown();

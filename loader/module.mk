@@ -1,6 +1,6 @@
 # loader: the dataset-reading stage (build/bin/loader), its test consumer and
 # its benchmark consumer.
-loader_SRCS := loader/main.c loader/cache.c loader/order.c loader/pool.c
+loader_SRCS := loader/main.c loader/cache.c loader/ledger.c loader/order.c loader/pool.c
 loader_LIBS := dataset proto transport console
 $(eval $(call add_prog,loader))
 
@@ -8,7 +8,7 @@ $(eval $(call add_prog,loader))
 # tests/it_loader.sh drives loader_consumer, bench/loader_bench.sh loader_sink
 # and loader_steps.
 loader_consumer_SRCS := tests/loader_consumer.c
-loader_consumer_LIBS := dataset proto transport
+loader_consumer_LIBS := dataset proto transport console
 $(eval $(call add_tool,loader_consumer))
 
 loader_sink_SRCS := bench/loader_sink.c

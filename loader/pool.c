@@ -44,6 +44,7 @@ static void fill(pool_t *p, slot_t *s, size_t item)
     pool_result_t *r = &s->result;
     r->item = item;
     const cache_entry_t *e = cache_get(p->cache, item);
+    r->note = NULL;
     if (e) {
         r->ok = 1;
         r->cached = 1;
@@ -60,6 +61,7 @@ static void fill(pool_t *p, slot_t *s, size_t item)
         r->width = s->img.width;
         r->channels = s->img.channels;
         r->pixels = s->img.pixels;
+        r->note = s->img.note[0] ? s->img.note : NULL;
     }
 }
 

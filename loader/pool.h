@@ -22,6 +22,8 @@ typedef struct {
     uint32_t height, width, channels;
     const uint8_t *pixels;      /* (H, W, C), valid until pool_release */
     int cached;                 /* pixels come from the cache */
+    const char *note;           /* decoded with a lossy conversion: what it dropped (valid
+                                   until pool_release); NULL otherwise or when cached */
 } pool_result_t;
 
 typedef struct pool pool_t;

@@ -11,7 +11,9 @@
  *   nntool info CKPT
  *       prints the metadata and the tensor table as one JSON object.
  */
+#include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,9 @@
 
 #define NTXENT_TAU 0.5f
 #define INIT_LR    0.1f
+#define MAX_WIDTH  4096
+#define MAX_STEPS  1000000
+#define MAX_IMAGES 65536
 
 static void usage(FILE *f)
 {
@@ -30,6 +35,22 @@ static void usage(FILE *f)
                "                   [--train-steps K] --out FILE\n"
                "       nntool embed CKPT [--images N] [--seed S] --out FILE\n"
                "       nntool info CKPT\n");
+}
+
+/* A whole number in [min, max] from the value of --opt into *out; 0, or -1
+ * after a message naming the option. */
+static int parse_number(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    uint64_t v = s && *s && *s != '-' ? strtoull(s, &end, 10) : 0;
+    if (!s || !*s || *s == '-' || errno || *end || v < min || v > max) {
+        fprintf(stderr, "nntool: --%s wants a whole number from %" PRIu64 " to %" PRIu64 ", got '%s'\n", opt, min,
+                max, s ? s : "");
+        return -1;
+    }
+    *out = v;
+    return 0;
 }
 
 static void fill_random(float *x, size_t n, uint64_t seed)
@@ -52,19 +73,31 @@ static int cmd_init(int argc, char **argv)
         { "seed", required_argument, 0, 's' }, { "train-steps", required_argument, 0, 't' },
         { "out", required_argument, 0, 'o' }, { 0, 0, 0, 0 } };
     int ch;
+    uint64_t v;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
         case 'n': net_name = optarg; break;
-        case 'w': width = atoi(optarg); break;
+        case 'w':
+            if (parse_number("width", optarg, 1, MAX_WIDTH, &v))
+                return 2;
+            width = (int)v;
+            break;
         case 'H': head = optarg; break;
         case 'i':
-            if (sscanf(optarg, "%dx%dx%d", &c, &h, &w) != 3) {
+            if (sscanf(optarg, "%dx%dx%d", &c, &h, &w) != 3 || c < 1 || h < 1 || w < 1) {
                 fprintf(stderr, "nntool: --input wants CxHxW, got '%s'\n", optarg);
                 return 2;
             }
             break;
-        case 's': seed = strtoull(optarg, NULL, 10); break;
-        case 't': steps = atoi(optarg); break;
+        case 's':
+            if (parse_number("seed", optarg, 0, UINT64_MAX, &seed))
+                return 2;
+            break;
+        case 't':
+            if (parse_number("train-steps", optarg, 0, MAX_STEPS, &v))
+                return 2;
+            steps = (int)v;
+            break;
         case 'o': out = optarg; break;
         default: usage(stderr); return 2;
         }
@@ -129,10 +162,18 @@ static int cmd_embed(int argc, char **argv)
         { "images", required_argument, 0, 'n' }, { "seed", required_argument, 0, 's' },
         { "out", required_argument, 0, 'o' }, { 0, 0, 0, 0 } };
     int ch;
+    uint64_t v;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
-        case 'n': n = atoi(optarg); break;
-        case 's': seed = strtoull(optarg, NULL, 10); break;
+        case 'n':
+            if (parse_number("images", optarg, 1, MAX_IMAGES, &v))
+                return 2;
+            n = (int)v;
+            break;
+        case 's':
+            if (parse_number("seed", optarg, 0, UINT64_MAX, &seed))
+                return 2;
+            break;
         case 'o': out = optarg; break;
         default: usage(stderr); return 2;
         }

@@ -3,7 +3,7 @@
  * Every message is one msgpack map whose first three entries are
  *   "fmt": "sslpipe"   format tag
  *   "ver": 1           protocol version (PROTO_VERSION)
- *   "type": "sample" | "viewbatch" | "checkpoint" | "control" | "stats"
+ *   "type": "sample" | "viewbatch" | "checkpoint" | "control" | "stats" | "ack"
  * followed by the fields of that type. proto/PROTOCOL.md is the spec: fields,
  * types, units, limits, sockets, versioning rule.
  *
@@ -37,6 +37,7 @@
 #define PROTO_MAX_NAME            128u          /* bytes of a name field, with its NUL */
 #define PROTO_MAX_TEXT            4096u         /* bytes of a text field, with its NUL */
 #define PROTO_MAX_STATS           256u          /* counters in one Stats message */
+#define PROTO_MAX_ACK_INDICES     (4096u * 16u) /* dataset indices in one Ack message */
 #define PROTO_LABEL_NONE          (-1)          /* an unlabeled sample */
 #define PROTO_TARGET_NONE         (-1)          /* a view without a target */
 /* Structural limits of the msgpack pre-scan every decoder runs first. */
@@ -50,6 +51,7 @@ typedef enum {
     PROTO_MSG_CHECKPOINT,
     PROTO_MSG_CONTROL,
     PROTO_MSG_STATS,
+    PROTO_MSG_ACK,          /* the last one: proto_read_header loops up to it */
 } proto_msg_type_t;
 
 /* An encoded message: owns data[0..len). */
@@ -173,5 +175,18 @@ int proto_stats_encode(proto_buf_t *out, const proto_stats_t *st);
 int proto_stats_decode(proto_stats_t *st, const void *buf, size_t len);
 /* Same rules as proto_viewbatch_clear. */
 void proto_stats_clear(proto_stats_t *st);
+
+/* ---- Ack: samples of an epoch the trainer has trained, trainer -> loader ---- */
+typedef struct {
+    char sender[PROTO_MAX_NAME];  /* "trainer@host:pid" */
+    uint32_t epoch;               /* the epoch of every index below */
+    uint32_t n_indices;           /* 1..PROTO_MAX_ACK_INDICES */
+    uint64_t *indices;            /* (n_indices) dataset indices; decode allocates it */
+} proto_ack_t;
+
+int proto_ack_encode(proto_buf_t *out, const proto_ack_t *a);
+int proto_ack_decode(proto_ack_t *a, const void *buf, size_t len);
+/* Same rules as proto_viewbatch_clear. */
+void proto_ack_clear(proto_ack_t *a);
 
 #endif

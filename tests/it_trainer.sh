@@ -181,6 +181,7 @@ echo "   ($(($(date +%s) - start)) s for the SimCLR phase)"
 "$PY" - "$run/metrics.jsonl" "$STEPS" <<'EOF' && ok "simclr: metrics hold steps 1..$STEPS once each, the lr follows one schedule across the kill, the loss falls" || fail "simclr: metrics"
 import json, math, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+rows = [r for r in rows if "loss" in r]   # the step lines (not the per-epoch records)
 steps = [r["step"] for r in rows]
 n = int(sys.argv[2])
 assert steps == list(range(1, n + 1)), steps
@@ -262,7 +263,7 @@ rc=$?
 [ "$rc" -eq 0 ] && ok "rotnet: SIGTERM, exit 0" || { fail "rotnet: exit $rc after SIGTERM"; cat "$tmp/t3.err"; }
 jcheck "$tmp/t3.out" "d['end'] == 'signal' and d['step'] >= 15 and d['dropped'] >= 4 and d['loss'] > 0" \
     "rotnet: stopped by the signal after 15+ steps, 4 malformed messages dropped and counted"
-laststep=$(tail -n 1 "$run/metrics.jsonl" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["step"])')
+laststep=$(grep '"loss"' "$run/metrics.jsonl" | tail -n 1 | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["step"])')
 "$NNTOOL" info "$run/latest" >"$tmp/rot.json" 2>&1
 jcheck "$tmp/rot.json" "d['step'] == $laststep and d['method'] == 'rotnet'" \
     "rotnet: final checkpoint written at the step reached ($laststep)"

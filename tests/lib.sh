@@ -13,7 +13,7 @@ pids=()
 cleanup() {
     # The pids may be `timeout` wrappers: stop what they run too.
     for p in "${pids[@]}"; do pkill -TERM -P "$p" 2>/dev/null; kill "$p" 2>/dev/null; done
-    rm -rf "$tmp"
+    [ -n "${KEEP_TMP:-}" ] && echo "kept $tmp" || rm -rf "$tmp"
 }
 trap cleanup EXIT
 

@@ -26,8 +26,10 @@ run() {
     fi
     rm -f "$log"
 }
+# TEST_WRAPPER (e.g. a valgrind command line) runs each test program under it.
 for t in "$@"; do
-    run "$(basename "$t")" "$t"
+    # shellcheck disable=SC2086
+    run "$(basename "$t")" ${TEST_WRAPPER:-} "$t"
 done
 if [ "$unit_only" -eq 0 ]; then
     for s in "$here"/it_*.sh; do

@@ -656,12 +656,14 @@ static void test_alpha_dropped(void **state)
     dataset_decode_opts_t o = opts(0, 0);
     assert_int_equal(read_single("rgba", "a.png", &o, &img, &err), 0);
     assert_int_equal(img.channels, 3);
+    assert_non_null(strstr(img.note, "a.png: alpha dropped"));
     for (int c = 0; c < 3; c++)
         assert_int_equal(img.pixels[(4 * 9 + 8) * 3 + c], pattern(2, 4, 8, c));
     make_dir("ga");
     write_image("ga/a.png", 2, 5, 9, 2, VIPS_INTERPRETATION_B_W, NULL);
     assert_int_equal(read_single("ga", "a.png", &o, &img, &err), 0);
     assert_int_equal(img.channels, 1);
+    assert_non_null(strstr(img.note, "alpha dropped"));
     assert_int_equal(img.pixels[4 * 9 + 8], pattern(2, 4, 8, 0));
     dataset_image_release(&img);
 }
@@ -684,6 +686,7 @@ static void test_16bit_png(void **state)
     dataset_decode_opts_t o = opts(0, 0);
     assert_int_equal(read_single("p16", "deep.png", &o, &img, &err), 0);
     assert_int_equal(img.channels, 3);
+    assert_non_null(strstr(img.note, "16-bit integer samples reduced to 8-bit"));
     for (int i = 0; i < h * w * 3; i++)
         assert_int_equal(img.pixels[i], px[i] / 257);
     dataset_image_release(&img);
@@ -701,6 +704,7 @@ static void test_cmyk_jpeg(void **state)
     if (read_single("cmyk", "k.jpg", &o, &img, &err))
         fail_msg("%s", err.message);
     assert_int_equal(img.channels, 3);
+    assert_non_null(strstr(img.note, "CMYK converted to sRGB"));
     assert_int_equal(img.height, 8);
     dataset_image_release(&img);
 }

@@ -249,6 +249,12 @@ static int decode_as(proto_msg_type_t type, const void *buf, size_t len)
         proto_stats_clear(&st);
         break;
     }
+    case PROTO_MSG_ACK: {
+        proto_ack_t a;
+        rc = proto_ack_decode(&a, buf, len);
+        proto_ack_clear(&a);
+        break;
+    }
     default:
         break;
     }
@@ -270,7 +276,7 @@ static int decode_copy(proto_msg_type_t type, const void *buf, size_t len)
 
 static const proto_msg_type_t all_types[] = {
     PROTO_MSG_SAMPLE, PROTO_MSG_VIEWBATCH, PROTO_MSG_CHECKPOINT, PROTO_MSG_CONTROL,
-    PROTO_MSG_STATS,
+    PROTO_MSG_STATS, PROTO_MSG_ACK,
 };
 #define N_TYPES (sizeof all_types / sizeof all_types[0])
 
@@ -383,6 +389,17 @@ static void stats_fixture(proto_stats_t *st)
     st->stats = stats_items;
 }
 
+static uint64_t ack_items[4] = { 0, 59999, 123456789012ull, UINT64_MAX };
+
+static void ack_fixture(proto_ack_t *a)
+{
+    memset(a, 0, sizeof *a);
+    strcpy(a->sender, "trainer@host:99");
+    a->epoch = 5;
+    a->n_indices = 4;
+    a->indices = ack_items;
+}
+
 /* Encodes the example message of `type` into out. */
 static void encode_fixture(proto_msg_type_t type, proto_buf_t *out)
 {
@@ -391,6 +408,7 @@ static void encode_fixture(proto_msg_type_t type, proto_buf_t *out)
     proto_checkpoint_t c;
     proto_control_t ctl;
     proto_stats_t st;
+    proto_ack_t ack;
     int rc = -1;
     switch (type) {
     case PROTO_MSG_SAMPLE: sample_fixture(&sf); rc = proto_sample_encode(out, &sf.s); break;
@@ -398,6 +416,7 @@ static void encode_fixture(proto_msg_type_t type, proto_buf_t *out)
     case PROTO_MSG_CHECKPOINT: ckpt_fixture(&c); rc = proto_checkpoint_encode(out, &c); break;
     case PROTO_MSG_CONTROL: control_fixture(&ctl); rc = proto_control_encode(out, &ctl); break;
     case PROTO_MSG_STATS: stats_fixture(&st); rc = proto_stats_encode(out, &st); break;
+    case PROTO_MSG_ACK: ack_fixture(&ack); rc = proto_ack_encode(out, &ack); break;
     default: break;
     }
     if (rc)
@@ -705,6 +724,47 @@ static void test_stats_roundtrip(void **state)
     free(many);
 }
 
+static void roundtrip_ack(const proto_ack_t *in)
+{
+    proto_buf_t buf;
+    proto_ack_t out;
+    proto_msg_type_t type;
+    proto_buf_init(&buf);
+    if (proto_ack_encode(&buf, in))
+        fail_msg("encode: %s", proto_error());
+    assert_int_equal(proto_peek_type(buf.data, buf.len, &type), 0);
+    assert_int_equal(type, PROTO_MSG_ACK);
+    if (proto_ack_decode(&out, buf.data, buf.len))
+        fail_msg("decode: %s", proto_error());
+    assert_true(proto_ack_equal(in, &out));
+    proto_ack_clear(&out);
+    assert_null(out.indices);
+    proto_buf_release(&buf);
+}
+
+static void test_ack_roundtrip(void **state)
+{
+    (void)state;
+    proto_ack_t a;
+    ack_fixture(&a);
+    roundtrip_ack(&a);
+    assert_string_equal(proto_msg_type_name(PROTO_MSG_ACK), "ack");
+
+    /* one index; then the most indices a message may hold, epoch at its limit */
+    a.n_indices = 1;
+    a.epoch = UINT32_MAX;
+    roundtrip_ack(&a);
+    uint64_t *many = malloc(PROTO_MAX_ACK_INDICES * sizeof *many);
+    assert_non_null(many);
+    for (uint32_t i = 0; i < PROTO_MAX_ACK_INDICES; i++)
+        many[i] = (uint64_t)i * 977u + (i % 3 ? 0 : (1ull << 40));
+    a.indices = many;
+    a.n_indices = PROTO_MAX_ACK_INDICES;
+    a.epoch = 0;
+    roundtrip_ack(&a);
+    free(many);
+}
+
 static void test_buf_reuse_and_detach(void **state)
 {
     (void)state;
@@ -927,7 +987,7 @@ static void test_header_refusals(void **state)
     expect_error(proto_peek_type(w.p, w.len, &type), "fewer than the 3 of the header");
 
     static const char *const type_names[N_TYPES] = {
-        "sample", "viewbatch", "checkpoint", "control", "stats",
+        "sample", "viewbatch", "checkpoint", "control", "stats", "ack",
     };
     for (size_t t = 0; t < N_TYPES; t++)
         assert_string_equal(proto_msg_type_name(all_types[t]), type_names[t]);
@@ -940,6 +1000,7 @@ static void test_header_refusals(void **state)
 static uint8_t t_pixels[2 * 3 * 1];
 static wbuf_t t_samples;   /* a viewbatch's samples array */
 static wbuf_t t_counters;  /* a stats' counters map */
+static wbuf_t t_indices;   /* an ack's indices array */
 static const float t_views[1 * 1 * 2 * 2];
 
 static const tfield_t sample_fields[] = {
@@ -983,6 +1044,12 @@ static tfield_t stats_fields[] = {
     { .key = "counters", .kind = V_RAW },  /* filled by setup */
 };
 
+static tfield_t ack_fields[] = {
+    { .key = "sender", .kind = V_STR, .s = "trainer@h:3" },
+    { .key = "epoch", .kind = V_UINT, .u = 2 },
+    { .key = "indices", .kind = V_RAW },  /* filled by setup */
+};
+
 typedef struct {
     proto_msg_type_t type;
     const tfield_t *fields;
@@ -995,6 +1062,7 @@ static const tmsg_t tmsgs[] = {
     { PROTO_MSG_CHECKPOINT, checkpoint_fields, 6 },
     { PROTO_MSG_CONTROL, control_fields, 4 },
     { PROTO_MSG_STATS, stats_fields, 3 },
+    { PROTO_MSG_ACK, ack_fields, 3 },
 };
 #define N_TMSGS (sizeof tmsgs / sizeof tmsgs[0])
 
@@ -1026,6 +1094,13 @@ static int setup_fields(void **state)
     w_str(&t_counters, "b"); w_uint(&t_counters, 7);
     stats_fields[2].p = t_counters.p;
     stats_fields[2].n = t_counters.len;
+    t_indices.len = 0;
+    w_array(&t_indices, 3);
+    w_uint(&t_indices, 7);
+    w_uint(&t_indices, 70000);
+    w_uint(&t_indices, UINT64_MAX);
+    ack_fields[2].p = t_indices.p;
+    ack_fields[2].n = t_indices.len;
     return 0;
 }
 
@@ -1034,6 +1109,7 @@ static int teardown_fields(void **state)
     (void)state;
     w_free(&t_samples);
     w_free(&t_counters);
+    w_free(&t_indices);
     return 0;
 }
 
@@ -1162,7 +1238,7 @@ static void expect_replaced_ok(int m, int k, tfield_t with)
 #define F64V(x)  ((tfield_t){ .kind = V_F64, .d = (x) })
 #define RAWV(w)  ((tfield_t){ .kind = V_RAW, .p = (w).p, .n = (w).len })
 
-enum { M_SAMPLE, M_VIEWBATCH, M_CHECKPOINT, M_CONTROL, M_STATS };
+enum { M_SAMPLE, M_VIEWBATCH, M_CHECKPOINT, M_CONTROL, M_STATS, M_ACK };
 
 static void test_sample_limits(void **state)
 {
@@ -1372,6 +1448,45 @@ static void test_stats_limits(void **state)
     w_free(&c);
 }
 
+static void test_ack_limits(void **state)
+{
+    (void)state;
+    wbuf_t a = { 0 };
+    expect_replaced(M_ACK, 0, STRV(""), "sender is empty");
+    expect_replaced(M_ACK, 1, UINTV((uint64_t)UINT32_MAX + 1), "epoch is 4294967296");
+    expect_replaced(M_ACK, 1, INTV(-2), "epoch is -2");
+    /* an empty array, one too many, a negative index, an index of the wrong type */
+    w_array(&a, 0);
+    expect_replaced(M_ACK, 2, RAWV(a), "the length of indices is 0, expected 1..65536");
+    a.len = 0;
+    w_array(&a, PROTO_MAX_ACK_INDICES + 1);
+    for (uint32_t i = 0; i <= PROTO_MAX_ACK_INDICES; i++)
+        w_uint(&a, i);
+    expect_replaced(M_ACK, 2, RAWV(a), "the length of indices is 65537, expected 1..65536 "
+                    "(PROTO_MAX_ACK_INDICES)");
+    a.len = 0;
+    w_array(&a, 2);
+    w_uint(&a, 1);
+    w_int(&a, -1);
+    expect_replaced(M_ACK, 2, RAWV(a), "indices[1].index is -1");
+    a.len = 0;
+    w_array(&a, 2);
+    w_uint(&a, 1);
+    w_str(&a, "2");
+    expect_replaced(M_ACK, 2, RAWV(a), "indices[1].index must be a non-negative int, found str");
+    a.len = 0;
+    w_array(&a, 1);
+    w_f64(&a, 1.0);
+    expect_replaced(M_ACK, 2, RAWV(a), "indices[0].index must be a non-negative int, found float64");
+    /* the most indices allowed */
+    a.len = 0;
+    w_array(&a, PROTO_MAX_ACK_INDICES);
+    for (uint32_t i = 0; i < PROTO_MAX_ACK_INDICES; i++)
+        w_uint(&a, UINT64_MAX - i);
+    expect_replaced_ok(M_ACK, 2, RAWV(a));
+    w_free(&a);
+}
+
 static void test_unknown_fields_ignored(void **state)
 {
     (void)state;
@@ -1470,6 +1585,20 @@ static void test_encoder_refusals(void **state)
     st.stats = bad;
     st.n_stats = 2;
     expect_error(proto_stats_encode(&buf, &st), "stats: stats[1].name is empty");
+
+    proto_ack_t ack;
+    ack_fixture(&ack);
+    ack.n_indices = 0;
+    expect_error(proto_ack_encode(&buf, &ack), "ack: n_indices is 0");
+    ack_fixture(&ack);
+    ack.n_indices = PROTO_MAX_ACK_INDICES + 1;
+    expect_error(proto_ack_encode(&buf, &ack), "n_indices is 65537");
+    ack_fixture(&ack);
+    ack.indices = NULL;
+    expect_error(proto_ack_encode(&buf, &ack), "indices is NULL");
+    ack_fixture(&ack);
+    ack.sender[0] = '\0';
+    expect_error(proto_ack_encode(&buf, &ack), "ack: sender is empty");
     proto_buf_release(&buf);
 }
 
@@ -1502,6 +1631,18 @@ static void test_clear_after_failed_decode(void **state)
     assert_int_equal(proto_stats_decode(&st, w.p, w.len), -1);
     assert_null(st.stats);
     proto_stats_clear(&st);
+    /* and after the indices were allocated */
+    proto_ack_t ack;
+    s.len = 0;
+    w_array(&s, 2);
+    w_uint(&s, 1);
+    w_byte(&s, 0xc0);
+    with = RAWV(s);
+    build(&w, "ack", ack_fields, 3, -1, 2, &with);
+    assert_int_equal(proto_ack_decode(&ack, w.p, w.len), -1);
+    assert_null(ack.indices);
+    assert_int_equal(ack.n_indices, 0);
+    proto_ack_clear(&ack);
     w_free(&s);
     w_free(&w);
     proto_buf_release(&buf);
@@ -1553,6 +1694,7 @@ static int decode_reencode(proto_msg_type_t type, const uint8_t *buf, size_t len
     case PROTO_MSG_CHECKPOINT: REENCODE(proto_checkpoint_t, checkpoint, NO_CLEAR); break;
     case PROTO_MSG_CONTROL: REENCODE(proto_control_t, control, NO_CLEAR); break;
     case PROTO_MSG_STATS: REENCODE(proto_stats_t, stats, proto_stats_clear); break;
+    case PROTO_MSG_ACK: REENCODE(proto_ack_t, ack, proto_ack_clear); break;
     default: break;
     }
 #undef REENCODE
@@ -1736,6 +1878,14 @@ static int write_corpus(const char *dir)
     st.n_stats = 0;
     proto_stats_encode(&buf, &st);
     rc |= write_file(dir, "fuzz_stats", "seed-empty", buf.data, buf.len);
+
+    uint64_t idx[3] = { 0, 255, 70000 };
+    proto_ack_t ack = { .sender = "trainer@h:1", .epoch = 1, .n_indices = 1, .indices = idx };
+    proto_ack_encode(&buf, &ack);
+    rc |= write_file(dir, "fuzz_ack", "seed-one", buf.data, buf.len);
+    ack.n_indices = 3;
+    proto_ack_encode(&buf, &ack);
+    rc |= write_file(dir, "fuzz_ack", "seed-three", buf.data, buf.len);
     proto_buf_release(&buf);
     return rc ? -1 : 0;
 }
@@ -1756,6 +1906,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_checkpoint_roundtrip),
         cmocka_unit_test(test_control_roundtrip),
         cmocka_unit_test(test_stats_roundtrip),
+        cmocka_unit_test(test_ack_roundtrip),
         cmocka_unit_test(test_buf_reuse_and_detach),
         cmocka_unit_test(test_truncated_every_prefix),
         cmocka_unit_test(test_oversized_claims),
@@ -1768,6 +1919,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_checkpoint_limits),
         cmocka_unit_test(test_control_limits),
         cmocka_unit_test(test_stats_limits),
+        cmocka_unit_test(test_ack_limits),
         cmocka_unit_test(test_unknown_fields_ignored),
         cmocka_unit_test(test_encoder_refusals),
         cmocka_unit_test(test_clear_after_failed_decode),

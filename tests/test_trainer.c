@@ -19,6 +19,7 @@
 #include "proto/proto.h"
 #include "transport/transport.h"
 #include "trainer/batch.h"
+#include "trainer/epochs.h"
 #include "trainer/feed.h"
 #include "trainer/model.h"
 #include "trainer/options.h"
@@ -467,6 +468,49 @@ static void test_rundir_metrics_after_crash(void **state)
                               "{\"step\":3,\"loss\":1.0}\n{\"step\":4,\"loss\":0.5}\n");
 }
 
+/* ---- per-epoch sets of trained samples ---- */
+
+static void test_epochs_dedup_and_records(void **state)
+{
+    (void)state;
+    epochs_t e;
+    epochs_record_t r;
+    int known;
+    epochs_init(&e);
+    assert_int_equal(epochs_current(&e, &known), 0);
+    assert_int_equal(known, 0);
+    /* epoch 0 of 5 samples, one sent twice; epoch 1 starts meanwhile */
+    for (uint64_t i = 0; i < 5; i++)
+        assert_int_equal(epochs_admit(&e, 0, i * 100000), EPOCHS_NEW);
+    assert_int_equal(epochs_admit(&e, 0, 300000), EPOCHS_DUPLICATE);
+    assert_int_equal(epochs_admit(&e, 1, 300000), EPOCHS_NEW);
+    epochs_trained(&e, 0, 4);
+    epochs_end(&e, 0, 5);
+    assert_int_equal(epochs_next_record(&e, 0, &r), 0);   /* one not trained yet */
+    assert_int_equal(epochs_current(&e, &known), 0);
+    epochs_trained(&e, 0, 1);
+    assert_int_equal(epochs_next_record(&e, 0, &r), 1);
+    assert_true(r.epoch == 0 && r.distinct == 5 && r.duplicates == 1 && r.expected == 5 && r.complete);
+    assert_int_equal(epochs_next_record(&e, 0, &r), 0);
+    assert_int_equal(epochs_current(&e, &known), 1);
+    assert_int_equal(known, 1);
+    /* a late copy of a reported epoch is still recognised */
+    assert_int_equal(epochs_admit(&e, 0, 0), EPOCHS_DUPLICATE);
+    /* epochs 2..5 push the older ones out; epoch 1 is closed before it ended */
+    for (uint32_t ep = 2; ep <= 5; ep++)
+        assert_int_equal(epochs_admit(&e, ep, 7), EPOCHS_NEW);
+    assert_int_equal(epochs_admit(&e, 0, 1), EPOCHS_CLOSED);
+    assert_int_equal(epochs_next_record(&e, 0, &r), 1);
+    assert_true(r.epoch == 1 && r.distinct == 0 && r.expected == 0 && !r.complete);
+    assert_int_equal(epochs_admit(&e, 1, 5), EPOCHS_CLOSED);
+    /* at the end, every open epoch gets its record */
+    int n = 0;
+    while (epochs_next_record(&e, 1, &r))
+        n++;
+    assert_int_equal(n, 4);
+    epochs_release(&e);
+}
+
 /* ---- model step ---- */
 
 static void run_steps(train_method_t method, const char *head)
@@ -545,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_rundir_state_round_trip),
         cmocka_unit_test(test_rundir_latest_and_prune),
         cmocka_unit_test(test_rundir_metrics_after_crash),
+        cmocka_unit_test(test_epochs_dedup_and_records),
         cmocka_unit_test(test_model_step_simclr),
         cmocka_unit_test(test_model_step_rotnet),
         cmocka_unit_test(test_model_refuses_small_head),

@@ -1,4 +1,5 @@
-/* Unit tests of transport/: sockets on loopback, bounded waits, stop flag. */
+/* Unit tests of transport/: sockets on loopback, bounded waits, stop flag,
+ * the peer watch, key files, CURVE with its ZAP handler. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,9 +8,15 @@
 #include <string.h>
 #include <stdlib.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "console/console.h"
 #include "proto/proto.h"
+#include "transport/internal.h"
 #include "transport/transport.h"
+
+#define WAIT_LIMIT_S 10.0   /* bound on waits for the I/O and monitor threads */
 
 #define ENDPOINT "inproc://transport-test"
 
@@ -108,8 +115,252 @@ static void test_identity_names_stage(void **state)
     assert_non_null(strchr(id, ':'));
 }
 
+/* Waits until transport_peers(sock) == want (or WAIT_LIMIT_S passes). */
+static int wait_peers(void *sock, int want)
+{
+    double t0 = console_now();
+    while (console_now() - t0 < WAIT_LIMIT_S) {
+        if (transport_peers(sock) == want)
+            return 1;
+        usleep(20000);
+    }
+    return 0;
+}
+
+static void test_peer_watch_counts_and_loses_peers(void **state)
+{
+    (void)state;
+    void *pull = transport_open_peer(ZMQ_PULL, TRANSPORT_BIND, "tcp://127.0.0.1:0", 10, "pushers");
+    assert_non_null(pull);
+    char ep[256];
+    size_t len = sizeof ep;
+    assert_int_equal(zmq_getsockopt(pull, ZMQ_LAST_ENDPOINT, ep, &len), 0);
+    void *a = transport_open_peer(ZMQ_PUSH, TRANSPORT_CONNECT, ep, 10, "puller");
+    void *b = transport_open_peer(ZMQ_PUSH, TRANSPORT_CONNECT, ep, 10, "puller");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_true(wait_peers(pull, 2));
+    assert_true(wait_peers(a, 1));
+    transport_close(&b);
+    assert_true(wait_peers(pull, 1));
+    transport_close(&pull);
+    assert_true(wait_peers(a, 0));   /* the connecting side notices the loss */
+    transport_close(&a);
+    /* inproc:// sockets are not watched */
+    void *in = transport_open(ZMQ_PULL, TRANSPORT_BIND, ENDPOINT "-unwatched", 10);
+    assert_int_equal(transport_peers(in), -1);
+    transport_close(&in);
+}
+
+static void test_heartbeat_options(void **state)
+{
+    (void)state;
+    void *push = transport_socket(ZMQ_PUSH, TRANSPORT_CONNECT, 0);
+    void *pull = transport_socket(ZMQ_PULL, TRANSPORT_BIND, 0);
+    int v;
+    size_t len = sizeof v;
+    /* no heartbeat in a data stream: it would wait behind a backlog */
+    assert_int_equal(zmq_getsockopt(push, ZMQ_HEARTBEAT_IVL, &v, &len), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(zmq_getsockopt(pull, ZMQ_HEARTBEAT_IVL, &v, &len), 0);
+    assert_int_equal(v, 0);
+    /* the Control sockets time a silent peer out */
+    void *sub = transport_socket(ZMQ_SUB, TRANSPORT_CONNECT, 0);
+    assert_int_equal(zmq_getsockopt(sub, ZMQ_HEARTBEAT_IVL, &v, &len), 0);
+    assert_int_equal(v, TRANSPORT_HEARTBEAT_IVL_MS);
+    assert_int_equal(zmq_getsockopt(sub, ZMQ_HEARTBEAT_TIMEOUT, &v, &len), 0);
+    assert_int_equal(v, TRANSPORT_HEARTBEAT_TIMEOUT_MS);
+    assert_int_equal(zmq_getsockopt(sub, ZMQ_HEARTBEAT_TTL, &v, &len), 0);
+    assert_int_equal(v, TRANSPORT_HEARTBEAT_TTL_MS);
+    transport_close(&sub);
+    assert_int_equal(transport_attach(push, TRANSPORT_CONNECT, "not-an-endpoint", NULL), -1);
+    transport_close(&push);
+    transport_close(&pull);
+}
+
+static void test_log_limit(void **state)
+{
+    (void)state;
+    log_limit_t l = {.window_s = 60, .burst = 2};
+    assert_true(log_limit_allow(&l, 100.0));
+    assert_true(log_limit_allow(&l, 101.0));
+    assert_false(log_limit_allow(&l, 102.0));
+    assert_false(log_limit_allow(&l, 103.0));
+    assert_int_equal(log_limit_flush(&l, 110.0), 0);    /* window not over */
+    assert_int_equal(log_limit_flush(&l, 161.0), 2);    /* 2 suppressed, summed up once */
+    assert_int_equal(log_limit_flush(&l, 162.0), 0);
+    assert_true(log_limit_allow(&l, 162.0));
+}
+
+/* A scratch key folder laid out as keygen makes it. */
+static char g_keys[64];
+
+static void write_pair(const char *dir, const char *stem, char *public_out)
+{
+    char pub[41], sec[41], path[256], err[512];
+    assert_int_equal(zmq_curve_keypair(pub, sec), 0);
+    snprintf(path, sizeof path, "%s/%s.public", dir, stem);
+    assert_int_equal(transport_key_write(path, pub, 0644, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/%s.secret", dir, stem);
+    assert_int_equal(transport_key_write(path, sec, 0600, err, sizeof err), 0);
+    if (public_out)
+        memcpy(public_out, pub, sizeof pub);
+}
+
+static void make_key_folder(void)
+{
+    snprintf(g_keys, sizeof g_keys, "/tmp/test_transport.XXXXXX");
+    assert_non_null(mkdtemp(g_keys));
+    char pub[41], path[256], err[512];
+    write_pair(g_keys, "server", NULL);
+    write_pair(g_keys, "client", pub);
+    snprintf(path, sizeof path, "%s/allowed", g_keys);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/allowed/client.public", g_keys);
+    assert_int_equal(transport_key_write(path, pub, 0644, err, sizeof err), 0);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_key_files(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_transport_keys.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char pub[41], sec[41], got[41], path[256], err[512];
+    assert_int_equal(zmq_curve_keypair(pub, sec), 0);
+    snprintf(path, sizeof path, "%s/a.public", dir);
+    assert_int_equal(transport_key_write(path, pub, 0644, err, sizeof err), 0);
+    assert_int_equal(transport_key_read(path, got, err, sizeof err), 0);
+    assert_string_equal(got, pub);
+    /* never overwrites */
+    assert_int_equal(transport_key_write(path, sec, 0600, err, sizeof err), -1);
+    assert_non_null(strstr(err, path));
+    /* comments, blank lines and surrounding blanks are fine */
+    char text[128];
+    snprintf(text, sizeof text, "# the key of host b\n\n  %s \r\n", pub);
+    snprintf(path, sizeof path, "%s/b.public", dir);
+    write_text(path, text);
+    assert_int_equal(transport_key_read(path, got, err, sizeof err), 0);
+    assert_string_equal(got, pub);
+    /* wrong length, a character outside Z85, nothing, no file */
+    const char *bad[] = {"abc\n", "0123456789012345678901234567890123456789~\n",
+                         "01234567890123456789012345678901234567,9\n", "# only a comment\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(path, sizeof path, "%s/bad%zu", dir, i);
+        write_text(path, bad[i]);
+        assert_int_equal(transport_key_read(path, got, err, sizeof err), -1);
+        assert_non_null(strstr(err, path));
+    }
+    snprintf(path, sizeof path, "%s/missing", dir);
+    assert_int_equal(transport_key_read(path, got, err, sizeof err), -1);
+    assert_non_null(strstr(err, "missing"));
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_use_curve_checks_the_folder(void **state)
+{
+    (void)state;
+    char err[1024], path[256];
+    const int both = TRANSPORT_CURVE_SERVER | TRANSPORT_CURVE_CLIENT;
+    assert_int_equal(transport_use_curve("/nonexistent/keys", both, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no such folder"));
+    assert_false(transport_curve_enabled());
+    make_key_folder();
+    assert_int_equal(transport_use_curve(g_keys, both, err, sizeof err), 0);
+    assert_true(transport_curve_enabled());
+    assert_int_equal(transport_use_curve(NULL, 0, err, sizeof err), 0);
+    assert_false(transport_curve_enabled());
+    /* a public key that is not the secret's */
+    char other[256];
+    snprintf(other, sizeof other, "%s/other", g_keys);
+    assert_int_equal(mkdir(other, 0700), 0);
+    write_pair(other, "client", NULL);
+    snprintf(path, sizeof path, "%s/client.public", g_keys);
+    char moved[300];
+    snprintf(moved, sizeof moved, "%s/client.public.orig", g_keys);
+    assert_int_equal(rename(path, moved), 0);
+    char src[300];
+    snprintf(src, sizeof src, "%s/client.public", other);
+    assert_int_equal(rename(src, path), 0);
+    assert_int_equal(transport_use_curve(g_keys, both, err, sizeof err), -1);
+    assert_non_null(strstr(err, "does not belong"));
+    /* the server side alone does not need the client pair */
+    assert_int_equal(transport_use_curve(g_keys, TRANSPORT_CURVE_SERVER, err, sizeof err), 0);
+    assert_int_equal(rename(moved, path), 0);
+    assert_int_equal(transport_use_curve(NULL, 0, err, sizeof err), 0);
+}
+
+/* With CURVE on: the allowed client gets through; an unknown key and a
+ * client without CURVE get nothing, and the server side keeps working. */
+static void test_curve_accepts_only_allowed_keys(void **state)
+{
+    (void)state;
+    char err[1024];
+    if (!g_keys[0])
+        make_key_folder();
+    assert_int_equal(transport_use_curve(g_keys, TRANSPORT_CURVE_SERVER | TRANSPORT_CURVE_CLIENT, err, sizeof err), 0);
+    void *pull = transport_open_peer(ZMQ_PULL, TRANSPORT_BIND, "tcp://127.0.0.1:0", 10, "pushers");
+    assert_non_null(pull);
+    int v = 0;
+    size_t len = sizeof v;
+    assert_int_equal(zmq_getsockopt(pull, ZMQ_CURVE_SERVER, &v, &len), 0);
+    assert_int_equal(v, 1);
+    char ep[256];
+    len = sizeof ep;
+    assert_int_equal(zmq_getsockopt(pull, ZMQ_LAST_ENDPOINT, ep, &len), 0);
+
+    /* intruders: an unknown key, and no CURVE at all */
+    char server_public[41], path[300], pub[41], sec[41];
+    snprintf(path, sizeof path, "%s/server.public", g_keys);
+    assert_int_equal(transport_key_read(path, server_public, err, sizeof err), 0);
+    assert_int_equal(zmq_curve_keypair(pub, sec), 0);
+    void *unknown = zmq_socket(transport_context(), ZMQ_PUSH);
+    zmq_setsockopt(unknown, ZMQ_CURVE_SERVERKEY, server_public, 40);
+    zmq_setsockopt(unknown, ZMQ_CURVE_PUBLICKEY, pub, 40);
+    zmq_setsockopt(unknown, ZMQ_CURVE_SECRETKEY, sec, 40);
+    void *plain = zmq_socket(transport_context(), ZMQ_PUSH);
+    int zero = 0;
+    zmq_setsockopt(unknown, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(plain, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmq_connect(unknown, ep), 0);
+    assert_int_equal(zmq_connect(plain, ep), 0);
+    zmq_send(unknown, "intruder", 8, ZMQ_DONTWAIT);
+    zmq_send(plain, "intruder", 8, ZMQ_DONTWAIT);
+
+    void *push = transport_open_peer(ZMQ_PUSH, TRANSPORT_CONNECT, ep, 10, "puller");
+    assert_non_null(push);
+    assert_int_equal(transport_send(push, "friend", 6), 0);
+    zmq_msg_t msg;
+    assert_int_equal(transport_recv(pull, &msg, (int)(WAIT_LIMIT_S * 1000)), 1);
+    assert_int_equal(zmq_msg_size(&msg), 6);
+    assert_memory_equal(zmq_msg_data(&msg), "friend", 6);
+    zmq_msg_close(&msg);
+    /* nothing else arrives: the intruders' messages never get in */
+    assert_int_equal(transport_recv(pull, &msg, 1000), 0);
+    assert_int_equal(transport_peers(pull), 1);
+
+    zmq_close(unknown);
+    zmq_close(plain);
+    transport_close(&push);
+    transport_close(&pull);
+    assert_int_equal(transport_use_curve(NULL, 0, err, sizeof err), 0);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_keys);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
+    console_init("test_transport");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_push_pull_roundtrip),
         cmocka_unit_test(test_recv_times_out),
@@ -117,6 +368,12 @@ int main(void)
         cmocka_unit_test(test_receiving_socket_limits_size),
         cmocka_unit_test(test_bad_endpoint_is_refused),
         cmocka_unit_test(test_identity_names_stage),
+        cmocka_unit_test(test_peer_watch_counts_and_loses_peers),
+        cmocka_unit_test(test_heartbeat_options),
+        cmocka_unit_test(test_log_limit),
+        cmocka_unit_test(test_key_files),
+        cmocka_unit_test(test_use_curve_checks_the_folder),
+        cmocka_unit_test(test_curve_accepts_only_allowed_keys),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     transport_shutdown();

@@ -87,9 +87,11 @@ int batch_alloc(batch_t *b, const batch_shape_t *s)
     memset(b, 0, sizeof *b);
     size_t rows = batch_rows(s);
     b->x = malloc(rows * batch_view_floats(s) * sizeof *b->x);
+    b->index = malloc((size_t)s->images * sizeof *b->index);
+    b->epoch = malloc((size_t)s->images * sizeof *b->epoch);
     if (s->method == TRAIN_ROTNET)
         b->targets = malloc(rows * sizeof *b->targets);
-    if (!b->x || (s->method == TRAIN_ROTNET && !b->targets)) {
+    if (!b->x || !b->index || !b->epoch || (s->method == TRAIN_ROTNET && !b->targets)) {
         batch_release(b);
         return -1;
     }
@@ -100,6 +102,8 @@ void batch_release(batch_t *b)
 {
     free(b->x);
     free(b->targets);
+    free(b->index);
+    free(b->epoch);
     memset(b, 0, sizeof *b);
 }
 
@@ -140,6 +144,8 @@ int batch_put(batch_t *b, const batch_shape_t *s, const proto_viewbatch_t *vb, u
     }
     if (smp->epoch > b->max_epoch)
         b->max_epoch = smp->epoch;
+    b->index[img] = smp->index;
+    b->epoch[img] = smp->epoch;
     b->filled++;
     return b->filled == s->images;
 }

@@ -36,6 +36,8 @@ typedef struct {
     int32_t *targets;       /* (rows), rotnet only, else NULL */
     uint32_t filled;        /* images placed so far, 0..images */
     uint32_t max_epoch;     /* largest epoch among the samples */
+    uint64_t *index;        /* (images) dataset index of each image, for the Ack */
+    uint32_t *epoch;        /* (images) epoch of each image */
 } batch_t;
 
 /* Views per source image used in a batch: 2 (simclr) or K (rotnet). */

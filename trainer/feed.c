@@ -13,6 +13,8 @@
 #include "transport/transport.h"
 
 #define RECV_SLICE_MS 100   /* the thread checks for a stop this often */
+#define MAX_DUP_ACKS  (1u << 16)  /* duplicates waiting to be acknowledged; more are
+                                     forgotten (the loader sends them again) */
 
 struct feed {
     void *sock;                 /* PULL, used only by the thread once it runs */
@@ -31,6 +33,10 @@ struct feed {
     int filling;                /* slot the thread fills, -1 none (thread only) */
 
     feed_stats_t st;            /* under mu */
+    epochs_t ep;                /* under mu: admitted samples per epoch */
+    uint32_t *dup_epoch;        /* (MAX_DUP_ACKS) under mu: duplicates to acknowledge */
+    uint64_t *dup_index;
+    size_t n_dups;
 };
 
 static void drop(feed_t *f, const char *fmt, ...)
@@ -137,6 +143,17 @@ static void on_viewbatch(feed_t *f, const void *buf, size_t len)
         pthread_mutex_unlock(&f->mu);
     }
     for (uint32_t i = 0; i < vb.n_samples; i++) {
+        /* A sample the loader sent again (no Ack reached it in time) is
+         * trained once: the copy is dropped, and acknowledged again. */
+        pthread_mutex_lock(&f->mu);
+        epochs_verdict_t v = epochs_admit(&f->ep, vb.samples[i].epoch, vb.samples[i].index);
+        if (v != EPOCHS_NEW && f->n_dups < MAX_DUP_ACKS) {
+            f->dup_epoch[f->n_dups] = vb.samples[i].epoch;
+            f->dup_index[f->n_dups++] = vb.samples[i].index;
+        }
+        pthread_mutex_unlock(&f->mu);
+        if (v != EPOCHS_NEW)
+            continue;
         if (f->filling < 0 && (f->filling = acquire_slot(f)) < 0)
             break;   /* stopping */
         if (batch_put(&f->slots[f->filling], &shape, &vb, i)) {
@@ -163,6 +180,7 @@ static void on_control(feed_t *f, const void *buf, size_t len)
     if (c.kind == PROTO_CONTROL_END_OF_EPOCH) {
         if (f->st.end_of_epochs++ == 0)
             f->st.epoch_count = c.count;
+        epochs_end(&f->ep, c.epoch, c.count);
     } else if (c.kind == PROTO_CONTROL_END_OF_STREAM) {
         f->st.end_of_stream = 1;
     }
@@ -230,6 +248,9 @@ feed_t *feed_new(const char *endpoint, int hwm, const batch_shape_t *shape, int 
     f->filling = -1;
     f->free_stack = calloc((size_t)f->n_slots, sizeof *f->free_stack);
     f->ready_ring = calloc((size_t)f->n_slots, sizeof *f->ready_ring);
+    f->dup_epoch = malloc(MAX_DUP_ACKS * sizeof *f->dup_epoch);
+    f->dup_index = malloc(MAX_DUP_ACKS * sizeof *f->dup_index);
+    epochs_init(&f->ep);
     pthread_mutex_init(&f->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -237,14 +258,14 @@ feed_t *feed_new(const char *endpoint, int hwm, const batch_shape_t *shape, int 
     pthread_cond_init(&f->ready_cv, &ca);
     pthread_cond_init(&f->free_cv, &ca);
     pthread_condattr_destroy(&ca);
-    if (!f->free_stack || !f->ready_ring) {
+    if (!f->free_stack || !f->ready_ring || !f->dup_epoch || !f->dup_index) {
         snprintf(err, errlen, "out of memory");
         feed_destroy(&f);
         return NULL;
     }
     /* Bound here, in the caller's thread, so that a bad endpoint is reported
      * at once; the thread creation hands the socket over to the thread. */
-    f->sock = transport_open(ZMQ_PULL, TRANSPORT_BIND, endpoint, hwm);
+    f->sock = transport_open_peer(ZMQ_PULL, TRANSPORT_BIND, endpoint, hwm, "augmenters");
     if (!f->sock) {
         snprintf(err, errlen, "cannot bind the ViewBatch socket %s", endpoint);
         feed_destroy(&f);
@@ -278,6 +299,9 @@ void feed_destroy(feed_t **self_p)
     free(f->slots);
     free(f->free_stack);
     free(f->ready_ring);
+    free(f->dup_epoch);
+    free(f->dup_index);
+    epochs_release(&f->ep);
     pthread_cond_destroy(&f->ready_cv);
     pthread_cond_destroy(&f->free_cv);
     pthread_mutex_destroy(&f->mu);
@@ -323,5 +347,41 @@ void feed_stats(feed_t *f, feed_stats_t *out)
 {
     pthread_mutex_lock(&f->mu);
     *out = f->st;
+    out->duplicates = f->ep.duplicates;
     pthread_mutex_unlock(&f->mu);
+}
+
+void feed_trained(feed_t *f, const batch_t *b)
+{
+    pthread_mutex_lock(&f->mu);
+    for (uint32_t i = 0; i < b->filled; i++)
+        epochs_trained(&f->ep, b->epoch[i], 1);
+    pthread_mutex_unlock(&f->mu);
+}
+
+size_t feed_take_duplicates(feed_t *f, uint32_t *epoch, uint64_t *index, size_t max)
+{
+    pthread_mutex_lock(&f->mu);
+    size_t n = f->n_dups < max ? f->n_dups : max;
+    memcpy(epoch, f->dup_epoch + f->n_dups - n, n * sizeof *epoch);
+    memcpy(index, f->dup_index + f->n_dups - n, n * sizeof *index);
+    f->n_dups -= n;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+int feed_epoch_record(feed_t *f, int all, epochs_record_t *out)
+{
+    pthread_mutex_lock(&f->mu);
+    int got = epochs_next_record(&f->ep, all, out);
+    pthread_mutex_unlock(&f->mu);
+    return got;
+}
+
+uint32_t feed_epoch(feed_t *f, int *known)
+{
+    pthread_mutex_lock(&f->mu);
+    uint32_t e = epochs_current(&f->ep, known);
+    pthread_mutex_unlock(&f->mu);
+    return e;
 }

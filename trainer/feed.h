@@ -6,6 +6,8 @@
  *
  * Malformed messages, ViewBatches of the wrong shape and unknown message
  * types are dropped and counted; the last reason is kept for the log.
+ * A sample whose (epoch, dataset index) was already taken is dropped too
+ * (trainer/epochs.h) and queued to be acknowledged again.
  * Control messages forwarded by the augmenters (END_OF_EPOCH, END_OF_STREAM)
  * are recorded.
  */
@@ -15,6 +17,7 @@
 #include <stdint.h>
 
 #include "trainer/batch.h"
+#include "trainer/epochs.h"
 
 typedef struct feed feed_t;
 
@@ -23,6 +26,7 @@ typedef struct {
     uint64_t viewbatches;       /* ViewBatches accepted */
     uint64_t samples;           /* samples accepted */
     uint64_t dropped;           /* messages dropped (malformed, wrong shape, unknown) */
+    uint64_t duplicates;        /* samples dropped as already trained (or of a closed epoch) */
     uint64_t batches;           /* full batches handed to the trainer */
     uint64_t end_of_epochs;     /* END_OF_EPOCH messages */
     uint64_t epoch_count;       /* count of the first END_OF_EPOCH (images per epoch), 0 until then */
@@ -48,5 +52,15 @@ void feed_give_back(feed_t *f, batch_t *b);
 /* The complete shape (valid once a batch has been taken). */
 void feed_shape(feed_t *f, batch_shape_t *out);
 void feed_stats(feed_t *f, feed_stats_t *out);
+
+/* The samples of b were trained (call before feed_give_back). */
+void feed_trained(feed_t *f, const batch_t *b);
+/* Moves up to max duplicates waiting to be acknowledged into epoch[] and
+ * index[]; returns how many. */
+size_t feed_take_duplicates(feed_t *f, uint32_t *epoch, uint64_t *index, size_t max);
+/* The next per-epoch record (see epochs_next_record): 1 with *out filled, or 0. */
+int feed_epoch_record(feed_t *f, int all, epochs_record_t *out);
+/* The epoch training is in (see epochs_current). */
+uint32_t feed_epoch(feed_t *f, int *known);
 
 #endif

@@ -6,16 +6,28 @@
  *                                                       (END_OF_EPOCH, END_OF_STREAM) forwarded
  *                                                       by the augmenters; read by the receive
  *                                                       thread (trainer/feed.c)
- *   PUB   bind     tcp://127.0.0.1:5558  (--control)    Control HEARTBEAT every second and STOP at
- *                                                       the end, and the trainer's Stats, to the
- *                                                       loader and the augmenters
+ *   PUB   bind     tcp://127.0.0.1:5558  (--control)    Control HEARTBEAT every second (its epoch:
+ *                                                       the epoch training is in) and STOP at the
+ *                                                       end, the trainer's Stats, and an Ack after
+ *                                                       each step naming the samples it trained,
+ *                                                       to the loader and the augmenters
  *   PUSH  connect  tcp://127.0.0.1:5557  (--evaluator)  a Checkpoint message after each save;
  *                                                       conflated and non-blocking, so a slow or
  *                                                       absent evaluator never holds training up
  *                                                       (newest wins; the file is on disk anyway)
+ * With --curve DIR every socket is CURVE-encrypted and the bound ones accept
+ * only the client keys in DIR/allowed/ (transport/transport.h).
  *
  * The receive thread assembles the next batches while this thread computes;
  * the time this thread blocks waiting for one is the "data wait".
+ *
+ * Exactly once per epoch: the receive thread drops a sample whose (epoch,
+ * index) it already took (trainer/epochs.h); this thread acknowledges every
+ * trained sample, and every dropped copy, with Ack messages, so that a loader
+ * run with --exactly-once re-sends only what never arrived (a killed
+ * augmenter's samples). metrics.jsonl gets one record per epoch
+ * ({"record": "epoch", "distinct": ..., "duplicates": ...}) once the epoch is
+ * complete, and for the epochs still open at the end of the run.
  * The run folder (--out) is described in trainer/rundir.h.
  */
 #include <inttypes.h>
@@ -331,7 +343,7 @@ static float lr_at(const trainer_t *t, long step)
 
 static void *open_evaluator(const char *endpoint)
 {
-    void *s = zmq_socket(transport_context(), ZMQ_PUSH);
+    void *s = transport_socket(ZMQ_PUSH, TRANSPORT_CONNECT, 0);
     if (!s)
         return NULL;
     int one = 1, linger = EVALUATOR_LINGER_MS;
@@ -339,8 +351,8 @@ static void *open_evaluator(const char *endpoint)
     zmq_setsockopt(s, ZMQ_CONFLATE, &one, sizeof one);
     zmq_setsockopt(s, ZMQ_SNDHWM, &one, sizeof one);
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-    if (zmq_connect(s, endpoint) != 0) {
-        console_log("cannot connect the evaluator socket to %s: %s", endpoint, zmq_strerror(zmq_errno()));
+    if (transport_attach(s, TRANSPORT_CONNECT, endpoint, "evaluator") != 0) {
+        console_log("cannot connect the evaluator socket to %s", endpoint);
         zmq_close(s);
         return NULL;
     }
@@ -354,6 +366,19 @@ static void send_now(void *sock, const proto_buf_t *b)
         zmq_send(sock, b->data, b->len, ZMQ_DONTWAIT);
 }
 
+/* The epoch training is in: the oldest one not complete, which a restarted
+ * loader starts from. */
+static uint32_t training_epoch(trainer_t *t)
+{
+    int known = 0;
+    uint32_t e = t->feed ? feed_epoch(t->feed, &known) : 0;
+    if (known)
+        return e;
+    if (t->dataset_size)
+        return (uint32_t)(t->images_seen / t->dataset_size);
+    return t->last_batch_epoch;
+}
+
 static void publish_control(trainer_t *t, proto_control_kind_t kind)
 {
     if (!t->pub)
@@ -362,7 +387,7 @@ static void publish_control(trainer_t *t, proto_control_kind_t kind)
     memset(&c, 0, sizeof c);
     c.kind = kind;
     snprintf(c.sender, sizeof c.sender, "%s", t->stage_id);
-    c.epoch = t->last_batch_epoch;
+    c.epoch = training_epoch(t);
     c.count = (uint64_t)t->step;
     proto_buf_t b;
     proto_buf_init(&b);
@@ -395,6 +420,7 @@ static void publish_stats(trainer_t *t)
         { "data_wait", wait_share(t) },
         { "viewbatches", (double)fs.viewbatches },
         { "dropped", (double)fs.dropped },
+        { "duplicates", (double)fs.duplicates },
     };
     proto_stats_t s;
     memset(&s, 0, sizeof s);
@@ -409,6 +435,56 @@ static void publish_stats(trainer_t *t)
     if (proto_stats_encode(&b, &s) == 0)
         send_now(t->pub, &b);
     proto_buf_release(&b);
+}
+
+/* Publishes Acks for the n samples (epoch[i], index[i]): one message per
+ * epoch (and per PROTO_MAX_ACK_INDICES). Never waits: a lost Ack only makes
+ * the loader send the sample again, and the copy is acknowledged then. */
+static void publish_acks(trainer_t *t, const uint32_t *epoch, const uint64_t *index, size_t n)
+{
+    if (!t->pub || n == 0)
+        return;
+    uint64_t *sel = malloc(n * sizeof *sel);
+    uint8_t *taken = calloc(n, 1);
+    proto_buf_t b;
+    proto_buf_init(&b);
+    for (size_t i = 0; sel && taken && i < n; i++) {
+        if (taken[i])
+            continue;
+        proto_ack_t a;
+        memset(&a, 0, sizeof a);
+        snprintf(a.sender, sizeof a.sender, "%s", t->stage_id);
+        a.epoch = epoch[i];
+        a.indices = sel;
+        for (size_t j = i; j < n; j++) {
+            if (taken[j] || epoch[j] != a.epoch)
+                continue;
+            taken[j] = 1;
+            sel[a.n_indices++] = index[j];
+            if (a.n_indices == PROTO_MAX_ACK_INDICES) {
+                if (proto_ack_encode(&b, &a) == 0)
+                    send_now(t->pub, &b);
+                a.n_indices = 0;
+            }
+        }
+        if (a.n_indices && proto_ack_encode(&b, &a) == 0)
+            send_now(t->pub, &b);
+    }
+    proto_buf_release(&b);
+    free(sel);
+    free(taken);
+}
+
+#define DUP_ACK_CHUNK 4096
+
+/* Acknowledges the copies the receive thread dropped. */
+static void ack_duplicates(trainer_t *t)
+{
+    static uint32_t epoch[DUP_ACK_CHUNK];
+    static uint64_t index[DUP_ACK_CHUNK];
+    size_t n;
+    while ((n = feed_take_duplicates(t->feed, epoch, index, DUP_ACK_CHUNK)) > 0)
+        publish_acks(t, epoch, index, n);
 }
 
 static double current_epoch(const trainer_t *t)
@@ -555,8 +631,32 @@ static void write_metrics(trainer_t *t, float loss, float lr, double period, dou
     json_decref(j);
 }
 
+/* Writes the per-epoch records that are ready (with `all`, every epoch
+ * still open too) into metrics.jsonl and the log. */
+static void write_epoch_records(trainer_t *t, int all)
+{
+    epochs_record_t r;
+    while (feed_epoch_record(t->feed, all, &r)) {
+        double time = t->run_start > 0 ? t->train_seconds_before + console_now() - t->run_start
+                                       : t->train_seconds_before;
+        json_t *j = json_pack("{s:I, s:f, s:s, s:I, s:I, s:I, s:I, s:b}", "step", (json_int_t)t->step,
+                              "time", time, "record", "epoch", "epoch", (json_int_t)r.epoch,
+                              "distinct", (json_int_t)r.distinct, "duplicates", (json_int_t)r.duplicates,
+                              "expected", (json_int_t)r.expected, "complete", r.complete);
+        if (j && json_dumpf(j, t->metrics, JSON_COMPACT) == 0)
+            fputc('\n', t->metrics);
+        json_decref(j);
+        if (!t->o.quiet || !r.complete)
+            console_log("epoch %u %s: %" PRIu64 " distinct samples trained%s, %" PRIu64 " duplicate(s) dropped",
+                        r.epoch, r.complete ? "complete" : "open at the end", r.distinct,
+                        r.expected ? "" : " (its end was not seen)", r.duplicates);
+    }
+}
+
 static void housekeeping(trainer_t *t, double now)
 {
+    ack_duplicates(t);
+    write_epoch_records(t, 0);
     feed_stats_t fs;
     feed_stats(t->feed, &fs);
     if (!t->dataset_size && fs.epoch_count) {
@@ -636,6 +736,10 @@ static end_reason_t train(trainer_t *t)
         float lr = lr_at(t, t->step);
         float loss = model_step(t->model, b, lr);
         t->last_batch_epoch = b->max_epoch;
+        if (isfinite(loss)) {
+            feed_trained(t->feed, b);
+            publish_acks(t, b->epoch, b->index, b->filled);
+        }
         feed_give_back(t->feed, b);
         if (!isfinite(loss)) {
             console_log("the loss is %f at step %ld (lr %g): training diverged; nothing saved after "
@@ -667,9 +771,11 @@ static void print_summary(trainer_t *t, end_reason_t why, double seconds)
     feed_stats_t fs;
     feed_stats(t->feed, &fs);
     console_log("%s after %ld steps (%ld in this process, %.1f s): %.1f images/s, data wait %.1f%% "
-                "of step time, %" PRIu64 " ViewBatches, %" PRIu64 " dropped; last loss %.4f; checkpoint %s",
+                "of step time, %" PRIu64 " ViewBatches, %" PRIu64 " dropped, %" PRIu64 " duplicate samples; "
+                "last loss %.4f; checkpoint %s",
                 names[why], t->step, t->timed_steps, seconds, images_per_s(t), 100 * wait_share(t),
-                fs.viewbatches, fs.dropped, (double)t->last_loss, t->last_ckpt[0] ? t->last_ckpt : "none");
+                fs.viewbatches, fs.dropped, fs.duplicates, (double)t->last_loss,
+                t->last_ckpt[0] ? t->last_ckpt : "none");
     json_t *j = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:s}", "end", names[why],
                           "step", (json_int_t)t->step, "steps_this_run", (json_int_t)t->timed_steps,
                           "loss", t->timed_steps ? (double)t->last_loss : SUMMARY_UNKNOWN,
@@ -725,6 +831,12 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     transport_catch_signals();
+    if (t->o.curve && transport_use_curve(t->o.curve, TRANSPORT_CURVE_SERVER |
+                                          (strcmp(t->o.evaluator, "none") ? TRANSPORT_CURVE_CLIENT : 0),
+                                          err, sizeof err)) {
+        fprintf(stderr, "trainer: %s\n", err);
+        return EXIT_USAGE;
+    }
     t->stage_id = transport_identity("trainer");
     t->resuming = t->o.resume != NULL;
 
@@ -737,6 +849,9 @@ int main(int argc, char **argv)
         console_log("%s", err);
         return EXIT_RUNTIME;
     }
+    int stale = rundir_clean_tmp(t->o.out);
+    if (stale > 0)
+        console_log("removed %d temporary file(s) that a killed trainer left in %s", stale, t->o.out);
     t->metrics = rundir_metrics_open(t->o.out, t->resuming ? t->step : -1, err, sizeof err);
     if (!t->metrics) {
         console_log("%s", err);
@@ -745,7 +860,7 @@ int main(int argc, char **argv)
 
     rc = EXIT_RUNTIME;
     if (strcmp(t->o.control, "none") != 0 &&
-        !(t->pub = transport_open(ZMQ_PUB, TRANSPORT_BIND, t->o.control, 0)))
+        !(t->pub = transport_open_peer(ZMQ_PUB, TRANSPORT_BIND, t->o.control, 0, "control subscribers")))
         goto out;
     if (strcmp(t->o.evaluator, "none") != 0 && !(t->eval = open_evaluator(t->o.evaluator)))
         goto out;
@@ -771,6 +886,10 @@ int main(int argc, char **argv)
     rc = (why == END_DONE || why == END_SIGNAL || why == END_STREAM) ? EXIT_OK : EXIT_RUNTIME;
     if (t->model && why != END_DIVERGED && t->step > t->last_ckpt_step && save_checkpoint(t))
         rc = EXIT_RUNTIME;
+    if (t->model) {
+        ack_duplicates(t);
+        write_epoch_records(t, 1);
+    }
     print_summary(t, why, t->run_start > 0 ? console_now() - t->run_start : console_now() - start);
     publish_stop(t);
 out:

@@ -1,7 +1,7 @@
 # trainer: the training stage. libtrainercore.a holds everything but main (options,
 # batch assembly, receive thread, model step, run folder) so that the unit
 # test links the same code; build/bin/trainer is main.c on top of it.
-trainercore_SRCS := trainer/options.c trainer/batch.c trainer/feed.c trainer/model.c trainer/rundir.c
+trainercore_SRCS := trainer/options.c trainer/batch.c trainer/feed.c trainer/epochs.c trainer/model.c trainer/rundir.c
 $(eval $(call add_lib,trainercore))
 
 trainer_SRCS := trainer/main.c

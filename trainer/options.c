@@ -126,6 +126,8 @@ void trainer_usage(FILE *f)
 "  --control EP       PUB for Control stop/heartbeat, or none (default %s)\n"
 "  --evaluator EP     PUSH to the evaluator, or none (default %s)\n"
 "  --hwm N            ViewBatches queued in the PULL socket (default %d)\n"
+"  --curve DIR        encrypt and authenticate every socket with CURVE, with the\n"
+"                     keys in DIR (server and client pairs, allowed/; see keygen --help)\n"
 "  --queue N          assembled batches buffered ahead of the step (default %d)\n"
 "\n"
 "Run folder:\n"
@@ -193,7 +195,7 @@ void trainer_options_finish(trainer_options_t *o)
 enum {
     OPT_METHOD = 256, OPT_ARCH, OPT_WIDTH, OPT_BATCH, OPT_OPTIMIZER, OPT_LR, OPT_WD, OPT_MOMENTUM,
     OPT_TAU, OPT_WARMUP, OPT_EPOCHS, OPT_STEPS, OPT_DATASET_SIZE, OPT_SEED, OPT_BIND, OPT_CONTROL,
-    OPT_EVALUATOR, OPT_OUT, OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_QUEUE, OPT_HWM, OPT_QUIET,
+    OPT_EVALUATOR, OPT_OUT, OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_QUEUE, OPT_HWM, OPT_CURVE, OPT_QUIET,
     OPT_HELP,
 };
 
@@ -223,6 +225,7 @@ int trainer_options_parse(trainer_options_t *o, int argc, char **argv, char *err
         { "resume", required_argument, 0, OPT_RESUME },
         { "queue", required_argument, 0, OPT_QUEUE },
         { "hwm", required_argument, 0, OPT_HWM },
+        { "curve", required_argument, 0, OPT_CURVE },
         { "quiet", no_argument, 0, OPT_QUIET },
         { "help", no_argument, 0, OPT_HELP },
         { 0, 0, 0, 0 },
@@ -341,6 +344,7 @@ int trainer_options_parse(trainer_options_t *o, int argc, char **argv, char *err
                 goto bad_value;
             o->hwm = (int)v;
             break;
+        case OPT_CURVE: o->curve = optarg; break;
         case OPT_QUIET: o->quiet = 1; break;
         case OPT_HELP: return 1;
         case ':':

@@ -55,6 +55,7 @@ typedef struct {
     uint64_t dataset_size;      /* images per epoch, 0 = learn from END_OF_EPOCH */
     uint64_t seed;
     const char *bind, *control, *evaluator;   /* "none" disables control / evaluator */
+    const char *curve;          /* --curve key folder, or NULL */
     const char *out;
     long ckpt_every;
     int keep;

@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -243,6 +244,34 @@ static long ckpt_step_of(const char *name)
         v = v * 10 + (name[i] - '0');
     }
     return v;
+}
+
+int rundir_clean_tmp(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *tag = strstr(e->d_name, ".tmp.");
+        if (!tag || (strncmp(e->d_name, CKPT_PREFIX, strlen(CKPT_PREFIX)) != 0 &&
+                     strncmp(e->d_name, RUNDIR_LATEST ".", strlen(RUNDIR_LATEST) + 1) != 0 &&
+                     strncmp(e->d_name, RUNDIR_METRICS ".", strlen(RUNDIR_METRICS) + 1) != 0))
+            continue;
+        char *end;
+        long pid = strtol(tag + 5, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;   /* its writer is still running (or not ours to ask) */
+        char path[RUNDIR_MAX_PATH + 256];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
 }
 
 static int cmp_long_desc(const void *a, const void *b)

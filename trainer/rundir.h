@@ -1,6 +1,7 @@
 /* trainer/rundir: the run folder.
  *
- *   metrics.jsonl                  one JSON object per step
+ *   metrics.jsonl                  one JSON object per step, and one per epoch
+ *                                  ({"record": "epoch", ...}: see trainer/epochs.h)
  *   ckpt-<step>.safetensors        model + optimizer (nn_ckpt_save, atomic)
  *   ckpt-<step>.json               the trainer's state beside it (atomic)
  *   latest -> ckpt-<step>.safetensors   symlink, replaced atomically
@@ -54,6 +55,11 @@ int rundir_state_load(const char *path, train_state_t *s, char *err, size_t errl
 
 /* Points <dir>/latest at ckpt_path's file name (atomic rename of a new symlink). */
 int rundir_point_latest(const char *dir, const char *ckpt_path, char *err, size_t errlen);
+
+/* Deletes the temporary files (NAME.tmp.PID) that writers killed mid-write
+ * left in dir, those of processes no longer running; returns how many. They
+ * are never taken for checkpoints (the names do not match), only clutter. */
+int rundir_clean_tmp(const char *dir);
 
 /* Deletes all but the `keep` newest checkpoints (and their state files) of
  * dir among those of steps up to `current`. Checkpoints of later steps (left

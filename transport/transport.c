@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "proto/proto.h"
+#include "transport/internal.h"
 
 #define POLL_SLICE_MS 100
 
@@ -52,10 +53,15 @@ void *transport_context(void)
 void transport_shutdown(void)
 {
     if (g_context) {
+        /* the helper threads own sockets too: they must close them first */
+        watch_shutdown();
+        curve_shutdown();
         zmq_ctx_term(g_context);
         g_context = NULL;
     }
 }
+
+#define SEND_SIDE_MAX_BYTES 4096   /* inbound limit of PUSH and PUB sockets (subscriptions) */
 
 static int receives(int type)
 {
@@ -63,7 +69,7 @@ static int receives(int type)
            type == ZMQ_DEALER || type == ZMQ_ROUTER || type == ZMQ_PAIR;
 }
 
-void *transport_open(int type, transport_mode_t mode, const char *endpoint, int hwm)
+void *transport_socket(int type, transport_mode_t mode, int hwm)
 {
     void *s = zmq_socket(transport_context(), type);
     if (!s) {
@@ -76,15 +82,47 @@ void *transport_open(int type, transport_mode_t mode, const char *endpoint, int 
         zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
         zmq_setsockopt(s, ZMQ_RCVHWM, &hwm, sizeof hwm);
     }
-    if (receives(type)) {
-        int64_t max = PROTO_MAX_MESSAGE_BYTES;
-        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
-    }
+    /* Sending sockets too: a PUSH never receives a message and a PUB only its
+     * peers' subscriptions, but libzmq still reads what a peer sends them, and
+     * without a limit a frame that declares 2^63 bytes becomes one malloc of
+     * that size (fatal under ASan; tests/it_garbage.sh sends it). */
+    int64_t max = receives(type) ? (int64_t)PROTO_MAX_MESSAGE_BYTES : SEND_SIDE_MAX_BYTES;
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
     if (type == ZMQ_SUB)
         zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0);
+    /* A silent peer (stopped, cut off) is noticed by the heartbeat instead of
+     * waiting for TCP, which may take hours. Not on the data sockets (PUSH,
+     * PULL), where heartbeats would share the byte stream with a backlog of
+     * data: (1) a PULL whose queue is full stops reading, heartbeat replies
+     * included, so a timeout would drop a peer that is only slow, with the
+     * messages in flight; (2) a PULL that pings while it is still reading a
+     * backlog makes the PUSH side's kernel answer with a reset once that side
+     * has closed (a normal end, after its linger), and the reset throws away
+     * the backlog not read yet. The Control sockets (PUB, SUB), whose readers
+     * keep up, carry the heartbeat, and every stage has one towards the
+     * trainer. PUB asks for no TTL: its PINGs may wait behind messages, and
+     * the SUB has a timeout of its own. */
+    if (type != ZMQ_PUSH && type != ZMQ_PULL) {
+        int ivl = TRANSPORT_HEARTBEAT_IVL_MS, timeout = TRANSPORT_HEARTBEAT_TIMEOUT_MS;
+        int ttl = type == ZMQ_PUB ? 0 : TRANSPORT_HEARTBEAT_TTL_MS;
+        zmq_setsockopt(s, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl);
+        zmq_setsockopt(s, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout);
+        zmq_setsockopt(s, ZMQ_HEARTBEAT_TTL, &ttl, sizeof ttl);
+    }
+    if (curve_configure(s, mode)) {
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+int transport_attach(void *s, transport_mode_t mode, const char *endpoint, const char *peer)
+{
+    void *pair = watch_wanted(endpoint) ? watch_begin(s) : NULL;
     int rc = mode == TRANSPORT_BIND ? zmq_bind(s, endpoint) : zmq_connect(s, endpoint);
     if (rc != 0) {
         int err = errno;
+        watch_cancel(&pair);
         fprintf(stderr, "transport: cannot %s %s: %s\n", mode == TRANSPORT_BIND ? "bind" : "connect",
                 endpoint, zmq_strerror(err));
         if (err == EADDRINUSE)
@@ -92,15 +130,39 @@ void *transport_open(int type, transport_mode_t mode, const char *endpoint, int 
                             "endpoint (for example tcp://127.0.0.1:6555)\n");
         else if (err == EINVAL || err == EPROTONOSUPPORT)
             fprintf(stderr, "HINT: endpoints look like tcp://127.0.0.1:5555 or ipc:///tmp/name\n");
-        zmq_close(s);
-        return NULL;
+        else if (err == EADDRNOTAVAIL)
+            fprintf(stderr, "HINT: bind to an address of this machine (127.0.0.1, or the address "
+                            "of one of its interfaces)\n");
+        return -1;
     }
+    if (pair) {
+        /* the endpoint actually bound (tcp://127.0.0.1:0 picks a port) */
+        char ep[TRANSPORT_MAX_ENDPOINT];
+        size_t len = sizeof ep;
+        if (mode != TRANSPORT_BIND || zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, ep, &len) != 0)
+            snprintf(ep, sizeof ep, "%s", endpoint);
+        watch_register(s, pair, mode, ep, peer);
+    }
+    return 0;
+}
+
+void *transport_open_peer(int type, transport_mode_t mode, const char *endpoint, int hwm, const char *peer)
+{
+    void *s = transport_socket(type, mode, hwm);
+    if (s && transport_attach(s, mode, endpoint, peer) != 0)
+        transport_close(&s);
     return s;
+}
+
+void *transport_open(int type, transport_mode_t mode, const char *endpoint, int hwm)
+{
+    return transport_open_peer(type, mode, endpoint, hwm, NULL);
 }
 
 void transport_close(void **sock_p)
 {
     if (sock_p && *sock_p) {
+        watch_forget(*sock_p);
         zmq_close(*sock_p);
         *sock_p = NULL;
     }

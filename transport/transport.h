@@ -4,6 +4,29 @@
  * Every socket gets a bounded linger (TRANSPORT_LINGER_MS) so that closing
  * never hangs, a high-water mark, and, when it receives, ZMQ_MAXMSGSIZE
  * (PROTO_MAX_MESSAGE_BYTES) so that a peer cannot make us allocate more.
+ *
+ * Peer watch (transport/watch.c): the Control sockets (PUB, SUB) send ZMTP
+ * heartbeats and drop a peer that goes silent (stopped, network cut) after
+ * TRANSPORT_HEARTBEAT_TIMEOUT_MS; the data sockets (PUSH, PULL) do not (a
+ * backlog of data would hold the heartbeats up: see transport_socket); a
+ * killed peer is seen at once on every socket. Every stage has a Control
+ * socket to or from the trainer, so a silent stage is noticed there. One
+ * monitor thread per process logs on
+ * stderr when a tcp:// or ipc:// socket loses its peer and when it comes
+ * back ("lost the connection to tcp://127.0.0.1:5556 (trainer); waiting for
+ * it to come back"), and how many peers a bound socket has. Repeated events
+ * are coalesced: a few lines per outage, never one per reconnection attempt.
+ *
+ * CURVE (transport/curve.c): after transport_use_curve(DIR), every socket is
+ * encrypted; bound sockets are CURVE servers that accept only the client
+ * keys found in DIR/allowed/ (a ZAP handler thread), connecting sockets
+ * authenticate with DIR's client key pair. Layout of DIR (written by keygen):
+ *   server.public  server.secret    the servers' key pair (every bound socket)
+ *   client.public  client.secret    this machine's client key pair
+ *   allowed/NAME.public             one file per accepted client public key
+ *   clients/NAME/                   a ready --curve folder for another machine
+ *                                   (server.public + that client's key pair)
+ * Key files hold the 40-character Z85 text of a 32-byte key.
  */
 #ifndef TRANSPORT_TRANSPORT_H
 #define TRANSPORT_TRANSPORT_H
@@ -13,6 +36,11 @@
 #include <zmq.h>
 
 #define TRANSPORT_LINGER_MS 1000
+#define TRANSPORT_HEARTBEAT_IVL_MS     1000   /* a ZMTP PING this often on a quiet connection */
+#define TRANSPORT_HEARTBEAT_TIMEOUT_MS 3000   /* no traffic for this long after a PING: peer lost */
+#define TRANSPORT_HEARTBEAT_TTL_MS     3000   /* asks the peer to drop us after this much silence */
+#define TRANSPORT_KEY_LEN              40     /* Z85 characters of a CURVE key */
+#define TRANSPORT_MAX_PEER_NAME        64
 
 typedef enum { TRANSPORT_BIND, TRANSPORT_CONNECT } transport_mode_t;
 
@@ -33,7 +61,49 @@ void transport_shutdown(void);
  * messages (0 keeps ZeroMQ's default). SUB sockets subscribe to everything.
  * Returns NULL with a message on stderr naming the endpoint on failure. */
 void *transport_open(int type, transport_mode_t mode, const char *endpoint, int hwm);
+/* The same, naming the role of the peers on the other end for the peer
+ * watch's log lines: "trainer", "loader", "augmenters" (NULL: "peer"). */
+void *transport_open_peer(int type, transport_mode_t mode, const char *endpoint, int hwm, const char *peer);
+/* Closes a socket (NULL-safe) and stops watching it; sets *sock_p to NULL. */
 void transport_close(void **sock_p);
+
+/* The two halves of transport_open_peer, for a caller that sets options of
+ * its own in between: transport_socket creates a socket with every common
+ * option (linger, hwm, size limit, heartbeats, CURVE for `mode`);
+ * transport_attach binds or connects it and starts watching it. On failure
+ * transport_attach prints the reason and returns -1; the caller still owns
+ * (and closes) the socket. */
+void *transport_socket(int type, transport_mode_t mode, int hwm);
+int transport_attach(void *sock, transport_mode_t mode, const char *endpoint, const char *peer);
+
+/* Peers currently connected (handshake done) to a watched socket: for a bound
+ * socket the number of peers, for a connecting one 1 or 0; -1 when the socket
+ * is not watched (inproc://, or not opened by transport). */
+int transport_peers(void *sock);
+
+/* What a process uses CURVE for: serving (bound sockets) and/or connecting. */
+#define TRANSPORT_CURVE_SERVER 1
+#define TRANSPORT_CURVE_CLIENT 2
+
+/* Turns on CURVE for every socket opened afterwards, with the keys of folder
+ * `dir` (layout above). `roles` says which key pairs this process needs:
+ * TRANSPORT_CURVE_SERVER needs server.secret and allowed/, CLIENT needs
+ * client.public and client.secret; both need server.public. Checks that the
+ * keys are well-formed and that each public key matches its secret. Returns
+ * 0, or -1 with a message (missing folder or key, libzmq without CURVE):
+ * the caller exits with status 2. Call it before opening any socket.
+ * dir NULL turns CURVE off again (for sockets opened afterwards). */
+int transport_use_curve(const char *dir, int roles, char *err, size_t errlen);
+/* 1 when transport_use_curve succeeded in this process. */
+int transport_curve_enabled(void);
+
+/* Reads a key file: the first line that is not empty or a '#' comment must be
+ * 40 Z85 characters (surrounding blanks ignored). Fills key (41 bytes,
+ * NUL-terminated). Returns 0, or -1 with a message naming the file. */
+int transport_key_read(const char *path, char key[TRANSPORT_KEY_LEN + 1], char *err, size_t errlen);
+/* Writes key and a newline to a new file `path` (fails if it exists) with
+ * permissions `mode` (0600 for secrets). Returns 0 or -1 with a message. */
+int transport_key_write(const char *path, const char *key, int mode, char *err, size_t errlen);
 
 /* Sends len bytes; the buffer is copied. Blocks while the peer is at its
  * high-water mark, but wakes every 100 ms to check transport_stop.

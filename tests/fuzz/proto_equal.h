@@ -59,4 +59,11 @@ static inline int proto_stats_equal(const proto_stats_t *a, const proto_stats_t 
     return 1;
 }
 
+static inline int proto_ack_equal(const proto_ack_t *a, const proto_ack_t *b)
+{
+    return strcmp(a->sender, b->sender) == 0 && a->epoch == b->epoch &&
+           a->n_indices == b->n_indices &&
+           memcmp(a->indices, b->indices, a->n_indices * sizeof a->indices[0]) == 0;
+}
+
 #endif

@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# Faults, on loopback with free ports: Fashion-MNIST limited to 2048 images,
+# SimCLR width 8, batch 256, 3 epochs (24 steps), the loader with
+# --exactly-once, two augmenter processes.
+#  a. One augmenter (parent and worker) is SIGKILLed mid-epoch, and another
+#     one started a little later. Training goes on; the loader logs re-sends;
+#     the trainer ends at step 24 and metrics.jsonl says every epoch is
+#     complete with 2048 distinct samples trained; the longest pause between
+#     two steps is printed and checked against a generous bound.
+#  b. The loader is SIGKILLed mid-run and started again: it continues at the
+#     trainer's epoch, and the run ends the same way (24 steps, 3 complete
+#     epochs of 2048 distinct samples).
+#  c. The trainer writes a checkpoint every step and is SIGKILLed KILLS times
+#     at random moments (so also while writing), resumed with --resume latest
+#     each time: after every kill `latest` and every kept checkpoint load
+#     (nntool info), their state files parse, and no temporary file is taken
+#     for a checkpoint; a last resume runs to the end.
+# At the end no process this test started is left.
+set -u
+. "$(dirname "$0")/lib.sh"
+
+LOADER="$BUILD/bin/loader"
+AUG="$BUILD/bin/augmenter"
+TRAINER="$BUILD/bin/trainer"
+NNTOOL="$BUILD/bin/nntool"
+N=2048
+BATCH=256
+EPOCHS=5
+STEPS=$((N * EPOCHS / BATCH))
+MAX_PAUSE_S=15     # generous: the machine is shared; a lost worker's Samples go out again 2 s after it left
+KILLS=${KILLS:-20}
+
+require_built "$LOADER" "$AUG" "$TRAINER" "$NNTOOL"
+[ -e "$FMNIST/train-images-idx3-ubyte.gz" ] || { echo "FAIL: $FMNIST missing (make deps)"; exit 1; }
+
+# gone PID SECONDS: the process has exited within SECONDS
+gone() {
+    local i
+    for ((i = 0; i < $2 * 10; i++)); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# steps_done RUN: step lines in RUN/metrics.jsonl
+steps_done() {
+    local n
+    n=$(grep -c '"loss"' "$1/metrics.jsonl" 2>/dev/null)
+    echo "${n:-0}"
+}
+
+# wait_steps RUN N SECONDS
+wait_steps() {
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        [ "$(steps_done "$1")" -ge "$2" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# kill_tree PID: SIGKILL a process and its children (an augmenter and its workers)
+kill_tree() {
+    pkill -KILL -P "$1" 2>/dev/null
+    kill -KILL "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+}
+
+start_loader() {   # NAME
+    "$LOADER" --data "$FMNIST" --limit "$N" --epochs "$EPOCHS" --exactly-once --seed 5 \
+        --bind "tcp://127.0.0.1:$lp" --control "tcp://127.0.0.1:$cp" --quiet >"$tmp/$1.log" 2>&1 &
+    loader_pid=$!
+    pids+=("$loader_pid")
+}
+
+start_augmenter() {   # NAME
+    "$AUG" --connect "tcp://127.0.0.1:$lp" --push "tcp://127.0.0.1:$tp" --control "tcp://127.0.0.1:$cp" \
+        --workers 1 --batch 32 --size 28 --channels 1 --seed 5 >"$tmp/$1.log" 2>&1 &
+    aug_pid=$!
+    pids+=("$aug_pid")
+}
+
+start_trainer() {   # RUN
+    "$TRAINER" --method simclr --arch resnet-mini --width 8 --batch "$BATCH" --epochs "$EPOCHS" \
+        --dataset-size "$N" --ckpt-every 1000 --seed 5 --bind "tcp://127.0.0.1:$tp" \
+        --control "tcp://127.0.0.1:$cp" --evaluator none --out "$tmp/$1" --quiet \
+        >"$tmp/$1.out" 2>"$tmp/$1.err" &
+    trainer_pid=$!
+    pids+=("$trainer_pid")
+}
+
+# check_epochs RUN NAME: every epoch complete with N distinct samples, steps 1..STEPS
+check_epochs() {
+    "$PY" - "$tmp/$1/metrics.jsonl" "$N" "$EPOCHS" "$STEPS" "$MAX_PAUSE_S" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+n, epochs, steps, max_pause = (int(a) for a in sys.argv[2:6])
+steprows = [r for r in rows if "loss" in r]
+records = [r for r in rows if r.get("record") == "epoch"]
+assert [r["step"] for r in steprows] == list(range(1, steps + 1)), [r["step"] for r in steprows]
+by_epoch = {r["epoch"]: r for r in records}
+assert sorted(by_epoch) == list(range(epochs)), records
+for e, r in sorted(by_epoch.items()):
+    assert r["complete"] and r["distinct"] == n and r["expected"] == n, r
+pause = max(b["time"] - a["time"] for a, b in zip(steprows, steprows[1:]))
+dups = sum(r["duplicates"] for r in records)
+print(f"   epochs {sorted(by_epoch)}: {n} distinct samples each, {dups} duplicate(s) dropped; "
+      f"longest pause between two steps {pause:.1f} s")
+assert pause < max_pause, pause
+EOF
+}
+
+# ---- a. an augmenter killed mid-epoch, another started ----
+lp=$(free_port); tp=$(free_port); cp=$(free_port)
+start_trainer a
+start_loader a.loader
+start_augmenter a.aug1; aug1=$aug_pid
+start_augmenter a.aug2
+if wait_steps "$tmp/a" 3 60; then
+    # Frozen for a moment first, so that its queues are surely full of
+    # Samples when it dies: those are the ones the loader must send again.
+    pkill -STOP -P "$aug1" 2>/dev/null; kill -STOP "$aug1" 2>/dev/null
+    sleep 1.5
+    kill_tree "$aug1"
+    ok "a: augmenter 1 (frozen 1.5 s, its queues full) killed with SIGKILL at step $(steps_done "$tmp/a")"
+else
+    fail "a: no 3 steps within 60 s"; cat "$tmp/a.err"
+fi
+sleep 0.5
+start_augmenter a.aug3
+if gone "$trainer_pid" 90; then
+    wait "$trainer_pid"; rc=$?
+    [ "$rc" -eq 0 ] && ok "a: trainer exited 0" || { fail "a: trainer exit $rc"; tail -5 "$tmp/a.err"; }
+else
+    fail "a: trainer still running after 90 s"; tail -5 "$tmp/a.err" "$tmp/a.loader.log"
+fi
+resent=$(sed -n 's/.*re-sent \([0-9]*\) Sample.*/\1/p' "$tmp/a.loader.log" | tail -n 1)
+grep -q "re-sending" "$tmp/a.loader.log" && [ "${resent:-0}" -gt 0 ] &&
+    ok "a: the loader re-sent ${resent} Sample(s) the killed augmenter held" ||
+    { fail "a: the loader logged no re-send"; tail -5 "$tmp/a.loader.log"; }
+check_epochs a && ok "a: every epoch complete, $N distinct samples each, no long stall" ||
+    { fail "a: epoch records"; grep '"record"' "$tmp/a/metrics.jsonl"; }
+gone "$loader_pid" 10 && ok "a: the loader exited" || fail "a: loader still running"
+gone "$aug_pid" 10
+took=$(grep -oE '[0-9]+ samples' "$tmp/a.aug3.log" | tail -n 1 | cut -d' ' -f1)
+[ "${took:-0}" -gt 0 ] && ok "a: the augmenter started after the kill took part (${took} samples)" ||
+    { fail "a: the augmenter started after the kill"; tail -3 "$tmp/a.aug3.log"; }
+
+# ---- b. the loader killed mid-run and started again ----
+lp=$(free_port); tp=$(free_port); cp=$(free_port)
+start_trainer b
+start_loader b.loader1
+start_augmenter b.aug1
+start_augmenter b.aug2
+if wait_steps "$tmp/b" 10 60; then
+    kill -KILL "$loader_pid"; wait "$loader_pid" 2>/dev/null
+    ok "b: loader killed with SIGKILL at step $(steps_done "$tmp/b")"
+else
+    fail "b: no 10 steps within 60 s"; cat "$tmp/b.err"
+fi
+sleep 1
+start_loader b.loader2
+if gone "$trainer_pid" 90; then
+    wait "$trainer_pid"; rc=$?
+    [ "$rc" -eq 0 ] && ok "b: trainer exited 0" || { fail "b: trainer exit $rc"; tail -5 "$tmp/b.err"; }
+else
+    fail "b: trainer still running after 90 s"; tail -5 "$tmp/b.err" "$tmp/b.loader2.log"
+fi
+grep -q "the trainer is in epoch" "$tmp/b.loader2.log" &&
+    ok "b: the restarted loader $(grep -o 'starting at epoch [0-9]*' "$tmp/b.loader2.log")" ||
+    { fail "b: the restarted loader did not hear the trainer"; cat "$tmp/b.loader2.log"; }
+check_epochs b && ok "b: every epoch complete, $N distinct samples each" ||
+    { fail "b: epoch records"; grep '"record"' "$tmp/b/metrics.jsonl"; }
+gone "$loader_pid" 10 && ok "b: the restarted loader exited" || fail "b: loader still running"
+
+# ---- c. the trainer killed again and again, also while writing checkpoints ----
+lp=$(free_port); tp=$(free_port); cp=$(free_port)
+run="$tmp/c"
+"$LOADER" --data "$FMNIST" --limit "$N" --epochs 0 --bind "tcp://127.0.0.1:$lp" \
+    --control "tcp://127.0.0.1:$cp" --quiet >"$tmp/c.loader.log" 2>&1 &
+loader_pid=$!
+pids+=("$loader_pid")
+start_augmenter c.aug
+ctargs=(--method simclr --arch resnet-mini --width 8 --batch 32 --steps 100000 --ckpt-every 1 --keep 3
+        --seed 5 --bind "tcp://127.0.0.1:$tp" --control "tcp://127.0.0.1:$cp" --evaluator none --out "$run" --quiet)
+bad=0 killed=0 resumed=0 orphans=0
+RANDOM=7
+for ((k = 1; k <= KILLS; k++)); do
+    extra=(); [ -e "$run/latest" ] && { extra=(--resume latest); resumed=$((resumed + 1)); }
+    "$TRAINER" "${ctargs[@]}" "${extra[@]}" >"$tmp/c.out" 2>>"$tmp/c.err" &
+    tpid=$!
+    pids+=("$tpid")
+    # the first checkpoint of this run, then a random moment 0..1.5 s later
+    before=$(readlink "$run/latest" 2>/dev/null)
+    for ((i = 0; i < 300; i++)); do
+        now=$(readlink "$run/latest" 2>/dev/null)
+        [ -n "$now" ] && [ "$now" != "$before" ] && break
+        kill -0 "$tpid" 2>/dev/null || break
+        sleep 0.1
+    done
+    sleep "$((RANDOM % 1500 / 1000)).$(printf %03d $((RANDOM % 1000)))"
+    kill -KILL "$tpid" 2>/dev/null && killed=$((killed + 1))
+    wait "$tpid" 2>/dev/null
+    # what a resume would take, and everything kept, must load
+    target=$(readlink "$run/latest")
+    case "$target" in ckpt-*.safetensors) ;; *) echo "   latest -> '$target'"; bad=$((bad + 1)) ;; esac
+    "$PY" -c "import json,sys; json.load(open(sys.argv[1]))" "$run/${target%.safetensors}.json" 2>/dev/null ||
+        { echo "   the state file of $target does not parse"; bad=$((bad + 1)); }
+    for c in "$run"/ckpt-*.safetensors; do
+        "$NNTOOL" info "$c" >/dev/null 2>"$tmp/c.info" || { echo "   $(basename "$c"): $(cat "$tmp/c.info")"; bad=$((bad + 1)); }
+        # a kill between the two files leaves a checkpoint without state: never `latest`
+        [ -e "${c%.safetensors}.json" ] || { orphans=$((orphans + 1)); continue; }
+        "$PY" -c "import json,sys; json.load(open(sys.argv[1]))" "${c%.safetensors}.json" 2>/dev/null ||
+            { echo "   $(basename "${c%.safetensors}.json") does not parse"; bad=$((bad + 1)); }
+    done
+done
+steps_before=$("$NNTOOL" info "$run/latest" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["step"])')
+[ "$bad" -eq 0 ] && ok "c: $killed SIGKILLs at random moments ($resumed resumes): latest and every kept checkpoint load, state files parse (at step $steps_before)" ||
+    fail "c: $bad unreadable checkpoint(s) or state file(s) after the kills"
+leftovers=$(cd "$run" && ls | grep -c '\.tmp\.' || true)
+echo "   ($leftovers temporary file(s) of the last killed write in the run folder, never taken for a checkpoint;"
+echo "    $orphans time(s) a checkpoint was seen without its state file, never taken either)"
+[ "$leftovers" -le 3 ] && ok "c: a resumed trainer removes the temporary files killed writes left" ||
+    fail "c: $leftovers temporary files pile up"
+ls "$run" | grep -v '\.tmp\.' | grep -vE '^(ckpt-[0-9]{8}\.(safetensors|json)|latest|metrics\.jsonl)$' &&
+    fail "c: unexpected files in the run folder" || ok "c: the run folder holds only checkpoints, their state, latest and metrics"
+# a last resume, run to its end
+timeout 60 "$TRAINER" "${ctargs[@]/100000/$((steps_before + 20))}" --resume latest >"$tmp/c.out" 2>"$tmp/c.last.err"
+rc=$?
+"$PY" - "$tmp/c.out" "$steps_before" <<'EOF' && ok "c: the last resume went from step $steps_before to the end (exit $rc)" || { fail "c: last resume (exit $rc)"; tail -5 "$tmp/c.last.err"; }
+import json, sys
+d = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+assert d["end"] == "done" and d["step"] == int(sys.argv[2]) + 20 and d["steps_this_run"] == 20, d
+EOF
+kill -TERM "$loader_pid" 2>/dev/null; gone "$loader_pid" 5
+kill_tree "$aug_pid"
+
+# ---- no process left ----
+sleep 0.5
+left=0
+for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && { left=$((left + 1)); kill -KILL "$p" 2>/dev/null; }; done
+[ "$left" -eq 0 ] && ok "no process left" || fail "$left process(es) still running"
+
+echo "it_faults: $failures failure(s)"
+[ "$failures" -eq 0 ]

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Every executable in $BUILD/bin, and run.sh, handles its command line alike:
+#  - --help exits 0 with the usage on stdout (and nothing on stderr);
+#  - an unknown flag, a flag missing its value, a non-numeric value for a
+#    numeric option and an out-of-range value each exit 2, print nothing on
+#    stdout, and print a message on stderr that names the flag.
+# The cases of each program are in the table below; a program in $BUILD/bin
+# without a row fails the test (add its row).
+set -u
+. "$(dirname "$0")/lib.sh"
+
+# program | arguments before the flags | non-numeric values | out-of-range values | flag given last,
+# without its value ("-" when the program has no such option; cases separated by commas)
+TABLE='
+loader    |            | --epochs abc, --seed x, --cache-mb 1.5, --max-side abc | --channels 7, --threads 0, --hwm 0, --limit -1, --max-pixels 0 | --data
+augmenter |            | --workers abc, --seed abc, --size abc, --batch x      | --size 100000, --workers 0, --channels 2, --batch 0 | --connect
+trainer   |            | --batch abc, --steps x, --ckpt-every abc, --tau abc   | --width 0, --tau -1, --steps 99999999999999999999 | --batch
+evaluator |            | --batch abc, --knn-k abc, --max-train x, --seed abc  | --test-fraction 1.5, --max-pending 0, --label-fraction 2 | --out
+nntool    | init       | --width abc, --train-steps x, --seed abc             | --width 0, --train-steps -3 | --net
+keygen    |            | -                                                    | - | --client
+run.sh    | --no-build | --epochs abc, --width x, --seed abc                  | --augmenters 0, --channels 2, --port-base 70000 | --data
+'
+
+trim() { local s=$1; s=${s#"${s%%[![:space:]]*}"}; echo "${s%"${s##*[![:space:]]}"}"; }
+
+# expect NAME WANT_RC FLAG PROGRAM ARGS...: runs PROGRAM (no stdin, 20 s at
+# most); WANT_RC 0 wants usage on stdout, 2 wants an empty stdout and FLAG on stderr.
+expect() {
+    local name=$1 want=$2 flag=$3; shift 3
+    timeout 20 "$@" </dev/null >"$tmp/out" 2>"$tmp/err"
+    local rc=$?
+    local why=""
+    if [ "$rc" -ne "$want" ]; then why="exit $rc"
+    elif [ "$want" -eq 0 ]; then
+        grep -qi "usage" "$tmp/out" || why="no usage on stdout"
+        [ -s "$tmp/err" ] && why="${why:+$why, }stderr not empty"
+    else
+        [ -s "$tmp/out" ] && why="stdout not empty"
+        grep -qF -- "${flag#--}" "$tmp/err" || why="${why:+$why, }stderr does not name $flag"
+    fi
+    if [ -z "$why" ]; then
+        ok "$name: exit $want${flag:+, names $flag}: $(head -n 1 "$tmp/$([ "$want" -eq 0 ] && echo out || echo err)" | cut -c 1-110)"
+    else
+        fail "$name: $why (want exit $want)"
+        sed 's/^/    stdout: /' "$tmp/out" | head -n 3
+        sed 's/^/    stderr: /' "$tmp/err" | head -n 5
+    fi
+}
+
+# check PROGRAM_PATH NAME PREFIX NONNUM RANGE MISSING
+check() {
+    local prog=$1 name=$2 prefix=$3 nonnum=$4 range=$5 missing=$6
+    local pre=()
+    # shellcheck disable=SC2206
+    [ -n "$prefix" ] && pre=($prefix)
+    if [ "$name" = nntool ]; then
+        expect "$name --help" 0 "" "$prog" --help
+    else
+        expect "$name --help" 0 "" "$prog" "${pre[@]}" --help
+    fi
+    expect "$name unknown flag" 2 --no-such-flag "$prog" "${pre[@]}" --no-such-flag
+    local case
+    while IFS= read -r case; do
+        case=$(trim "$case")
+        # shellcheck disable=SC2086
+        [ "$case" = - ] || expect "$name $case" 2 "${case%% *}" "$prog" "${pre[@]}" $case
+    done < <(printf '%s,%s\n' "$nonnum" "$range" | tr ',' '\n')
+    [ "$missing" = - ] || expect "$name $missing (no value)" 2 "$missing" "$prog" "${pre[@]}" "$missing"
+}
+
+listed=" "
+while IFS='|' read -r name prefix nonnum range missing; do
+    name=$(trim "$name")
+    [ -n "$name" ] || continue
+    listed="$listed$name "
+    if [ "$name" = run.sh ]; then prog="$root/run.sh"; else prog="$BUILD/bin/$name"; fi
+    [ -x "$prog" ] || { echo "skip: $name is not built"; continue; }
+    check "$prog" "$name" "$(trim "$prefix")" "$(trim "$nonnum")" "$(trim "$range")" "$(trim "$missing")"
+done <<<"$TABLE"
+
+n_bin=0
+for prog in "$BUILD"/bin/*; do
+    [ -x "$prog" ] || continue
+    n_bin=$((n_bin + 1))
+    name=$(basename "$prog")
+    case "$listed" in *" $name "*) ;; *)
+        fail "$name: no row in tests/it_usage.sh's table (add its numeric options)"
+        check "$prog" "$name" "" - - - ;;
+    esac
+done
+[ "$n_bin" -gt 0 ] || fail "nothing in $BUILD/bin (run make)"
+
+if [ "$failures" -ne 0 ]; then
+    echo "it_usage: $failures failures"
+    exit 1
+fi
+echo "it_usage: all passed ($n_bin programs and run.sh)"
