@@ -18,3 +18,7 @@ $(eval $(call add_test,test_augment))
 augment_bench_SRCS := bench/augment_bench.c
 augment_bench_LIBS := augment
 $(eval $(call add_tool,augment_bench))
+
+view_sink_SRCS := bench/view_sink.c
+view_sink_LIBS := proto transport console
+$(eval $(call add_tool,view_sink))

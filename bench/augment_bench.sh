@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Augmenter benchmarks for `make bench` (bench/run_all.sh runs bench/*_bench.sh):
 #   1. microseconds per view against torchvision in the same run (augment_run.sh);
-#   2. views/s of the real pipeline with 1 and 2 worker processes, and worker
-#      RSS, on the ImageNet sample at 224 (augment_scaling.py).
+#   2. views/s of the real pipeline with 1 and 2 worker processes, where the
+#      CPU went, and worker RSS, on the ImageNet sample at 224
+#      (augment_scaling.py); the loader shrinks the photos to 256 px on their
+#      long side (--max-side) so that shipping them costs little next to the
+#      workers, whose scaling is what is measured.
 # JSON lines on stdout.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 bash "$here/augment_run.sh"
-/usr/bin/python3 "$here/augment_scaling.py" --build "${BUILD:-build}" --warmup 3 --seconds 10 --rss-at 4 12
+/usr/bin/python3 "$here/augment_scaling.py" --build "${BUILD:-build}" --warmup 3 --seconds 10 --rss-at 4 12 \
+    --loader-opt=--max-side=256

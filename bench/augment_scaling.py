@@ -2,11 +2,17 @@
 """Augmenter throughput with 1 and 2 worker processes, and worker memory over time.
 
 Runs the real pipeline on loopback: loader (cached epochs, --epochs 0) ->
-augmenter --workers N -> a sink here that counts views. After a warm-up,
-measures views/s over --seconds; samples each worker's RSS at the times given
-by --rss-at (seconds after start). Prints one JSON line per worker count:
-  {"bench": "augment_scaling", "workers": 2, "views_per_s": ..., "rss_kb": {"60": [..]}}
-and a last line with the speedup of the largest count over 1 worker.
+augmenter --workers N -> build/tools/view_sink, a C consumer that decodes
+every ViewBatch and counts views. After a warm-up, the sink counts views for
+--seconds while this script reads every process's CPU time from /proc, so
+each line says where the two cores went: the workers' share, the loader's and
+the sink's, and the workers' CPU microseconds per view (flat from 1 to 2
+workers means the work itself scales; the wall-clock speed-up is then bounded
+by the cores the loader and the sink take). Worker RSS is sampled at the
+times given by --rss-at (seconds after start). One JSON line per worker count:
+  {"bench": "augment_scaling", "workers": 2, "views_per_s": ..., "worker_cpu_us_per_view": ...,
+   "cores_used": {"workers": ..., "loader": ..., "sink": ...}, "rss_kb": {"60": [..]}}
+and a last line with the speed-up of the largest count over 1 worker.
 Run from the repository root after `make`.
 """
 import argparse
@@ -51,14 +57,32 @@ def children(pid):
         return []
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def cpu_snapshot(procs):
+    """CPU seconds per role: {"workers": ..., "loader": ..., "sink": ...}."""
+    aug, loader, sink = procs
+    workers = sum(cpu_seconds(p) for p in children(aug.pid)) + cpu_seconds(aug.pid)
+    return {"workers": workers, "loader": cpu_seconds(loader.pid), "sink": cpu_seconds(sink.pid)}
+
+
 def run(args, workers):
     lp, cp, pp = free_port(), free_port(), free_port()
     ctx = zmq.Context()
-    pull = ctx.socket(zmq.PULL)
-    pull.bind(f"tcp://127.0.0.1:{cp}")
     pub = ctx.socket(zmq.PUB)
     pub.bind(f"tcp://127.0.0.1:{pp}")
     build = args.build
+    sink = subprocess.Popen(
+        [f"{build}/tools/view_sink", "--bind", f"tcp://127.0.0.1:{cp}", "--warmup", str(args.warmup),
+         "--seconds", str(args.seconds)], stdout=subprocess.PIPE, text=True)
     aug = subprocess.Popen(
         [f"{build}/bin/augmenter", "--connect", f"tcp://127.0.0.1:{lp}", "--push", f"tcp://127.0.0.1:{cp}",
          "--control", f"tcp://127.0.0.1:{pp}", "--workers", str(workers), "--size", str(args.size),
@@ -67,35 +91,27 @@ def run(args, workers):
     loader = subprocess.Popen(
         [f"{build}/bin/loader", "--data", args.data, "--epochs", "0", "--bind", f"tcp://127.0.0.1:{lp}",
          "--control", f"tcp://127.0.0.1:{pp}", "--quiet", "--threads", "1"]
-        + (["--limit", str(args.limit)] if args.limit else []),
+        + (["--limit", str(args.limit)] if args.limit else []) + args.loader_opt,
         stderr=subprocess.DEVNULL)
+    procs = (aug, loader, sink)
     start = time.time()
-    views = 0
-    t_begin = None
     rss = {}
-    pending_rss = sorted(args.rss_at)
-    end = start + args.warmup + args.seconds
-    while True:
-        now = time.time()
-        if pending_rss and now - start >= pending_rss[0]:
-            rss[str(pending_rss.pop(0))] = [rss_kb(p) for p in children(aug.pid)]
-        if now >= end and not pending_rss:
-            break
-        if not pull.poll(100):
-            continue
-        m = msgpack.unpackb(pull.recv(copy=False).buffer, raw=False)
-        if m.get("type") != "viewbatch":
-            continue
-        if now - start >= args.warmup:
-            if t_begin is None:
-                t_begin = now
-                views = 0
-            views += m["views"] * len(m["samples"])
-            if now >= end:
-                t_end = now
-        else:
-            t_end = now
-    measured = max(min(time.time(), end) - (t_begin or end), 1e-9)
+    pending = sorted(args.rss_at)
+    time.sleep(args.warmup)
+    cpu0, t0 = cpu_snapshot(procs), time.time()
+    while pending and time.time() - start < args.warmup + args.seconds:
+        wait = start + pending[0] - time.time()
+        if wait > 0:
+            time.sleep(min(wait, start + args.warmup + args.seconds - time.time()))
+        if time.time() - start >= pending[0]:
+            rss[str(pending.pop(0))] = [rss_kb(p) for p in children(aug.pid)]
+    time.sleep(max(0.0, start + args.warmup + args.seconds - time.time()))
+    cpu1, t1 = cpu_snapshot(procs), time.time()
+    for at in pending:   # RSS samples asked for after the measurement
+        time.sleep(max(0.0, start + at - time.time()))
+        rss[str(at)] = [rss_kb(p) for p in children(aug.pid)]
+    out, _ = sink.communicate(timeout=60)
+    measured = json.loads(out.strip().splitlines()[-1])
     for _ in range(10):
         pub.send(msgpack.packb(STOP))
         time.sleep(0.1)
@@ -105,9 +121,13 @@ def run(args, workers):
         except subprocess.TimeoutExpired:
             p.kill()
     ctx.destroy(0)
+    wall = max(t1 - t0, 1e-9)
+    cores = {k: round((cpu1[k] - cpu0[k]) / wall, 2) for k in cpu0}
+    vps = measured["views_per_s"]
     return {"bench": "augment_scaling", "workers": workers, "recipe": args.recipe, "size": args.size,
-            "dtype": args.dtype, "views_per_s": round(views / measured, 1), "rss_kb": rss,
-            "cores": os.cpu_count()}
+            "dtype": args.dtype, "views_per_s": round(vps, 1),
+            "worker_cpu_us_per_view": round(1e6 * cores["workers"] / vps, 1) if vps > 0 else None,
+            "cores_used": cores, "rss_kb": rss, "cores": os.cpu_count()}
 
 
 def main():
@@ -123,6 +143,8 @@ def main():
     ap.add_argument("--warmup", type=float, default=5)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--rss-at", type=float, nargs="*", default=[])
+    ap.add_argument("--loader-opt", action="append", default=[],
+                    help="an extra loader option, e.g. --loader-opt=--max-side=256 (repeatable)")
     args = ap.parse_args()
     results = []
     for w in map(int, args.workers.split(",")):
