@@ -114,16 +114,20 @@ EOF
 # ---- a. an augmenter killed mid-epoch, another started ----
 lp=$(free_port); tp=$(free_port); cp=$(free_port)
 start_trainer a
-start_loader a.loader
+# Augmenter 1 connects first and is then frozen: the loader keeps handing it
+# Samples until its queue is full, so it surely holds some when it is killed;
+# those are the ones the loader must send again.
 start_augmenter a.aug1; aug1=$aug_pid
+start_loader a.loader
+for _ in $(seq 1 100); do
+    grep -q "1 connected" "$tmp/a.loader.log" 2>/dev/null && break
+    sleep 0.1
+done
+pkill -STOP -P "$aug1" 2>/dev/null; kill -STOP "$aug1" 2>/dev/null
 start_augmenter a.aug2
 if wait_steps "$tmp/a" 3 60; then
-    # Frozen for a moment first, so that its queues are surely full of
-    # Samples when it dies: those are the ones the loader must send again.
-    pkill -STOP -P "$aug1" 2>/dev/null; kill -STOP "$aug1" 2>/dev/null
-    sleep 1.5
     kill_tree "$aug1"
-    ok "a: augmenter 1 (frozen 1.5 s, its queues full) killed with SIGKILL at step $(steps_done "$tmp/a")"
+    ok "a: augmenter 1 (frozen, its queue full) killed with SIGKILL at step $(steps_done "$tmp/a")"
 else
     fail "a: no 3 steps within 60 s"; cat "$tmp/a.err"
 fi
