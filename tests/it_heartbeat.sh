@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # Integration test of the peer watch (transport/watch.c): loader + one
 # augmenter + trainer on Fashion-MNIST, on loopback with free ports.
-#  1. SIGSTOP the trainer (a silent peer: only the heartbeat of the Control
-#     sockets can tell): the augmenter and the loader say they lost the
-#     trainer's control socket; SIGCONT: the augmenter says it is connected
-#     again and the trainer trains on.
+#  1. SIGSTOP the trainer for 4 s, then SIGCONT: every stage keeps running
+#     and the trainer trains on (a stopped peer is not reported: see
+#     transport/transport.h).
 #  2. SIGKILL the trainer: the augmenter (both sockets) and the loader say they lost it; a
 #     new trainer (fresh run folder) on the same endpoints: the augmenter says
 #     it is connected again, the new trainer sees its augmenter connect,
@@ -77,27 +76,19 @@ lost_push="lost the connection to $to_trainer (trainer)"
 lost_ctl="lost the connection to $to_control (trainer control)"
 back_push="connected again to $to_trainer (trainer)"
 back_ctl="connected again to $to_control (trainer control)"
+# A stopped trainer is not reported (its kernel still answers; the sockets
+# carry no ZMTP heartbeat, whose libzmq 4.3.4 aborts readers at their
+# high-water mark): what matters is that nothing breaks while it is away.
 kill -STOP "$t1"
-if wait_count "$lost_ctl" "$tmp/aug.err" 1 "$WAIT_LOST_S"; then
-    ok "SIGSTOP: the augmenter says it lost the trainer's control socket (after ${waited} s)"
-else
-    fail "SIGSTOP: no '$lost_ctl' within $WAIT_LOST_S s"
-    cat "$tmp/aug.err"
-fi
-wait_count "$lost_ctl" "$tmp/loader.err" 1 "$WAIT_LOST_S" &&
-    ok "SIGSTOP: so does the loader (after ${waited} s)" || { fail "SIGSTOP: the loader did not say '$lost_ctl'"; cat "$tmp/loader.err"; }
+sleep 4
 before=$(metrics_lines "$tmp/run1")
 kill -CONT "$t1"
-if wait_count "$back_ctl" "$tmp/aug.err" 1 "$WAIT_LOST_S"; then
-    ok "SIGCONT: the augmenter says it is connected again (after ${waited} s)"
-else
-    fail "SIGCONT: no '$back_ctl' within $WAIT_LOST_S s"
-    cat "$tmp/aug.err"
-fi
 for _ in $(seq 200); do [ "$(metrics_lines "$tmp/run1")" -ge $((before + 5)) ] && break; sleep 0.1; done
 [ "$(metrics_lines "$tmp/run1")" -ge $((before + 5)) ] &&
-    ok "SIGCONT: the trainer trains on ($before -> $(metrics_lines "$tmp/run1") steps)" ||
+    ok "SIGSTOP for 4 s, SIGCONT: the trainer trains on ($before -> $(metrics_lines "$tmp/run1") steps)" ||
     fail "SIGCONT: the trainer did not train on ($before -> $(metrics_lines "$tmp/run1") steps)"
+kill -0 "$aug_pid" 2>/dev/null && kill -0 "$loader_pid" 2>/dev/null &&
+    ok "SIGSTOP: the loader and the augmenter kept running" || fail "SIGSTOP: a stage died"
 
 # ---- 2. SIGKILL, a new trainer ----
 kill -KILL "$t1"
@@ -108,9 +99,9 @@ else
     fail "SIGKILL: no '$lost_push' within $WAIT_LOST_S s"
     cat "$tmp/aug.err"
 fi
-wait_count "$lost_ctl" "$tmp/aug.err" 2 "$WAIT_LOST_S" &&
-    ok "SIGKILL: and its control socket (after ${waited} s)" || { fail "SIGKILL: no second '$lost_ctl'"; cat "$tmp/aug.err"; }
-wait_count "$lost_ctl" "$tmp/loader.err" 2 "$WAIT_LOST_S" &&
+wait_count "$lost_ctl" "$tmp/aug.err" 1 "$WAIT_LOST_S" &&
+    ok "SIGKILL: and its control socket (after ${waited} s)" || { fail "SIGKILL: no '$lost_ctl'"; cat "$tmp/aug.err"; }
+wait_count "$lost_ctl" "$tmp/loader.err" 1 "$WAIT_LOST_S" &&
     ok "SIGKILL: the loader says it lost the trainer's control socket (after ${waited} s)" ||
     { fail "SIGKILL: the loader did not say '$lost_ctl'"; cat "$tmp/loader.err"; }
 sleep 1   # a few reconnection attempts while the trainer is away
@@ -157,7 +148,7 @@ fi
 n_lost=$(( $(count "$lost_push" "$tmp/aug.err") + $(count "$lost_ctl" "$tmp/aug.err") ))
 n_back=$(( $(count "$back_push" "$tmp/aug.err") + $(count "$back_ctl" "$tmp/aug.err") ))
 n_watch=$(grep -cE "lost the connection|connected again|no connection to|connected to tcp" "$tmp/aug.err")
-if [ "$n_lost" -eq 3 ] && [ "$n_back" -eq 3 ] && [ "$n_watch" -le 12 ]; then
+if [ "$n_lost" -eq 2 ] && [ "$n_back" -eq 2 ] && [ "$n_watch" -le 12 ]; then
     ok "one line per outage and socket ($n_watch peer-watch lines from the augmenter in all)"
 else
     fail "augmenter log: $n_lost lost, $n_back back, $n_watch peer-watch lines"

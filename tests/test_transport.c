@@ -159,19 +159,18 @@ static void test_heartbeat_options(void **state)
     void *pull = transport_socket(ZMQ_PULL, TRANSPORT_BIND, 0);
     int v;
     size_t len = sizeof v;
-    /* no heartbeat in a data stream: it would wait behind a backlog */
-    assert_int_equal(zmq_getsockopt(push, ZMQ_HEARTBEAT_IVL, &v, &len), 0);
-    assert_int_equal(v, 0);
-    assert_int_equal(zmq_getsockopt(pull, ZMQ_HEARTBEAT_IVL, &v, &len), 0);
-    assert_int_equal(v, 0);
-    /* the Control sockets time a silent peer out */
+    /* no ZMTP heartbeat on any socket (libzmq 4.3.4 aborts when a reader
+     * with heartbeats is at its high-water mark); TCP keepalive instead */
     void *sub = transport_socket(ZMQ_SUB, TRANSPORT_CONNECT, 0);
-    assert_int_equal(zmq_getsockopt(sub, ZMQ_HEARTBEAT_IVL, &v, &len), 0);
-    assert_int_equal(v, TRANSPORT_HEARTBEAT_IVL_MS);
-    assert_int_equal(zmq_getsockopt(sub, ZMQ_HEARTBEAT_TIMEOUT, &v, &len), 0);
-    assert_int_equal(v, TRANSPORT_HEARTBEAT_TIMEOUT_MS);
-    assert_int_equal(zmq_getsockopt(sub, ZMQ_HEARTBEAT_TTL, &v, &len), 0);
-    assert_int_equal(v, TRANSPORT_HEARTBEAT_TTL_MS);
+    void *socks[] = {push, pull, sub};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(zmq_getsockopt(socks[i], ZMQ_HEARTBEAT_IVL, &v, &len), 0);
+        assert_int_equal(v, 0);
+        assert_int_equal(zmq_getsockopt(socks[i], ZMQ_TCP_KEEPALIVE, &v, &len), 0);
+        assert_int_equal(v, 1);
+        assert_int_equal(zmq_getsockopt(socks[i], ZMQ_TCP_KEEPALIVE_IDLE, &v, &len), 0);
+        assert_int_equal(v, TRANSPORT_KEEPALIVE_IDLE_S);
+    }
     transport_close(&sub);
     assert_int_equal(transport_attach(push, TRANSPORT_CONNECT, "not-an-endpoint", NULL), -1);
     transport_close(&push);

@@ -90,25 +90,19 @@ void *transport_socket(int type, transport_mode_t mode, int hwm)
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
     if (type == ZMQ_SUB)
         zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0);
-    /* A silent peer (stopped, cut off) is noticed by the heartbeat instead of
-     * waiting for TCP, which may take hours. Not on the data sockets (PUSH,
-     * PULL), where heartbeats would share the byte stream with a backlog of
-     * data: (1) a PULL whose queue is full stops reading, heartbeat replies
-     * included, so a timeout would drop a peer that is only slow, with the
-     * messages in flight; (2) a PULL that pings while it is still reading a
-     * backlog makes the PUSH side's kernel answer with a reset once that side
-     * has closed (a normal end, after its linger), and the reset throws away
-     * the backlog not read yet. The Control sockets (PUB, SUB), whose readers
-     * keep up, carry the heartbeat, and every stage has one towards the
-     * trainer. PUB asks for no TTL: its PINGs may wait behind messages, and
-     * the SUB has a timeout of its own. */
-    if (type != ZMQ_PUSH && type != ZMQ_PULL) {
-        int ivl = TRANSPORT_HEARTBEAT_IVL_MS, timeout = TRANSPORT_HEARTBEAT_TIMEOUT_MS;
-        int ttl = type == ZMQ_PUB ? 0 : TRANSPORT_HEARTBEAT_TTL_MS;
-        zmq_setsockopt(s, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl);
-        zmq_setsockopt(s, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout);
-        zmq_setsockopt(s, ZMQ_HEARTBEAT_TTL, &ttl, sizeof ttl);
-    }
+    /* A peer cut off by the network is noticed by TCP keepalive probes
+     * within about TRANSPORT_KEEPALIVE_IDLE_S + 3 probe intervals on an idle
+     * connection. No ZMTP heartbeats: libzmq 4.3.4 aborts (assertion
+     * _input_stopped / !_io_error, libzmq issues #4364, #4767) when a reader
+     * with heartbeats is at its high-water mark and the connection resets,
+     * and every stage here stops reading on purpose (back-pressure; the
+     * evaluator while it evaluates). Heartbeats would also drop consumers
+     * that are only slow, with the messages in flight. */
+    int one = 1, idle = TRANSPORT_KEEPALIVE_IDLE_S, intvl = TRANSPORT_KEEPALIVE_INTVL_S, cnt = 3;
+    zmq_setsockopt(s, ZMQ_TCP_KEEPALIVE, &one, sizeof one);
+    zmq_setsockopt(s, ZMQ_TCP_KEEPALIVE_IDLE, &idle, sizeof idle);
+    zmq_setsockopt(s, ZMQ_TCP_KEEPALIVE_INTVL, &intvl, sizeof intvl);
+    zmq_setsockopt(s, ZMQ_TCP_KEEPALIVE_CNT, &cnt, sizeof cnt);
     if (curve_configure(s, mode)) {
         zmq_close(s);
         return NULL;

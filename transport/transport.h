@@ -5,12 +5,11 @@
  * never hangs, a high-water mark, and, when it receives, ZMQ_MAXMSGSIZE
  * (PROTO_MAX_MESSAGE_BYTES) so that a peer cannot make us allocate more.
  *
- * Peer watch (transport/watch.c): the Control sockets (PUB, SUB) send ZMTP
- * heartbeats and drop a peer that goes silent (stopped, network cut) after
- * TRANSPORT_HEARTBEAT_TIMEOUT_MS; the data sockets (PUSH, PULL) do not (a
- * backlog of data would hold the heartbeats up: see transport_socket); a
- * killed peer is seen at once on every socket. Every stage has a Control
- * socket to or from the trainer, so a silent stage is noticed there. One
+ * Peer watch (transport/watch.c): a killed peer is seen at once on every
+ * socket (its kernel closes the connection); one cut off by the network is
+ * dropped by TCP keepalive after about 5 s of silence on an idle
+ * connection; a stopped one (SIGSTOP) is not noticed, since its kernel still
+ * answers (no ZMTP heartbeats: see transport_socket). One
  * monitor thread per process logs on
  * stderr when a tcp:// or ipc:// socket loses its peer and when it comes
  * back ("lost the connection to tcp://127.0.0.1:5556 (trainer); waiting for
@@ -36,9 +35,8 @@
 #include <zmq.h>
 
 #define TRANSPORT_LINGER_MS 1000
-#define TRANSPORT_HEARTBEAT_IVL_MS     1000   /* a ZMTP PING this often on a quiet connection */
-#define TRANSPORT_HEARTBEAT_TIMEOUT_MS 3000   /* no traffic for this long after a PING: peer lost */
-#define TRANSPORT_HEARTBEAT_TTL_MS     3000   /* asks the peer to drop us after this much silence */
+#define TRANSPORT_KEEPALIVE_IDLE_S     2      /* TCP keepalive probes after this much silence, */
+#define TRANSPORT_KEEPALIVE_INTVL_S    1      /* this often; 3 unanswered: the peer is gone */
 #define TRANSPORT_KEY_LEN              40     /* Z85 characters of a CURVE key */
 #define TRANSPORT_MAX_PEER_NAME        64
 
