@@ -481,7 +481,8 @@ static int worker_run(const options_t *o, int id, int report_fd)
     w.push = transport_open_peer(ZMQ_PUSH, TRANSPORT_CONNECT, o->push, o->push_hwm, "trainer");
     if (o->control[0] && strcmp(o->control, "none"))
         w.sub = transport_open_peer(ZMQ_SUB, TRANSPORT_CONNECT, o->control, 0, "trainer control");
-    if (!w.pull || !w.push || (o->control[0] && strcmp(o->control, "none") && !w.sub)) goto done;
+    if (!w.pull || !w.push || (o->control[0] && strcmp(o->control, "none") && (!w.sub || transport_subscribe_stop(w.sub))))
+        goto done;
 
     double last_input = now_ms(), drain_since = -1.0;
     int eos = 0;

@@ -9,7 +9,7 @@ $(eval $(call add_lib,augment))
 $(augment_OBJS): CFLAGS += -O3
 
 augmenter_SRCS := augmenter/main.c
-augmenter_LIBS := augment proto transport console
+augmenter_LIBS := augment transport proto console
 $(eval $(call add_prog,augmenter))
 
 test_augment_LIBS := augment
@@ -20,5 +20,5 @@ augment_bench_LIBS := augment
 $(eval $(call add_tool,augment_bench))
 
 view_sink_SRCS := bench/view_sink.c
-view_sink_LIBS := proto transport console
+view_sink_LIBS := transport proto console
 $(eval $(call add_tool,view_sink))

@@ -189,7 +189,9 @@ static int serve(server_t *s)
     if (!pull)
         return EXIT_FAILED;
     void *sub = NULL;
-    if (s->o->control && !(sub = transport_open_peer(ZMQ_SUB, TRANSPORT_CONNECT, s->o->control, 0, "trainer control"))) {
+    if (s->o->control && (!(sub = transport_open_peer(ZMQ_SUB, TRANSPORT_CONNECT, s->o->control, 0, "trainer control")) ||
+                          transport_subscribe_stop(sub))) {
+        transport_close(&sub);
         transport_close(&pull);
         return EXIT_FAILED;
     }

@@ -1,18 +1,18 @@
 # loader: the dataset-reading stage (build/bin/loader), its test consumer and
 # its benchmark consumer.
 loader_SRCS := loader/main.c loader/cache.c loader/ledger.c loader/order.c loader/pool.c
-loader_LIBS := dataset proto transport console
+loader_LIBS := dataset transport proto console
 $(eval $(call add_prog,loader))
 
 # Helper programs for the tests and the benchmark:
 # tests/it_loader.sh drives loader_consumer, bench/loader_bench.sh loader_sink
 # and loader_steps.
 loader_consumer_SRCS := tests/loader_consumer.c
-loader_consumer_LIBS := dataset proto transport console
+loader_consumer_LIBS := dataset transport proto console
 $(eval $(call add_tool,loader_consumer))
 
 loader_sink_SRCS := bench/loader_sink.c
-loader_sink_LIBS := proto transport console
+loader_sink_LIBS := transport proto console
 $(eval $(call add_tool,loader_sink))
 
 loader_steps_SRCS := bench/loader_steps.c

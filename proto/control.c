@@ -47,6 +47,28 @@ int proto_control_encode(proto_buf_t *out, const proto_control_t *c)
     return proto_enc_end(&e, PROTO_MSG_CONTROL);
 }
 
+size_t proto_control_stop_prefix(uint8_t *out, size_t cap)
+{
+    static const char kind_stop[] = "\xa4" "kind" "\xa4" "stop";   /* fixstr "kind", fixstr "stop" */
+    proto_control_t c = {.kind = PROTO_CONTROL_STOP};
+    snprintf(c.sender, sizeof c.sender, "x");
+    proto_buf_t b;
+    proto_buf_init(&b);
+    size_t n = 0;
+    if (proto_control_encode(&b, &c) == 0) {
+        size_t k = sizeof kind_stop - 1;
+        for (size_t i = 0; i + k <= b.len; i++)
+            if (memcmp(b.data + i, kind_stop, k) == 0) {
+                n = i + k <= cap ? i + k : 0;
+                break;
+            }
+        if (n)
+            memcpy(out, b.data, n);
+    }
+    proto_buf_release(&b);
+    return n;
+}
+
 int proto_control_decode(proto_control_t *c, const void *buf, size_t len)
 {
     const proto_where_t w = { MSG, NULL, 0 };

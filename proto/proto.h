@@ -156,6 +156,12 @@ typedef struct {
 
 int proto_control_encode(proto_buf_t *out, const proto_control_t *c);
 int proto_control_decode(proto_control_t *c, const void *buf, size_t len);
+/* The first bytes of every encoded Control STOP (header and kind), for a SUB
+ * socket that wants nothing else (ZMQ_SUBSCRIBE): its queue then never fills
+ * with the Acks, heartbeats and Stats of the same PUB while it is busy, and a
+ * STOP is never dropped. Writes at most cap bytes; returns the length, 0 on
+ * failure. */
+size_t proto_control_stop_prefix(uint8_t *out, size_t cap);
 const char *proto_control_kind_name(proto_control_kind_t kind);
 
 /* ---- Stats: a stage's counters, for monitoring ---- */

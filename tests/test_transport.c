@@ -177,6 +177,39 @@ static void test_heartbeat_options(void **state)
     transport_close(&pull);
 }
 
+/* A SUB narrowed to STOP receives the STOPs of its PUB and nothing else. */
+static void test_subscribe_stop(void **state)
+{
+    (void)state;
+    void *pub = transport_open(ZMQ_PUB, TRANSPORT_BIND, ENDPOINT "-stop", 0);
+    void *sub = transport_open(ZMQ_SUB, TRANSPORT_CONNECT, ENDPOINT "-stop", 0);
+    assert_non_null(pub);
+    assert_non_null(sub);
+    assert_int_equal(transport_subscribe_stop(sub), 0);
+    usleep(100 * 1000);   /* the subscription reaches the PUB */
+    proto_buf_t b;
+    proto_buf_init(&b);
+    proto_control_kind_t kinds[] = {PROTO_CONTROL_HEARTBEAT, PROTO_CONTROL_END_OF_EPOCH, PROTO_CONTROL_STOP,
+                                    PROTO_CONTROL_HEARTBEAT};
+    for (int i = 0; i < 4; i++) {
+        proto_control_t c = {.kind = kinds[i], .epoch = 3, .count = 7};
+        snprintf(c.sender, sizeof c.sender, "trainer@test:%d", i);
+        assert_int_equal(proto_control_encode(&b, &c), 0);
+        assert_int_equal(transport_send(pub, b.data, b.len), 0);
+    }
+    proto_buf_release(&b);
+    zmq_msg_t msg;
+    assert_int_equal(transport_recv(sub, &msg, 1000), 1);
+    proto_control_t got;
+    assert_int_equal(proto_control_decode(&got, zmq_msg_data(&msg), zmq_msg_size(&msg)), 0);
+    assert_int_equal(got.kind, PROTO_CONTROL_STOP);
+    assert_string_equal(got.sender, "trainer@test:2");
+    zmq_msg_close(&msg);
+    assert_int_equal(transport_recv(sub, &msg, 200), 0);   /* nothing else */
+    transport_close(&sub);
+    transport_close(&pub);
+}
+
 static void test_log_limit(void **state)
 {
     (void)state;
@@ -369,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_identity_names_stage),
         cmocka_unit_test(test_peer_watch_counts_and_loses_peers),
         cmocka_unit_test(test_heartbeat_options),
+        cmocka_unit_test(test_subscribe_stop),
         cmocka_unit_test(test_log_limit),
         cmocka_unit_test(test_key_files),
         cmocka_unit_test(test_use_curve_checks_the_folder),

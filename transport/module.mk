@@ -3,5 +3,5 @@
 transport_SRCS := transport/transport.c transport/watch.c transport/curve.c
 $(eval $(call add_lib,transport))
 
-test_transport_LIBS := transport console
+test_transport_LIBS := transport proto console
 $(eval $(call add_test,test_transport))

@@ -250,3 +250,15 @@ const char *transport_identity(const char *stage)
     snprintf(id, sizeof id, "%s@%s:%ld", stage, host, (long)getpid());
     return id;
 }
+
+int transport_subscribe_stop(void *sub)
+{
+    uint8_t prefix[128];
+    size_t n = proto_control_stop_prefix(prefix, sizeof prefix);
+    if (n == 0 || zmq_setsockopt(sub, ZMQ_SUBSCRIBE, prefix, n) != 0 ||
+        zmq_setsockopt(sub, ZMQ_UNSUBSCRIBE, "", 0) != 0) {
+        fprintf(stderr, "transport: cannot narrow a SUB socket to Control STOP: %s\n", zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    return 0;
+}

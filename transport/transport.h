@@ -79,6 +79,13 @@ int transport_attach(void *sock, transport_mode_t mode, const char *endpoint, co
  * is not watched (inproc://, or not opened by transport). */
 int transport_peers(void *sock);
 
+/* Narrows a SUB socket (opened subscribed to everything) to Control STOP
+ * messages only, for stages that want nothing else from the trainer's PUB:
+ * the PUB then filters the rest out, so the queue of a SUB that is not read
+ * for a long while (the evaluator evaluating) holds no Acks or heartbeats and
+ * a STOP is never dropped for lack of room. 0, or -1 with a message. */
+int transport_subscribe_stop(void *sub);
+
 /* What a process uses CURVE for: serving (bound sockets) and/or connecting. */
 #define TRANSPORT_CURVE_SERVER 1
 #define TRANSPORT_CURVE_CLIENT 2
