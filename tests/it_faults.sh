@@ -33,16 +33,6 @@ KILLS=${KILLS:-20}
 require_built "$LOADER" "$AUG" "$TRAINER" "$NNTOOL"
 [ -e "$FMNIST/train-images-idx3-ubyte.gz" ] || { echo "FAIL: $FMNIST missing (make deps)"; exit 1; }
 
-# gone PID SECONDS: the process has exited within SECONDS
-gone() {
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do
-        kill -0 "$1" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 # steps_done RUN: step lines in RUN/metrics.jsonl
 steps_done() {
     local n
