@@ -2,7 +2,8 @@
 # Integration test of the augmenter: the real loader, then two augmenter
 # processes (2 workers + 1 worker), then a test consumer (Python, pyzmq +
 # msgpack) that binds the trainer's PULL and Control PUB. Checks that every
-# sample of a small CIFAR-10 subset arrives exactly once with two views (simclr)
+# sample of a small labeled folder of JPEG and PNG images (tests/make_images)
+# arrives exactly once with two views (simclr)
 # or four rotations with targets 0-3 (rotnet, uint8), that the views do not
 # depend on which worker made them, that END_OF_STREAM carries the loader's
 # count, that STOP, SIGTERM and end of stream end the processes with status 0,
@@ -14,6 +15,8 @@ LOADER="$BUILD/bin/loader"
 N=600
 
 require_built "$AUG" "$LOADER"
+IMAGES="$tmp/images"
+image_folder "$IMAGES" --classes 10 --per-class $((N / 10)) --size 32
 "$PY" -c 'import zmq, msgpack' 2>/dev/null || { echo "FAIL: $PY lacks zmq/msgpack (make deps)"; exit 1; }
 
 # The test consumer: binds PULL (views) and PUB (control); after END_OF_STREAM
@@ -60,7 +63,7 @@ json.dump({"seen": seen, "controls": controls, "bad": bad,
            "shapes": sorted(map(list, shapes))}, open(out, "w"))
 EOF
 
-# run_pipeline NAME "AUGMENTER ARGS": loader (N CIFAR images, one epoch) ->
+# run_pipeline NAME "AUGMENTER ARGS": loader (N images, one epoch) ->
 # augmenter --workers 2 and augmenter --workers 1 -> consumer. Sets rc_a1, rc_a2.
 run_pipeline() {
     local name=$1 aargs=$2 lp cp pp
@@ -78,7 +81,7 @@ run_pipeline() {
     local a2=$!
     pids+=("$a1" "$a2")
     sleep 1   # let every worker connect, so the loader spreads the samples
-    timeout 60 "$LOADER" --data "$CIFAR" --limit "$N" --bind "tcp://127.0.0.1:$lp" --control none \
+    timeout 60 "$LOADER" --data "$IMAGES" --limit "$N" --bind "tcp://127.0.0.1:$lp" --control none \
         --quiet >"$tmp/$name.loader" 2>&1
     wait "$c"
     wait "$a1"; rc_a1=$?
@@ -96,40 +99,36 @@ check() {
     fi
 }
 
-if [ ! -d "$CIFAR" ]; then
-    echo "skip: $CIFAR not present; pipeline cases skipped"
-else
-    run_pipeline simclr "--recipe simclr --size 32 --batch 16 --normalize cifar10 --quiet"
-    [ "$rc_a1" -eq 0 ] && [ "$rc_a2" -eq 0 ] && ok "simclr: both augmenters exited 0" ||
-        { fail "simclr: augmenter status $rc_a1 / $rc_a2"; tail -5 "$tmp/simclr.a1" "$tmp/simclr.a2"; }
-    check simclr "len(d['seen']) == $N and all(len(v) == 1 for v in d['seen'].values())" \
-        "every one of the $N samples exactly once"
-    check simclr "sorted(map(int, d['seen'])) == list(range($N))" "the indices are 0..$((N - 1))"
-    check simclr "d['shapes'] == [['f32', 2, 3, 32, 32]] and d['bad'] == 0" "two float32 3x32x32 views each"
-    check simclr "all(v[0]['targets'] == [-1, -1] and 0 <= v[0]['label'] < 10 for v in d['seen'].values())" \
-        "labels 0-9, no targets"
-    check simclr "[c for c in d['controls'] if c[0] == 'end_of_stream'] == [['end_of_stream', $N]]" \
-        "one END_OF_STREAM with count $N"
-    check simclr "['end_of_epoch', $N] in d['controls']" "END_OF_EPOCH forwarded"
-    grep -q "end of stream: " "$tmp/simclr.a1" "$tmp/simclr.a2" && ok "simclr: summary line printed" ||
-        fail "simclr: no summary line"
+run_pipeline simclr "--recipe simclr --size 32 --batch 16 --normalize cifar10 --quiet"
+[ "$rc_a1" -eq 0 ] && [ "$rc_a2" -eq 0 ] && ok "simclr: both augmenters exited 0" ||
+    { fail "simclr: augmenter status $rc_a1 / $rc_a2"; tail -5 "$tmp/simclr.a1" "$tmp/simclr.a2"; }
+check simclr "len(d['seen']) == $N and all(len(v) == 1 for v in d['seen'].values())" \
+    "every one of the $N samples exactly once"
+check simclr "sorted(map(int, d['seen'])) == list(range($N))" "the indices are 0..$((N - 1))"
+check simclr "d['shapes'] == [['f32', 2, 3, 32, 32]] and d['bad'] == 0" "two float32 3x32x32 views each"
+check simclr "all(v[0]['targets'] == [-1, -1] and 0 <= v[0]['label'] < 10 for v in d['seen'].values())" \
+    "labels 0-9, no targets"
+check simclr "[c for c in d['controls'] if c[0] == 'end_of_stream'] == [['end_of_stream', $N]]" \
+    "one END_OF_STREAM with count $N"
+check simclr "['end_of_epoch', $N] in d['controls']" "END_OF_EPOCH forwarded"
+grep -q "end of stream: " "$tmp/simclr.a1" "$tmp/simclr.a2" && ok "simclr: summary line printed" ||
+    fail "simclr: no summary line"
 
-    # same seed, other worker layout: the same views for every sample
-    run_pipeline simclr2 "--recipe simclr --size 32 --batch 7 --normalize cifar10 --quiet"
-    "$PY" - "$tmp/simclr.json" "$tmp/simclr2.json" <<'EOF' && ok "simclr: views identical across runs and workers" || fail "simclr: views differ between runs"
+# same seed, other worker layout: the same views for every sample
+run_pipeline simclr2 "--recipe simclr --size 32 --batch 7 --normalize cifar10 --quiet"
+"$PY" - "$tmp/simclr.json" "$tmp/simclr2.json" <<'EOF' && ok "simclr: views identical across runs and workers" || fail "simclr: views differ between runs"
 import json, sys
 a, b = (json.load(open(p))["seen"] for p in sys.argv[1:3])
 sys.exit(0 if a.keys() == b.keys() and all(a[k][0]["sha"] == b[k][0]["sha"] for k in a) else 1)
 EOF
 
-    run_pipeline rotnet "--recipe rotnet --dtype u8 --size 32 --batch 32 --quiet"
-    [ "$rc_a1" -eq 0 ] && [ "$rc_a2" -eq 0 ] && ok "rotnet: both augmenters exited 0" ||
-        fail "rotnet: augmenter status $rc_a1 / $rc_a2"
-    check rotnet "len(d['seen']) == $N and all(len(v) == 1 for v in d['seen'].values())" \
-        "every sample exactly once"
-    check rotnet "d['shapes'] == [['u8', 4, 3, 32, 32]]" "four uint8 views each"
-    check rotnet "all(v[0]['targets'] == [0, 1, 2, 3] for v in d['seen'].values())" "targets 0, 1, 2, 3"
-fi
+run_pipeline rotnet "--recipe rotnet --dtype u8 --size 32 --batch 32 --quiet"
+[ "$rc_a1" -eq 0 ] && [ "$rc_a2" -eq 0 ] && ok "rotnet: both augmenters exited 0" ||
+    fail "rotnet: augmenter status $rc_a1 / $rc_a2"
+check rotnet "len(d['seen']) == $N and all(len(v) == 1 for v in d['seen'].values())" \
+    "every sample exactly once"
+check rotnet "d['shapes'] == [['u8', 4, 3, 32, 32]]" "four uint8 views each"
+check rotnet "all(v[0]['targets'] == [0, 1, 2, 3] for v in d['seen'].values())" "targets 0, 1, 2, 3"
 
 # malformed input: garbage, a Sample with a wrong pixel count, a Stats
 # message, then one good Sample and END_OF_STREAM, from a Python PUSH
@@ -190,18 +189,16 @@ usage_case "expected a whole number" --workers 0
 usage_case "needs -o" --preview x.png
 "$AUG" --help | grep -q -- "--recipe" && ok "--help documents --recipe" || fail "--help"
 
-# preview grid of a CIFAR image (fontconfig keeps its caches to the end of the
+# preview grid of a test image (fontconfig keeps its caches to the end of the
 # process, which LeakSanitizer would report in a sanitizer build)
-if [ -d "$CIFAR" ]; then
-    img=$(find "$CIFAR" -name '*.jpg' | sort | head -1)
-    png_size() {   # width x height from the PNG header, or nothing
-        "$PY" -c 'import struct,sys; d=open(sys.argv[1],"rb").read(24)
+img=$(find "$IMAGES" -name '*.jpg' | sort | head -1)
+png_size() {   # width x height from the PNG header, or nothing
+    "$PY" -c 'import struct,sys; d=open(sys.argv[1],"rb").read(24)
 if d[:8] == b"\x89PNG\r\n\x1a\n": print("%dx%d" % struct.unpack(">II", d[16:24]))' "$1"
-    }
-    if ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" "$AUG" --preview "$img" -o "$tmp/grid.png" --quiet &&
-        [ -n "$(png_size "$tmp/grid.png")" ]; then ok "preview: a $(png_size "$tmp/grid.png") PNG"; else
-        fail "preview"; fi
-fi
+}
+if ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" "$AUG" --preview "$img" -o "$tmp/grid.png" --quiet &&
+    [ -n "$(png_size "$tmp/grid.png")" ]; then ok "preview: a $(png_size "$tmp/grid.png") PNG"; else
+    fail "preview"; fi
 
 echo "it_augmenter: $failures failure(s)"
 [ "$failures" -eq 0 ]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Integration test of the loader: runs the real executable on loopback with
 # tests/loader_consumer pulling and checking counts, labels, pixels (against
-# libvips' own decode), epoch markers and end of stream. Covers a CIFAR-10
-# JPEG subset (from ../shared/data when present), Fashion-MNIST (Debian
+# libvips' own decode), epoch markers and end of stream. Covers a labeled
+# folder of JPEG and PNG images the test writes (tests/make_images), Fashion-MNIST (Debian
 # package dataset-fashion-mnist), a folder of corrupt files, shuffling by seed,
 # Control STOP, SIGTERM, and exit status 2 for a missing/empty dataset and bad
 # options.
@@ -46,41 +46,40 @@ summary_has() {
     else fail "$1: summary lacks \"$2\""; tail -n 5 "$tmp/$1.loader" | sed 's/^/    /'; fi
 }
 
-# ---- CIFAR-10 JPEGs: 200 files of each class (2,000 images, 10 labels), 2 epochs
-if [ -d "$CIFAR/airplane" ]; then
-    sub="$tmp/cifar-sub"
-    for d in "$CIFAR"/*/; do
-        c=$(basename "$d")
-        mkdir -p "$sub/$c"
-        ls "$d" | sort | head -n 200 | sed "s|^|$d|" | xargs ln -s -t "$sub/$c"
-    done
-    run_pair cifar-sub "--data $sub --epochs 2 --control none --seed 3" "--folder $sub --expect 2000 --epochs 2"
-    check_pair cifar-sub
-    summary_has cifar-sub "sent 4000 images"
-    summary_has cifar-sub "skipped 0 "
+# ---- a labeled folder of 32x32 JPEG and PNG files (tests/make_images):
+# 250 per class, 2,500 images; a sub-folder of 200 per class (2,000), 2 epochs
+IMAGES="$tmp/images"
+image_folder "$IMAGES" --classes 10 --per-class 250 --size 32
+sub="$tmp/images-sub"
+for d in "$IMAGES"/*/; do
+    c=$(basename "$d")
+    mkdir -p "$sub/$c"
+    ls "$d" | sort | head -n 200 | sed "s|^|$d|" | xargs ln -s -t "$sub/$c"
+done
+run_pair images-sub "--data $sub --epochs 2 --control none --seed 3" "--folder $sub --expect 2000 --epochs 2"
+check_pair images-sub
+summary_has images-sub "sent 4000 images"
+summary_has images-sub "skipped 0 "
 
-    # --limit on the real folder (the first 2,000 files), a cache too small for all of it
-    run_pair cifar-limit "--data $CIFAR --limit 2000 --epochs 2 --cache-mb 2 --control none" \
-        "--folder $CIFAR --expect 2000 --epochs 2"
-    check_pair cifar-limit
+# --limit on the whole folder (the first 2,000 files), a cache too small for all of it
+run_pair images-limit "--data $IMAGES --limit 2000 --epochs 2 --cache-mb 1 --control none" \
+    "--folder $IMAGES --expect 2000 --epochs 2"
+check_pair images-limit
 
-    # shards split the items: 2000 / 3 -> 667 + 667 + 666
-    run_pair cifar-shard "--data $sub --shard 2/3 --control none" "--folder $sub --expect 666 --epochs 1 --no-pixels"
-    check_pair cifar-shard
+# shards split the items: 2000 / 3 -> 667 + 667 + 666
+run_pair images-shard "--data $sub --shard 2/3 --control none" "--folder $sub --expect 666 --epochs 1 --no-pixels"
+check_pair images-shard
 
-    # same seed, same order; another seed, another order
-    run_pair seed-a "--data $sub --seed 7 --control none" "--folder $sub --no-pixels --order-out $tmp/order-a"
-    run_pair seed-b "--data $sub --seed 7 --control none" "--folder $sub --no-pixels --order-out $tmp/order-b"
-    run_pair seed-c "--data $sub --seed 8 --control none" "--folder $sub --no-pixels --order-out $tmp/order-c"
-    if [ -s "$tmp/order-a" ] && cmp -s "$tmp/order-a" "$tmp/order-b"; then ok "same seed, same order"
-    else fail "same seed gave different orders"; fi
-    if ! cmp -s "$tmp/order-a" "$tmp/order-c"; then ok "another seed, another order"
-    else fail "seeds 7 and 8 gave the same order"; fi
-    if ! sort -n "$tmp/order-a" | cmp -s - "$tmp/order-a"; then ok "order is shuffled"
-    else fail "epoch came in index order"; fi
-else
-    echo "skip: $CIFAR not present (CIFAR-10 JPEG checks)"
-fi
+# same seed, same order; another seed, another order
+run_pair seed-a "--data $sub --seed 7 --control none" "--folder $sub --no-pixels --order-out $tmp/order-a"
+run_pair seed-b "--data $sub --seed 7 --control none" "--folder $sub --no-pixels --order-out $tmp/order-b"
+run_pair seed-c "--data $sub --seed 8 --control none" "--folder $sub --no-pixels --order-out $tmp/order-c"
+if [ -s "$tmp/order-a" ] && cmp -s "$tmp/order-a" "$tmp/order-b"; then ok "same seed, same order"
+else fail "same seed gave different orders"; fi
+if ! cmp -s "$tmp/order-a" "$tmp/order-c"; then ok "another seed, another order"
+else fail "seeds 7 and 8 gave the same order"; fi
+if ! sort -n "$tmp/order-a" | cmp -s - "$tmp/order-a"; then ok "order is shuffled"
+else fail "epoch came in index order"; fi
 
 # ---- Fashion-MNIST (IDX, gzip): all 60,000, 2 epochs (the second from the cache)
 if [ -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
@@ -116,13 +115,9 @@ open(f"{d}/bomb.png", "wb").write(png(30000, 30000, b"\x00\x00\x00\x00"))
 open(f"{d}/zero.jpg", "wb").close()
 open(f"{d}/notes.jpg", "w").write("this is text, not a JPEG\n")
 EOF
-if [ -d "$CIFAR/cat" ]; then
-    for f in 0000 0001 0002 0003; do cp "$CIFAR/cat/$f.jpg" "$bad/cat$f.jpg"; done
-    head -c 400 "$CIFAR/cat/0004.jpg" >"$bad/cut.jpg"
-    good_count=5; corrupt=4
-else
-    good_count=1; corrupt=3
-fi
+for f in 0000 0001 0002 0004; do cp "$IMAGES/class03/$f.jpg" "$bad/class03-$f.jpg"; done
+head -c 400 "$IMAGES/class03/0005.jpg" >"$bad/cut.jpg"
+good_count=5; corrupt=4
 ln -s "$bad/missing-target.jpg" "$bad/dangling.jpg"
 run_pair corrupt "--data $bad --epochs 2 --control none" "--folder $bad --expect $good_count --epochs 2"
 check_pair corrupt

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Integration test of the trainer, on loopback with free ports, fed by the real
-# loader (a CIFAR-10 subset, JPEGs) and the real augmenter:
+# loader (a labeled folder of 2,000 JPEG and PNG images the test writes with
+# tests/make_images) and the real augmenter:
 #  1. SimCLR, width 8, batch 32, 40 steps, checkpoints every 10: killed with
 #     SIGKILL once `latest` is its step-20 checkpoint, resumed with --resume latest while
 #     the same loader and augmenter keep running; ends at step 40. Checks the
@@ -23,9 +24,9 @@ TRAINER="$BUILD/bin/trainer"
 LOADER="$BUILD/bin/loader"
 AUG="$BUILD/bin/augmenter"
 NNTOOL="$BUILD/bin/nntool"
-CIFAR="$root/../shared/data/cifar10-train"
+IMAGES=""      # written below
 PY=/usr/bin/python3
-N=2000          # CIFAR images in the subset
+N=2000          # images in the folder
 STEPS=40
 KILL_AFTER=20   # SIGKILL once this checkpoint exists
 
@@ -45,10 +46,12 @@ failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 ok() { echo "ok: $*"; }
 
-for f in "$TRAINER" "$LOADER" "$AUG" "$NNTOOL"; do
+for f in "$TRAINER" "$LOADER" "$AUG" "$NNTOOL" "$BUILD/tools/make_images"; do
     [ -x "$f" ] || { echo "FAIL: $f is not built (run make)"; exit 1; }
 done
-[ -d "$CIFAR" ] || { echo "FAIL: $CIFAR not present"; exit 1; }
+IMAGES="$tmp/images"
+"$BUILD/tools/make_images" --out "$IMAGES" --classes 10 --per-class $((N / 10)) --size 32 ||
+    { echo "FAIL: cannot write the test images in $IMAGES"; exit 1; }
 "$PY" -c 'import zmq, msgpack' 2>/dev/null || { echo "FAIL: $PY lacks zmq/msgpack (make deps)"; exit 1; }
 
 free_port() {
@@ -80,7 +83,7 @@ gone() {
 start_pipeline() {
     local name=$1 aargs=$2 lport
     lport=$(free_port)
-    timeout 120 "$LOADER" --data "$CIFAR" --limit "$N" --epochs 0 --bind "tcp://127.0.0.1:$lport" \
+    timeout 120 "$LOADER" --data "$IMAGES" --limit "$N" --epochs 0 --bind "tcp://127.0.0.1:$lport" \
         --control "tcp://127.0.0.1:$ctl" --quiet >"$tmp/$name.loader" 2>&1 &
     loader_pid=$!
     # shellcheck disable=SC2086

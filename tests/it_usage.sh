@@ -74,7 +74,7 @@ while IFS='|' read -r name prefix nonnum range missing; do
     [ -n "$name" ] || continue
     listed="$listed$name "
     if [ "$name" = run.sh ]; then prog="$root/run.sh"; else prog="$BUILD/bin/$name"; fi
-    [ -x "$prog" ] || { echo "skip: $name is not built"; continue; }
+    [ -x "$prog" ] || { fail "$name is not built (run make)"; continue; }
     check "$prog" "$name" "$(trim "$prefix")" "$(trim "$nonnum")" "$(trim "$range")" "$(trim "$missing")"
 done <<<"$TABLE"
 

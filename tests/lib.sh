@@ -5,7 +5,6 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${BUILD:-build}
 case "$BUILD" in /*) ;; *) BUILD="$root/$BUILD" ;; esac
 PY=/usr/bin/python3
-CIFAR="$root/../shared/data/cifar10-train"
 FMNIST=/usr/share/datasets/fashion-mnist
 
 tmp=$(mktemp -d "/tmp/$(basename "$0" .sh).XXXXXX")
@@ -20,6 +19,23 @@ trap cleanup EXIT
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 ok() { echo "ok: $* [${SECONDS}s]"; }
+
+# image_folder DIR [make_images options]: writes a labeled folder of synthetic
+# JPEG and PNG images in class sub-folders (tests/make_images.c, libvips), so
+# that no test needs a dataset from outside the repository.
+image_folder() {
+    local dir=$1; shift
+    require_built "$BUILD/tools/make_images"
+    "$BUILD/tools/make_images" --out "$dir" "$@" ||
+        { echo "FAIL: cannot write the test images in $dir"; exit 1; }
+}
+
+# skip REASON: this script cannot run here (only for a missing privilege, never
+# a missing file); the runner reports it as skipped with REASON.
+skip() {
+    echo "SKIP: $*"
+    exit 77
+}
 
 # Exits the test when one of the given executables is not built.
 require_built() {
