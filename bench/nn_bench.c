@@ -4,9 +4,11 @@
  * width (and per layer with --profile). gflops counts the step's work as
  * direct convolutions (2 flops per multiply-accumulate, backward twice the
  * forward): with the Winograd convolutions it is an effective rate and
- * share_of_sgemm can exceed 1.
+ * share_of_sgemm can exceed 1. Each step line names the OpenBLAS kernel and the
+ * CPU ("blas_kernel", "cpu"; nn/blas.h); --system prints only those, as one
+ * {"bench": "system"} line (bench/run_all.sh adds them to every benchmark line).
  *
- *   nn_bench [--width 16,32] [--images 256] [--steps 3] [--profile]
+ *   nn_bench [--width 16,32] [--images 256] [--steps 3] [--profile] [--system]
  */
 #include <cblas.h>
 #include <getopt.h>
@@ -16,6 +18,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "console/console.h"
+#include "nn/blas.h"
 #include "nn/loss.h"
 #include "nn/net.h"
 #include "nn/optim.h"
@@ -107,10 +111,10 @@ static int run(int width, int images, int steps, int profile, double ceiling)
            "\"images\": %d, \"views\": %d, \"threads\": %d, \"steps\": %d, \"step_s\": %.4f, "
            "\"best_step_s\": %.4f, \"images_per_s\": %.1f, \"gflop_per_step\": %.2f, \"gflops\": %.1f, "
            "\"sgemm_gflops\": %.1f, \"share_of_sgemm\": %.3f, \"arena_mb\": %.0f, \"peak_rss_mb\": %.0f, "
-           "\"loss\": %.4f}\n",
+           "\"loss\": %.4f, \"blas_kernel\": \"%s\", \"cpu\": \"%s\"}\n",
            width, images, views, nn_parallel_threads(), steps, mean, best, images / mean, gflop,
            gflop / mean, ceiling, gflop / mean / ceiling, nn_net_bytes(net) / 1048576.0,
-           ru.ru_maxrss / 1024.0, loss);
+           ru.ru_maxrss / 1024.0, loss, nn_blas_kernel(), nn_blas_cpu());
     if (profile)
         nn_net_profile_print(net, stdout, 1.0 / steps);
     fflush(stdout);
@@ -122,11 +126,14 @@ static int run(int width, int images, int steps, int profile, double ceiling)
 
 int main(int argc, char **argv)
 {
+    console_init("nn_bench");
+    nn_blas_init(argv);
     char widths[128] = "16,32";
-    int images = 256, steps = 3, profile = 0;
+    int images = 256, steps = 3, profile = 0, system_only = 0;
     static const struct option opts[] = {
         { "width", required_argument, 0, 'w' }, { "images", required_argument, 0, 'n' },
-        { "steps", required_argument, 0, 's' }, { "profile", no_argument, 0, 'p' }, { 0, 0, 0, 0 } };
+        { "steps", required_argument, 0, 's' }, { "profile", no_argument, 0, 'p' },
+        { "system", no_argument, 0, 'S' }, { 0, 0, 0, 0 } };
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (ch) {
@@ -134,14 +141,21 @@ int main(int argc, char **argv)
         case 'n': images = atoi(optarg); break;
         case 's': steps = atoi(optarg); break;
         case 'p': profile = 1; break;
+        case 'S': system_only = 1; break;
         default:
-            fprintf(stderr, "usage: nn_bench [--width 16,32] [--images 256] [--steps 3] [--profile]\n");
+            fprintf(stderr, "usage: nn_bench [--width 16,32] [--images 256] [--steps 3] [--profile] [--system]\n");
             return 2;
         }
     }
     if (images < 1 || steps < 1) {
         fprintf(stderr, "nn_bench: --images and --steps must be positive\n");
         return 2;
+    }
+    nn_blas_log(0);
+    if (system_only) {
+        printf("{\"bench\": \"system\", \"blas_kernel\": \"%s\", \"cpu\": \"%s\"}\n", nn_blas_kernel(),
+               nn_blas_cpu());
+        return 0;
     }
     double ceiling = sgemm_gflops();
     for (char *w = strtok(widths, ","); w; w = strtok(NULL, ","))

@@ -6,7 +6,9 @@
 # NN_BENCH_STEPS (default 3), NN_BENCH_PROFILE=1 for per-layer lines,
 # NN_BENCH_REPEAT (default 1): C and torch run alternately that many times
 # and the ratio line compares the medians, so that a load change on a shared
-# machine hits both sides.
+# machine hits both sides. The C lines and the ratio line name the OpenBLAS
+# kernel and the CPU ("blas_kernel", "cpu"); bench/run_all.sh adds them to the
+# torch lines too (our kernel, not torch's).
 set -euo pipefail
 BUILD=${BUILD:-build}
 widths=${NN_BENCH_WIDTHS:-16,32}
@@ -38,5 +40,6 @@ for w in sorted(c):
                           "ratio": round(ci / ti, 2), "target": 2.0,
                           "ratios_per_run": [round(a["images_per_s"] / b["images_per_s"], 2)
                                              for a, b in zip(c[w], t[w])],
-                          "c_share_of_sgemm": statistics.median(r["share_of_sgemm"] for r in c[w])}))
+                          "c_share_of_sgemm": statistics.median(r["share_of_sgemm"] for r in c[w]),
+                          "blas_kernel": c[w][0].get("blas_kernel"), "cpu": c[w][0].get("cpu")}))
 PY

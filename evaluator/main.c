@@ -25,6 +25,7 @@
 #include "console/console.h"
 #include "evaluator/evaluate.h"
 #include "evaluator/options.h"
+#include "nn/blas.h"
 #include "proto/proto.h"
 #include "transport/transport.h"
 
@@ -236,12 +237,14 @@ static int serve(server_t *s)
 int main(int argc, char **argv)
 {
     console_init("evaluator");
+    nn_blas_init(argv);   /* may restart the evaluator on a faster OpenBLAS kernel */
     eval_options o;
     int r = eval_options_parse(&o, argc, argv);
     if (r == 1)
         return EXIT_OK;
     if (r)
         return EXIT_USAGE;
+    nn_blas_log(0);
     char curve_err[1024];
     if (o.curve && !o.checkpoint &&
         transport_use_curve(o.curve, TRANSPORT_CURVE_SERVER | (o.control ? TRANSPORT_CURVE_CLIENT : 0), curve_err,

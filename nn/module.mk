@@ -1,7 +1,8 @@
 # nn: the neural-network core (libnn.a): layers, losses, networks, optimizers,
-# checkpoints; its unit tests; the nntool command; the training-step benchmark.
+# checkpoints, the OpenBLAS kernel check; its unit tests; the nntool command;
+# the training-step benchmark. A program that calls nn/blas.h links console too.
 nn_SRCS := nn/tensor.c nn/parallel.c nn/layers.c nn/loss.c nn/net.c nn/safetensors.c \
-           nn/optim.c nn/ckpt.c nn/winograd.c
+           nn/optim.c nn/ckpt.c nn/winograd.c nn/blas.c
 $(eval $(call add_lib,nn))
 
 test_nn_LIBS := nn
@@ -20,12 +21,12 @@ test_nn_ckpt_LIBS := nn
 $(eval $(call add_test,test_nn_ckpt))
 
 nntool_SRCS := nn/tool.c
-nntool_LIBS := nn
+nntool_LIBS := nn console
 $(eval $(call add_prog,nntool))
 
 # benchmark: build/tools/nn_bench, run by bench/nn_bench.sh
 nn_bench_SRCS := bench/nn_bench.c
-nn_bench_LIBS := nn
+nn_bench_LIBS := nn console
 $(eval $(call add_tool,nn_bench))
 
 # the Winograd transforms and the element-wise loops are written to vectorize:

@@ -10,6 +10,7 @@
  *       input images with their features and outputs (evaluation mode).
  *   nntool info CKPT
  *       prints the metadata and the tensor table as one JSON object.
+ * init and embed log the OpenBLAS kernel on stderr first (nn/blas.h).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -19,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "console/console.h"
+#include "nn/blas.h"
 #include "nn/ckpt.h"
 #include "nn/loss.h"
 #include "nn/safetensors.h"
@@ -106,6 +109,7 @@ static int cmd_init(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    nn_blas_log(0);
     char desc[NN_MAX_DESC], err[512];
     if (nn_preset_desc(desc, sizeof desc, net_name, width, head, c, h, w, err, sizeof err)) {
         fprintf(stderr, "nntool: %s\n", err);
@@ -182,6 +186,7 @@ static int cmd_embed(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    nn_blas_log(0);
     char err[512];
     nn_net *net = nn_ckpt_open(argv[optind], n, NULL, err, sizeof err);
     if (!net) {
@@ -231,6 +236,8 @@ static int cmd_info(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    console_init("nntool");
+    nn_blas_init(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;
