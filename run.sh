@@ -31,7 +31,11 @@ Data and method:
                        t10k files when --data is the default; otherwise a
                        class-balanced part of --data, held out of training)
   --test-fraction F    that held-out part's share of --data (default 0.1)
-  --method M           simclr or rotnet (default simclr)
+  --method M           simclr, rotnet or supervised (default simclr): the
+                       augmenters' recipe and the trainer's method. supervised
+                       trains on the labels (one cropped and flipped view per
+                       image, cross-entropy), the baseline for the other two;
+                       add --trainer-opts "--classes N" when there are not 10
   --epochs E           training epochs (default 4)
   --arch A             resnet-mini, conv4 or a network description file (default resnet-mini)
   --width W            width of the first stage (default 16)
@@ -131,7 +135,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-case "$method" in simclr | rotnet) ;; *) die_usage "--method must be simclr or rotnet, not '$method'" ;; esac
+case "$method" in simclr | rotnet | supervised) ;; *) die_usage "--method must be simclr, rotnet or supervised, not '$method'" ;; esac
 [[ "$augmenters" =~ ^[1-9][0-9]*$ ]] || die_usage "--augmenters must be a positive number, not '$augmenters'"
 [[ "$test_fraction" =~ ^0?\.[0-9]+$ ]] || die_usage "--test-fraction must be a fraction such as 0.1, not '$test_fraction'"
 [[ "$seed" =~ ^[0-9]+$ ]] || die_usage "--seed must be a whole number, not '$seed'"

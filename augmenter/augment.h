@@ -65,17 +65,18 @@ typedef struct {
 } aug_op_t;
 
 typedef struct {
-    char name[64];           /* "simclr", "rotnet" or "custom" */
+    char name[64];           /* "simclr", "rotnet", "supervised" or "custom" */
     uint32_t views;          /* K views per sample */
     uint32_t n_ops;
     aug_op_t ops[AUG_MAX_OPS];
 } aug_recipe_t;
 
-/* Fills r from `text`: "simclr", "rotnet", or a custom list such as
+/* Fills r from `text`: "simclr", "rotnet", "supervised" (one view: crop and
+ * flip, no colour change), or a custom list such as
  *   crop:scale=0.2-1,flip:p=0.5,jitter:s=0.5:p=0.8,gray:p=0.2,blur:sigma=0.1-2:p=0.5
  * with "views=K" anywhere in the list. `size` is the output side, which the
  * named recipes depend on (SimCLR: crop scale 0.2-1 and no blur at 64 px or
- * less). Returns 0, or -1 with aug_error() naming the item at fault. */
+ * less; supervised: crop scale 0.35-1 at 64 px or less, else 0.08-1). Returns 0, or -1 with aug_error() naming the item at fault. */
 int aug_recipe_parse(aug_recipe_t *r, const char *text, uint32_t size);
 /* Writes the canonical text of r into buf (for logs); returns buf. */
 const char *aug_recipe_format(const aug_recipe_t *r, char *buf, size_t len);

@@ -71,6 +71,26 @@ static int emit_conv_bn_relu(char *buf, size_t len, size_t *u, int width)
     return emit(buf, len, u, "conv out=%d k=3 s=1 p=1 bias=0\nbn\nrelu\n", width);
 }
 
+/* Outputs of a "classifier" or "classifier:N" head: N, NN_DEFAULT_CLASSES
+ * without ":N", -1 for a malformed one (another suffix, N not a whole number
+ * in 1..NN_MAX_CLASSES), 0 when head does not start with "classifier". */
+static int classifier_outputs(const char *head)
+{
+    size_t n = strlen(NN_HEAD_CLASSIFIER);
+    if (strncmp(head, NN_HEAD_CLASSIFIER, n) != 0)
+        return 0;
+    if (head[n] == '\0')
+        return NN_DEFAULT_CLASSES;
+    if (head[n] != ':' || !isdigit((unsigned char)head[n + 1]))
+        return -1;
+    char *end;
+    errno = 0;
+    long v = strtol(head + n + 1, &end, 10);
+    if (errno || *end || v < 1 || v > NN_MAX_CLASSES)
+        return -1;
+    return (int)v;
+}
+
 int nn_preset_desc(char *buf, size_t len, const char *net, int width, const char *head,
                    int in_c, int in_h, int in_w, char *err, size_t errlen)
 {
@@ -107,13 +127,20 @@ int nn_preset_desc(char *buf, size_t len, const char *net, int width, const char
         return -1;
     }
     int feat = 8 * width;
-    if (strcmp(head, "simclr") == 0)
+    int classes = classifier_outputs(head);
+    if (classes > 0)
+        r |= emit(buf, len, &u, "head\nlinear out=%d bias=1\n", classes);
+    else if (classes < 0) {
+        errmsg_set(err, errlen, "head '%s': expected %s or %s:N with N classes in 1..%d", head,
+                   NN_HEAD_CLASSIFIER, NN_HEAD_CLASSIFIER, NN_MAX_CLASSES);
+        return -1;
+    } else if (strcmp(head, "simclr") == 0)
         r |= emit(buf, len, &u, "head\nlinear out=%d bias=0\nbn\nrelu\nlinear out=%d bias=1\n",
                   feat, NN_PROJ_DIM);
     else if (strcmp(head, "rotation") == 0)
         r |= emit(buf, len, &u, "head\nlinear out=%d bias=1\n", NN_ROT_CLASSES);
     else if (strcmp(head, "none") != 0) {
-        errmsg_set(err, errlen, "unknown head '%s' (expected simclr, rotation or none)", head);
+        errmsg_set(err, errlen, "unknown head '%s' (expected simclr, rotation, classifier[:N] or none)", head);
         return -1;
     }
     if (r) {

@@ -37,6 +37,9 @@
 #define NN_PROJ_DIM      128   /* SimCLR projection output */
 #define NN_ROT_CLASSES   4     /* rotation prediction: 0, 90, 180, 270 degrees */
 #define NN_MAX_DESC      16384 /* bytes of a description */
+#define NN_HEAD_CLASSIFIER "classifier"   /* supervised head: linear 8w -> classes */
+#define NN_DEFAULT_CLASSES 10    /* outputs of the head "classifier" without ":N" */
+#define NN_MAX_CLASSES   100000  /* largest N of "classifier:N" */
 
 typedef struct nn_net nn_net;
 
@@ -46,7 +49,9 @@ typedef struct nn_net nn_net;
  *         (four conv-BN-ReLU-maxpool stages of widths w, 2w, 4w, 8w, global
  *         average pool);
  *   head: "simclr" (linear 8w->8w, BN, ReLU, linear 8w->128), "rotation"
- *         (linear 8w->4) or "none". */
+ *         (linear 8w->4), "classifier:N" (linear 8w->N, a linear classifier
+ *         on the features for supervised training; "classifier" alone is
+ *         N = NN_DEFAULT_CLASSES) or "none". */
 int nn_preset_desc(char *buf, size_t len, const char *net, int width, const char *head,
                    int in_c, int in_h, int in_w, char *err, size_t errlen);
 

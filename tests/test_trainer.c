@@ -1,8 +1,8 @@
 /* Unit tests of trainer/: option parsing and defaults, batch assembly (layouts,
  * dtype conversion, refusals), the receive thread over an inproc socket
- * (assembly across messages, dropped messages, end-of-epoch count), the run
- * folder (state round trip, latest, pruning, metrics after a crash) and the
- * model step. */
+ * (assembly across messages, dropped messages, end-of-epoch count, samples
+ * skipped for their label), the run folder (state round trip, latest,
+ * pruning, metrics after a crash) and the model step. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -98,7 +98,7 @@ static void test_options_errors(void **state)
     (void)state;
     trainer_options_t o;
     char err[256];
-    expect_usage_error(PARSE(&o, err, "--method", "byol"), err, "simclr or rotnet");
+    expect_usage_error(PARSE(&o, err, "--method", "byol"), err, "simclr, rotnet or supervised");
     expect_usage_error(PARSE(&o, err, "--optimizer", "rmsprop"), err, "sgd, lars or adamw");
     expect_usage_error(PARSE(&o, err, "--steps", "0"), err, "--steps");
     expect_usage_error(PARSE(&o, err, "--batch", "1"), err, "--batch");
@@ -110,6 +110,31 @@ static void test_options_errors(void **state)
     expect_usage_error(PARSE(&o, err, "--frobnicate"), err, "unknown option");
     expect_usage_error(PARSE(&o, err, "--steps", "5", "extra"), err, "unexpected argument");
     expect_usage_error(PARSE(&o, err, "--steps"), err, "needs a value");
+}
+
+static void test_options_supervised(void **state)
+{
+    (void)state;
+    trainer_options_t o;
+    char err[256];
+    assert_int_equal(PARSE(&o, err, "--method", "supervised", "--batch", "128"), 0);
+    assert_int_equal(o.method, TRAIN_SUPERVISED);
+    assert_string_equal(trainer_method_name(o.method), "supervised");
+    assert_true(trainer_method_has_targets(o.method) && !trainer_method_has_targets(TRAIN_SIMCLR));
+    assert_int_equal(o.classes, 10);
+    assert_false(o.set_classes);
+    assert_true(fabs(o.lr - 0.05) < 1e-12);             /* 0.1 x 128/256 */
+    assert_true(fabs(o.weight_decay - 5e-4) < 1e-12);
+    assert_true(fabs(o.momentum - 0.9) < 1e-12);
+    assert_int_equal(PARSE(&o, err, "--method", "supervised", "--classes", "100", "--optimizer", "lars"), 0);
+    assert_true(o.classes == 100 && o.set_classes);
+    assert_true(fabs(o.weight_decay - 1e-6) < 1e-12);   /* lars keeps its own */
+    train_method_t m;
+    assert_int_equal(trainer_method_parse("supervised", &m), 0);
+    assert_int_equal(m, TRAIN_SUPERVISED);
+    expect_usage_error(PARSE(&o, err, "--classes", "1"), err, "--classes");
+    expect_usage_error(PARSE(&o, err, "--classes", "ten"), err, "--classes");
+    expect_usage_error(PARSE(&o, err, "--classes", "100001"), err, "--classes");
 }
 
 /* ---- batch assembly ---- */
@@ -244,6 +269,66 @@ static void test_batch_refusals(void **state)
     expect_refused(&rot, &v.vb, "target 4");
 }
 
+/* Supervised: one view per image, row i is image i, its target the label. */
+static void test_batch_supervised_layout(void **state)
+{
+    (void)state;
+    batch_shape_t s = { .method = TRAIN_SUPERVISED, .images = 3, .classes = 10 };
+    fake_vb_t v;
+    fake_init(&v, PROTO_DTYPE_U8, 3, 1, 4);
+    v.s[0].label = 7;
+    v.s[1].label = 0;
+    v.s[2].label = 9;
+    char err[256];
+    assert_int_equal(batch_check(&s, &v.vb, err, sizeof err), 0);
+    batch_shape_learn(&s, &v.vb);
+    assert_int_equal(batch_views_used(&s), 1);
+    assert_int_equal(batch_rows(&s), 3);
+    batch_t b;
+    assert_int_equal(batch_alloc(&b, &s), 0);
+    assert_non_null(b.targets);
+    for (uint32_t i = 0; i < 3; i++) {
+        assert_true(batch_sample_usable(&s, &v.s[i]));
+        assert_int_equal(batch_put(&b, &s, &v.vb, i), i == 2);
+    }
+    const int32_t labels[3] = { 7, 0, 9 };
+    for (int img = 0; img < 3; img++) {
+        assert_int_equal(b.targets[img], labels[img]);
+        assert_int_equal(b.index[img], 4 + img);
+        for (int j = 0; j < N_PIX; j++) {
+            float want = (float)((100 * (4 + img) + j) % 256) / 255.0f;
+            assert_true(fabsf(b.x[(size_t)img * N_PIX + (size_t)j] - want) < 1e-6f);
+        }
+    }
+    batch_release(&b);
+}
+
+/* Which labels a supervised batch can use: 0..classes-1 only; the other
+ * methods use every sample, whatever its label. */
+static void test_batch_supervised_labels(void **state)
+{
+    (void)state;
+    batch_shape_t s = { .method = TRAIN_SUPERVISED, .images = 4, .classes = 10 };
+    proto_view_sample_t smp;
+    memset(&smp, 0, sizeof smp);
+    const int32_t good[] = { 0, 5, 9 }, bad[] = { PROTO_LABEL_NONE, -7, 10, 1000, INT32_MAX };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        smp.label = good[i];
+        assert_true(batch_sample_usable(&s, &smp));
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        smp.label = bad[i];
+        assert_false(batch_sample_usable(&s, &smp));
+    }
+    batch_shape_t simclr = { .method = TRAIN_SIMCLR, .images = 4, .classes = 4 };
+    smp.label = PROTO_LABEL_NONE;
+    assert_true(batch_sample_usable(&simclr, &smp));
+    /* a stream of two views per sample is refused: that is the simclr recipe */
+    fake_vb_t v;
+    fake_init(&v, PROTO_DTYPE_F32, 2, 2, 0);
+    expect_refused(&s, &v.vb, "supervised trains on 1");
+}
+
 /* The wire path: an encoded, decoded message (payload not aligned). */
 static void test_batch_from_wire(void **state)
 {
@@ -345,6 +430,104 @@ static void test_feed_assembles_and_drops(void **state)
     transport_close(&push);
     feed_destroy(&f);
     assert_null(f);
+}
+
+/* Pushes a one-view ViewBatch of epoch 0 whose samples have the given
+ * labels, dataset indices first, first + 1, ... */
+static void push_labeled(void *sock, const int32_t *labels, uint32_t n, uint64_t first)
+{
+    fake_vb_t v;
+    fake_init(&v, PROTO_DTYPE_F32, n, 1, first);
+    for (uint32_t i = 0; i < n; i++) {
+        v.s[i].epoch = 0;
+        v.s[i].label = labels[i];
+        v.s[i].target[0] = PROTO_TARGET_NONE;
+    }
+    proto_buf_t buf;
+    proto_buf_init(&buf);
+    assert_int_equal(proto_viewbatch_encode(&buf, &v.vb), 0);
+    push_bytes(sock, buf.data, buf.len);
+    proto_buf_release(&buf);
+}
+
+/* Supervised: samples without a usable label are skipped (not in a batch),
+ * counted, acknowledged, and the epoch completes without them. */
+static void test_feed_skips_bad_labels(void **state)
+{
+    (void)state;
+    const char *ep = "inproc://test-trainer-feed-labels";
+    batch_shape_t s = { .method = TRAIN_SUPERVISED, .images = 3, .classes = 10 };
+    char err[256];
+    feed_t *f = feed_new(ep, 16, &s, 2, err, sizeof err);
+    assert_non_null(f);
+    void *push = transport_open(ZMQ_PUSH, TRANSPORT_CONNECT, ep, 0);
+    assert_non_null(push);
+    /* indices 0..7 of an epoch of 9: 1 unlabeled, 4 and 6 beyond --classes 10
+     * (the wire allows no label below -1) */
+    const int32_t labels[8] = { 3, PROTO_LABEL_NONE, 0, 9, 10, 2, 12, 4 };
+    push_labeled(push, labels, 5, 0);
+    push_labeled(push, labels + 5, 3, 5);
+    proto_control_t c = { .kind = PROTO_CONTROL_END_OF_EPOCH, .epoch = 0, .count = 9 };   /* 8 more to come */
+    snprintf(c.sender, sizeof c.sender, "loader@test:1");
+    proto_buf_t buf;
+    proto_buf_init(&buf);
+    assert_int_equal(proto_control_encode(&buf, &c), 0);
+    push_bytes(push, buf.data, buf.len);
+    proto_buf_release(&buf);
+
+    const uint64_t want_index[2][3] = { { 0, 2, 3 }, { 5, 7, 0 } };
+    const int32_t want_label[2][3] = { { 3, 0, 9 }, { 2, 4, 0 } };
+    batch_t *b = feed_take(f, 5000);
+    assert_non_null(b);
+    assert_int_equal(b->filled, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(b->index[i], want_index[0][i]);
+        assert_int_equal(b->targets[i], want_label[0][i]);
+        assert_true(b->x[(size_t)i * N_PIX] == (float)(100 * want_index[0][i]));
+    }
+    feed_trained(f, b);
+    feed_give_back(f, b);
+    assert_null(feed_take(f, 300));   /* 5 and 7 wait for a third usable sample */
+    feed_stats_t st;
+    feed_stats(f, &st);
+    assert_int_equal(st.skipped, 3);
+    assert_int_equal(st.last_skipped_label, 12);
+    assert_int_equal(st.last_skipped_index, 6);
+    assert_int_equal(st.dropped, 0);
+    assert_int_equal(st.samples, 8);
+    /* the skipped ones are acknowledged at once */
+    uint32_t ack_epoch[8];
+    uint64_t ack_index[8];
+    size_t n = feed_take_duplicates(f, ack_epoch, ack_index, 8);
+    assert_int_equal(n, 3);
+    uint64_t acked = 0;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(ack_epoch[i], 0);
+        acked |= 1ull << ack_index[i];
+    }
+    assert_int_equal(acked, (1u << 1) | (1u << 4) | (1u << 6));
+    /* 3 trained + 3 skipped of 9: the epoch stays open */
+    epochs_record_t r;
+    assert_int_equal(feed_epoch_record(f, 0, &r), 0);
+    int known;
+    assert_int_equal(feed_epoch(f, &known), 0);
+    const int32_t last[1] = { 1 };   /* the epoch's last sample completes the batch */
+    push_labeled(push, last, 1, 8);
+    b = feed_take(f, 5000);
+    assert_non_null(b);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(b->index[i], want_index[1][i]);
+        assert_int_equal(b->targets[i], want_label[1][i]);
+    }
+    assert_int_equal(b->targets[2], 1);
+    feed_trained(f, b);
+    feed_give_back(f, b);
+    /* 6 trained + 3 skipped = the loader's 9: complete, and training moves on */
+    assert_int_equal(feed_epoch_record(f, 0, &r), 1);
+    assert_true(r.epoch == 0 && r.distinct == 6 && r.skipped == 3 && r.expected == 9 && r.complete);
+    assert_int_equal(feed_epoch(f, &known), 1);
+    transport_close(&push);
+    feed_destroy(&f);
 }
 
 /* ---- run folder ---- */
@@ -511,17 +694,40 @@ static void test_epochs_dedup_and_records(void **state)
     epochs_release(&e);
 }
 
+/* Skipped samples count towards an epoch's completion, not as trained. */
+static void test_epochs_skipped(void **state)
+{
+    (void)state;
+    epochs_t e;
+    epochs_record_t r;
+    int known;
+    epochs_init(&e);
+    for (uint64_t i = 0; i < 4; i++)
+        assert_int_equal(epochs_admit(&e, 2, i), EPOCHS_NEW);
+    epochs_end(&e, 2, 4);
+    epochs_skipped(&e, 2, 1);
+    epochs_trained(&e, 2, 2);
+    assert_int_equal(epochs_next_record(&e, 0, &r), 0);
+    assert_int_equal(epochs_current(&e, &known), 2);
+    epochs_trained(&e, 2, 1);
+    assert_int_equal(epochs_current(&e, &known), 3);
+    assert_int_equal(epochs_next_record(&e, 0, &r), 1);
+    assert_true(r.epoch == 2 && r.distinct == 3 && r.skipped == 1 && r.expected == 4 && r.complete);
+    epochs_release(&e);
+}
+
 /* ---- model step ---- */
 
 static void run_steps(train_method_t method, const char *head)
 {
     char desc[NN_MAX_DESC], err[512];
     assert_int_equal(nn_preset_desc(desc, sizeof desc, "conv4", 4, head, 3, 16, 16, err, sizeof err), 0);
-    batch_shape_t s = { .method = method, .images = 4, .views = method == TRAIN_ROTNET ? 4 : 2,
+    static const uint32_t views[] = { [TRAIN_SIMCLR] = 2, [TRAIN_ROTNET] = 4, [TRAIN_SUPERVISED] = 1 };
+    batch_shape_t s = { .method = method, .images = 4, .views = views[method],
                         .channels = 3, .height = 16, .width = 16, .classes = 4 };
     nn_optim_config oc;
     nn_optim_defaults(&oc, NN_OPT_SGD);
-    model_t *m = model_new(desc, method, (int)batch_rows(&s), &oc, 0.5f, err, sizeof err);
+    model_t *m = model_new(desc, method, (int)batch_rows(&s), 4, &oc, 0.5f, err, sizeof err);
     assert_non_null(m);
     nn_net_init_params(m->net, 3);
     batch_t b;
@@ -535,12 +741,20 @@ static void run_steps(train_method_t method, const char *head)
     if (b.targets)
         for (uint32_t i = 0; i < batch_rows(&s); i++)
             b.targets[i] = (int32_t)(i % 4);
-    float first = model_step(m, &b, 0.05f), last = first;
-    for (int i = 0; i < 15; i++)
-        last = model_step(m, &b, 0.05f);
+    float acc;
+    float first = model_step(m, &b, 0.05f, &acc), last = first;
+    for (int i = 0; i < 15; i++) {
+        last = model_step(m, &b, 0.05f, &acc);
+        if (!b.targets)
+            assert_true(isnan(acc));
+        else if (!(acc >= 0 && acc <= 1 && acc * (float)batch_rows(&s) == floorf(acc * (float)batch_rows(&s))))
+            fail_msg("%s accuracy %f is not a share of %u rows", head, (double)acc, batch_rows(&s));
+    }
     assert_true(isfinite(first) && isfinite(last));
     if (!(last < first))
         fail_msg("%s loss did not fall on a fixed batch: %f -> %f", head, (double)first, (double)last);
+    if (b.targets && acc < 1.0f)   /* a fixed batch is learnt by heart */
+        fail_msg("%s train accuracy %f on a fixed batch after 16 steps", head, (double)acc);
     batch_release(&b);
     model_destroy(&m);
     assert_null(m);
@@ -558,6 +772,12 @@ static void test_model_step_rotnet(void **state)
     run_steps(TRAIN_ROTNET, "rotation");
 }
 
+static void test_model_step_supervised(void **state)
+{
+    (void)state;
+    run_steps(TRAIN_SUPERVISED, "classifier:4");
+}
+
 static void test_model_refuses_small_head(void **state)
 {
     (void)state;
@@ -565,10 +785,16 @@ static void test_model_refuses_small_head(void **state)
     char err[512];
     nn_optim_config oc;
     nn_optim_defaults(&oc, NN_OPT_SGD);
-    model_t *m = model_new(small, TRAIN_ROTNET, 8, &oc, 0.5f, err, sizeof err);
+    model_t *m = model_new(small, TRAIN_ROTNET, 8, 4, &oc, 0.5f, err, sizeof err);
     assert_null(m);
     assert_non_null(strstr(err, "rotnet needs 4"));
-    m = model_new(small, TRAIN_SIMCLR, 8, &oc, 0.5f, err, sizeof err);   /* any width suits NT-Xent */
+    m = model_new(small, TRAIN_SUPERVISED, 8, 10, &oc, 0.5f, err, sizeof err);
+    assert_null(m);
+    assert_non_null(strstr(err, "head classifier:10"));
+    m = model_new(small, TRAIN_SUPERVISED, 8, 2, &oc, 0.5f, err, sizeof err);   /* 2 outputs, 2 classes */
+    assert_non_null(m);
+    model_destroy(&m);
+    m = model_new(small, TRAIN_SIMCLR, 8, 4, &oc, 0.5f, err, sizeof err);   /* any width suits NT-Xent */
     assert_non_null(m);
     model_destroy(&m);
 }
@@ -581,17 +807,23 @@ int main(void)
         cmocka_unit_test(test_options_lr_rule),
         cmocka_unit_test(test_options_values),
         cmocka_unit_test(test_options_errors),
+        cmocka_unit_test(test_options_supervised),
         cmocka_unit_test(test_batch_simclr_layout),
         cmocka_unit_test(test_batch_rotnet_u8),
         cmocka_unit_test(test_batch_refusals),
+        cmocka_unit_test(test_batch_supervised_layout),
+        cmocka_unit_test(test_batch_supervised_labels),
         cmocka_unit_test(test_batch_from_wire),
         cmocka_unit_test(test_feed_assembles_and_drops),
+        cmocka_unit_test(test_feed_skips_bad_labels),
         cmocka_unit_test(test_rundir_state_round_trip),
         cmocka_unit_test(test_rundir_latest_and_prune),
         cmocka_unit_test(test_rundir_metrics_after_crash),
         cmocka_unit_test(test_epochs_dedup_and_records),
+        cmocka_unit_test(test_epochs_skipped),
         cmocka_unit_test(test_model_step_simclr),
         cmocka_unit_test(test_model_step_rotnet),
+        cmocka_unit_test(test_model_step_supervised),
         cmocka_unit_test(test_model_refuses_small_head),
     };
     int failed = cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);

@@ -7,11 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SIMCLR_VIEWS 2
+#define SIMCLR_VIEWS     2
+#define SUPERVISED_VIEWS 1
 
 uint32_t batch_views_used(const batch_shape_t *s)
 {
-    return s->method == TRAIN_SIMCLR ? SIMCLR_VIEWS : s->views;
+    switch (s->method) {
+    case TRAIN_SIMCLR: return SIMCLR_VIEWS;
+    case TRAIN_SUPERVISED: return SUPERVISED_VIEWS;
+    default: return s->views;
+    }
 }
 
 uint32_t batch_rows(const batch_shape_t *s)
@@ -56,6 +61,11 @@ int batch_check(const batch_shape_t *s, const proto_viewbatch_t *vb, char *err, 
                 vb->views);
         return -1;
     }
+    if (s->method == TRAIN_SUPERVISED && vb->views != SUPERVISED_VIEWS) {
+        errmsg_set(err, errlen, "viewbatch: %u views per sample, supervised trains on 1 "
+                "(augmenter --recipe supervised)", vb->views);
+        return -1;
+    }
     if (s->method == TRAIN_ROTNET) {
         for (uint32_t i = 0; i < vb->n_samples; i++)
             for (uint32_t k = 0; k < vb->views; k++) {
@@ -89,9 +99,10 @@ int batch_alloc(batch_t *b, const batch_shape_t *s)
     b->x = malloc(rows * batch_view_floats(s) * sizeof *b->x);
     b->index = malloc((size_t)s->images * sizeof *b->index);
     b->epoch = malloc((size_t)s->images * sizeof *b->epoch);
-    if (s->method == TRAIN_ROTNET)
+    int has_targets = trainer_method_has_targets(s->method);
+    if (has_targets)
         b->targets = malloc(rows * sizeof *b->targets);
-    if (!b->x || !b->index || !b->epoch || (s->method == TRAIN_ROTNET && !b->targets)) {
+    if (!b->x || !b->index || !b->epoch || (has_targets && !b->targets)) {
         batch_release(b);
         return -1;
     }
@@ -125,6 +136,13 @@ static void copy_view(float *dst, const void *src, size_t n, proto_dtype_t dtype
         dst[j] = (float)u[j] * BATCH_U8_SCALE;
 }
 
+int batch_sample_usable(const batch_shape_t *s, const proto_view_sample_t *smp)
+{
+    if (s->method != TRAIN_SUPERVISED)
+        return 1;
+    return smp->label >= 0 && (uint32_t)smp->label < s->classes;
+}
+
 int batch_put(batch_t *b, const batch_shape_t *s, const proto_viewbatch_t *vb, uint32_t i)
 {
     const proto_view_sample_t *smp = &vb->samples[i];
@@ -135,6 +153,9 @@ int batch_put(batch_t *b, const batch_shape_t *s, const proto_viewbatch_t *vb, u
     if (s->method == TRAIN_SIMCLR) {
         for (uint32_t k = 0; k < SIMCLR_VIEWS; k++)
             copy_view(b->x + ((size_t)k * s->images + img) * n, data + k * n * esize, n, vb->dtype);
+    } else if (s->method == TRAIN_SUPERVISED) {
+        copy_view(b->x + (size_t)img * n, data, n, vb->dtype);
+        b->targets[img] = smp->label;
     } else {
         for (uint32_t k = 0; k < s->views; k++) {
             size_t row = (size_t)img * s->views + k;

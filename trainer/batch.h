@@ -7,6 +7,10 @@
  *           (nn_ntxent pairs row i with row i + B); further views are unused.
  *   rotnet: the K views of image i are rows i*K .. i*K+K-1, each with its
  *           target (the rotation class) in targets.
+ *   supervised: the one view of image i is row i, its target the sample's
+ *           label. A sample whose label is missing (PROTO_LABEL_NONE) or not
+ *           in 0..classes-1 has nothing to learn from: batch_sample_usable
+ *           says so and the receive thread skips it (trainer/feed.h).
  * uint8 views are scaled to [0, 1]; float32 views are copied as they are.
  */
 #ifndef TRAINER_BATCH_H
@@ -28,19 +32,21 @@ typedef struct {
     uint32_t images;        /* B, images per batch */
     uint32_t views;         /* K, views per sample in the stream */
     uint32_t channels, height, width;
-    uint32_t classes;       /* rotnet: targets must be in [0, classes) */
+    uint32_t classes;       /* rotnet: targets must be in [0, classes);
+                               supervised: labels outside it are skipped */
 } batch_shape_t;
 
 typedef struct {
     float *x;               /* (rows, C, H, W) */
-    int32_t *targets;       /* (rows), rotnet only, else NULL */
+    int32_t *targets;       /* (rows), rotnet and supervised, else NULL */
     uint32_t filled;        /* images placed so far, 0..images */
     uint32_t max_epoch;     /* largest epoch among the samples */
     uint64_t *index;        /* (images) dataset index of each image, for the Ack */
     uint32_t *epoch;        /* (images) epoch of each image */
 } batch_t;
 
-/* Views per source image used in a batch: 2 (simclr) or K (rotnet). */
+/* Views per source image used in a batch: 2 (simclr), K (rotnet) or 1
+ * (supervised). */
 uint32_t batch_views_used(const batch_shape_t *s);
 /* Rows of a full batch: images x batch_views_used. */
 uint32_t batch_rows(const batch_shape_t *s);
@@ -60,7 +66,11 @@ int batch_alloc(batch_t *b, const batch_shape_t *s);
 void batch_release(batch_t *b);
 void batch_reset(batch_t *b);
 
-/* Copies sample i of vb (checked) into the next free image slot of b.
+/* 1 when sample smp can be trained on under s: always, except a supervised
+ * sample whose label is not in 0..classes-1. */
+int batch_sample_usable(const batch_shape_t *s, const proto_view_sample_t *smp);
+
+/* Copies sample i of vb (checked, and usable) into the next free image slot of b.
  * Returns 1 when b is full afterwards, else 0. */
 int batch_put(batch_t *b, const batch_shape_t *s, const proto_viewbatch_t *vb, uint32_t i);
 

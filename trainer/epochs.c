@@ -32,12 +32,18 @@ static epochs_slot_t *find(epochs_t *e, uint32_t epoch)
     return NULL;
 }
 
+/* Every sample of the epoch was trained or skipped. */
+static int slot_done(const epochs_slot_t *s)
+{
+    return s->ended && s->trained + s->skipped >= s->expected;
+}
+
 static epochs_record_t record_of(const epochs_slot_t *s)
 {
     epochs_record_t r = {
-        .epoch = s->epoch, .distinct = s->trained, .duplicates = s->duplicates,
+        .epoch = s->epoch, .distinct = s->trained, .skipped = s->skipped, .duplicates = s->duplicates,
         .expected = s->ended ? s->expected : 0,
-        .complete = s->ended && s->trained == s->expected,
+        .complete = s->ended && s->trained + s->skipped == s->expected,
     };
     return r;
 }
@@ -131,6 +137,13 @@ void epochs_trained(epochs_t *e, uint32_t epoch, uint64_t n)
         s->trained += n;
 }
 
+void epochs_skipped(epochs_t *e, uint32_t epoch, uint64_t n)
+{
+    epochs_slot_t *s = find(e, epoch);
+    if (s)
+        s->skipped += n;
+}
+
 void epochs_end(epochs_t *e, uint32_t epoch, uint64_t count)
 {
     epochs_slot_t *s = find(e, epoch);
@@ -155,7 +168,7 @@ int epochs_next_record(epochs_t *e, int all, epochs_record_t *out)
         epochs_slot_t *s = &e->slot[i];
         if (!s->used || s->reported)
             continue;
-        int ready = all || (s->ended && s->trained >= s->expected);
+        int ready = all || slot_done(s);
         if (ready && (!best || s->epoch < best->epoch))
             best = s;
     }
@@ -177,7 +190,7 @@ uint32_t epochs_current(const epochs_t *e, int *known)
         if (!have_any || s->epoch > newest)
             newest = s->epoch;
         have_any = 1;
-        int complete = s->ended && s->trained >= s->expected;
+        int complete = slot_done(s);
         if (!complete && (!have_open || s->epoch < oldest_open)) {
             oldest_open = s->epoch;
             have_open = 1;

@@ -9,9 +9,11 @@
  * kept, older ones are closed and their late samples count as duplicates.
  *
  * An epoch is complete once the loader's END_OF_EPOCH said how many samples
- * it holds and that many have been trained (a finished optimizer step).
- * Then, or when it is closed to make room, or at the end of the run, it
- * yields one record: distinct samples trained and duplicates dropped.
+ * it holds and that many have been trained (a finished optimizer step) or
+ * skipped (admitted but unusable: a supervised sample without a usable
+ * label). Then, or when it is closed to make room, or at the end of the run,
+ * it yields one record: distinct samples trained, skipped, and duplicates
+ * dropped.
  */
 #ifndef TRAINER_EPOCHS_H
 #define TRAINER_EPOCHS_H
@@ -35,6 +37,7 @@ typedef struct {
     uint64_t n_bits;
     uint64_t admitted;      /* distinct samples put into a batch */
     uint64_t trained;       /* of those, in a finished step */
+    uint64_t skipped;       /* of those, never to be trained (no usable label) */
     uint64_t duplicates;    /* samples dropped as duplicates (or late) */
     uint64_t untracked;     /* indices beyond EPOCHS_MAX_INDEX: admitted without a check */
     uint64_t expected;      /* the END_OF_EPOCH count */
@@ -45,9 +48,10 @@ typedef struct {
 typedef struct {
     uint32_t epoch;
     uint64_t distinct;      /* distinct samples trained */
+    uint64_t skipped;       /* distinct samples skipped (no usable label) */
     uint64_t duplicates;
     uint64_t expected;      /* 0 when the END_OF_EPOCH never arrived */
-    int complete;           /* distinct == expected, END_OF_EPOCH seen */
+    int complete;           /* distinct + skipped == expected, END_OF_EPOCH seen */
 } epochs_record_t;
 
 typedef struct {
@@ -66,6 +70,8 @@ void epochs_release(epochs_t *e);
 epochs_verdict_t epochs_admit(epochs_t *e, uint32_t epoch, uint64_t index);
 /* n admitted samples of epoch were trained. */
 void epochs_trained(epochs_t *e, uint32_t epoch, uint64_t n);
+/* n admitted samples of epoch will never be trained (no usable label). */
+void epochs_skipped(epochs_t *e, uint32_t epoch, uint64_t n);
 /* The loader's END_OF_EPOCH: epoch holds count samples. */
 void epochs_end(epochs_t *e, uint32_t epoch, uint64_t count);
 

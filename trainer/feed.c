@@ -13,8 +13,9 @@
 #include "transport/transport.h"
 
 #define RECV_SLICE_MS 100   /* the thread checks for a stop this often */
-#define MAX_DUP_ACKS  (1u << 16)  /* duplicates waiting to be acknowledged; more are
-                                     forgotten (the loader sends them again) */
+#define MAX_DUP_ACKS  (1u << 16)  /* duplicates and skipped samples waiting to be
+                                     acknowledged; more are forgotten (the loader
+                                     sends them again, and they are dropped then) */
 
 struct feed {
     void *sock;                 /* PULL, used only by the thread once it runs */
@@ -34,7 +35,7 @@ struct feed {
 
     feed_stats_t st;            /* under mu */
     epochs_t ep;                /* under mu: admitted samples per epoch */
-    uint32_t *dup_epoch;        /* (MAX_DUP_ACKS) under mu: duplicates to acknowledge */
+    uint32_t *dup_epoch;        /* (MAX_DUP_ACKS) under mu: untrained samples to acknowledge */
     uint64_t *dup_index;
     size_t n_dups;
 };
@@ -113,6 +114,15 @@ static void publish_slot(feed_t *f, int slot)
     pthread_mutex_unlock(&f->mu);
 }
 
+/* Queues (epoch, index) to be acknowledged without training (mu held). */
+static void queue_ack(feed_t *f, uint32_t epoch, uint64_t index)
+{
+    if (f->n_dups < MAX_DUP_ACKS) {
+        f->dup_epoch[f->n_dups] = epoch;
+        f->dup_index[f->n_dups++] = index;
+    }
+}
+
 static void on_viewbatch(feed_t *f, const void *buf, size_t len)
 {
     proto_viewbatch_t vb;
@@ -145,14 +155,23 @@ static void on_viewbatch(feed_t *f, const void *buf, size_t len)
     for (uint32_t i = 0; i < vb.n_samples; i++) {
         /* A sample the loader sent again (no Ack reached it in time) is
          * trained once: the copy is dropped, and acknowledged again. */
+        const proto_view_sample_t *smp = &vb.samples[i];
+        int usable = batch_sample_usable(&shape, smp);
         pthread_mutex_lock(&f->mu);
-        epochs_verdict_t v = epochs_admit(&f->ep, vb.samples[i].epoch, vb.samples[i].index);
-        if (v != EPOCHS_NEW && f->n_dups < MAX_DUP_ACKS) {
-            f->dup_epoch[f->n_dups] = vb.samples[i].epoch;
-            f->dup_index[f->n_dups++] = vb.samples[i].index;
+        epochs_verdict_t v = epochs_admit(&f->ep, smp->epoch, smp->index);
+        if (v != EPOCHS_NEW)
+            queue_ack(f, smp->epoch, smp->index);
+        else if (!usable) {
+            /* nothing to learn from it: done with, as far as the loader and
+             * the epoch's count go */
+            epochs_skipped(&f->ep, smp->epoch, 1);
+            queue_ack(f, smp->epoch, smp->index);
+            f->st.skipped++;
+            f->st.last_skipped_label = smp->label;
+            f->st.last_skipped_index = smp->index;
         }
         pthread_mutex_unlock(&f->mu);
-        if (v != EPOCHS_NEW)
+        if (v != EPOCHS_NEW || !usable)
             continue;
         if (f->filling < 0 && (f->filling = acquire_slot(f)) < 0)
             break;   /* stopping */

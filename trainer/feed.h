@@ -7,7 +7,11 @@
  * Malformed messages, ViewBatches of the wrong shape and unknown message
  * types are dropped and counted; the last reason is kept for the log.
  * A sample whose (epoch, dataset index) was already taken is dropped too
- * (trainer/epochs.h) and queued to be acknowledged again.
+ * (trainer/epochs.h) and queued to be acknowledged again. A sample the
+ * method cannot train on (supervised: label missing or not in
+ * 0..classes-1, batch_sample_usable) is skipped: counted, recorded in its
+ * epoch as skipped, and acknowledged, so that the loader does not send it
+ * again and the epoch can complete without it.
  * Control messages forwarded by the augmenters (END_OF_EPOCH, END_OF_STREAM)
  * are recorded.
  */
@@ -27,6 +31,9 @@ typedef struct {
     uint64_t samples;           /* samples accepted */
     uint64_t dropped;           /* messages dropped (malformed, wrong shape, unknown) */
     uint64_t duplicates;        /* samples dropped as already trained (or of a closed epoch) */
+    uint64_t skipped;           /* samples skipped for their label (supervised) */
+    int32_t last_skipped_label; /* the label of the last one ... */
+    uint64_t last_skipped_index;/* ... and its dataset index */
     uint64_t batches;           /* full batches handed to the trainer */
     uint64_t end_of_epochs;     /* END_OF_EPOCH messages */
     uint64_t epoch_count;       /* count of the first END_OF_EPOCH (images per epoch), 0 until then */
@@ -55,8 +62,9 @@ void feed_stats(feed_t *f, feed_stats_t *out);
 
 /* The samples of b were trained (call before feed_give_back). */
 void feed_trained(feed_t *f, const batch_t *b);
-/* Moves up to max duplicates waiting to be acknowledged into epoch[] and
- * index[]; returns how many. */
+/* Moves up to max samples dropped without training (duplicates, skipped
+ * samples) that wait to be acknowledged into epoch[] and index[]; returns
+ * how many. */
 size_t feed_take_duplicates(feed_t *f, uint32_t *epoch, uint64_t *index, size_t max);
 /* The next per-epoch record (see epochs_next_record): 1 with *out filled, or 0. */
 int feed_epoch_record(feed_t *f, int all, epochs_record_t *out);

@@ -1,5 +1,6 @@
-/* trainer: trains an encoder with SimCLR or RotNet on the views the
- * augmenters send, checkpoints it, and tells the evaluator.
+/* trainer: trains an encoder with SimCLR or RotNet (or supervised, on the
+ * samples' labels) on the views the augmenters send, checkpoints it, and
+ * tells the evaluator.
  *
  * Sockets:
  *   PULL  bind     tcp://127.0.0.1:5556  (--bind)       ViewBatches, and the loader's Control
@@ -42,6 +43,7 @@
 #include <unistd.h>
 
 #include "console/console.h"
+#include "nn/blas.h"
 #include "nn/ckpt.h"
 #include "nn/net.h"
 #include "proto/proto.h"
@@ -65,6 +67,8 @@
 #define STOP_INTERVAL_MS   100    /* ... this far apart: PUB/SUB may lose the first ones */
 #define EVALUATOR_LINGER_MS 500   /* how long closing waits to deliver the last Checkpoint */
 #define SUMMARY_UNKNOWN    (-1.0)
+#define ACC_WINDOW         20     /* the summary's train accuracy: mean over this many last steps */
+#define HEAD_NAME_MAX      32
 
 typedef struct {
     trainer_options_t o;
@@ -100,6 +104,10 @@ typedef struct {
     progress_t progress;
     double next_heartbeat, last_drop_log, last_wait_log;
     uint64_t drops_logged;
+    double last_skip_log;
+    uint64_t skips_logged;
+    float acc_ring[ACC_WINDOW];     /* batch train accuracy of the last steps (rotnet, supervised) */
+    int acc_count, acc_next;
 } trainer_t;
 
 /* splitmix64: the trainer's random stream (parameter initialisation). */
@@ -116,9 +124,16 @@ static int is_preset(const char *arch)
     return strcmp(arch, "resnet-mini") == 0 || strcmp(arch, "conv4") == 0;
 }
 
-static const char *head_of(train_method_t m)
+/* The preset head for the method: "simclr", "rotation" or "classifier:N". */
+static const char *head_of(const trainer_options_t *o, char *buf, size_t len)
 {
-    return m == TRAIN_ROTNET ? "rotation" : "simclr";
+    switch (o->method) {
+    case TRAIN_ROTNET: return "rotation";
+    case TRAIN_SUPERVISED:
+        snprintf(buf, len, "%s:%u", NN_HEAD_CLASSIFIER, o->classes);
+        return buf;
+    default: return "simclr";
+    }
 }
 
 static int read_text_file(const char *path, char *buf, size_t len, char *err, size_t errlen)
@@ -273,13 +288,15 @@ static int setup_network(trainer_t *t)
     char err[1024];
     t->shape.method = t->o.method;
     t->shape.images = t->o.batch;
-    t->shape.classes = NN_ROT_CLASSES;
+    t->shape.classes = t->o.method == TRAIN_SUPERVISED ? t->o.classes : NN_ROT_CLASSES;
+    if (t->o.set_classes && t->o.method != TRAIN_SUPERVISED)
+        console_log("--classes ignored: only --method supervised uses it");
     if (!t->have_desc) {
         if (is_preset(t->o.arch)) {
             /* checked now on a typical input; built for the real one later */
-            char probe[NN_MAX_DESC];
-            if (nn_preset_desc(probe, sizeof probe, t->o.arch, t->o.width, head_of(t->o.method), 3, 32, 32,
-                               err, sizeof err)) {
+            char probe[NN_MAX_DESC], head[HEAD_NAME_MAX];
+            if (nn_preset_desc(probe, sizeof probe, t->o.arch, t->o.width, head_of(&t->o, head, sizeof head), 3,
+                               32, 32, err, sizeof err)) {
                 console_log("--arch %s --width %d: %s", t->o.arch, t->o.width, err);
                 return -1;
             }
@@ -301,6 +318,22 @@ static int setup_network(trainer_t *t)
         console_log("%s: the head has %d outputs, rotnet needs %d", t->resuming ? t->resume_path : t->o.arch,
                     out, NN_ROT_CLASSES);
         return -1;
+    }
+    if (t->o.method == TRAIN_SUPERVISED) {
+        /* the description's head is the classifier: its width is the number of classes */
+        if (t->o.set_classes && (uint32_t)out != t->o.classes) {
+            console_log("%s: the head has %d outputs, --classes is %u; give --classes %d or a network whose "
+                        "head ends in linear out=%u", t->resuming ? t->resume_path : t->o.arch, out,
+                        t->o.classes, out, t->o.classes);
+            return -1;
+        }
+        if (out < 2 || out > TRAINER_MAX_CLASSES) {
+            console_log("%s: the head has %d outputs, supervised needs 2..%d classes",
+                        t->resuming ? t->resume_path : t->o.arch, out, TRAINER_MAX_CLASSES);
+            return -1;
+        }
+        t->o.classes = (uint32_t)out;
+        t->shape.classes = t->o.classes;
     }
     t->shape.channels = (uint32_t)c;
     t->shape.height = (uint32_t)h;
@@ -421,6 +454,7 @@ static void publish_stats(trainer_t *t)
         { "viewbatches", (double)fs.viewbatches },
         { "dropped", (double)fs.dropped },
         { "duplicates", (double)fs.duplicates },
+        { "skipped", (double)fs.skipped },
     };
     proto_stats_t s;
     memset(&s, 0, sizeof s);
@@ -569,11 +603,11 @@ static int save_checkpoint(trainer_t *t)
 
 static int build_model(trainer_t *t)
 {
-    char err[1024];
+    char err[1024], head[HEAD_NAME_MAX];
     feed_shape(t->feed, &t->shape);
     if (t->preset &&
-        nn_preset_desc(t->desc, sizeof t->desc, t->o.arch, t->o.width, head_of(t->o.method), (int)t->shape.channels,
-                       (int)t->shape.height, (int)t->shape.width, err, sizeof err)) {
+        nn_preset_desc(t->desc, sizeof t->desc, t->o.arch, t->o.width, head_of(&t->o, head, sizeof head),
+                       (int)t->shape.channels, (int)t->shape.height, (int)t->shape.width, err, sizeof err)) {
         console_log("--arch %s on %ux%ux%u views: %s", t->o.arch, t->shape.channels, t->shape.height,
                     t->shape.width, err);
         return -1;
@@ -584,7 +618,7 @@ static int build_model(trainer_t *t)
     if (t->o.optimizer != NN_OPT_ADAMW)
         oc.momentum = (float)t->o.momentum;
     int rows = (int)batch_rows(&t->shape);
-    t->model = model_new(t->desc, t->o.method, rows, &oc, (float)t->o.tau, err, sizeof err);
+    t->model = model_new(t->desc, t->o.method, rows, (int)t->shape.classes, &oc, (float)t->o.tau, err, sizeof err);
     if (!t->model) {
         console_log("cannot build the network: %s", err);
         return -1;
@@ -608,16 +642,40 @@ static int build_model(trainer_t *t)
         snprintf(total, sizeof total, "%ld steps", t->total_steps);
     else
         snprintf(total, sizeof total, "steps known after the first epoch");
-    console_log("%s, %s, %u images (%d views of %ux%ux%u) per step, %s lr %.4g, warm-up %ld steps, %s",
-                trainer_method_name(t->o.method), t->o.arch, t->o.batch, rows,
+    char classes[48] = "";
+    if (t->o.method == TRAIN_SUPERVISED)
+        snprintf(classes, sizeof classes, " (%u classes)", t->o.classes);
+    console_log("%s%s, %s, %u images (%d views of %ux%ux%u) per step, %s lr %.4g, weight decay %.2g, "
+                "warm-up %ld steps, %s", trainer_method_name(t->o.method), classes, t->o.arch, t->o.batch, rows,
                 t->shape.channels, t->shape.height, t->shape.width, nn_optim_kind_name(t->o.optimizer), t->o.lr,
-                t->warmup_steps, total);
+                t->o.weight_decay, t->warmup_steps, total);
     return 0;
 }
 
 /* ---- bookkeeping between steps ---- */
 
-static void write_metrics(trainer_t *t, float loss, float lr, double period, double wait)
+/* Mean batch train accuracy of the last ACC_WINDOW steps; NAN when none. */
+static double recent_accuracy(const trainer_t *t)
+{
+    if (t->acc_count == 0)
+        return NAN;
+    double sum = 0;
+    for (int i = 0; i < t->acc_count; i++)
+        sum += t->acc_ring[i];
+    return sum / t->acc_count;
+}
+
+static void note_accuracy(trainer_t *t, float acc)
+{
+    if (!isfinite(acc))
+        return;
+    t->acc_ring[t->acc_next] = acc;
+    t->acc_next = (t->acc_next + 1) % ACC_WINDOW;
+    if (t->acc_count < ACC_WINDOW)
+        t->acc_count++;
+}
+
+static void write_metrics(trainer_t *t, float loss, float acc, float lr, double period, double wait)
 {
     json_t *j = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "step", (json_int_t)t->step,
                           "epoch", current_epoch(t), "loss", (double)loss, "lr", (double)lr,
@@ -626,6 +684,8 @@ static void write_metrics(trainer_t *t, float loss, float lr, double period, dou
                           "time", t->train_seconds_before + console_now() - t->run_start);
     if (!j)
         return;
+    if (isfinite(acc))
+        json_object_set_new(j, "accuracy", json_real((double)acc));   /* this batch, before the update */
     if (json_dumpf(j, t->metrics, JSON_COMPACT | JSON_REAL_PRECISION(6)) == 0)
         fputc('\n', t->metrics);
     json_decref(j);
@@ -643,13 +703,19 @@ static void write_epoch_records(trainer_t *t, int all)
                               "time", time, "record", "epoch", "epoch", (json_int_t)r.epoch,
                               "distinct", (json_int_t)r.distinct, "duplicates", (json_int_t)r.duplicates,
                               "expected", (json_int_t)r.expected, "complete", r.complete);
+        if (j && t->o.method == TRAIN_SUPERVISED)
+            json_object_set_new(j, "skipped", json_integer((json_int_t)r.skipped));
         if (j && json_dumpf(j, t->metrics, JSON_COMPACT) == 0)
             fputc('\n', t->metrics);
         json_decref(j);
+        char skipped[80] = "";
+        if (r.skipped)
+            snprintf(skipped, sizeof skipped, ", %" PRIu64 " skipped (no label in 0..%u)", r.skipped,
+                     t->o.classes - 1);
         if (!t->o.quiet || !r.complete)
-            console_log("epoch %u %s: %" PRIu64 " distinct samples trained%s, %" PRIu64 " duplicate(s) dropped",
+            console_log("epoch %u %s: %" PRIu64 " distinct samples trained%s%s, %" PRIu64 " duplicate(s) dropped",
                         r.epoch, r.complete ? "complete" : "open at the end", r.distinct,
-                        r.expected ? "" : " (its end was not seen)", r.duplicates);
+                        r.expected ? "" : " (its end was not seen)", skipped, r.duplicates);
     }
 }
 
@@ -673,6 +739,17 @@ static void housekeeping(trainer_t *t, double now)
         t->drops_logged = fs.dropped;
         t->last_drop_log = now;
     }
+    if (fs.skipped > t->skips_logged && now - t->last_skip_log >= DROP_LOG_S) {
+        int unlabeled = fs.last_skipped_label == PROTO_LABEL_NONE;
+        console_log("skipped %" PRIu64 " sample(s) so far whose label is missing (-1) or outside 0..%u, "
+                    "not trained on (the last: dataset index %" PRIu64 ", label %d)\nHINT: %s",
+                    fs.skipped, t->o.classes - 1, fs.last_skipped_index, (int)fs.last_skipped_label,
+                    unlabeled ? "--method supervised needs labeled images (class folders, IDX or CIFAR); "
+                                "train unlabeled ones with simclr or rotnet"
+                              : "--classes N must exceed the largest label");
+        t->skips_logged = fs.skipped;
+        t->last_skip_log = now;
+    }
     if (now >= t->next_heartbeat) {
         publish_control(t, PROTO_CONTROL_HEARTBEAT);
         publish_stats(t);
@@ -687,8 +764,11 @@ static void show_progress(trainer_t *t, float loss)
     char extra[160], total[32] = "";
     if (t->total_steps)
         snprintf(total, sizeof total, "/%ld", t->total_steps);
-    snprintf(extra, sizeof extra, "step %ld%s, epoch %.2f, loss %.4f, data wait %.1f%%", t->step, total,
-             current_epoch(t), (double)loss, 100 * wait_share(t));
+    char acc[32] = "";
+    if (t->acc_count)
+        snprintf(acc, sizeof acc, ", acc %.1f%%", 100 * recent_accuracy(t));
+    snprintf(extra, sizeof extra, "step %ld%s, epoch %.2f, loss %.4f%s, data wait %.1f%%", t->step, total,
+             current_epoch(t), (double)loss, acc, 100 * wait_share(t));
     progress_update(&t->progress, (uint64_t)t->step * t->o.batch, extra);
 }
 
@@ -734,7 +814,8 @@ static end_reason_t train(trainer_t *t)
             t->progress.last_done = (uint64_t)t->step * t->o.batch;
         }
         float lr = lr_at(t, t->step);
-        float loss = model_step(t->model, b, lr);
+        float acc;
+        float loss = model_step(t->model, b, lr, &acc);
         t->last_batch_epoch = b->max_epoch;
         if (isfinite(loss)) {
             feed_trained(t->feed, b);
@@ -749,12 +830,13 @@ static end_reason_t train(trainer_t *t)
         t->step++;
         t->images_seen += t->o.batch;
         t->last_loss = loss;
+        note_accuracy(t, acc);
         now = console_now();
         double period = now - period_start;
         t->sum_period += period;
         t->sum_wait += wait;
         t->timed_steps++;
-        write_metrics(t, loss, lr, period, wait);
+        write_metrics(t, loss, acc, lr, period, wait);
         show_progress(t, loss);
         if (t->step % t->o.ckpt_every == 0 || t->step == t->total_steps) {
             if (save_checkpoint(t))
@@ -770,11 +852,17 @@ static void print_summary(trainer_t *t, end_reason_t why, double seconds)
     static const char *names[] = { "done", "signal", "end of stream", "diverged", "failed" };
     feed_stats_t fs;
     feed_stats(t->feed, &fs);
+    char skipped[80] = "", acc[80] = "";
+    if (t->o.method == TRAIN_SUPERVISED)
+        snprintf(skipped, sizeof skipped, ", %" PRIu64 " samples skipped for their label", fs.skipped);
+    if (t->acc_count)
+        snprintf(acc, sizeof acc, ", train accuracy %.1f%% (mean of the last %d steps)", 100 * recent_accuracy(t),
+                 t->acc_count);
     console_log("%s after %ld steps (%ld in this process, %.1f s): %.1f images/s, data wait %.1f%% "
-                "of step time, %" PRIu64 " ViewBatches, %" PRIu64 " dropped, %" PRIu64 " duplicate samples; "
-                "last loss %.4f; checkpoint %s",
+                "of step time, %" PRIu64 " ViewBatches, %" PRIu64 " dropped, %" PRIu64 " duplicate samples%s; "
+                "last loss %.4f%s; checkpoint %s",
                 names[why], t->step, t->timed_steps, seconds, images_per_s(t), 100 * wait_share(t),
-                fs.viewbatches, fs.dropped, fs.duplicates, (double)t->last_loss,
+                fs.viewbatches, fs.dropped, fs.duplicates, skipped, (double)t->last_loss, acc,
                 t->last_ckpt[0] ? t->last_ckpt : "none");
     json_t *j = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:s}", "end", names[why],
                           "step", (json_int_t)t->step, "steps_this_run", (json_int_t)t->timed_steps,
@@ -782,6 +870,10 @@ static void print_summary(trainer_t *t, end_reason_t why, double seconds)
                           "images_per_s", images_per_s(t), "data_wait", wait_share(t),
                           "viewbatches", (json_int_t)fs.viewbatches, "dropped", (json_int_t)fs.dropped,
                           "checkpoint", t->last_ckpt);
+    if (j && t->acc_count)
+        json_object_set_new(j, "train_accuracy", json_real(recent_accuracy(t)));
+    if (j && t->o.method == TRAIN_SUPERVISED)
+        json_object_set_new(j, "skipped", json_integer((json_int_t)fs.skipped));
     if (j) {
         json_dumpf(j, stdout, JSON_COMPACT | JSON_REAL_PRECISION(6));
         fputc('\n', stdout);
@@ -820,6 +912,7 @@ int main(int argc, char **argv)
     trainer_t *t = &tr;
     char err[1024];
     console_init("trainer");
+    nn_blas_init(argv);   /* may restart the trainer on a faster OpenBLAS kernel */
     int rc = trainer_options_parse(&t->o, argc, argv, err, sizeof err);
     if (rc == 1) {
         trainer_usage(stdout);
@@ -830,6 +923,7 @@ int main(int argc, char **argv)
         trainer_usage(stderr);
         return EXIT_USAGE;
     }
+    nn_blas_log(t->o.quiet);
     transport_catch_signals();
     if (t->o.curve && transport_use_curve(t->o.curve, TRANSPORT_CURVE_SERVER |
                                           (strcmp(t->o.evaluator, "none") ? TRANSPORT_CURVE_CLIENT : 0),

@@ -14,20 +14,29 @@
 #define MAX_KEEP   1000
 #define MAX_QUEUE  64
 
+static const char *const method_names[] = {
+    [TRAIN_SIMCLR] = "simclr", [TRAIN_ROTNET] = "rotnet", [TRAIN_SUPERVISED] = "supervised",
+};
+#define N_METHODS (sizeof method_names / sizeof method_names[0])
+
 const char *trainer_method_name(train_method_t m)
 {
-    return m == TRAIN_ROTNET ? "rotnet" : "simclr";
+    return (unsigned)m < N_METHODS ? method_names[m] : "?";
 }
 
 int trainer_method_parse(const char *s, train_method_t *m)
 {
-    if (strcmp(s, "simclr") == 0)
-        *m = TRAIN_SIMCLR;
-    else if (strcmp(s, "rotnet") == 0)
-        *m = TRAIN_ROTNET;
-    else
-        return -1;
-    return 0;
+    for (size_t i = 0; i < N_METHODS; i++)
+        if (strcmp(s, method_names[i]) == 0) {
+            *m = (train_method_t)i;
+            return 0;
+        }
+    return -1;
+}
+
+int trainer_method_has_targets(train_method_t m)
+{
+    return m == TRAIN_ROTNET || m == TRAIN_SUPERVISED;
 }
 
 /* Whole-string integer in [lo, hi]. */
@@ -95,21 +104,29 @@ void trainer_usage(FILE *f)
 {
     fprintf(f,
 "usage: trainer [options]\n"
-"Pulls ViewBatches from the augmenters, trains an encoder with SimCLR or RotNet,\n"
-"writes checkpoints and metrics into the run folder, and tells the evaluator\n"
-"about each checkpoint.\n"
+"Pulls ViewBatches from the augmenters, trains an encoder with SimCLR or RotNet\n"
+"(or supervised on the samples' labels), writes checkpoints and metrics into the\n"
+"run folder, and tells the evaluator about each checkpoint.\n"
 "\n"
 "Training:\n"
-"  --method M         simclr (2 views per image, NT-Xent) or rotnet (4 rotations\n"
-"                     per image, 4-way cross-entropy) (default simclr)\n"
+"  --method M         simclr (2 views per image, NT-Xent), rotnet (4 rotations\n"
+"                     per image, 4-way cross-entropy) or supervised (1 view per\n"
+"                     image, cross-entropy on its label, linear classifier head;\n"
+"                     augmenter --recipe supervised) (default simclr)\n"
+"  --classes N        supervised: labels 0..N-1 are trained on; samples without a\n"
+"                     label (-1) or with a larger one are skipped, counted and\n"
+"                     logged (default %d; a description file's or resumed\n"
+"                     checkpoint's head width when not given)\n"
 "  --arch A           resnet-mini, conv4, or a network description file (see\n"
 "                     nn/README.md; its head must suit the method) (default %s)\n"
 "  --width W          channels of the first stage of a preset (default %d)\n"
-"  --batch N          images per step: 2N views for simclr, 4N for rotnet (default %d)\n"
+"  --batch N          images per step: 2N views for simclr, 4N for rotnet, N for\n"
+"                     supervised (default %d)\n"
 "  --optimizer O      sgd, lars or adamw (default sgd)\n"
 "  --lr X             peak learning rate (default: base x batch/256 with base %.2g\n"
-"                     for simclr and %.2g for rotnet; adamw %.0e x sqrt(batch/256))\n"
-"  --weight-decay X   (default %.0e sgd, %.0e lars, %.0e adamw)\n"
+"                     for simclr, %.2g for rotnet and %.2g for supervised; adamw\n"
+"                     %.0e x sqrt(batch/256))\n"
+"  --weight-decay X   (default %.0e sgd (%.0e supervised), %.0e lars, %.0e adamw)\n"
 "  --momentum X       sgd and lars momentum (default %.1f)\n"
 "  --tau X            NT-Xent temperature (default %.1f)\n"
 "  --warmup N|Nep     linear warm-up in steps, or in epochs with the suffix ep\n"
@@ -144,9 +161,10 @@ void trainer_usage(FILE *f)
 "Stops after the steps or epochs, at the end of the stream, or on SIGINT/SIGTERM\n"
 "(after writing a checkpoint); then publishes Control STOP so that the loader and\n"
 "augmenters exit. Exit status: 0 done, 1 runtime failure, 2 bad usage.\n",
-            TRAINER_DEFAULT_ARCH, TRAINER_DEFAULT_WIDTH, TRAINER_DEFAULT_BATCH,
-            TRAINER_BASE_LR_SIMCLR, TRAINER_BASE_LR_ROTNET, TRAINER_BASE_LR_ADAMW,
-            TRAINER_WD_SGD, TRAINER_WD_LARS, TRAINER_WD_ADAMW, TRAINER_DEFAULT_MOMENTUM,
+            TRAINER_DEFAULT_CLASSES, TRAINER_DEFAULT_ARCH, TRAINER_DEFAULT_WIDTH, TRAINER_DEFAULT_BATCH,
+            TRAINER_BASE_LR_SIMCLR, TRAINER_BASE_LR_ROTNET, TRAINER_BASE_LR_SUPERVISED,
+            TRAINER_BASE_LR_ADAMW, TRAINER_WD_SGD, TRAINER_WD_SGD_SUPERVISED, TRAINER_WD_LARS,
+            TRAINER_WD_ADAMW, TRAINER_DEFAULT_MOMENTUM,
             TRAINER_DEFAULT_TAU, 100 * TRAINER_WARMUP_SHARE, TRAINER_DEFAULT_EPOCHS,
             TRAINER_DEFAULT_SEED, TRAINER_DEFAULT_BIND, TRAINER_DEFAULT_CONTROL,
             TRAINER_DEFAULT_EVALUATOR, TRAINER_DEFAULT_HWM, TRAINER_DEFAULT_QUEUE,
@@ -165,6 +183,7 @@ static void defaults(trainer_options_t *o)
     o->weight_decay = -1;
     o->momentum = TRAINER_DEFAULT_MOMENTUM;
     o->tau = TRAINER_DEFAULT_TAU;
+    o->classes = TRAINER_DEFAULT_CLASSES;
     o->warmup_steps = -1;
     o->epochs = TRAINER_DEFAULT_EPOCHS;
     o->seed = TRAINER_DEFAULT_SEED;
@@ -178,22 +197,32 @@ static void defaults(trainer_options_t *o)
     o->hwm = TRAINER_DEFAULT_HWM;
 }
 
+static double base_lr(train_method_t m)
+{
+    switch (m) {
+    case TRAIN_ROTNET: return TRAINER_BASE_LR_ROTNET;
+    case TRAIN_SUPERVISED: return TRAINER_BASE_LR_SUPERVISED;
+    default: return TRAINER_BASE_LR_SIMCLR;
+    }
+}
+
 void trainer_options_finish(trainer_options_t *o)
 {
     double scale = (double)o->batch / TRAINER_LR_BATCH_REF;
-    if (!o->set_lr) {
-        if (o->optimizer == NN_OPT_ADAMW)
-            o->lr = TRAINER_BASE_LR_ADAMW * sqrt(scale);
+    if (!o->set_lr)
+        o->lr = o->optimizer == NN_OPT_ADAMW ? TRAINER_BASE_LR_ADAMW * sqrt(scale) : base_lr(o->method) * scale;
+    if (!o->set_wd) {
+        if (o->optimizer == NN_OPT_LARS)
+            o->weight_decay = TRAINER_WD_LARS;
+        else if (o->optimizer == NN_OPT_ADAMW)
+            o->weight_decay = TRAINER_WD_ADAMW;
         else
-            o->lr = (o->method == TRAIN_ROTNET ? TRAINER_BASE_LR_ROTNET : TRAINER_BASE_LR_SIMCLR) * scale;
+            o->weight_decay = o->method == TRAIN_SUPERVISED ? TRAINER_WD_SGD_SUPERVISED : TRAINER_WD_SGD;
     }
-    if (!o->set_wd)
-        o->weight_decay = o->optimizer == NN_OPT_LARS ? TRAINER_WD_LARS
-                        : o->optimizer == NN_OPT_ADAMW ? TRAINER_WD_ADAMW : TRAINER_WD_SGD;
 }
 
 enum {
-    OPT_METHOD = 256, OPT_ARCH, OPT_WIDTH, OPT_BATCH, OPT_OPTIMIZER, OPT_LR, OPT_WD, OPT_MOMENTUM,
+    OPT_METHOD = 256, OPT_CLASSES, OPT_ARCH, OPT_WIDTH, OPT_BATCH, OPT_OPTIMIZER, OPT_LR, OPT_WD, OPT_MOMENTUM,
     OPT_TAU, OPT_WARMUP, OPT_EPOCHS, OPT_STEPS, OPT_DATASET_SIZE, OPT_SEED, OPT_BIND, OPT_CONTROL,
     OPT_EVALUATOR, OPT_OUT, OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_QUEUE, OPT_HWM, OPT_CURVE, OPT_QUIET,
     OPT_HELP,
@@ -203,6 +232,7 @@ int trainer_options_parse(trainer_options_t *o, int argc, char **argv, char *err
 {
     static const struct option opts[] = {
         { "method", required_argument, 0, OPT_METHOD },
+        { "classes", required_argument, 0, OPT_CLASSES },
         { "arch", required_argument, 0, OPT_ARCH },
         { "width", required_argument, 0, OPT_WIDTH },
         { "batch", required_argument, 0, OPT_BATCH },
@@ -244,10 +274,17 @@ int trainer_options_parse(trainer_options_t *o, int argc, char **argv, char *err
         switch (c) {
         case OPT_METHOD:
             if (trainer_method_parse(optarg, &o->method)) {
-                errmsg_set(err, errlen, "--method: '%s' is not simclr or rotnet", optarg);
+                errmsg_set(err, errlen, "--method: '%s' is not simclr, rotnet or supervised", optarg);
                 return -1;
             }
             o->set_method = 1;
+            break;
+        case OPT_CLASSES:
+            /* two at least: one class has nothing to learn */
+            if (parse_long(optarg, 2, TRAINER_MAX_CLASSES, &v))
+                goto bad_value;
+            o->classes = (uint32_t)v;
+            o->set_classes = 1;
             break;
         case OPT_ARCH:
             o->arch = optarg;

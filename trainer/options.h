@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "nn/net.h"
 #include "nn/optim.h"
 
 #define TRAINER_DEFAULT_BIND      "tcp://127.0.0.1:5556"
@@ -26,6 +27,8 @@
 #define TRAINER_DEFAULT_QUEUE     3      /* assembled batches buffered ahead */
 #define TRAINER_DEFAULT_HWM       16     /* ViewBatches queued in the PULL socket */
 #define TRAINER_DEFAULT_EPOCHS    1      /* when neither --epochs nor --steps is given */
+#define TRAINER_DEFAULT_CLASSES   10     /* supervised: labels 0..9 */
+#define TRAINER_MAX_CLASSES       NN_MAX_CLASSES   /* the classifier head's limit */
 #define TRAINER_WARMUP_SHARE      0.05   /* default warm-up: this share of the total steps */
 #define TRAINER_LR_BATCH_REF      256.0  /* lr = base x batch / 256 */
 /* Base learning rates per method and optimizer (before the batch scaling).
@@ -33,12 +36,17 @@
  * stays at chance. AdamW scales with sqrt(batch / 256) instead. */
 #define TRAINER_BASE_LR_SIMCLR    0.3
 #define TRAINER_BASE_LR_ROTNET    0.05
+#define TRAINER_BASE_LR_SUPERVISED 0.1   /* the usual SGD rate for supervised ResNets */
 #define TRAINER_BASE_LR_ADAMW     1e-3
 #define TRAINER_WD_SGD            1e-4
+#define TRAINER_WD_SGD_SUPERVISED 5e-4   /* supervised SGD: more decay, no other regulariser */
 #define TRAINER_WD_LARS           1e-6
 #define TRAINER_WD_ADAMW          1e-2
 
-typedef enum { TRAIN_SIMCLR = 0, TRAIN_ROTNET = 1 } train_method_t;
+/* simclr: NT-Xent over two views per image; rotnet: 4-way rotation
+ * cross-entropy over four views; supervised: cross-entropy on the samples'
+ * labels, one view per image, a linear classifier head. */
+typedef enum { TRAIN_SIMCLR = 0, TRAIN_ROTNET = 1, TRAIN_SUPERVISED = 2 } train_method_t;
 
 typedef struct {
     train_method_t method;
@@ -48,6 +56,7 @@ typedef struct {
     nn_opt_kind optimizer;
     double lr;                  /* peak learning rate, after the batch scaling */
     double weight_decay, momentum, tau;
+    uint32_t classes;           /* supervised: labels 0..classes-1 are trained on */
     long warmup_steps;          /* -1: not given (default share of the total) */
     double warmup_epochs;       /* > 0 when given as "Nep" */
     double epochs;              /* 0 when --steps is used */
@@ -65,7 +74,7 @@ typedef struct {
     int quiet;
     /* which options the command line gave explicitly (resume compares them) */
     int set_method, set_lr, set_optimizer, set_batch, set_arch, set_width, set_wd,
-        set_momentum, set_tau, set_warmup, set_length, set_seed, set_out;
+        set_momentum, set_tau, set_warmup, set_length, set_seed, set_out, set_classes;
 } trainer_options_t;
 
 /* Parses argv. Returns 0 on success, 1 when --help was asked (usage printed
@@ -81,7 +90,11 @@ void trainer_options_finish(trainer_options_t *o);
 void trainer_usage(FILE *f);
 
 const char *trainer_method_name(train_method_t m);
+/* "simclr", "rotnet" or "supervised": 0, else -1. */
 int trainer_method_parse(const char *s, train_method_t *m);
+/* 1 when the method's loss is a cross-entropy on per-row targets (rotnet,
+ * supervised): the batch carries targets and the step a train accuracy. */
+int trainer_method_has_targets(train_method_t m);
 
 /* Parses a --warmup value: "N" steps or "Nep" epochs. 0 or -1. */
 int trainer_parse_warmup(const char *s, long *steps, double *epochs);

@@ -25,7 +25,7 @@
 
 /* Everything besides the tensors that resuming needs. */
 typedef struct {
-    char method[RUNDIR_MAX_NAME];      /* "simclr" | "rotnet" */
+    char method[RUNDIR_MAX_NAME];      /* "simclr" | "rotnet" | "supervised" */
     char arch[RUNDIR_MAX_PATH];        /* as given: preset name or file */
     int width;
     uint32_t batch;
