@@ -14,6 +14,8 @@ cd "$here"
 
 FASHION=/usr/share/datasets/fashion-mnist
 EVAL_WAIT_S=900   # the longest run.sh waits for the final evaluation
+MAX_RESTARTS=3           # restarts of one augmenter that fails ...
+RESTART_WINDOW_S=600     # ... within this long; one failure more stops the run
 
 usage() {
     cat <<EOF
@@ -21,8 +23,9 @@ usage: ./run.sh [options]
 
 Starts the loader, N augmenters, the trainer and (when built) the evaluator with
 consistent endpoints, prefixes each log line with its stage's name, forwards
-Ctrl-C, and stops every stage it started when it exits. Exit status is non-zero
-when a stage fails.
+Ctrl-C, and stops every stage it started when it exits. An augmenter that fails
+is started again (at most $MAX_RESTARTS times in $((RESTART_WINDOW_S / 60)) minutes); any other stage that fails
+stops the run. Exit status is non-zero when a stage fails.
 
 Data and method:
   --data PATH          training images: class folders, IDX or CIFAR batches
@@ -247,16 +250,23 @@ if [ -n "$resume" ]; then
 fi
 echo "run.sh: $dataset_size training images in $data; run folder $out" >&2
 
-# shellcheck disable=SC2086
 # --exactly-once: the loader re-sends what a dead augmenter held, and a
-# restarted loader continues at the trainer's epoch (README, "Faults").
-start loader "$bin/loader" --data "$data" "${hold_out[@]}" --epochs 0 --start-epoch "$start_epoch" --seed "$seed" \
-    --exactly-once --bind "$ep_loader" --control "$to_control" "${curve_opt[@]}" $loader_opts
+# restarted loader continues at the trainer's epoch (README, "Faults"). It
+# streams the trainer's epochs and no more: past the last one it only re-sends
+# what is not trained yet, so that a next epoch cannot fill the trainer's last
+# steps while some of the last one is still to come again. (Nothing left to
+# train, after a resume: 0, until the trainer's stop.)
+loader_epochs=$((epochs - start_epoch))
+[ "$loader_epochs" -gt 0 ] || loader_epochs=0
+# shellcheck disable=SC2086
+start loader "$bin/loader" --data "$data" "${hold_out[@]}" --epochs "$loader_epochs" --start-epoch "$start_epoch" \
+    --seed "$seed" --exactly-once --bind "$ep_loader" --control "$to_control" "${curve_opt[@]}" $loader_opts
+# shellcheck disable=SC2206
+augmenter_cmd=("$bin/augmenter" --connect "$to_loader" --push "$to_trainer" --control "$to_control"
+    --recipe "$method" --size "$size" --channels "$channels" --seed "$seed" "${curve_opt[@]}" $augmenter_opts)
 for i in $(seq 1 "$augmenters"); do
     name=augmenter; [ "$augmenters" -gt 1 ] && name=augmenter$i
-    # shellcheck disable=SC2086
-    start "$name" "$bin/augmenter" --connect "$to_loader" --push "$to_trainer" --control "$to_control" \
-        --recipe "$method" --size "$size" --channels "$channels" --seed "$seed" "${curve_opt[@]}" $augmenter_opts
+    start "$name" "${augmenter_cmd[@]}"
 done
 evaluator_ep=none
 evaluator_pid=""
@@ -281,7 +291,29 @@ train_args=(--method "$method" --arch "$arch" --width "$width" --batch "$batch" 
 start trainer "$bin/trainer" "${train_args[@]}" $trainer_opts
 trainer_pid=${pids[-1]}
 
-# Wait for the trainer; a stage that fails before it ends the run.
+# restart_augmenter I RC: starts the augmenter pids[I] again, under the same
+# name, unless it has had MAX_RESTARTS restarts within RESTART_WINDOW_S (then
+# returns 1). Whatever it held, the loader sends again (--exactly-once).
+declare -A restarted=()   # I -> the times ($SECONDS) of its restarts
+restart_augmenter() {
+    local i=$1 rc=$2 name=${names[$1]} recent=() t
+    for t in ${restarted[$i]:-}; do
+        if [ $((SECONDS - t)) -lt "$RESTART_WINDOW_S" ]; then recent+=("$t"); fi
+    done
+    if [ "${#recent[@]}" -ge "$MAX_RESTARTS" ]; then
+        echo "run.sh: $name exited with status $rc, after $MAX_RESTARTS restarts within" \
+            "$((RESTART_WINDOW_S / 60)) minutes; giving up on it" >&2
+        return 1
+    fi
+    recent+=("$SECONDS")
+    restarted[$i]=${recent[*]}
+    echo "run.sh: $name exited with status $rc; restarting it (restart ${#recent[@]} of $MAX_RESTARTS)" >&2
+    "${augmenter_cmd[@]}" > >(sed -u "s/^/[$name] /") 2>&1 &
+    pids[i]=$!
+}
+
+# Wait for the trainer. An augmenter that fails is restarted; any other stage
+# that fails, or an augmenter out of restarts, ends the run.
 status=0
 declare -A finished=()
 while kill -0 "$trainer_pid" 2>/dev/null; do
@@ -292,13 +324,15 @@ while kill -0 "$trainer_pid" 2>/dev/null; do
         fi
         finished[$p]=1
         rc=0; wait "$p" || rc=$?
-        if [ "$rc" -ne 0 ]; then
-            echo "run.sh: ${names[$i]} failed (exit status $rc); stopping" >&2
-            status=1
-            kill -INT "$trainer_pid" 2>/dev/null || true
-        fi
+        [ "$rc" -eq 0 ] && continue
+        case "${names[$i]}" in augmenter*) restart_augmenter "$i" "$rc" && continue ;; esac
+        echo "run.sh: ${names[$i]} failed (exit status $rc); stopping" >&2
+        status=1
+        kill -INT "$trainer_pid" 2>/dev/null || true
     done
-    sleep 1
+    # 2>/dev/null: bash reports a stage killed by a signal ("line N: PID
+    # Killed ...") once its next command ends, this sleep; run.sh says it better.
+    { sleep 1; } 2>/dev/null
 done
 rc=0; wait "$trainer_pid" || rc=$?
 if [ "$rc" -ne 0 ]; then

@@ -18,11 +18,21 @@
  * the others (SIGUSR1) to finish what is queued, each exits once DRAIN_IDLE_MS
  * pass with nothing new, and the parent sends END_OF_STREAM downstream.
  *
+ * The parent replaces a worker that dies (a signal, such as the OOM killer's
+ * SIGKILL, or a non-zero exit) after a back-off of RESTART_DELAY_MS doubling
+ * up to RESTART_DELAY_MAX_MS; CRASH_LIMIT deaths within CRASH_WINDOW_S mean
+ * something is wrong for good, and it gives up (exit status 1). What a dead
+ * worker held is lost here: the loader's --exactly-once sends it again. A
+ * worker that ends normally (end of stream, STOP, SIGTERM) is not replaced,
+ * and a worker whose parent dies stops too (PR_SET_PDEATHSIG), so that a
+ * killed augmenter leaves no orphans behind.
+ *
  * The workers never call libvips: on images this size the library's own loops
  * are faster than any libvips call (see bench/augment_bench.c --ideas). libvips
  * decodes and assembles the --preview grid.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -32,6 +42,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <unistd.h>
 #include <vips/vips.h>
 
@@ -56,6 +69,10 @@
 #define FLUSH_MS          100     /* a partial batch waits at most this long for more */
 #define DRAIN_IDLE_MS     500     /* after end of stream: quiet this long means drained */
 #define MAX_WARNINGS      10      /* malformed-message warnings printed per worker */
+#define RESTART_DELAY_MS      500     /* a dead worker is replaced after this ... */
+#define RESTART_DELAY_MAX_MS  4000    /* ... doubled for each recent death, up to this */
+#define CRASH_LIMIT           5       /* this many worker deaths ... */
+#define CRASH_WINDOW_S        60.0    /* ... within this long: give up */
 #define EXIT_USAGE        2
 
 /* Well-known per-channel statistics for --normalize. */
@@ -77,8 +94,11 @@ typedef struct {
     int quiet;
 } options_t;
 
-/* Records a worker writes to the parent's pipe (atomic: < PIPE_BUF). */
-enum { REPORT_END_OF_STREAM = 1, REPORT_SUMMARY = 2 };
+/* Records a worker writes to the parent's pipe (atomic: < PIPE_BUF). COUNTS
+ * carry what happened since the worker's previous COUNTS, after every batch
+ * and at the end, so that the parent's summary includes workers that died.
+ * STOP: the worker heard the trainer's STOP, so no worker is to be replaced. */
+enum { REPORT_END_OF_STREAM = 1, REPORT_COUNTS = 2, REPORT_STOP = 3 };
 typedef struct {
     uint32_t kind;
     uint32_t epoch;
@@ -133,9 +153,15 @@ static void usage(FILE *f)
             "  --help\n"
             "\n"
             "Stops on a Control STOP, after the loader's END_OF_STREAM (once queued samples\n"
-            "are done), or on SIGINT/SIGTERM. Exit status: 0 done, 1 error, 2 bad usage.\n",
+            "are done), or on SIGINT/SIGTERM. A worker that dies (killed by a signal, such\n"
+            "as the OOM killer's SIGKILL, or failed) is replaced after %.1f s, doubled for each\n"
+            "recent death up to %.0f s; after %d deaths within %.0f s the augmenter gives up.\n"
+            "What a dead worker held is sent again only by a loader run with --exactly-once\n"
+            "(as run.sh does). The workers stop when the augmenter dies.\n"
+            "Exit status: 0 done, 1 error (or gave up), 2 bad usage.\n",
             DEFAULT_CONNECT, DEFAULT_PUSH, DEFAULT_CONTROL, DEFAULT_RECIPE, DEFAULT_SIZE,
-            DEFAULT_CHANNELS, DEFAULT_SEED, DEFAULT_BATCH, DEFAULT_PULL_HWM);
+            DEFAULT_CHANNELS, DEFAULT_SEED, DEFAULT_BATCH, DEFAULT_PULL_HWM, RESTART_DELAY_MS / 1e3,
+            RESTART_DELAY_MAX_MS / 1e3, CRASH_LIMIT, CRASH_WINDOW_S);
 }
 
 static void die_usage(const char *fmt, const char *arg)
@@ -298,12 +324,23 @@ typedef struct {
     proto_view_sample_t *vs;  /* (batch) */
     proto_buf_t buf;
     int stopped;              /* STOP received or signal */
+    int report_fd;            /* the parent's pipe */
     uint64_t samples, batches, malformed;
+    uint64_t reported[3];     /* samples, batches, malformed in earlier COUNTS */
 } worker_t;
 
 static double now_ms(void)
 {
     return console_now() * 1e3;
+}
+
+/* Marks the worker stopped and tells the parent: a STOP ends the whole run. */
+static void report_stop(worker_t *w)
+{
+    w->stopped = 1;
+    report_t r = {.kind = REPORT_STOP};
+    if (write(w->report_fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
+        console_log("worker %d: cannot tell the parent about the stop: %s", w->id, strerror(errno));
 }
 
 /* Reads one pending Control STOP from the SUB socket, if any. */
@@ -323,7 +360,7 @@ static int stop_received(worker_t *w)
         zmq_msg_close(&msg);
         if (stop) {
             if (!w->o->quiet) console_log("worker %d: stop from %s", w->id, c.sender);
-            w->stopped = 1;
+            report_stop(w);
             return 1;
         }
     }
@@ -357,6 +394,17 @@ static int send_buf(worker_t *w)
     return -1;
 }
 
+/* Tells the parent what this worker did since its last report. */
+static void report_counts(worker_t *w)
+{
+    report_t r = {.kind = REPORT_COUNTS, .samples = w->samples - w->reported[0],
+                  .batches = w->batches - w->reported[1], .malformed = w->malformed - w->reported[2]};
+    if (write(w->report_fd, &r, sizeof(r)) != (ssize_t)sizeof(r)) return;   /* pipe full, or the parent gone */
+    w->reported[0] = w->samples;
+    w->reported[1] = w->batches;
+    w->reported[2] = w->malformed;
+}
+
 static int send_batch(worker_t *w)
 {
     aug_batch_t *b = &w->batch;
@@ -383,6 +431,7 @@ static int send_batch(worker_t *w)
     aug_batch_reset(b);
     if (send_buf(w)) return -1;
     w->batches++;
+    report_counts(w);
     return 0;
 }
 
@@ -407,7 +456,7 @@ static void warn_malformed(worker_t *w, const char *what)
 }
 
 /* One message from the loader. Returns 1 at end of stream, -1 to stop, 0 otherwise. */
-static int handle_message(worker_t *w, const void *data, size_t len, int report_fd)
+static int handle_message(worker_t *w, const void *data, size_t len)
 {
     proto_msg_type_t type;
     if (proto_peek_type(data, len, &type)) {
@@ -440,7 +489,7 @@ static int handle_message(worker_t *w, const void *data, size_t len, int report_
     }
     switch (c.kind) {
     case PROTO_CONTROL_STOP:
-        w->stopped = 1;
+        report_stop(w);
         return -1;
     case PROTO_CONTROL_END_OF_EPOCH:
         /* Forwarded like a batch: a trainer that is gone must not keep this
@@ -453,7 +502,7 @@ static int handle_message(worker_t *w, const void *data, size_t len, int report_
     case PROTO_CONTROL_END_OF_STREAM: {
         if (send_batch(w)) return -1;
         report_t r = {.kind = REPORT_END_OF_STREAM, .epoch = c.epoch, .samples = c.count};
-        if (write(report_fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
+        if (write(w->report_fd, &r, sizeof(r)) != (ssize_t)sizeof(r))
             console_log("worker %d: cannot tell the parent about the end of stream: %s", w->id,
                         strerror(errno));
         return 1;
@@ -465,7 +514,7 @@ static int handle_message(worker_t *w, const void *data, size_t len, int report_
 
 static int worker_run(const options_t *o, int id, int report_fd)
 {
-    worker_t w = {.o = o, .id = id};
+    worker_t w = {.o = o, .id = id, .report_fd = report_fd};
     char name[32];
     snprintf(name, sizeof(name), "augmenter-%d", id);
     console_init("augmenter");
@@ -504,7 +553,7 @@ static int worker_run(const options_t *o, int id, int report_fd)
             zmq_msg_init(&msg);
             if (zmq_msg_recv(&msg, w.pull, ZMQ_DONTWAIT) >= 0) {
                 last_input = now_ms();
-                int h = handle_message(&w, zmq_msg_data(&msg), zmq_msg_size(&msg), report_fd);
+                int h = handle_message(&w, zmq_msg_data(&msg), zmq_msg_size(&msg));
                 zmq_msg_close(&msg);
                 if (h < 0) break;
                 if (h > 0 && drain_since < 0) {
@@ -526,10 +575,8 @@ static int worker_run(const options_t *o, int id, int report_fd)
         console_log("worker %d: %" PRIu64 " samples, %" PRIu64 " views in %" PRIu64 " batches, %" PRIu64
                     " malformed dropped%s", id, w.samples, w.samples * o->recipe.views, w.batches,
                     w.malformed, eos ? "; saw the end of stream" : "");
-done:;
-    report_t r = {.kind = REPORT_SUMMARY, .samples = w.samples, .batches = w.batches,
-                  .malformed = w.malformed};
-    if (write(report_fd, &r, sizeof(r)) != (ssize_t)sizeof(r)) rc = 1;
+done:
+    report_counts(&w);
     transport_close(&w.sub);
     transport_close(&w.pull);
     transport_close(&w.push);
@@ -542,6 +589,151 @@ done:;
 }
 
 /* ------------------------------------------------------------------- parent */
+
+/* The parent's side of the workers: a slot per --workers, each with a
+ * running worker, a replacement waiting for its back-off, or neither. */
+typedef struct {
+    pid_t pid;                /* 0: none running */
+    double restart_at;        /* console_now() when its replacement is due; 0: none due */
+} slot_t;
+
+typedef struct {
+    const options_t *o;
+    int pipe_fd[2];           /* the workers' reports: read end, write end (kept for replacements) */
+    slot_t slot[MAX_WORKERS];
+    int running, pending;     /* workers alive, replacements waiting */
+    double death[CRASH_LIMIT];/* when the latest deaths were (a ring) */
+    int deaths;               /* worker deaths so far */
+    int replaced;             /* replacements started */
+} supervisor_t;
+
+/* Forks worker `id` into its slot. Returns 0, or -1 when fork fails. */
+static int worker_start(supervisor_t *sv, int id)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        console_log("cannot start worker %d: fork: %s", id, strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        close(sv->pipe_fd[0]);
+#ifdef __linux__
+        /* the parent's death, even by SIGKILL, stops this worker as a SIGTERM does */
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+#endif
+        if (getppid() != parent) _exit(0);   /* it died before prctl */
+        int rc = worker_run(sv->o, id, sv->pipe_fd[1]);
+        close(sv->pipe_fd[1]);
+        _exit(rc);
+    }
+    sv->slot[id].pid = pid;
+    sv->slot[id].restart_at = 0;
+    sv->running++;
+    return 0;
+}
+
+/* "was killed by signal 9 (Killed)" or "exited with status 1" */
+static void describe_exit(int status, char *text, size_t len)
+{
+    if (WIFSIGNALED(status))
+        snprintf(text, len, "was killed by signal %d (%s)%s", WTERMSIG(status), strsignal(WTERMSIG(status)),
+                 WCOREDUMP(status) ? ", core dumped" : "");
+    else
+        snprintf(text, len, "exited with status %d", WEXITSTATUS(status));
+}
+
+/* Worker `id` (pid, or 0 when it could not be started) died as `how` says:
+ * schedules its replacement after the back-off. Returns -1 when this is the
+ * CRASH_LIMIT-th death within CRASH_WINDOW_S: time to give up. */
+static int worker_died(supervisor_t *sv, int id, pid_t pid, const char *how)
+{
+    char who[64];
+    if (pid > 0) snprintf(who, sizeof(who), "worker %d (pid %ld)", id, (long)pid);
+    else snprintf(who, sizeof(who), "worker %d", id);
+    double now = console_now();
+    sv->death[sv->deaths % CRASH_LIMIT] = now;
+    sv->deaths++;
+    int recent = 0;
+    for (int i = 0; i < CRASH_LIMIT && i < sv->deaths; i++)
+        if (now - sv->death[i] <= CRASH_WINDOW_S) recent++;
+    if (recent >= CRASH_LIMIT) {
+        console_log("%s %s: %d worker deaths within %.0f s; giving up\n"
+                    "HINT: the lines above say how each worker ended; a SIGKILL (signal 9) that nobody "
+                    "sent is often the kernel's OOM killer (see dmesg): try fewer --workers or a smaller --hwm",
+                    who, how, recent, CRASH_WINDOW_S);
+        return -1;
+    }
+    int delay_ms = RESTART_DELAY_MS;
+    for (int i = 1; i < recent && delay_ms < RESTART_DELAY_MAX_MS; i++) delay_ms *= 2;
+    if (delay_ms > RESTART_DELAY_MAX_MS) delay_ms = RESTART_DELAY_MAX_MS;
+    sv->slot[id].restart_at = now + delay_ms / 1e3;
+    sv->pending++;
+    console_log("%s %s; starting a new worker %d in %.1f s (%d death(s) within %.0f s; "
+                "the augmenter gives up at %d)", who, how, id, delay_ms / 1e3, recent,
+                CRASH_WINDOW_S, CRASH_LIMIT);
+    return 0;
+}
+
+/* Starts the replacements whose back-off is over. Returns -1 to give up. */
+static int start_replacements(supervisor_t *sv)
+{
+    double now = console_now();
+    for (int id = 0; id < sv->o->workers; id++) {
+        slot_t *s = &sv->slot[id];
+        if (s->restart_at <= 0 || now < s->restart_at) continue;
+        sv->pending--;
+        s->restart_at = 0;
+        if (worker_start(sv, id)) {
+            if (worker_died(sv, id, 0, "could not be replaced")) return -1;
+            continue;
+        }
+        sv->replaced++;
+        console_log("worker %d: started a new one (pid %ld), replacement %d", id, (long)s->pid, sv->replaced);
+    }
+    return 0;
+}
+
+/* Drops the replacements not started yet (the run is ending). */
+static void cancel_replacements(supervisor_t *sv)
+{
+    for (int id = 0; id < sv->o->workers; id++) sv->slot[id].restart_at = 0;
+    sv->pending = 0;
+}
+
+static void signal_workers(const supervisor_t *sv, int sig)
+{
+    for (int id = 0; id < sv->o->workers; id++)
+        if (sv->slot[id].pid > 0) kill(sv->slot[id].pid, sig);
+}
+
+/* Reaps the workers that ended and schedules replacements for those that
+ * died (unless `replace` is 0: the run is ending). Returns -1 to give up. */
+static int reap_workers(supervisor_t *sv, int replace)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        int id = 0;
+        while (id < sv->o->workers && sv->slot[id].pid != pid) id++;
+        if (id == sv->o->workers) continue;
+        sv->slot[id].pid = 0;
+        sv->running--;
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;   /* end of stream, STOP, SIGTERM */
+        char how[128];
+        describe_exit(status, how, sizeof(how));
+        if (!replace) {
+            console_log("worker %d (pid %ld) %s", id, (long)pid, how);
+            continue;
+        }
+        if (worker_died(sv, id, pid, how)) return -1;
+    }
+    if (pid < 0 && errno == ECHILD) {   /* none left, whatever the slots say */
+        for (int id = 0; id < sv->o->workers; id++) sv->slot[id].pid = 0;
+        sv->running = 0;
+    }
+    return 0;
+}
 
 static int run_preview(const options_t *o, const char *argv0)
 {
@@ -591,78 +783,63 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGUSR1, &sa, NULL);   /* inherited: a worker can be told to drain at once */
 
-    int fds[2];
-    if (pipe(fds)) {
+    supervisor_t sv = {.o = &o};
+    /* The workers' end does not block: a parent that falls behind (or is
+     * stopped) never stalls a worker; its counts wait for the next report. */
+    if (pipe(sv.pipe_fd) || fcntl(sv.pipe_fd[1], F_SETFL, O_NONBLOCK)) {
         perror("augmenter: pipe");
         return 1;
     }
-    pid_t pids[MAX_WORKERS];
-    int alive = 0;
-    for (int i = 0; i < o.workers; i++) {
-        pid_t pid = fork();
-        if (pid < 0) {
-            perror("augmenter: fork");
-            transport_stop = 1;
-            break;
-        }
-        if (pid == 0) {
-            close(fds[0]);
-            int rc = worker_run(&o, i, fds[1]);
-            close(fds[1]);
-            _exit(rc);
-        }
-        pids[alive++] = pid;
-    }
-    close(fds[1]);
+    int failed = 0;
+    for (int i = 0; i < o.workers && !failed; i++)
+        if (worker_start(&sv, i)) failed = 1;
+    if (failed) transport_stop = 1;
 
     double start = console_now();
     uint64_t samples = 0, batches = 0, malformed = 0, eos_count = 0;
     uint32_t eos_epoch = 0;
-    int eos = 0, failed = 0, forwarded_stop = 0, running = alive, pipe_open = 1;
-    while (running > 0 || pipe_open) {
-        if (transport_stop && !forwarded_stop) {
-            for (int i = 0; i < alive; i++)
-                if (pids[i] > 0) kill(pids[i], SIGTERM);
+    int eos = 0, stop_heard = 0, gave_up = 0, forwarded_stop = 0;
+    for (;;) {
+        if ((transport_stop || stop_heard) && !forwarded_stop) {
+            /* Ending: no more replacements, and a worker started too late to
+             * hear the trainer's STOP is told by signal. */
+            cancel_replacements(&sv);
+            signal_workers(&sv, SIGTERM);
             forwarded_stop = 1;
         }
-        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
-        int n = pipe_open ? poll(&pfd, 1, POLL_MS) : (usleep(POLL_MS * 1000), 0);
-        if (n > 0) {
-            report_t r;
-            ssize_t got = read(fds[0], &r, sizeof(r));
-            if (got == 0) {
-                pipe_open = 0;
-            } else if (got == (ssize_t)sizeof(r)) {
-                if (r.kind == REPORT_END_OF_STREAM && !eos) {
+        if (sv.running == 0 && sv.pending == 0) break;
+        if (!forwarded_stop && start_replacements(&sv)) gave_up = 1;
+        struct pollfd pfd = {.fd = sv.pipe_fd[0], .events = POLLIN};
+        int n = poll(&pfd, 1, POLL_MS);
+        for (; n > 0; n = poll(&pfd, 1, 0)) {
+            report_t r[64];
+            ssize_t got = read(sv.pipe_fd[0], r, sizeof(r));
+            if (got <= 0) break;
+            for (size_t k = 0; k < (size_t)got / sizeof(r[0]); k++) {
+                if (r[k].kind == REPORT_END_OF_STREAM && !eos) {
                     eos = 1;
-                    eos_count = r.samples;
-                    eos_epoch = r.epoch;
-                    for (int i = 0; i < alive; i++)
-                        if (pids[i] > 0) kill(pids[i], SIGUSR1);
-                } else if (r.kind == REPORT_SUMMARY) {
-                    samples += r.samples;
-                    batches += r.batches;
-                    malformed += r.malformed;
+                    eos_count = r[k].samples;
+                    eos_epoch = r[k].epoch;
+                    drain_requested = 1;   /* inherited by a replacement forked from now on */
+                    signal_workers(&sv, SIGUSR1);
+                } else if (r[k].kind == REPORT_STOP) {
+                    stop_heard = 1;
+                } else if (r[k].kind == REPORT_COUNTS) {
+                    samples += r[k].samples;
+                    batches += r[k].batches;
+                    malformed += r[k].malformed;
                 }
             }
+            if (got < (ssize_t)sizeof(r)) break;
         }
-        int status;
-        pid_t pid;
-        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-            for (int i = 0; i < alive; i++)
-                if (pids[i] == pid) pids[i] = 0;
-            running--;
-            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-                failed = 1;
-                transport_stop = 1;   /* one worker failed: stop the others too */
-                console_log("a worker (pid %ld) %s %d", (long)pid,
-                            WIFEXITED(status) ? "exited with status" : "was killed by signal",
-                            WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-            }
+        if (reap_workers(&sv, !transport_stop && !stop_heard)) gave_up = 1;
+        if (gave_up && !transport_stop) {
+            failed = 1;
+            transport_stop = 1;   /* stop the other workers too */
         }
-        if (pid < 0 && errno == ECHILD) running = 0;
     }
-    close(fds[0]);
+    close(sv.pipe_fd[0]);
+    close(sv.pipe_fd[1]);
 
     if (eos && !transport_stop) {
         proto_buf_t buf;
@@ -681,9 +858,9 @@ int main(int argc, char **argv)
     }
     double el = console_now() - start;
     console_log("%s: %" PRIu64 " samples, %" PRIu64 " views in %" PRIu64 " batches in %.1f s "
-                "(%.0f views/s), %" PRIu64 " malformed messages dropped",
-                transport_stop ? "stopped" : eos ? "end of stream" : "done", samples,
+                "(%.0f views/s), %" PRIu64 " malformed messages dropped, %d worker(s) replaced",
+                gave_up ? "gave up" : transport_stop ? "stopped" : eos ? "end of stream" : "done", samples,
                 samples * o.recipe.views, batches, el, el > 0 ? samples * o.recipe.views / el : 0.0,
-                malformed);
+                malformed, sv.replaced);
     return failed ? 1 : 0;
 }
