@@ -3,8 +3,10 @@
 #include "augmenter/error.h"
 #include "augmenter/ops.h"
 #include "augmenter/rng.h"
+#include "augmenter/vipsstep.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +31,7 @@ struct aug {
     aug_tap_t *xt, *yt;       /* (S) taps per output column / row */
     float *xw, *yw;           /* (S, maxn) their weights, grow */
     size_t xw_cap, yw_cap;
+    aug_vips_t *steps[AUG_MAX_STEPS];   /* the recipe's vips and jpeg steps */
 };
 
 static int grow(float **p, size_t *cap, size_t need)
@@ -58,6 +61,18 @@ aug_t *aug_new(const aug_recipe_t *recipe, const aug_config_t *cfg)
         aug_set_error("augment: recipe with %u views and %u operations; at most %u and %u",
                       recipe->views, recipe->n_ops, AUG_MAX_VIEWS, AUG_MAX_OPS);
         return NULL;
+    }
+    if (recipe->n_steps > AUG_MAX_STEPS) {
+        aug_set_error("augment: recipe with %u libvips steps; at most %u", recipe->n_steps, AUG_MAX_STEPS);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < recipe->n_ops; i++) {
+        aug_op_kind_t k = recipe->ops[i].kind;
+        if ((unsigned)k >= AUG_OP_COUNT ||
+            ((k == AUG_OP_VIPS || k == AUG_OP_JPEG) && recipe->ops[i].step >= recipe->n_steps)) {
+            aug_set_error("augment: recipe operation %u is not one aug_recipe_parse() makes", i + 1);
+            return NULL;
+        }
     }
     if (cfg->dtype == AUG_DTYPE_F32 && cfg->normalize) {
         for (uint32_t c = 0; c < cfg->channels; c++)
@@ -89,6 +104,11 @@ aug_t *aug_new(const aug_recipe_t *recipe, const aug_config_t *cfg)
         aug_set_error("augment: out of memory for %zu x %zu working images", S, S);
         return NULL;
     }
+    for (uint32_t i = 0; i < recipe->n_steps; i++)
+        if (!(a->steps[i] = aug_vips_new(&recipe->steps[i], (int32_t)C, (int32_t)S))) {
+            aug_destroy(&a);
+            return NULL;
+        }
     return a;
 }
 
@@ -105,6 +125,7 @@ void aug_destroy(aug_t **self_p)
     free(a->yt);
     free(a->xw);
     free(a->yw);
+    for (uint32_t i = 0; i < AUG_MAX_STEPS; i++) aug_vips_destroy(&a->steps[i]);
     free(a);
     *self_p = NULL;
 }
@@ -159,6 +180,39 @@ static int blur_ksize(float kernel, int32_t S, float sigma)
     if (r < 1) r = 1;
     if (2 * r + 1 < k) k = 2 * r + 1;
     return k;
+}
+
+/* A libvips step on the working image: the result comes back through the
+ * resampler, so any size and band count fits the view; a result larger
+ * than the view (rotate's enlarged canvas) is centre-cropped to it, a
+ * smaller one stretched to it, 1 band is replicated to 3, and 3 or more are
+ * reduced to the luminance for a 1-channel view (alpha is ignored). */
+static int run_step(aug_t *a, const aug_op_t *op, aug_rng_t *rng, uint64_t index)
+{
+    int32_t S = (int32_t)a->cfg.size, C = (int32_t)a->cfg.channels;
+    aug_vips_result_t res;
+    if (aug_vips_run(a->steps[op->step], rng, a->work, &res)) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", aug_error());
+        aug_set_error("augment: sample %llu: %s", (unsigned long long)index, msg);
+        return -1;
+    }
+    aug_box_t box = {0, 0, res.w, res.h};
+    if (box.w > S) {
+        box.x = (box.w - S) / 2;
+        box.w = S;
+    }
+    if (box.h > S) {
+        box.y = (box.h - S) / 2;
+        box.h = S;
+    }
+    int mx = aug_taps_max(box.w, S), my = aug_taps_max(box.h, S);
+    if (grow(&a->tmp, &a->tmp_cap, aug_resample_tmp_floats(&box, S, res.bands)) ||
+        grow(&a->xw, &a->xw_cap, (size_t)S * mx) || grow(&a->yw, &a->yw_cap, (size_t)S * my))
+        return -1;
+    aug_resample(a->work, a->tmp, a->xt, a->xw, a->yt, a->yw, res.pixels, res.h, res.w, res.bands,
+                 &box, 0, C, S);
+    return 0;
 }
 
 int aug_view(aug_t *a, const aug_image_t *img, uint32_t view, void *out, int32_t *target)
@@ -266,6 +320,10 @@ int aug_view(aug_t *a, const aug_image_t *img, uint32_t view, void *out, int32_t
         }
         case AUG_OP_SOBEL:
             aug_sobel(a->work, a->scratch, C, S);
+            break;
+        case AUG_OP_VIPS:
+        case AUG_OP_JPEG:
+            if (run_step(a, op, &rng, img->index)) return -1;
             break;
         default:
             break;

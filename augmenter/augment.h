@@ -14,8 +14,9 @@
  *   2. colour operations (jitter, gray) are folded into one 3x4 affine matrix;
  *      the matrix is applied in a single pass only when a spatial operation
  *      needs the pixels, otherwise it is fused into the final write;
- *   3. spatial operations (rotate, cutout, noise, blur, sobel) run in recipe
- *      order on the working image;
+ *   3. spatial operations (rotate, cutout, noise, blur, sobel, and the
+ *      libvips steps vips:NAME and jpeg) run in recipe order on the working
+ *      image; a libvips step sees the view as 8-bit pixels (vipsstep.h);
  *   4. one final pass clamps, normalises and converts to the output type.
  * Crop and flip act on the source image, so a recipe must list them before
  * the spatial operations (colour operations may come first; contrast then uses
@@ -46,6 +47,8 @@ typedef enum {
     AUG_OP_BLUR,       /* Gaussian blur, sigma range, kernel a fraction of the side */
     AUG_OP_SOBEL,      /* Sobel gradient magnitude of the luminance */
     AUG_OP_ORIGINAL,   /* identity (the image resized to the output side) */
+    AUG_OP_VIPS,       /* vips:NAME: a libvips operation, one image in, one out */
+    AUG_OP_JPEG,       /* jpeg: JPEG save and load at a random quality (libvips) */
     AUG_OP_COUNT
 } aug_op_kind_t;
 
@@ -62,19 +65,60 @@ typedef struct {
     int fill_mean;           /* cutout: 1 fills with the channel mean, 0 with zero */
     int k;                   /* rotate: 0..3, AUG_ROTATE_RANDOM or AUG_ROTATE_VIEW */
     float kernel;            /* blur: kernel side as a fraction of the image side */
+    uint32_t step;           /* vips, jpeg: index into the recipe's steps[] */
 } aug_op_t;
+
+/* ---- libvips steps: plain data, checked against libvips when parsed ---- */
+#define AUG_MAX_STEPS        8u    /* vips: and jpeg items per recipe */
+#define AUG_STEP_MAX_ARGS    8u    /* arguments given per step */
+#define AUG_STEP_MAX_VALUES  4u    /* elements of an array argument (a/b/c) */
+#define AUG_STEP_NAME_LEN    32u
+#define AUG_STEP_TEXT_LEN    48u
+
+typedef enum {
+    AUG_ARG_INT = 0,         /* drawn uniformly in [lo, hi], both included */
+    AUG_ARG_DOUBLE,          /* drawn uniformly in [lo, hi) */
+    AUG_ARG_BOOL,            /* lo: 0 or 1 */
+    AUG_ARG_ENUM,            /* lo: the enum's value */
+    AUG_ARG_STRING,          /* text */
+    AUG_ARG_INT_ARRAY,       /* n elements, each drawn like AUG_ARG_INT */
+    AUG_ARG_DOUBLE_ARRAY,    /* n elements, each drawn like AUG_ARG_DOUBLE */
+} aug_arg_kind_t;
+
+/* One argument of a step as the recipe gives it: name=text. */
+typedef struct {
+    char name[AUG_STEP_NAME_LEN];   /* libvips's argument name */
+    char text[AUG_STEP_TEXT_LEN];   /* the value as written, for logs */
+    aug_arg_kind_t kind;
+    uint32_t n;                     /* values: 1, or the array's elements */
+    double lo[AUG_STEP_MAX_VALUES], hi[AUG_STEP_MAX_VALUES];
+} aug_step_arg_t;
+
+/* A vips:NAME step (the operation's nickname, as `vips -l` lists it) or a
+ * jpeg step (name "jpeg", one argument Q). */
+typedef struct {
+    char name[AUG_STEP_NAME_LEN];
+    int jpeg;                       /* 1: JPEG round trip, not an operation */
+    uint32_t n_args;
+    aug_step_arg_t args[AUG_STEP_MAX_ARGS];
+} aug_step_t;
 
 typedef struct {
     char name[64];           /* "simclr", "rotnet", "supervised" or "custom" */
     uint32_t views;          /* K views per sample */
     uint32_t n_ops;
     aug_op_t ops[AUG_MAX_OPS];
+    uint32_t n_steps;
+    aug_step_t steps[AUG_MAX_STEPS];   /* the vips and jpeg items' details */
 } aug_recipe_t;
 
 /* Fills r from `text`: "simclr", "rotnet", "supervised" (one view: crop and
  * flip, no colour change), or a custom list such as
  *   crop:scale=0.2-1,flip:p=0.5,jitter:s=0.5:p=0.8,gray:p=0.2,blur:sigma=0.1-2:p=0.5
- * with "views=K" anywhere in the list. `size` is the output side, which the
+ * with "views=K" anywhere in the list, and libvips steps such as
+ *   vips:sharpen:sigma=0.5-2:p=0.3,vips:rotate:angle=-15-15,jpeg:q=30-90
+ * (checked against libvips's own description of the operation: libvips is
+ * initialised here if it is not yet). `size` is the output side, which the
  * named recipes depend on (SimCLR: crop scale 0.2-1 and no blur at 64 px or
  * less; supervised: crop scale 0.35-1 at 64 px or less, else 0.08-1). Returns 0, or -1 with aug_error() naming the item at fault. */
 int aug_recipe_parse(aug_recipe_t *r, const char *text, uint32_t size);

@@ -27,9 +27,10 @@
  * and a worker whose parent dies stops too (PR_SET_PDEATHSIG), so that a
  * killed augmenter leaves no orphans behind.
  *
- * The workers never call libvips: on images this size the library's own loops
- * are faster than any libvips call (see bench/augment_bench.c --ideas). libvips
- * decodes and assembles the --preview grid.
+ * The built-in operations never call libvips: on images this size their own
+ * loops are faster than any libvips call (see bench/augment_bench.c --ideas).
+ * libvips runs only the recipe's vips: and jpeg steps (augmenter/vipsstep.h),
+ * and decodes and assembles the --preview grid.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -136,6 +137,7 @@ static void usage(FILE *f)
             "                   blur:sigma=0.1-2:p=0.5,noise:sigma=0.05,cutout:size=8,sobel:p=0\n"
             "                   (operations: crop flip jitter gray rotate cutout noise blur sobel\n"
             "                   original; views=K sets the views per sample; default %s)\n"
+            "                   libvips steps: vips:NAME[:arg=LO-HI...], jpeg[:q=LO-HI] (docs/augment)\n"
             "  --size S         side of the square views (default %d)\n"
             "  --channels C     1 or 3 (default %d)\n"
             "  --normalize N    none, imagenet, cifar10, or MEAN/STD as m0,m1,m2/s0,s1,s2\n"
@@ -743,7 +745,7 @@ static int run_preview(const options_t *o, const char *argv0)
     }
     vips_concurrency_set(1);
     vips_cache_set_max(0);
-    int rc = aug_preview_write(o->preview, o->output, o->cfg.size, o->cfg.seed);
+    int rc = aug_preview_write_recipe(o->preview, o->output, o->cfg.size, o->cfg.seed, o->recipe_text);
     if (rc) fprintf(stderr, "augmenter: %s\n", aug_error());
     else if (!o->quiet) console_log("wrote %s", o->output);
     vips_shutdown();

@@ -2,7 +2,7 @@
 # batching, preview grid), the augmenter executable, its unit test and its
 # benchmark program.
 augment_SRCS := augmenter/augment.c augmenter/ops.c augmenter/recipe.c augmenter/error.c \
-                augmenter/preview.c
+                augmenter/preview.c augmenter/vipsstep.c
 $(eval $(call add_lib,augment))
 
 # The pixel loops need the vectoriser, which GCC runs fully only at -O3.

@@ -486,6 +486,14 @@ void aug_sobel(float *img, float *tmp, int32_t C, int32_t S)
 
 /* -------------------------------------------------------------------- output */
 
+void aug_hwc_u8(uint8_t *out, const float *img, int32_t C, int32_t n)
+{
+    for (int32_t c = 0; c < C; c++) {
+        const float *p = img + (size_t)c * n;
+        for (int32_t i = 0; i < n; i++) out[(size_t)i * C + c] = (uint8_t)(clamp01(p[i]) * AUG_U8_SCALE + 0.5f);
+    }
+}
+
 /* out_c = (clamp(row c of the matrix . (r, g, b) + b_c) - mu_c) * is_c */
 static inline void write_rgb_f32(float *restrict o0, float *restrict o1, float *restrict o2,
                                  const float *restrict r, const float *restrict g,

@@ -99,6 +99,10 @@ void aug_blur(float *img, float *tmp, float *pad, const float *k, int ksize, int
 void aug_sobel(float *img, float *tmp, int32_t C, int32_t S);
 
 /* ---- output ---- */
+/* out (n, C) interleaved bytes = img (C, n) clamped, x 255, rounded: the
+ * view as an 8-bit image, for libvips steps. */
+void aug_hwc_u8(uint8_t *out, const float *img, int32_t C, int32_t n);
+
 /* out (C, n) = clamp(c(img)) then (x - mean) * inv_std as float, or x * 255
  * rounded as uint8 (u8 != 0). c may be NULL (identity); inv_std NULL: no
  * normalisation. */

@@ -2,6 +2,7 @@
 #include "augmenter/preview.h"
 #include "augmenter/augment.h"
 #include "augmenter/error.h"
+#include "augmenter/vipsstep.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #define PREVIEW_GAP          8      /* pixels between tiles */
 #define PREVIEW_LABEL_DPI    96
 #define PREVIEW_LABEL_FONT   "sans 11"
+#define PREVIEW_MAX_EXTRA    AUG_MAX_STEPS   /* tiles for a recipe's own libvips steps */
 
 /* The tiles: a label and the recipe that shows one operation at full effect. */
 typedef struct {
@@ -33,8 +35,13 @@ static const tile_t tiles[] = {
     {"8. gaussian blur", "blur:sigma=1.5-2:p=1:kernel=0.2"},
     {"9. sobel", "sobel"},
     {"simclr view", "simclr"},
+    {"vips:sharpen", "vips:sharpen:sigma=1.5:m2=4"},
+    {"vips:rotate angle=20", "vips:rotate:angle=20"},
+    {"vips:rank (median)", "vips:rank:width=5:height=5:index=12"},
+    {"jpeg q=10", "jpeg:q=10"},
 };
 #define N_TILES (sizeof(tiles) / sizeof(tiles[0]))
+#define MAX_CELLS (1 + N_TILES + PREVIEW_MAX_EXTRA)
 
 static int vips_fail(const char *what)
 {
@@ -121,12 +128,58 @@ static int input_tile(VipsImage **out, VipsImage *src, int tile)
     return rc;
 }
 
+/* The tiles for the libvips steps of `text`, each alone at p = 1, labeled
+ * with its recipe text; *n of them. */
+static int extra_tiles(aug_recipe_t *extra, char labels[][AUG_RECIPE_LABEL_LEN], size_t *n,
+                       const char *text, uint32_t size)
+{
+    *n = 0;
+    if (!text) return 0;
+    aug_recipe_t *r = malloc(sizeof(*r));
+    if (!r) {
+        aug_set_error("preview: out of memory");
+        return -1;
+    }
+    if (aug_recipe_parse(r, text, size)) {
+        free(r);
+        return -1;
+    }
+    for (uint32_t i = 0; i < r->n_ops && *n < PREVIEW_MAX_EXTRA; i++) {
+        const aug_op_t *op = &r->ops[i];
+        if (op->kind != AUG_OP_VIPS && op->kind != AUG_OP_JPEG) continue;
+        aug_recipe_t *one = &extra[*n];
+        memset(one, 0, sizeof(*one));
+        snprintf(one->name, sizeof(one->name), "custom");
+        one->views = 1;
+        one->n_ops = 1;
+        one->ops[0] = *op;
+        one->ops[0].p = 1.0f;
+        one->ops[0].per_sample = 0;
+        one->ops[0].step = 0;
+        one->n_steps = 1;
+        one->steps[0] = r->steps[op->step];
+        aug_vips_format(&one->steps[0], labels[*n], AUG_RECIPE_LABEL_LEN);
+        (*n)++;
+    }
+    free(r);
+    return 0;
+}
+
 int aug_preview_write(const char *image_path, const char *out_path, uint32_t size, uint64_t seed)
 {
+    return aug_preview_write_recipe(image_path, out_path, size, seed, NULL);
+}
+
+int aug_preview_write_recipe(const char *image_path, const char *out_path, uint32_t size,
+                             uint64_t seed, const char *recipe_text)
+{
     VipsImage *in = NULL, *srgb = NULL, *rgb = NULL, *u8 = NULL, *grid = NULL;
-    VipsImage *cells[N_TILES + 1] = {0};
+    VipsImage *cells[MAX_CELLS] = {0};
     uint8_t *pixels = NULL, *view = NULL;
     aug_t *a = NULL;
+    aug_recipe_t *extra = NULL;
+    char labels[PREVIEW_MAX_EXTRA][AUG_RECIPE_LABEL_LEN];
+    size_t n_extra = 0;
     int rc = -1;
 
     if (!(in = vips_image_new_from_file(image_path, NULL))) {
@@ -154,24 +207,28 @@ int aug_preview_write(const char *image_path, const char *out_path, uint32_t siz
     VipsImage *fitted;
     if (input_tile(&fitted, u8, tile) || label_tile(&cells[0], fitted, "input", tile)) goto done;
     view = malloc(3 * (size_t)size * size * AUG_MAX_VIEWS);
-    if (!view) {
+    extra = malloc(PREVIEW_MAX_EXTRA * sizeof(*extra));
+    if (!view || !extra) {
         aug_set_error("preview: out of memory");
         goto done;
     }
-    for (size_t t = 0; t < N_TILES; t++) {
-        aug_recipe_t r;
-        if (aug_recipe_parse(&r, tiles[t].recipe, size)) goto done;
+    if (extra_tiles(extra, labels, &n_extra, recipe_text, size)) goto done;
+    for (size_t t = 0; t < N_TILES + n_extra; t++) {
+        aug_recipe_t parsed, *r = &parsed;
+        if (t >= N_TILES) r = &extra[t - N_TILES];
+        else if (aug_recipe_parse(&parsed, tiles[t].recipe, size)) goto done;
         aug_config_t cfg = {.size = size, .channels = 3, .dtype = AUG_DTYPE_U8, .seed = seed};
-        if (!(a = aug_new(&r, &cfg))) goto done;
+        if (!(a = aug_new(r, &cfg))) goto done;
         aug_image_t im = {pixels, H, W, 3, 0, 0};
         if (aug_view(a, &im, 0, view, NULL)) goto done;
         aug_destroy(&a);
         VipsImage *img;
-        if (view_image(&img, view, size, zoom) || label_tile(&cells[t + 1], img, tiles[t].label, tile))
+        const char *label = t < N_TILES ? tiles[t].label : labels[t - N_TILES];
+        if (view_image(&img, view, size, zoom) || label_tile(&cells[t + 1], img, label, tile))
             goto done;
     }
     VipsArrayDouble *white = vips_array_double_newv(1, 255.0);
-    int joined = vips_arrayjoin(cells, &grid, (int)(N_TILES + 1), "across", PREVIEW_ACROSS,
+    int joined = vips_arrayjoin(cells, &grid, (int)(N_TILES + n_extra + 1), "across", PREVIEW_ACROSS,
                                 "shim", PREVIEW_GAP, "background", white, NULL);
     vips_area_unref(VIPS_AREA(white));
     if (joined) {
@@ -186,8 +243,9 @@ int aug_preview_write(const char *image_path, const char *out_path, uint32_t siz
 done:
     aug_destroy(&a);
     free(view);
+    free(extra);
     g_free(pixels);
-    for (size_t i = 0; i < N_TILES + 1; i++)
+    for (size_t i = 0; i < MAX_CELLS; i++)
         if (cells[i]) g_object_unref(cells[i]);
     if (grid) g_object_unref(grid);
     if (u8) g_object_unref(u8);

@@ -1,6 +1,7 @@
 /* preview: one PNG showing what each augmentation does to an image, like the
  * figure of SimCLR's augmentation study: the input, then each of the ten
- * operations and a SimCLR view, each labeled, small images enlarged. */
+ * operations, a SimCLR view and a few libvips steps (vips:NAME, jpeg), each
+ * labeled, small images enlarged. */
 #ifndef AUGMENTER_PREVIEW_H
 #define AUGMENTER_PREVIEW_H
 
@@ -10,5 +11,13 @@
  * size: side of the views, 0 picks the image's smaller side up to 224.
  * Call after VIPS_INIT. Returns 0, or -1 with aug_error(). */
 int aug_preview_write(const char *image_path, const char *out_path, uint32_t size, uint64_t seed);
+
+#define AUG_RECIPE_LABEL_LEN 160   /* a tile label made from a recipe step */
+
+/* The same, plus one tile for each vips: and jpeg item of recipe_text (a
+ * recipe as aug_recipe_parse() takes it; NULL: none), shown alone at p = 1
+ * and labeled with its text, up to AUG_MAX_STEPS of them. */
+int aug_preview_write_recipe(const char *image_path, const char *out_path, uint32_t size,
+                             uint64_t seed, const char *recipe_text);
 
 #endif

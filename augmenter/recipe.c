@@ -1,6 +1,7 @@
 /* recipe: parsing "simclr", "rotnet", "supervised" and custom operation lists (augment.h). */
 #include "augmenter/augment.h"
 #include "augmenter/error.h"
+#include "augmenter/vipsstep.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -35,7 +36,7 @@ static const char *op_names[AUG_OP_COUNT] = {
     [AUG_OP_CROP] = "crop",     [AUG_OP_FLIP] = "flip",   [AUG_OP_GRAY] = "gray",
     [AUG_OP_JITTER] = "jitter", [AUG_OP_ROTATE] = "rotate", [AUG_OP_CUTOUT] = "cutout",
     [AUG_OP_NOISE] = "noise",   [AUG_OP_BLUR] = "blur",   [AUG_OP_SOBEL] = "sobel",
-    [AUG_OP_ORIGINAL] = "original",
+    [AUG_OP_ORIGINAL] = "original", [AUG_OP_VIPS] = "vips", [AUG_OP_JPEG] = "jpeg",
 };
 
 /* Parameters each operation accepts (besides p and per). */
@@ -44,6 +45,7 @@ static const char *op_params[AUG_OP_COUNT] = {
     [AUG_OP_JITTER] = "s, b, c, sat, h", [AUG_OP_ROTATE] = "k",
     [AUG_OP_CUTOUT] = "size, fill", [AUG_OP_NOISE] = "sigma",
     [AUG_OP_BLUR] = "sigma, kernel", [AUG_OP_SOBEL] = "", [AUG_OP_ORIGINAL] = "",
+    [AUG_OP_VIPS] = "the operation's arguments", [AUG_OP_JPEG] = "q",
 };
 
 const char *aug_op_name(aug_op_kind_t kind)
@@ -207,6 +209,51 @@ static int set_param(aug_op_t *op, int item, const char *key, const char *val)
 static int is_geometry(aug_op_kind_t k) { return k == AUG_OP_CROP || k == AUG_OP_FLIP; }
 static int is_colour(aug_op_kind_t k) { return k == AUG_OP_GRAY || k == AUG_OP_JITTER; }
 
+/* "vips:NAME[:key=value...]" or "jpeg[:key=value...]" after its head: p and
+ * per as for every item, the other keys are checked against libvips. */
+static int parse_step(aug_recipe_t *r, int item, const char *head, char **save,
+                      const char **spatial_seen)
+{
+    int jpeg = !strcmp(head, "jpeg");
+    const char *name = "jpeg";
+    if (!jpeg) {
+        name = strtok_r(NULL, ":", save);
+        if (!name || strchr(name, '='))
+            FAIL("recipe item %d: vips: needs an operation name, as in vips:sharpen:sigma=1 "
+                 "(HINT: `vips -l operation` lists them)", item);
+    }
+    if (r->n_ops >= AUG_MAX_OPS) FAIL("recipe: more than %u operations", AUG_MAX_OPS);
+    if (r->n_steps >= AUG_MAX_STEPS)
+        FAIL("recipe item %d: more than %u vips and jpeg steps", item, AUG_MAX_STEPS);
+    aug_op_t *op = &r->ops[r->n_ops];
+    op_defaults(op, jpeg ? AUG_OP_JPEG : AUG_OP_VIPS);
+    op->step = r->n_steps;
+    char *keys[AUG_STEP_MAX_ARGS], *vals[AUG_STEP_MAX_ARGS];
+    int n = 0;
+    char *kv;
+    while ((kv = strtok_r(NULL, ":", save))) {
+        char *eq = strchr(kv, '=');
+        if (!eq || eq == kv || !eq[1])
+            FAIL("recipe item %d (%s%s%s): '%s': expected key=value", item, head, jpeg ? "" : ":",
+                 jpeg ? "" : name, kv);
+        *eq = 0;
+        if (!strcmp(kv, "p") || !strcmp(kv, "per")) {
+            if (set_param(op, item, kv, eq + 1)) return -1;
+            continue;
+        }
+        if (n >= (int)AUG_STEP_MAX_ARGS)
+            FAIL("recipe item %d (%s%s%s): more than %u arguments", item, head, jpeg ? "" : ":",
+                 jpeg ? "" : name, AUG_STEP_MAX_ARGS);
+        keys[n] = kv;
+        vals[n++] = eq + 1;
+    }
+    if (aug_vips_parse(&r->steps[r->n_steps], item, name, jpeg, n, keys, vals)) return -1;
+    *spatial_seen = jpeg ? "jpeg" : "vips";
+    r->n_steps++;
+    r->n_ops++;
+    return 0;
+}
+
 static int parse_item(aug_recipe_t *r, int item, char *text, const char **spatial_seen)
 {
     char *save = NULL;
@@ -221,6 +268,7 @@ static int parse_item(aug_recipe_t *r, int item, char *text, const char **spatia
         r->views = (uint32_t)v;
         return 0;
     }
+    if (!strcmp(head, "vips") || !strcmp(head, "jpeg")) return parse_step(r, item, head, &save, spatial_seen);
     int kind = -1;
     for (int k = 0; k < AUG_OP_COUNT; k++)
         if (!strcmp(head, op_names[k])) kind = k;
@@ -228,11 +276,11 @@ static int parse_item(aug_recipe_t *r, int item, char *text, const char **spatia
     if (!strcmp(head, "grayscale") || !strcmp(head, "grey")) kind = AUG_OP_GRAY;
     if (kind < 0)
         FAIL("recipe item %d: unknown operation '%s' (known: crop, flip, jitter, gray, rotate, "
-             "cutout, noise, blur, sobel, original, and views=K)", item, head);
+             "cutout, noise, blur, sobel, original, vips:NAME, jpeg, and views=K)", item, head);
     if (r->n_ops >= AUG_MAX_OPS) FAIL("recipe: more than %u operations", AUG_MAX_OPS);
     if (is_geometry(kind) && *spatial_seen)
         FAIL("recipe item %d: %s after %s: crop and flip act on the source image, so list them "
-             "before rotate, cutout, noise, blur and sobel", item, head, *spatial_seen);
+             "before rotate, cutout, noise, blur, sobel, vips and jpeg", item, head, *spatial_seen);
     if (!is_geometry(kind) && !is_colour(kind) && kind != AUG_OP_ORIGINAL)
         *spatial_seen = op_names[kind];
     aug_op_t *op = &r->ops[r->n_ops];
@@ -296,7 +344,8 @@ const char *aug_recipe_format(const aug_recipe_t *r, char *buf, size_t len)
     used = n > 0 ? (size_t)n : 0;
     for (uint32_t i = 0; i < r->n_ops && used < len; i++) {
         const aug_op_t *op = &r->ops[i];
-        char extra[160] = "";
+        char extra[160] = "", step[AUG_STEP_MAX_ARGS * (AUG_STEP_NAME_LEN + AUG_STEP_TEXT_LEN + 2) + 64];
+        const char *head = op_names[op->kind];
         switch (op->kind) {
         case AUG_OP_CROP:
             snprintf(extra, sizeof(extra), ":scale=%g-%g:ratio=%g-%g", op->lo, op->hi, op->ratio_lo, op->ratio_hi);
@@ -314,12 +363,19 @@ const char *aug_recipe_format(const aug_recipe_t *r, char *buf, size_t len)
             snprintf(extra, sizeof(extra), ":size=%g:fill=%s", op->size, op->fill_mean ? "mean" : "zero");
             break;
         case AUG_OP_NOISE: snprintf(extra, sizeof(extra), ":sigma=%g", op->sigma); break;
+        case AUG_OP_VIPS:
+        case AUG_OP_JPEG:
+            if (op->step < r->n_steps) {
+                aug_vips_format(&r->steps[op->step], step, sizeof(step));
+                head = step;
+            }
+            break;
         case AUG_OP_BLUR:
             snprintf(extra, sizeof(extra), ":sigma=%g-%g:kernel=%g", op->lo, op->hi, op->kernel);
             break;
         default: break;
         }
-        n = snprintf(buf + used, len - used, ",%s%s:p=%g%s", op_names[op->kind], extra, op->p,
+        n = snprintf(buf + used, len - used, ",%s%s:p=%g%s", head, extra, op->p,
                      op->per_sample ? ":per=sample" : "");
         if (n > 0) used += (size_t)n;
     }

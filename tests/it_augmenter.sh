@@ -6,7 +6,8 @@
 # arrives exactly once with two views (simclr)
 # or four rotations with targets 0-3 (rotnet, uint8), that the views do not
 # depend on which worker made them, that END_OF_STREAM carries the loader's
-# count, that STOP, SIGTERM and end of stream end the processes with status 0,
+# count, that recipes with libvips steps work across forked workers too, that
+# STOP, SIGTERM and end of stream end the processes with status 0,
 # that malformed messages are dropped and counted, and that bad options exit 2.
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -130,6 +131,23 @@ check rotnet "len(d['seen']) == $N and all(len(v) == 1 for v in d['seen'].values
 check rotnet "d['shapes'] == [['u8', 4, 3, 32, 32]]" "four uint8 views each"
 check rotnet "all(v[0]['targets'] == [0, 1, 2, 3] for v in d['seen'].values())" "targets 0, 1, 2, 3"
 
+# libvips steps (vips:NAME, jpeg): the parent parses the recipe with libvips,
+# then forks its workers, which run the steps; every sample arrives, and
+# another worker layout gives the same views
+VIPS_RECIPE="views=2,crop:scale=0.3-1,flip:p=0.5,vips:sharpen:sigma=0.5-2:p=0.5,vips:rotate:angle=-15-15:p=0.5,jpeg:q=30-90:p=0.3"
+run_pipeline vips "--recipe $VIPS_RECIPE --dtype u8 --size 32 --batch 16 --quiet"
+[ "$rc_a1" -eq 0 ] && [ "$rc_a2" -eq 0 ] && ok "vips: both augmenters exited 0" ||
+    { fail "vips: augmenter status $rc_a1 / $rc_a2"; tail -5 "$tmp/vips.a1" "$tmp/vips.a2"; }
+check vips "len(d['seen']) == $N and all(len(v) == 1 for v in d['seen'].values()) and d['bad'] == 0" \
+    "every sample exactly once"
+check vips "d['shapes'] == [['u8', 2, 3, 32, 32]]" "two uint8 3x32x32 views each"
+run_pipeline vips2 "--recipe $VIPS_RECIPE --dtype u8 --size 32 --batch 5 --quiet"
+"$PY" - "$tmp/vips.json" "$tmp/vips2.json" <<'EOF' && ok "vips: views identical across runs and workers" || fail "vips: views differ between runs"
+import json, sys
+a, b = (json.load(open(p))["seen"] for p in sys.argv[1:3])
+sys.exit(0 if a.keys() == b.keys() and all(a[k][0]["sha"] == b[k][0]["sha"] for k in a) else 1)
+EOF
+
 # malformed input: garbage, a Sample with a wrong pixel count, a Stats
 # message, then one good Sample and END_OF_STREAM, from a Python PUSH
 lp=$(free_port); cp=$(free_port)
@@ -183,6 +201,8 @@ usage_case() {
         fail "usage: $* -> $rc: $(head -2 "$tmp/usage.out")"; fi
 }
 usage_case "unknown operation 'blurr'" --recipe crop,blurr
+usage_case "unknown libvips operation 'sharpn'" --recipe crop,vips:sharpn
+usage_case "missing required argument angle" --recipe crop,vips:rotate
 usage_case "expected 1 or 3" --channels 2
 usage_case "cannot be normalised" --dtype u8 --normalize imagenet
 usage_case "expected a whole number" --workers 0

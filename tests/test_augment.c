@@ -1,5 +1,6 @@
 /* test_augment: properties of every augmentation, recipe parsing and its
- * errors, determinism of the counter-based randomness, batching. */
+ * errors, determinism of the counter-based randomness, batching, and the
+ * libvips steps (vips:NAME, jpeg) against the same libvips calls made here. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,10 +10,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <vips/vips.h>
 
 #include "augmenter/augment.h"
 #include "augmenter/ops.h"
 #include "augmenter/rng.h"
+#include "augmenter/vipsstep.h"
 
 #define SEED 42
 
@@ -630,6 +633,389 @@ static void test_batch(void **state)
     aug_destroy(&a);
 }
 
+/* ---- libvips steps ---- */
+
+/* The bytes of a libvips image, rounded and clamped as a vips step reads
+ * its result (a float result such as linear's is rounded to nearest). */
+static uint8_t *image_bytes(VipsImage *im)
+{
+    VipsImage *d;
+    assert_int_equal(vips_cast(im, &d, VIPS_FORMAT_DOUBLE, NULL), 0);
+    size_t len;
+    double *px = vips_image_write_to_memory(d, &len);
+    assert_non_null(px);
+    size_t n = len / sizeof(double);
+    uint8_t *o = malloc(n);
+    for (size_t i = 0; i < n; i++) {
+        double x = px[i] < 0.0 ? 0.0 : px[i] > 255.0 ? 255.0 : px[i];
+        o[i] = (uint8_t)(x + 0.5);
+    }
+    g_free(px);
+    g_object_unref(d);
+    return o;
+}
+
+/* The (C, S, S) view equals the centred S x S window of ref, exactly. */
+static void expect_view_is(const uint8_t *view, VipsImage *ref, uint32_t C, uint32_t S, const char *what)
+{
+    if ((uint32_t)ref->Bands != C || ref->Xsize < (int)S || ref->Ysize < (int)S)
+        fail_msg("%s: reference is %dx%dx%d", what, ref->Xsize, ref->Ysize, ref->Bands);
+    uint8_t *r = image_bytes(ref);
+    uint32_t W = (uint32_t)ref->Xsize, x0 = (W - S) / 2, y0 = ((uint32_t)ref->Ysize - S) / 2;
+    int bad = 0, worst = 0;
+    for (uint32_t c = 0; c < C; c++)
+        for (uint32_t y = 0; y < S; y++)
+            for (uint32_t x = 0; x < S; x++) {
+                int d = abs((int)view[(c * S + y) * S + x] - (int)r[((y + y0) * W + x + x0) * C + c]);
+                bad += d != 0;
+                worst = d > worst ? d : worst;
+            }
+    free(r);
+    if (bad) fail_msg("%s: %d of %u values differ from libvips called directly (by up to %d)", what,
+                      bad, C * S * S, worst);
+}
+
+static VipsImage *memory_image(const uint8_t *hwc, uint32_t h, uint32_t w, uint32_t c)
+{
+    VipsImage *im = vips_image_new_from_memory(hwc, (size_t)h * w * c, (int)w, (int)h, (int)c,
+                                               VIPS_FORMAT_UCHAR);
+    assert_non_null(im);
+    return im;
+}
+
+static void test_vips_step_is_the_libvips_call(void **state)
+{
+    uint8_t *img = random_image(32, 32, 3, 21);
+    aug_t *a = make("vips:invert", 32, 3, AUG_DTYPE_U8);   /* starts libvips */
+    VipsImage *in = memory_image(img, 32, 32, 3), *out;
+    uint8_t *v = view_u8(a, img, 32, 32, 3, 0, NULL);
+    assert_int_equal(vips_invert(in, &out, NULL), 0);
+    expect_view_is(v, out, 3, 32, "vips:invert");
+    g_object_unref(out);
+    free(v);
+    aug_destroy(&a);
+
+    a = make("vips:sharpen:sigma=1.5:m2=3", 32, 3, AUG_DTYPE_U8);
+    v = view_u8(a, img, 32, 32, 3, 0, NULL);
+    assert_int_equal(vips_sharpen(in, &out, "sigma", 1.5, "m2", 3.0, NULL), 0);
+    expect_view_is(v, out, 3, 32, "vips:sharpen");
+    g_object_unref(out);
+    free(v);
+    aug_destroy(&a);
+
+    /* a float result (linear) is rounded to the nearest level */
+    a = make("vips:linear:a=1.1:b=-12.3", 32, 3, AUG_DTYPE_U8);
+    v = view_u8(a, img, 32, 32, 3, 0, NULL);
+    assert_int_equal(vips_linear1(in, &out, 1.1, -12.3, NULL), 0);
+    expect_view_is(v, out, 3, 32, "vips:linear");
+    g_object_unref(out);
+    free(v);
+    aug_destroy(&a);
+
+    /* rotate enlarges the canvas: the view is its centre */
+    a = make("vips:rotate:angle=30", 32, 3, AUG_DTYPE_U8);
+    v = view_u8(a, img, 32, 32, 3, 0, NULL);
+    assert_int_equal(vips_rotate(in, &out, 30.0, NULL), 0);
+    assert_true(out->Xsize > 32);
+    expect_view_is(v, out, 3, 32, "vips:rotate");
+    g_object_unref(out);
+    free(v);
+    aug_destroy(&a);
+
+    /* jpeg: save at quality 40 and load back */
+    a = make("jpeg:q=40", 32, 3, AUG_DTYPE_U8);
+    v = view_u8(a, img, 32, 32, 3, 0, NULL);
+    void *buf;
+    size_t len;
+    assert_int_equal(vips_jpegsave_buffer(in, &buf, &len, "Q", 40, NULL), 0);
+    assert_int_equal(vips_jpegload_buffer(buf, len, &out, NULL), 0);
+    expect_view_is(v, out, 3, 32, "jpeg");
+    g_object_unref(out);
+    g_free(buf);
+    free(v);
+    aug_destroy(&a);
+    g_object_unref(in);
+
+    /* one channel: the view is a B_W image */
+    uint8_t *gray = random_image(24, 24, 1, 22);
+    a = make("vips:invert", 24, 1, AUG_DTYPE_U8);
+    v = view_u8(a, gray, 24, 24, 1, 0, NULL);
+    in = memory_image(gray, 24, 24, 1);
+    assert_int_equal(vips_invert(in, &out, NULL), 0);
+    expect_view_is(v, out, 1, 24, "vips:invert, one channel");
+    g_object_unref(out);
+    g_object_unref(in);
+    free(v);
+    aug_destroy(&a);
+    free(gray);
+    free(img);
+}
+
+static void test_vips_step_runs_where_listed(void **state)
+{
+    /* crop, flip and jitter first, then invert: the inverse of the same
+     * view without the step, for f32 and u8 alike */
+    uint8_t *img = random_image(40, 48, 3, 23);
+    const char *base = "crop:scale=0.3-1,flip,jitter:s=1:p=1";
+    aug_t *a = make(base, 32, 3, AUG_DTYPE_U8);
+    aug_t *b = make("crop:scale=0.3-1,flip,jitter:s=1:p=1,vips:invert", 32, 3, AUG_DTYPE_U8);
+    aug_t *bf = make("crop:scale=0.3-1,flip,jitter:s=1:p=1,vips:invert", 32, 3, AUG_DTYPE_F32);
+    float *f = malloc(aug_view_bytes(bf));
+    for (uint32_t view = 0; view < 8; view++) {
+        uint8_t *va = view_u8(a, img, 40, 48, 3, view, NULL);
+        uint8_t *vb = view_u8(b, img, 40, 48, 3, view, NULL);
+        aug_image_t im = {img, 40, 48, 3, 7, 0};
+        assert_int_equal(aug_view(bf, &im, view, f, NULL), 0);
+        for (size_t i = 0; i < 3 * 32 * 32; i++) {
+            assert_int_equal(vb[i], 255 - va[i]);
+            assert_float_equal(f[i], (255 - va[i]) / 255.0f, 1e-6);
+        }
+        free(va);
+        free(vb);
+    }
+    free(f);
+    aug_destroy(&a);
+    aug_destroy(&b);
+    aug_destroy(&bf);
+    free(img);
+}
+
+static void test_vips_step_probability(void **state)
+{
+    uint8_t *img = random_image(16, 16, 3, 24);
+    aug_t *id = make("original", 16, 3, AUG_DTYPE_U8);
+    aug_t *a = make("vips:invert:p=0.3", 16, 3, AUG_DTYPE_U8);
+    uint8_t *v0 = view_u8(id, img, 16, 16, 3, 0, NULL);
+    uint8_t *v = malloc(aug_view_bytes(a));
+    const int n = 2000;
+    int applied = 0;
+    for (int i = 0; i < n; i++) {
+        aug_image_t im = {img, 16, 16, 3, (uint64_t)i, 3};
+        assert_int_equal(aug_view(a, &im, 0, v, NULL), 0);
+        int inverted = memcmp(v, v0, aug_view_bytes(a)) != 0;
+        if (inverted) assert_int_equal(v[5], 255 - v0[5]);
+        applied += inverted;
+    }
+    /* binomial(2000, 0.3): 600, standard deviation 20.5; 4 of them */
+    if (abs(applied - 600) > 82) fail_msg("p=0.3 applied in %d of %d views", applied, n);
+    free(v);
+    aug_destroy(&a);
+    /* per=sample: the views of a sample are inverted together or not */
+    a = make("views=2,vips:invert:p=0.5:per=sample", 16, 3, AUG_DTYPE_U8);
+    uint8_t *two = malloc(2 * aug_view_bytes(a));
+    int both = 0;
+    for (int i = 0; i < 200; i++) {
+        aug_image_t im = {img, 16, 16, 3, (uint64_t)i, 0};
+        assert_int_equal(aug_sample(a, &im, two, NULL), 0);
+        assert_memory_equal(two, two + aug_view_bytes(a), aug_view_bytes(a));
+        both += memcmp(two, v0, aug_view_bytes(a)) != 0;
+    }
+    assert_true(both > 60 && both < 140);
+    free(two);
+    free(v0);
+    aug_destroy(&a);
+    aug_destroy(&id);
+    free(img);
+}
+
+static void test_vips_step_ranges(void **state)
+{
+    /* linear with b in -50..50 on a constant 128: the view shows b */
+    uint8_t *flat = constant_image(8, 8, 3, 128);
+    aug_t *a = make("vips:linear:a=1:b=-50-50", 8, 3, AUG_DTYPE_U8);
+    const int n = 2000, bins = 10;
+    int count[10] = {0}, lo = 255, hi = -255;
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        aug_image_t im = {flat, 8, 8, 3, (uint64_t)i / 2, 0};
+        uint8_t v[3 * 8 * 8];
+        assert_int_equal(aug_view(a, &im, (uint32_t)i % 2, v, NULL), 0);
+        int b = (int)v[0] - 128;
+        for (int k = 1; k < 3 * 64; k++) assert_int_equal(v[k], v[0]);   /* one b per view */
+        sum += b;
+        lo = b < lo ? b : lo;
+        hi = b > hi ? b : hi;
+        int bin = (b + 50) * bins / 101;
+        count[bin < 0 ? 0 : bin >= bins ? bins - 1 : bin]++;
+    }
+    assert_true(lo >= -50 && hi <= 50);
+    assert_true(lo <= -47 && hi >= 47);
+    assert_float_equal(sum / n, 0.0, 3.0);
+    for (int k = 0; k < bins; k++)
+        if (abs(count[k] - n / bins) > 60) fail_msg("b bin %d holds %d of %d draws", k, count[k], n);
+    aug_destroy(&a);
+    free(flat);
+
+    /* embed with x in -3..3 (whole numbers, both ends included) shifts a
+     * white column at 8 to 8 + x */
+    uint8_t *col = constant_image(16, 16, 1, 0);
+    for (int y = 0; y < 16; y++) col[y * 16 + 8] = 255;
+    a = make("vips:embed:x=-3-3:y=0:width=16:height=16", 16, 1, AUG_DTYPE_U8);
+    int at[16] = {0};
+    for (int i = 0; i < n; i++) {
+        aug_image_t im = {col, 16, 16, 1, (uint64_t)i, 1};
+        uint8_t v[16 * 16];
+        assert_int_equal(aug_view(a, &im, 0, v, NULL), 0);
+        int where = -1;
+        for (int x = 0; x < 16; x++)
+            if (v[x] == 255) where = x;
+        assert_true(where >= 5 && where <= 11);
+        at[where]++;
+    }
+    for (int x = 5; x <= 11; x++)
+        if (abs(at[x] - n / 7) > 60) fail_msg("embed x=%d drawn %d times of %d", x - 8, at[x], n);
+    aug_destroy(&a);
+    free(col);
+}
+
+static void test_vips_views_independent_of_order(void **state)
+{
+    const char *recipe = "views=3,crop:scale=0.3-1,flip,vips:sharpen:sigma=0.5-2:p=0.5,"
+                         "jpeg:q=30-90:p=0.5,vips:rotate:angle=-20-20:p=0.7";
+    uint8_t *img = random_image(36, 40, 3, 25);
+    aug_t *a = make(recipe, 24, 3, AUG_DTYPE_U8);
+    aug_t *b = make(recipe, 24, 3, AUG_DTYPE_U8);
+    size_t vb = aug_view_bytes(a);
+    enum { SAMPLES = 12, VIEWS = 3 };
+    uint8_t *fwd = malloc(SAMPLES * VIEWS * vb), *rev = malloc(SAMPLES * VIEWS * vb);
+    for (int s = 0; s < SAMPLES; s++) {
+        aug_image_t im = {img, 36, 40, 3, 1000 + (uint64_t)s, 2};
+        assert_int_equal(aug_sample(a, &im, fwd + (size_t)s * VIEWS * vb, NULL), 0);
+    }
+    /* another worker: samples backwards, views one at a time, backwards */
+    for (int s = SAMPLES - 1; s >= 0; s--)
+        for (int k = VIEWS - 1; k >= 0; k--) {
+            aug_image_t im = {img, 36, 40, 3, 1000 + (uint64_t)s, 2};
+            assert_int_equal(aug_view(b, &im, (uint32_t)k, rev + ((size_t)s * VIEWS + k) * vb, NULL), 0);
+        }
+    assert_memory_equal(fwd, rev, SAMPLES * VIEWS * vb);
+    assert_memory_not_equal(fwd, fwd + vb, vb);
+    free(fwd);
+    free(rev);
+    aug_destroy(&a);
+    aug_destroy(&b);
+    free(img);
+}
+
+static void test_vips_step_shapes(void **state)
+{
+    /* a smaller result is stretched back: a constant stays constant */
+    uint8_t *flat = constant_image(20, 20, 3, 90);
+    aug_t *a = make("vips:resize:scale=0.5", 20, 3, AUG_DTYPE_U8);
+    uint8_t *v = view_u8(a, flat, 20, 20, 3, 0, NULL);
+    for (int i = 0; i < 3 * 20 * 20; i++) assert_int_equal(v[i], 90);
+    free(v);
+    aug_destroy(&a);
+    free(flat);
+    /* one band back on a 3-channel view: replicated */
+    uint8_t *img = random_image(20, 20, 3, 26);
+    a = make("vips:colourspace:space=b-w", 20, 3, AUG_DTYPE_U8);
+    v = view_u8(a, img, 20, 20, 3, 0, NULL);
+    assert_memory_equal(v, v + 400, 400);
+    assert_memory_equal(v, v + 800, 400);
+    free(v);
+    aug_destroy(&a);
+    /* an error of libvips at run time names the sample and the step */
+    a = make("vips:extract_area:left=0:top=0:width=100:height=100", 20, 3, AUG_DTYPE_U8);
+    v = malloc(aug_view_bytes(a));
+    aug_image_t im = {img, 20, 20, 3, 77, 0};
+    assert_int_equal(aug_view(a, &im, 0, v, NULL), -1);
+    assert_non_null(strstr(aug_error(), "sample 77"));
+    assert_non_null(strstr(aug_error(), "vips:extract_area"));
+    free(v);
+    aug_destroy(&a);
+    free(img);
+}
+
+static void test_vips_recipe_parse(void **state)
+{
+    aug_recipe_t r;
+    assert_int_equal(aug_recipe_parse(&r, "crop,vips:rotate:angle=-15-15:p=0.4,vips:rotate:angle=-5--1,"
+                                          "vips:rotate:angle=1e-3-0.1,jpeg,"
+                                          "vips:linear:a=0.9-1.1/1/1:b=-10-10/0/0:uchar=true", 32), 0);
+    assert_int_equal(r.n_ops, 6);
+    assert_int_equal(r.n_steps, 5);
+    assert_int_equal(r.ops[1].kind, AUG_OP_VIPS);
+    assert_float_equal(r.ops[1].p, 0.4f, 1e-6);
+    const aug_step_t *st = &r.steps[r.ops[1].step];
+    assert_string_equal(st->name, "rotate");
+    assert_int_equal(st->n_args, 1);
+    assert_string_equal(st->args[0].name, "angle");
+    assert_int_equal(st->args[0].kind, AUG_ARG_DOUBLE);
+    assert_float_equal(st->args[0].lo[0], -15.0, 0);
+    assert_float_equal(st->args[0].hi[0], 15.0, 0);
+    st = &r.steps[r.ops[2].step];
+    assert_float_equal(st->args[0].lo[0], -5.0, 0);
+    assert_float_equal(st->args[0].hi[0], -1.0, 0);
+    st = &r.steps[r.ops[3].step];
+    assert_float_equal(st->args[0].lo[0], 1e-3, 0);
+    assert_float_equal(st->args[0].hi[0], 0.1, 0);
+    assert_int_equal(r.ops[4].kind, AUG_OP_JPEG);
+    st = &r.steps[r.ops[4].step];
+    assert_int_equal(st->jpeg, 1);
+    assert_float_equal(st->args[0].lo[0], 30, 0);   /* the default quality range */
+    assert_float_equal(st->args[0].hi[0], 90, 0);
+    st = &r.steps[r.ops[5].step];
+    assert_int_equal(st->n_args, 3);
+    assert_int_equal(st->args[0].kind, AUG_ARG_DOUBLE_ARRAY);
+    assert_int_equal(st->args[0].n, 3);
+    assert_float_equal(st->args[0].lo[0], 0.9, 1e-12);
+    assert_float_equal(st->args[1].lo[0], -10.0, 0);
+    assert_float_equal(st->args[1].hi[2], 0.0, 0);
+    assert_int_equal(st->args[2].kind, AUG_ARG_BOOL);
+    assert_float_equal(st->args[2].lo[0], 1.0, 0);
+    /* the canonical text parses back to the same recipe */
+    char text[2048];
+    aug_recipe_format(&r, text, sizeof(text));
+    assert_non_null(strstr(text, "vips:rotate:angle=-15-15:p=0.4"));
+    assert_non_null(strstr(text, "jpeg:q=30-90:p=1"));
+    aug_recipe_t back;
+    if (aug_recipe_parse(&back, text, 32)) fail_msg("%s: %s", text, aug_error());
+    assert_int_equal(back.n_steps, r.n_steps);
+    assert_memory_equal(back.steps, r.steps, r.n_steps * sizeof(aug_step_t));
+    /* enums by nick */
+    assert_int_equal(aug_recipe_parse(&r, "vips:flip:direction=vertical", 32), 0);
+    assert_int_equal(r.steps[0].args[0].kind, AUG_ARG_ENUM);
+    assert_float_equal(r.steps[0].args[0].lo[0], VIPS_DIRECTION_VERTICAL, 0);
+}
+
+static void test_vips_recipe_errors(void **state)
+{
+    expect_parse_error("crop,vips:sharpn", "item 2");
+    expect_parse_error("crop,vips:sharpn", "unknown libvips operation 'sharpn'");
+    expect_parse_error("vips", "needs an operation name");
+    expect_parse_error("vips:sigma=1", "needs an operation name");
+    /* the wrong shape: two images in, no image out, a buffer out */
+    expect_parse_error("vips:add", "takes 2 input images");
+    expect_parse_error("vips:bandjoin", "array of images");
+    expect_parse_error("vips:avg", "returns out, not an image");
+    expect_parse_error("vips:black:width=8:height=8", "takes 0 input images");
+    expect_parse_error("vips:jpegsave_buffer", "HINT: for JPEG re-compression use jpeg:q=30-90");
+    /* arguments: unknown, wrong type, out of range, missing */
+    expect_parse_error("vips:sharpen:sigm=1", "unknown argument 'sigm' (it takes sigma");
+    expect_parse_error("vips:sharpen:sigma=abc", "sigma=abc: expected a number");
+    expect_parse_error("vips:sharpen:sigma=2-1", "lo <= hi");
+    expect_parse_error("vips:sharpen:sigma=0-20000", "sigma=0-20000: outside");
+    expect_parse_error("vips:flip:direction=sideways", "expected one of horizontal, vertical");
+    expect_parse_error("vips:embed:x=1.5:y=0:width=8:height=8", "x=1.5: expected a whole number");
+    expect_parse_error("vips:linear:a=1/x:b=0", "a=1/x: expected numbers");
+    expect_parse_error("vips:linear:a=1:b=0:uchar=maybe", "uchar=maybe: expected true or false");
+    expect_parse_error("vips:rotate:angle=10:interpolate=bicubic", "VipsInterpolate, which a recipe cannot give");
+    expect_parse_error("vips:sharpen:in=3", "the input image");
+    expect_parse_error("vips:rotate", "missing required argument angle");
+    expect_parse_error("vips:embed:x=1", "missing required argument y");
+    expect_parse_error("vips:invert:p=2", "probability");
+    expect_parse_error("vips:invert:oops", "expected key=value");
+    expect_parse_error("jpeg:q=0-50", "q=0-50: outside 1..100");
+    expect_parse_error("jpeg:q=50.5", "expected a whole number");
+    expect_parse_error("jpeg:x=5", "unknown argument 'x'");
+    /* like the other spatial operations, after crop and flip */
+    expect_parse_error("vips:invert,crop", "crop after vips");
+    expect_parse_error("jpeg,flip", "flip after jpeg");
+    expect_parse_error("vips:invert,vips:invert,vips:invert,vips:invert,vips:invert,vips:invert,"
+                       "vips:invert,vips:invert,vips:invert", "more than 8 vips and jpeg steps");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -658,6 +1044,14 @@ int main(void)
         cmocka_unit_test(test_resize_down_and_up),
         cmocka_unit_test(test_bad_image),
         cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_vips_recipe_parse),
+        cmocka_unit_test(test_vips_recipe_errors),
+        cmocka_unit_test(test_vips_step_is_the_libvips_call),
+        cmocka_unit_test(test_vips_step_runs_where_listed),
+        cmocka_unit_test(test_vips_step_probability),
+        cmocka_unit_test(test_vips_step_ranges),
+        cmocka_unit_test(test_vips_views_independent_of_order),
+        cmocka_unit_test(test_vips_step_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
