@@ -72,7 +72,8 @@ static void decode_range(void *ctx, size_t begin, size_t end)
 
 /* Decodes the dataset items idx[0..n) into im. */
 static int decode_items(eval_images *im, const dataset_t *ds, const size_t *idx, size_t n,
-                        int c, int h, int w, const char *what, char *err, size_t errlen)
+                        int c, int h, int w, const char *what, volatile sig_atomic_t *stop,
+                        char *err, size_t errlen)
 {
     im->n = n;
     im->c = c; im->h = h; im->w = w;
@@ -95,6 +96,11 @@ static int decode_items(eval_images *im, const dataset_t *ds, const size_t *idx,
     progress_t pr;
     progress_start(&pr, "images", n);
     for (size_t first = 0; first < n && !job.failed; first += DECODE_CHUNK) {
+        if (stop && *stop) {
+            progress_end(&pr);
+            errmsg_set(err, errlen, "%s: stopped while decoding", im->source);
+            return -1;
+        }
         job.first = first;
         size_t count = n - first < DECODE_CHUNK ? n - first : DECODE_CHUNK;
         nn_parallel_for(count, DECODE_GRAIN, decode_range, &job);
@@ -142,7 +148,50 @@ static int labelled_items(const dataset_t *ds, const char *path, const size_t *a
     return 0;
 }
 
-int eval_data_load(eval_data *d, const eval_options *o, int c, int h, int w, char *err, size_t errlen)
+void eval_data_paths(const eval_options *o, const char **train, const char **test)
+{
+    *train = o->train_data ? o->train_data : EVAL_FASHION_TRAIN;
+    *test = o->test_data;
+    if (!o->train_data && !o->test_data)
+        *test = EVAL_FASHION_TEST;
+}
+
+int eval_data_native_shape(const eval_options *o, int *c, int *h, int *w, char *err, size_t errlen)
+{
+    dataset_format_t fmt;
+    if (dataset_format_parse(o->format, &fmt)) {
+        errmsg_set(err, errlen, "unknown --format '%s' (auto, folder, idx, cifar10, cifar100)", o->format);
+        return -1;
+    }
+    const char *train_path, *test_path;
+    eval_data_paths(o, &train_path, &test_path);
+    char derr[1024];
+    dataset_t *ds = dataset_new(train_path, fmt, derr, sizeof derr);
+    if (!ds) {
+        errmsg_set(err, errlen, "training data: %s", derr);
+        return -1;
+    }
+    dataset_decode_opts_t opts;
+    memset(&opts, 0, sizeof opts);
+    opts.max_pixels = DATASET_DEFAULT_MAX_PIXELS;
+    dataset_image_t img;
+    dataset_image_init(&img);
+    dataset_error_t e;
+    int rc = dataset_read(ds, 0, &opts, &img, &e);
+    if (rc)
+        errmsg_set(err, errlen, "%s: %s", train_path, e.message);
+    else {
+        *c = (int)img.channels;
+        *h = (int)img.height;
+        *w = (int)img.width;
+    }
+    dataset_image_release(&img);
+    dataset_destroy(&ds);
+    return rc ? -1 : 0;
+}
+
+int eval_data_load(eval_data *d, const eval_options *o, int c, int h, int w, volatile sig_atomic_t *stop,
+                   char *err, size_t errlen)
 {
     memset(d, 0, sizeof *d);
     dataset_format_t fmt;
@@ -150,10 +199,8 @@ int eval_data_load(eval_data *d, const eval_options *o, int c, int h, int w, cha
         errmsg_set(err, errlen, "unknown --format '%s' (auto, folder, idx, cifar10, cifar100)", o->format);
         return -1;
     }
-    const char *train_path = o->train_data ? o->train_data : EVAL_FASHION_TRAIN;
-    const char *test_path = o->test_data;
-    if (!o->train_data && !o->test_data)
-        test_path = EVAL_FASHION_TEST;
+    const char *train_path, *test_path;
+    eval_data_paths(o, &train_path, &test_path);
     dataset_t *tr = NULL, *te = NULL;
     size_t *tr_idx = NULL, *te_idx = NULL, n_tr = 0, n_te = 0;
     int rc = -1;
@@ -194,10 +241,10 @@ int eval_data_load(eval_data *d, const eval_options *o, int c, int h, int w, cha
         te = NULL;
     }
     console_log("decoding %zu training images from %s", n_tr, d->train.source);
-    if (decode_items(&d->train, tr, tr_idx, n_tr, c, h, w, "decoding training images", err, errlen))
+    if (decode_items(&d->train, tr, tr_idx, n_tr, c, h, w, "decoding training images", stop, err, errlen))
         goto done;
     console_log("decoding %zu test images from %s", n_te, d->test.source);
-    if (decode_items(&d->test, te ? te : tr, te_idx, n_te, c, h, w, "decoding test images", err, errlen))
+    if (decode_items(&d->test, te ? te : tr, te_idx, n_te, c, h, w, "decoding test images", stop, err, errlen))
         goto done;
     d->n_classes = d->train.n_classes > d->test.n_classes ? d->train.n_classes : d->test.n_classes;
     rc = 0;

@@ -26,10 +26,21 @@ typedef struct {
     int n_classes;                   /* max over both sets */
 } eval_data;
 
+/* The training and test data of the options as opened: --train-data or
+ * Fashion-MNIST's train file; --test-data, Fashion-MNIST's t10k file when
+ * neither is given, else NULL (held out of the training data). */
+void eval_data_paths(const eval_options *o, const char **train, const char **test);
+
+/* The shape (channels, height, width) of the first training image as stored,
+ * before any network says which it takes. 0, or -1 with err. */
+int eval_data_native_shape(const eval_options *o, int *c, int *h, int *w, char *err, size_t errlen);
+
 /* Loads the training and test images of the options at the shape the
  * network takes (c, h, w): channels are converted (1 <-> 3) by the decoder,
- * any other size difference is an error that says so. 0, or -1 with err. */
-int eval_data_load(eval_data *d, const eval_options *o, int c, int h, int w, char *err, size_t errlen);
+ * any other size difference is an error that says so. stop (may be NULL) is
+ * checked between chunks of images. 0, or -1 with err. */
+int eval_data_load(eval_data *d, const eval_options *o, int c, int h, int w, volatile sig_atomic_t *stop,
+                   char *err, size_t errlen);
 void eval_data_release(eval_data *d);
 
 /* x (n, C, H, W) float32 in [0, 1] from images first .. first + n - 1. */

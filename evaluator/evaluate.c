@@ -4,11 +4,12 @@
 #include <errno.h>
 #include <libgen.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "console/console.h"
@@ -19,19 +20,22 @@
 #include "evaluator/metrics.h"
 #include "evaluator/probe.h"
 #include "evaluator/report.h"
+#include "dataset/dataset.h"
 #include "dataset/split.h"
 #include "nn/ckpt.h"
 #include "nn/net.h"
+#include "nn/tensor.h"
 #include "transport/transport.h"
 
 #define RANDOM_INIT_SEED     1234   /* the random-encoder baseline's initialisation */
 #define VIEW_SEED_MIX        0xa11ull
 #define FEW_LABELS_PER_CLASS 10     /* below this many items per class, no validation split */
 #define FIXED_LAMBDA         1e-2   /* ... and this strength */
+#define BG_POLL_NS           50000000L  /* waiting for the background thread, check transport_stop this often */
 
 struct eval_ctx {
     const eval_options *o;
-    eval_probe_opts probe;
+    eval_probe_opts probe;           /* its stop flag is set per computation */
     int have_data, c, h, w;          /* the images are decoded at (c, h, w) */
     eval_data data;
     float *v1, *v2;                  /* (n_views, C, H, W) augmented pairs of the first test images */
@@ -39,10 +43,22 @@ struct eval_ctx {
     json_t *raw;                     /* raw-pixel baseline of the data, or NULL */
     json_t *random;                  /* random-encoder baseline ... */
     char *random_desc;               /* ... of this architecture */
+    /* the server's background thread (eval_ctx_start_baselines): it decodes the images
+     * (have_data, c, h, w, data, v1, v2 and n_views are its own until bg_data_ready),
+     * then computes the raw-pixel baseline, only reading them and probe */
+    pthread_t bg;
+    int bg_running;                  /* started, not joined yet */
+    int bg_data_ready;               /* set by the thread once the images are decoded (atomic) */
+    int bg_done;                     /* set by the thread as it ends (atomic) */
+    volatile sig_atomic_t bg_stop;   /* asks it to give up */
+    json_t *bg_result;               /* its baseline, or NULL */
 };
+
+static void background_join(eval_ctx *ctx, int cancel);
 
 static void drop_data(eval_ctx *ctx)
 {
+    background_join(ctx, 1);
     eval_data_release(&ctx->data);
     free(ctx->v1);
     free(ctx->v2);
@@ -66,7 +82,6 @@ eval_ctx *eval_ctx_new(const eval_options *o)
     eval_probe_defaults(&ctx->probe);
     ctx->probe.max_iter = o->probe_iters;
     ctx->probe.seed = o->seed;
-    ctx->probe.stop = &transport_stop;
     return ctx;
 }
 
@@ -80,13 +95,11 @@ void eval_ctx_destroy(eval_ctx **self_p)
     *self_p = NULL;
 }
 
-/* Decodes the images at the network's input shape (once per shape). */
-static int ensure_data(eval_ctx *ctx, int c, int h, int w, char *err, size_t errlen)
+/* Decodes the images at (c, h, w) into a context that holds none, and
+ * makes the view pairs. */
+static int load_data(eval_ctx *ctx, int c, int h, int w, volatile sig_atomic_t *stop, char *err, size_t errlen)
 {
-    if (ctx->have_data && ctx->c == c && ctx->h == h && ctx->w == w)
-        return 0;
-    drop_data(ctx);
-    if (eval_data_load(&ctx->data, ctx->o, c, h, w, err, errlen))
+    if (eval_data_load(&ctx->data, ctx->o, c, h, w, stop, err, errlen))
         return -1;
     ctx->have_data = 1;
     ctx->c = c; ctx->h = h; ctx->w = w;
@@ -102,13 +115,39 @@ static int ensure_data(eval_ctx *ctx, int c, int h, int w, char *err, size_t err
     return 0;
 }
 
+/* Waits until *flag or the background thread has ended; a raised
+ * transport_stop asks the thread to give up meanwhile. */
+static void background_wait(eval_ctx *ctx, int *flag)
+{
+    while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE) && !__atomic_load_n(&ctx->bg_done, __ATOMIC_ACQUIRE)) {
+        if (transport_stop)
+            ctx->bg_stop = 1;
+        struct timespec ts = { 0, BG_POLL_NS };
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Decodes the images at the network's input shape (once per shape; the
+ * background thread may already be at it). */
+static int ensure_data(eval_ctx *ctx, int c, int h, int w, char *err, size_t errlen)
+{
+    if (ctx->bg_running)
+        background_wait(ctx, &ctx->bg_data_ready);
+    if (ctx->have_data && ctx->c == c && ctx->h == h && ctx->w == w)
+        return 0;
+    drop_data(ctx);
+    return load_data(ctx, c, h, w, &transport_stop, err, errlen);
+}
+
 /* ------------------------------------------------------ one representation */
 
 /* Probe, few-label probes, kNN, alignment and uniformity of features
  * ftr (n_train, d), fte (n_test, d), and of the view pairs' features f1, f2
- * (n_views, d; NULL for none). Returns a new JSON object or NULL with err. */
+ * (n_views, d; NULL for none). Returns a new JSON object or NULL with err
+ * (also when *stop is raised during a probe fit). */
 static json_t *evaluate_features(eval_ctx *ctx, const char *what, const float *ftr, const float *fte, int d,
-                                 const float *f1, const float *f2, char *err, size_t errlen)
+                                 const float *f1, const float *f2, volatile sig_atomic_t *stop,
+                                 char *err, size_t errlen)
 {
     const eval_images *tr = &ctx->data.train, *te = &ctx->data.test;
     int k = ctx->data.n_classes;
@@ -121,6 +160,7 @@ static json_t *evaluate_features(eval_ctx *ctx, const char *what, const float *f
         if (split_subset_fraction(tr->labels, tr->n, k, f, ctx->o->seed, &idx, &n_idx, err, errlen))
             goto fail;
         eval_probe_opts po = ctx->probe;
+        po.stop = stop;
         const char *selection = "validation";
         if (n_idx < (size_t)FEW_LABELS_PER_CLASS * (size_t)k) {
             po.n_lambdas = 1;
@@ -168,7 +208,7 @@ static json_t *evaluate_features(eval_ctx *ctx, const char *what, const float *f
     eval_normalize_rows(nte, fte, te->n, d);
     eval_knn_result kr;
     int rc = eval_knn(ntr, tr->labels, tr->n, nte, te->labels, te->n, d, k, ctx->o->knn_k, ctx->o->knn_t,
-                      &kr, err, errlen);
+                      stop, &kr, err, errlen);
     free(ntr); free(nte);
     if (rc)
         goto fail;
@@ -204,17 +244,18 @@ fail:
 
 /* Features of the train and test images and of the view pairs through net,
  * then evaluate_features. */
-static json_t *evaluate_encoder(eval_ctx *ctx, nn_net *net, const char *what, char *err, size_t errlen)
+static json_t *evaluate_encoder(eval_ctx *ctx, nn_net *net, const char *what, volatile sig_atomic_t *stop,
+                                char *err, size_t errlen)
 {
     float *ftr = NULL, *fte = NULL, *f1 = NULL, *f2 = NULL;
     json_t *obj = NULL;
     int d = nn_net_feat_dim(net);
     char label[128];
     snprintf(label, sizeof label, "%s: train features", what);
-    if (eval_encode_images(net, &ctx->data.train, label, &transport_stop, &ftr, err, errlen))
+    if (eval_encode_images(net, &ctx->data.train, label, stop, &ftr, err, errlen))
         goto done;
     snprintf(label, sizeof label, "%s: test features", what);
-    if (eval_encode_images(net, &ctx->data.test, label, &transport_stop, &fte, err, errlen))
+    if (eval_encode_images(net, &ctx->data.test, label, stop, &fte, err, errlen))
         goto done;
     if (ctx->n_views >= 2) {
         f1 = malloc(ctx->n_views * (size_t)d * sizeof *f1);
@@ -226,32 +267,165 @@ static json_t *evaluate_encoder(eval_ctx *ctx, nn_net *net, const char *what, ch
         eval_encode_floats(net, ctx->v1, ctx->n_views, f1);
         eval_encode_floats(net, ctx->v2, ctx->n_views, f2);
     }
-    obj = evaluate_features(ctx, what, ftr, fte, d, f1, f2, err, errlen);
+    obj = evaluate_features(ctx, what, ftr, fte, d, f1, f2, stop, err, errlen);
 done:
     free(ftr); free(fte); free(f1); free(f2);
     return obj;
 }
 
-/* Raw pixels as features (cached per data). */
-static json_t *baseline_raw(eval_ctx *ctx, char *err, size_t errlen)
+/* ---------------------------------------------------------- the baselines */
+
+/* The cache key of a baseline of the current data (net: the random
+ * encoder, initialised). 0, or -1 when there is no cache (or no key). */
+static int cache_key(eval_ctx *ctx, const char *kind, nn_net *net, eval_cache_key *key)
 {
-    if (ctx->raw)
-        return json_incref(ctx->raw);
-    float *ftr = NULL, *fte = NULL;
-    int d = 0;
-    json_t *obj = NULL;
-    if (!eval_raw_pixels(&ctx->data.train, &ftr, &d, err, errlen) &&
-        !eval_raw_pixels(&ctx->data.test, &fte, &d, err, errlen))
-        obj = evaluate_features(ctx, "raw pixels", ftr, fte, d, ctx->n_views >= 2 ? ctx->v1 : NULL,
-                                ctx->n_views >= 2 ? ctx->v2 : NULL, err, errlen);
-    free(ftr);
-    free(fte);
-    if (obj)
-        ctx->raw = json_incref(obj);
+    memset(key, 0, sizeof *key);
+    if (!ctx->o->baseline_cache[0])
+        return -1;
+    eval_cache_inputs in;
+    memset(&in, 0, sizeof in);
+    in.kind = kind;
+    eval_data_paths(ctx->o, &in.train_path, &in.test_path);
+    in.n_train = ctx->data.train.n;
+    in.n_test = ctx->data.test.n;
+    in.c = ctx->c; in.h = ctx->h; in.w = ctx->w;
+    in.o = ctx->o;
+    in.probe = &ctx->probe;
+    if (net) {
+        const nn_arena *params = nn_net_params(net);
+        in.desc = nn_net_desc(net);
+        in.init_seed = RANDOM_INIT_SEED;
+        in.params_hash = eval_cache_hash(params->base, params->size * sizeof *params->base);
+    }
+    char err[256];
+    if (eval_cache_key_make(key, &in, err, sizeof err)) {
+        console_log("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* The baseline under key from the cache (marked "cached": true), or NULL;
+ * an entry that cannot be used gets a log line. */
+static json_t *cache_get(eval_ctx *ctx, const char *what, const eval_cache_key *key)
+{
+    char why[EVAL_MAX_PATH + 512];
+    json_t *obj = eval_cache_load(ctx->o->baseline_cache, key, why, sizeof why);
+    if (obj) {
+        json_object_set_new(obj, "cached", json_true());
+        console_log("%s: baseline from the cache (%s/%s)", what, ctx->o->baseline_cache, key->name);
+    } else if (why[0])
+        console_log("%s: ignoring the cached baseline %s; computing it again", what, why);
     return obj;
 }
 
-/* A randomly initialised encoder of the same architecture (cached per description). */
+static void cache_put(eval_ctx *ctx, const char *what, const eval_cache_key *key, const json_t *obj)
+{
+    char err[EVAL_MAX_PATH + 512];
+    if (eval_cache_store(ctx->o->baseline_cache, key, obj, err, sizeof err))
+        console_log("%s: baseline not cached: %s", what, err);
+    else
+        console_log("%s: baseline cached in %s/%s", what, ctx->o->baseline_cache, key->name);
+}
+
+/* Raw pixels as features: from the cache, else computed (and cached). */
+static json_t *raw_pixels_get(eval_ctx *ctx, volatile sig_atomic_t *stop, char *err, size_t errlen)
+{
+    eval_cache_key key;
+    int keyed = cache_key(ctx, "raw_pixels", NULL, &key) == 0;
+    json_t *obj = keyed ? cache_get(ctx, "raw pixels", &key) : NULL;
+    if (!obj) {
+        float *ftr = NULL, *fte = NULL;
+        int d = 0;
+        if (!eval_raw_pixels(&ctx->data.train, &ftr, &d, err, errlen) &&
+            !eval_raw_pixels(&ctx->data.test, &fte, &d, err, errlen))
+            obj = evaluate_features(ctx, "raw pixels", ftr, fte, d, ctx->n_views >= 2 ? ctx->v1 : NULL,
+                                    ctx->n_views >= 2 ? ctx->v2 : NULL, stop, err, errlen);
+        free(ftr);
+        free(fte);
+        if (obj && keyed)
+            cache_put(ctx, "raw pixels", &key, obj);
+    }
+    eval_cache_key_clear(&key);
+    return obj;
+}
+
+static void *background_raw(void *arg)
+{
+    eval_ctx *ctx = arg;
+    double t0 = console_now();
+    char err[1024];
+    int c, h, w;
+    if (eval_data_native_shape(ctx->o, &c, &h, &w, err, sizeof err) ||
+        load_data(ctx, c, h, w, &ctx->bg_stop, err, sizeof err)) {
+        if (!ctx->bg_stop)
+            console_log("raw-pixel baseline not started ahead: %s", err);
+    } else {
+        ctx->have_data = 1;
+        ctx->c = c; ctx->h = h; ctx->w = w;
+        __atomic_store_n(&ctx->bg_data_ready, 1, __ATOMIC_RELEASE);
+        ctx->bg_result = raw_pixels_get(ctx, &ctx->bg_stop, err, sizeof err);
+        if (ctx->bg_result)
+            console_log("raw-pixel baseline ready (background, %.0f s)", console_now() - t0);
+        else if (!ctx->bg_stop)
+            console_log("raw-pixel baseline failed in the background: %s", err);
+    }
+    dataset_thread_done();                     /* it decoded images */
+    __atomic_store_n(&ctx->bg_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+int eval_ctx_start_baselines(eval_ctx *ctx, char *err, size_t errlen)
+{
+    if (!ctx->o->baselines || ctx->bg_running || ctx->have_data)
+        return 0;
+    ctx->bg_stop = 0;
+    ctx->bg_data_ready = 0;
+    ctx->bg_done = 0;
+    ctx->bg_result = NULL;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);    /* SIGINT/SIGTERM stay with the main thread's loop */
+    int rc = pthread_create(&ctx->bg, NULL, background_raw, ctx);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc) {
+        errmsg_set(err, errlen, "cannot start a thread for the raw-pixel baseline: %s", strerror(rc));
+        return -1;
+    }
+    ctx->bg_running = 1;
+    console_log("raw-pixel baseline: decoding the images and computing it in the background");
+    return 0;
+}
+
+/* Waits for the background thread to end (cancel: asks it to give up
+ * first) and keeps its baseline, if it made one, in ctx->raw. */
+static void background_join(eval_ctx *ctx, int cancel)
+{
+    if (!ctx->bg_running)
+        return;
+    if (cancel)
+        ctx->bg_stop = 1;
+    background_wait(ctx, &ctx->bg_done);
+    pthread_join(ctx->bg, NULL);
+    ctx->bg_running = 0;
+    if (ctx->bg_result) {
+        json_decref(ctx->raw);
+        ctx->raw = ctx->bg_result;
+        ctx->bg_result = NULL;
+    }
+}
+
+/* The raw-pixel baseline of the data (kept for later checkpoints). */
+static json_t *baseline_raw(eval_ctx *ctx, char *err, size_t errlen)
+{
+    background_join(ctx, 0);
+    if (!ctx->raw)
+        ctx->raw = raw_pixels_get(ctx, &transport_stop, err, errlen);
+    return ctx->raw ? json_incref(ctx->raw) : NULL;
+}
+
+/* A randomly initialised encoder of the same architecture: from the cache,
+ * else computed (and cached); kept per description. */
 static json_t *baseline_random(eval_ctx *ctx, const char *desc, char *err, size_t errlen)
 {
     if (ctx->random && ctx->random_desc && !strcmp(ctx->random_desc, desc))
@@ -263,8 +437,16 @@ static json_t *baseline_random(eval_ctx *ctx, const char *desc, char *err, size_
         return NULL;
     }
     nn_net_init_params(net, RANDOM_INIT_SEED);
-    json_t *obj = evaluate_encoder(ctx, net, "random encoder", err, errlen);
+    eval_cache_key key;
+    int keyed = cache_key(ctx, "random_encoder", net, &key) == 0;
+    json_t *obj = keyed ? cache_get(ctx, "random encoder", &key) : NULL;
+    if (!obj) {
+        obj = evaluate_encoder(ctx, net, "random encoder", &transport_stop, err, errlen);
+        if (obj && keyed)
+            cache_put(ctx, "random encoder", &key, obj);
+    }
     nn_net_destroy(&net);
+    eval_cache_key_clear(&key);
     if (obj) {
         json_decref(ctx->random);
         free(ctx->random_desc);
@@ -275,27 +457,6 @@ static json_t *baseline_random(eval_ctx *ctx, const char *desc, char *err, size_
 }
 
 /* ------------------------------------------------------------ the record */
-
-int eval_mkdir_p(const char *dir, char *err, size_t errlen)
-{
-    char tmp[EVAL_MAX_PATH];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = 0;
-        if (mkdir(tmp, 0777) && errno != EEXIST) {
-            errmsg_set(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-            return -1;
-        }
-        *p = '/';
-    }
-    if (mkdir(tmp, 0777) && errno != EEXIST) {
-        errmsg_set(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
 
 static int append_line(const char *path, const json_t *record, char *err, size_t errlen)
 {
@@ -344,7 +505,7 @@ int eval_checkpoint(eval_ctx *ctx, const char *path, json_t **record_out, char *
                 meta.step, meta.epoch, c, h, w, nn_net_feat_dim(net));
     if (ensure_data(ctx, c, h, w, err, errlen))
         goto done;
-    if (!(rep = evaluate_encoder(ctx, net, "checkpoint", err, errlen)))
+    if (!(rep = evaluate_encoder(ctx, net, "checkpoint", &transport_stop, err, errlen)))
         goto done;
     if (o->baselines) {
         char berr[1024];

@@ -91,7 +91,8 @@ static void knn_rows(void *ctx, size_t begin, size_t end)
 
 int eval_knn(const float *train, const int32_t *ytr, size_t ntr,
              const float *test, const int32_t *yte, size_t nte, int d, int n_classes,
-             int k, double temperature, eval_knn_result *out, char *err, size_t errlen)
+             int k, double temperature, volatile sig_atomic_t *stop, eval_knn_result *out,
+             char *err, size_t errlen)
 {
     if (ntr == 0 || nte == 0 || k < 1 || n_classes < 1 || !(temperature > 0.0)) {
         errmsg_set(err, errlen, "kNN needs training and test items, k >= 1, classes and T > 0 "
@@ -114,6 +115,11 @@ int eval_knn(const float *train, const int32_t *ytr, size_t ntr,
     }
     long hits1 = 0, hits5 = 0;
     for (size_t r0 = 0; r0 < nte; r0 += KNN_BLOCK_ROWS) {
+        if (stop && *stop) {
+            free(sim); free(h1); free(h5);
+            errmsg_set(err, errlen, "kNN: stopped");
+            return -1;
+        }
         int rows = (int)(nte - r0 < KNN_BLOCK_ROWS ? nte - r0 : KNN_BLOCK_ROWS);
         nn_sgemm(0, 1, rows, (int)ntr, d, 1.0f, test + r0 * (size_t)d, d, train, d, 0.0f, sim, (int)ntr);
         for (int r = 0; r < rows; r++)

@@ -7,6 +7,7 @@
 #ifndef EVALUATOR_KNN_H
 #define EVALUATOR_KNN_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,10 +20,12 @@ typedef struct {
 } eval_knn_result;
 
 /* train (ntr, d) and test (nte, d) must be L2-normalised rows
- * (eval_normalize_rows); labels in 0..n_classes-1. 0, or -1 with err set. */
+ * (eval_normalize_rows); labels in 0..n_classes-1. stop (may be NULL) is
+ * checked between blocks of test rows. 0, or -1 with err set. */
 int eval_knn(const float *train, const int32_t *ytr, size_t ntr,
              const float *test, const int32_t *yte, size_t nte, int d, int n_classes,
-             int k, double temperature, eval_knn_result *out, char *err, size_t errlen);
+             int k, double temperature, volatile sig_atomic_t *stop, eval_knn_result *out,
+             char *err, size_t errlen);
 
 /* Top-1 and top-5 hits of one score vector (n_classes): 1 when label is the
  * best (resp. among the five best) score, lower class first on ties. */

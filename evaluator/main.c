@@ -198,6 +198,9 @@ static int serve(server_t *s)
     }
     console_log("listening on %s for checkpoints%s%s; results in %s/%s", s->o->bind,
                 sub ? ", control on " : "", sub ? s->o->control : "", s->o->out, EVAL_JSONL);
+    /* the raw-pixel baseline needs only the data: under way before the first checkpoint */
+    if (eval_ctx_start_baselines(s->ctx, err, sizeof err))
+        console_log("baselines not started ahead: %s; they come with the first checkpoint", err);
     while (!transport_stop) {
         receive(s, pull, sub, s->n_pending ? 0 : RECV_SLICE_MS);
         if (s->stop_requested && sub)

@@ -1,6 +1,8 @@
 /* evaluator/options: the command line (options.h). */
 #include "evaluator/options.h"
 
+#include "evaluator/cache.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
@@ -50,6 +52,9 @@ static void usage(FILE *f)
 "  --align-items N      test images whose two views give alignment and uniformity (default %d)\n"
 "  --align-recipe R     augmentation of those views (default simclr; see the augmenter)\n"
 "  --no-baselines       skip the raw-pixel and random-encoder baselines\n"
+"  --baseline-cache DIR keep the baselines in DIR and reuse them in later runs; none: compute\n"
+"                       them every time (default $XDG_CACHE_HOME/" EVAL_CACHE_SUBDIR ", else\n"
+"                       ~/.cache/" EVAL_CACHE_SUBDIR ")\n"
 "  --attention N        images in the attention-map figure (default %d, 0 = none)\n"
 "  --no-report          no report folder (plots, summary)\n"
 "  --probe-iters N      L-BFGS iterations per probe fit (default %d)\n"
@@ -137,10 +142,11 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
     o->max_pending = DEFAULT_MAX_PENDING;
     o->seed = DEFAULT_SEED;
     parse_fractions(o, "0.01,0.1,1");
-    const char *out = NULL;
+    const char *out = NULL, *cache = NULL;
     enum { O_BIND = 256, O_CONTROL, O_CKPT, O_OUT, O_TRAIN, O_TEST, O_FORMAT, O_TEST_FRACTION, O_FRACTION,
            O_MAX_TRAIN, O_MAX_TEST, O_BATCH, O_KNN_K, O_KNN_T, O_ALIGN_ITEMS, O_ALIGN_RECIPE,
-           O_NO_BASELINES, O_ATTENTION, O_NO_REPORT, O_PROBE_ITERS, O_MAX_PENDING, O_SEED, O_CURVE, O_HELP };
+           O_NO_BASELINES, O_BASELINE_CACHE, O_ATTENTION, O_NO_REPORT, O_PROBE_ITERS, O_MAX_PENDING, O_SEED,
+           O_CURVE, O_HELP };
     static const struct option opts[] = {
         { "bind", required_argument, 0, O_BIND }, { "control", required_argument, 0, O_CONTROL },
         { "checkpoint", required_argument, 0, O_CKPT }, { "out", required_argument, 0, O_OUT },
@@ -153,6 +159,7 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
         { "knn-t", required_argument, 0, O_KNN_T }, { "align-items", required_argument, 0, O_ALIGN_ITEMS },
         { "align-recipe", required_argument, 0, O_ALIGN_RECIPE },
         { "no-baselines", no_argument, 0, O_NO_BASELINES }, { "attention", required_argument, 0, O_ATTENTION },
+        { "baseline-cache", required_argument, 0, O_BASELINE_CACHE },
         { "no-report", no_argument, 0, O_NO_REPORT }, { "probe-iters", required_argument, 0, O_PROBE_ITERS },
         { "max-pending", required_argument, 0, O_MAX_PENDING }, { "seed", required_argument, 0, O_SEED },
         { "curve", required_argument, 0, O_CURVE },
@@ -180,6 +187,7 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
         case O_ALIGN_ITEMS: bad = parse_size("--align-items", optarg, &o->align_items); break;
         case O_ALIGN_RECIPE: o->align_recipe = optarg; break;
         case O_NO_BASELINES: o->baselines = 0; break;
+        case O_BASELINE_CACHE: cache = optarg; break;
         case O_ATTENTION: bad = parse_int_min("--attention", optarg, 0, &o->attention); break;
         case O_NO_REPORT: o->report = 0; break;
         case O_PROBE_ITERS: bad = parse_int_min("--probe-iters", optarg, 1, &o->probe_iters); break;
@@ -208,6 +216,14 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
         fprintf(stderr, "evaluator: the server needs --out DIR (where eval.jsonl and report/ go)\n");
         return 2;
     }
+    if (cache && !cache[0]) {
+        fprintf(stderr, "evaluator: --baseline-cache wants a folder, or none\n");
+        return 2;
+    }
+    if (cache && strcmp(cache, "none"))
+        snprintf(o->baseline_cache, sizeof o->baseline_cache, "%s", cache);
+    else if (!cache && eval_cache_default_dir(o->baseline_cache, sizeof o->baseline_cache))
+        o->baseline_cache[0] = 0;          /* no HOME: nowhere to keep them */
     if (o->attention > EVAL_MAX_ATTENTION) {
         fprintf(stderr, "evaluator: --attention takes at most %d images\n", EVAL_MAX_ATTENTION);
         return 2;

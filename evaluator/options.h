@@ -31,6 +31,7 @@ typedef struct {
     size_t align_items;            /* images whose two views give alignment/uniformity */
     const char *align_recipe;      /* augmentation recipe of those views */
     int baselines;                 /* raw pixels and random encoder */
+    char baseline_cache[EVAL_MAX_PATH];  /* folder of cached baselines, "" for none */
     int attention;                 /* images in the attention-map figure, 0: none */
     int report;                    /* report folder (plots, summary) */
     int probe_iters;

@@ -10,7 +10,18 @@
 #     its PUB socket) is still evaluated, then the evaluator exits 0 by itself;
 #  2. `evaluator --checkpoint` on a small checkpoint finishes and writes
 #     eval.jsonl (probe, few labels, kNN, align/uniform, both baselines),
-#     report/summary.txt and the attention-map PNG;
+#     report/summary.txt and the attention-map PNG, and caches both baselines
+#     (--baseline-cache);
+#  2b. a second evaluation with the same data and options takes both
+#     baselines from the cache (log line, "cached": true), same numbers;
+#  2c. a corrupt cache file is ignored with a log line, the baseline is
+#     computed again (same numbers) and the file replaced;
+#  2d. a server with that cache has the raw-pixel baseline ready before any
+#     checkpoint arrives (from the cache, on its background thread), and
+#     SIGTERM ends it with status 0;
+#  2e. a server without cache, sent a checkpoint right away (while its
+#     background thread decodes and computes the raw-pixel baseline), writes
+#     the same baselines as 2;
 #  3. `evaluator --checkpoint` on a corrupt file exits 1 with the reason.
 # Needs python3-zmq and python3-msgpack (make deps) to play the trainer.
 set -euo pipefail
@@ -145,8 +156,12 @@ grep -q "heartbeat\|ignoring" "$tmp/server.log" && fail "control-socket chatter 
 echo "it_evaluator: --control: the checkpoint sent just before STOP evaluated, then a clean exit"
 
 # ---- 2. one file
-"$ev" --checkpoint "$tmp/good.safetensors" --out "$tmp/one" --attention 3 "${small[@]}" >"$tmp/one.log" 2>&1 ||
-    { cat "$tmp/one.log" >&2; fail "--checkpoint failed"; }
+cache="$tmp/cache"
+"$ev" --checkpoint "$tmp/good.safetensors" --out "$tmp/one" --attention 3 --baseline-cache "$cache" "${small[@]}" \
+    >"$tmp/one.log" 2>&1 || { cat "$tmp/one.log" >&2; fail "--checkpoint failed"; }
+for b in "raw pixels" "random encoder"; do
+    grep -q "$b: baseline cached in $cache/" "$tmp/one.log" || { cat "$tmp/one.log" >&2; fail "$b: not cached"; }
+done
 "$py" - "$tmp/one/eval.jsonl" <<'PY' || fail "eval.jsonl of --checkpoint is incomplete"
 import json, sys
 lines = open(sys.argv[1]).read().splitlines()
@@ -168,8 +183,85 @@ PY
 [ -s "$tmp/one/report/attention-00000001.png" ] || fail "no attention-map PNG"
 grep -q "raw pixels" "$tmp/one/report/summary.txt" || fail "summary without baselines"
 
+# ---- 2b. the same evaluation again: both baselines from the cache
+"$ev" --checkpoint "$tmp/good.safetensors" --out "$tmp/two" --attention 0 --baseline-cache "$cache" "${small[@]}" \
+    >"$tmp/two.log" 2>&1 || { cat "$tmp/two.log" >&2; fail "second --checkpoint failed"; }
+for b in "raw pixels" "random encoder"; do
+    grep -q "$b: baseline from the cache" "$tmp/two.log" || { cat "$tmp/two.log" >&2; fail "$b: cache not used"; }
+done
+grep -q "raw pixels: probe" "$tmp/two.log" && fail "the cached raw-pixel baseline was computed again"
+"$py" - "$tmp/one/eval.jsonl" "$tmp/two/eval.jsonl" <<'PY' || fail "the cached baselines differ from the computed ones"
+import json, sys
+a, b = (json.loads(open(p).read().splitlines()[-1])["baselines"] for p in sys.argv[1:3])
+for k in ("raw_pixels", "random_encoder"):
+    x, y = dict(a[k]), dict(b[k])
+    assert "cached" not in x, (k, "computed, yet marked cached")
+    assert y.pop("cached") is True, k
+    assert x == y, (k, x, y)
+PY
+echo "it_evaluator: cache: the second evaluation took both baselines from the cache, same numbers"
+
+# ---- 2c. a corrupt cache file: ignored with a log line, computed again, replaced
+raw_file=$(ls "$cache"/raw_pixels-*.json)
+head -c 100 "$raw_file" > "$tmp/cut" && mv "$tmp/cut" "$raw_file"
+"$ev" --checkpoint "$tmp/good.safetensors" --out "$tmp/three" --attention 0 --baseline-cache "$cache" "${small[@]}" \
+    >"$tmp/three.log" 2>&1 || { cat "$tmp/three.log" >&2; fail "--checkpoint with a corrupt cache file failed"; }
+grep -q "raw pixels: ignoring the cached baseline $raw_file: unreadable" "$tmp/three.log" ||
+    { cat "$tmp/three.log" >&2; fail "the corrupt cache file was not reported"; }
+grep -q "raw pixels: baseline cached in $raw_file" "$tmp/three.log" || fail "the corrupt cache file was not replaced"
+grep -q "random encoder: baseline from the cache" "$tmp/three.log" || fail "the good cache file was not used"
+"$py" - "$tmp/one/eval.jsonl" "$tmp/three/eval.jsonl" <<'PY' || fail "the recomputed raw-pixel baseline differs"
+import json, sys
+a, b = (json.loads(open(p).read().splitlines()[-1])["baselines"] for p in sys.argv[1:3])
+assert "cached" not in b["raw_pixels"] and b["random_encoder"]["cached"] is True
+for key in ("probe", "label_fractions", "knn", "align", "uniform", "feat_dim"):
+    assert a["raw_pixels"][key] == b["raw_pixels"][key], key
+PY
+"$py" -c 'import json, sys; json.load(open(sys.argv[1]))' "$raw_file" || fail "the replaced cache file is not JSON"
+ls -A "$cache" | grep -q '\.tmp$' && fail "a temporary cache file was left behind"
+echo "it_evaluator: cache: a corrupt file was ignored, the baseline computed again (same numbers) and the file replaced"
+
+# ---- 2d. a server has the raw-pixel baseline before any checkpoint, and SIGTERM ends it
+"$ev" --bind "$ep" --out "$tmp/out3" --attention 0 --baseline-cache "$cache" "${small[@]}" >"$tmp/server.log" 2>&1 &
+pid=$!
+wait_for "raw-pixel baseline ready (background" "$tmp/server.log" 60
+grep -q "raw pixels: baseline from the cache" "$tmp/server.log" ||
+    fail "the server did not take the raw-pixel baseline from the cache"
+kill -TERM "$pid"
+for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "the server did not exit within 10 s of SIGTERM"
+rc=0; wait "$pid" || rc=$?
+pid=""
+[ "$rc" -eq 0 ] || fail "server exited with status $rc after SIGTERM"
+echo "it_evaluator: server: raw-pixel baseline ready before any checkpoint, SIGTERM ends it"
+
+# ---- 2e. a checkpoint arriving while the background thread decodes and computes: the same baselines
+"$ev" --bind "$ep" --out "$tmp/out4" --attention 0 --baseline-cache none "${small[@]}" >"$tmp/server.log" 2>&1 &
+pid=$!
+wait_for "listening on" "$tmp/server.log" 30
+send path 7 "$tmp/good.safetensors"
+wait_for "good.safetensors" "$tmp/out4/eval.jsonl" 90
+send stop
+for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+rc=0; wait "$pid" || rc=$?
+pid=""
+[ "$rc" -eq 0 ] || fail "server exited with status $rc after STOP"
+grep -q "raw-pixel baseline ready (background" "$tmp/server.log" || fail "no background raw-pixel baseline"
+"$py" - "$tmp/one/eval.jsonl" "$tmp/out4/eval.jsonl" <<'PY' || fail "the server's baselines differ from --checkpoint's"
+import json, sys
+a, b = (json.loads(open(p).read().splitlines()[-1])["baselines"] for p in sys.argv[1:3])
+for k in ("raw_pixels", "random_encoder"):
+    x, y = dict(a[k]), dict(b[k])
+    for r in (x, y):
+        r.pop("seconds")
+    assert x == y, (k, x, y)
+PY
+echo "it_evaluator: server: a checkpoint during the background work gets the same baselines"
+
 # ---- 3. a corrupt file on the command line
-rc=0; "$ev" --checkpoint "$tmp/flipped.safetensors" --out "$tmp/bad" "${small[@]}" >"$tmp/bad.log" 2>&1 || rc=$?
+rc=0
+"$ev" --checkpoint "$tmp/flipped.safetensors" --out "$tmp/bad" --baseline-cache none "${small[@]}" >"$tmp/bad.log" 2>&1 ||
+    rc=$?
 [ "$rc" -eq 1 ] || fail "--checkpoint on a corrupt file: status $rc, expected 1"
 grep -q "checksum mismatch" "$tmp/bad.log" || fail "--checkpoint on a corrupt file does not say why"
 [ -e "$tmp/bad/eval.jsonl" ] && fail "a corrupt checkpoint wrote a result"

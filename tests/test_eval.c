@@ -1,6 +1,7 @@
 /* Unit tests of the evaluator's maths (libevalcore.a): the linear probe on a
  * linearly separable set, kNN and the representation metrics against
- * hand-computed cases, class-balanced reproducible subsets and splits. */
+ * hand-computed cases, class-balanced reproducible subsets and splits, and
+ * the baseline cache's keys and files. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,8 +10,12 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "evaluator/cache.h"
 #include "evaluator/knn.h"
 #include "evaluator/metrics.h"
 #include "evaluator/probe.h"
@@ -95,13 +100,47 @@ static void test_logreg_gradient_vanishes(void **state)
     int iters = 0, conv = 0;
     double loss = 0;
     char err[256];
-    assert_int_equal(eval_logreg_fit(w, x, y, N, D, K, 1e-2, &o, &iters, &conv, &loss, err, sizeof err), 0);
+    assert_int_equal(eval_logreg_fit(w, x, y, N, D, K, 1e-2, NULL, &o, &iters, &conv, &loss, err, sizeof err), 0);
     assert_true(conv);
     assert_true(iters < o.max_iter);
     double t1, t5;
     assert_int_equal(eval_logreg_score(w, x, y, N, D, K, &t1, &t5), 0);
     assert_true(t1 > 0.98);
     assert_true(t5 == 1.0);
+}
+
+/* The preconditioned fit (gram of the features) minimises the same
+ * objective: on correlated, badly scaled features it reaches a vanishing
+ * gradient at the same loss as the plain one, in fewer iterations. */
+static void test_logreg_preconditioned(void **state)
+{
+    enum { N = 2000, D = 6, K = 3 };
+    float *x = malloc(N * D * sizeof *x);
+    int32_t y[N];
+    uint64_t s = 11;
+    for (int i = 0; i < N; i++) {
+        double a = gauss(&s), b = gauss(&s);
+        y[i] = a + 0.5 * b > 0.3 ? 0 : a - b < -0.5 ? 1 : 2;
+        for (int j = 0; j < D; j++)      /* nearly collinear columns, scales 1 .. 32 */
+            x[i * D + j] = (float)((a + 0.05 * j * b + 0.3 * gauss(&s)) * (1 << j));
+    }
+    eval_probe_opts o;
+    eval_probe_defaults(&o);
+    o.max_iter = 5000;
+    o.grad_tol = 1e-7;
+    o.ftol = 0.0;
+    double gram[D * D], w0[(D + 1) * K] = { 0 }, w1[(D + 1) * K] = { 0 }, l0, l1;
+    int it0, it1, c0, c1;
+    char err[256];
+    assert_int_equal(eval_feature_gram(gram, x, N, D, 500, NULL), 0);
+    assert_true(gram[1] == gram[D]);      /* symmetric */
+    assert_int_equal(eval_logreg_fit(w0, x, y, N, D, K, 1e-4, NULL, &o, &it0, &c0, &l0, err, sizeof err), 0);
+    assert_int_equal(eval_logreg_fit(w1, x, y, N, D, K, 1e-4, gram, &o, &it1, &c1, &l1, err, sizeof err), 0);
+    printf("logreg: plain %d iterations (loss %.9f), preconditioned %d (loss %.9f)\n", it0, l0, it1, l1);
+    assert_true(c0 && c1);
+    assert_true(fabs(l0 - l1) < 1e-6 * fabs(l0));
+    assert_true(it1 < it0);
+    free(x);
 }
 
 static void test_knn_hand_computed(void **state)
@@ -114,24 +153,24 @@ static void test_knn_hand_computed(void **state)
     eval_knn_result r;
     char err[256];
     /* k = 3, T = 0.1: class 0 gets e^10 = 22026, class 1 e^8 + e^6 = 3384: class 0 wins */
-    assert_int_equal(eval_knn(train, ytr, 4, test, yte, 1, 2, 3, 3, 0.1, &r, err, sizeof err), 0);
+    assert_int_equal(eval_knn(train, ytr, 4, test, yte, 1, 2, 3, 3, 0.1, NULL, &r, err, sizeof err), 0);
     assert_true(r.top1 == 1.0);
     assert_int_equal(r.k, 3);
     /* k = 3, T = 1: class 0 gets e^1 = 2.718, class 1 e^0.8 + e^0.6 = 4.048: class 1 wins */
-    assert_int_equal(eval_knn(train, ytr, 4, test, yte, 1, 2, 3, 3, 1.0, &r, err, sizeof err), 0);
+    assert_int_equal(eval_knn(train, ytr, 4, test, yte, 1, 2, 3, 3, 1.0, NULL, &r, err, sizeof err), 0);
     assert_true(r.top1 == 0.0);
     assert_true(r.top5 == 1.0);
     /* k = 1: only the nearest votes */
-    assert_int_equal(eval_knn(train, ytr, 4, test, yte, 1, 2, 3, 1, 1.0, &r, err, sizeof err), 0);
+    assert_int_equal(eval_knn(train, ytr, 4, test, yte, 1, 2, 3, 1, 1.0, NULL, &r, err, sizeof err), 0);
     assert_true(r.top1 == 1.0);
     /* k larger than the training set uses all of it: class 1 still wins at T = 1
      * (class 2 adds e^0 to nobody's advantage) */
-    assert_int_equal(eval_knn(train, ytr, 4, test, yte, 1, 2, 3, 200, 1.0, &r, err, sizeof err), 0);
+    assert_int_equal(eval_knn(train, ytr, 4, test, yte, 1, 2, 3, 200, 1.0, NULL, &r, err, sizeof err), 0);
     assert_int_equal(r.k, 4);
     assert_true(r.top1 == 0.0);
     /* a label outside the classes is refused with a message */
     const int32_t bad[] = { 0, 1, 7, 2 };
-    assert_int_equal(eval_knn(train, bad, 4, test, yte, 1, 2, 3, 3, 0.1, &r, err, sizeof err), -1);
+    assert_int_equal(eval_knn(train, bad, 4, test, yte, 1, 2, 3, 3, 0.1, NULL, &r, err, sizeof err), -1);
     assert_non_null(strstr(err, "label 7"));
 }
 
@@ -278,11 +317,222 @@ static void test_attention_maps(void **state)
     assert_true(m[2] == 2.0f && m[3] == 8.0f);
 }
 
+/* ------------------------------------------------------- baseline cache */
+
+typedef struct {
+    char dir[64], train[96], test[96];
+    eval_options o;
+    eval_probe_opts probe;
+    eval_cache_inputs in;
+} cache_fixture;
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void cache_fixture_init(cache_fixture *fx)
+{
+    memset(fx, 0, sizeof *fx);
+    snprintf(fx->dir, sizeof fx->dir, "/tmp/test_eval_cache.XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+    snprintf(fx->train, sizeof fx->train, "%s/train.idx", fx->dir);
+    snprintf(fx->test, sizeof fx->test, "%s/test.idx", fx->dir);
+    write_file(fx->train, "training images");
+    write_file(fx->test, "test images");
+    eval_options *o = &fx->o;
+    o->format = "auto";
+    o->test_fraction = 0.1;
+    o->fractions[0] = 0.01; o->fractions[1] = 0.1; o->fractions[2] = 1.0;
+    o->n_fractions = 3;
+    o->seed = 1;
+    o->knn_k = 200;
+    o->knn_t = 0.1;
+    o->align_items = 2000;
+    o->align_recipe = "simclr";
+    eval_probe_defaults(&fx->probe);
+    eval_cache_inputs *in = &fx->in;
+    in->kind = "raw_pixels";
+    in->train_path = fx->train;
+    in->test_path = fx->test;
+    in->n_train = 60000;
+    in->n_test = 10000;
+    in->c = 1; in->h = 28; in->w = 28;
+    in->o = &fx->o;
+    in->probe = &fx->probe;
+}
+
+static void cache_fixture_done(cache_fixture *fx)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static uint64_t key_hash(const cache_fixture *fx)
+{
+    eval_cache_key k;
+    char err[256];
+    assert_int_equal(eval_cache_key_make(&k, &fx->in, err, sizeof err), 0);
+    uint64_t h = k.hash;
+    eval_cache_key_clear(&k);
+    return h;
+}
+
+/* Same inputs, same key; each thing a baseline depends on, changed alone,
+ * gives another key. */
+static void test_cache_key(void **state)
+{
+    cache_fixture fx;
+    cache_fixture_init(&fx);
+    eval_cache_key a, b;
+    char err[256];
+    assert_int_equal(eval_cache_key_make(&a, &fx.in, err, sizeof err), 0);
+    assert_int_equal(eval_cache_key_make(&b, &fx.in, err, sizeof err), 0);
+    assert_string_equal(a.text, b.text);
+    assert_true(a.hash == b.hash);
+    assert_string_equal(a.name, b.name);
+    assert_int_equal(strncmp(a.name, "raw_pixels-", 11), 0);
+    assert_non_null(strstr(a.text, "train.idx size 15 "));
+    eval_cache_key_clear(&b);
+    const uint64_t base = a.hash;
+    eval_cache_key_clear(&a);
+
+    /* one change at a time, each undone before the next */
+#define CHANGED(stmt, undo) do { stmt; assert_true(key_hash(&fx) != base); undo; \
+                                 assert_true(key_hash(&fx) == base); } while (0)
+    CHANGED(fx.in.kind = "random_encoder", fx.in.kind = "raw_pixels");
+    CHANGED(fx.in.train_path = fx.test, fx.in.train_path = fx.train);
+    CHANGED(fx.in.test_path = NULL, fx.in.test_path = fx.test);
+    CHANGED(fx.in.n_train = 5000, fx.in.n_train = 60000);
+    CHANGED(fx.in.n_test = 1000, fx.in.n_test = 10000);
+    CHANGED(fx.in.c = 3, fx.in.c = 1);
+    CHANGED(fx.in.h = 32, fx.in.h = 28);
+    CHANGED(fx.in.w = 32, fx.in.w = 28);
+    CHANGED(fx.o.format = "idx", fx.o.format = "auto");
+    CHANGED(fx.o.test_fraction = 0.2, fx.o.test_fraction = 0.1);
+    CHANGED(fx.o.max_train = 5000, fx.o.max_train = 0);
+    CHANGED(fx.o.max_test = 1000, fx.o.max_test = 0);
+    CHANGED(fx.o.seed = 2, fx.o.seed = 1);
+    CHANGED(fx.o.fractions[1] = 0.2, fx.o.fractions[1] = 0.1);
+    CHANGED(fx.o.n_fractions = 2, fx.o.n_fractions = 3);
+    CHANGED(fx.o.knn_k = 20, fx.o.knn_k = 200);
+    CHANGED(fx.o.knn_t = 0.07, fx.o.knn_t = 0.1);
+    CHANGED(fx.o.align_items = 500, fx.o.align_items = 2000);
+    CHANGED(fx.o.align_recipe = "byol", fx.o.align_recipe = "simclr");
+    CHANGED(fx.probe.max_iter = 999, fx.probe.max_iter = 500);
+    CHANGED(fx.probe.ftol = 1e-6, fx.probe.ftol = 1e-5);
+    CHANGED(fx.probe.val_ftol = 1e-5, fx.probe.val_ftol = 1e-4);
+    CHANGED(fx.probe.grad_tol = 1e-6, fx.probe.grad_tol = 1e-5);
+    CHANGED(fx.probe.val_fraction = 0.2, fx.probe.val_fraction = 0.1);
+    CHANGED(fx.probe.val_iter_share = 0.4, fx.probe.val_iter_share = 0.2);
+    CHANGED(fx.probe.grid_patience = 0, fx.probe.grid_patience = 2);
+    CHANGED(fx.probe.history = 5, fx.probe.history = 10);
+    CHANGED(fx.probe.seed = 9, fx.probe.seed = 7);
+    CHANGED(fx.probe.precondition = 0, fx.probe.precondition = 1);
+    CHANGED(fx.probe.lambdas[3] = 5e-3, fx.probe.lambdas[3] = 1e-3);
+    CHANGED(fx.probe.n_lambdas = 6, fx.probe.n_lambdas = 7);
+    CHANGED((fx.in.desc = "nn 1\ninput 1 28 28\n", fx.in.init_seed = 1234), (fx.in.desc = NULL, fx.in.init_seed = 0));
+    /* the random encoder: its network and its seed */
+    fx.in.kind = "random_encoder";
+    fx.in.desc = "nn 1\ninput 1 28 28\nencoder\nconv out=4\n";
+    fx.in.init_seed = 1234;
+    uint64_t rnd = key_hash(&fx);
+    fx.in.desc = "nn 1\ninput 1 28 28\nencoder\nconv out=8\n";
+    assert_true(key_hash(&fx) != rnd);
+    fx.in.desc = "nn 1\ninput 1 28 28\nencoder\nconv out=4\n";
+    fx.in.init_seed = 4321;
+    assert_true(key_hash(&fx) != rnd);
+    fx.in.init_seed = 1234;
+    assert_true(key_hash(&fx) == rnd);
+    fx.in.params_hash = eval_cache_hash("other weights", 13);
+    assert_true(key_hash(&fx) != rnd);
+    fx.in.params_hash = 0;
+    fx.in.kind = "raw_pixels";
+    fx.in.desc = NULL;
+    fx.in.init_seed = 0;
+    /* the data: new contents (size) or a new modification time */
+    write_file(fx.train, "training images, more of them");
+    assert_true(key_hash(&fx) != base);
+    write_file(fx.train, "training images");
+    struct timespec times[2] = { { 1000000000, 0 }, { 1000000000, 0 } };
+    assert_int_equal(utimensat(AT_FDCWD, fx.train, times, 0), 0);
+    uint64_t old_time = key_hash(&fx);
+    times[1].tv_sec += 60;
+    assert_int_equal(utimensat(AT_FDCWD, fx.train, times, 0), 0);
+    assert_true(key_hash(&fx) != old_time);
+#undef CHANGED
+    cache_fixture_done(&fx);
+}
+
+/* A stored baseline comes back equal; a corrupt file, a file of another
+ * version and a file made for another key are refused with a reason; a
+ * missing one is a plain miss. */
+static void test_cache_files(void **state)
+{
+    cache_fixture fx;
+    cache_fixture_init(&fx);
+    char dir[128], err[512], why[1024], path[256];
+    snprintf(dir, sizeof dir, "%s/sub/cache", fx.dir);       /* created on the way */
+    eval_cache_key key;
+    assert_int_equal(eval_cache_key_make(&key, &fx.in, err, sizeof err), 0);
+    assert_null(eval_cache_load(dir, &key, why, sizeof why));
+    assert_string_equal(why, "");
+    json_t *b = json_pack("{s:i, s:{s:f, s:f}, s:{s:f, s:i}, s:f}", "feat_dim", 784, "probe", "top1", 0.8473,
+                          "top5", 0.9965, "knn", "top1", 0.7885, "k", 200, "seconds", 12.5);
+    assert_int_equal(eval_cache_store(dir, &key, b, err, sizeof err), 0);
+    json_t *got = eval_cache_load(dir, &key, why, sizeof why);
+    assert_non_null(got);
+    assert_true(json_equal(got, b));
+    json_decref(got);
+    snprintf(path, sizeof path, "%s/%s", dir, key.name);
+    /* no temporary file left beside it */
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "test $(ls -A '%s' | wc -l) -eq 1", dir);
+    assert_int_equal(system(cmd), 0);
+
+    write_file(path, "{\"format\": \"sslpipe-baseline\", \"version\": 1, \"key\": ");   /* cut short */
+    assert_null(eval_cache_load(dir, &key, why, sizeof why));
+    assert_non_null(strstr(why, "unreadable"));
+
+    json_t *doc = json_pack("{s:s, s:i, s:s, s:O}", "format", EVAL_CACHE_FORMAT, "version", EVAL_CACHE_VERSION + 1,
+                            "key", key.text, "baseline", b);
+    assert_int_equal(json_dump_file(doc, path, 0), 0);
+    json_decref(doc);
+    assert_null(eval_cache_load(dir, &key, why, sizeof why));
+    assert_non_null(strstr(why, "version"));
+
+    doc = json_pack("{s:s, s:i, s:s, s:O}", "format", EVAL_CACHE_FORMAT, "version", EVAL_CACHE_VERSION,
+                    "key", "sslpipe-baseline 1\nkind raw_pixels\nsomething else\n", "baseline", b);
+    assert_int_equal(json_dump_file(doc, path, 0), 0);
+    json_decref(doc);
+    assert_null(eval_cache_load(dir, &key, why, sizeof why));
+    assert_non_null(strstr(why, "another key"));
+
+    /* storing again replaces the bad file */
+    assert_int_equal(eval_cache_store(dir, &key, b, err, sizeof err), 0);
+    got = eval_cache_load(dir, &key, why, sizeof why);
+    assert_non_null(got);
+    json_decref(got);
+    /* a folder that cannot be made is an error with the reason */
+    char blocked[300];
+    snprintf(blocked, sizeof blocked, "%s/sub", path);           /* under a regular file */
+    assert_int_equal(eval_cache_store(blocked, &key, b, err, sizeof err), -1);
+    assert_non_null(strstr(err, "cannot create"));
+    json_decref(b);
+    eval_cache_key_clear(&key);
+    cache_fixture_done(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_probe_separable),
         cmocka_unit_test(test_logreg_gradient_vanishes),
+        cmocka_unit_test(test_logreg_preconditioned),
         cmocka_unit_test(test_knn_hand_computed),
         cmocka_unit_test(test_topk_ties),
         cmocka_unit_test(test_alignment_uniformity),
@@ -290,6 +540,8 @@ int main(void)
         cmocka_unit_test(test_split_disjoint),
         cmocka_unit_test(test_stage_cuts),
         cmocka_unit_test(test_attention_maps),
+        cmocka_unit_test(test_cache_key),
+        cmocka_unit_test(test_cache_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
