@@ -4,11 +4,14 @@
  *   PUSH  bind     tcp://127.0.0.1:5555  (--bind)     Sample messages, then Control
  *                                                     END_OF_EPOCH after each epoch and
  *                                                     END_OF_STREAM at the end; the
- *                                                     high-water mark (--hwm) makes a slow
+ *                                                     high-water mark (--hwm, fewer when
+ *                                                     that many Samples exceed --queue-mb:
+ *                                                     loader/queue.h) makes a slow
  *                                                     consumer slow the loader down
  *   SUB   connect  tcp://127.0.0.1:5558  (--control)  the trainer's Control PUB; STOP ends
  *                                                     the run; with --exactly-once also the
- *                                                     trainer's HEARTBEAT (its epoch) and Acks
+ *                                                     trainer's HEARTBEAT (its epoch), Acks
+ *                                                     and Haves
  * With --curve DIR both are CURVE-encrypted: the PUSH accepts only the client
  * keys in DIR/allowed/ (transport/transport.h); lost peers are logged.
  *
@@ -19,8 +22,18 @@
  * says it is alive. It streams the next epoch meanwhile, opens a third only
  * once the oldest is fully acknowledged, and sends END_OF_STREAM only when
  * every epoch is. Started while a trainer runs (a restarted loader), it waits
- * up to HEARTBEAT_WAIT_S for a heartbeat and starts at the trainer's epoch;
- * the trainer drops what it already trained of it.
+ * up to HEARTBEAT_WAIT_S for a heartbeat and starts at the trainer's epoch,
+ * leaving out what the trainer's Have says it holds.
+ *
+ * A trainer killed and resumed from its last checkpoint no longer holds what
+ * it trained (and acknowledged) after that checkpoint. Its Have (with every
+ * heartbeat) says what it holds of its current epochs: what an open epoch
+ * lacks of its acknowledged Samples is sent again at once (ledger_have);
+ * when an epoch this loader has already closed lacks Samples, the loader
+ * starts over at the trainer's epoch, sending only what the Have does not
+ * list ("rewind"). What was in flight to the dead trainer is lost with its
+ * queues: a heartbeat from another sender makes it due LEDGER_LOST_GRACE_S
+ * later (ledger_restart), as a lost augmenter does.
  *
  * The first epoch decodes (on --threads threads) and fills a bounded cache of
  * decoded images (--cache-mb); later epochs stream from it and decode only
@@ -45,6 +58,7 @@
 #include "loader/ledger.h"
 #include "loader/order.h"
 #include "loader/pool.h"
+#include "loader/queue.h"
 #include "proto/proto.h"
 #include "transport/transport.h"
 
@@ -52,6 +66,7 @@
 #define DEFAULT_CONTROL    "tcp://127.0.0.1:5558"
 #define DEFAULT_CACHE_MB   1024
 #define DEFAULT_HWM        1000
+#define DEFAULT_QUEUE_MB   256
 #define DEFAULT_SEED       1
 #define MAX_THREADS        64
 #define DEFAULT_HOLD_OUT_SEED 1    /* the evaluator's default --seed */
@@ -64,6 +79,8 @@
 #define RESEND_BATCH       4096      /* Samples re-sent per look at most */
 #define TRAINER_ALIVE_S    3.0       /* a heartbeat this recent: the trainer is alive */
 #define HEARTBEAT_WAIT_S   3.0       /* at start, time to wait for the trainer's epoch */
+#define HAVE_WAIT_S        1.5       /* then for its Have (sent with every heartbeat, once it knows an epoch) */
+#define HAVE_CHECK_MAX     8         /* closed epochs checked against one Have at most */
 #define ACK_WAIT_MS        50        /* sleep while waiting for Acks */
 #define EXIT_USAGE         2
 
@@ -85,6 +102,7 @@ typedef struct {
     const char *curve;        /* --curve key folder, or NULL */
     int exactly_once;         /* track Acks, re-send what a dead worker held */
     int hwm;
+    size_t queue_mb;          /* bytes of Samples queued per augmenter connection, at most */
     int threads;
     int quiet;
 } options_t;
@@ -96,6 +114,7 @@ typedef struct {
     uint64_t converted;       /* decoded with a lossy conversion (alpha, 16-bit, CMYK, frames) */
     uint32_t epochs_done;
     uint64_t resent;          /* --exactly-once: Samples sent again */
+    uint64_t rewinds;         /* --exactly-once: starts over at a resumed trainer's epoch */
 } counters_t;
 
 static void usage(FILE *f)
@@ -139,13 +158,18 @@ static void usage(FILE *f)
             "  --bind ENDPOINT    PUSH socket for Samples (default %s)\n"
             "  --control ENDPOINT SUB socket connected to the trainer's Control PUB; a STOP\n"
             "                     message ends the run (default %s, \"none\" to disable)\n"
-            "  --hwm N            high-water mark in messages of the PUSH socket (default %d)\n"
+            "  --hwm N            high-water mark in messages of the PUSH socket, per augmenter\n"
+            "                     connection (default %d)\n"
+            "  --queue-mb N       and in bytes: at most N MB of Samples queued per connection; the\n"
+            "                     high-water mark becomes the number of Samples that fit, from\n"
+            "                     the largest of %d images decoded at start (default %d)\n"
             "  --curve DIR        encrypt and authenticate both sockets with CURVE, with the keys\n"
             "                     in DIR (server and client pairs, allowed/; see keygen --help)\n"
             "  --exactly-once     every Sample is trained once per epoch: keep what the trainer\n"
             "                     has not acknowledged (Ack messages on --control) and send it\n"
-            "                     again when a worker died with it; start at the running\n"
-            "                     trainer's epoch. Needs a trainer that sends Acks (default off)\n"
+            "                     again when a worker died with it, or a trainer resumed from a\n"
+            "                     checkpoint lost it; start at the running trainer's epoch. Needs\n"
+            "                     a trainer that sends Acks and Haves (default off)\n"
             "\n"
             "Other:\n"
             "  --count            print the number of items this loader would serve (after\n"
@@ -157,7 +181,7 @@ static void usage(FILE *f)
             "sent, and END_OF_STREAM at the end. SIGINT/SIGTERM stop the run. Exit status: 0\n"
             "done or stopped, 1 runtime failure, 2 bad options or missing/empty dataset.\n",
             DATASET_DEFAULT_MAX_PIXELS, DEFAULT_HOLD_OUT_SEED, DEFAULT_SEED, DEFAULT_CACHE_MB, DEFAULT_BIND, DEFAULT_CONTROL,
-            DEFAULT_HWM);
+            DEFAULT_HWM, QUEUE_PROBES, DEFAULT_QUEUE_MB);
 }
 
 static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -191,7 +215,8 @@ static void parse_options(int argc, char **argv, options_t *o)
     enum {
         OPT_DATA = 1000, OPT_FORMAT, OPT_CHANNELS, OPT_MAX_SIDE, OPT_MAX_PIXELS, OPT_CACHE_MB, OPT_SEED,
         OPT_EPOCHS, OPT_START_EPOCH, OPT_COUNT, OPT_LIMIT, OPT_SHARD,
-        OPT_HOLD_OUT, OPT_HOLD_OUT_SEED, OPT_BIND, OPT_CONTROL, OPT_EXACTLY_ONCE, OPT_HWM, OPT_THREADS, OPT_CURVE, OPT_QUIET, OPT_HELP
+        OPT_HOLD_OUT, OPT_HOLD_OUT_SEED, OPT_BIND, OPT_CONTROL, OPT_EXACTLY_ONCE, OPT_HWM, OPT_QUEUE_MB, OPT_THREADS,
+        OPT_CURVE, OPT_QUIET, OPT_HELP
     };
     static const struct option longopts[] = {
         {"data", required_argument, NULL, OPT_DATA},
@@ -212,6 +237,7 @@ static void parse_options(int argc, char **argv, options_t *o)
         {"control", required_argument, NULL, OPT_CONTROL},
         {"exactly-once", no_argument, NULL, OPT_EXACTLY_ONCE},
         {"hwm", required_argument, NULL, OPT_HWM},
+        {"queue-mb", required_argument, NULL, OPT_QUEUE_MB},
         {"curve", required_argument, NULL, OPT_CURVE},
         {"threads", required_argument, NULL, OPT_THREADS},
         {"quiet", no_argument, NULL, OPT_QUIET},
@@ -230,6 +256,7 @@ static void parse_options(int argc, char **argv, options_t *o)
         .bind = DEFAULT_BIND,
         .control = DEFAULT_CONTROL,
         .hwm = DEFAULT_HWM,
+        .queue_mb = DEFAULT_QUEUE_MB,
         .threads = cpus > 0 ? (int)(cpus < MAX_THREADS ? cpus : MAX_THREADS) : 1,
     };
     int c;
@@ -280,6 +307,7 @@ static void parse_options(int argc, char **argv, options_t *o)
         case OPT_CONTROL: o->control = optarg; break;
         case OPT_EXACTLY_ONCE: o->exactly_once = 1; break;
         case OPT_HWM: o->hwm = (int)parse_number("hwm", optarg, 1, INT_MAX); break;
+        case OPT_QUEUE_MB: o->queue_mb = (size_t)parse_number("queue-mb", optarg, 1, SIZE_MAX >> 20); break;
         case OPT_THREADS: o->threads = (int)parse_number("threads", optarg, 1, MAX_THREADS); break;
         case OPT_CURVE: o->curve = optarg; break;
         case OPT_QUIET: o->quiet = 1; break;
@@ -302,13 +330,74 @@ typedef struct {
     void *sub;
     volatile int quit;
     ledger_t *ledger;         /* --exactly-once, else NULL */
-    pthread_mutex_t mu;       /* guards the trainer's heartbeat below */
+    pthread_mutex_t mu;       /* guards the trainer's heartbeat and Have below */
     double last_heartbeat;    /* console_now() of the last one, 0 = none */
     uint32_t trainer_epoch;   /* the epoch it says training is in */
+    char trainer[PROTO_MAX_NAME];     /* the sender of the last heartbeat (control thread only) */
+    proto_have_t have;        /* its last Have, done sets owned (have_copy) */
+    uint64_t haves;           /* Haves received */
+    uint32_t check[HAVE_CHECK_MAX];   /* epochs not open when it arrived, for the main */
+    size_t n_check;                   /* thread to check against `have` (0: none to check) */
+    uint64_t check_generation;        /* the ledger's generation then */
 } control_t;
 
+static void have_free(proto_have_t *h)
+{
+    for (uint32_t k = 0; k < PROTO_MAX_HAVE_EPOCHS; k++)
+        free((void *)h->done[k]);
+    memset(h, 0, sizeof *h);
+}
+
+/* *dst = src with its done sets copied (a decoded Have borrows them from
+ * the message); -1 when out of memory. */
+static int have_copy(proto_have_t *dst, const proto_have_t *src)
+{
+    *dst = *src;
+    memset(dst->done, 0, sizeof dst->done);
+    for (uint32_t k = 0; k < src->n_epochs; k++) {
+        if (!src->done_bytes[k])
+            continue;
+        uint8_t *p = malloc(src->done_bytes[k]);
+        if (!p) {
+            have_free(dst);
+            return -1;
+        }
+        memcpy(p, src->done[k], src->done_bytes[k]);
+        dst->done[k] = p;
+    }
+    return 0;
+}
+
+/* A Have, looked at as it arrives, in order with the Acks: what an open
+ * epoch lacks of its acknowledged Samples is due at once (a trainer resumed
+ * from a checkpoint taken before those Acks); the epochs already closed are
+ * left to the main thread to check (it knows which items each holds). */
+static void on_have(control_t *ctl, const proto_have_t *h)
+{
+    uint32_t check[HAVE_CHECK_MAX];
+    size_t n_check;
+    uint64_t generation;
+    size_t reverted = ledger_have(ctl->ledger, h->epoch, h->n_epochs, h->done, h->done_bytes, check,
+                                  HAVE_CHECK_MAX, &n_check, &generation);
+    if (reverted)
+        console_log("exactly once: the trainer (%s, step %" PRIu64 ") does not hold %zu acknowledged Sample(s) "
+                    "(it resumed from a checkpoint taken before it trained them): sending them again",
+                    h->sender, h->step, reverted);
+    proto_have_t copy;
+    if (have_copy(&copy, h))
+        return;
+    pthread_mutex_lock(&ctl->mu);
+    have_free(&ctl->have);
+    ctl->have = copy;
+    ctl->haves++;
+    memcpy(ctl->check, check, n_check * sizeof check[0]);
+    ctl->n_check = n_check;
+    ctl->check_generation = generation;
+    pthread_mutex_unlock(&ctl->mu);
+}
+
 /* Receives Control messages; a STOP raises the process-wide stop flag.
- * With --exactly-once, heartbeats and Acks are recorded too. */
+ * With --exactly-once, heartbeats, Acks and Haves are recorded too. */
 static void *control_thread(void *arg)
 {
     control_t *ctl = arg;
@@ -330,8 +419,18 @@ static void *control_thread(void *arg)
                 console_log("stop received from %s", c.sender);
                 transport_stop = 1;
             } else if (c.kind == PROTO_CONTROL_HEARTBEAT && ctl->ledger) {
+                double now = console_now();
+                int restarted = ctl->trainer[0] && strcmp(ctl->trainer, c.sender) != 0;
+                if (restarted) {
+                    /* what the dead one held is lost, like a dead worker's */
+                    ledger_restart(ctl->ledger, now);
+                    console_log("exactly once: another trainer took over (%s after %s); what is not "
+                                "acknowledged %.0f s from now goes out again", c.sender, ctl->trainer,
+                                LEDGER_LOST_GRACE_S);
+                }
+                snprintf(ctl->trainer, sizeof ctl->trainer, "%s", c.sender);
                 pthread_mutex_lock(&ctl->mu);
-                ctl->last_heartbeat = console_now();
+                ctl->last_heartbeat = now;
                 ctl->trainer_epoch = c.epoch;
                 pthread_mutex_unlock(&ctl->mu);
             }
@@ -340,6 +439,10 @@ static void *control_thread(void *arg)
             if (proto_ack_decode(&a, data, len) == 0)
                 ledger_ack(ctl->ledger, a.epoch, a.indices, a.n_indices, console_now());
             proto_ack_clear(&a);
+        } else if (type == PROTO_MSG_HAVE && ctl->ledger) {
+            proto_have_t h;
+            if (proto_have_decode(&h, data, len) == 0)
+                on_have(ctl, &h);
         }
         zmq_msg_close(&msg);
     }
@@ -394,6 +497,12 @@ typedef struct {
     control_t *ctl;            /* NULL without a control socket */
     ledger_t *ledger;          /* --exactly-once, else NULL */
     double next_tick;          /* console_now() of the next look for overdue Samples */
+    const size_t *selected;    /* (n_sel) the items this loader serves */
+    size_t n_sel;
+    proto_have_t held;         /* what the trainer held when this loader (re)started: not sent */
+    int rewind;                /* start over at rewind_epoch (a resumed trainer lacks Samples of
+                                  an epoch already closed) */
+    uint32_t rewind_epoch;
     dataset_image_t img;       /* scratch for re-sending an item the cache lacks */
     int img_used;
     int peers;                 /* augmenters connected at the last look */
@@ -477,8 +586,52 @@ static int resend_item(run_t *r, uint32_t epoch, size_t item)
                        r->img.channels);
 }
 
-/* Every RESEND_TICK_S (or now, with force): closes the epochs whose Samples
- * are all acknowledged and sends again those overdue. -1 when stopping. */
+/* 1 when the trainer, by Have h, lacks an item of epoch that this loader
+ * serves (and could read). */
+static int trainer_lacks(const run_t *r, const proto_have_t *h, uint32_t epoch)
+{
+    for (size_t k = 0; k < r->n_sel; k++)
+        if (!r->bad[r->selected[k]] && !proto_have_bit(h, epoch, r->selected[k]))
+            return 1;
+    return 0;
+}
+
+/* The epochs that were not open when the trainer's last Have arrived: when
+ * it lacks items of one of them (it resumed from a checkpoint taken before
+ * it trained them, and they were all acknowledged), the loader starts over
+ * at the trainer's epoch (r->rewind), sending only what the Have does not
+ * list. */
+static void check_closed_epochs(run_t *r)
+{
+    uint32_t check[HAVE_CHECK_MAX];
+    proto_have_t h;
+    pthread_mutex_lock(&r->ctl->mu);
+    size_t n = r->ctl->n_check;
+    int current = r->ctl->check_generation == ledger_generation(r->ledger);
+    memcpy(check, r->ctl->check, n * sizeof check[0]);
+    r->ctl->n_check = 0;
+    int got = n > 0 && current && have_copy(&h, &r->ctl->have) == 0;
+    pthread_mutex_unlock(&r->ctl->mu);
+    if (!got)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (!trainer_lacks(r, &h, check[i]))
+            continue;
+        console_log("exactly once: the trainer (%s, step %" PRIu64 ") lacks Samples of epoch %u, which it had "
+                    "acknowledged in full (it resumed from a checkpoint taken before); starting over at epoch %u "
+                    "with what it lacks", h.sender, h.step, check[i], h.epoch);
+        have_free(&r->held);
+        r->held = h;
+        r->rewind = 1;
+        r->rewind_epoch = h.epoch;
+        return;
+    }
+    have_free(&h);
+}
+
+/* Every RESEND_TICK_S (or now, with force): checks the trainer's last Have,
+ * closes the epochs whose Samples are all acknowledged and sends again those
+ * overdue. -1 when stopping; sets r->rewind when the loader must start over. */
 static int exactly_once_tick(run_t *r, int force)
 {
     static uint32_t due_epoch[RESEND_BATCH];
@@ -489,6 +642,9 @@ static int exactly_once_tick(run_t *r, int force)
     if (!force && now < r->next_tick)
         return 0;
     r->next_tick = now + RESEND_TICK_S;
+    check_closed_epochs(r);
+    if (r->rewind)
+        return 0;
     uint32_t done;
     uint64_t count;
     while (ledger_close_next(r->ledger, &done, &count)) {
@@ -523,12 +679,15 @@ static int exactly_once_tick(run_t *r, int force)
 }
 
 /* Waits, re-sending what is overdue, until fewer than LEDGER_MAX_OPEN epochs
- * are open (all = 0) or none is (all = 1). -1 when stopping. */
+ * are open (all = 0) or none is (all = 1). -1 when stopping, 1 when the
+ * loader must start over (r->rewind). */
 static int wait_acknowledged(run_t *r, int all)
 {
     for (;;) {
         if (transport_stop || exactly_once_tick(r, 1))
             return -1;
+        if (r->rewind)
+            return 1;
         int open = ledger_n_open(r->ledger);
         if (all ? open == 0 : open < LEDGER_MAX_OPEN)
             return 0;
@@ -566,6 +725,8 @@ static uint64_t run_epoch(run_t *r, uint32_t epoch, size_t *items, size_t n, int
             sent++;
             r->cnt->sent++;
             show_progress(r, epoch);
+            if (r->rewind)
+                return sent;
         }
         return sent;
     }
@@ -596,12 +757,12 @@ static uint64_t run_epoch(run_t *r, uint32_t epoch, size_t *items, size_t n, int
             }
         }
         pool_release(r->pool);
-        if (fail) {
+        if (fail || r->rewind) {
             /* Let the items in hand finish so the pool is idle. */
             pool_cancel_epoch(r->pool);
             while (pool_next(r->pool))
                 pool_release(r->pool);
-            *stopped = 1;
+            *stopped = fail;
             break;
         }
     }
@@ -643,6 +804,50 @@ static int none_readable(run_t *r, size_t n_sel)
                     "HINT: check the warnings above; is --data the right folder?\n",
             n_sel);
     return EXIT_USAGE;
+}
+
+/* --exactly-once at start: a trainer already running (this loader was
+ * restarted) says with its heartbeat the epoch it is in, and with its Have
+ * what it holds; the loader starts at that epoch and leaves those out.
+ * Returns the first epoch. */
+static uint32_t join_trainer(run_t *r, uint32_t first_epoch)
+{
+    control_t *ctl = r->ctl;
+    double until = console_now() + HEARTBEAT_WAIT_S;
+    while (!transport_stop && console_now() < until && !trainer_alive(r, console_now()))
+        usleep(ACK_WAIT_MS * 1000);
+    if (!trainer_alive(r, console_now())) {
+        if (!r->o->quiet)
+            console_log("exactly once: no trainer heartbeat yet; starting at epoch %u", first_epoch);
+        return first_epoch;
+    }
+    until = console_now() + HAVE_WAIT_S;
+    pthread_mutex_lock(&ctl->mu);
+    while (!transport_stop && ctl->haves == 0 && console_now() < until) {
+        pthread_mutex_unlock(&ctl->mu);
+        usleep(ACK_WAIT_MS * 1000);
+        pthread_mutex_lock(&ctl->mu);
+    }
+    uint32_t trainer_epoch = ctl->trainer_epoch;
+    int got = ctl->haves > 0 && have_copy(&r->held, &ctl->have) == 0;
+    ctl->n_check = 0;   /* nothing is open yet: every epoch would look closed */
+    pthread_mutex_unlock(&ctl->mu);
+    if (got) {
+        /* the trainer knows best: an earlier epoch it has not completed comes first */
+        first_epoch = r->held.epoch;
+        uint64_t held = 0;
+        for (uint32_t k = 0; k < r->held.n_epochs; k++)
+            for (size_t i = 0; i < r->held.done_bytes[k]; i++)
+                held += (uint64_t)__builtin_popcount(r->held.done[k][i]);
+        console_log("exactly once: the trainer is in epoch %u and holds %" PRIu64 " Sample(s) of epochs %u to %u; "
+                    "starting at epoch %u without them", r->held.epoch, held, r->held.epoch,
+                    r->held.epoch + (r->held.n_epochs ? r->held.n_epochs - 1 : 0), first_epoch);
+    } else {
+        if (trainer_epoch > first_epoch)
+            first_epoch = trainer_epoch;
+        console_log("exactly once: the trainer is in epoch %u; starting at epoch %u", trainer_epoch, first_epoch);
+    }
+    return first_epoch;
 }
 
 int main(int argc, char **argv)
@@ -694,9 +899,17 @@ int main(int argc, char **argv)
                     dataset_format_name(dataset_format(ds)), o.data, n_all, dataset_n_classes(ds), n_sel, n_held,
                     o.seed, o.threads);
 
+    /* The queue for each augmenter: --hwm Samples, fewer when they would
+     * exceed --queue-mb (loader/queue.h). */
+    uint64_t sample_bytes = queue_probe_sample_bytes(ds, &o.decode, selected, n_sel);
+    int hwm = queue_hwm((uint64_t)o.queue_mb << 20, sample_bytes, o.hwm);
+    if (!o.quiet || hwm < o.hwm)
+        console_log("queue: at most %d Sample(s) per augmenter connection (%.2f MB each, the largest of %d "
+                    "probed; --queue-mb %zu, --hwm %d)", hwm, (double)sample_bytes / (1 << 20),
+                    n_sel < QUEUE_PROBES ? (int)n_sel : QUEUE_PROBES, o.queue_mb, o.hwm);
     sender_t tx = {.identity = transport_identity("loader")};
     proto_buf_init(&tx.buf);
-    tx.push = transport_open_peer(ZMQ_PUSH, TRANSPORT_BIND, o.bind, o.hwm, "augmenters");
+    tx.push = transport_open_peer(ZMQ_PUSH, TRANSPORT_BIND, o.bind, hwm, "augmenters");
     if (!tx.push)
         return 1;
     control_t ctl = {0};
@@ -725,42 +938,61 @@ int main(int argc, char **argv)
     }
     counters_t cnt = {0};
     run_t r = {.o = &o, .ds = ds, .cache = cache, .pool = pool, .tx = &tx, .cnt = &cnt, .bad = bad,
-               .ctl = have_control ? &ctl : NULL, .ledger = ctl.ledger};
+               .ctl = have_control ? &ctl : NULL, .ledger = ctl.ledger, .selected = selected, .n_sel = n_sel};
     uint32_t first_epoch = o.start_epoch;
-    if (r.ledger) {
-        /* A trainer already running (this loader was restarted): continue
-         * at the epoch it is in; it drops what it already trained. */
-        double until = console_now() + HEARTBEAT_WAIT_S;
-        while (!transport_stop && console_now() < until && !trainer_alive(&r, console_now()))
-            usleep(ACK_WAIT_MS * 1000);
-        if (trainer_alive(&r, console_now())) {
-            pthread_mutex_lock(&ctl.mu);
-            if (ctl.trainer_epoch > first_epoch)
-                first_epoch = ctl.trainer_epoch;
-            pthread_mutex_unlock(&ctl.mu);
-            console_log("exactly once: the trainer is in epoch %u; starting at epoch %u", ctl.trainer_epoch,
-                        first_epoch);
-        } else if (!o.quiet) {
-            console_log("exactly once: no trainer heartbeat yet; starting at epoch %u", first_epoch);
-        }
-    }
+    if (r.ledger)
+        first_epoch = join_trainer(&r, first_epoch);
     uint64_t end_epoch = (uint64_t)o.start_epoch + o.epochs;   /* with o.epochs: one past the last */
     progress_start(&r.progress, "images", o.epochs ? (uint64_t)n_sel * o.epochs : 0);
     double start = console_now();
     int stopped = 0, failed = 0;
 
-    for (uint32_t epoch = first_epoch; !stopped && (o.epochs == 0 || epoch < end_epoch); epoch++) {
+    uint32_t epoch = first_epoch;
+    while (!stopped) {
+        if (r.rewind) {
+            /* a resumed trainer lacks Samples of an epoch already closed */
+            ledger_reset(r.ledger);
+            epoch = r.rewind_epoch;
+            r.rewind = 0;
+            cnt.rewinds++;
+        }
+        if (o.epochs != 0 && epoch >= end_epoch) {
+            /* every epoch streamed: wait until the trainer has them all */
+            if (!r.ledger)
+                break;
+            progress_end(&r.progress);
+            if (!o.quiet)
+                console_log("exactly once: waiting for the trainer to acknowledge the last %" PRIu64 " Sample(s)",
+                            ledger_outstanding(r.ledger));
+            int w = wait_acknowledged(&r, 1);
+            if (w < 0)
+                stopped = 1;
+            if (w <= 0)
+                break;
+            continue;   /* start over */
+        }
         if (r.ledger) {
-            if (wait_acknowledged(&r, 0) || ledger_open(r.ledger, epoch)) {
+            int w = wait_acknowledged(&r, 0);
+            if (w > 0)
+                continue;
+            if (w < 0 || ledger_open(r.ledger, epoch)) {
                 stopped = 1;
                 break;
             }
         }
-        size_t n = 0;
-        for (size_t k = 0; k < n_sel; k++)
-            if (!bad[selected[k]])
+        /* what the trainer held when this loader (re)started is not sent again */
+        size_t n = 0, held = 0;
+        for (size_t k = 0; k < n_sel; k++) {
+            if (bad[selected[k]])
+                continue;
+            if (proto_have_bit(&r.held, epoch, selected[k])) {
+                ledger_held(r.ledger, epoch, selected[k]);
+                held++;
+            } else {
                 items[n++] = selected[k];
-        if (n == 0) {
+            }
+        }
+        if (n + held == 0) {
             failed = none_readable(&r, n_sel);
             break;
         }
@@ -769,33 +1001,33 @@ int main(int argc, char **argv)
         uint64_t sent = run_epoch(&r, epoch, items, n, &stopped);
         if (stopped)
             break;
-        if (sent == 0 && cnt.skipped_total >= n_sel) {
+        if (r.rewind)
+            continue;
+        if (sent == 0 && held == 0 && cnt.skipped_total >= n_sel) {
             failed = none_readable(&r, n_sel);
             break;
         }
-        if (send_control(&tx, PROTO_CONTROL_END_OF_EPOCH, epoch, sent)) {
+        /* the epoch's count: the trainer completes it with the Samples it held */
+        if (send_control(&tx, PROTO_CONTROL_END_OF_EPOCH, epoch, sent + held)) {
             stopped = 1;
             break;
         }
         if (r.ledger)
-            ledger_seal(r.ledger, epoch, sent);
+            ledger_seal(r.ledger, epoch, sent + held);
         cnt.epochs_done++;
         double dt = console_now() - t0;
         if (!o.quiet) {
             progress_end(&r.progress);
-            console_log("epoch %u: %" PRIu64 " images in %.2f s (%.0f images/s); cache holds %zu items, %.0f MB",
-                        epoch, sent, dt, dt > 0 ? (double)sent / dt : 0.0, cache_count(cache),
+            char kept[64] = "";
+            if (held)
+                snprintf(kept, sizeof kept, " (%zu more the trainer held)", held);
+            console_log("epoch %u: %" PRIu64 " images%s in %.2f s (%.0f images/s); cache holds %zu items, %.0f MB",
+                        epoch, sent, kept, dt, dt > 0 ? (double)sent / dt : 0.0, cache_count(cache),
                         (double)cache_bytes(cache) / (1 << 20));
         }
+        epoch++;
     }
     progress_end(&r.progress);
-    if (r.ledger && !failed && !stopped) {
-        if (!o.quiet)
-            console_log("exactly once: waiting for the trainer to acknowledge the last %" PRIu64 " Sample(s)",
-                        ledger_outstanding(r.ledger));
-        if (wait_acknowledged(&r, 1))
-            stopped = 1;
-    }
 
     if (!failed) {
         /* Tell consumers the stream ended (best effort when stopping). */
@@ -813,7 +1045,8 @@ int main(int argc, char **argv)
                 cnt.skipped[DATASET_ERR_UNREADABLE], cnt.skipped[DATASET_ERR_CORRUPT],
                 cnt.skipped[DATASET_ERR_TOO_LARGE], cnt.converted);
     if (r.ledger)
-        console_log("exactly once: re-sent %" PRIu64 " Sample(s)", cnt.resent);
+        console_log("exactly once: re-sent %" PRIu64 " Sample(s); started over %" PRIu64 " time(s) for a resumed "
+                    "trainer", cnt.resent, cnt.rewinds);
 
     pool_destroy(&pool);
     if (have_control) {
@@ -822,11 +1055,12 @@ int main(int argc, char **argv)
         transport_close(&ctl.sub);
     }
     ledger_destroy(&ctl.ledger);
+    have_free(&ctl.have);
+    have_free(&r.held);
     pthread_mutex_destroy(&ctl.mu);
-    if (r.img_used) {
+    if (r.img_used)
         dataset_image_release(&r.img);
-        dataset_thread_done();
-    }
+    dataset_thread_done();   /* this thread read the probes, and maybe re-sent items */
     transport_close(&tx.push);
     transport_shutdown();
     proto_buf_release(&tx.buf);

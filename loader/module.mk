@@ -1,8 +1,16 @@
 # loader: the dataset-reading stage (build/bin/loader), its test consumer and
-# its benchmark consumer.
-loader_SRCS := loader/main.c loader/cache.c loader/ledger.c loader/order.c loader/pool.c
-loader_LIBS := dataset transport proto console
+# its benchmark consumer. libloadercore.a holds everything but main (cache,
+# decoding pool, shuffle order, acknowledgement ledger, queue size) so that
+# the unit test links the same code; build/bin/loader is main.c on top of it.
+loadercore_SRCS := loader/cache.c loader/ledger.c loader/order.c loader/pool.c loader/queue.c
+$(eval $(call add_lib,loadercore))
+
+loader_SRCS := loader/main.c
+loader_LIBS := loadercore dataset transport proto console
 $(eval $(call add_prog,loader))
+
+test_loader_LIBS := loadercore dataset transport proto console
+$(eval $(call add_test,test_loader))
 
 # Helper programs for the tests and the benchmark:
 # tests/it_loader.sh drives loader_consumer, bench/loader_bench.sh loader_sink

@@ -1,7 +1,7 @@
 /* proto.c: what every message type shares: the error text, the output
  * buffer, the packer, the header, the unpack step and the typed field getters.
  * The encode/decode pair of each type live in sample.c, viewbatch.c,
- * checkpoint.c, control.c, stats.c and ack.c; the pre-scan in scan.c.
+ * checkpoint.c, control.c, stats.c, ack.c and have.c; the pre-scan in scan.c.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -26,6 +26,7 @@ static const char *const type_names[] = {
     [PROTO_MSG_CONTROL] = "control",
     [PROTO_MSG_STATS] = "stats",
     [PROTO_MSG_ACK] = "ack",
+    [PROTO_MSG_HAVE] = "have",
 };
 
 int proto_fail(const char *fmt, ...)

@@ -3,7 +3,7 @@
  * Every message is one msgpack map whose first three entries are
  *   "fmt": "sslpipe"   format tag
  *   "ver": 1           protocol version (PROTO_VERSION)
- *   "type": "sample" | "viewbatch" | "checkpoint" | "control" | "stats" | "ack"
+ *   "type": "sample" | "viewbatch" | "checkpoint" | "control" | "stats" | "ack" | "have"
  * followed by the fields of that type. proto/PROTOCOL.md is the spec: fields,
  * types, units, limits, sockets, versioning rule.
  *
@@ -38,6 +38,8 @@
 #define PROTO_MAX_TEXT            4096u         /* bytes of a text field, with its NUL */
 #define PROTO_MAX_STATS           256u          /* counters in one Stats message */
 #define PROTO_MAX_ACK_INDICES     (4096u * 16u) /* dataset indices in one Ack message */
+#define PROTO_MAX_HAVE_EPOCHS     4u            /* epochs described by one Have message */
+#define PROTO_MAX_HAVE_BYTES      (32u << 20)   /* bytes of one epoch's bitset in a Have (2^28 indices) */
 #define PROTO_LABEL_NONE          (-1)          /* an unlabeled sample */
 #define PROTO_TARGET_NONE         (-1)          /* a view without a target */
 /* Structural limits of the msgpack pre-scan every decoder runs first. */
@@ -51,7 +53,8 @@ typedef enum {
     PROTO_MSG_CHECKPOINT,
     PROTO_MSG_CONTROL,
     PROTO_MSG_STATS,
-    PROTO_MSG_ACK,          /* the last one: proto_read_header loops up to it */
+    PROTO_MSG_ACK,
+    PROTO_MSG_HAVE,         /* the last one: proto_read_header loops up to it */
 } proto_msg_type_t;
 
 /* An encoded message: owns data[0..len). */
@@ -194,5 +197,24 @@ int proto_ack_encode(proto_buf_t *out, const proto_ack_t *a);
 int proto_ack_decode(proto_ack_t *a, const void *buf, size_t len);
 /* Same rules as proto_viewbatch_clear. */
 void proto_ack_clear(proto_ack_t *a);
+
+/* ---- Have: the samples of its current epochs the trainer's model holds, trainer -> loader ---- */
+typedef struct {
+    char sender[PROTO_MAX_NAME];  /* "trainer@host:pid" */
+    uint32_t epoch;               /* the epoch training is in; every earlier one is complete */
+    uint64_t step;                /* optimizer steps done */
+    uint32_t n_epochs;            /* 0..PROTO_MAX_HAVE_EPOCHS: done[k] describes epoch + k */
+    const uint8_t *done[PROTO_MAX_HAVE_EPOCHS];   /* (done_bytes[k]) bitset over the dataset index:
+                                                     bit i%8 of byte i/8 = sample i is done; borrowed
+                                                     after a decode (NULL when done_bytes[k] is 0) */
+    size_t done_bytes[PROTO_MAX_HAVE_EPOCHS];     /* 0..PROTO_MAX_HAVE_BYTES */
+} proto_have_t;
+
+int proto_have_encode(proto_buf_t *out, const proto_have_t *h);
+int proto_have_decode(proto_have_t *h, const void *buf, size_t len);
+/* 1 when h says sample `index` of `epoch` is done: epoch is one of those h
+ * describes and its bit is set. 0 otherwise (an epoch before h->epoch is
+ * complete, but this says 0 for it too: callers look at epochs from h->epoch). */
+int proto_have_bit(const proto_have_t *h, uint32_t epoch, uint64_t index);
 
 #endif

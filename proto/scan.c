@@ -298,7 +298,7 @@ int proto_read_header(const char *msg, const uint8_t *b, size_t len,
                           "protocol version", r.msg, ver, PROTO_VERSION);
     if (rd_key(&r, 2, "type") || rd_str(&r, "the message type (type)", &p, &n))
         return -1;
-    for (int k = PROTO_MSG_SAMPLE; k <= PROTO_MSG_ACK; k++) {
+    for (int k = PROTO_MSG_SAMPLE; k <= PROTO_MSG_HAVE; k++) {
         const char *name = proto_msg_type_name((proto_msg_type_t)k);
         if (n == strlen(name) && memcmp(p, name, n) == 0) {
             *type = (proto_msg_type_t)k;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Faults, on loopback with free ports: Fashion-MNIST limited to 2048 images,
-# SimCLR width 8, batch 256, 3 epochs (24 steps), the loader with
+# SimCLR width 8, batch 256, 5 epochs (40 steps), the loader with
 # --exactly-once, two augmenter processes.
 #  a. One augmenter (parent and worker) is SIGKILLed mid-epoch, and another
 #     one started a little later. Training goes on; the loader logs re-sends;
@@ -15,6 +15,15 @@
 #     each time: after every kill `latest` and every kept checkpoint load
 #     (nntool info), their state files parse, and no temporary file is taken
 #     for a checkpoint; a last resume runs to the end.
+#  d. Exactly once across trainer restarts: the trainer (a checkpoint every
+#     CKPT_D steps) is SIGKILLed twice mid-epoch, some steps after its last
+#     checkpoint, and resumed with --resume latest each time, while the loader
+#     (--exactly-once) and two augmenters run on. The Samples it trained and
+#     acknowledged after that checkpoint are sent again (the loader logs it),
+#     and the run ends at step 40 with every epoch complete: 2048 distinct
+#     samples each, counted in the final model only (the killed runs' steps
+#     after their checkpoint do not count), one record per epoch, and as many
+#     samples trained in all as the steps hold (none trained twice).
 # At the end no process this test started is left.
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -29,6 +38,11 @@ EPOCHS=5
 STEPS=$((N * EPOCHS / BATCH))
 MAX_PAUSE_S=15     # generous: the machine is shared; a lost worker's Samples go out again 2 s after it left
 KILLS=${KILLS:-20}
+CKPT_D=3           # d: checkpoint period, so that a kill loses the steps since the last one
+MAX_PAUSE_D=60     # d: after a restart, what the dead trainer's queues held goes out again after
+                   # 3 x the acknowledgement latency, which the outage itself lengthens
+KILL_AT_D="10 17"  # d: kill the trainer once it has done this many steps (then resume): mid-epoch,
+                   # the second one step after epoch 1 completed and 2 after a checkpoint
 
 require_built "$LOADER" "$AUG" "$TRAINER" "$NNTOOL"
 [ -e "$FMNIST/train-images-idx3-ubyte.gz" ] || { echo "FAIL: $FMNIST missing (make deps)"; exit 1; }
@@ -71,18 +85,22 @@ start_augmenter() {   # NAME
     pids+=("$aug_pid")
 }
 
-start_trainer() {   # RUN
+start_trainer() {   # RUN [LOG [OPTION...]]: LOG names the output files (default RUN)
+    local run=$1 log=${2:-$1}
+    shift; [ $# -gt 0 ] && shift
     "$TRAINER" --method simclr --arch resnet-mini --width 8 --batch "$BATCH" --epochs "$EPOCHS" \
         --dataset-size "$N" --ckpt-every 1000 --seed 5 --bind "tcp://127.0.0.1:$tp" \
-        --control "tcp://127.0.0.1:$cp" --evaluator none --out "$tmp/$1" --quiet \
-        >"$tmp/$1.out" 2>"$tmp/$1.err" &
+        --control "tcp://127.0.0.1:$cp" --evaluator none --out "$tmp/$run" --quiet "$@" \
+        >"$tmp/$log.out" 2>"$tmp/$log.err" &
     trainer_pid=$!
     pids+=("$trainer_pid")
 }
 
-# check_epochs RUN NAME: every epoch complete with N distinct samples, steps 1..STEPS
+# check_epochs RUN [MAX_PAUSE]: every epoch complete with N distinct samples
+# and one record, steps 1..STEPS, as many samples trained as the steps hold,
+# no pause between two steps of MAX_PAUSE seconds (default MAX_PAUSE_S) or more
 check_epochs() {
-    "$PY" - "$tmp/$1/metrics.jsonl" "$N" "$EPOCHS" "$STEPS" "$MAX_PAUSE_S" <<'EOF'
+    "$PY" - "$tmp/$1/metrics.jsonl" "$N" "$EPOCHS" "$STEPS" "${2:-$MAX_PAUSE_S}" "$BATCH" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 n, epochs, steps, max_pause = (int(a) for a in sys.argv[2:6])
@@ -90,9 +108,12 @@ steprows = [r for r in rows if "loss" in r]
 records = [r for r in rows if r.get("record") == "epoch"]
 assert [r["step"] for r in steprows] == list(range(1, steps + 1)), [r["step"] for r in steprows]
 by_epoch = {r["epoch"]: r for r in records}
-assert sorted(by_epoch) == list(range(epochs)), records
+assert sorted(by_epoch) == list(range(epochs)) and len(records) == epochs, records
 for e, r in sorted(by_epoch.items()):
     assert r["complete"] and r["distinct"] == n and r["expected"] == n, r
+# every step trains a full batch: the samples trained in all are the distinct ones
+batch = int(sys.argv[6])
+assert sum(r["distinct"] for r in records) == steps * batch, (sum(r["distinct"] for r in records), steps * batch)
 pause = max(b["time"] - a["time"] for a, b in zip(steprows, steprows[1:]))
 dups = sum(r["duplicates"] for r in records)
 print(f"   epochs {sorted(by_epoch)}: {n} distinct samples each, {dups} duplicate(s) dropped; "
@@ -229,6 +250,43 @@ assert d["end"] == "done" and d["step"] == int(sys.argv[2]) + 20 and d["steps_th
 EOF
 kill -TERM "$loader_pid" 2>/dev/null; gone "$loader_pid" 5
 kill_tree "$aug_pid"
+
+# ---- d. the trainer killed twice mid-epoch and resumed; the loader and augmenters run on ----
+lp=$(free_port); tp=$(free_port); cp=$(free_port)
+start_trainer d d.trainer1 --ckpt-every "$CKPT_D"
+start_loader d.loader
+start_augmenter d.aug1
+start_augmenter d.aug2
+k=1
+for at in $KILL_AT_D; do
+    if wait_steps "$tmp/d" "$at" 90; then
+        kill -KILL "$trainer_pid"; wait "$trainer_pid" 2>/dev/null
+        done_steps=$(steps_done "$tmp/d")
+        ckpt=$(readlink "$tmp/d/latest"); ckpt=${ckpt#ckpt-}; ckpt=$((10#${ckpt%.safetensors}))
+        ok "d: trainer killed with SIGKILL at step $done_steps, $((done_steps - ckpt)) step(s) after its last checkpoint"
+    else
+        fail "d: no $at steps within 90 s"; tail -5 "$tmp/d.trainer$k.err"
+    fi
+    k=$((k + 1))
+    start_trainer d "d.trainer$k" --ckpt-every "$CKPT_D" --resume latest
+done
+if gone "$trainer_pid" 120; then
+    wait "$trainer_pid"; rc=$?
+    [ "$rc" -eq 0 ] && ok "d: the last resumed trainer exited 0" || { fail "d: trainer exit $rc"; tail -5 "$tmp/d.trainer$k.err"; }
+else
+    fail "d: trainer still running after 120 s"; tail -5 "$tmp/d.trainer$k.err" "$tmp/d.loader.log"
+fi
+grep -q "resumed .* in epoch" "$tmp/d.trainer2.err" && grep -q "resumed .* in epoch" "$tmp/d.trainer3.err" &&
+    ok "d: both resumed trainers restored their epochs ($(grep -ho 'in epoch [0-9]*' "$tmp/d.trainer2.err" "$tmp/d.trainer3.err" | tr '\n' ' '))" ||
+    { fail "d: a resumed trainer did not restore its epochs"; grep -h resumed "$tmp"/d.trainer*.err; }
+lost=$(grep -cE "does not hold [0-9]+ acknowledged|lacks Samples of epoch" "$tmp/d.loader.log")
+[ "${lost:-0}" -gt 0 ] &&
+    ok "d: the loader sent again what the killed trainers had acknowledged after their checkpoint:" &&
+    grep -E "does not hold|lacks Samples" "$tmp/d.loader.log" | sed 's/^/     /' ||
+    { fail "d: the loader did not send anything again for a resumed trainer"; tail -5 "$tmp/d.loader.log"; }
+check_epochs d "$MAX_PAUSE_D" && ok "d: every epoch complete, $N distinct samples each in the final model, none trained twice" ||
+    { fail "d: epoch records"; grep '"record"' "$tmp/d/metrics.jsonl"; }
+gone "$loader_pid" 10 && ok "d: the loader exited" || { fail "d: loader still running"; tail -3 "$tmp/d.loader.log"; }
 
 # ---- no process left ----
 sleep 0.5

@@ -255,6 +255,11 @@ static int decode_as(proto_msg_type_t type, const void *buf, size_t len)
         proto_ack_clear(&a);
         break;
     }
+    case PROTO_MSG_HAVE: {
+        proto_have_t h;
+        rc = proto_have_decode(&h, buf, len);
+        break;
+    }
     default:
         break;
     }
@@ -276,7 +281,7 @@ static int decode_copy(proto_msg_type_t type, const void *buf, size_t len)
 
 static const proto_msg_type_t all_types[] = {
     PROTO_MSG_SAMPLE, PROTO_MSG_VIEWBATCH, PROTO_MSG_CHECKPOINT, PROTO_MSG_CONTROL,
-    PROTO_MSG_STATS, PROTO_MSG_ACK,
+    PROTO_MSG_STATS, PROTO_MSG_ACK, PROTO_MSG_HAVE,
 };
 #define N_TYPES (sizeof all_types / sizeof all_types[0])
 
@@ -400,6 +405,22 @@ static void ack_fixture(proto_ack_t *a)
     a->indices = ack_items;
 }
 
+/* epoch 7: samples 0, 9 and 15 done; epoch 8: none; epoch 9: sample 2 */
+static const uint8_t have_bits0[2] = { 0x01, 0x82 }, have_bits2[1] = { 0x04 };
+
+static void have_fixture(proto_have_t *h)
+{
+    memset(h, 0, sizeof *h);
+    strcpy(h->sender, "trainer@host:99");
+    h->epoch = 7;
+    h->step = 1234;
+    h->n_epochs = 3;
+    h->done[0] = have_bits0;
+    h->done_bytes[0] = sizeof have_bits0;
+    h->done[2] = have_bits2;
+    h->done_bytes[2] = sizeof have_bits2;
+}
+
 /* Encodes the example message of `type` into out. */
 static void encode_fixture(proto_msg_type_t type, proto_buf_t *out)
 {
@@ -409,6 +430,7 @@ static void encode_fixture(proto_msg_type_t type, proto_buf_t *out)
     proto_control_t ctl;
     proto_stats_t st;
     proto_ack_t ack;
+    proto_have_t have;
     int rc = -1;
     switch (type) {
     case PROTO_MSG_SAMPLE: sample_fixture(&sf); rc = proto_sample_encode(out, &sf.s); break;
@@ -417,6 +439,7 @@ static void encode_fixture(proto_msg_type_t type, proto_buf_t *out)
     case PROTO_MSG_CONTROL: control_fixture(&ctl); rc = proto_control_encode(out, &ctl); break;
     case PROTO_MSG_STATS: stats_fixture(&st); rc = proto_stats_encode(out, &st); break;
     case PROTO_MSG_ACK: ack_fixture(&ack); rc = proto_ack_encode(out, &ack); break;
+    case PROTO_MSG_HAVE: have_fixture(&have); rc = proto_have_encode(out, &have); break;
     default: break;
     }
     if (rc)
@@ -765,6 +788,64 @@ static void test_ack_roundtrip(void **state)
     free(many);
 }
 
+static void roundtrip_have(const proto_have_t *in)
+{
+    proto_buf_t buf;
+    proto_have_t out;
+    proto_msg_type_t type;
+    proto_buf_init(&buf);
+    if (proto_have_encode(&buf, in))
+        fail_msg("encode: %s", proto_error());
+    assert_int_equal(proto_peek_type(buf.data, buf.len, &type), 0);
+    assert_int_equal(type, PROTO_MSG_HAVE);
+    if (proto_have_decode(&out, buf.data, buf.len))
+        fail_msg("decode: %s", proto_error());
+    assert_true(proto_have_equal(in, &out));
+    proto_buf_release(&buf);
+}
+
+static void test_have_roundtrip(void **state)
+{
+    (void)state;
+    proto_have_t h;
+    have_fixture(&h);
+    roundtrip_have(&h);
+    assert_string_equal(proto_msg_type_name(PROTO_MSG_HAVE), "have");
+
+    /* the bits as the loader reads them */
+    proto_buf_t buf;
+    proto_buf_init(&buf);
+    assert_int_equal(proto_have_encode(&buf, &h), 0);
+    proto_have_t d;
+    assert_int_equal(proto_have_decode(&d, buf.data, buf.len), 0);
+    for (uint64_t i = 0; i < 20; i++) {
+        assert_int_equal(proto_have_bit(&d, 7, i), i == 0 || i == 9 || i == 15);
+        assert_int_equal(proto_have_bit(&d, 8, i), 0);
+        assert_int_equal(proto_have_bit(&d, 9, i), i == 2);
+        assert_int_equal(proto_have_bit(&d, 6, i), 0);    /* before: not described */
+        assert_int_equal(proto_have_bit(&d, 10, i), 0);   /* after: nothing done */
+    }
+    assert_null(d.done[1]);
+    assert_int_equal(d.done_bytes[1], 0);
+    proto_buf_release(&buf);
+
+    /* no epoch described; then the most, one of them at the size limit */
+    h.n_epochs = 0;
+    h.epoch = UINT32_MAX;
+    h.step = UINT64_MAX;
+    roundtrip_have(&h);
+    uint8_t *big = malloc(PROTO_MAX_HAVE_BYTES);
+    assert_non_null(big);
+    for (size_t i = 0; i < PROTO_MAX_HAVE_BYTES; i++)
+        big[i] = (uint8_t)(i * 31u);
+    have_fixture(&h);
+    h.n_epochs = PROTO_MAX_HAVE_EPOCHS;
+    h.done[3] = big;
+    h.done_bytes[3] = PROTO_MAX_HAVE_BYTES;
+    roundtrip_have(&h);
+    free(big);
+}
+
 static void test_buf_reuse_and_detach(void **state)
 {
     (void)state;
@@ -987,7 +1068,7 @@ static void test_header_refusals(void **state)
     expect_error(proto_peek_type(w.p, w.len, &type), "fewer than the 3 of the header");
 
     static const char *const type_names[N_TYPES] = {
-        "sample", "viewbatch", "checkpoint", "control", "stats", "ack",
+        "sample", "viewbatch", "checkpoint", "control", "stats", "ack", "have",
     };
     for (size_t t = 0; t < N_TYPES; t++)
         assert_string_equal(proto_msg_type_name(all_types[t]), type_names[t]);
@@ -1001,6 +1082,7 @@ static uint8_t t_pixels[2 * 3 * 1];
 static wbuf_t t_samples;   /* a viewbatch's samples array */
 static wbuf_t t_counters;  /* a stats' counters map */
 static wbuf_t t_indices;   /* an ack's indices array */
+static wbuf_t t_done;      /* a have's done array */
 static const float t_views[1 * 1 * 2 * 2];
 
 static const tfield_t sample_fields[] = {
@@ -1050,6 +1132,13 @@ static tfield_t ack_fields[] = {
     { .key = "indices", .kind = V_RAW },  /* filled by setup */
 };
 
+static tfield_t have_fields[] = {
+    { .key = "sender", .kind = V_STR, .s = "trainer@h:4" },
+    { .key = "epoch", .kind = V_UINT, .u = 3 },
+    { .key = "step", .kind = V_UINT, .u = 77 },
+    { .key = "done", .kind = V_RAW },  /* filled by setup */
+};
+
 typedef struct {
     proto_msg_type_t type;
     const tfield_t *fields;
@@ -1063,8 +1152,11 @@ static const tmsg_t tmsgs[] = {
     { PROTO_MSG_CONTROL, control_fields, 4 },
     { PROTO_MSG_STATS, stats_fields, 3 },
     { PROTO_MSG_ACK, ack_fields, 3 },
+    { PROTO_MSG_HAVE, have_fields, 4 },
 };
 #define N_TMSGS (sizeof tmsgs / sizeof tmsgs[0])
+/* indices into tmsgs */
+enum { M_SAMPLE, M_VIEWBATCH, M_CHECKPOINT, M_CONTROL, M_STATS, M_ACK, M_HAVE };
 
 /* Writes one viewbatch element (a 1 x 1 x 2 x 2 f32 view). */
 static void w_vb_sample(wbuf_t *w, uint64_t index, size_t data_len, uint32_t n_targets)
@@ -1101,6 +1193,12 @@ static int setup_fields(void **state)
     w_uint(&t_indices, UINT64_MAX);
     ack_fields[2].p = t_indices.p;
     ack_fields[2].n = t_indices.len;
+    t_done.len = 0;
+    w_array(&t_done, 2);
+    w_bin(&t_done, "\x05\x80", 2);
+    w_bin(&t_done, "", 0);
+    have_fields[3].p = t_done.p;
+    have_fields[3].n = t_done.len;
     return 0;
 }
 
@@ -1110,6 +1208,7 @@ static int teardown_fields(void **state)
     w_free(&t_samples);
     w_free(&t_counters);
     w_free(&t_indices);
+    w_free(&t_done);
     return 0;
 }
 
@@ -1161,6 +1260,8 @@ static void test_wrong_types(void **state)
                     continue;  /* an empty samples array is a range error, below */
                 if (f->kind == V_RAW && rk == V_RAW && m == 4 && r == 8)
                     continue;  /* an empty counters map is valid */
+                if (f->kind == V_RAW && rk == V_RAW && m == M_HAVE && r == 7)
+                    continue;  /* an empty done array is valid */
                 build(&w, proto_msg_type_name(tm->type), tm->fields, tm->n, -1, k, &wrong[r]);
                 int rc = decode_copy(tm->type, w.p, w.len);
                 if (rc != -1 || !strstr(proto_error(), f->key))
@@ -1237,8 +1338,6 @@ static void expect_replaced_ok(int m, int k, tfield_t with)
 #define STRV(x)  ((tfield_t){ .kind = V_STR, .s = (x) })
 #define F64V(x)  ((tfield_t){ .kind = V_F64, .d = (x) })
 #define RAWV(w)  ((tfield_t){ .kind = V_RAW, .p = (w).p, .n = (w).len })
-
-enum { M_SAMPLE, M_VIEWBATCH, M_CHECKPOINT, M_CONTROL, M_STATS, M_ACK };
 
 static void test_sample_limits(void **state)
 {
@@ -1487,6 +1586,48 @@ static void test_ack_limits(void **state)
     w_free(&a);
 }
 
+static void test_have_limits(void **state)
+{
+    (void)state;
+    wbuf_t a = { 0 };
+    expect_replaced(M_HAVE, 0, STRV(""), "sender is empty");
+    expect_replaced(M_HAVE, 1, UINTV((uint64_t)UINT32_MAX + 1), "epoch is 4294967296");
+    expect_replaced(M_HAVE, 2, INTV(-1), "step is -1");
+    /* one epoch too many, an element that is not a bin, no epoch at all */
+    w_array(&a, PROTO_MAX_HAVE_EPOCHS + 1);
+    for (uint32_t k = 0; k <= PROTO_MAX_HAVE_EPOCHS; k++)
+        w_bin(&a, "\x01", 1);
+    expect_replaced(M_HAVE, 3, RAWV(a), "the length of done is 5, expected 0..4 (PROTO_MAX_HAVE_EPOCHS)");
+    a.len = 0;
+    w_array(&a, 2);
+    w_bin(&a, "\x01", 1);
+    w_str(&a, "\x01");
+    expect_replaced(M_HAVE, 3, RAWV(a), "done[1].bits must be a bin, found str");
+    a.len = 0;
+    w_array(&a, 0);
+    expect_replaced_ok(M_HAVE, 3, RAWV(a));
+    expect_replaced(M_HAVE, 3, UINTV(1), "done must be an array");
+    w_free(&a);
+
+    /* the encoder refuses what the decoder would */
+    proto_buf_t buf;
+    proto_buf_init(&buf);
+    proto_have_t h;
+    have_fixture(&h);
+    h.n_epochs = PROTO_MAX_HAVE_EPOCHS + 1;
+    expect_error(proto_have_encode(&buf, &h), "have: n_epochs is 5");
+    have_fixture(&h);
+    h.done_bytes[1] = 3;
+    expect_error(proto_have_encode(&buf, &h), "done[1] is NULL but done_bytes[1] is 3");
+    have_fixture(&h);
+    h.done_bytes[0] = (size_t)PROTO_MAX_HAVE_BYTES + 1;
+    expect_error(proto_have_encode(&buf, &h), "done[0] is 33554433 bytes, expected at most 33554432");
+    have_fixture(&h);
+    h.sender[0] = '\0';
+    expect_error(proto_have_encode(&buf, &h), "have: sender is empty");
+    proto_buf_release(&buf);
+}
+
 static void test_unknown_fields_ignored(void **state)
 {
     (void)state;
@@ -1695,6 +1836,7 @@ static int decode_reencode(proto_msg_type_t type, const uint8_t *buf, size_t len
     case PROTO_MSG_CONTROL: REENCODE(proto_control_t, control, NO_CLEAR); break;
     case PROTO_MSG_STATS: REENCODE(proto_stats_t, stats, proto_stats_clear); break;
     case PROTO_MSG_ACK: REENCODE(proto_ack_t, ack, proto_ack_clear); break;
+    case PROTO_MSG_HAVE: REENCODE(proto_have_t, have, NO_CLEAR); break;
     default: break;
     }
 #undef REENCODE
@@ -1886,6 +2028,10 @@ static int write_corpus(const char *dir)
     ack.n_indices = 3;
     proto_ack_encode(&buf, &ack);
     rc |= write_file(dir, "fuzz_ack", "seed-three", buf.data, buf.len);
+
+    proto_have_t have = { .sender = "trainer@h:1", .epoch = 2, .step = 40 };
+    proto_have_encode(&buf, &have);
+    rc |= write_file(dir, "fuzz_have", "seed-none", buf.data, buf.len);
     proto_buf_release(&buf);
     return rc ? -1 : 0;
 }
@@ -1907,6 +2053,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_control_roundtrip),
         cmocka_unit_test(test_stats_roundtrip),
         cmocka_unit_test(test_ack_roundtrip),
+        cmocka_unit_test(test_have_roundtrip),
         cmocka_unit_test(test_buf_reuse_and_detach),
         cmocka_unit_test(test_truncated_every_prefix),
         cmocka_unit_test(test_oversized_claims),
@@ -1920,6 +2067,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_control_limits),
         cmocka_unit_test(test_stats_limits),
         cmocka_unit_test(test_ack_limits),
+        cmocka_unit_test(test_have_limits),
         cmocka_unit_test(test_unknown_fields_ignored),
         cmocka_unit_test(test_encoder_refusals),
         cmocka_unit_test(test_clear_after_failed_decode),

@@ -1,8 +1,10 @@
 /* Unit tests of trainer/: option parsing and defaults, batch assembly (layouts,
  * dtype conversion, refusals), the receive thread over an inproc socket
  * (assembly across messages, dropped messages, end-of-epoch count, samples
- * skipped for their label), the run folder (state round trip, latest,
- * pruning, metrics after a crash) and the model step. */
+ * skipped for their label, copies of queued and of trained samples, a
+ * restored checkpoint's epochs), the run folder (state round trip, latest,
+ * pruning, metrics after a crash), the per-epoch sets (records, Have, the
+ * checkpoint's copy) and the model step. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -379,7 +381,7 @@ static void test_feed_assembles_and_drops(void **state)
     const char *ep = "inproc://test-trainer-feed";
     batch_shape_t s = { .method = TRAIN_SIMCLR, .images = 4, .classes = 4 };
     char err[256];
-    feed_t *f = feed_new(ep, 16, &s, 2, err, sizeof err);
+    feed_t *f = feed_new(ep, 16, &s, 2, NULL, err, sizeof err);
     assert_non_null(f);
     void *push = transport_open(ZMQ_PUSH, TRANSPORT_CONNECT, ep, 0);
     assert_non_null(push);
@@ -458,7 +460,7 @@ static void test_feed_skips_bad_labels(void **state)
     const char *ep = "inproc://test-trainer-feed-labels";
     batch_shape_t s = { .method = TRAIN_SUPERVISED, .images = 3, .classes = 10 };
     char err[256];
-    feed_t *f = feed_new(ep, 16, &s, 2, err, sizeof err);
+    feed_t *f = feed_new(ep, 16, &s, 2, NULL, err, sizeof err);
     assert_non_null(f);
     void *push = transport_open(ZMQ_PUSH, TRANSPORT_CONNECT, ep, 0);
     assert_non_null(push);
@@ -530,6 +532,100 @@ static void test_feed_skips_bad_labels(void **state)
     feed_destroy(&f);
 }
 
+/* Pushes a two-view ViewBatch of n samples of `epoch`, indices first, first + 1, ... */
+static void push_epoch(void *sock, uint32_t epoch, uint32_t n, uint64_t first)
+{
+    fake_vb_t v;
+    fake_init(&v, PROTO_DTYPE_F32, n, 2, first);
+    for (uint32_t i = 0; i < n; i++)
+        v.s[i].epoch = epoch;
+    proto_buf_t buf;
+    proto_buf_init(&buf);
+    assert_int_equal(proto_viewbatch_encode(&buf, &v.vb), 0);
+    push_bytes(sock, buf.data, buf.len);
+    proto_buf_release(&buf);
+}
+
+/* Waits until the receive thread has taken `n` samples in all. */
+static void wait_samples(feed_t *f, uint64_t n)
+{
+    feed_stats_t st;
+    for (int i = 0; i < 500; i++) {
+        feed_stats(f, &st);
+        if (st.samples >= n)
+            return;
+        usleep(10000);
+    }
+    fail_msg("the feed took %llu samples, expected %llu", (unsigned long long)st.samples, (unsigned long long)n);
+}
+
+/* A resumed trainer: the checkpoint's trained samples are dropped as
+ * duplicates and acknowledged; what it did not hold is trained; a copy of
+ * a sample still in a batch is dropped without an Ack until it is trained;
+ * the Have says what the model holds. */
+static void test_feed_restored(void **state)
+{
+    (void)state;
+    const char *ep = "inproc://test-trainer-feed-restored";
+    batch_shape_t s = { .method = TRAIN_SIMCLR, .images = 2, .classes = 4 };
+    char err[256];
+    /* the checkpoint's model holds samples 0 and 1 of epoch 6 */
+    epochs_t before, restored;
+    epochs_init(&before);
+    for (uint64_t i = 0; i < 4; i++)
+        epochs_admit(&before, 6, i);
+    epochs_trained(&before, 6, 0);
+    epochs_trained(&before, 6, 1);
+    epochs_end(&before, 6, 4);
+    json_t *j = epochs_to_json(&before);
+    epochs_release(&before);
+    epochs_init(&restored);
+    assert_int_equal(epochs_from_json(&restored, j, err, sizeof err), 0);
+    json_decref(j);
+    feed_t *f = feed_new(ep, 16, &s, 2, &restored, err, sizeof err);
+    assert_non_null(f);
+    assert_int_equal(epochs_current(&restored, &(int){ 0 }), 0);   /* taken over: left empty */
+    int known;
+    assert_int_equal(feed_epoch(f, &known), 6);
+    assert_int_equal(known, 1);
+    proto_have_t h;
+    assert_int_equal(feed_have(f, &h), 1);
+    assert_true(h.epoch == 6 && h.n_epochs == 1 && h.done_bytes[0] == 1 && h.done[0][0] == 0x03);
+    feed_have_release(&h);
+
+    void *push = transport_open(ZMQ_PUSH, TRANSPORT_CONNECT, ep, 0);
+    assert_non_null(push);
+    push_epoch(push, 6, 4, 0);   /* 0 and 1 held: dropped and acknowledged; 2 and 3 trained */
+    batch_t *b = feed_take(f, 5000);
+    assert_non_null(b);
+    assert_true(b->filled == 2 && b->index[0] == 2 && b->index[1] == 3);
+    push_epoch(push, 6, 1, 3);   /* a copy of 3, still in the batch: no Ack for it */
+    wait_samples(f, 5);
+    uint32_t ack_epoch[8];
+    uint64_t ack_index[8];
+    size_t n = feed_take_duplicates(f, ack_epoch, ack_index, 8);
+    assert_int_equal(n, 2);
+    assert_true(ack_epoch[0] == 6 && ack_epoch[1] == 6 && ack_index[0] + ack_index[1] == 1);
+    feed_trained(f, b);
+    feed_give_back(f, b);
+    push_epoch(push, 6, 1, 3);   /* trained now: dropped and acknowledged */
+    wait_samples(f, 6);
+    n = feed_take_duplicates(f, ack_epoch, ack_index, 8);
+    assert_true(n == 1 && ack_index[0] == 3);
+    epochs_record_t r;
+    assert_int_equal(feed_epoch_record(f, 0, &r), 1);
+    assert_true(r.epoch == 6 && r.distinct == 4 && r.duplicates == 4 && r.expected == 4 && r.complete);
+    assert_int_equal(feed_epoch(f, &known), 7);
+    assert_int_equal(feed_have(f, &h), 1);
+    assert_true(h.epoch == 7 && h.n_epochs == 0);
+    feed_have_release(&h);
+    j = feed_epochs_json(f);
+    assert_non_null(j);
+    json_decref(j);
+    transport_close(&push);
+    feed_destroy(&f);
+}
+
 /* ---- run folder ---- */
 
 static char tmpdir[256];
@@ -577,6 +673,17 @@ static void test_rundir_state_round_trip(void **state)
     assert_true(r.lr == s.lr && r.weight_decay == s.weight_decay && r.tau == s.tau && r.epochs == 1.5);
     assert_true(r.dataset_size == 50000 && r.step == 20 && r.images_seen == 640);
     assert_true(r.seed == s.seed && r.rng == s.rng && r.train_seconds == 12.5);
+    assert_null(r.epoch_sets);   /* none given: none read */
+
+    /* the per-epoch sets travel as the object they were given */
+    s.epoch_sets = json_pack("{s:I, s:[]}", "closed_upto", (json_int_t)-1, "slots");
+    assert_int_equal(rundir_state_save(path, &s, err, sizeof err), 0);
+    assert_int_equal(rundir_state_load(path, &r, err, sizeof err), 0);
+    assert_non_null(r.epoch_sets);
+    assert_true(json_equal(r.epoch_sets, s.epoch_sets));
+    rundir_state_release(&r);
+    rundir_state_release(&s);
+    assert_null(s.epoch_sets);
 
     FILE *f = fopen(path, "w");
     fputs("{\"format\": \"something-else\"}", f);
@@ -625,30 +732,58 @@ static void test_rundir_latest_and_prune(void **state)
     assert_non_null(strstr(real, "ckpt-100000000.safetensors"));
 }
 
+/* Keeps the records of epoch 0 only, as a checkpoint whose state counts
+ * only that one as written would. */
+static int keep_epoch0(uint32_t epoch, void *arg)
+{
+    (void)arg;
+    return epoch == 0;
+}
+
+static void read_text(const char *path, char *text, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(text, 1, cap - 1, f);
+    text[n] = '\0';
+    fclose(f);
+}
+
 static void test_rundir_metrics_after_crash(void **state)
 {
     (void)state;
-    char dir[512], path[600], err[512];
+    char dir[512], path[600], err[512], text[1024];
     snprintf(dir, sizeof dir, "%s/metrics", tmpdir);
-    assert_int_equal(rundir_make(dir, err, sizeof err), 0);
-    FILE *f = rundir_metrics_open(dir, -1, err, sizeof err);
-    assert_non_null(f);
-    for (int i = 1; i <= 5; i++)
-        fprintf(f, "{\"step\":%d,\"loss\":1.0}\n", i);
-    fputs("{\"step\":6,\"lo", f);   /* torn by a kill */
-    fclose(f);
-    f = rundir_metrics_open(dir, 3, err, sizeof err);   /* resumed at step 3 */
-    assert_non_null(f);
-    fputs("{\"step\":4,\"loss\":0.5}\n", f);
-    fclose(f);
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    f = fopen(path, "r");
-    char text[512] = "";
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    text[n] = '\0';
-    fclose(f);
-    assert_string_equal(text, "{\"step\":1,\"loss\":1.0}\n{\"step\":2,\"loss\":1.0}\n"
-                              "{\"step\":3,\"loss\":1.0}\n{\"step\":4,\"loss\":0.5}\n");
+    assert_int_equal(rundir_make(dir, err, sizeof err), 0);
+    for (int with_state = 0; with_state < 2; with_state++) {
+        FILE *f = rundir_metrics_open(dir, -1, NULL, NULL, err, sizeof err);
+        assert_non_null(f);
+        for (int i = 1; i <= 5; i++) {
+            fprintf(f, "{\"step\":%d,\"loss\":1.0}\n", i);
+            if (i == 2 || i == 3)   /* epoch records written after steps 2 and 3 */
+                fprintf(f, "{\"step\":%d,\"record\":\"epoch\",\"epoch\":%d}\n", i, i - 2);
+        }
+        fputs("{\"step\":6,\"lo", f);   /* torn by a kill */
+        fclose(f);
+        /* resumed at step 3: with the checkpoint's state, the record of epoch 1
+         * (written after the checkpoint of step 3) goes, to be written again */
+        f = rundir_metrics_open(dir, 3, with_state ? keep_epoch0 : NULL, NULL, err, sizeof err);
+        assert_non_null(f);
+        fputs("{\"step\":4,\"loss\":0.5}\n", f);
+        fclose(f);
+        read_text(path, text, sizeof text);
+        if (with_state)
+            assert_string_equal(text, "{\"step\":1,\"loss\":1.0}\n{\"step\":2,\"loss\":1.0}\n"
+                                      "{\"step\":2,\"record\":\"epoch\",\"epoch\":0}\n"
+                                      "{\"step\":3,\"loss\":1.0}\n{\"step\":4,\"loss\":0.5}\n");
+        else
+            assert_string_equal(text, "{\"step\":1,\"loss\":1.0}\n{\"step\":2,\"loss\":1.0}\n"
+                                      "{\"step\":2,\"record\":\"epoch\",\"epoch\":0}\n"
+                                      "{\"step\":3,\"loss\":1.0}\n"
+                                      "{\"step\":3,\"record\":\"epoch\",\"epoch\":1}\n"
+                                      "{\"step\":4,\"loss\":0.5}\n");
+    }
 }
 
 /* ---- per-epoch sets of trained samples ---- */
@@ -665,15 +800,17 @@ static void test_epochs_dedup_and_records(void **state)
     /* epoch 0 of 5 samples, one sent twice; epoch 1 starts meanwhile */
     for (uint64_t i = 0; i < 5; i++)
         assert_int_equal(epochs_admit(&e, 0, i * 100000), EPOCHS_NEW);
-    assert_int_equal(epochs_admit(&e, 0, 300000), EPOCHS_DUPLICATE);
+    assert_int_equal(epochs_admit(&e, 0, 300000), EPOCHS_QUEUED);   /* in a batch, not trained yet */
     assert_int_equal(epochs_admit(&e, 1, 300000), EPOCHS_NEW);
-    epochs_trained(&e, 0, 4);
+    for (uint64_t i = 0; i < 4; i++)
+        epochs_trained(&e, 0, i * 100000);
+    assert_int_equal(epochs_admit(&e, 0, 300000), EPOCHS_DUPLICATE);  /* trained now */
     epochs_end(&e, 0, 5);
     assert_int_equal(epochs_next_record(&e, 0, &r), 0);   /* one not trained yet */
     assert_int_equal(epochs_current(&e, &known), 0);
-    epochs_trained(&e, 0, 1);
+    epochs_trained(&e, 0, 400000);
     assert_int_equal(epochs_next_record(&e, 0, &r), 1);
-    assert_true(r.epoch == 0 && r.distinct == 5 && r.duplicates == 1 && r.expected == 5 && r.complete);
+    assert_true(r.epoch == 0 && r.distinct == 5 && r.duplicates == 2 && r.expected == 5 && r.complete);
     assert_int_equal(epochs_next_record(&e, 0, &r), 0);
     assert_int_equal(epochs_current(&e, &known), 1);
     assert_int_equal(known, 1);
@@ -706,13 +843,134 @@ static void test_epochs_skipped(void **state)
         assert_int_equal(epochs_admit(&e, 2, i), EPOCHS_NEW);
     epochs_end(&e, 2, 4);
     epochs_skipped(&e, 2, 1);
+    epochs_trained(&e, 2, 0);
     epochs_trained(&e, 2, 2);
     assert_int_equal(epochs_next_record(&e, 0, &r), 0);
     assert_int_equal(epochs_current(&e, &known), 2);
-    epochs_trained(&e, 2, 1);
+    assert_int_equal(epochs_admit(&e, 2, 1), EPOCHS_DUPLICATE);   /* skipped is done too */
+    assert_int_equal(epochs_admit(&e, 2, 3), EPOCHS_QUEUED);
+    epochs_trained(&e, 2, 3);
     assert_int_equal(epochs_current(&e, &known), 3);
     assert_int_equal(epochs_next_record(&e, 0, &r), 1);
     assert_true(r.epoch == 2 && r.distinct == 3 && r.skipped == 1 && r.expected == 4 && r.complete);
+    epochs_release(&e);
+}
+
+/* The Have of a set of epochs: the epoch training is in, then one bitset
+ * per epoch up to the newest kept one. */
+static void test_epochs_have(void **state)
+{
+    (void)state;
+    epochs_t e;
+    epochs_have_t h;
+    epochs_init(&e);
+    assert_int_equal(epochs_have(&e, &h), 0);   /* nothing known yet */
+    /* epoch 3 of 10 samples: all admitted, 0..5 trained, 9 skipped; 6, 7, 8 wait in a batch */
+    for (uint64_t i = 0; i < 10; i++)
+        assert_int_equal(epochs_admit(&e, 3, i), EPOCHS_NEW);
+    for (uint64_t i = 0; i < 6; i++)
+        epochs_trained(&e, 3, i);
+    epochs_skipped(&e, 3, 9);
+    epochs_end(&e, 3, 10);
+    /* epoch 5 (nothing of 4 yet): sample 5000 trained */
+    assert_int_equal(epochs_admit(&e, 5, 5000), EPOCHS_NEW);
+    epochs_trained(&e, 5, 5000);
+    assert_int_equal(epochs_have(&e, &h), 1);
+    assert_int_equal(h.epoch, 3);
+    assert_int_equal(h.n, 3);
+    assert_int_equal(h.bytes[0], 2);                 /* trailing zero bytes left out */
+    assert_int_equal(h.done[0][0], 0x3f);            /* 0..5 */
+    assert_int_equal(h.done[0][1], 0x02);            /* 9 */
+    assert_null(h.done[1]);
+    assert_int_equal(h.bytes[1], 0);
+    assert_int_equal(h.bytes[2], 5000 / 8 + 1);
+    assert_int_equal(h.done[2][5000 / 8], 1u << (5000 % 8));
+    assert_int_equal(epochs_done_total(&e), 8);
+    /* epoch 3 complete: the Have starts at 5, whose slot is the only one described */
+    for (uint64_t i = 6; i < 9; i++)
+        epochs_trained(&e, 3, i);
+    assert_int_equal(epochs_have(&e, &h), 1);
+    assert_true(h.epoch == 5 && h.n == 1 && h.bytes[0] == 5000 / 8 + 1);
+    epochs_release(&e);
+}
+
+/* What a checkpoint keeps: done sets, counts, records written or pending;
+ * samples admitted but not trained are taken again after a resume. */
+static void test_epochs_json_round_trip(void **state)
+{
+    (void)state;
+    epochs_t e, r;
+    epochs_record_t rec;
+    char err[256];
+    int known;
+    epochs_init(&e);
+    /* epochs 0..4 in turn: 0 complete and reported, 1 closed to make room
+     * (pending), 2..4 open; epoch 4 has one admitted but untrained sample */
+    for (uint32_t ep = 0; ep <= 4; ep++) {
+        for (uint64_t i = 0; i < 3; i++)
+            assert_int_equal(epochs_admit(&e, ep, 10 * ep + i), EPOCHS_NEW);
+        if (ep == 0) {
+            for (uint64_t i = 0; i < 3; i++)
+                epochs_trained(&e, 0, i);
+            epochs_end(&e, 0, 3);
+            assert_int_equal(epochs_next_record(&e, 0, &rec), 1);
+        }
+    }
+    /* epoch 4 took the slot of epoch 0 (reported); epoch 5 closes epoch 1 (its record pending) */
+    assert_int_equal(epochs_admit(&e, 5, 7), EPOCHS_NEW);
+    epochs_trained(&e, 2, 20);
+    epochs_trained(&e, 2, 21);
+    epochs_trained(&e, 4, 40);
+    epochs_trained(&e, 4, 41);
+    epochs_skipped(&e, 5, 7);
+    assert_int_equal(epochs_admit(&e, 4, 40), EPOCHS_DUPLICATE);
+    json_t *j = epochs_to_json(&e);
+    assert_non_null(j);
+    epochs_init(&r);
+    assert_int_equal(epochs_from_json(&r, j, err, sizeof err), 0);
+    /* records: 0 written (closed after its record), 1 pending, 2..5 not yet, 9 never seen */
+    assert_int_equal(epochs_record_out(&r, 0), 1);
+    for (uint32_t ep = 1; ep <= 5; ep++)
+        assert_int_equal(epochs_record_out(&r, ep), 0);
+    assert_int_equal(epochs_record_out(&r, 9), 0);
+    /* trained and skipped samples are held; 42 (admitted, untrained) is not */
+    assert_int_equal(epochs_admit(&r, 4, 41), EPOCHS_DUPLICATE);
+    assert_int_equal(epochs_admit(&r, 4, 42), EPOCHS_NEW);
+    assert_int_equal(epochs_admit(&r, 5, 7), EPOCHS_DUPLICATE);
+    assert_int_equal(epochs_admit(&r, 2, 22), EPOCHS_NEW);
+    assert_int_equal(epochs_admit(&r, 0, 1), EPOCHS_CLOSED);   /* closed before the checkpoint */
+    assert_int_equal(epochs_current(&r, &known), 2);
+    epochs_trained(&r, 2, 22);
+    epochs_end(&r, 2, 3);
+    /* the records: epoch 1 (closed, pending), then 2 once complete, the rest at the end */
+    assert_int_equal(epochs_next_record(&r, 0, &rec), 1);
+    assert_true(rec.epoch == 1 && rec.distinct == 0 && !rec.complete);
+    assert_int_equal(epochs_next_record(&r, 0, &rec), 1);
+    assert_true(rec.epoch == 2 && rec.distinct == 3 && rec.expected == 3 && rec.complete);
+    assert_int_equal(epochs_next_record(&r, 0, &rec), 0);
+    assert_int_equal(epochs_next_record(&r, 1, &rec), 1);
+    assert_true(rec.epoch == 3 && rec.distinct == 0 && rec.expected == 0);
+    assert_int_equal(epochs_next_record(&r, 1, &rec), 1);
+    assert_true(rec.epoch == 4 && rec.distinct == 2 && rec.duplicates == 2);
+    assert_int_equal(epochs_next_record(&r, 1, &rec), 1);
+    assert_true(rec.epoch == 5 && rec.distinct == 0 && rec.skipped == 1 && rec.duplicates == 1);
+    assert_int_equal(epochs_next_record(&r, 1, &rec), 0);
+    epochs_release(&r);
+
+    /* damaged state is refused, and leaves nothing behind */
+    json_t *slot = json_array_get(json_object_get(j, "slots"), 0);
+    json_object_set_new(slot, "done", json_string("0g"));
+    epochs_init(&r);
+    assert_int_equal(epochs_from_json(&r, j, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not hex"));
+    json_object_set_new(slot, "done", json_string("abc"));
+    assert_int_equal(epochs_from_json(&r, j, err, sizeof err), -1);
+    json_object_del(slot, "trained");
+    assert_int_equal(epochs_from_json(&r, j, err, sizeof err), -1);
+    assert_non_null(strstr(err, "trained"));
+    assert_int_equal(epochs_current(&r, &known), 0);
+    assert_int_equal(known, 0);
+    json_decref(j);
     epochs_release(&e);
 }
 
@@ -816,11 +1074,14 @@ int main(void)
         cmocka_unit_test(test_batch_from_wire),
         cmocka_unit_test(test_feed_assembles_and_drops),
         cmocka_unit_test(test_feed_skips_bad_labels),
+        cmocka_unit_test(test_feed_restored),
         cmocka_unit_test(test_rundir_state_round_trip),
         cmocka_unit_test(test_rundir_latest_and_prune),
         cmocka_unit_test(test_rundir_metrics_after_crash),
         cmocka_unit_test(test_epochs_dedup_and_records),
         cmocka_unit_test(test_epochs_skipped),
+        cmocka_unit_test(test_epochs_have),
+        cmocka_unit_test(test_epochs_json_round_trip),
         cmocka_unit_test(test_model_step_simclr),
         cmocka_unit_test(test_model_step_rotnet),
         cmocka_unit_test(test_model_step_supervised),

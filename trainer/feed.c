@@ -159,12 +159,12 @@ static void on_viewbatch(feed_t *f, const void *buf, size_t len)
         int usable = batch_sample_usable(&shape, smp);
         pthread_mutex_lock(&f->mu);
         epochs_verdict_t v = epochs_admit(&f->ep, smp->epoch, smp->index);
-        if (v != EPOCHS_NEW)
+        if (v == EPOCHS_DUPLICATE || v == EPOCHS_CLOSED)
             queue_ack(f, smp->epoch, smp->index);
-        else if (!usable) {
+        else if (v == EPOCHS_NEW && !usable) {
             /* nothing to learn from it: done with, as far as the loader and
              * the epoch's count go */
-            epochs_skipped(&f->ep, smp->epoch, 1);
+            epochs_skipped(&f->ep, smp->epoch, smp->index);
             queue_ack(f, smp->epoch, smp->index);
             f->st.skipped++;
             f->st.last_skipped_label = smp->label;
@@ -254,7 +254,7 @@ static void *feed_main(void *arg)
     return NULL;
 }
 
-feed_t *feed_new(const char *endpoint, int hwm, const batch_shape_t *shape, int slots,
+feed_t *feed_new(const char *endpoint, int hwm, const batch_shape_t *shape, int slots, epochs_t *restored,
                  char *err, size_t errlen)
 {
     feed_t *f = calloc(1, sizeof *f);
@@ -270,6 +270,10 @@ feed_t *feed_new(const char *endpoint, int hwm, const batch_shape_t *shape, int 
     f->dup_epoch = malloc(MAX_DUP_ACKS * sizeof *f->dup_epoch);
     f->dup_index = malloc(MAX_DUP_ACKS * sizeof *f->dup_index);
     epochs_init(&f->ep);
+    if (restored) {
+        f->ep = *restored;   /* taken over before the thread sees any sample */
+        epochs_init(restored);
+    }
     pthread_mutex_init(&f->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -374,7 +378,7 @@ void feed_trained(feed_t *f, const batch_t *b)
 {
     pthread_mutex_lock(&f->mu);
     for (uint32_t i = 0; i < b->filled; i++)
-        epochs_trained(&f->ep, b->epoch[i], 1);
+        epochs_trained(&f->ep, b->epoch[i], b->index[i]);
     pthread_mutex_unlock(&f->mu);
 }
 
@@ -403,4 +407,48 @@ uint32_t feed_epoch(feed_t *f, int *known)
     uint32_t e = epochs_current(&f->ep, known);
     pthread_mutex_unlock(&f->mu);
     return e;
+}
+
+int feed_have(feed_t *f, proto_have_t *h)
+{
+    epochs_have_t eh;
+    int rc = 0;
+    memset(h, 0, sizeof *h);
+    pthread_mutex_lock(&f->mu);
+    if (epochs_have(&f->ep, &eh)) {
+        rc = 1;
+        h->epoch = eh.epoch;
+        h->n_epochs = eh.n;
+        for (uint32_t k = 0; k < eh.n && rc > 0; k++) {
+            if (!eh.bytes[k])
+                continue;
+            uint8_t *copy = malloc(eh.bytes[k]);
+            if (!copy) {
+                rc = -1;
+                break;
+            }
+            memcpy(copy, eh.done[k], eh.bytes[k]);
+            h->done[k] = copy;
+            h->done_bytes[k] = eh.bytes[k];
+        }
+    }
+    pthread_mutex_unlock(&f->mu);
+    if (rc < 0)
+        feed_have_release(h);
+    return rc;
+}
+
+void feed_have_release(proto_have_t *h)
+{
+    for (uint32_t k = 0; k < PROTO_MAX_HAVE_EPOCHS; k++)
+        free((void *)h->done[k]);
+    memset(h, 0, sizeof *h);
+}
+
+json_t *feed_epochs_json(feed_t *f)
+{
+    pthread_mutex_lock(&f->mu);
+    json_t *j = epochs_to_json(&f->ep);
+    pthread_mutex_unlock(&f->mu);
+    return j;
 }

@@ -7,7 +7,8 @@
  * Malformed messages, ViewBatches of the wrong shape and unknown message
  * types are dropped and counted; the last reason is kept for the log.
  * A sample whose (epoch, dataset index) was already taken is dropped too
- * (trainer/epochs.h) and queued to be acknowledged again. A sample the
+ * (trainer/epochs.h) and, once that index is trained, queued to be
+ * acknowledged again. A sample the
  * method cannot train on (supervised: label missing or not in
  * 0..classes-1, batch_sample_usable) is skipped: counted, recorded in its
  * epoch as skipped, and acknowledged, so that the loader does not send it
@@ -20,6 +21,7 @@
 
 #include <stdint.h>
 
+#include "proto/proto.h"
 #include "trainer/batch.h"
 #include "trainer/epochs.h"
 
@@ -45,8 +47,10 @@ typedef struct {
 /* Binds a PULL socket on `endpoint` (hwm messages queued) and starts the
  * thread. `shape` gives method, images and classes, and the dimensions
  * already known (0 = learn from the first valid ViewBatch). `slots` >= 2
- * batches are allocated once the shape is complete. NULL with err set. */
-feed_t *feed_new(const char *endpoint, int hwm, const batch_shape_t *shape, int slots,
+ * batches are allocated once the shape is complete. `restored` (NULL: none)
+ * is what a resumed checkpoint's model holds (epochs_from_json): the feed
+ * takes it over and leaves *restored empty. NULL with err set. */
+feed_t *feed_new(const char *endpoint, int hwm, const batch_shape_t *shape, int slots, epochs_t *restored,
                  char *err, size_t errlen);
 /* Stops the thread, closes the socket, frees the batches. */
 void feed_destroy(feed_t **self_p);
@@ -70,5 +74,13 @@ size_t feed_take_duplicates(feed_t *f, uint32_t *epoch, uint64_t *index, size_t 
 int feed_epoch_record(feed_t *f, int all, epochs_record_t *out);
 /* The epoch training is in (see epochs_current). */
 uint32_t feed_epoch(feed_t *f, int *known);
+/* What the model holds of the current epochs, for a Have message (sender
+ * and step left for the caller): 1 with h filled (its done sets are copies,
+ * freed by feed_have_release), 0 when no epoch is known yet, -1 when out of
+ * memory. */
+int feed_have(feed_t *f, proto_have_t *h);
+void feed_have_release(proto_have_t *h);
+/* The per-epoch state a checkpoint keeps (epochs_to_json), NULL when out of memory. */
+json_t *feed_epochs_json(feed_t *f);
 
 #endif

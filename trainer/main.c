@@ -8,10 +8,12 @@
  *                                                       by the augmenters; read by the receive
  *                                                       thread (trainer/feed.c)
  *   PUB   bind     tcp://127.0.0.1:5558  (--control)    Control HEARTBEAT every second (its epoch:
- *                                                       the epoch training is in) and STOP at the
- *                                                       end, the trainer's Stats, and an Ack after
- *                                                       each step naming the samples it trained,
- *                                                       to the loader and the augmenters
+ *                                                       the epoch training is in) with a Have (the
+ *                                                       samples of the current epochs the model
+ *                                                       holds), STOP at the end, the trainer's
+ *                                                       Stats, and an Ack after each step naming
+ *                                                       the samples it trained, to the loader and
+ *                                                       the augmenters
  *   PUSH  connect  tcp://127.0.0.1:5557  (--evaluator)  a Checkpoint message after each save;
  *                                                       conflated and non-blocking, so a slow or
  *                                                       absent evaluator never holds training up
@@ -24,9 +26,13 @@
  *
  * Exactly once per epoch: the receive thread drops a sample whose (epoch,
  * index) it already took (trainer/epochs.h); this thread acknowledges every
- * trained sample, and every dropped copy, with Ack messages, so that a loader
- * run with --exactly-once re-sends only what never arrived (a killed
- * augmenter's samples). metrics.jsonl gets one record per epoch
+ * trained sample, and every dropped copy of a trained one, with Ack
+ * messages, so that a loader run with --exactly-once re-sends only what
+ * never arrived (a killed augmenter's samples). Checkpoints keep which
+ * samples of the recent epochs the model holds; with every heartbeat a Have
+ * message tells the loader that set, so that what a killed trainer
+ * acknowledged after its last checkpoint is sent again to the trainer
+ * resumed from it. metrics.jsonl gets one record per epoch
  * ({"record": "epoch", "distinct": ..., "duplicates": ...}) once the epoch is
  * complete, and for the epochs still open at the end of the run.
  * The run folder (--out) is described in trainer/rundir.h.
@@ -85,6 +91,8 @@ typedef struct {
     char resume_path[RUNDIR_MAX_PATH];
     int resuming, have_state, resume_optimizer;
     train_state_t rs;
+    epochs_t restored;              /* what the resumed checkpoint's model holds (rs.epoch_sets) */
+    int have_restored;
 
     /* sockets and data */
     void *pub, *eval;
@@ -269,6 +277,14 @@ static int setup_resume(trainer_t *t)
         t->have_state = 1;
         if (apply_state(t))
             return -1;
+        if (t->rs.epoch_sets) {
+            epochs_init(&t->restored);
+            if (epochs_from_json(&t->restored, t->rs.epoch_sets, err, sizeof err)) {
+                console_log("cannot resume: %s: %s", state, err);
+                return -1;
+            }
+            t->have_restored = 1;
+        }
     } else {
         /* A checkpoint from elsewhere (nntool, another trainer): the command
          * line gives the schedule; the step count starts from the file's. */
@@ -429,6 +445,24 @@ static void publish_control(trainer_t *t, proto_control_kind_t kind)
     proto_buf_release(&b);
 }
 
+/* Publishes what the model holds of the current epochs (a Have), so that a
+ * loader sends again what a trainer acknowledged and then lost by dying
+ * before its next checkpoint. Nothing before the first epoch is known. */
+static void publish_have(trainer_t *t)
+{
+    proto_have_t h;
+    if (!t->pub || feed_have(t->feed, &h) <= 0)
+        return;
+    snprintf(h.sender, sizeof h.sender, "%s", t->stage_id);
+    h.step = (uint64_t)t->step;
+    proto_buf_t b;
+    proto_buf_init(&b);
+    if (proto_have_encode(&b, &h) == 0)
+        send_now(t->pub, &b);
+    proto_buf_release(&b);
+    feed_have_release(&h);
+}
+
 static double images_per_s(const trainer_t *t)
 {
     return t->sum_period > 0 ? (double)t->timed_steps * t->o.batch / t->sum_period : 0;
@@ -585,10 +619,17 @@ static int save_checkpoint(trainer_t *t)
     s.seed = t->o.seed;
     s.rng = t->rng;
     s.train_seconds = t->train_seconds_before + (t->run_start > 0 ? console_now() - t->run_start : 0);
-    if (rundir_state_save(state, &s, err, sizeof err) || rundir_point_latest(t->o.out, path, err, sizeof err)) {
+    /* exactly the samples of the steps done so far: this thread trains no other meanwhile */
+    s.epoch_sets = feed_epochs_json(t->feed);
+    if (!s.epoch_sets)
+        snprintf(err, sizeof err, "out of memory for the per-epoch state");
+    if (!s.epoch_sets || rundir_state_save(state, &s, err, sizeof err) ||
+        rundir_point_latest(t->o.out, path, err, sizeof err)) {
+        rundir_state_release(&s);
         console_log("checkpoint failed: %s", err);
         return -1;
     }
+    rundir_state_release(&s);
     rundir_prune(t->o.out, t->o.keep, t->step);
     char real[PATH_MAX];
     if (!realpath(path, real))
@@ -631,7 +672,12 @@ static int build_model(trainer_t *t)
             return -1;
         }
         nn_ckpt_meta_clear(&meta);
-        console_log("resumed %s at step %ld", t->resume_path, t->step);
+        int known;
+        uint32_t epoch = feed_epoch(t->feed, &known);
+        if (known)
+            console_log("resumed %s at step %ld, in epoch %u", t->resume_path, t->step, epoch);
+        else
+            console_log("resumed %s at step %ld", t->resume_path, t->step);
     } else {
         if (!t->rng)
             t->rng = t->o.seed;
@@ -752,6 +798,7 @@ static void housekeeping(trainer_t *t, double now)
     }
     if (now >= t->next_heartbeat) {
         publish_control(t, PROTO_CONTROL_HEARTBEAT);
+        publish_have(t);
         publish_stats(t);
         t->next_heartbeat = now + HEARTBEAT_S;
     }
@@ -892,6 +939,13 @@ static void publish_stop(trainer_t *t)
     }
 }
 
+/* rundir_record_kept_fn: the epoch records the resumed checkpoint counts as
+ * written stay in metrics.jsonl; the others are written again. */
+static int record_kept(uint32_t epoch, void *arg)
+{
+    return epochs_record_out(arg, epoch);
+}
+
 /* Refuses to start a new run over another one's checkpoints. */
 static int check_fresh_folder(const char *out)
 {
@@ -946,7 +1000,8 @@ int main(int argc, char **argv)
     int stale = rundir_clean_tmp(t->o.out);
     if (stale > 0)
         console_log("removed %d temporary file(s) that a killed trainer left in %s", stale, t->o.out);
-    t->metrics = rundir_metrics_open(t->o.out, t->resuming ? t->step : -1, err, sizeof err);
+    t->metrics = rundir_metrics_open(t->o.out, t->resuming ? t->step : -1, t->have_restored ? record_kept : NULL,
+                                     &t->restored, err, sizeof err);
     if (!t->metrics) {
         console_log("%s", err);
         return EXIT_RUNTIME;
@@ -958,7 +1013,8 @@ int main(int argc, char **argv)
         goto out;
     if (strcmp(t->o.evaluator, "none") != 0 && !(t->eval = open_evaluator(t->o.evaluator)))
         goto out;
-    t->feed = feed_new(t->o.bind, t->o.hwm, &t->shape, t->o.queue, err, sizeof err);
+    t->feed = feed_new(t->o.bind, t->o.hwm, &t->shape, t->o.queue, t->have_restored ? &t->restored : NULL, err,
+                       sizeof err);
     if (!t->feed) {
         console_log("%s", err);
         goto out;
@@ -994,5 +1050,7 @@ out:
     transport_close(&t->pub);
     transport_close(&t->eval);
     transport_shutdown();
+    epochs_release(&t->restored);
+    rundir_state_release(&t->rs);
     return rc;
 }

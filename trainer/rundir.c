@@ -121,7 +121,8 @@ int rundir_state_save(const char *path, const train_state_t *s, char *err, size_
                           "dataset_size", dsize, "step", (json_int_t)s->step,
                           "images_seen", images, "seed", seed, "rng", rng,
                           "train_seconds", s->train_seconds);
-    if (!j) {
+    if (!j || (s->epoch_sets && json_object_set(j, "epoch_sets", s->epoch_sets))) {
+        json_decref(j);
         errmsg_set(err, errlen, "%s: cannot build the state JSON", path);
         return -1;
     }
@@ -203,11 +204,18 @@ int rundir_state_load(const char *path, train_state_t *s, char *err, size_t errl
     s->warmup_steps = (long)warmup;
     s->total_steps = (long)total;
     s->step = (long)step;
+    s->epoch_sets = json_incref(json_object_get(j, "epoch_sets"));   /* optional */
     json_decref(j);
     return 0;
 fail:
     json_decref(j);
     return -1;
+}
+
+void rundir_state_release(train_state_t *s)
+{
+    json_decref(s->epoch_sets);
+    s->epoch_sets = NULL;
 }
 
 static const char *base_name(const char *path)
@@ -333,20 +341,25 @@ int rundir_resolve(const char *dir, const char *arg, char *buf, size_t len, char
     return 0;
 }
 
-/* Step of a metrics line, or -1 when the line is not a complete object. */
-static long metrics_line_step(const char *line)
+/* Step of a metrics line, or -1 when the line is not a complete object;
+ * *epoch is the epoch of an epoch record, -1 for any other line. */
+static long metrics_line_step(const char *line, long long *epoch)
 {
     json_error_t je;
     json_t *j = json_loads(line, 0, &je);
     if (!j)
         return -1;
-    json_t *s = json_object_get(j, "step");
+    json_t *s = json_object_get(j, "step"), *e = json_object_get(j, "epoch");
     long step = json_is_integer(s) ? (long)json_integer_value(s) : -1;
+    const char *record = json_string_value(json_object_get(j, "record"));
+    *epoch = record && strcmp(record, "epoch") == 0 && json_is_integer(e) && json_integer_value(e) >= 0 &&
+             json_integer_value(e) <= UINT32_MAX ? (long long)json_integer_value(e) : -1;
     json_decref(j);
     return step;
 }
 
-FILE *rundir_metrics_open(const char *dir, long keep_upto, char *err, size_t errlen)
+FILE *rundir_metrics_open(const char *dir, long keep_upto, rundir_record_kept_fn record_kept, void *arg, char *err,
+                          size_t errlen)
 {
     char path[RUNDIR_MAX_PATH];
     snprintf(path, sizeof path, "%s/" RUNDIR_METRICS, dir);
@@ -367,8 +380,9 @@ FILE *rundir_metrics_open(const char *dir, long keep_upto, char *err, size_t err
             while ((n = getline(&line, &cap, in)) > 0) {
                 if (line[n - 1] != '\n')
                     break;   /* torn last line */
-                long st = metrics_line_step(line);
-                if (st >= 0 && st <= keep_upto)
+                long long epoch;
+                long st = metrics_line_step(line, &epoch);
+                if (st >= 0 && st <= keep_upto && (epoch < 0 || !record_kept || record_kept((uint32_t)epoch, arg)))
                     fputs(line, out);
             }
             free(line);

@@ -12,6 +12,7 @@
 #ifndef TRAINER_RUNDIR_H
 #define TRAINER_RUNDIR_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,6 +41,9 @@ typedef struct {
     uint64_t seed;
     uint64_t rng;                      /* the trainer's random state */
     double train_seconds;              /* wall time spent training so far */
+    json_t *epoch_sets;                /* which samples of the recent epochs the model holds
+                                          (epochs_to_json), owned; NULL = not recorded (a
+                                          state written before the field existed) */
 } train_state_t;
 
 /* mkdir -p: 0 or -1 with err. */
@@ -51,7 +55,9 @@ void rundir_ckpt_path(char *buf, size_t len, const char *dir, long step);
 void rundir_state_path(char *buf, size_t len, const char *ckpt_path);
 
 int rundir_state_save(const char *path, const train_state_t *s, char *err, size_t errlen);
+/* Fills s (its epoch_sets a new reference: rundir_state_release drops it). */
 int rundir_state_load(const char *path, train_state_t *s, char *err, size_t errlen);
+void rundir_state_release(train_state_t *s);
 
 /* Points <dir>/latest at ckpt_path's file name (atomic rename of a new symlink). */
 int rundir_point_latest(const char *dir, const char *ckpt_path, char *err, size_t errlen);
@@ -71,9 +77,16 @@ void rundir_prune(const char *dir, int keep, long current);
  * resolved; anything else a path. 0, or -1 with err (nothing there). */
 int rundir_resolve(const char *dir, const char *arg, char *buf, size_t len, char *err, size_t errlen);
 
+/* Whether the checkpoint resumed from counts the record of `epoch` as
+ * written (1) or leaves it for the resumed run to write (0). */
+typedef int (*rundir_record_kept_fn)(uint32_t epoch, void *arg);
+
 /* Opens <dir>/metrics.jsonl for appending. With keep_upto >= 0 it first drops
  * the lines of steps after keep_upto (written by a run that died after its
- * last checkpoint) and any torn last line. NULL with err. */
-FILE *rundir_metrics_open(const char *dir, long keep_upto, char *err, size_t errlen);
+ * last checkpoint) and any torn last line; with record_kept, also the epoch
+ * records ({"record": "epoch", ...}) it refuses, so that the resumed run
+ * writes each record once. NULL with err. */
+FILE *rundir_metrics_open(const char *dir, long keep_upto, rundir_record_kept_fn record_kept, void *arg, char *err,
+                          size_t errlen);
 
 #endif

@@ -66,4 +66,16 @@ static inline int proto_ack_equal(const proto_ack_t *a, const proto_ack_t *b)
            memcmp(a->indices, b->indices, a->n_indices * sizeof a->indices[0]) == 0;
 }
 
+static inline int proto_have_equal(const proto_have_t *a, const proto_have_t *b)
+{
+    if (strcmp(a->sender, b->sender) != 0 || a->epoch != b->epoch || a->step != b->step ||
+        a->n_epochs != b->n_epochs)
+        return 0;
+    for (uint32_t k = 0; k < a->n_epochs; k++)
+        if (a->done_bytes[k] != b->done_bytes[k] ||
+            (a->done_bytes[k] && memcmp(a->done[k], b->done[k], a->done_bytes[k]) != 0))
+            return 0;
+    return 1;
+}
+
 #endif
