@@ -14,6 +14,7 @@
 #include <string.h>
 #include <vips/vips.h>
 
+#include "evaluator/readout.h"
 #include "evaluator/stages.h"
 #include "nn/tensor.h"
 
@@ -31,15 +32,10 @@ static float *stage_activations(nn_net *net, const char *sdesc, const float *x, 
         errmsg_set(err, errlen, "cut network: %s", nerr);
         return NULL;
     }
-    nn_arena *dst = nn_net_params(cut), *src = nn_net_params(net);
-    for (int i = 0; i < dst->n; i++) {
-        nn_tensor *t = &dst->t[i], *s = nn_arena_find(src, t->name);
-        if (!s || s->numel != t->numel) {
-            errmsg_set(err, errlen, "cut network: parameter %s not found in the whole network", t->name);
-            nn_net_destroy(&cut);
-            return NULL;
-        }
-        memcpy(t->data, s->data, t->numel * sizeof *t->data);
+    if (eval_copy_params(cut, net, nerr, sizeof nerr)) {
+        errmsg_set(err, errlen, "cut network: %s", nerr);
+        nn_net_destroy(&cut);
+        return NULL;
     }
     if (nn_net_feat_dim(cut) != expect) {
         errmsg_set(err, errlen, "cut network gives %d values per image, expected %d", nn_net_feat_dim(cut), expect);

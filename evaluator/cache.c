@@ -100,9 +100,12 @@ int eval_cache_key_make(eval_cache_key *key, const eval_cache_inputs *in, char *
         fprintf(f, " %.17g", po->lambdas[i]);
     fprintf(f, "\nknn k %d t %.17g\nalign items %zu recipe %s\n", o->knn_k, o->knn_t, o->align_items,
             o->align_recipe);
-    if (in->desc)
-        fprintf(f, "init_seed %llu params %016llx\nnet\n%s\n", (unsigned long long)in->init_seed,
-                (unsigned long long)in->params_hash, in->desc);
+    if (in->desc) {
+        char readout[EVAL_READOUT_NAME_MAX];
+        eval_readout_name(&o->readout, readout, sizeof readout);
+        fprintf(f, "readout %s\ninit_seed %llu params %016llx\nnet\n%s\n", readout,
+                (unsigned long long)in->init_seed, (unsigned long long)in->params_hash, in->desc);
+    }
     if (fclose(f) || !key->text) {
         free(key->text);
         key->text = NULL;

@@ -19,6 +19,7 @@
 #include "evaluator/knn.h"
 #include "evaluator/metrics.h"
 #include "evaluator/probe.h"
+#include "evaluator/readout.h"
 #include "evaluator/report.h"
 #include "dataset/dataset.h"
 #include "dataset/split.h"
@@ -249,8 +250,17 @@ static json_t *evaluate_encoder(eval_ctx *ctx, nn_net *net, const char *what, vo
 {
     float *ftr = NULL, *fte = NULL, *f1 = NULL, *f2 = NULL;
     json_t *obj = NULL;
+    int same;
+    char rerr[1024], label[128], readout[EVAL_READOUT_NAME_MAX];
+    nn_net *cut = eval_readout_net(net, &ctx->o->readout, nn_net_max_batch(net), &same, rerr, sizeof rerr);
+    if (!cut && !same) {
+        errmsg_set(err, errlen, "%s: %s", what, rerr);
+        return NULL;
+    }
+    if (cut)
+        net = cut;                 /* the readout network: the encoder up to the maps it reads */
     int d = nn_net_feat_dim(net);
-    char label[128];
+    eval_readout_name(&ctx->o->readout, readout, sizeof readout);
     snprintf(label, sizeof label, "%s: train features", what);
     if (eval_encode_images(net, &ctx->data.train, label, stop, &ftr, err, errlen))
         goto done;
@@ -268,8 +278,11 @@ static json_t *evaluate_encoder(eval_ctx *ctx, nn_net *net, const char *what, vo
         eval_encode_floats(net, ctx->v2, ctx->n_views, f2);
     }
     obj = evaluate_features(ctx, what, ftr, fte, d, f1, f2, stop, err, errlen);
+    if (obj)
+        json_object_set_new(obj, "readout", json_string(readout));
 done:
     free(ftr); free(fte); free(f1); free(f2);
+    nn_net_destroy(&cut);
     return obj;
 }
 

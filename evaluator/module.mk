@@ -3,7 +3,8 @@
 # dataset/split) and the baseline cache's keys and files, so that
 # the unit test links the same code; build/bin/evaluator adds data loading,
 # feature extraction, attention maps, the report and the server loop.
-evalcore_SRCS := evaluator/probe.c evaluator/knn.c evaluator/metrics.c evaluator/stages.c evaluator/cache.c
+evalcore_SRCS := evaluator/probe.c evaluator/knn.c evaluator/metrics.c evaluator/stages.c evaluator/cache.c \
+                 evaluator/readout.c
 $(eval $(call add_lib,evalcore))
 
 evaluator_SRCS := evaluator/main.c evaluator/options.c evaluator/data.c evaluator/evaluate.c \

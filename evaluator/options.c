@@ -51,6 +51,10 @@ static void usage(FILE *f)
 "  --knn-t T            its temperature (default %.2f)\n"
 "  --align-items N      test images whose two views give alignment and uniformity (default %d)\n"
 "  --align-recipe R     augmentation of those views (default simclr; see the augmenter)\n"
+"  --readout R          what the probe, kNN and metrics read of the encoder: maps (the last\n"
+"                       stage's maps, flattened; max-pooled to at most %d values), pooled (its\n"
+"                       global average, the encoder's output) or stage:K (stage K's maps)\n"
+"                       (default maps)\n"
 "  --no-baselines       skip the raw-pixel and random-encoder baselines\n"
 "  --baseline-cache DIR keep the baselines in DIR and reuse them in later runs; none: compute\n"
 "                       them every time (default $XDG_CACHE_HOME/" EVAL_CACHE_SUBDIR ", else\n"
@@ -61,7 +65,7 @@ static void usage(FILE *f)
 "  --max-pending N      checkpoints kept waiting, newest first (default %d)\n"
 "  --seed S             seed of every split and subset (default %d)\n"
 "  --help\n",
-            DEFAULT_TEST_FRACTION, DEFAULT_BATCH, DEFAULT_KNN_K, DEFAULT_KNN_T, DEFAULT_ALIGN_ITEMS,
+            DEFAULT_TEST_FRACTION, DEFAULT_BATCH, DEFAULT_KNN_K, DEFAULT_KNN_T, DEFAULT_ALIGN_ITEMS, EVAL_READOUT_MAX_DIM,
             DEFAULT_ATTENTION, DEFAULT_PROBE_ITERS, DEFAULT_MAX_PENDING, DEFAULT_SEED);
 }
 
@@ -138,6 +142,7 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
     o->baselines = 1;
     o->attention = DEFAULT_ATTENTION;
     o->report = 1;
+    o->readout.stage = EVAL_READOUT_MAPS;
     o->probe_iters = DEFAULT_PROBE_ITERS;
     o->max_pending = DEFAULT_MAX_PENDING;
     o->seed = DEFAULT_SEED;
@@ -145,7 +150,7 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
     const char *out = NULL, *cache = NULL;
     enum { O_BIND = 256, O_CONTROL, O_CKPT, O_OUT, O_TRAIN, O_TEST, O_FORMAT, O_TEST_FRACTION, O_FRACTION,
            O_MAX_TRAIN, O_MAX_TEST, O_BATCH, O_KNN_K, O_KNN_T, O_ALIGN_ITEMS, O_ALIGN_RECIPE,
-           O_NO_BASELINES, O_BASELINE_CACHE, O_ATTENTION, O_NO_REPORT, O_PROBE_ITERS, O_MAX_PENDING, O_SEED,
+           O_NO_BASELINES, O_READOUT, O_BASELINE_CACHE, O_ATTENTION, O_NO_REPORT, O_PROBE_ITERS, O_MAX_PENDING, O_SEED,
            O_CURVE, O_HELP };
     static const struct option opts[] = {
         { "bind", required_argument, 0, O_BIND }, { "control", required_argument, 0, O_CONTROL },
@@ -159,7 +164,7 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
         { "knn-t", required_argument, 0, O_KNN_T }, { "align-items", required_argument, 0, O_ALIGN_ITEMS },
         { "align-recipe", required_argument, 0, O_ALIGN_RECIPE },
         { "no-baselines", no_argument, 0, O_NO_BASELINES }, { "attention", required_argument, 0, O_ATTENTION },
-        { "baseline-cache", required_argument, 0, O_BASELINE_CACHE },
+        { "baseline-cache", required_argument, 0, O_BASELINE_CACHE }, { "readout", required_argument, 0, O_READOUT },
         { "no-report", no_argument, 0, O_NO_REPORT }, { "probe-iters", required_argument, 0, O_PROBE_ITERS },
         { "max-pending", required_argument, 0, O_MAX_PENDING }, { "seed", required_argument, 0, O_SEED },
         { "curve", required_argument, 0, O_CURVE },
@@ -187,6 +192,14 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
         case O_ALIGN_ITEMS: bad = parse_size("--align-items", optarg, &o->align_items); break;
         case O_ALIGN_RECIPE: o->align_recipe = optarg; break;
         case O_NO_BASELINES: o->baselines = 0; break;
+        case O_READOUT: {
+            char rerr[256];
+            if (eval_readout_parse(&o->readout, optarg, rerr, sizeof rerr)) {
+                fprintf(stderr, "evaluator: --readout: %s\n", rerr);
+                bad = 1;
+            }
+            break;
+        }
         case O_BASELINE_CACHE: cache = optarg; break;
         case O_ATTENTION: bad = parse_int_min("--attention", optarg, 0, &o->attention); break;
         case O_NO_REPORT: o->report = 0; break;

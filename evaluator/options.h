@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "evaluator/readout.h"
+
 #define EVAL_DEFAULT_BIND       "tcp://127.0.0.1:5557"
 #define EVAL_FASHION_DIR        "/usr/share/datasets/fashion-mnist"
 #define EVAL_FASHION_TRAIN      EVAL_FASHION_DIR "/train-images-idx3-ubyte.gz"
@@ -30,6 +32,7 @@ typedef struct {
     double knn_t;
     size_t align_items;            /* images whose two views give alignment/uniformity */
     const char *align_recipe;      /* augmentation recipe of those views */
+    eval_readout readout;          /* which activations the probe, kNN and metrics read */
     int baselines;                 /* raw pixels and random encoder */
     char baseline_cache[EVAL_MAX_PATH];  /* folder of cached baselines, "" for none */
     int attention;                 /* images in the attention-map figure, 0: none */

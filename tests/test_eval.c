@@ -19,8 +19,10 @@
 #include "evaluator/knn.h"
 #include "evaluator/metrics.h"
 #include "evaluator/probe.h"
+#include "evaluator/readout.h"
 #include "dataset/split.h"
 #include "evaluator/stages.h"
+#include "nn/net.h"
 
 static double gauss(uint64_t *s)
 {
@@ -306,6 +308,75 @@ static void test_stage_cuts(void **state)
     assert_null(strstr(buf, "head"));
 }
 
+/* Readouts: names parse and print back; the maps readout averaged over space
+ * is the encoder's own pooled output (gap), image by image; large maps are
+ * max-pooled under EVAL_READOUT_MAX_DIM; stage:K reads stage K. */
+static void test_readout(void **state)
+{
+    eval_readout r;
+    char err[256], name[EVAL_READOUT_NAME_MAX];
+    const char *good[] = { "pooled", "maps", "stage:2" };
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(eval_readout_parse(&r, good[i], err, sizeof err), 0);
+        eval_readout_name(&r, name, sizeof name);
+        assert_string_equal(name, good[i]);
+    }
+    const char *bad[] = { "stage:0", "stage:", "stage:2x", "gap", "" };
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(eval_readout_parse(&r, bad[i], err, sizeof err), -1);
+
+    const char *desc = "nn 1\ninput 1 12 12\nencoder\nconv out=4\nbn\nrelu\nmaxpool k=2 s=2\n"
+                       "res\nconv out=4\nbn\nrelu\nend\nconv out=6\nrelu\ngap\nhead\nlinear out=3\n";
+    enum { N = 3, C = 6, HW = 36 };
+    nn_net *net = nn_net_new(desc, N, err, sizeof err);
+    assert_non_null(net);
+    nn_net_init_params(net, 5);
+    float x[N * 144];
+    for (int i = 0; i < N * 144; i++)
+        x[i] = (float)((i * 37) % 101) / 101.0f;
+    float pooled[N * C];
+    memcpy(pooled, nn_net_forward_features(net, x, N), sizeof pooled);
+    int same = 0;
+    r.stage = EVAL_READOUT_MAPS;
+    nn_net *maps = eval_readout_net(net, &r, N, &same, err, sizeof err);
+    assert_non_null(maps);
+    assert_int_equal(same, 0);
+    assert_int_equal(nn_net_feat_dim(maps), C * HW);
+    const float *m = nn_net_forward_features(maps, x, N);
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            double sum = 0;
+            for (int q = 0; q < HW; q++)
+                sum += m[(n * C + c) * HW + q];
+            assert_float_equal(sum / HW, pooled[n * C + c], 1e-5);
+        }
+    nn_net_destroy(&maps);
+    r.stage = 1;                                    /* stage 1: 4 x 12 x 12 */
+    nn_net *first = eval_readout_net(net, &r, N, &same, err, sizeof err);
+    assert_non_null(first);
+    assert_int_equal(nn_net_feat_dim(first), 4 * 144);
+    nn_net_destroy(&first);
+    r.stage = 9;
+    assert_null(eval_readout_net(net, &r, N, &same, err, sizeof err));
+    assert_non_null(strstr(err, "stages"));
+    r.stage = EVAL_READOUT_POOLED;
+    assert_null(eval_readout_net(net, &r, N, &same, err, sizeof err));
+    assert_int_equal(same, 1);
+    nn_net_destroy(&net);
+
+    /* 8 x 64 x 64 = 32,768 values: pooled twice, to 8 x 16 x 16 */
+    const char *big = "nn 1\ninput 1 64 64\nencoder\nconv out=8\nrelu\ngap\n";
+    net = nn_net_new(big, 1, err, sizeof err);
+    assert_non_null(net);
+    r.stage = EVAL_READOUT_MAPS;
+    nn_net *cut = eval_readout_net(net, &r, 1, &same, err, sizeof err);
+    assert_non_null(cut);
+    assert_int_equal(nn_net_feat_dim(cut), 8 * 16 * 16);
+    assert_true(nn_net_feat_dim(cut) <= EVAL_READOUT_MAX_DIM);
+    nn_net_destroy(&cut);
+    nn_net_destroy(&net);
+}
+
 static void test_attention_maps(void **state)
 {
     /* 2 images, 2 channels, 1 x 2 maps */
@@ -451,6 +522,10 @@ static void test_cache_key(void **state)
     fx.in.params_hash = eval_cache_hash("other weights", 13);
     assert_true(key_hash(&fx) != rnd);
     fx.in.params_hash = 0;
+    fx.o.readout.stage = EVAL_READOUT_MAPS;       /* the random encoder read another way */
+    assert_true(key_hash(&fx) != rnd);
+    fx.o.readout.stage = EVAL_READOUT_POOLED;
+    assert_true(key_hash(&fx) == rnd);
     fx.in.kind = "raw_pixels";
     fx.in.desc = NULL;
     fx.in.init_seed = 0;
@@ -539,6 +614,7 @@ int main(void)
         cmocka_unit_test(test_subsets_balanced_reproducible),
         cmocka_unit_test(test_split_disjoint),
         cmocka_unit_test(test_stage_cuts),
+        cmocka_unit_test(test_readout),
         cmocka_unit_test(test_attention_maps),
         cmocka_unit_test(test_cache_key),
         cmocka_unit_test(test_cache_files),
