@@ -1,4 +1,5 @@
-/* evaluator/attention: per-stage attention maps and their PNG (attention.h).
+/* evaluator/attention: per-stage attention maps, their PNG and the
+ * two-checkpoint comparison (attention.h).
  *
  * The stage activations come from a network cut after each stage
  * (eval_stage_desc) whose parameters are copied by name from the whole one;
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <vips/vips.h>
 
+#include "evaluator/figure.h"
 #include "evaluator/readout.h"
 #include "evaluator/stages.h"
 #include "nn/tensor.h"
@@ -21,6 +23,10 @@
 #define HEAT_WEIGHT   0.55   /* share of the false-colour map in a blended tile */
 #define TILE_GAP      2      /* pixels between tiles */
 #define BACKGROUND    255.0  /* white */
+#define COMPARE_MIN_SIDE  128    /* comparison tiles: wide enough for their column label */
+#define COMPARE_LABEL_DPI 80
+#define COMPARE_STAGES    3      /* first, middle, last */
+#define COMPARE_PANEL_GAP 28
 
 /* Stage activations (count, C*H*W) of the first count images. */
 static float *stage_activations(nn_net *net, const char *sdesc, const float *x, int count, int expect,
@@ -49,6 +55,26 @@ static float *stage_activations(nn_net *net, const char *sdesc, const float *x, 
         errmsg_set(err, errlen, "out of memory");
     nn_net_destroy(&cut);
     return out;
+}
+
+/* Attention maps (count, H, W) of stage s of net for the images x; sdesc
+ * (NN_MAX_DESC) is scratch. NULL with err. */
+static float *stage_maps(nn_net *net, const eval_stage_list *st, int s, const float *x, int count, char *sdesc,
+                         char *err, size_t errlen)
+{
+    int dim = st->c[s] * st->h[s] * st->w[s];
+    if (eval_stage_desc(nn_net_desc(net), st, s, sdesc, NN_MAX_DESC, err, errlen))
+        return NULL;
+    float *a = stage_activations(net, sdesc, x, count, dim, err, errlen);
+    if (!a)
+        return NULL;
+    float *maps = malloc((size_t)count * st->h[s] * st->w[s] * sizeof *maps);
+    if (maps)
+        eval_attention_maps(maps, a, count, st->c[s], st->h[s], st->w[s]);
+    else
+        errmsg_set(err, errlen, "out of memory");
+    free(a);
+    return maps;
 }
 
 /* Bilinear upsampling (pixel centres aligned) of m (h, w), scaled to 0..255
@@ -179,22 +205,9 @@ int eval_attention_png(nn_net *net, const eval_images *im, const size_t *idx, in
     }
     for (int n = 0; n < count; n++)
         eval_images_to_float(im, idx[n], 1, x + (size_t)n * img);
-    for (int s = 0; s < st.n; s++) {
-        int dim = st.c[s] * st.h[s] * st.w[s];
-        if (eval_stage_desc(desc, &st, s, sdesc, NN_MAX_DESC, err, errlen))
+    for (int s = 0; s < st.n; s++)
+        if (!(maps[s] = stage_maps(net, &st, s, x, count, sdesc, err, errlen)))
             goto done;
-        float *a = stage_activations(net, sdesc, x, count, dim, err, errlen);
-        if (!a)
-            goto done;
-        maps[s] = malloc((size_t)count * st.h[s] * st.w[s] * sizeof *maps[s]);
-        if (maps[s])
-            eval_attention_maps(maps[s], a, count, st.c[s], st.h[s], st.w[s]);
-        free(a);
-        if (!maps[s]) {
-            errmsg_set(err, errlen, "out of memory");
-            goto done;
-        }
-    }
     int factor = (EVAL_ATTENTION_MIN_SIDE + im->h - 1) / im->h;
     if (factor < 1)
         factor = 1;
@@ -227,5 +240,127 @@ done:
         for (int s = 0; s < st.n; s++)
             free(maps[s]);
     free(maps); free(tiles); free(x); free(sdesc);
+    return rc;
+}
+
+/* A column label centred over a tile of width w. */
+static VipsImage *column_label(const char *text, int w)
+{
+    VipsImage *t = eval_figure_text(text, COMPARE_LABEL_DPI), *out = NULL;
+    if (!t)
+        return NULL;
+    int tw = vips_image_get_width(t), th = vips_image_get_height(t);
+    int width = tw > w ? tw : w;
+    if (vips_embed(t, &out, (width - tw) / 2, 0, width, th, "extend", VIPS_EXTEND_WHITE, NULL))
+        out = NULL;
+    g_object_unref(t);
+    return out;
+}
+
+/* One panel of the comparison: its title, a row of column labels, then one row
+ * per image: the image and the maps of the chosen stages. */
+static VipsImage *compare_panel(nn_net *net, const char *title, const eval_images *im, const size_t *idx,
+                                int count, const float *x, char *err, size_t errlen)
+{
+    eval_stage_list st;
+    if (eval_stages_find(nn_net_desc(net), &st, err, errlen))
+        return NULL;
+    int sel[COMPARE_STAGES], n_sel = 0;
+    int want[COMPARE_STAGES] = { 0, (st.n - 1) / 2, st.n - 1 };
+    for (int i = 0; i < COMPARE_STAGES; i++)           /* fewer when the encoder has fewer stages */
+        if (n_sel == 0 || want[i] > sel[n_sel - 1])
+            sel[n_sel++] = want[i];
+    int cols = n_sel + 1, n_tiles = count * cols, factor = (COMPARE_MIN_SIDE + im->h - 1) / im->h;
+    size_t img = (size_t)im->c * im->h * im->w;
+    float *maps[COMPARE_STAGES] = { NULL };
+    char *sdesc = malloc(NN_MAX_DESC);
+    VipsImage **tiles = calloc((size_t)n_tiles + cols, sizeof *tiles), *grid = NULL, *panel = NULL;
+    VipsArrayDouble *bg = vips_array_double_newv(1, BACKGROUND);
+    if (!sdesc || !tiles) {
+        errmsg_set(err, errlen, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n_sel; i++)
+        if (!(maps[i] = stage_maps(net, &st, sel[i], x, count, sdesc, err, errlen)))
+            goto done;
+    char text[64];
+    snprintf(text, sizeof text, "input, %dx%d", im->h, im->w);
+    tiles[0] = column_label(text, im->w * factor);
+    for (int i = 0; i < n_sel; i++) {
+        snprintf(text, sizeof text, "stage %d, %dx%d", sel[i] + 1, st.h[sel[i]], st.w[sel[i]]);
+        tiles[1 + i] = column_label(text, im->w * factor);
+    }
+    for (int n = 0; n < count; n++) {
+        VipsImage *base = image_tile(im->pixels + idx[n] * img, im->h, im->w, im->c, factor);
+        tiles[cols + n * cols] = base;
+        for (int i = 0; base && i < n_sel; i++)
+            tiles[cols + n * cols + 1 + i] = map_tile(base, maps[i] + (size_t)n * st.h[sel[i]] * st.w[sel[i]],
+                                                      st.h[sel[i]], st.w[sel[i]]);
+    }
+    for (int i = 0; i < n_tiles + cols; i++)
+        if (!tiles[i])
+            goto vips_fail;
+    VipsImage *header = NULL;
+    if (vips_arrayjoin(tiles, &header, cols, "across", cols, "shim", TILE_GAP, "background", bg, NULL))
+        goto vips_fail;
+    if (vips_arrayjoin(tiles + cols, &grid, n_tiles, "across", cols, "shim", TILE_GAP, "background", bg, NULL)) {
+        g_object_unref(header);
+        goto vips_fail;
+    }
+    panel = eval_figure_join(eval_figure_text(title, EVAL_FIGURE_DPI + 10),
+                             eval_figure_join(header, grid, 1, 4), 1, 6);
+    grid = NULL;
+    if (!panel)
+        goto vips_fail;
+    goto done;
+vips_fail:
+    errmsg_set(err, errlen, "libvips: %s", vips_error_buffer());
+    vips_error_clear();
+done:
+    if (tiles)
+        for (int i = 0; i < n_tiles + cols; i++)
+            if (tiles[i]) g_object_unref(tiles[i]);
+    if (grid) g_object_unref(grid);
+    vips_area_unref(VIPS_AREA(bg));
+    for (int i = 0; i < COMPARE_STAGES; i++)
+        free(maps[i]);
+    free(sdesc); free(tiles);
+    return panel;
+}
+
+int eval_attention_compare_png(nn_net *const nets[2], const char *const titles[2], const eval_images *im,
+                               const size_t *idx, int count, const char *path, char *err, size_t errlen)
+{
+    if (count < 1) {
+        errmsg_set(err, errlen, "no image for the comparison");
+        return -1;
+    }
+    size_t img = (size_t)im->c * im->h * im->w;
+    float *x = malloc((size_t)count * img * sizeof *x);
+    if (!x) {
+        errmsg_set(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int n = 0; n < count; n++)
+        eval_images_to_float(im, idx[n], 1, x + (size_t)n * img);
+    VipsImage *panel[2] = { NULL, NULL };
+    char perr[1024];
+    int rc = -1;
+    for (int p = 0; p < 2; p++)
+        if (!(panel[p] = compare_panel(nets[p], titles[p], im, idx, count, x, perr, sizeof perr))) {
+            errmsg_set(err, errlen, "%s: %s", titles[p], perr);
+            if (panel[0]) g_object_unref(panel[0]);
+            goto done;
+        }
+    VipsImage *fig = eval_figure_pad(eval_figure_join(panel[0], panel[1], 0, COMPARE_PANEL_GAP), TILE_GAP * 4);
+    if (!fig || vips_pngsave(fig, path, NULL)) {
+        errmsg_set(err, errlen, "%s: libvips: %s", path, vips_error_buffer());
+        vips_error_clear();
+    } else
+        rc = 0;
+    if (fig)
+        g_object_unref(fig);
+done:
+    free(x);
     return rc;
 }

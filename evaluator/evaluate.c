@@ -15,6 +15,7 @@
 #include "console/console.h"
 #include "errmsg/errmsg.h"
 #include "evaluator/attention.h"
+#include "evaluator/classmap.h"
 #include "evaluator/data.h"
 #include "evaluator/knn.h"
 #include "evaluator/metrics.h"
@@ -30,8 +31,10 @@
 
 #define RANDOM_INIT_SEED     1234   /* the random-encoder baseline's initialisation */
 #define VIEW_SEED_MIX        0xa11ull
+#define CLASSMAP_SEED_MIX    0xc1a55ull  /* the class map's subset and t-SNE starts */
 #define FEW_LABELS_PER_CLASS 10     /* below this many items per class, no validation split */
 #define FIXED_LAMBDA         1e-2   /* ... and this strength */
+#define COMPARE_IMAGES       8      /* rows of the comparison when --attention is 0 */
 #define BG_POLL_NS           50000000L  /* waiting for the background thread, check transport_stop this often */
 
 struct eval_ctx {
@@ -469,6 +472,84 @@ static json_t *baseline_random(eval_ctx *ctx, const char *desc, char *err, size_
     return obj;
 }
 
+/* ------------------------------------------------------------ the class map */
+
+/* Features (n, *d) of the images x (n, C, H, W) through net's readout. */
+static float *readout_features(eval_ctx *ctx, nn_net *net, const float *x, size_t n, int *d, char *err,
+                               size_t errlen)
+{
+    int same;
+    char rerr[1024];
+    nn_net *cut = eval_readout_net(net, &ctx->o->readout, nn_net_max_batch(net), &same, rerr, sizeof rerr);
+    if (!cut && !same) {
+        errmsg_set(err, errlen, "%s", rerr);
+        return NULL;
+    }
+    nn_net *use = cut ? cut : net;
+    *d = nn_net_feat_dim(use);
+    float *f = malloc(n * (size_t)*d * sizeof *f);
+    if (f)
+        eval_encode_floats(use, x, n, f);
+    else
+        errmsg_set(err, errlen, "out of memory for %zu x %d features", n, *d);
+    nn_net_destroy(&cut);
+    return f;
+}
+
+/* The class map (evaluator/classmap.h) of a seeded class-balanced subset of the
+ * test images: net's features and, with baselines, the random encoder's and the
+ * raw pixels; the PNG at png. A new object for the record, or NULL with err. */
+static json_t *class_map(eval_ctx *ctx, nn_net *net, const nn_ckpt_meta *meta, const char *png, char *err,
+                         size_t errlen)
+{
+    const eval_options *o = ctx->o;
+    const eval_images *te = &ctx->data.test;
+    size_t count = o->classmap < te->n ? o->classmap : te->n, *idx = NULL, n = 0;
+    size_t img = (size_t)te->c * te->h * te->w;
+    if (split_subset(te->labels, te->n, ctx->data.n_classes, count, o->seed ^ CLASSMAP_SEED_MIX, &idx, &n, err,
+                     errlen))
+        return NULL;
+    float *x = malloc((n ? n : 1) * img * sizeof *x), *fe = NULL, *fr = NULL;
+    int32_t *labels = malloc((n ? n : 1) * sizeof *labels);
+    nn_net *rnd = NULL;
+    json_t *obj = NULL;
+    if (!x || !labels) {
+        errmsg_set(err, errlen, "out of memory for %zu images", n);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        eval_images_to_float(te, idx[i], 1, x + i * img);
+        labels[i] = te->labels[idx[i]];
+    }
+    eval_classmap_rep reps[3];
+    int n_reps = 0, d;
+    if (!(fe = readout_features(ctx, net, x, n, &d, err, errlen)))
+        goto done;
+    reps[n_reps++] = (eval_classmap_rep){ "encoder", "encoder", fe, d };
+    if (o->baselines) {
+        char nerr[1024];
+        if (!(rnd = nn_net_new(nn_net_desc(net), o->batch, nerr, sizeof nerr))) {
+            errmsg_set(err, errlen, "random encoder: %s", nerr);
+            goto done;
+        }
+        nn_net_init_params(rnd, RANDOM_INIT_SEED);
+        if (!(fr = readout_features(ctx, rnd, x, n, &d, err, errlen)))
+            goto done;
+        reps[n_reps++] = (eval_classmap_rep){ "random encoder", "random_encoder", fr, d };
+        reps[n_reps++] = (eval_classmap_rep){ "raw pixels", "raw_pixels", x, (int)img };
+    }
+    char readout[EVAL_READOUT_NAME_MAX], title[512];
+    eval_readout_name(&o->readout, readout, sizeof readout);
+    snprintf(title, sizeof title, "%s, step %ld: %zu test images, %s readout", meta->method, meta->step, n,
+             readout);
+    obj = eval_classmap(reps, n_reps, labels, n, ctx->data.n_classes, o->seed ^ CLASSMAP_SEED_MIX,
+                        &transport_stop, png, title, err, errlen);
+done:
+    free(idx); free(x); free(labels); free(fe); free(fr);
+    nn_net_destroy(&rnd);
+    return obj;
+}
+
 /* ------------------------------------------------------------ the record */
 
 static int append_line(const char *path, const json_t *record, char *err, size_t errlen)
@@ -563,6 +644,17 @@ int eval_checkpoint(eval_ctx *ctx, const char *path, json_t **record_out, char *
         else
             json_object_set_new(record, "attention_png", json_string(file));
     }
+    if (o->classmap > 0 && !transport_stop && (!o->report || eval_mkdir_p(dir, err, errlen) == 0)) {
+        snprintf(file, sizeof file, "%s/classmap-%08ld.png", o->report ? dir : o->out, meta.step);
+        char cerr[1024];
+        json_t *cm = class_map(ctx, net, &meta, file, cerr, sizeof cerr);
+        if (!cm)
+            console_log("no class map: %s", cerr);
+        else {
+            json_object_set_new(record, "classmap_png", json_string(file));
+            json_object_set_new(record, "classmap", cm);
+        }
+    }
     json_object_set_new(record, "seconds", json_real(console_now() - t0));
     snprintf(file, sizeof file, "%s/%s", o->out, EVAL_JSONL);
     if (eval_mkdir_p(o->out, err, errlen) || append_line(file, record, err, errlen))
@@ -586,5 +678,46 @@ done:
     json_decref(rnd);
     nn_net_destroy(&net);
     nn_ckpt_meta_clear(&meta);
+    return rc;
+}
+
+int eval_compare(eval_ctx *ctx, const char *path_a, const char *path_b, char *err, size_t errlen)
+{
+    const eval_options *o = ctx->o;
+    const char *paths[2] = { path_a, path_b };
+    nn_ckpt_meta meta[2];
+    nn_net *net[2] = { NULL, NULL };
+    char nerr[1024], titles[2][256], file[EVAL_MAX_PATH + 32];
+    int shape[2][3], rc = -1;
+    memset(meta, 0, sizeof meta);
+    for (int p = 0; p < 2; p++) {
+        if (!(net[p] = nn_ckpt_open(paths[p], o->batch, &meta[p], nerr, sizeof nerr))) {
+            errmsg_set(err, errlen, "%s", nerr);
+            goto done;
+        }
+        nn_net_input_shape(net[p], &shape[p][0], &shape[p][1], &shape[p][2]);
+        snprintf(titles[p], sizeof titles[p], "(%c) %s", 'a' + p, meta[p].method);
+    }
+    if (memcmp(shape[0], shape[1], sizeof shape[0])) {
+        errmsg_set(err, errlen, "%s takes %dx%dx%d images and %s %dx%dx%d: the same images cannot go through both",
+                   path_a, shape[0][0], shape[0][1], shape[0][2], path_b, shape[1][0], shape[1][1], shape[1][2]);
+        goto done;
+    }
+    if (ensure_data(ctx, shape[0][0], shape[0][1], shape[0][2], err, errlen) || eval_mkdir_p(o->out, err, errlen))
+        goto done;
+    size_t idx[EVAL_MAX_ATTENTION];
+    int n = eval_attention_pick(&ctx->data.test, o->attention > 0 ? o->attention : COMPARE_IMAGES, idx);
+    snprintf(file, sizeof file, "%s/compare.png", o->out);
+    const char *const t[2] = { titles[0], titles[1] };
+    if (eval_attention_compare_png(net, t, &ctx->data.test, idx, n, file, err, errlen))
+        goto done;
+    console_log("compare: (a) %s, %s step %ld; (b) %s, %s step %ld; %d test images -> %s", path_a, meta[0].method,
+                meta[0].step, path_b, meta[1].method, meta[1].step, n, file);
+    rc = 0;
+done:
+    for (int p = 0; p < 2; p++) {
+        nn_net_destroy(&net[p]);
+        nn_ckpt_meta_clear(&meta[p]);
+    }
     return rc;
 }

@@ -42,4 +42,9 @@ int eval_ctx_start_baselines(eval_ctx *ctx, char *err, size_t errlen);
  * context stays usable for the next checkpoint. */
 int eval_checkpoint(eval_ctx *ctx, const char *path, json_t **record, char *err, size_t errlen);
 
+/* --compare: writes <out>/compare.png (evaluator/attention.h,
+ * eval_attention_compare_png) for the checkpoints at path_a and path_b, with
+ * --attention (else 8) test images, one per class in turn. 0, or -1 with err. */
+int eval_compare(eval_ctx *ctx, const char *path_a, const char *path_b, char *err, size_t errlen);
+
 #endif

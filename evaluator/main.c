@@ -10,7 +10,8 @@
  *   SUB   connect  none by default       (--control)  the trainer's Control PUB: on STOP, the
  *                                                     waiting checkpoints are evaluated, then exit
  * With --curve DIR both are CURVE-encrypted (transport/transport.h).
- * `evaluator --checkpoint FILE` evaluates one file and exits, without sockets.
+ * `evaluator --checkpoint FILE` evaluates one file and exits, without sockets;
+ * `evaluator --compare A B --out DIR` draws two checkpoints' stage maps side by side and exits.
  * A checkpoint that cannot be read gets a message naming the file and what is
  * wrong with it; the server goes on with the next one.
  */
@@ -38,6 +39,7 @@
                                       libzmq 4.3.4 aborts (!_io_error, stream_engine_base.cpp) when
                                       the trainer disconnects while it is throttled (a stopped evaluator,
                                       tests/it_evaluator_down.sh) */
+#define COMPARE_MAX_TRAIN 100      /* training images decoded for --compare (it uses none) */
 #define STOP_GRACE_S  2.0          /* after STOP, wait this long for a Checkpoint sent just before it */
 
 typedef struct {
@@ -261,13 +263,20 @@ int main(int argc, char **argv)
     }
     vips_cache_set_max(0);
     transport_catch_signals();
+    if (o.compare[0] && !o.max_train)
+        o.max_train = COMPARE_MAX_TRAIN;   /* the comparison shows test images only: decode few training ones */
     eval_ctx *ctx = eval_ctx_new(&o);
     if (!ctx) {
         console_log("out of memory");
         return EXIT_FAILED;
     }
     int rc;
-    if (o.checkpoint) {
+    if (o.compare[0]) {
+        char err[2048];
+        rc = eval_compare(ctx, o.compare[0], o.compare[1], err, sizeof err) ? EXIT_FAILED : EXIT_OK;
+        if (rc)
+            console_log("%s", err);
+    } else if (o.checkpoint) {
         char err[2048];
         rc = eval_checkpoint(ctx, o.checkpoint, NULL, err, sizeof err) ? EXIT_FAILED : EXIT_OK;
         if (rc)

@@ -1,14 +1,15 @@
 # evaluator: the evaluation stage. libevalcore.a holds the maths (linear probe,
-# kNN, alignment/uniformity, encoder stages; class-balanced subsets are in
-# dataset/split) and the baseline cache's keys and files, so that
-# the unit test links the same code; build/bin/evaluator adds data loading,
-# feature extraction, attention maps, the report and the server loop.
+# kNN, alignment/uniformity, encoder stages, PCA, t-SNE, purity, silhouette;
+# class-balanced subsets are in dataset/split) and the baseline cache's keys
+# and files, so that the unit test links the same code; build/bin/evaluator
+# adds data loading, feature extraction, attention maps, the class map, the
+# report and the server loop.
 evalcore_SRCS := evaluator/probe.c evaluator/knn.c evaluator/metrics.c evaluator/stages.c evaluator/cache.c \
-                 evaluator/readout.c
+                 evaluator/readout.c evaluator/embed.c
 $(eval $(call add_lib,evalcore))
 
 evaluator_SRCS := evaluator/main.c evaluator/options.c evaluator/data.c evaluator/evaluate.c \
-                  evaluator/attention.c evaluator/report.c
+                  evaluator/attention.c evaluator/report.c evaluator/figure.c evaluator/classmap.c
 evaluator_LIBS := evalcore augment nn dataset transport proto console
 $(eval $(call add_prog,evaluator))
 

@@ -13,6 +13,7 @@
 #define DEFAULT_BATCH         256
 #define DEFAULT_ALIGN_ITEMS   2000
 #define DEFAULT_ATTENTION     8
+#define DEFAULT_CLASSMAP      2000    /* exact t-SNE, O(N^2): 5,000 points take about 20 s per representation */
 #define DEFAULT_TEST_FRACTION 0.1
 #define DEFAULT_PROBE_ITERS   1000
 #define DEFAULT_MAX_PENDING   4
@@ -25,6 +26,7 @@ static void usage(FILE *f)
     fprintf(f,
 "usage: evaluator [--bind ENDPOINT] --out DIR [options]     serve: evaluate each Checkpoint message\n"
 "       evaluator --checkpoint FILE [--out DIR] [options]  evaluate one file and exit\n"
+"       evaluator --compare CKPT_A CKPT_B --out DIR        stage maps of two checkpoints side by side\n"
 "\n"
 "Evaluates frozen encoders: linear probe (top-1/top-5, with few labels), weighted\n"
 "kNN, alignment and uniformity, raw-pixel and random-encoder baselines, attention\n"
@@ -60,13 +62,17 @@ static void usage(FILE *f)
 "                       them every time (default $XDG_CACHE_HOME/" EVAL_CACHE_SUBDIR ", else\n"
 "                       ~/.cache/" EVAL_CACHE_SUBDIR ")\n"
 "  --attention N        images in the attention-map figure (default %d, 0 = none)\n"
+"  --classmap N         test images in the class map (PCA and t-SNE of the features, by class;\n"
+"                       seeded, class-balanced; default %d, 0 = none)\n"
+"  --compare A B        write DIR/compare.png: the same test images through an early, a middle\n"
+"                       and the last stage of checkpoint A and of checkpoint B, then exit\n"
 "  --no-report          no report folder (plots, summary)\n"
 "  --probe-iters N      L-BFGS iterations per probe fit (default %d)\n"
 "  --max-pending N      checkpoints kept waiting, newest first (default %d)\n"
 "  --seed S             seed of every split and subset (default %d)\n"
 "  --help\n",
             DEFAULT_TEST_FRACTION, DEFAULT_BATCH, DEFAULT_KNN_K, DEFAULT_KNN_T, DEFAULT_ALIGN_ITEMS, EVAL_READOUT_MAX_DIM,
-            DEFAULT_ATTENTION, DEFAULT_PROBE_ITERS, DEFAULT_MAX_PENDING, DEFAULT_SEED);
+            DEFAULT_ATTENTION, DEFAULT_CLASSMAP, DEFAULT_PROBE_ITERS, DEFAULT_MAX_PENDING, DEFAULT_SEED);
 }
 
 static int parse_size(const char *name, const char *s, size_t *out)
@@ -141,6 +147,7 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
     o->align_recipe = "simclr";
     o->baselines = 1;
     o->attention = DEFAULT_ATTENTION;
+    o->classmap = DEFAULT_CLASSMAP;
     o->report = 1;
     o->readout.stage = EVAL_READOUT_MAPS;
     o->probe_iters = DEFAULT_PROBE_ITERS;
@@ -151,7 +158,7 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
     enum { O_BIND = 256, O_CONTROL, O_CKPT, O_OUT, O_TRAIN, O_TEST, O_FORMAT, O_TEST_FRACTION, O_FRACTION,
            O_MAX_TRAIN, O_MAX_TEST, O_BATCH, O_KNN_K, O_KNN_T, O_ALIGN_ITEMS, O_ALIGN_RECIPE,
            O_NO_BASELINES, O_READOUT, O_BASELINE_CACHE, O_ATTENTION, O_NO_REPORT, O_PROBE_ITERS, O_MAX_PENDING, O_SEED,
-           O_CURVE, O_HELP };
+           O_CURVE, O_CLASSMAP, O_COMPARE, O_HELP };
     static const struct option opts[] = {
         { "bind", required_argument, 0, O_BIND }, { "control", required_argument, 0, O_CONTROL },
         { "checkpoint", required_argument, 0, O_CKPT }, { "out", required_argument, 0, O_OUT },
@@ -168,6 +175,7 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
         { "no-report", no_argument, 0, O_NO_REPORT }, { "probe-iters", required_argument, 0, O_PROBE_ITERS },
         { "max-pending", required_argument, 0, O_MAX_PENDING }, { "seed", required_argument, 0, O_SEED },
         { "curve", required_argument, 0, O_CURVE },
+        { "classmap", required_argument, 0, O_CLASSMAP }, { "compare", required_argument, 0, O_COMPARE },
         { "help", no_argument, 0, O_HELP }, { 0, 0, 0, 0 } };
     int ch;
     size_t sz;
@@ -207,12 +215,25 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
         case O_MAX_PENDING: bad = parse_int_min("--max-pending", optarg, 1, &o->max_pending); break;
         case O_SEED: bad = parse_size("--seed", optarg, &sz); o->seed = sz; break;
         case O_CURVE: o->curve = optarg; break;
+        case O_CLASSMAP: bad = parse_size("--classmap", optarg, &o->classmap); break;
+        case O_COMPARE: o->compare[0] = optarg; break;   /* B: the one positional argument */
         case 'h':
         case O_HELP: usage(stdout); return 1;
         default: usage(stderr); return 2;
         }
         if (bad)
             return 2;
+    }
+    if (o->compare[0]) {
+        if (optind != argc - 1) {
+            fprintf(stderr, "evaluator: --compare wants two checkpoints: --compare CKPT_A CKPT_B --out DIR\n");
+            return 2;
+        }
+        o->compare[1] = argv[optind++];
+        if (!out) {
+            fprintf(stderr, "evaluator: --compare needs --out DIR (where compare.png goes)\n");
+            return 2;
+        }
     }
     if (optind < argc) {
         fprintf(stderr, "evaluator: unexpected argument '%s'\n", argv[optind]);
@@ -237,6 +258,10 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
         snprintf(o->baseline_cache, sizeof o->baseline_cache, "%s", cache);
     else if (!cache && eval_cache_default_dir(o->baseline_cache, sizeof o->baseline_cache))
         o->baseline_cache[0] = 0;          /* no HOME: nowhere to keep them */
+    if (o->classmap == 1) {
+        fprintf(stderr, "evaluator: --classmap needs at least 2 images (or 0 for none)\n");
+        return 2;
+    }
     if (o->attention > EVAL_MAX_ATTENTION) {
         fprintf(stderr, "evaluator: --attention takes at most %d images\n", EVAL_MAX_ATTENTION);
         return 2;

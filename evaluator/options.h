@@ -36,6 +36,8 @@ typedef struct {
     int baselines;                 /* raw pixels and random encoder */
     char baseline_cache[EVAL_MAX_PATH];  /* folder of cached baselines, "" for none */
     int attention;                 /* images in the attention-map figure, 0: none */
+    size_t classmap;               /* test images in the class map, 0: none */
+    const char *compare[2];        /* --compare A B: two checkpoints' stage maps side by side */
     int report;                    /* report folder (plots, summary) */
     int probe_iters;
     int max_pending;               /* checkpoints kept waiting; older ones dropped */

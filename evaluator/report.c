@@ -225,6 +225,27 @@ static int write_summary(const char *path, const json_t *last, const scan *loss,
                 loss->last_loss, loss->last_step);
     if (json_is_string(json_object_get(last, "attention_png")))
         fprintf(f, "attention maps: %s\n", json_string_value(json_object_get(last, "attention_png")));
+    const json_t *cm = json_object_get(last, "classmap");
+    if (json_is_object(cm)) {
+        fprintf(f, "\nclass map of %.0f test images: kNN purity (k %.0f) of the t-SNE and PCA maps, silhouette of\n"
+                   "the features by class (Euclidean, standardised features); higher: classes kept together\n",
+                get_num(cm, "points"), get_num(cm, "k"));
+        fprintf(f, "%-16s %9s %9s %9s\n", "", "t-SNE", "PCA", "silh.");
+        static const char *rows[][2] = { { "encoder", NULL }, { "random encoder", "random_encoder" },
+                                         { "raw pixels", "raw_pixels" } };
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+            const json_t *rep = rows[r][1] ? json_object_get(cm, rows[r][1]) : cm;
+            if (!json_is_object(rep))
+                continue;
+            fprintf(f, "%-16s", rows[r][0]);
+            num(f, get_num(rep, "tsne_knn_purity"));
+            num(f, get_num(rep, "pca_knn_purity"));
+            num(f, get_num(rep, "silhouette"));
+            fprintf(f, "\n");
+        }
+        if (json_is_string(json_object_get(last, "classmap_png")))
+            fprintf(f, "class map: %s\n", json_string_value(json_object_get(last, "classmap_png")));
+    }
     if (fclose(f)) {
         errmsg_set(err, errlen, "cannot write %s: %s", path, strerror(errno));
         return -1;

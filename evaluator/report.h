@@ -7,6 +7,8 @@
  *   plots.gp                     the gnuplot script that draws the two PNGs
  *   summary.txt                  the latest evaluation as a short text table
  *   attention-<step>.png         attention maps (evaluator/attention.h)
+ *   classmap-<step>.png          PCA and t-SNE maps by class (evaluator/classmap.h);
+ *                                their numbers are in the summary
  *
  * The plots need gnuplot (Debian package gnuplot-nox); without it the data
  * and the script are still written and a message says what to install.

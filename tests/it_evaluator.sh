@@ -9,9 +9,9 @@
 #  1b. with --control: a checkpoint pushed just before the trainer's STOP (on
 #     its PUB socket) is still evaluated, then the evaluator exits 0 by itself;
 #  2. `evaluator --checkpoint` on a small checkpoint finishes and writes
-#     eval.jsonl (probe, few labels, kNN, align/uniform, both baselines),
-#     report/summary.txt and the attention-map PNG, and caches both baselines
-#     (--baseline-cache);
+#     eval.jsonl (probe, few labels, kNN, align/uniform, both baselines, the
+#     class map's numbers), report/summary.txt, the attention-map and the
+#     class-map PNGs, and caches both baselines (--baseline-cache);
 #  2b. a second evaluation with the same data and options takes both
 #     baselines from the cache (log line, "cached": true), same numbers;
 #  2c. a corrupt cache file is ignored with a log line, the baseline is
@@ -22,6 +22,8 @@
 #  2e. a server without cache, sent a checkpoint right away (while its
 #     background thread decodes and computes the raw-pixel baseline), writes
 #     the same baselines as 2;
+#  2f. `evaluator --compare A B` writes compare.png (a SimCLR and a RotNet
+#     checkpoint side by side) of a plausible size; one checkpoint is a usage error;
 #  3. `evaluator --checkpoint` on a corrupt file exits 1 with the reason.
 # Needs python3-zmq and python3-msgpack (make deps) to play the trainer.
 set -euo pipefail
@@ -175,6 +177,18 @@ assert r["label_fractions"][0]["n_labels"] == 40
 for b in ("raw_pixels", "random_encoder"):
     assert 0.1 < r["baselines"][b]["probe"]["top1"] <= 1.0, b
 assert 0.0 <= r["align"] <= 4.0 and -4.0 <= r["uniform"] <= 0.0
+png = r["classmap_png"]
+assert png.endswith("/report/classmap-00000001.png"), png
+assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n", png
+cm = r["classmap"]
+assert cm["points"] == 200 and cm["k"] == 10, cm
+for rep in (cm, cm["random_encoder"], cm["raw_pixels"]):
+    assert 0.0 <= rep["tsne_knn_purity"] <= 1.0 and 0.0 <= rep["pca_knn_purity"] <= 1.0, rep
+    assert -1.0 <= rep["silhouette"] <= 1.0, rep
+assert cm["raw_pixels"]["tsne_knn_purity"] > 0.2, cm     # 10 classes: chance is about 0.1
+print("it_evaluator: class map: t-SNE purity %.3f, PCA %.3f, silhouette %.3f (raw pixels %.3f / %.3f / %.3f)" % (
+    cm["tsne_knn_purity"], cm["pca_knn_purity"], cm["silhouette"], cm["raw_pixels"]["tsne_knn_purity"],
+    cm["raw_pixels"]["pca_knn_purity"], cm["raw_pixels"]["silhouette"]))
 print("it_evaluator: one file: probe %.3f, kNN %.3f, raw pixels %.3f, random encoder %.3f" % (
     r["probe_top1"], r["knn_top1"], r["baselines"]["raw_pixels"]["probe"]["top1"],
     r["baselines"]["random_encoder"]["probe"]["top1"]))
@@ -182,6 +196,7 @@ PY
 [ -s "$tmp/one/report/summary.txt" ] || fail "no report/summary.txt"
 [ -s "$tmp/one/report/attention-00000001.png" ] || fail "no attention-map PNG"
 grep -q "raw pixels" "$tmp/one/report/summary.txt" || fail "summary without baselines"
+grep -q "class map of 200 test images" "$tmp/one/report/summary.txt" || fail "summary without the class map"
 
 # ---- 2b. the same evaluation again: both baselines from the cache
 "$ev" --checkpoint "$tmp/good.safetensors" --out "$tmp/two" --attention 0 --baseline-cache "$cache" "${small[@]}" \
@@ -257,6 +272,25 @@ for k in ("raw_pixels", "random_encoder"):
     assert x == y, (k, x, y)
 PY
 echo "it_evaluator: server: a checkpoint during the background work gets the same baselines"
+
+# ---- 2f. --compare: stage maps of a SimCLR and a RotNet checkpoint side by side
+"$tool" init --net resnet-mini --width 2 --head rotation --input 1x28x28 --train-steps 1 --seed 4 \
+    --out "$tmp/rot.safetensors" >/dev/null
+"$ev" --compare "$tmp/good.safetensors" "$tmp/rot.safetensors" --out "$tmp/cmp" --max-test 200 \
+    >"$tmp/cmp.log" 2>&1 || { cat "$tmp/cmp.log" >&2; fail "--compare failed"; }
+"$py" - "$tmp/cmp/compare.png" <<'PY' || fail "compare.png is missing or of an unlikely size"
+import struct, sys
+head = open(sys.argv[1], "rb").read(24)
+assert head[:8] == b"\x89PNG\r\n\x1a\n", head
+w, h = struct.unpack(">II", head[16:24])
+# two panels of 4 columns of 128-pixel tiles, 8 rows plus titles
+assert 2 * 4 * 128 <= w <= 2 * 4 * 128 + 200 and 8 * 128 <= h <= 8 * 128 + 200, (w, h)
+print("it_evaluator: --compare: %dx%d PNG" % (w, h))
+PY
+grep -q "(a) .*simclr step 1; (b) .*rotation step 1; 8 test images" "$tmp/cmp.log" || fail "--compare did not log both methods"
+rc=0
+"$ev" --compare "$tmp/good.safetensors" --out "$tmp/cmp" >"$tmp/cmp1.log" 2>&1 || rc=$?
+[ "$rc" -eq 2 ] || fail "--compare with one checkpoint: status $rc, expected 2"
 
 # ---- 3. a corrupt file on the command line
 rc=0

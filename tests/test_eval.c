@@ -1,7 +1,8 @@
 /* Unit tests of the evaluator's maths (libevalcore.a): the linear probe on a
  * linearly separable set, kNN and the representation metrics against
- * hand-computed cases, class-balanced reproducible subsets and splits, and
- * the baseline cache's keys and files. */
+ * hand-computed cases, class-balanced reproducible subsets and splits, the
+ * baseline cache's keys and files, and the class map's PCA (against known
+ * axes and against Jacobi), t-SNE, kNN purity and silhouette. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "evaluator/cache.h"
+#include "evaluator/embed.h"
 #include "evaluator/knn.h"
 #include "evaluator/metrics.h"
 #include "evaluator/probe.h"
@@ -602,6 +604,167 @@ static void test_cache_files(void **state)
     cache_fixture_done(&fx);
 }
 
+/* ------------------------------------------------------------- class map */
+
+#define CL_N 500
+#define CL_D 20
+#define CL_K 5
+
+/* CL_N points in CL_D dimensions: CL_K Gaussian clusters (unit noise) around
+ * centres at least 14 apart, spread most in a plane (so that PCA to 2-D keeps
+ * them apart too); labels the cluster. */
+static void clusters(float *x, int32_t *y, uint64_t seed)
+{
+    uint64_t s = seed;
+    double centre[CL_K][CL_D];
+    for (int c = 0; c < CL_K; c++)
+        for (int j = 0; j < CL_D; j++)        /* a pentagon of radius 12 in the first two axes, plus jitter */
+            centre[c][j] = 2.0 * gauss(&s) + (j == 0 ? 12.0 * cos(2 * M_PI * c / CL_K) :
+                                              j == 1 ? 12.0 * sin(2 * M_PI * c / CL_K) : 0.0);
+    for (int i = 0; i < CL_N; i++) {
+        y[i] = i % CL_K;
+        for (int j = 0; j < CL_D; j++)
+            x[i * CL_D + j] = (float)(centre[y[i]][j] + gauss(&s));
+    }
+}
+
+static void test_jacobi_hand(void **state)
+{
+    (void)state;
+    /* [[2,1,0],[1,2,0],[0,0,5]]: eigenvalues 5, 3, 1 with e3, (1,1,0)/sqrt2, (1,-1,0)/sqrt2 */
+    double a[9] = { 2, 1, 0, 1, 2, 0, 0, 0, 5 }, val[3], vec[9];
+    eval_jacobi_eigen(a, 3, val, vec);
+    assert_true(fabs(val[0] - 5) < 1e-12 && fabs(val[1] - 3) < 1e-12 && fabs(val[2] - 1) < 1e-12);
+    assert_true(fabs(fabs(vec[2 * 3 + 0]) - 1) < 1e-12);
+    assert_true(fabs(fabs(vec[0 * 3 + 1]) - M_SQRT1_2) < 1e-12 && fabs(vec[0 * 3 + 1] - vec[1 * 3 + 1]) < 1e-12);
+    assert_true(fabs(vec[0 * 3 + 2] + vec[1 * 3 + 2]) < 1e-12);
+}
+
+static void test_pca_ellipse(void **state)
+{
+    (void)state;
+    /* 8 points on an ellipse with half-axes 3 and 1, rotated by 30 degrees: the
+     * variances are 9/2 and 1/2, the axes (cos 30, sin 30) and (-sin 30, cos 30),
+     * and the coordinates on them 3 cos t and sin t */
+    float x[16], out[16];
+    double var[2], phi = M_PI / 6;
+    for (int k = 0; k < 8; k++) {
+        double t = 2 * M_PI * k / 8, u = 3 * cos(t), v = sin(t);
+        x[2 * k] = (float)(cos(phi) * u - sin(phi) * v + 7.0);       /* off-centre */
+        x[2 * k + 1] = (float)(sin(phi) * u + cos(phi) * v - 2.0);
+    }
+    char err[256];
+    assert_int_equal(eval_pca(out, var, x, 8, 2, 2, err, sizeof err), 0);
+    assert_true(fabs(var[0] - 4.5) < 1e-5 && fabs(var[1] - 0.5) < 1e-5);
+    for (int k = 0; k < 8; k++) {
+        double t = 2 * M_PI * k / 8;
+        assert_true(fabs(out[2 * k] - 3 * cos(t)) < 1e-5);
+        assert_true(fabs(out[2 * k + 1] - sin(t)) < 1e-5);
+    }
+}
+
+/* The subspace iteration (d > 64) against Jacobi on the whole covariance. */
+static void test_pca_subspace(void **state)
+{
+    (void)state;
+    enum { N = 300, D = 90, M = 12 };
+    float *x = malloc(N * D * sizeof *x), *out = malloc(N * M * sizeof *out);
+    double *cov = calloc(D * D, sizeof *cov), *vec = malloc(D * D * sizeof *vec), mean[D] = { 0 }, ref[D], var[M];
+    uint64_t s = 5;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < D; j++)
+            x[i * D + j] = (float)(gauss(&s) * 4.0 / (1.0 + 0.3 * j) + 0.5 * gauss(&s));
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < D; j++)
+            mean[j] += x[i * D + j] / (double)N;
+    for (int i = 0; i < N; i++)
+        for (int a = 0; a < D; a++)
+            for (int b = 0; b < D; b++)
+                cov[a * D + b] += (x[i * D + a] - mean[a]) * (x[i * D + b] - mean[b]) / N;
+    eval_jacobi_eigen(cov, D, ref, vec);
+    char err[256];
+    assert_int_equal(eval_pca(out, var, x, N, D, M, err, sizeof err), 0);
+    for (int j = 0; j < M; j++)
+        assert_true(fabs(var[j] - ref[j]) < 1e-3 * ref[0]);
+    /* each output column's variance is its eigenvalue */
+    for (int j = 0; j < M; j++) {
+        double v = 0.0;
+        for (int i = 0; i < N; i++)
+            v += (double)out[i * M + j] * out[i * M + j] / N;
+        assert_true(fabs(v - ref[j]) < 1e-3 * ref[0]);
+    }
+    free(x); free(out); free(cov); free(vec);
+}
+
+static void test_classmap_clusters(void **state)
+{
+    (void)state;
+    float *x = malloc(CL_N * CL_D * sizeof *x), *pca = malloc(CL_N * EVAL_PCA_DIMS * sizeof *pca);
+    float *y1 = malloc(CL_N * 2 * sizeof *y1), *y2 = malloc(CL_N * 2 * sizeof *y2);
+    int32_t lab[CL_N];
+    clusters(x, lab, 11);
+    char err[256];
+    assert_int_equal(eval_pca(pca, NULL, x, CL_N, CL_D, EVAL_PCA_DIMS, err, sizeof err), 0);
+    /* PCA to 2-D: the first two of the 50 columns */
+    float *p2 = malloc(CL_N * 2 * sizeof *p2);
+    for (int i = 0; i < CL_N; i++) {
+        p2[2 * i] = pca[i * EVAL_PCA_DIMS];
+        p2[2 * i + 1] = pca[i * EVAL_PCA_DIMS + 1];
+    }
+    double pp = eval_knn_purity(p2, lab, CL_N, 2, EVAL_PURITY_K);
+    eval_tsne_opts o;
+    eval_tsne_defaults(&o);
+    o.seed = 3;
+    assert_int_equal(eval_tsne(y1, pca, CL_N, EVAL_PCA_DIMS, &o, err, sizeof err), 0);
+    assert_int_equal(eval_tsne(y2, pca, CL_N, EVAL_PCA_DIMS, &o, err, sizeof err), 0);
+    double tp = eval_knn_purity(y1, lab, CL_N, 2, EVAL_PURITY_K);
+    print_message("class map: 5 clusters in 20-D, 500 points: PCA purity %.3f, t-SNE purity %.3f\n", pp, tp);
+    assert_true(pp >= 0.95);
+    assert_true(tp >= 0.95);
+    assert_memory_equal(y1, y2, CL_N * 2 * sizeof *y1);          /* one seed, one map */
+    o.seed = 4;
+    assert_int_equal(eval_tsne(y2, pca, CL_N, EVAL_PCA_DIMS, &o, err, sizeof err), 0);
+    assert_true(memcmp(y1, y2, CL_N * 2 * sizeof *y1) != 0);       /* another seed, another start */
+    free(x); free(pca); free(y1); free(y2); free(p2);
+}
+
+static void test_purity_silhouette(void **state)
+{
+    (void)state;
+    float *x = malloc(CL_N * CL_D * sizeof *x);
+    int32_t lab[CL_N], rnd[CL_N];
+    clusters(x, lab, 12);
+    uint64_t s = 77;
+    for (int i = 0; i < CL_N; i++)
+        rnd[i] = (int32_t)(split_rng_next(&s) % CL_K);
+    double sep = eval_silhouette(x, lab, CL_N, CL_D, CL_K), none = eval_silhouette(x, rnd, CL_N, CL_D, CL_K);
+    /* the same clusters drawn 10 times tighter around their means */
+    double mean[CL_K][CL_D] = { { 0 } };
+    for (int i = 0; i < CL_N; i++)
+        for (int j = 0; j < CL_D; j++)
+            mean[lab[i]][j] += x[i * CL_D + j] / (CL_N / CL_K);
+    float *tight = malloc(CL_N * CL_D * sizeof *tight);
+    for (int i = 0; i < CL_N; i++)
+        for (int j = 0; j < CL_D; j++)
+            tight[i * CL_D + j] = (float)(mean[lab[i]][j] + 0.1 * (x[i * CL_D + j] - mean[lab[i]][j]));
+    double near1 = eval_silhouette(tight, lab, CL_N, CL_D, CL_K);
+    free(tight);
+    print_message("silhouette: separated clusters %.3f (10x tighter %.3f), random labels %.3f\n", sep, near1, none);
+    assert_true(sep > 0.6);
+    assert_true(near1 > 0.95);
+    assert_true(fabs(none) < 0.05);
+    /* purity by hand: four points on a line, labels a a b b, k 1: each finds its twin */
+    float line[4] = { 0, 1, 10, 11 };
+    int32_t l4[4] = { 0, 0, 1, 1 }, l4x[4] = { 0, 1, 0, 1 };
+    assert_true(fabs(eval_knn_purity(line, l4, 4, 1, 1) - 1.0) < 1e-12);
+    assert_true(fabs(eval_knn_purity(line, l4x, 4, 1, 1) - 0.0) < 1e-12);
+    /* k 2: each point's nearest is its twin, its second the nearest of the other pair */
+    assert_true(fabs(eval_knn_purity(line, l4, 4, 1, 2) - 0.5) < 1e-12);
+    /* one point alone in its class counts 0; fewer than two classes: NAN */
+    assert_true(isnan(eval_silhouette(x, (int32_t[CL_N]){ 0 }, CL_N, CL_D, CL_K)));
+    free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -618,6 +781,11 @@ int main(void)
         cmocka_unit_test(test_attention_maps),
         cmocka_unit_test(test_cache_key),
         cmocka_unit_test(test_cache_files),
+        cmocka_unit_test(test_jacobi_hand),
+        cmocka_unit_test(test_pca_ellipse),
+        cmocka_unit_test(test_pca_subspace),
+        cmocka_unit_test(test_classmap_clusters),
+        cmocka_unit_test(test_purity_silhouette),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
