@@ -4,8 +4,13 @@
  *   PULL  connect  tcp://127.0.0.1:5555  (--connect)  Samples and the loader's Control
  *   PUSH  connect  tcp://127.0.0.1:5556  (--push)     ViewBatches of --batch samples, and
  *                                                     the loader's END_OF_EPOCH forwarded
- *   SUB   connect  tcp://127.0.0.1:5558  (--control)  the trainer's Control PUB: STOP ends
- *                                                     the run
+ *   XSUB  connect  tcp://127.0.0.1:5558  (--control)  the trainer's Control PUB, topic "stop"
+ *                                                     (and the deprecated single-frame STOP):
+ *                                                     STOP ends the run; worker 0 also takes
+ *                                                     "heartbeat" and logs when the trainer's
+ *                                                     heartbeats stop and resume. Up it, each
+ *                                                     worker's beat every second, so that the
+ *                                                     trainer sees a stopped or hung worker
  * and in the parent, once every worker has finished after an end of stream:
  *   PUSH  connect  (--push)  one Control END_OF_STREAM carrying the loader's count
  * With --curve DIR every socket is CURVE-encrypted, with DIR's client key pair
@@ -320,7 +325,9 @@ typedef struct {
     const options_t *o;
     int id;
     const char *identity;
-    void *pull, *push, *sub;
+    void *pull, *push, *sub;  /* sub: an XSUB, which also carries this worker's beats up */
+    liveness_t *trainer;      /* the trainer's heartbeats (worker 0 only, else NULL) */
+    double next_beat;         /* console_now() of the next beat up the control socket */
     aug_t *aug;
     aug_batch_t batch;
     proto_view_sample_t *vs;  /* (batch) */
@@ -345,27 +352,40 @@ static void report_stop(worker_t *w)
         console_log("worker %d: cannot tell the parent about the stop: %s", w->id, strerror(errno));
 }
 
-/* Reads one pending Control STOP from the SUB socket, if any. */
+/* Reads the pending messages of the control socket: 1 when one is a STOP.
+ * Heartbeats go to the trainer's liveness (worker 0). */
 static int stop_received(worker_t *w)
 {
     if (!w->sub) return 0;
     for (;;) {
         zmq_msg_t msg;
-        zmq_msg_init(&msg);
-        if (zmq_msg_recv(&msg, w->sub, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&msg);
-            return 0;
-        }
+        char topic[PROTO_MAX_TOPIC + 1];
+        if (transport_recv_topic(w->sub, &msg, topic, 0) != 1) return 0;
+        const void *data = zmq_msg_data(&msg);
+        size_t len = zmq_msg_size(&msg);
         proto_control_t c;
-        int stop = proto_control_decode(&c, zmq_msg_data(&msg), zmq_msg_size(&msg)) == 0 &&
-                   c.kind == PROTO_CONTROL_STOP;
+        int ok = proto_control_decode(&c, data, len) == 0 &&
+                 (!topic[0] || proto_topic_check(topic, strlen(topic), data, len) == 0);
         zmq_msg_close(&msg);
-        if (stop) {
+        if (ok && c.kind == PROTO_CONTROL_HEARTBEAT && w->trainer)
+            liveness_beat(w->trainer, c.sender, console_now());
+        if (ok && c.kind == PROTO_CONTROL_STOP) {
             if (!w->o->quiet) console_log("worker %d: stop from %s", w->id, c.sender);
             report_stop(w);
             return 1;
         }
     }
+}
+
+/* Once every TRANSPORT_BEAT_S: a beat up the control socket, and a look at
+ * the trainer's heartbeats. */
+static void beat(worker_t *w)
+{
+    double now = console_now();
+    if (!w->sub || now < w->next_beat) return;
+    transport_beat(w->sub, w->identity, PROTO_CONTROL_HEARTBEAT);
+    if (w->trainer) liveness_check(w->trainer, now);
+    w->next_beat = now + TRANSPORT_BEAT_S;
 }
 
 static void free_owned_buf(void *data, void *hint)
@@ -390,6 +410,7 @@ static int send_buf(worker_t *w)
         if (errno != EAGAIN && errno != EINTR) break;
         zmq_pollitem_t items[2] = {{w->push, 0, ZMQ_POLLOUT, 0}, {w->sub, 0, ZMQ_POLLIN, 0}};
         zmq_poll(items, w->sub ? 2 : 1, POLL_MS);
+        beat(w);
         if (transport_stop || stop_received(w)) break;
     }
     zmq_msg_close(&msg);
@@ -532,14 +553,20 @@ static int worker_run(const options_t *o, int id, int report_fd)
     w.pull = transport_open_peer(ZMQ_PULL, TRANSPORT_CONNECT, o->connect, o->pull_hwm, "loader");
     w.push = transport_open_peer(ZMQ_PUSH, TRANSPORT_CONNECT, o->push, o->push_hwm, "trainer");
     if (o->control[0] && strcmp(o->control, "none"))
-        w.sub = transport_open_peer(ZMQ_SUB, TRANSPORT_CONNECT, o->control, 0, "trainer control");
+        w.sub = transport_open_peer(ZMQ_XSUB, TRANSPORT_CONNECT, o->control, 0, "trainer control");
     if (!w.pull || !w.push || (o->control[0] && strcmp(o->control, "none") && (!w.sub || transport_subscribe_stop(w.sub))))
+        goto done;
+    /* one worker is enough to say that the trainer went quiet */
+    if (w.sub && id == 0 &&
+        (transport_subscribe(w.sub, PROTO_TOPIC_HEARTBEAT, strlen(PROTO_TOPIC_HEARTBEAT), 1) ||
+         !(w.trainer = liveness_new(TRANSPORT_SILENT_S, 0, 1))))
         goto done;
 
     double last_input = now_ms(), drain_since = -1.0;
     int eos = 0;
     rc = 0;
     while (!transport_stop && !w.stopped) {
+        beat(&w);
         if (drain_requested && drain_since < 0) drain_since = now_ms();
         zmq_pollitem_t items[2] = {{w.pull, 0, ZMQ_POLLIN, 0}, {w.sub, 0, ZMQ_POLLIN, 0}};
         int n = zmq_poll(items, w.sub ? 2 : 1, POLL_MS);
@@ -579,7 +606,10 @@ static int worker_run(const options_t *o, int id, int report_fd)
                     w.malformed, eos ? "; saw the end of stream" : "");
 done:
     report_counts(&w);
+    /* leaving normally: the trainer forgets this worker without calling it silent */
+    if (w.sub) transport_beat(w.sub, w.identity, PROTO_CONTROL_END_OF_STREAM);
     transport_close(&w.sub);
+    liveness_destroy(&w.trainer);
     transport_close(&w.pull);
     transport_close(&w.push);
     transport_shutdown();

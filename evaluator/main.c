@@ -175,7 +175,8 @@ static void receive(server_t *s, void *pull, void *sub, int timeout_ms)
         }
         break;
     }
-    while (sub && transport_recv(sub, &msg, 0) == 1) {
+    char topic[PROTO_MAX_TOPIC + 1];   /* "stop", or "" (the deprecated single-frame form) */
+    while (sub && transport_recv_topic(sub, &msg, topic, 0) == 1) {
         handle_message(s, &msg, 1);
         zmq_msg_close(&msg);
     }

@@ -84,10 +84,12 @@ def main():
             break
     elapsed = time.time() - start
 
+    # Control messages travel as two frames, [topic, body]: the stages
+    # subscribe to the topic (b"stop"), so the body's field order is free.
     stop = {"fmt": FORMAT, "ver": VERSION, "type": "control", "kind": "stop",
             "sender": "python_consumer@localhost:0", "epoch": 0, "count": images}
     for _ in range(5):  # PUB drops messages to subscribers still connecting
-        pub.send(msgpack.packb(stop))
+        pub.send_multipart([b"stop", msgpack.packb(stop)])
         time.sleep(0.1)
     summary = {"images": images, "distinct": len(seen), "shapes": sorted(map(list, shapes)),
                "labels": sorted(labels), "min": lo, "max": hi,

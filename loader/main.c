@@ -8,10 +8,13 @@
  *                                                     that many Samples exceed --queue-mb:
  *                                                     loader/queue.h) makes a slow
  *                                                     consumer slow the loader down
- *   SUB   connect  tcp://127.0.0.1:5558  (--control)  the trainer's Control PUB; STOP ends
- *                                                     the run; with --exactly-once also the
- *                                                     trainer's HEARTBEAT (its epoch), Acks
- *                                                     and Haves
+ *   XSUB  connect  tcp://127.0.0.1:5558  (--control)  the trainer's Control PUB ([topic, body]
+ *                                                     frames); STOP ends the run; the
+ *                                                     trainer's HEARTBEAT (silent for 3 s:
+ *                                                     logged), with --exactly-once also its
+ *                                                     epoch, Acks and Haves. Up it, a beat
+ *                                                     every second so that the trainer sees
+ *                                                     a stopped or hung loader
  * With --curve DIR both are CURVE-encrypted: the PUSH accepts only the client
  * keys in DIR/allowed/ (transport/transport.h); lost peers are logged.
  *
@@ -327,7 +330,8 @@ static void parse_options(int argc, char **argv, options_t *o)
 /* ---------------------------------------------------------------- control */
 
 typedef struct {
-    void *sub;
+    void *sub;                /* an XSUB: it carries this loader's beats up to the trainer */
+    const char *identity;     /* "loader@host:pid", the sender of the beats */
     volatile int quit;
     ledger_t *ledger;         /* --exactly-once, else NULL */
     pthread_mutex_t mu;       /* guards the trainer's heartbeat and Have below */
@@ -396,21 +400,34 @@ static void on_have(control_t *ctl, const proto_have_t *h)
     pthread_mutex_unlock(&ctl->mu);
 }
 
-/* Receives Control messages; a STOP raises the process-wide stop flag.
- * With --exactly-once, heartbeats, Acks and Haves are recorded too. */
+/* Receives Control messages ([topic, body], or the deprecated body alone); a
+ * STOP raises the process-wide stop flag, and the trainer's heartbeats are
+ * watched (a silence of TRANSPORT_SILENT_S is logged, and its end). With
+ * --exactly-once, heartbeats, Acks and Haves are recorded too. Sends this
+ * loader's beat up the same socket every TRANSPORT_BEAT_S. */
 static void *control_thread(void *arg)
 {
     control_t *ctl = arg;
+    liveness_t *trainer_beats = liveness_new(TRANSPORT_SILENT_S, 0, 1);
+    double next_beat = 0;
     while (!ctl->quit && !transport_stop) {
+        double now = console_now();
+        if (now >= next_beat) {
+            transport_beat(ctl->sub, ctl->identity, PROTO_CONTROL_HEARTBEAT);
+            if (trainer_beats)
+                liveness_check(trainer_beats, now);
+            next_beat = now + TRANSPORT_BEAT_S;
+        }
         zmq_msg_t msg;
-        int rc = transport_recv(ctl->sub, &msg, CONTROL_POLL_MS);
+        char topic[PROTO_MAX_TOPIC + 1];
+        int rc = transport_recv_topic(ctl->sub, &msg, topic, CONTROL_POLL_MS);
         if (rc <= 0)
             continue;
         proto_msg_type_t type;
         proto_control_t c;
         const void *data = zmq_msg_data(&msg);
         size_t len = zmq_msg_size(&msg);
-        if (proto_peek_type(data, len, &type) != 0) {
+        if (proto_peek_type(data, len, &type) != 0 || (topic[0] && proto_topic_check(topic, strlen(topic), data, len))) {
             zmq_msg_close(&msg);
             continue;
         }
@@ -418,8 +435,12 @@ static void *control_thread(void *arg)
             if (c.kind == PROTO_CONTROL_STOP) {
                 console_log("stop received from %s", c.sender);
                 transport_stop = 1;
-            } else if (c.kind == PROTO_CONTROL_HEARTBEAT && ctl->ledger) {
-                double now = console_now();
+            } else if (c.kind == PROTO_CONTROL_HEARTBEAT) {
+                now = console_now();
+                if (trainer_beats)
+                    liveness_beat(trainer_beats, c.sender, now);
+            }
+            if (c.kind == PROTO_CONTROL_HEARTBEAT && ctl->ledger) {
                 int restarted = ctl->trainer[0] && strcmp(ctl->trainer, c.sender) != 0;
                 if (restarted) {
                     /* what the dead one held is lost, like a dead worker's */
@@ -446,6 +467,9 @@ static void *control_thread(void *arg)
         }
         zmq_msg_close(&msg);
     }
+    /* leaving normally: the trainer forgets this loader without calling it silent */
+    transport_beat(ctl->sub, ctl->identity, PROTO_CONTROL_END_OF_STREAM);
+    liveness_destroy(&trainer_beats);
     return NULL;
 }
 
@@ -921,7 +945,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (have_control) {
-        ctl.sub = transport_open_peer(ZMQ_SUB, TRANSPORT_CONNECT, o.control, 0, "trainer control");
+        ctl.sub = transport_open_peer(ZMQ_XSUB, TRANSPORT_CONNECT, o.control, 0, "trainer control");
+        ctl.identity = tx.identity;
         if (!ctl.sub)
             return 1;
         if (pthread_create(&ctl_thread, NULL, control_thread, &ctl) != 0) {

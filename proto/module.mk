@@ -1,6 +1,6 @@
 # proto: message encode/decode (libproto.a), its unit test and one fuzzer per decoder.
 proto_SRCS := proto/proto.c proto/scan.c proto/sample.c proto/viewbatch.c \
-              proto/checkpoint.c proto/control.c proto/stats.c proto/ack.c proto/have.c
+              proto/checkpoint.c proto/control.c proto/stats.c proto/ack.c proto/have.c proto/topic.c
 $(eval $(call add_lib,proto))
 
 test_proto_LIBS := proto

@@ -159,13 +159,37 @@ typedef struct {
 
 int proto_control_encode(proto_buf_t *out, const proto_control_t *c);
 int proto_control_decode(proto_control_t *c, const void *buf, size_t len);
-/* The first bytes of every encoded Control STOP (header and kind), for a SUB
- * socket that wants nothing else (ZMQ_SUBSCRIBE): its queue then never fills
- * with the Acks, heartbeats and Stats of the same PUB while it is busy, and a
- * STOP is never dropped. Writes at most cap bytes; returns the length, 0 on
- * failure. */
+/* The first bytes of every Control STOP as proto_control_encode writes it
+ * (header and kind): the subscription that matches the DEPRECATED
+ * single-frame STOP (before topics, PROTO_TOPIC_STOP), kept for one version.
+ * It cannot match a STOP whose writer put its fields in another order.
+ * Writes at most cap bytes; returns the length, 0 on failure. */
 size_t proto_control_stop_prefix(uint8_t *out, size_t cap);
 const char *proto_control_kind_name(proto_control_kind_t kind);
+
+/* ---- Topics of the trainer's Control PUB socket (PROTOCOL.md, "Topics") ----
+ * Everything published there travels as two frames, [topic, body]: a SUB
+ * socket subscribes to the topics it wants (ZeroMQ matches the first frame's
+ * prefix; no topic is the prefix of another). The old single-frame form (the
+ * body alone) is deprecated: receivers still accept it for one version. */
+#define PROTO_TOPIC_STOP          "stop"        /* Control stop */
+#define PROTO_TOPIC_HEARTBEAT     "heartbeat"   /* Control heartbeat */
+#define PROTO_TOPIC_END_OF_EPOCH  "eoe"         /* Control end_of_epoch */
+#define PROTO_TOPIC_END_OF_STREAM "eos"         /* Control end_of_stream */
+#define PROTO_TOPIC_ACK           "ack"
+#define PROTO_TOPIC_HAVE          "have"
+#define PROTO_TOPIC_STATS         "stats"
+#define PROTO_MAX_TOPIC           16u           /* bytes of a topic frame a receiver accepts */
+
+/* The topic a Control of this kind travels under; NULL for an invalid kind. */
+const char *proto_control_topic(proto_control_kind_t kind);
+/* The topic of an Ack, Have or Stats; NULL for the other types (Control:
+ * proto_control_topic, by kind). */
+const char *proto_type_topic(proto_msg_type_t type);
+/* 0 when body (len bytes) is a valid message that travels under `topic` (n
+ * bytes, not NUL-terminated); -1 with proto_error() otherwise (a bad body, or
+ * another topic: a receiver drops such a message). */
+int proto_topic_check(const void *topic, size_t n, const void *body, size_t len);
 
 /* ---- Stats: a stage's counters, for monitoring ---- */
 typedef struct {

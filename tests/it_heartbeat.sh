@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Integration test of the peer watch (transport/watch.c): loader + one
+# Integration test of the peer watch (transport/watch.c) and of the beats on
+# the Control socket (transport/control.c, liveness.c): loader + one
 # augmenter + trainer on Fashion-MNIST, on loopback with free ports.
+#  0. SIGSTOP the augmenter (its main process and its worker): the trainer
+#     says the worker is silent within 5 s; SIGCONT: it says it is back.
 #  1. SIGSTOP the trainer for 4 s, then SIGCONT: every stage keeps running
-#     and the trainer trains on (a stopped peer is not reported: see
-#     transport/transport.h).
+#     and the trainer trains on; the loader and the augmenter say the
+#     trainer's heartbeats went silent, and came back.
 #  2. SIGKILL the trainer: the augmenter (both sockets) and the loader say they lost it; a
 #     new trainer (fresh run folder) on the same endpoints: the augmenter says
 #     it is connected again, the new trainer sees its augmenter connect,
@@ -71,18 +74,48 @@ else
     exit 1
 fi
 
+# ---- 0. a stopped augmenter is reported by the trainer ----
+# $aug_pid is the `timeout` wrapper: stop the augmenter and its worker(s).
+aug_main=$(pgrep -P "$aug_pid" -x augmenter)
+aug_procs=("$aug_main" $(pgrep -P "$aug_main"))
+kill -STOP "${aug_procs[@]}"
+if wait_count "(stopped or hung?)" "$tmp/t1.err" 1 5; then
+    ok "SIGSTOP augmenter: the trainer says it is silent (after ${waited} s): $(grep -F "(stopped or hung?)" "$tmp/t1.err" | head -1)"
+else
+    fail "SIGSTOP augmenter: no '(stopped or hung?)' line from the trainer within 5 s"
+    tail -5 "$tmp/t1.err"
+fi
+grep -F "(stopped or hung?)" "$tmp/t1.err" | grep -qF "augmenter-0@" ||
+    fail "the silent peer is not named as augmenter worker 0"
+sleep 2
+kill -CONT "${aug_procs[@]}"
+if wait_count " back after " "$tmp/t1.err" 1 5 && grep -F " back after " "$tmp/t1.err" | grep -qF "augmenter-0@"; then
+    ok "SIGCONT augmenter: the trainer says it is back (after ${waited} s): $(grep -F " back after " "$tmp/t1.err" | head -1)"
+else
+    fail "SIGCONT augmenter: no 'back after' line from the trainer within 5 s"
+    tail -5 "$tmp/t1.err"
+fi
+
 # ---- 1. SIGSTOP / SIGCONT ----
 lost_push="lost the connection to $to_trainer (trainer)"
 lost_ctl="lost the connection to $to_control (trainer control)"
 back_push="connected again to $to_trainer (trainer)"
 back_ctl="connected again to $to_control (trainer control)"
-# A stopped trainer is not reported (its kernel still answers; the sockets
-# carry no ZMTP heartbeat, whose libzmq 4.3.4 aborts readers at their
-# high-water mark): what matters is that nothing breaks while it is away.
+# The peer watch does not see a stopped trainer (its kernel still answers;
+# the sockets carry no ZMTP heartbeat, whose libzmq 4.3.4 aborts readers at
+# their high-water mark): the trainer's own heartbeats on Control do.
 kill -STOP "$t1"
 sleep 4
 before=$(metrics_lines "$tmp/run1")
 kill -CONT "$t1"
+for who in loader aug; do
+    wait_count "(stopped or hung?)" "$tmp/$who.err" 1 3 && grep -F "(stopped or hung?)" "$tmp/$who.err" | grep -qF "trainer@" &&
+        ok "SIGSTOP trainer: the $who says its heartbeats are silent" ||
+        { fail "SIGSTOP trainer: no '(stopped or hung?)' line from the $who"; tail -5 "$tmp/$who.err"; }
+    wait_count " back after " "$tmp/$who.err" 1 5 && grep -F " back after " "$tmp/$who.err" | grep -qF "trainer@" &&
+        ok "SIGCONT trainer: the $who says its heartbeats are back" ||
+        { fail "SIGCONT trainer: no 'back after' line from the $who"; tail -5 "$tmp/$who.err"; }
+done
 for _ in $(seq 200); do [ "$(metrics_lines "$tmp/run1")" -ge $((before + 5)) ] && break; sleep 0.1; done
 [ "$(metrics_lines "$tmp/run1")" -ge $((before + 5)) ] &&
     ok "SIGSTOP for 4 s, SIGCONT: the trainer trains on ($before -> $(metrics_lines "$tmp/run1") steps)" ||

@@ -700,6 +700,60 @@ static void test_control_roundtrip(void **state)
     assert_string_equal(proto_control_kind_name((proto_control_kind_t)99), "invalid");
 }
 
+/* The Control socket's topics: one per kind and per type that travels there,
+ * short ASCII, none the prefix of another (a SUB matches prefixes), and
+ * checked against the body whatever order the body's fields are in. */
+static void test_topics(void **state)
+{
+    (void)state;
+    const char *topics[] = {
+        proto_control_topic(PROTO_CONTROL_STOP), proto_control_topic(PROTO_CONTROL_END_OF_EPOCH),
+        proto_control_topic(PROTO_CONTROL_END_OF_STREAM), proto_control_topic(PROTO_CONTROL_HEARTBEAT),
+        proto_type_topic(PROTO_MSG_ACK), proto_type_topic(PROTO_MSG_HAVE), proto_type_topic(PROTO_MSG_STATS),
+    };
+    const size_t n = sizeof topics / sizeof topics[0];
+    assert_string_equal(topics[0], "stop");
+    assert_string_equal(topics[3], "heartbeat");
+    for (size_t i = 0; i < n; i++) {
+        assert_non_null(topics[i]);
+        size_t len = strlen(topics[i]);
+        assert_true(len >= 1 && len <= PROTO_MAX_TOPIC);
+        for (size_t k = 0; k < len; k++)
+            assert_true(topics[i][k] > 0x20 && topics[i][k] < 0x7f);
+        for (size_t j = 0; j < n; j++)
+            if (i != j)
+                assert_false(strncmp(topics[i], topics[j], len) == 0);
+    }
+    assert_null(proto_control_topic((proto_control_kind_t)0));
+    assert_null(proto_control_topic((proto_control_kind_t)99));
+    assert_null(proto_type_topic(PROTO_MSG_SAMPLE));
+    assert_null(proto_type_topic(PROTO_MSG_CONTROL));
+
+    /* a STOP with its fields in another order than the encoder's */
+    wbuf_t w = {0};
+    w_header(&w, 4, "control");
+    w_str(&w, "count"); w_uint(&w, 0);
+    w_str(&w, "sender"); w_str(&w, "python@test:1");
+    w_str(&w, "epoch"); w_uint(&w, 0);
+    w_str(&w, "kind"); w_str(&w, "stop");
+    assert_int_equal(proto_topic_check("stop", 4, w.p, w.len), 0);
+    expect_error(proto_topic_check("heartbeat", 9, w.p, w.len), "travels under topic \"stop\"");
+    expect_error(proto_topic_check("sto", 3, w.p, w.len), "not \"sto\"");
+    uint8_t old[128];
+    size_t n_old = proto_control_stop_prefix(old, sizeof old);
+    assert_true(n_old > 0);
+    assert_false(w.len >= n_old && memcmp(w.p, old, n_old) == 0);   /* the old prefix cannot see it */
+    w_free(&w);
+
+    proto_buf_t b;
+    proto_buf_init(&b);
+    proto_sample_t smp = {.index = 1, .label = 2, .height = 1, .width = 1, .channels = 1, .pixels = (const uint8_t *)"x"};
+    assert_int_equal(proto_sample_encode(&b, &smp), 0);
+    expect_error(proto_topic_check("stop", 4, b.data, b.len), "no topic");
+    expect_error(proto_topic_check("stop", 4, "\x80", 1), "");   /* not one of ours */
+    proto_buf_release(&b);
+}
+
 static void roundtrip_stats(const proto_stats_t *in)
 {
     proto_buf_t buf;
@@ -2051,6 +2105,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_viewbatch_roundtrip),
         cmocka_unit_test(test_checkpoint_roundtrip),
         cmocka_unit_test(test_control_roundtrip),
+        cmocka_unit_test(test_topics),
         cmocka_unit_test(test_stats_roundtrip),
         cmocka_unit_test(test_ack_roundtrip),
         cmocka_unit_test(test_have_roundtrip),

@@ -1,5 +1,6 @@
 /* Unit tests of transport/: sockets on loopback, bounded waits, stop flag,
- * the peer watch, key files, CURVE with its ZAP handler. */
+ * the peer watch, key files, CURVE with its ZAP handler, the Control
+ * socket's topics and beats, the liveness table. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -210,6 +211,174 @@ static void test_subscribe_stop(void **state)
     transport_close(&pub);
 }
 
+/* Publishes one Control of `kind` from `sender` as [topic, body]. */
+static void publish_control(void *pub, proto_control_kind_t kind, const char *sender)
+{
+    proto_buf_t b;
+    proto_buf_init(&b);
+    proto_control_t c = {.kind = kind, .epoch = 1, .count = 2};
+    snprintf(c.sender, sizeof c.sender, "%s", sender);
+    assert_int_equal(proto_control_encode(&b, &c), 0);
+    assert_int_equal(transport_publish(pub, proto_control_topic(kind), b.data, b.len), 0);
+    proto_buf_release(&b);
+}
+
+/* A SUB and an XSUB narrowed to STOP get the "stop" topic and the deprecated
+ * single-frame STOP, and nothing else the XPUB publishes. */
+static void test_subscribe_stop_topics(void **state)
+{
+    (void)state;
+    void *pub = transport_open(ZMQ_XPUB, TRANSPORT_BIND, ENDPOINT "-topics", 0);
+    void *subs[2] = {transport_open(ZMQ_SUB, TRANSPORT_CONNECT, ENDPOINT "-topics", 0),
+                     transport_open(ZMQ_XSUB, TRANSPORT_CONNECT, ENDPOINT "-topics", 0)};
+    assert_non_null(pub);
+    for (int k = 0; k < 2; k++) {
+        assert_non_null(subs[k]);
+        assert_int_equal(transport_subscribe_stop(subs[k]), 0);
+    }
+    usleep(100 * 1000);   /* the subscriptions reach the XPUB */
+    publish_control(pub, PROTO_CONTROL_HEARTBEAT, "trainer@test:1");
+    publish_control(pub, PROTO_CONTROL_STOP, "trainer@test:2");
+    uint8_t ack_indices_body[] = {0x80};   /* any body: filtered out by its topic before anyone reads it */
+    assert_int_equal(transport_publish(pub, PROTO_TOPIC_ACK, ack_indices_body, sizeof ack_indices_body), 0);
+    proto_buf_t b;
+    proto_buf_init(&b);
+    proto_control_t c = {.kind = PROTO_CONTROL_STOP};
+    snprintf(c.sender, sizeof c.sender, "old@test:3");
+    assert_int_equal(proto_control_encode(&b, &c), 0);
+    assert_int_equal(transport_send(pub, b.data, b.len), 0);   /* the deprecated form */
+    c.kind = PROTO_CONTROL_HEARTBEAT;
+    assert_int_equal(proto_control_encode(&b, &c), 0);
+    assert_int_equal(transport_send(pub, b.data, b.len), 0);
+    proto_buf_release(&b);
+
+    for (int k = 0; k < 2; k++) {
+        zmq_msg_t msg;
+        char topic[PROTO_MAX_TOPIC + 1];
+        proto_control_t got;
+        assert_int_equal(transport_recv_topic(subs[k], &msg, topic, 1000), 1);
+        assert_string_equal(topic, PROTO_TOPIC_STOP);
+        assert_int_equal(proto_topic_check(topic, strlen(topic), zmq_msg_data(&msg), zmq_msg_size(&msg)), 0);
+        assert_int_equal(proto_control_decode(&got, zmq_msg_data(&msg), zmq_msg_size(&msg)), 0);
+        assert_string_equal(got.sender, "trainer@test:2");
+        zmq_msg_close(&msg);
+        assert_int_equal(transport_recv_topic(subs[k], &msg, topic, 1000), 1);
+        assert_string_equal(topic, "");
+        assert_int_equal(proto_control_decode(&got, zmq_msg_data(&msg), zmq_msg_size(&msg)), 0);
+        assert_int_equal(got.kind, PROTO_CONTROL_STOP);
+        assert_string_equal(got.sender, "old@test:3");
+        zmq_msg_close(&msg);
+        assert_int_equal(transport_recv_topic(subs[k], &msg, topic, 200), 0);   /* nothing else */
+        transport_close(&subs[k]);
+    }
+    transport_close(&pub);
+}
+
+/* Only [topic, body] with a short topic, or a body alone, is read. */
+static void test_recv_topic_refuses_other_shapes(void **state)
+{
+    (void)state;
+    void *pub = transport_open(ZMQ_PUB, TRANSPORT_BIND, ENDPOINT "-shapes", 0);
+    void *sub = transport_open(ZMQ_SUB, TRANSPORT_CONNECT, ENDPOINT "-shapes", 0);
+    assert_non_null(pub);
+    assert_non_null(sub);
+    usleep(100 * 1000);
+    char long_topic[PROTO_MAX_TOPIC + 2];
+    memset(long_topic, 's', sizeof long_topic - 1);
+    long_topic[sizeof long_topic - 1] = '\0';
+    assert_int_equal(transport_publish(pub, long_topic, "x", 1), 0);
+    assert_int_equal(zmq_send(pub, "stop", 4, ZMQ_SNDMORE), 4);          /* three frames */
+    assert_int_equal(zmq_send(pub, "a", 1, ZMQ_SNDMORE), 1);
+    assert_int_equal(zmq_send(pub, "b", 1, 0), 1);
+    assert_int_equal(zmq_send(pub, "st\0p", 4, ZMQ_SNDMORE), 4);         /* a NUL in the topic */
+    assert_int_equal(zmq_send(pub, "c", 1, 0), 1);
+    assert_int_equal(transport_publish(pub, "stop", "good", 4), 0);
+    zmq_msg_t msg;
+    char topic[PROTO_MAX_TOPIC + 1];
+    int got = 0;
+    for (int i = 0; i < 10 && !got; i++)
+        got = transport_recv_topic(sub, &msg, topic, 200) == 1;
+    assert_true(got);
+    assert_string_equal(topic, "stop");
+    assert_int_equal(zmq_msg_size(&msg), 4);
+    assert_memory_equal(zmq_msg_data(&msg), "good", 4);
+    zmq_msg_close(&msg);
+    transport_close(&sub);
+    transport_close(&pub);
+}
+
+/* Beats go up an XSUB to the trainer's XPUB, among the subscriptions; the
+ * liveness table says who is silent and who is back. */
+static void test_beats_and_liveness(void **state)
+{
+    (void)state;
+    void *pub = transport_open(ZMQ_XPUB, TRANSPORT_BIND, ENDPOINT "-beats", 0);
+    void *sub = transport_open(ZMQ_XSUB, TRANSPORT_CONNECT, ENDPOINT "-beats", 0);
+    assert_non_null(pub);
+    assert_non_null(sub);
+    liveness_t *l = liveness_new(TRANSPORT_SILENT_S, TRANSPORT_FORGET_S, 0);
+    assert_non_null(l);
+    assert_int_equal(transport_beat(sub, "augmenter-0@test:1", PROTO_CONTROL_HEARTBEAT), 0);
+    assert_int_equal(transport_beat(sub, "loader@test:2", PROTO_CONTROL_HEARTBEAT), 0);
+    double t0 = 1000.0;
+    int heard = 0;
+    for (double waited = 0; heard < 2 && waited < WAIT_LIMIT_S; waited += 0.01) {
+        heard += transport_hear_beats(pub, l, t0);
+        usleep(10 * 1000);
+    }
+    assert_int_equal(heard, 2);   /* the subscription to everything is not a beat */
+    assert_int_equal(liveness_check(l, t0), 0);
+    assert_int_equal(liveness_check(l, t0 + 1), 0);
+    liveness_beat(l, "loader@test:2", t0 + 2);
+    assert_int_equal(liveness_check(l, t0 + 2 + 0.1), 0);
+    assert_int_equal(liveness_check(l, t0 + TRANSPORT_SILENT_S + 0.1), 1);   /* the augmenter */
+    assert_true(liveness_silent(l, "augmenter-0@test:1"));
+    assert_false(liveness_silent(l, "loader@test:2"));
+    liveness_beat(l, "augmenter-0@test:1", t0 + 4);
+    assert_false(liveness_silent(l, "augmenter-0@test:1"));
+    /* one that leaves says so, and is not called silent */
+    assert_int_equal(transport_beat(sub, "loader@test:2", PROTO_CONTROL_END_OF_STREAM), 0);
+    heard = 0;
+    for (double waited = 0; heard < 1 && waited < WAIT_LIMIT_S; waited += 0.01) {
+        heard += transport_hear_beats(pub, l, t0 + 4);
+        usleep(10 * 1000);
+    }
+    assert_int_equal(liveness_check(l, t0 + 4 + TRANSPORT_SILENT_S - 0.5), 0);
+    assert_false(liveness_silent(l, "loader@test:2"));
+    /* a watcher that was not looking for longer than silent_s calls nobody silent for it */
+    assert_int_equal(liveness_check(l, t0 + 20), 0);
+    assert_int_equal(liveness_check(l, t0 + 21), 0);
+    assert_int_equal(liveness_check(l, t0 + 22), 0);
+    assert_int_equal(liveness_check(l, t0 + 20 + TRANSPORT_SILENT_S + 0.1), 1);
+    /* a killed peer is forgotten */
+    for (double t = t0 + 25; t < t0 + 25 + TRANSPORT_FORGET_S; t += 1)
+        liveness_check(l, t);
+    assert_int_equal(liveness_check(l, t0 + 25 + TRANSPORT_FORGET_S), 0);
+    assert_false(liveness_silent(l, "augmenter-0@test:1"));
+    liveness_destroy(&l);
+    assert_null(l);
+    transport_close(&sub);
+    transport_close(&pub);
+}
+
+/* One peer watched (the trainer): another sender ends the outage of the one before. */
+static void test_liveness_one_peer(void **state)
+{
+    (void)state;
+    liveness_t *l = liveness_new(TRANSPORT_SILENT_S, 0, 1);
+    assert_non_null(l);
+    assert_int_equal(liveness_check(l, 10), 0);   /* nobody heard yet: nobody silent */
+    liveness_beat(l, "trainer@test:1", 10);
+    assert_int_equal(liveness_check(l, 11), 0);
+    assert_int_equal(liveness_check(l, 12), 0);
+    assert_int_equal(liveness_check(l, 13.5), 1);
+    liveness_beat(l, "trainer@test:2", 20);
+    assert_false(liveness_silent(l, "trainer@test:1"));
+    assert_false(liveness_silent(l, "trainer@test:2"));
+    assert_int_equal(liveness_check(l, 21), 0);
+    liveness_destroy(&l);
+}
+
 static void test_log_limit(void **state)
 {
     (void)state;
@@ -403,6 +572,10 @@ int main(void)
         cmocka_unit_test(test_peer_watch_counts_and_loses_peers),
         cmocka_unit_test(test_heartbeat_options),
         cmocka_unit_test(test_subscribe_stop),
+        cmocka_unit_test(test_subscribe_stop_topics),
+        cmocka_unit_test(test_recv_topic_refuses_other_shapes),
+        cmocka_unit_test(test_beats_and_liveness),
+        cmocka_unit_test(test_liveness_one_peer),
         cmocka_unit_test(test_log_limit),
         cmocka_unit_test(test_key_files),
         cmocka_unit_test(test_use_curve_checks_the_folder),

@@ -7,13 +7,17 @@
  *                                                       (END_OF_EPOCH, END_OF_STREAM) forwarded
  *                                                       by the augmenters; read by the receive
  *                                                       thread (trainer/feed.c)
- *   PUB   bind     tcp://127.0.0.1:5558  (--control)    Control HEARTBEAT every second (its epoch:
+ *   XPUB  bind     tcp://127.0.0.1:5558  (--control)    Control HEARTBEAT every second (its epoch:
  *                                                       the epoch training is in) with a Have (the
  *                                                       samples of the current epochs the model
  *                                                       holds), STOP at the end, the trainer's
  *                                                       Stats, and an Ack after each step naming
  *                                                       the samples it trained, to the loader and
- *                                                       the augmenters
+ *                                                       the augmenters; each as [topic, body]
+ *                                                       (proto.h PROTO_TOPIC_*). Up the same
+ *                                                       socket come their beats (once a second):
+ *                                                       one silent for 3 s is logged as stopped
+ *                                                       or hung, and again when it is back
  *   PUSH  connect  tcp://127.0.0.1:5557  (--evaluator)  a Checkpoint message after each save;
  *                                                       conflated and non-blocking, so a slow or
  *                                                       absent evaluator never holds training up
@@ -95,7 +99,8 @@ typedef struct {
     int have_restored;
 
     /* sockets and data */
-    void *pub, *eval;
+    void *pub, *eval;               /* pub: an XPUB, to hear the beats of the loader and augmenters */
+    liveness_t *peers;              /* whose beats stopped (NULL without a control socket) */
     feed_t *feed;
     FILE *metrics;
 
@@ -415,6 +420,13 @@ static void send_now(void *sock, const proto_buf_t *b)
         zmq_send(sock, b->data, b->len, ZMQ_DONTWAIT);
 }
 
+/* Publishes on the Control socket as [topic, body], without ever waiting. */
+static void publish(trainer_t *t, const char *topic, const proto_buf_t *b)
+{
+    if (t->pub && topic && b->len)
+        transport_publish(t->pub, topic, b->data, b->len);
+}
+
 /* The epoch training is in: the oldest one not complete, which a restarted
  * loader starts from. */
 static uint32_t training_epoch(trainer_t *t)
@@ -441,7 +453,7 @@ static void publish_control(trainer_t *t, proto_control_kind_t kind)
     proto_buf_t b;
     proto_buf_init(&b);
     if (proto_control_encode(&b, &c) == 0)
-        send_now(t->pub, &b);
+        publish(t, proto_control_topic(kind), &b);
     proto_buf_release(&b);
 }
 
@@ -458,7 +470,7 @@ static void publish_have(trainer_t *t)
     proto_buf_t b;
     proto_buf_init(&b);
     if (proto_have_encode(&b, &h) == 0)
-        send_now(t->pub, &b);
+        publish(t, PROTO_TOPIC_HAVE, &b);
     proto_buf_release(&b);
     feed_have_release(&h);
 }
@@ -501,7 +513,7 @@ static void publish_stats(trainer_t *t)
     proto_buf_t b;
     proto_buf_init(&b);
     if (proto_stats_encode(&b, &s) == 0)
-        send_now(t->pub, &b);
+        publish(t, PROTO_TOPIC_STATS, &b);
     proto_buf_release(&b);
 }
 
@@ -531,12 +543,12 @@ static void publish_acks(trainer_t *t, const uint32_t *epoch, const uint64_t *in
             sel[a.n_indices++] = index[j];
             if (a.n_indices == PROTO_MAX_ACK_INDICES) {
                 if (proto_ack_encode(&b, &a) == 0)
-                    send_now(t->pub, &b);
+                    publish(t, PROTO_TOPIC_ACK, &b);
                 a.n_indices = 0;
             }
         }
         if (a.n_indices && proto_ack_encode(&b, &a) == 0)
-            send_now(t->pub, &b);
+            publish(t, PROTO_TOPIC_ACK, &b);
     }
     proto_buf_release(&b);
     free(sel);
@@ -796,6 +808,11 @@ static void housekeeping(trainer_t *t, double now)
         t->skips_logged = fs.skipped;
         t->last_skip_log = now;
     }
+    if (t->pub) {
+        /* the beats that came while a step computed are read before anyone is found silent */
+        transport_hear_beats(t->pub, t->peers, now);
+        liveness_check(t->peers, now);
+    }
     if (now >= t->next_heartbeat) {
         publish_control(t, PROTO_CONTROL_HEARTBEAT);
         publish_have(t);
@@ -1009,7 +1026,8 @@ int main(int argc, char **argv)
 
     rc = EXIT_RUNTIME;
     if (strcmp(t->o.control, "none") != 0 &&
-        !(t->pub = transport_open_peer(ZMQ_PUB, TRANSPORT_BIND, t->o.control, 0, "control subscribers")))
+        (!(t->pub = transport_open_peer(ZMQ_XPUB, TRANSPORT_BIND, t->o.control, 0, "control subscribers")) ||
+         !(t->peers = liveness_new(TRANSPORT_SILENT_S, TRANSPORT_FORGET_S, 0))))
         goto out;
     if (strcmp(t->o.evaluator, "none") != 0 && !(t->eval = open_evaluator(t->o.evaluator)))
         goto out;
@@ -1048,6 +1066,7 @@ out:
     if (t->metrics)
         fclose(t->metrics);
     transport_close(&t->pub);
+    liveness_destroy(&t->peers);
     transport_close(&t->eval);
     transport_shutdown();
     epochs_release(&t->restored);

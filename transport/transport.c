@@ -61,11 +61,11 @@ void transport_shutdown(void)
     }
 }
 
-#define SEND_SIDE_MAX_BYTES 4096   /* inbound limit of PUSH and PUB sockets (subscriptions) */
+#define SEND_SIDE_MAX_BYTES 4096   /* inbound limit of PUSH, PUB and XPUB sockets (subscriptions, beats) */
 
 static int receives(int type)
 {
-    return type == ZMQ_PULL || type == ZMQ_SUB || type == ZMQ_REP || type == ZMQ_REQ ||
+    return type == ZMQ_PULL || type == ZMQ_SUB || type == ZMQ_XSUB || type == ZMQ_REP || type == ZMQ_REQ ||
            type == ZMQ_DEALER || type == ZMQ_ROUTER || type == ZMQ_PAIR;
 }
 
@@ -88,8 +88,11 @@ void *transport_socket(int type, transport_mode_t mode, int hwm)
      * that size (fatal under ASan; tests/it_garbage.sh sends it). */
     int64_t max = receives(type) ? (int64_t)PROTO_MAX_MESSAGE_BYTES : SEND_SIDE_MAX_BYTES;
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max, sizeof max);
-    if (type == ZMQ_SUB)
-        zmq_setsockopt(s, ZMQ_SUBSCRIBE, "", 0);
+    if ((type == ZMQ_SUB || type == ZMQ_XSUB) && transport_subscribe(s, "", 0, 1) != 0) {
+        fprintf(stderr, "transport: cannot subscribe: %s\n", zmq_strerror(errno));
+        zmq_close(s);
+        return NULL;
+    }
     /* A peer cut off by the network is noticed by TCP keepalive probes
      * within about TRANSPORT_KEEPALIVE_IDLE_S + 3 probe intervals on an idle
      * connection. No ZMTP heartbeats: libzmq 4.3.4 aborts (assertion
@@ -249,16 +252,4 @@ const char *transport_identity(const char *stage)
     host[sizeof host - 1] = '\0';
     snprintf(id, sizeof id, "%s@%s:%ld", stage, host, (long)getpid());
     return id;
-}
-
-int transport_subscribe_stop(void *sub)
-{
-    uint8_t prefix[128];
-    size_t n = proto_control_stop_prefix(prefix, sizeof prefix);
-    if (n == 0 || zmq_setsockopt(sub, ZMQ_SUBSCRIBE, prefix, n) != 0 ||
-        zmq_setsockopt(sub, ZMQ_UNSUBSCRIBE, "", 0) != 0) {
-        fprintf(stderr, "transport: cannot narrow a SUB socket to Control STOP: %s\n", zmq_strerror(zmq_errno()));
-        return -1;
-    }
-    return 0;
 }

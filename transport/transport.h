@@ -8,8 +8,9 @@
  * Peer watch (transport/watch.c): a killed peer is seen at once on every
  * socket (its kernel closes the connection); one cut off by the network is
  * dropped by TCP keepalive after about 5 s of silence on an idle
- * connection; a stopped one (SIGSTOP) is not noticed, since its kernel still
- * answers (no ZMTP heartbeats: see transport_socket). One
+ * connection; a stopped one (SIGSTOP) is not noticed here, since its kernel
+ * still answers (no ZMTP heartbeats: see transport_socket): the stages'
+ * own beats on the Control socket report it (liveness_t below). One
  * monitor thread per process logs on
  * stderr when a tcp:// or ipc:// socket loses its peer and when it comes
  * back ("lost the connection to tcp://127.0.0.1:5556 (trainer); waiting for
@@ -33,6 +34,8 @@
 #include <signal.h>
 #include <stddef.h>
 #include <zmq.h>
+
+#include "proto/proto.h"
 
 #define TRANSPORT_LINGER_MS 1000
 #define TRANSPORT_KEEPALIVE_IDLE_S     2      /* TCP keepalive probes after this much silence, */
@@ -79,12 +82,76 @@ int transport_attach(void *sock, transport_mode_t mode, const char *endpoint, co
  * is not watched (inproc://, or not opened by transport). */
 int transport_peers(void *sock);
 
-/* Narrows a SUB socket (opened subscribed to everything) to Control STOP
- * messages only, for stages that want nothing else from the trainer's PUB:
- * the PUB then filters the rest out, so the queue of a SUB that is not read
- * for a long while (the evaluator evaluating) holds no Acks or heartbeats and
- * a STOP is never dropped for lack of room. 0, or -1 with a message. */
+/* ---- The trainer's Control socket (transport/control.c) ----
+ * Down: the trainer publishes every message as two frames, [topic, body]
+ * (PROTO_TOPIC_*); subscribers choose by topic. Up: the trainer binds an
+ * XPUB, the loader and the augmenters connect an XSUB and send a beat, a
+ * one-frame Control heartbeat with their identity, every TRANSPORT_BEAT_S,
+ * and a Control end_of_stream when they leave normally. The trainer reads
+ * them with transport_hear_beats and reports who falls silent; the others
+ * report the trainer's own heartbeats the same way (liveness_t). */
+#define TRANSPORT_BEAT_S      1.0   /* a beat this often */
+#define TRANSPORT_SILENT_S    3.0   /* no beat for this long: reported silent (stopped or hung?) */
+#define TRANSPORT_FORGET_S    60.0  /* a peer silent this long is no longer watched (killed) */
+
+/* Publishes body (len bytes, copied) under `topic` as [topic, body]. Never
+ * waits: a message a slow subscriber has no room for is dropped (PUB). 0, or
+ * -1 when it was not sent. */
+int transport_publish(void *pub, const char *topic, const void *body, size_t len);
+
+/* Like transport_recv, for a SUB or XSUB socket of the Control PUB: fills
+ * body and topic (NUL-terminated) with a [topic, body] message, or body
+ * alone and topic "" with the deprecated single-frame form. A message of
+ * another shape (three frames, a topic longer than PROTO_MAX_TOPIC) is
+ * dropped: 0 as for a timeout. The caller closes body after a 1. */
+int transport_recv_topic(void *sock, zmq_msg_t *body, char topic[PROTO_MAX_TOPIC + 1], int timeout_ms);
+
+/* Subscribes (on 1) or unsubscribes (on 0) a SUB or XSUB socket to messages
+ * whose first frame starts with prefix[0..n). 0, or -1 with errno. */
+int transport_subscribe(void *sub, const void *prefix, size_t n, int on);
+
+/* Narrows a SUB or XSUB socket (opened subscribed to everything) to Control
+ * STOP messages only: the topic "stop", and, for one more version, the
+ * deprecated single-frame STOP by the first bytes proto_control_encode
+ * writes. The PUB then filters the rest out, so the queue of a SUB that is
+ * not read for a long while (the evaluator evaluating) holds no Acks or
+ * heartbeats and a STOP is never dropped for lack of room. 0, or -1 with a
+ * message. */
 int transport_subscribe_stop(void *sub);
+
+/* Sends a beat upstream on an XSUB socket: a one-frame Control of `kind`
+ * (PROTO_CONTROL_HEARTBEAT, or PROTO_CONTROL_END_OF_STREAM when leaving)
+ * from `sender`. Never waits. 0, or -1 when it was not sent. */
+int transport_beat(void *xsub, const char *sender, proto_control_kind_t kind);
+
+/* Who is silent among the peers that send beats. Each caller owns its own
+ * (not thread-safe). Log lines (console_log):
+ *   "<sender> silent for 3 s (stopped or hung?)"   once per outage
+ *   "<sender> back after 7 s"
+ *   "<sender> silent for 60 s: no longer watched"  (forget_s > 0; a killed peer)
+ * one_peer: a single peer is watched (the trainer): a beat from another
+ * sender replaces it and ends its outage ("<new> heard after N s of silence
+ * (<old> before it)"). */
+typedef struct liveness liveness_t;
+liveness_t *liveness_new(double silent_s, double forget_s, int one_peer);
+void liveness_destroy(liveness_t **l_p);
+/* A beat from `sender` at `now` (console_now()). */
+void liveness_beat(liveness_t *l, const char *sender, double now);
+/* `sender` left normally: forgotten without a word. */
+void liveness_gone(liveness_t *l, const char *sender);
+/* Reports the peers silent since silent_s, forgets those silent since
+ * forget_s; returns how many are silent now. Call it about once a second,
+ * after reading what has arrived: when the previous call is more than
+ * silent_s ago (this process was stopped or busy), the peers' silence counts
+ * from this call, for their beats of that time may still be queued. */
+int liveness_check(liveness_t *l, double now);
+/* 1 when `sender` is watched and reported silent. */
+int liveness_silent(const liveness_t *l, const char *sender);
+
+/* Reads (never waits) what the loader and the augmenters sent up an XPUB
+ * socket: heartbeats go to liveness_beat, end_of_stream to liveness_gone;
+ * subscriptions and anything else are dropped. Returns the beats read. */
+int transport_hear_beats(void *xpub, liveness_t *l, double now);
 
 /* What a process uses CURVE for: serving (bound sockets) and/or connecting. */
 #define TRANSPORT_CURVE_SERVER 1
