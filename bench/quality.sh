@@ -60,7 +60,7 @@ rec = {
     "probe_top1": last.get("probe_top1"), "knn_top1": last.get("knn_top1"),
     "raw_pixels_probe_top1": b.get("raw_pixels", {}).get("probe", {}).get("top1"),
     "random_encoder_probe_top1": b.get("random_encoder", {}).get("probe", {}).get("top1"),
-    "readout": last.get("readout"), "step": last["step"],
+    "readout": last.get("encoder", {}).get("readout"), "step": last["step"],
     "wall_s": round(end - start, 1), "train_s": round(train_s, 1),
     "images_per_s": round(sum(s["images_per_s"] for s in steps[len(steps) // 2:]) / max(1, len(steps) - len(steps) // 2), 1),
     "eval_s": last.get("seconds"),
