@@ -78,8 +78,12 @@ nn_net *eval_readout_net(nn_net *net, const eval_readout *r, int batch, int *sam
         errmsg_set(err, errlen, "readout stage:%d: the encoder has %d stages", r->stage, st.n);
         return NULL;
     }
-    /* room for the pools that bring the maps under the limit */
-    size_t len = strlen(nn_net_desc(net)) + sizeof FLATTEN_LINE + 8 * sizeof POOL_LINE;
+    /* the 2x2 pools that bring the maps under the limit, and room for them */
+    int pools = 0;
+    for (int ph = st.h[i], pw = st.w[i]; (size_t)st.c[i] * ph * pw > EVAL_READOUT_MAX_DIM && ph >= 2 && pw >= 2;
+         ph /= 2, pw /= 2)
+        pools++;
+    size_t len = strlen(nn_net_desc(net)) + sizeof FLATTEN_LINE + (size_t)pools * strlen(POOL_LINE);
     char *desc = malloc(len);
     if (!desc) {
         errmsg_set(err, errlen, "out of memory");
@@ -89,13 +93,10 @@ nn_net *eval_readout_net(nn_net *net, const eval_readout *r, int batch, int *sam
         free(desc);
         return NULL;
     }
-    int c = st.c[i], h = st.h[i], w = st.w[i];
     size_t tail = strlen(desc) - strlen(FLATTEN_LINE);
-    while ((size_t)c * h * w > EVAL_READOUT_MAX_DIM && h >= 2 && w >= 2) {
+    for (int k = 0; k < pools; k++) {
         memcpy(desc + tail, POOL_LINE FLATTEN_LINE, sizeof POOL_LINE FLATTEN_LINE);
         tail += strlen(POOL_LINE);
-        h /= 2;
-        w /= 2;
     }
     char nerr[1024];
     nn_net *cut = nn_net_new(desc, batch, nerr, sizeof nerr);
