@@ -47,13 +47,6 @@ KILL_AT_D="10 17"  # d: kill the trainer once it has done this many steps (then 
 require_built "$LOADER" "$AUG" "$TRAINER" "$NNTOOL"
 [ -e "$FMNIST/train-images-idx3-ubyte.gz" ] || { echo "FAIL: $FMNIST missing (make deps)"; exit 1; }
 
-# steps_done RUN: step lines in RUN/metrics.jsonl
-steps_done() {
-    local n
-    n=$(grep -c '"loss"' "$1/metrics.jsonl" 2>/dev/null)
-    echo "${n:-0}"
-}
-
 # wait_steps RUN N SECONDS
 wait_steps() {
     local i

@@ -48,17 +48,11 @@ port_base() {
     return 1
 }
 
-steps_done() {
-    local n
-    n=$(grep -c '"loss"' "$run/metrics.jsonl" 2>/dev/null)
-    echo "${n:-0}"
-}
-
 # wait_steps N SECONDS: the trainer reached step N (fails at once when run.sh ended)
 wait_steps() {
     local i
     for ((i = 0; i < $2 * 10; i++)); do
-        [ "$(steps_done)" -ge "$1" ] && return 0
+        [ "$(steps_done "$run")" -ge "$1" ] && return 0
         kill -0 "$run_pid" 2>/dev/null || return 1
         sleep 0.1
     done
@@ -114,7 +108,7 @@ if wait_steps "$STEP_WORKER" 60; then
     aug_a=${augs[0]} aug_b=${augs[1]:-}
     worker=$(children "$aug_a" | head -n 1)
     kill -KILL "$worker"
-    ok "1: killed worker $worker of augmenter $aug_a with SIGKILL at step $(steps_done)"
+    ok "1: killed worker $worker of augmenter $aug_a with SIGKILL at step $(steps_done "$run")"
 else
     fail "1: no $STEP_WORKER steps within 60 s"; tail -20 "$log"
 fi
@@ -133,7 +127,7 @@ fi
 if wait_steps "$STEP_AUGMENTER" 60; then
     b_workers=$(children "$aug_b" | tr '\n' ' ')
     kill -KILL "$aug_b"
-    ok "2: killed augmenter $aug_b with SIGKILL at step $(steps_done)"
+    ok "2: killed augmenter $aug_b with SIGKILL at step $(steps_done "$run")"
 else
     fail "2: no $STEP_AUGMENTER steps within 60 s"; tail -20 "$log"
 fi
@@ -158,11 +152,11 @@ if wait_steps "$STEP_FREEZE" 60; then
     a_workers=$(children "$aug_a" | tr '\n' ' ')
     # shellcheck disable=SC2086
     kill -STOP "$aug_a" $a_workers
-    at=$(steps_done)
+    at=$(steps_done "$run")
     sleep "$STOP_S"
     # shellcheck disable=SC2086
     kill -CONT $a_workers "$aug_a"
-    ok "3: froze augmenter $aug_a and its workers for $STOP_S s at step $at (step $(steps_done) after)"
+    ok "3: froze augmenter $aug_a and its workers for $STOP_S s at step $at (step $(steps_done "$run") after)"
 else
     fail "3: no $STEP_FREEZE steps within 60 s"; tail -20 "$log"
 fi

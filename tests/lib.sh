@@ -49,6 +49,13 @@ free_port() {
     "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# steps_done RUN: the training steps written to RUN/metrics.jsonl so far
+steps_done() {
+    local n
+    n=$(grep -c '"loss"' "$1/metrics.jsonl" 2>/dev/null)
+    echo "${n:-0}"
+}
+
 # gone PID SECONDS: the process has exited within SECONDS
 gone() {
     local i
