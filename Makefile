@@ -25,7 +25,7 @@ PKGS     := libzmq msgpack vips openblas cmocka jansson zlib libjpeg
 DEB_BUILD := gcc make pkg-config libzmq3-dev libmsgpack-dev libvips-dev \
              libopenblas-dev zlib1g-dev libcmocka-dev libjansson-dev \
              dataset-fashion-mnist gnuplot-nox
-DEB_TEST  := clang libclang-rt-14-dev python3-zmq python3-msgpack python3-numpy python3-torch \
+DEB_TEST  := clang libclang-rt-14-dev python3-zmq python3-msgpack python3-numpy python3-torch chromium \
              python3-pil valgrind time iproute2
 DEB_BENCH := python3-pil python3-numpy python3-torch python3-torchvision
 

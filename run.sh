@@ -49,7 +49,9 @@ Data and method:
   --seed N             seed of the shuffle, the augmentations and the initial
                        weights (default 1); the views depend only on it and on
                        (epoch, image, view), not on which augmenter made them
-  --out DIR            run folder for metrics and checkpoints (default runs/<date-time>)
+  --out DIR            run folder for metrics, checkpoints and the evaluator's report
+                       (report/index.html: one page to open in a browser; default
+                       runs/<date-time>)
   --resume P           continue from checkpoint P, or 'latest' (of --out)
 
 Network:
@@ -250,6 +252,61 @@ if [ -n "$resume" ]; then
 fi
 echo "run.sh: $dataset_size training images in $data; run folder $out" >&2
 
+# The run's settings for the report page (evaluator/html.h), one JSON object.
+json_str() {
+    local v
+    v=$(printf '%s' "$1" | tr -d '\000-\037')
+    v=${v//\\/\\\\}
+    printf '"%s"' "${v//\"/\\\"}"
+}
+{
+    printf '{"format":"sslpipe-run","version":1,"started":%s' "$(json_str "$(date -u +%Y-%m-%dT%H:%M:%SZ)")"
+    for k in method recipe arch data test_data resume loader_opts augmenter_opts trainer_opts evaluator_opts; do
+        v=${!k:-}
+        [ "$k" = recipe ] && v=$method
+        printf ',"%s":%s' "$k" "$(json_str "$v")"
+    done
+    for k in width batch epochs seed augmenters size channels dataset_size; do
+        printf ',"%s":%s' "$k" "${!k}"
+    done
+    printf '}\n'
+} > "$out/run.json.tmp" && mv "$out/run.json.tmp" "$out/run.json"
+
+# preview_source DATA SCRATCH: the path of one training image for the
+# augmentation preview: the first image file of a folder, or the first image
+# of an IDX file written to SCRATCH as a PGM file; nothing for CIFAR batches.
+preview_source() {
+    local d=$1 f
+    local -a cat=(cat)
+    if [ -d "$d" ]; then
+        f=$(find "$d" -maxdepth 2 -type f \( -iname '*.png' -o -iname '*.jp*g' -o -iname '*.p[gpn]m' \
+            -o -iname '*.webp' -o -iname '*.tif*' -o -iname '*.bmp' \) -print -quit 2>/dev/null || true)
+        if [ -n "$f" ]; then echo "$f"; return 0; fi
+        f=$(find "$d" -maxdepth 1 -name 'train-images-idx3-ubyte*' -print -quit 2>/dev/null || true)
+        [ -n "$f" ] || return 0
+        d=$f
+    fi
+    case "$d" in *-idx3-ubyte) ;; *-idx3-ubyte.gz) cat=(gzip -dc) ;; *) return 0 ;; esac
+    # header: magic 00 00 08 03, then count, rows, cols as big-endian 32-bit numbers
+    local h
+    read -r -a h < <("${cat[@]}" "$d" 2>/dev/null | head -c 16 | od -An -v -tu1 | tr '\n' ' ' || true)
+    [ "${#h[@]}" -eq 16 ] && [ "${h[2]}" -eq 8 ] && [ "${h[3]}" -eq 3 ] || return 0
+    local rows=$(((h[8] << 24) | (h[9] << 16) | (h[10] << 8) | h[11]))
+    local cols=$(((h[12] << 24) | (h[13] << 16) | (h[14] << 8) | h[15]))
+    { printf 'P5\n%d %d\n255\n' "$cols" "$rows"; "${cat[@]}" "$d" 2>/dev/null | head -c $((16 + rows * cols)) | tail -c $((rows * cols)) || true; } > "$2"
+    echo "$2"
+}
+# The augmentation preview (augmenter --preview) of the report page, once per run folder.
+if [ ! -s "$out/augment-preview.png" ]; then
+    scratch=$out/.preview-source.pgm
+    src=$(preview_source "$data" "$scratch")
+    if [ -z "$src" ] || ! "$bin/augmenter" --preview "$src" -o "$out/augment-preview.png" --recipe "$method" \
+        --size "$size" --seed "$seed" --quiet >/dev/null 2>"$out/.preview.log"; then
+        echo "run.sh: no augmentation preview for $data${src:+ ($(head -c 300 "$out/.preview.log"))}" >&2
+    fi
+    rm -f "$scratch" "$out/.preview.log"
+fi
+
 # --exactly-once: the loader re-sends what a dead augmenter held, and a
 # restarted loader continues at the trainer's epoch (README, "Faults"). It
 # streams the trainer's epochs and no more: past the last one it only re-sends
@@ -373,4 +430,5 @@ if [ -s "$out/report/summary.txt" ]; then
 elif [ -s "$out/eval.jsonl" ]; then
     echo "run.sh: evaluation: $(tail -n 1 "$out/eval.jsonl" | cut -c1-300)"
 fi
+[ -s "$out/report/index.html" ] && echo "run.sh: report page: $out/report/index.html"
 exit $status

@@ -15,6 +15,7 @@
 #include "console/console.h"
 #include "errmsg/errmsg.h"
 #include "evaluator/evaluate.h"
+#include "evaluator/html.h"
 
 #define GNUPLOT      "gnuplot"
 #define GNUPLOT_LOG  "gnuplot.log"
@@ -344,6 +345,9 @@ int eval_report_update(const char *out_dir, const char *run_dir, char *err, size
     json_decref(s.last);
     if (rc)
         return -1;
+    char herr[1024];
+    if (eval_html_write(out_dir, run_dir, herr, sizeof herr))
+        console_log("report page not updated: %s", herr);
     if (!gp)
         return 0;
     if (!have_gnuplot()) {

@@ -1,8 +1,9 @@
 /* Unit tests of the evaluator's maths (libevalcore.a): the linear probe on a
  * linearly separable set, kNN and the representation metrics against
  * hand-computed cases, class-balanced reproducible subsets and splits, the
- * baseline cache's keys and files, and the class map's PCA (against known
- * axes and against Jacobi), t-SNE, kNN purity and silhouette. */
+ * baseline cache's keys and files, the class map's PCA (against known
+ * axes and against Jacobi), t-SNE, kNN purity and silhouette, and the report
+ * page's base64 and HTML escaping. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +25,7 @@
 #include "evaluator/readout.h"
 #include "dataset/split.h"
 #include "evaluator/stages.h"
+#include "evaluator/webtext.h"
 #include "nn/net.h"
 
 static double gauss(uint64_t *s)
@@ -765,6 +767,59 @@ static void test_purity_silhouette(void **state)
     free(x);
 }
 
+/* Base64 against RFC 4648's test vectors, every padding case and all 256
+ * byte values (decoded back by hand); HTML escaping of the five special
+ * characters. */
+static void test_webtext(void **state)
+{
+    static const char *const vec[][2] = { { "", "" },         { "f", "Zg==" },         { "fo", "Zm8=" },
+                                          { "foo", "Zm9v" },  { "foob", "Zm9vYg==" },  { "fooba", "Zm9vYmE=" },
+                                          { "foobar", "Zm9vYmFy" } };
+    char out[64];
+    for (size_t i = 0; i < sizeof vec / sizeof vec[0]; i++) {
+        size_t n = strlen(vec[i][0]);
+        assert_int_equal(eval_base64_len(n), strlen(vec[i][1]));
+        memset(out, '#', sizeof out);
+        eval_base64_encode(out, (const uint8_t *)vec[i][0], n);
+        assert_string_equal(out, vec[i][1]);
+    }
+    uint8_t all[256], back[256];
+    for (int i = 0; i < 256; i++)
+        all[i] = (uint8_t)(255 - i);
+    char text[345];
+    assert_int_equal(eval_base64_len(sizeof all), 344);
+    eval_base64_encode(text, all, sizeof all);
+    assert_int_equal(strlen(text), 344);
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t nb = 0;
+    for (size_t i = 0; i < 344; i += 4) {
+        uint32_t v = 0;
+        int pad = 0;
+        for (int j = 0; j < 4; j++) {
+            const char *c = strchr(alphabet, text[i + j]);
+            if (text[i + j] == '=')
+                pad++;
+            else
+                assert_non_null(c);
+            v = v << 6 | (text[i + j] == '=' ? 0u : (uint32_t)(c - alphabet));
+        }
+        for (int j = 0; j < 3 - pad; j++)
+            back[nb++] = (uint8_t)(v >> (16 - 8 * j));
+    }
+    assert_int_equal(nb, sizeof all);
+    assert_memory_equal(back, all, sizeof all);
+
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    eval_html_escape(f, "a<b>&\"c\" 'd' \xc3\xa9");
+    eval_html_escape(f, NULL);
+    fclose(f);
+    assert_string_equal(buf, "a&lt;b&gt;&amp;&quot;c&quot; &#39;d&#39; \xc3\xa9");
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -786,6 +841,7 @@ int main(void)
         cmocka_unit_test(test_pca_subspace),
         cmocka_unit_test(test_classmap_clusters),
         cmocka_unit_test(test_purity_silhouette),
+        cmocka_unit_test(test_webtext),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
