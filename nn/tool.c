@@ -12,7 +12,6 @@
  *       prints the metadata and the tensor table as one JSON object.
  * init and embed log the OpenBLAS kernel on stderr first (nn/blas.h).
  */
-#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdint.h>
@@ -20,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "console/console.h"
 #include "nn/blas.h"
 #include "nn/ckpt.h"
@@ -40,20 +40,12 @@ static void usage(FILE *f)
                "       nntool info CKPT\n");
 }
 
-/* A whole number in [min, max] from the value of --opt into *out; 0, or -1
- * after a message naming the option. */
-static int parse_number(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+/* getopt_long's error c, or the flag and value it rejected: the usage error. */
+static int bad_option(int c, char **argv)
 {
-    char *end;
-    errno = 0;
-    uint64_t v = s && *s && *s != '-' ? strtoull(s, &end, 10) : 0;
-    if (!s || !*s || *s == '-' || errno || *end || v < min || v > max) {
-        fprintf(stderr, "nntool: --%s wants a whole number from %" PRIu64 " to %" PRIu64 ", got '%s'\n", opt, min,
-                max, s ? s : "");
-        return -1;
-    }
-    *out = v;
-    return 0;
+    char err[256];
+    cli_option_error(c, argv, err, sizeof err);
+    return cli_usage_error("nntool", "%s", err);
 }
 
 static void fill_random(float *x, size_t n, uint64_t seed)
@@ -76,49 +68,44 @@ static int cmd_init(int argc, char **argv)
         { "seed", required_argument, 0, 's' }, { "train-steps", required_argument, 0, 't' },
         { "out", required_argument, 0, 'o' }, { 0, 0, 0, 0 } };
     int ch;
-    uint64_t v;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    char err[512];
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (ch) {
         case 'n': net_name = optarg; break;
         case 'w':
-            if (parse_number("width", optarg, 1, MAX_WIDTH, &v))
-                return 2;
-            width = (int)v;
+            if (cli_int("--width", optarg, 1, MAX_WIDTH, &width, err, sizeof err))
+                return cli_usage_error("nntool", "%s", err);
             break;
         case 'H': head = optarg; break;
         case 'i':
-            if (sscanf(optarg, "%dx%dx%d", &c, &h, &w) != 3 || c < 1 || h < 1 || w < 1) {
-                fprintf(stderr, "nntool: --input wants CxHxW, got '%s'\n", optarg);
-                return 2;
-            }
+            if (sscanf(optarg, "%dx%dx%d", &c, &h, &w) != 3 || c < 1 || h < 1 || w < 1)
+                return cli_usage_error("nntool", "--input wants CxHxW, got '%s'", optarg);
             break;
         case 's':
-            if (parse_number("seed", optarg, 0, UINT64_MAX, &seed))
-                return 2;
+            if (cli_u64("--seed", optarg, 0, UINT64_MAX, &seed, err, sizeof err))
+                return cli_usage_error("nntool", "%s", err);
             break;
         case 't':
-            if (parse_number("train-steps", optarg, 0, MAX_STEPS, &v))
-                return 2;
-            steps = (int)v;
+            if (cli_int("--train-steps", optarg, 0, MAX_STEPS, &steps, err, sizeof err))
+                return cli_usage_error("nntool", "%s", err);
             break;
         case 'o': out = optarg; break;
-        default: usage(stderr); return 2;
+        default: return bad_option(ch, argv);
         }
     }
-    if (!out) {
-        usage(stderr);
-        return 2;
-    }
+    if (!out)
+        return cli_usage_error("nntool", "init needs --out FILE");
     nn_blas_log(0);
-    char desc[NN_MAX_DESC], err[512];
+    char desc[NN_MAX_DESC];
     if (nn_preset_desc(desc, sizeof desc, net_name, width, head, c, h, w, err, sizeof err)) {
         fprintf(stderr, "nntool: %s\n", err);
-        return 1;
+        return CLI_EXIT_FAILED;
     }
     nn_net *net = nn_net_new(desc, batch, err, sizeof err);
     if (!net) {
         fprintf(stderr, "nntool: %s\n", err);
-        return 1;
+        return CLI_EXIT_FAILED;
     }
     nn_net_init_params(net, seed);
     nn_optim_config oc;
@@ -166,32 +153,29 @@ static int cmd_embed(int argc, char **argv)
         { "images", required_argument, 0, 'n' }, { "seed", required_argument, 0, 's' },
         { "out", required_argument, 0, 'o' }, { 0, 0, 0, 0 } };
     int ch;
-    uint64_t v;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    char err[512];
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (ch) {
         case 'n':
-            if (parse_number("images", optarg, 1, MAX_IMAGES, &v))
-                return 2;
-            n = (int)v;
+            if (cli_int("--images", optarg, 1, MAX_IMAGES, &n, err, sizeof err))
+                return cli_usage_error("nntool", "%s", err);
             break;
         case 's':
-            if (parse_number("seed", optarg, 0, UINT64_MAX, &seed))
-                return 2;
+            if (cli_u64("--seed", optarg, 0, UINT64_MAX, &seed, err, sizeof err))
+                return cli_usage_error("nntool", "%s", err);
             break;
         case 'o': out = optarg; break;
-        default: usage(stderr); return 2;
+        default: return bad_option(ch, argv);
         }
     }
-    if (!out || optind >= argc || n < 1) {
-        usage(stderr);
-        return 2;
-    }
+    if (!out || optind >= argc)
+        return cli_usage_error("nntool", "embed needs a checkpoint and --out FILE");
     nn_blas_log(0);
-    char err[512];
     nn_net *net = nn_ckpt_open(argv[optind], n, NULL, err, sizeof err);
     if (!net) {
         fprintf(stderr, "nntool: %s\n", err);
-        return 1;
+        return CLI_EXIT_FAILED;
     }
     int c, h, w;
     nn_net_input_shape(net, &c, &h, &w);
@@ -210,21 +194,19 @@ static int cmd_embed(int argc, char **argv)
     free(x);
     free(feat);
     nn_net_destroy(&net);
-    return rc ? 1 : 0;
+    return rc ? CLI_EXIT_FAILED : CLI_EXIT_OK;
 }
 
 static int cmd_info(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
+    if (argc < 2)
+        return cli_usage_error("nntool", "info needs a checkpoint");
     char err[512];
     nn_st_file f;
     nn_ckpt_meta m;
     if (nn_ckpt_read_meta(argv[1], &m, err, sizeof err) || nn_st_read(&f, argv[1], err, sizeof err)) {
         fprintf(stderr, "nntool: %s\n", err);
-        return 1;
+        return CLI_EXIT_FAILED;
     }
     printf("{\"file\": \"%s\", \"method\": \"%s\", \"step\": %ld, \"epoch\": %ld, \"optimizer\": %s, "
            "\"tensors\": %d, \"bytes\": %zu}\n", argv[1], m.method, m.step, m.epoch,
@@ -238,10 +220,8 @@ int main(int argc, char **argv)
 {
     console_init("nntool");
     nn_blas_init(argv);
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
+    if (argc < 2)
+        return cli_usage_error("nntool", "a command is needed: init, embed or info");
     if (strcmp(argv[1], "init") == 0)
         return cmd_init(argc - 1, argv + 1);
     if (strcmp(argv[1], "embed") == 0)
@@ -250,9 +230,7 @@ int main(int argc, char **argv)
         return cmd_info(argc - 1, argv + 1);
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(stdout);
-        return 0;
+        return CLI_EXIT_OK;
     }
-    fprintf(stderr, "nntool: unknown command '%s'\n", argv[1]);
-    usage(stderr);
-    return 2;
+    return cli_usage_error("nntool", "unknown command '%s' (init, embed or info)", argv[1]);
 }
