@@ -63,9 +63,9 @@ typedef int cli_option_fn(void *ctx, int c, const char *value, char *err, size_t
 
 /* Runs getopt_long over argv from the start (shortopts without the leading
  * ':', which it adds; it prints nothing) and hands each option to fn.
- * Returns 1 at the option help_c (--help), -1 with err set at an unknown
- * option, a missing value or fn's error, else 0 with optind at the first
- * operand. */
+ * Returns 1 at the option help_c (--help; -1 when there is none), -1 with
+ * err set at an unknown option, a missing value or fn's error, else 0 with
+ * optind at the first operand. */
 int cli_parse(int argc, char **argv, const char *shortopts, const struct option *longopts, int help_c,
               cli_option_fn *fn, void *ctx, char *err, size_t len);
 

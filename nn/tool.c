@@ -21,6 +21,7 @@
 
 #include "cli/cli.h"
 #include "console/console.h"
+#include "errmsg/errmsg.h"
 #include "nn/blas.h"
 #include "nn/ckpt.h"
 #include "nn/loss.h"
@@ -40,12 +41,35 @@ static void usage(FILE *f)
                "       nntool info CKPT\n");
 }
 
-/* getopt_long's error c, or the flag and value it rejected: the usage error. */
-static int bad_option(int c, char **argv)
+/* The options of init and embed. */
+typedef struct {
+    const char *net_name, *head, *out;
+    int width, c, h, w, steps, images;
+    uint64_t seed;
+} tool_args;
+
+/* One option ch with value v into ctx (tool_args): 0, or -1 with err set. */
+static int take_option(void *ctx, int ch, const char *v, char *err, size_t len)
 {
-    char err[256];
-    cli_option_error(c, argv, err, sizeof err);
-    return cli_usage_error("nntool", "%s", err);
+    tool_args *a = ctx;
+    switch (ch) {
+    case 'n': a->net_name = v; return 0;
+    case 'w': return cli_int("--width", v, 1, MAX_WIDTH, &a->width, err, len);
+    case 'H': a->head = v; return 0;
+    case 'i':
+        if (sscanf(v, "%dx%dx%d", &a->c, &a->h, &a->w) != 3 || a->c < 1 || a->h < 1 || a->w < 1) {
+            errmsg_set(err, len, "--input wants CxHxW, got '%s'", v);
+            return -1;
+        }
+        return 0;
+    case 's': return cli_u64("--seed", v, 0, UINT64_MAX, &a->seed, err, len);
+    case 't': return cli_int("--train-steps", v, 0, MAX_STEPS, &a->steps, err, len);
+    case 'N': return cli_int("--images", v, 1, MAX_IMAGES, &a->images, err, len);
+    case 'o': a->out = v; return 0;
+    default:
+        errmsg_set(err, len, "option %d is not handled", ch);
+        return -1;
+    }
 }
 
 static void fill_random(float *x, size_t n, uint64_t seed)
@@ -59,43 +83,21 @@ static void fill_random(float *x, size_t n, uint64_t seed)
 
 static int cmd_init(int argc, char **argv)
 {
-    const char *net_name = "resnet-mini", *head = "simclr", *out = NULL;
-    int width = 8, c = 3, h = 32, w = 32, steps = 2, batch = 8;
-    uint64_t seed = 1;
     static const struct option opts[] = {
         { "net", required_argument, 0, 'n' }, { "width", required_argument, 0, 'w' },
         { "head", required_argument, 0, 'H' }, { "input", required_argument, 0, 'i' },
         { "seed", required_argument, 0, 's' }, { "train-steps", required_argument, 0, 't' },
         { "out", required_argument, 0, 'o' }, { 0, 0, 0, 0 } };
-    int ch;
+    tool_args a = { .net_name = "resnet-mini", .head = "simclr", .width = 8, .c = 3, .h = 32, .w = 32, .steps = 2,
+                    .seed = 1 };
     char err[512];
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'n': net_name = optarg; break;
-        case 'w':
-            if (cli_int("--width", optarg, 1, MAX_WIDTH, &width, err, sizeof err))
-                return cli_usage_error("nntool", "%s", err);
-            break;
-        case 'H': head = optarg; break;
-        case 'i':
-            if (sscanf(optarg, "%dx%dx%d", &c, &h, &w) != 3 || c < 1 || h < 1 || w < 1)
-                return cli_usage_error("nntool", "--input wants CxHxW, got '%s'", optarg);
-            break;
-        case 's':
-            if (cli_u64("--seed", optarg, 0, UINT64_MAX, &seed, err, sizeof err))
-                return cli_usage_error("nntool", "%s", err);
-            break;
-        case 't':
-            if (cli_int("--train-steps", optarg, 0, MAX_STEPS, &steps, err, sizeof err))
-                return cli_usage_error("nntool", "%s", err);
-            break;
-        case 'o': out = optarg; break;
-        default: return bad_option(ch, argv);
-        }
-    }
-    if (!out)
+    if (cli_parse(argc, argv, "", opts, -1, take_option, &a, err, sizeof err))
+        return cli_usage_error("nntool", "%s", err);
+    if (!a.out)
         return cli_usage_error("nntool", "init needs --out FILE");
+    const char *net_name = a.net_name, *head = a.head, *out = a.out;
+    int width = a.width, c = a.c, h = a.h, w = a.w, steps = a.steps, batch = 8;
+    uint64_t seed = a.seed;
     nn_blas_log(0);
     char desc[NN_MAX_DESC];
     if (nn_preset_desc(desc, sizeof desc, net_name, width, head, c, h, w, err, sizeof err)) {
@@ -146,31 +148,18 @@ static int cmd_init(int argc, char **argv)
 
 static int cmd_embed(int argc, char **argv)
 {
-    const char *out = NULL;
-    int n = 8;
-    uint64_t seed = 2;
     static const struct option opts[] = {
-        { "images", required_argument, 0, 'n' }, { "seed", required_argument, 0, 's' },
+        { "images", required_argument, 0, 'N' }, { "seed", required_argument, 0, 's' },
         { "out", required_argument, 0, 'o' }, { 0, 0, 0, 0 } };
-    int ch;
+    tool_args a = { .images = 8, .seed = 2 };
     char err[512];
-    opterr = 0;
-    while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'n':
-            if (cli_int("--images", optarg, 1, MAX_IMAGES, &n, err, sizeof err))
-                return cli_usage_error("nntool", "%s", err);
-            break;
-        case 's':
-            if (cli_u64("--seed", optarg, 0, UINT64_MAX, &seed, err, sizeof err))
-                return cli_usage_error("nntool", "%s", err);
-            break;
-        case 'o': out = optarg; break;
-        default: return bad_option(ch, argv);
-        }
-    }
-    if (!out || optind >= argc)
+    if (cli_parse(argc, argv, "", opts, -1, take_option, &a, err, sizeof err))
+        return cli_usage_error("nntool", "%s", err);
+    if (!a.out || optind >= argc)
         return cli_usage_error("nntool", "embed needs a checkpoint and --out FILE");
+    const char *out = a.out;
+    int n = a.images;
+    uint64_t seed = a.seed;
     nn_blas_log(0);
     nn_net *net = nn_ckpt_open(argv[optind], n, NULL, err, sizeof err);
     if (!net) {
