@@ -17,6 +17,20 @@ EVAL_WAIT_S=900   # the longest run.sh waits for the final evaluation
 MAX_RESTARTS=3           # restarts of one augmenter that fails ...
 RESTART_WINDOW_S=600     # ... within this long; one failure more stops the run
 
+# The default host and ports are those every stage uses (cli/defaults.h), read
+# there so that they cannot drift apart: loader P, trainer P+1, evaluator
+# P+2, control P+3.
+defaults_h=cli/defaults.h
+default_of() {
+    local v
+    v=$(sed -n "s/^#define $1 *\([0-9][0-9]*\|\"[^\"]*\"\).*/\1/p" "$defaults_h" 2>/dev/null)
+    v=${v//\"/}
+    [ -n "$v" ] || { echo "run.sh: cannot read $1 from $here/$defaults_h" >&2; exit 1; }
+    echo "$v"
+}
+DEFAULT_HOST=$(default_of CLI_HOST)
+DEFAULT_PORT_BASE=$(default_of CLI_PORT_LOADER)
+
 usage() {
     cat <<EOF
 usage: ./run.sh [options]
@@ -55,7 +69,7 @@ Data and method:
   --resume P           continue from checkpoint P, or 'latest' (of --out)
 
 Network:
-  --bind-host H        address the bound sockets listen on (default 127.0.0.1);
+  --bind-host H        address the bound sockets listen on (default $DEFAULT_HOST);
                        use this machine's address so that augmenters on other
                        machines can connect
   --curve DIR          encrypt and authenticate every socket with CURVE, with the
@@ -63,7 +77,7 @@ Network:
   --keygen DIR         make a new key folder DIR for --curve (and exit); then
                        build/bin/keygen --client NAME DIR adds a client for another
                        machine (copy DIR/clients/NAME there)
-  --port-base P        loader P, trainer P+1, evaluator P+2, control P+3 (default 5555)
+  --port-base P        loader P, trainer P+1, evaluator P+2, control P+3 (default $DEFAULT_PORT_BASE)
 
 Passing options to one stage:
   --loader-opts "..."     --augmenter-opts "..."
@@ -73,8 +87,8 @@ Passing options to one stage:
   --help               this text
 
 Adding augmenters on a second machine (after ./run.sh --bind-host <this-ip>):
-  build/bin/augmenter --connect tcp://<this-ip>:5555 --push tcp://<this-ip>:5556 \\
-      --control tcp://<this-ip>:5558 --workers 2
+  build/bin/augmenter --connect tcp://<this-ip>:$DEFAULT_PORT_BASE --push tcp://<this-ip>:$((DEFAULT_PORT_BASE + 1)) \\
+      --control tcp://<this-ip>:$((DEFAULT_PORT_BASE + 3)) --workers 2
 and with --curve DIR here, add: --curve <copy of DIR/clients/NAME>
 EOF
 }
@@ -99,8 +113,8 @@ augmenters=1
 seed=1
 out=""
 resume=""
-bind_host=127.0.0.1
-port_base=5555
+bind_host=$DEFAULT_HOST
+port_base=$DEFAULT_PORT_BASE
 loader_opts=""
 augmenter_opts=""
 trainer_opts=""

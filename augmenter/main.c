@@ -56,13 +56,13 @@
 
 #include "augmenter/augment.h"
 #include "augmenter/preview.h"
+#include "cli/cli.h"
+#include "cli/defaults.h"
 #include "console/console.h"
+#include "errmsg/errmsg.h"
 #include "proto/proto.h"
 #include "transport/transport.h"
 
-#define DEFAULT_CONNECT   "tcp://127.0.0.1:5555"
-#define DEFAULT_PUSH      "tcp://127.0.0.1:5556"
-#define DEFAULT_CONTROL   "tcp://127.0.0.1:5558"
 #define DEFAULT_RECIPE    "simclr"
 #define DEFAULT_SIZE      32
 #define DEFAULT_CHANNELS  3
@@ -71,6 +71,7 @@
 #define DEFAULT_PULL_HWM  64      /* queued Samples per worker */
 #define DEFAULT_PUSH_HWM  8       /* queued ViewBatches per worker */
 #define MAX_WORKERS       256
+#define MAX_HWM           1000000
 #define POLL_MS           50      /* wake-up period of the worker loop */
 #define FLUSH_MS          100     /* a partial batch waits at most this long for more */
 #define DRAIN_IDLE_MS     500     /* after end of stream: quiet this long means drained */
@@ -79,7 +80,6 @@
 #define RESTART_DELAY_MAX_MS  4000    /* ... doubled for each recent death, up to this */
 #define CRASH_LIMIT           5       /* this many worker deaths ... */
 #define CRASH_WINDOW_S        60.0    /* ... within this long: give up */
-#define EXIT_USAGE        2
 
 /* Well-known per-channel statistics for --normalize. */
 static const float imagenet_mean[3] = {0.485f, 0.456f, 0.406f};
@@ -88,7 +88,8 @@ static const float cifar10_mean[3] = {0.4914f, 0.4822f, 0.4465f};
 static const float cifar10_std[3] = {0.2470f, 0.2435f, 0.2616f};
 
 typedef struct {
-    const char *connect, *push, *control;
+    const char *connect, *push;
+    const char *control;      /* NULL ("none"): no control socket */
     const char *curve;        /* --curve key folder, or NULL */
     int workers;
     const char *recipe_text;
@@ -166,29 +167,9 @@ static void usage(FILE *f)
             "What a dead worker held is sent again only by a loader run with --exactly-once\n"
             "(as run.sh does). The workers stop when the augmenter dies.\n"
             "Exit status: 0 done, 1 error (or gave up), 2 bad usage.\n",
-            DEFAULT_CONNECT, DEFAULT_PUSH, DEFAULT_CONTROL, DEFAULT_RECIPE, DEFAULT_SIZE,
+            CLI_ENDPOINT_LOADER, CLI_ENDPOINT_TRAINER, CLI_ENDPOINT_CONTROL, DEFAULT_RECIPE, DEFAULT_SIZE,
             DEFAULT_CHANNELS, DEFAULT_SEED, DEFAULT_BATCH, DEFAULT_PULL_HWM, RESTART_DELAY_MS / 1e3,
             RESTART_DELAY_MAX_MS / 1e3, CRASH_LIMIT, CRASH_WINDOW_S);
-}
-
-static void die_usage(const char *fmt, const char *arg)
-{
-    fprintf(stderr, "augmenter: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nHINT: augmenter --help lists the options\n");
-    exit(EXIT_USAGE);
-}
-
-static long parse_long(const char *opt, const char *v, long lo, long hi)
-{
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (end == v || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, "augmenter: %s %s: expected a whole number in %ld..%ld\n", opt, v, lo, hi);
-        exit(EXIT_USAGE);
-    }
-    return x;
 }
 
 /* "m0,m1,m2" into v (1 value repeats). Returns how many were read, or -1. */
@@ -209,7 +190,8 @@ static int parse_floats(const char *text, float *v)
     return n;
 }
 
-static void parse_normalize(aug_config_t *cfg, const char *v)
+/* --normalize v into cfg: 0, or -1 with err set. */
+static int parse_normalize(aug_config_t *cfg, const char *v, char *err, size_t errlen)
 {
     cfg->normalize = 1;
     if (!strcmp(v, "none")) {
@@ -224,20 +206,82 @@ static void parse_normalize(aug_config_t *cfg, const char *v)
         char buf[256];
         snprintf(buf, sizeof(buf), "%s", v);
         char *slash = strchr(buf, '/');
-        if (!slash) die_usage("--normalize %s: expected none, imagenet, cifar10 or m0,m1,m2/s0,s1,s2", v);
+        if (!slash) {
+            errmsg_set(err, errlen, "--normalize %s: expected none, imagenet, cifar10 or m0,m1,m2/s0,s1,s2", v);
+            return -1;
+        }
         *slash = 0;
         int nm = parse_floats(buf, cfg->mean), ns = parse_floats(slash + 1, cfg->std);
-        if (nm < 0 || ns < 0 || (nm != 1 && nm != 3) || (ns != 1 && ns != 3))
-            die_usage("--normalize %s: expected 1 or 3 means, '/', then 1 or 3 standard deviations", v);
+        if (nm < 0 || ns < 0 || (nm != 1 && nm != 3) || (ns != 1 && ns != 3)) {
+            errmsg_set(err, errlen, "--normalize %s: expected 1 or 3 means, '/', then 1 or 3 standard deviations", v);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+enum {
+    OPT_CONNECT = 256, OPT_PUSH, OPT_CONTROL, OPT_WORKERS, OPT_RECIPE, OPT_SIZE, OPT_CHANNELS,
+    OPT_NORMALIZE, OPT_DTYPE, OPT_SEED, OPT_BATCH, OPT_HWM, OPT_CURVE, OPT_PREVIEW, OPT_QUIET
+};
+
+typedef struct {
+    options_t *o;
+    int size_given, normalize_given;
+} parse_ctx;
+
+/* One option c with value v into ctx's options: 0, or -1 with err set. */
+static int parse_option(void *ctx, int c, const char *v, char *err, size_t n)
+{
+    parse_ctx *pc = ctx;
+    options_t *o = pc->o;
+    long x;
+    switch (c) {
+    case OPT_CONNECT: return cli_endpoint("--connect", v, CLI_REQUIRED, &o->connect, err, n);
+    case OPT_PUSH: return cli_endpoint("--push", v, CLI_REQUIRED, &o->push, err, n);
+    case OPT_CONTROL: return cli_endpoint("--control", v, CLI_OPTIONAL, &o->control, err, n);
+    case OPT_WORKERS: return cli_int("--workers", v, 1, MAX_WORKERS, &o->workers, err, n);
+    case OPT_RECIPE: o->recipe_text = v; return 0;
+    case OPT_SIZE:
+        if (cli_long("--size", v, 1, AUG_MAX_SIDE, &x, err, n)) return -1;
+        o->cfg.size = (uint32_t)x;
+        pc->size_given = 1;
+        return 0;
+    case OPT_CHANNELS:
+        if (cli_long("--channels", v, 1, 3, &x, err, n)) return -1;
+        o->cfg.channels = (uint32_t)x;
+        return 0;
+    case OPT_NORMALIZE:
+        if (parse_normalize(&o->cfg, v, err, n)) return -1;
+        pc->normalize_given = o->cfg.normalize;
+        return 0;
+    case OPT_DTYPE:
+        if (!strcmp(v, "f32")) o->cfg.dtype = AUG_DTYPE_F32;
+        else if (!strcmp(v, "u8")) o->cfg.dtype = AUG_DTYPE_U8;
+        else {
+            errmsg_set(err, n, "--dtype %s: expected f32 or u8", v);
+            return -1;
+        }
+        return 0;
+    case OPT_SEED: return cli_u64("--seed", v, 0, UINT64_MAX, &o->cfg.seed, err, n);
+    case OPT_BATCH:
+        if (cli_long("--batch", v, 1, PROTO_MAX_BATCH_SAMPLES, &x, err, n)) return -1;
+        o->batch = (uint32_t)x;
+        return 0;
+    case OPT_HWM: return cli_int("--hwm", v, 1, MAX_HWM, &o->pull_hwm, err, n);
+    case OPT_PREVIEW: o->preview = v; return 0;
+    case 'o': o->output = v; return 0;
+    case OPT_CURVE: o->curve = v; return 0;
+    case OPT_QUIET: o->quiet = 1; return 0;
+    default:
+        errmsg_set(err, n, "option %d is not handled", c);
+        return -1;
     }
 }
 
-static void parse_options(options_t *o, int argc, char **argv)
+/* Parses argv into o: 0, 1 when --help was asked, or -1 with err set. */
+static int parse_options(options_t *o, int argc, char **argv, char *err, size_t n)
 {
-    enum {
-        OPT_CONNECT = 256, OPT_PUSH, OPT_CONTROL, OPT_WORKERS, OPT_RECIPE, OPT_SIZE, OPT_CHANNELS,
-        OPT_NORMALIZE, OPT_DTYPE, OPT_SEED, OPT_BATCH, OPT_HWM, OPT_CURVE, OPT_PREVIEW, OPT_QUIET, OPT_HELP
-    };
     static const struct option longopts[] = {
         {"connect", required_argument, NULL, OPT_CONNECT},
         {"push", required_argument, NULL, OPT_PUSH},
@@ -255,13 +299,13 @@ static void parse_options(options_t *o, int argc, char **argv)
         {"preview", required_argument, NULL, OPT_PREVIEW},
         {"output", required_argument, NULL, 'o'},
         {"quiet", no_argument, NULL, OPT_QUIET},
-        {"help", no_argument, NULL, OPT_HELP},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
-    o->connect = DEFAULT_CONNECT;
-    o->push = DEFAULT_PUSH;
-    o->control = DEFAULT_CONTROL;
+    o->connect = CLI_ENDPOINT_LOADER;
+    o->push = CLI_ENDPOINT_TRAINER;
+    o->control = CLI_ENDPOINT_CONTROL;
     o->workers = 1;
     o->recipe_text = DEFAULT_RECIPE;
     o->batch = DEFAULT_BATCH;
@@ -271,52 +315,41 @@ static void parse_options(options_t *o, int argc, char **argv)
     o->cfg.channels = DEFAULT_CHANNELS;
     o->cfg.dtype = AUG_DTYPE_F32;
     o->cfg.seed = DEFAULT_SEED;
-    int size_given = 0, normalize_given = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
-        switch (c) {
-        case OPT_CONNECT: o->connect = optarg; break;
-        case OPT_PUSH: o->push = optarg; break;
-        case OPT_CONTROL: o->control = optarg; break;
-        case OPT_WORKERS: o->workers = (int)parse_long("--workers", optarg, 1, MAX_WORKERS); break;
-        case OPT_RECIPE: o->recipe_text = optarg; break;
-        case OPT_SIZE:
-            o->cfg.size = (uint32_t)parse_long("--size", optarg, 1, AUG_MAX_SIDE);
-            size_given = 1;
-            break;
-        case OPT_CHANNELS: o->cfg.channels = (uint32_t)parse_long("--channels", optarg, 1, 3); break;
-        case OPT_NORMALIZE:
-            parse_normalize(&o->cfg, optarg);
-            normalize_given = o->cfg.normalize;
-            break;
-        case OPT_DTYPE:
-            if (!strcmp(optarg, "f32")) o->cfg.dtype = AUG_DTYPE_F32;
-            else if (!strcmp(optarg, "u8")) o->cfg.dtype = AUG_DTYPE_U8;
-            else die_usage("--dtype %s: expected f32 or u8", optarg);
-            break;
-        case OPT_SEED: o->cfg.seed = (uint64_t)parse_long("--seed", optarg, 0, LONG_MAX); break;
-        case OPT_BATCH: o->batch = (uint32_t)parse_long("--batch", optarg, 1, PROTO_MAX_BATCH_SAMPLES); break;
-        case OPT_HWM: o->pull_hwm = (int)parse_long("--hwm", optarg, 1, 1000000); break;
-        case OPT_PREVIEW: o->preview = optarg; break;
-        case 'o': o->output = optarg; break;
-        case OPT_CURVE: o->curve = optarg; break;
-        case OPT_QUIET: o->quiet = 1; break;
-        case OPT_HELP: case 'h': usage(stdout); exit(0);
-        default: usage(stderr); exit(EXIT_USAGE);
-        }
+    parse_ctx pc = {.o = o};
+    int rc = cli_parse(argc, argv, "o:h", longopts, 'h', parse_option, &pc, err, n);
+    if (rc)
+        return rc;
+    int size_given = pc.size_given, normalize_given = pc.normalize_given;
+    if (optind < argc) {
+        errmsg_set(err, n, "unexpected argument '%s'", argv[optind]);
+        return -1;
     }
-    if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
     if (o->preview) {
-        if (!o->output) die_usage("--preview %s needs -o GRID.png", o->preview);
+        if (!o->output) {
+            errmsg_set(err, n, "--preview %s needs -o GRID.png", o->preview);
+            return -1;
+        }
         if (!size_given) o->cfg.size = 0;
-        return;
+        return 0;
     }
-    if (o->cfg.channels == 2) die_usage("--channels %s: expected 1 or 3", "2");
-    if (o->cfg.dtype == AUG_DTYPE_U8 && normalize_given)
-        die_usage("--dtype u8 carries 0..255 pixels and cannot be normalised (%s)",
-                  "HINT: normalise in the trainer, or use --dtype f32");
-    if (aug_recipe_parse(&o->recipe, o->recipe_text, o->cfg.size)) die_usage("%s", aug_error());
-    if (o->recipe.views > PROTO_MAX_VIEWS) die_usage("%s: too many views for a ViewBatch", o->recipe_text);
+    if (o->cfg.channels == 2) {
+        errmsg_set(err, n, "--channels wants 1 or 3, got 2");
+        return -1;
+    }
+    if (o->cfg.dtype == AUG_DTYPE_U8 && normalize_given) {
+        errmsg_set(err, n, "--dtype u8 carries 0..255 pixels and cannot be normalised\n"
+                           "HINT: normalise in the trainer, or use --dtype f32");
+        return -1;
+    }
+    if (aug_recipe_parse(&o->recipe, o->recipe_text, o->cfg.size)) {
+        errmsg_set(err, n, "%s", aug_error());
+        return -1;
+    }
+    if (o->recipe.views > PROTO_MAX_VIEWS) {
+        errmsg_set(err, n, "%s: too many views for a ViewBatch", o->recipe_text);
+        return -1;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------- worker */
@@ -552,9 +585,9 @@ static int worker_run(const options_t *o, int id, int report_fd)
     }
     w.pull = transport_open_peer(ZMQ_PULL, TRANSPORT_CONNECT, o->connect, o->pull_hwm, "loader");
     w.push = transport_open_peer(ZMQ_PUSH, TRANSPORT_CONNECT, o->push, o->push_hwm, "trainer");
-    if (o->control[0] && strcmp(o->control, "none"))
+    if (o->control)
         w.sub = transport_open_peer(ZMQ_XSUB, TRANSPORT_CONNECT, o->control, 0, "trainer control");
-    if (!w.pull || !w.push || (o->control[0] && strcmp(o->control, "none") && (!w.sub || transport_subscribe_stop(w.sub))))
+    if (!w.pull || !w.push || (o->control && (!w.sub || transport_subscribe_stop(w.sub))))
         goto done;
     /* one worker is enough to say that the trainer went quiet */
     if (w.sub && id == 0 &&
@@ -771,7 +804,7 @@ static int run_preview(const options_t *o, const char *argv0)
 {
     if (VIPS_INIT(argv0)) {
         fprintf(stderr, "augmenter: libvips: %s", vips_error_buffer());
-        return 1;
+        return CLI_EXIT_FAILED;
     }
     vips_concurrency_set(1);
     vips_cache_set_max(0);
@@ -779,24 +812,25 @@ static int run_preview(const options_t *o, const char *argv0)
     if (rc) fprintf(stderr, "augmenter: %s\n", aug_error());
     else if (!o->quiet) console_log("wrote %s", o->output);
     vips_shutdown();
-    return rc ? 1 : 0;
+    return rc ? CLI_EXIT_FAILED : CLI_EXIT_OK;
 }
 
 int main(int argc, char **argv)
 {
     options_t o;
+    char err[1024];
     console_init("augmenter");
-    parse_options(&o, argc, argv);
-    char curve_err[1024];
-    if (o.curve && !o.preview && transport_use_curve(o.curve, TRANSPORT_CURVE_CLIENT, curve_err, sizeof curve_err))
-        die_usage("%s", curve_err);
+    int rc = parse_options(&o, argc, argv, err, sizeof err);
+    if (rc) return cli_parse_exit(rc, "augmenter", usage, err);
+    if (o.curve && !o.preview && transport_use_curve(o.curve, TRANSPORT_CURVE_CLIENT, err, sizeof err))
+        return cli_usage_error("augmenter", "%s", err);
     if (o.preview) return run_preview(&o, argv[0]);
 
     /* configuration errors show here, once, before any worker starts */
     aug_t *check = aug_new(&o.recipe, &o.cfg);
     if (!check) {
         fprintf(stderr, "augmenter: %s\n", aug_error());
-        return EXIT_USAGE;
+        return CLI_EXIT_USAGE;
     }
     aug_destroy(&check);
     if (!o.quiet) {
@@ -805,7 +839,7 @@ int main(int argc, char **argv)
                     "pull %s, push %s, control %s", o.workers, o.recipe.name,
                     aug_recipe_format(&o.recipe, text, sizeof(text)), o.recipe.views, o.cfg.channels,
                     o.cfg.size, o.cfg.size, o.cfg.dtype == AUG_DTYPE_U8 ? "u8" : "f32", o.batch,
-                    o.connect, o.push, o.control);
+                    o.connect, o.push, cli_endpoint_name(o.control));
     }
 
     transport_catch_signals();
@@ -820,7 +854,7 @@ int main(int argc, char **argv)
      * stopped) never stalls a worker; its counts wait for the next report. */
     if (pipe(sv.pipe_fd) || fcntl(sv.pipe_fd[1], F_SETFL, O_NONBLOCK)) {
         perror("augmenter: pipe");
-        return 1;
+        return CLI_EXIT_FAILED;
     }
     int failed = 0;
     for (int i = 0; i < o.workers && !failed; i++)
@@ -894,5 +928,5 @@ int main(int argc, char **argv)
                 gave_up ? "gave up" : transport_stop ? "stopped" : eos ? "end of stream" : "done", samples,
                 samples * o.recipe.views, batches, el, el > 0 ? samples * o.recipe.views / el : 0.0,
                 malformed, sv.replaced);
-    return failed ? 1 : 0;
+    return failed ? CLI_EXIT_FAILED : CLI_EXIT_OK;
 }

@@ -20,7 +20,10 @@
 #include <time.h>
 #include <vips/vips.h>
 
+#include "cli/cli.h"
+
 #define BENCH_MIN_SECONDS 1.0      /* each case runs at least this long */
+#define BENCH_MAX_SECONDS 3600.0
 #define BENCH_NAIVE_VIEWS 400      /* views of the slow per-image libvips chain */
 #define BENCH_SEED 1234
 
@@ -311,19 +314,25 @@ int main(int argc, char **argv)
         {"recipe", required_argument, 0, 'r'}, {"ideas", no_argument, 0, 'x'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
-    int ch;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    int ch, bad = 0;
+    char err[256];
+    opterr = 0;
+    while (!bad && (ch = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (ch) {
         case 'c': cifar = optarg; break;
         case 'i': imagenet = optarg; break;
-        case 'n': n_cifar = strtoul(optarg, NULL, 10); break;
-        case 's': seconds = strtod(optarg, NULL); break;
+        case 'n': bad = cli_size("--n-cifar", optarg, 1, SIZE_MAX, &n_cifar, err, sizeof err); break;
+        case 's': bad = cli_double_above("--seconds", optarg, 0, BENCH_MAX_SECONDS, &seconds, err, sizeof err); break;
         case 'r': recipe = optarg; break;
         case 'x': ideas = 1; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default:
+            cli_option_error(ch, argv, err, sizeof err);
+            bad = 1;
         }
     }
+    if (bad)
+        return cli_usage_error("augment_bench", "%s", err);
     if (VIPS_INIT(argv[0])) {
         fprintf(stderr, "augment_bench: libvips: %s", vips_error_buffer());
         return 1;

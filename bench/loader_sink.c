@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli.h"
+#include "cli/defaults.h"
 #include "console/console.h"
 #include "proto/proto.h"
 #include "transport/transport.h"
@@ -35,7 +37,7 @@ static void print_epoch(const char *name, uint32_t epoch, uint64_t images, uint6
 
 int main(int argc, char **argv)
 {
-    const char *endpoint = "tcp://127.0.0.1:5555", *name = "dataset";
+    const char *endpoint = CLI_ENDPOINT_LOADER, *name = "dataset";
     static const struct option longopts[] = {
         {"connect", required_argument, NULL, 'c'},
         {"name", required_argument, NULL, 'n'},
@@ -47,10 +49,8 @@ int main(int argc, char **argv)
             endpoint = optarg;
         else if (c == 'n')
             name = optarg;
-        else {
-            fprintf(stderr, "usage: loader_sink --connect ENDPOINT --name NAME\n");
-            return 2;
-        }
+        else
+            return cli_usage_error("loader_sink", "usage: loader_sink --connect ENDPOINT --name NAME");
     }
     console_init("loader_sink");
     transport_catch_signals();

@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <vips/vips.h>
 
+#include "cli/cli.h"
 #include "console/console.h"
 #include "dataset/dataset.h"
 #include "proto/proto.h"
@@ -45,19 +46,21 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {
         {"data", required_argument, NULL, 'd'}, {"limit", required_argument, NULL, 'l'}, {NULL, 0, NULL, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        if (c == 'd')
-            data = optarg;
-        else if (c == 'l')
-            limit = (size_t)atoll(optarg);
-        else
-            return 2;
-    }
-    if (!data) {
-        fprintf(stderr, "usage: loader_steps --data FOLDER [--limit N]\n");
-        return 2;
-    }
     char err[1024];
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        if (c == 'd') {
+            data = optarg;
+        } else if (c == 'l') {
+            if (cli_size("--limit", optarg, 1, SIZE_MAX, &limit, err, sizeof err))
+                return cli_usage_error("loader_steps", "%s", err);
+        } else {
+            cli_option_error(c, argv, err, sizeof err);
+            return cli_usage_error("loader_steps", "%s", err);
+        }
+    }
+    if (!data)
+        return cli_usage_error("loader_steps", "usage: loader_steps --data FOLDER [--limit N]");
     dataset_t *ds = dataset_new(data, DATASET_FORMAT_FOLDER, err, sizeof err);
     if (!ds) {
         fprintf(stderr, "loader_steps: %s\n", err);

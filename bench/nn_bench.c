@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "cli/cli.h"
 #include "console/console.h"
 #include "nn/blas.h"
 #include "nn/loss.h"
@@ -27,6 +28,10 @@
 
 #define TAU 0.5f
 #define LR  0.1f
+#define MAX_IMAGES 65536
+#define MAX_STEPS  100000
+#define MAX_WIDTH  1024
+#define MAX_WIDTHS 16
 /* a conv-shaped product: (M x K) x (K x N) as in the middle of the network */
 #define GEMM_M 128
 #define GEMM_N 4096
@@ -134,23 +139,29 @@ int main(int argc, char **argv)
         { "width", required_argument, 0, 'w' }, { "images", required_argument, 0, 'n' },
         { "steps", required_argument, 0, 's' }, { "profile", no_argument, 0, 'p' },
         { "system", no_argument, 0, 'S' }, { 0, 0, 0, 0 } };
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    int ch, bad = 0;
+    char err[256] = "usage: nn_bench [--width 16,32] [--images 256] [--steps 3] [--profile] [--system]";
+    opterr = 0;
+    while (!bad && (ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (ch) {
         case 'w': snprintf(widths, sizeof widths, "%s", optarg); break;
-        case 'n': images = atoi(optarg); break;
-        case 's': steps = atoi(optarg); break;
+        case 'n': bad = cli_int("--images", optarg, 1, MAX_IMAGES, &images, err, sizeof err); break;
+        case 's': bad = cli_int("--steps", optarg, 1, MAX_STEPS, &steps, err, sizeof err); break;
         case 'p': profile = 1; break;
         case 'S': system_only = 1; break;
         default:
-            fprintf(stderr, "usage: nn_bench [--width 16,32] [--images 256] [--steps 3] [--profile] [--system]\n");
-            return 2;
+            cli_option_error(ch, argv, err, sizeof err);
+            bad = 1;
         }
     }
-    if (images < 1 || steps < 1) {
-        fprintf(stderr, "nn_bench: --images and --steps must be positive\n");
-        return 2;
-    }
+    int width[MAX_WIDTHS], n_widths = 0;
+    for (char *w = strtok(widths, ","); w && !bad; w = strtok(NULL, ","))
+        if (n_widths == MAX_WIDTHS)
+            bad = snprintf(err, sizeof err, "--width takes at most %d widths", MAX_WIDTHS) > 0;
+        else
+            bad = cli_int("--width", w, 1, MAX_WIDTH, &width[n_widths++], err, sizeof err);
+    if (bad)
+        return cli_usage_error("nn_bench", "%s", err);
     nn_blas_log(0);
     if (system_only) {
         printf("{\"bench\": \"system\", \"blas_kernel\": \"%s\", \"cpu\": \"%s\"}\n", nn_blas_kernel(),
@@ -158,8 +169,8 @@ int main(int argc, char **argv)
         return 0;
     }
     double ceiling = sgemm_gflops();
-    for (char *w = strtok(widths, ","); w; w = strtok(NULL, ","))
-        if (run(atoi(w), images, steps, profile, ceiling))
+    for (int k = 0; k < n_widths; k++)
+        if (run(width[k], images, steps, profile, ceiling))
             return 1;
     return 0;
 }

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "console/console.h"
 #include "proto/proto.h"
 #include "transport/transport.h"
@@ -27,16 +28,7 @@ static void usage(FILE *f)
                "prints {\"views_per_s\": ...} as one JSON line. Exit 0, 1 on a socket error, 2 on bad usage.\n");
 }
 
-static double parse_seconds(const char *opt, const char *s)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end || !(v >= 0 && v <= 3600)) {
-        fprintf(stderr, "view_sink: %s wants seconds from 0 to 3600, got \"%s\"\n", opt, s);
-        exit(2);
-    }
-    return v;
-}
+#define MAX_SECONDS   3600
 
 int main(int argc, char **argv)
 {
@@ -47,21 +39,24 @@ int main(int argc, char **argv)
         {"seconds", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    int c;
+    int c, bad = 0;
+    char err[256];
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    while (!bad && (c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
         switch (c) {
-        case 'b': endpoint = optarg; break;
-        case 'w': warmup = parse_seconds("--warmup", optarg); break;
-        case 's': seconds = parse_seconds("--seconds", optarg); break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'b': bad = cli_endpoint("--bind", optarg, CLI_REQUIRED, &endpoint, err, sizeof err); break;
+        case 'w': bad = cli_double("--warmup", optarg, 0, MAX_SECONDS, &warmup, err, sizeof err); break;
+        case 's': bad = cli_double("--seconds", optarg, 0, MAX_SECONDS, &seconds, err, sizeof err); break;
+        case 'h': usage(stdout); return CLI_EXIT_OK;
+        default:
+            cli_option_error(c, argv, err, sizeof err);
+            bad = 1;
         }
     }
-    if (!endpoint || optind < argc) {
-        usage(stderr);
-        return 2;
-    }
+    if (bad)
+        return cli_usage_error("view_sink", "%s", err);
+    if (!endpoint || optind < argc)
+        return cli_usage_error("view_sink", "%s", !endpoint ? "--bind ENDPOINT is required" : "unexpected argument");
     console_init("view_sink");
     transport_catch_signals();
     void *pull = transport_open(ZMQ_PULL, TRANSPORT_BIND, endpoint, 0);

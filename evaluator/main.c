@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <vips/vips.h>
 
+#include "cli/cli.h"
 #include "console/console.h"
 #include "evaluator/evaluate.h"
 #include "evaluator/options.h"
@@ -30,9 +31,6 @@
 #include "proto/proto.h"
 #include "transport/transport.h"
 
-#define EXIT_OK       0
-#define EXIT_FAILED   1
-#define EXIT_USAGE    2
 #define RECV_SLICE_MS 200          /* the loop wakes this often while idle */
 #define RECV_SETTLE_MS 50          /* after a message, wait this long for the rest of a burst */
 #define PULL_HWM      1024       /* Checkpoints are small; a full queue would throttle the socket, and
@@ -187,17 +185,17 @@ static int serve(server_t *s)
     char err[1024];
     if (eval_mkdir_p(s->o->out, err, sizeof err)) {
         console_log("%s", err);
-        return EXIT_FAILED;
+        return CLI_EXIT_FAILED;
     }
     void *pull = transport_open_peer(ZMQ_PULL, TRANSPORT_BIND, s->o->bind, PULL_HWM, "trainer");
     if (!pull)
-        return EXIT_FAILED;
+        return CLI_EXIT_FAILED;
     void *sub = NULL;
     if (s->o->control && (!(sub = transport_open_peer(ZMQ_SUB, TRANSPORT_CONNECT, s->o->control, 0, "trainer control")) ||
                           transport_subscribe_stop(sub))) {
         transport_close(&sub);
         transport_close(&pull);
-        return EXIT_FAILED;
+        return CLI_EXIT_FAILED;
     }
     console_log("listening on %s for checkpoints%s%s; results in %s/%s", s->o->bind,
                 sub ? ", control on " : "", sub ? s->o->control : "", s->o->out, EVAL_JSONL);
@@ -237,7 +235,7 @@ static int serve(server_t *s)
     transport_close(&sub);
     transport_close(&pull);
     transport_shutdown();
-    return EXIT_OK;
+    return CLI_EXIT_OK;
 }
 
 int main(int argc, char **argv)
@@ -245,22 +243,21 @@ int main(int argc, char **argv)
     console_init("evaluator");
     nn_blas_init(argv);   /* may restart the evaluator on a faster OpenBLAS kernel */
     eval_options o;
-    int r = eval_options_parse(&o, argc, argv);
-    if (r == 1)
-        return EXIT_OK;
+    char opt_err[1024];
+    int r = eval_options_parse(&o, argc, argv, opt_err, sizeof opt_err);
     if (r)
-        return EXIT_USAGE;
+        return cli_parse_exit(r, "evaluator", eval_usage, opt_err);
     nn_blas_log(0);
     char curve_err[1024];
     if (o.curve && !o.checkpoint &&
         transport_use_curve(o.curve, TRANSPORT_CURVE_SERVER | (o.control ? TRANSPORT_CURVE_CLIENT : 0), curve_err,
                             sizeof curve_err)) {
         fprintf(stderr, "evaluator: %s\n", curve_err);
-        return EXIT_USAGE;
+        return CLI_EXIT_USAGE;
     }
     if (VIPS_INIT(argv[0])) {
         console_log("cannot start libvips: %s", vips_error_buffer());
-        return EXIT_FAILED;
+        return CLI_EXIT_FAILED;
     }
     vips_cache_set_max(0);
     transport_catch_signals();
@@ -269,17 +266,17 @@ int main(int argc, char **argv)
     eval_ctx *ctx = eval_ctx_new(&o);
     if (!ctx) {
         console_log("out of memory");
-        return EXIT_FAILED;
+        return CLI_EXIT_FAILED;
     }
     int rc;
     if (o.compare[0]) {
         char err[2048];
-        rc = eval_compare(ctx, o.compare[0], o.compare[1], err, sizeof err) ? EXIT_FAILED : EXIT_OK;
+        rc = eval_compare(ctx, o.compare[0], o.compare[1], err, sizeof err) ? CLI_EXIT_FAILED : CLI_EXIT_OK;
         if (rc)
             console_log("%s", err);
     } else if (o.checkpoint) {
         char err[2048];
-        rc = eval_checkpoint(ctx, o.checkpoint, NULL, err, sizeof err) ? EXIT_FAILED : EXIT_OK;
+        rc = eval_checkpoint(ctx, o.checkpoint, NULL, err, sizeof err) ? CLI_EXIT_FAILED : CLI_EXIT_OK;
         if (rc)
             console_log("%s", err);
     } else {
@@ -288,7 +285,7 @@ int main(int argc, char **argv)
         s.o = &o;
         s.ctx = ctx;
         s.pending = calloc((size_t)o.max_pending + 1, sizeof *s.pending);
-        rc = s.pending ? serve(&s) : EXIT_FAILED;
+        rc = s.pending ? serve(&s) : CLI_EXIT_FAILED;
         free(s.pending);
     }
     eval_ctx_destroy(&ctx);

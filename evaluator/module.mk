@@ -12,7 +12,7 @@ $(eval $(call add_lib,evalcore))
 evaluator_SRCS := evaluator/main.c evaluator/options.c evaluator/data.c evaluator/evaluate.c \
                   evaluator/attention.c evaluator/report.c evaluator/html.c evaluator/figure.c \
                   evaluator/classmap.c
-evaluator_LIBS := evalcore augment nn dataset transport proto console
+evaluator_LIBS := evalcore augment nn dataset transport proto console cli
 $(eval $(call add_prog,evaluator))
 
 test_eval_LIBS := evalcore nn dataset

@@ -1,14 +1,15 @@
 /* evaluator/options: the command line (options.h). */
 #include "evaluator/options.h"
 
-#include "evaluator/cache.h"
-
-#include <errno.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "cli/cli.h"
+#include "cli/defaults.h"
+#include "errmsg/errmsg.h"
+#include "evaluator/cache.h"
 
 #define DEFAULT_BATCH         256
 #define DEFAULT_ALIGN_ITEMS   2000
@@ -20,8 +21,11 @@
 #define DEFAULT_SEED          1
 #define DEFAULT_KNN_K         200
 #define DEFAULT_KNN_T         0.1
+#define MAX_COUNT             1000000000   /* the largest --batch, --knn-k, --probe-iters ... */
+#define MAX_TEST_FRACTION     0.9
+#define MAX_KNN_T             100.0
 
-static void usage(FILE *f)
+void eval_usage(FILE *f)
 {
     fprintf(f,
 "usage: evaluator [--bind ENDPOINT] --out DIR [options]     serve: evaluate each Checkpoint message\n"
@@ -32,9 +36,9 @@ static void usage(FILE *f)
 "kNN, alignment and uniformity, raw-pixel and random-encoder baselines, attention\n"
 "maps; appends one JSON line per checkpoint to DIR/eval.jsonl and keeps DIR/report/.\n"
 "\n"
-"  --bind EP            PULL endpoint for Checkpoint messages (default " EVAL_DEFAULT_BIND ")\n"
-"  --control EP         also listen to the trainer's Control PUB (e.g. tcp://127.0.0.1:5558):\n"
-"                       on STOP, finish the waiting checkpoints and exit\n"
+"  --bind EP            PULL endpoint for Checkpoint messages (default " CLI_ENDPOINT_EVALUATOR ")\n"
+"  --control EP         also listen to the trainer's Control PUB (e.g. " CLI_ENDPOINT_CONTROL "):\n"
+"                       on STOP, finish the waiting checkpoints and exit (default none)\n"
 "  --curve DIR          encrypt and authenticate both sockets with CURVE, with the keys in\n"
 "                       DIR (server and client pairs, allowed/; see keygen --help)\n"
 "  --checkpoint FILE    evaluate FILE and exit (DIR defaults to FILE's folder)\n"
@@ -75,90 +79,90 @@ static void usage(FILE *f)
             DEFAULT_ATTENTION, DEFAULT_CLASSMAP, DEFAULT_PROBE_ITERS, DEFAULT_MAX_PENDING, DEFAULT_SEED);
 }
 
-static int parse_size(const char *name, const char *s, size_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-') {
-        fprintf(stderr, "evaluator: %s wants a non-negative integer, got '%s'\n", name, s);
-        return -1;
-    }
-    *out = (size_t)v;
-    return 0;
-}
-
-static int parse_int_min(const char *name, const char *s, int min, int *out)
-{
-    size_t v;
-    if (parse_size(name, s, &v))
-        return -1;
-    if (v < (size_t)min || v > 1000000000) {
-        fprintf(stderr, "evaluator: %s must be in %d..1000000000, got '%s'\n", name, min, s);
-        return -1;
-    }
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_double(const char *name, const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end || !(v > lo && v <= hi)) {
-        fprintf(stderr, "evaluator: %s wants a number in (%g, %g], got '%s'\n", name, lo, hi, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static int parse_fractions(eval_options *o, const char *s)
+/* --label-fraction s: comma-separated fractions in (0, 1]; 0, or -1 with err set. */
+static int parse_fractions(eval_options *o, const char *s, char *err, size_t errlen)
 {
     char buf[256];
     snprintf(buf, sizeof buf, "%s", s);
     o->n_fractions = 0;
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
         if (o->n_fractions == EVAL_MAX_FRACTIONS) {
-            fprintf(stderr, "evaluator: --label-fraction takes at most %d values\n", EVAL_MAX_FRACTIONS);
+            errmsg_set(err, errlen, "--label-fraction takes at most %d values", EVAL_MAX_FRACTIONS);
             return -1;
         }
-        if (parse_double("--label-fraction", tok, 0.0, 1.0, &o->fractions[o->n_fractions]))
+        if (cli_double_above("--label-fraction", tok, 0.0, 1.0, &o->fractions[o->n_fractions], err, errlen))
             return -1;
         o->n_fractions++;
     }
     if (o->n_fractions == 0) {
-        fprintf(stderr, "evaluator: --label-fraction needs at least one value, e.g. 0.01,0.1,1\n");
+        errmsg_set(err, errlen, "--label-fraction needs at least one value, e.g. 0.01,0.1,1");
         return -1;
     }
     return 0;
 }
 
-int eval_options_parse(eval_options *o, int argc, char **argv)
+enum { O_BIND = 256, O_CONTROL, O_CKPT, O_OUT, O_TRAIN, O_TEST, O_FORMAT, O_TEST_FRACTION, O_FRACTION,
+       O_MAX_TRAIN, O_MAX_TEST, O_BATCH, O_KNN_K, O_KNN_T, O_ALIGN_ITEMS, O_ALIGN_RECIPE,
+       O_NO_BASELINES, O_READOUT, O_BASELINE_CACHE, O_ATTENTION, O_NO_REPORT, O_PROBE_ITERS, O_MAX_PENDING, O_SEED,
+       O_CURVE, O_CLASSMAP, O_COMPARE };
+
+typedef struct {
+    eval_options *o;
+    const char *out, *cache;
+} parse_ctx;
+
+/* One option c with value v into ctx's options: 0, or -1 with err set. */
+static int parse_option(void *ctx, int c, const char *v, char *err, size_t n)
 {
-    memset(o, 0, sizeof *o);
-    o->bind = EVAL_DEFAULT_BIND;
-    o->format = "auto";
-    o->test_fraction = DEFAULT_TEST_FRACTION;
-    o->batch = DEFAULT_BATCH;
-    o->knn_k = DEFAULT_KNN_K;
-    o->knn_t = DEFAULT_KNN_T;
-    o->align_items = DEFAULT_ALIGN_ITEMS;
-    o->align_recipe = "simclr";
-    o->baselines = 1;
-    o->attention = DEFAULT_ATTENTION;
-    o->classmap = DEFAULT_CLASSMAP;
-    o->report = 1;
-    o->readout.stage = EVAL_READOUT_MAPS;
-    o->probe_iters = DEFAULT_PROBE_ITERS;
-    o->max_pending = DEFAULT_MAX_PENDING;
-    o->seed = DEFAULT_SEED;
-    parse_fractions(o, "0.01,0.1,1");
-    const char *out = NULL, *cache = NULL;
-    enum { O_BIND = 256, O_CONTROL, O_CKPT, O_OUT, O_TRAIN, O_TEST, O_FORMAT, O_TEST_FRACTION, O_FRACTION,
-           O_MAX_TRAIN, O_MAX_TEST, O_BATCH, O_KNN_K, O_KNN_T, O_ALIGN_ITEMS, O_ALIGN_RECIPE,
-           O_NO_BASELINES, O_READOUT, O_BASELINE_CACHE, O_ATTENTION, O_NO_REPORT, O_PROBE_ITERS, O_MAX_PENDING, O_SEED,
-           O_CURVE, O_CLASSMAP, O_COMPARE, O_HELP };
+    parse_ctx *pc = ctx;
+    eval_options *o = pc->o;
+    int bad = 0;
+    switch (c) {
+    case O_BIND: bad = cli_endpoint("--bind", v, CLI_REQUIRED, &o->bind, err, n); break;
+    case O_CONTROL: bad = cli_endpoint("--control", v, CLI_OPTIONAL, &o->control, err, n); break;
+    case O_CKPT: o->checkpoint = v; break;
+    case O_OUT: pc->out = v; break;
+    case O_TRAIN: o->train_data = v; break;
+    case O_TEST: o->test_data = v; break;
+    case O_FORMAT: o->format = v; break;
+    case O_TEST_FRACTION:
+        bad = cli_double_above("--test-fraction", v, 0.0, MAX_TEST_FRACTION, &o->test_fraction, err, n);
+        break;
+    case O_FRACTION: bad = parse_fractions(o, v, err, n); break;
+    case O_MAX_TRAIN: bad = cli_size("--max-train", v, 0, SIZE_MAX, &o->max_train, err, n); break;
+    case O_MAX_TEST: bad = cli_size("--max-test", v, 0, SIZE_MAX, &o->max_test, err, n); break;
+    case O_BATCH: bad = cli_int("--batch", v, 1, MAX_COUNT, &o->batch, err, n); break;
+    case O_KNN_K: bad = cli_int("--knn-k", v, 1, MAX_COUNT, &o->knn_k, err, n); break;
+    case O_KNN_T: bad = cli_double_above("--knn-t", v, 0.0, MAX_KNN_T, &o->knn_t, err, n); break;
+    case O_ALIGN_ITEMS: bad = cli_size("--align-items", v, 0, SIZE_MAX, &o->align_items, err, n); break;
+    case O_ALIGN_RECIPE: o->align_recipe = v; break;
+    case O_NO_BASELINES: o->baselines = 0; break;
+    case O_READOUT: {
+        char rerr[256];
+        if (eval_readout_parse(&o->readout, v, rerr, sizeof rerr)) {
+            errmsg_set(err, n, "--readout: %s", rerr);
+            bad = 1;
+        }
+        break;
+    }
+    case O_BASELINE_CACHE: pc->cache = v; break;
+    case O_ATTENTION: bad = cli_int("--attention", v, 0, EVAL_MAX_ATTENTION, &o->attention, err, n); break;
+    case O_NO_REPORT: o->report = 0; break;
+    case O_PROBE_ITERS: bad = cli_int("--probe-iters", v, 1, MAX_COUNT, &o->probe_iters, err, n); break;
+    case O_MAX_PENDING: bad = cli_int("--max-pending", v, 1, MAX_COUNT, &o->max_pending, err, n); break;
+    case O_SEED: bad = cli_u64("--seed", v, 0, UINT64_MAX, &o->seed, err, n); break;
+    case O_CURVE: o->curve = v; break;
+    case O_CLASSMAP: bad = cli_size("--classmap", v, 0, SIZE_MAX, &o->classmap, err, n); break;
+    case O_COMPARE: o->compare[0] = v; break;   /* B: the one positional argument */
+    default:
+        errmsg_set(err, n, "option %d is not handled", c);
+        bad = -1;
+    }
+    return bad ? -1 : 0;
+}
+
+int eval_options_parse(eval_options *o, int argc, char **argv, char *err, size_t n)
+{
     static const struct option opts[] = {
         { "bind", required_argument, 0, O_BIND }, { "control", required_argument, 0, O_CONTROL },
         { "checkpoint", required_argument, 0, O_CKPT }, { "out", required_argument, 0, O_OUT },
@@ -176,69 +180,44 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
         { "max-pending", required_argument, 0, O_MAX_PENDING }, { "seed", required_argument, 0, O_SEED },
         { "curve", required_argument, 0, O_CURVE },
         { "classmap", required_argument, 0, O_CLASSMAP }, { "compare", required_argument, 0, O_COMPARE },
-        { "help", no_argument, 0, O_HELP }, { 0, 0, 0, 0 } };
-    int ch;
-    size_t sz;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int bad = 0;
-        switch (ch) {
-        case O_BIND: o->bind = optarg; break;
-        case O_CONTROL: o->control = optarg; break;
-        case O_CKPT: o->checkpoint = optarg; break;
-        case O_OUT: out = optarg; break;
-        case O_TRAIN: o->train_data = optarg; break;
-        case O_TEST: o->test_data = optarg; break;
-        case O_FORMAT: o->format = optarg; break;
-        case O_TEST_FRACTION: bad = parse_double("--test-fraction", optarg, 0.0, 0.9, &o->test_fraction); break;
-        case O_FRACTION: bad = parse_fractions(o, optarg); break;
-        case O_MAX_TRAIN: bad = parse_size("--max-train", optarg, &o->max_train); break;
-        case O_MAX_TEST: bad = parse_size("--max-test", optarg, &o->max_test); break;
-        case O_BATCH: bad = parse_int_min("--batch", optarg, 1, &o->batch); break;
-        case O_KNN_K: bad = parse_int_min("--knn-k", optarg, 1, &o->knn_k); break;
-        case O_KNN_T: bad = parse_double("--knn-t", optarg, 0.0, 100.0, &o->knn_t); break;
-        case O_ALIGN_ITEMS: bad = parse_size("--align-items", optarg, &o->align_items); break;
-        case O_ALIGN_RECIPE: o->align_recipe = optarg; break;
-        case O_NO_BASELINES: o->baselines = 0; break;
-        case O_READOUT: {
-            char rerr[256];
-            if (eval_readout_parse(&o->readout, optarg, rerr, sizeof rerr)) {
-                fprintf(stderr, "evaluator: --readout: %s\n", rerr);
-                bad = 1;
-            }
-            break;
-        }
-        case O_BASELINE_CACHE: cache = optarg; break;
-        case O_ATTENTION: bad = parse_int_min("--attention", optarg, 0, &o->attention); break;
-        case O_NO_REPORT: o->report = 0; break;
-        case O_PROBE_ITERS: bad = parse_int_min("--probe-iters", optarg, 1, &o->probe_iters); break;
-        case O_MAX_PENDING: bad = parse_int_min("--max-pending", optarg, 1, &o->max_pending); break;
-        case O_SEED: bad = parse_size("--seed", optarg, &sz); o->seed = sz; break;
-        case O_CURVE: o->curve = optarg; break;
-        case O_CLASSMAP: bad = parse_size("--classmap", optarg, &o->classmap); break;
-        case O_COMPARE: o->compare[0] = optarg; break;   /* B: the one positional argument */
-        case 'h':
-        case O_HELP: usage(stdout); return 1;
-        default: usage(stderr); return 2;
-        }
-        if (bad)
-            return 2;
-    }
+        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+    memset(o, 0, sizeof *o);
+    o->bind = CLI_ENDPOINT_EVALUATOR;
+    o->format = "auto";
+    o->test_fraction = DEFAULT_TEST_FRACTION;
+    o->batch = DEFAULT_BATCH;
+    o->knn_k = DEFAULT_KNN_K;
+    o->knn_t = DEFAULT_KNN_T;
+    o->align_items = DEFAULT_ALIGN_ITEMS;
+    o->align_recipe = "simclr";
+    o->baselines = 1;
+    o->attention = DEFAULT_ATTENTION;
+    o->classmap = DEFAULT_CLASSMAP;
+    o->report = 1;
+    o->readout.stage = EVAL_READOUT_MAPS;
+    o->probe_iters = DEFAULT_PROBE_ITERS;
+    o->max_pending = DEFAULT_MAX_PENDING;
+    o->seed = DEFAULT_SEED;
+    parse_fractions(o, "0.01,0.1,1", NULL, 0);
+    parse_ctx pc = {.o = o};
+    int rc = cli_parse(argc, argv, "h", opts, 'h', parse_option, &pc, err, n);
+    if (rc)
+        return rc;
+    const char *out = pc.out, *cache = pc.cache;
     if (o->compare[0]) {
         if (optind != argc - 1) {
-            fprintf(stderr, "evaluator: --compare wants two checkpoints: --compare CKPT_A CKPT_B --out DIR\n");
-            return 2;
+            errmsg_set(err, n, "--compare wants two checkpoints: --compare CKPT_A CKPT_B --out DIR");
+            return -1;
         }
         o->compare[1] = argv[optind++];
         if (!out) {
-            fprintf(stderr, "evaluator: --compare needs --out DIR (where compare.png goes)\n");
-            return 2;
+            errmsg_set(err, n, "--compare needs --out DIR (where compare.png goes)");
+            return -1;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "evaluator: unexpected argument '%s'\n", argv[optind]);
-        usage(stderr);
-        return 2;
+        errmsg_set(err, n, "unexpected argument '%s'", argv[optind]);
+        return -1;
     }
     if (out)
         snprintf(o->out, sizeof o->out, "%s", out);
@@ -247,28 +226,24 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
         snprintf(tmp, sizeof tmp, "%s", o->checkpoint);
         snprintf(o->out, sizeof o->out, "%s", dirname(tmp));
     } else {
-        fprintf(stderr, "evaluator: the server needs --out DIR (where eval.jsonl and report/ go)\n");
-        return 2;
+        errmsg_set(err, n, "the server needs --out DIR (where eval.jsonl and report/ go)");
+        return -1;
     }
     if (cache && !cache[0]) {
-        fprintf(stderr, "evaluator: --baseline-cache wants a folder, or none\n");
-        return 2;
+        errmsg_set(err, n, "--baseline-cache wants a folder, or " CLI_NONE);
+        return -1;
     }
-    if (cache && strcmp(cache, "none"))
+    if (cache && strcmp(cache, CLI_NONE))
         snprintf(o->baseline_cache, sizeof o->baseline_cache, "%s", cache);
     else if (!cache && eval_cache_default_dir(o->baseline_cache, sizeof o->baseline_cache))
         o->baseline_cache[0] = 0;          /* no HOME: nowhere to keep them */
     if (o->classmap == 1) {
-        fprintf(stderr, "evaluator: --classmap needs at least 2 images (or 0 for none)\n");
-        return 2;
-    }
-    if (o->attention > EVAL_MAX_ATTENTION) {
-        fprintf(stderr, "evaluator: --attention takes at most %d images\n", EVAL_MAX_ATTENTION);
-        return 2;
+        errmsg_set(err, n, "--classmap needs at least 2 images (or 0 for none)");
+        return -1;
     }
     if (o->align_items == 1) {
-        fprintf(stderr, "evaluator: --align-items needs at least 2 images (or 0 for none)\n");
-        return 2;
+        errmsg_set(err, n, "--align-items needs at least 2 images (or 0 for none)");
+        return -1;
     }
     return 0;
 }

@@ -4,10 +4,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "evaluator/readout.h"
 
-#define EVAL_DEFAULT_BIND       "tcp://127.0.0.1:5557"
 #define EVAL_FASHION_DIR        "/usr/share/datasets/fashion-mnist"
 #define EVAL_FASHION_TRAIN      EVAL_FASHION_DIR "/train-images-idx3-ubyte.gz"
 #define EVAL_FASHION_TEST       EVAL_FASHION_DIR "/t10k-images-idx3-ubyte.gz"
@@ -17,7 +17,7 @@
 
 typedef struct {
     const char *bind;              /* PULL endpoint (server mode) */
-    const char *control;           /* SUB endpoint for Control STOP, or NULL */
+    const char *control;           /* SUB endpoint for Control STOP, or NULL ("none", the default) */
     const char *curve;             /* --curve key folder, or NULL */
     const char *checkpoint;        /* one-shot mode when set */
     char out[EVAL_MAX_PATH];       /* folder of eval.jsonl and report/ */
@@ -44,8 +44,10 @@ typedef struct {
     uint64_t seed;
 } eval_options;
 
-/* Parses argv into o. Returns 0 to run, 1 when --help was printed, 2 on a
- * usage error (message printed). */
-int eval_options_parse(eval_options *o, int argc, char **argv);
+/* Parses argv into o. Returns 0 to run, 1 when --help was asked, -1 on a
+ * usage error with err set (main prints it with cli_usage_error, exits 2). */
+int eval_options_parse(eval_options *o, int argc, char **argv, char *err, size_t errlen);
+
+void eval_usage(FILE *f);
 
 #endif

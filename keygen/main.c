@@ -13,7 +13,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +21,10 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "cli/cli.h"
+#include "errmsg/errmsg.h"
 #include "transport/transport.h"
 
-#define EXIT_OK        0
-#define EXIT_FAILED    1
-#define EXIT_USAGE     2
 #define DIR_MODE       0700
 #define PUBLIC_MODE    0644
 #define SECRET_MODE    0600
@@ -60,74 +58,79 @@ static void usage(FILE *f)
 "usage (or DIR already holds keys, or is not a key folder for --client).\n");
 }
 
-static void die(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
-static void die(int status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "keygen: ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(status);
-}
-
 static int exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
 }
 
-static void join(char *out, const char *dir, const char *name)
+/* The functions below return 0, or the exit status (CLI_EXIT_FAILED: a file
+ * could not be written, CLI_EXIT_USAGE: the folder or name is not usable)
+ * with err set. */
+
+static int join(char *out, const char *dir, const char *name, char *err, size_t len)
 {
-    if (snprintf(out, PATH_MAX, "%s/%s", dir, name) >= PATH_MAX)
-        die(EXIT_USAGE, "the path %s/%s is too long", dir, name);
+    if (snprintf(out, PATH_MAX, "%s/%s", dir, name) >= PATH_MAX) {
+        errmsg_set(err, len, "the path %s/%s is too long", dir, name);
+        return CLI_EXIT_USAGE;
+    }
+    return 0;
 }
 
-static void make_dir(const char *path)
+static int make_dir(const char *path, char *err, size_t len)
 {
-    if (mkdir(path, DIR_MODE) != 0 && errno != EEXIST)
-        die(EXIT_FAILED, "cannot create the folder %s: %s", path, strerror(errno));
+    if (mkdir(path, DIR_MODE) != 0 && errno != EEXIST) {
+        errmsg_set(err, len, "cannot create the folder %s: %s", path, strerror(errno));
+        return CLI_EXIT_FAILED;
+    }
+    return 0;
 }
 
-static void write_key(const char *dir, const char *name, const char *key, int mode)
+static int write_key(const char *dir, const char *name, const char *key, int mode, char *err, size_t len)
 {
-    char path[PATH_MAX], err[PATH_MAX + 128];
-    join(path, dir, name);
-    if (transport_key_write(path, key, mode, err, sizeof err))
-        die(EXIT_FAILED, "%s", err);
+    char path[PATH_MAX];
+    int rc = join(path, dir, name, err, len);
+    if (rc)
+        return rc;
+    return transport_key_write(path, key, mode, err, len) ? CLI_EXIT_FAILED : 0;
 }
 
 /* A key pair into DIR/STEM.public and DIR/STEM.secret; the public key into `public`. */
-static void write_pair(const char *dir, const char *stem, char public[TRANSPORT_KEY_LEN + 1])
+static int write_pair(const char *dir, const char *stem, char public[TRANSPORT_KEY_LEN + 1], char *err, size_t len)
 {
     char secret[TRANSPORT_KEY_LEN + 1], name[PATH_MAX];
-    if (zmq_curve_keypair(public, secret) != 0)
-        die(EXIT_FAILED, "cannot make a CURVE key pair: %s", zmq_strerror(errno));
+    if (zmq_curve_keypair(public, secret) != 0) {
+        errmsg_set(err, len, "cannot make a CURVE key pair: %s", zmq_strerror(errno));
+        return CLI_EXIT_FAILED;
+    }
     snprintf(name, sizeof name, "%s.public", stem);
-    write_key(dir, name, public, PUBLIC_MODE);
+    int rc = write_key(dir, name, public, PUBLIC_MODE, err, len);
     snprintf(name, sizeof name, "%s.secret", stem);
-    write_key(dir, name, secret, SECRET_MODE);
+    if (!rc)
+        rc = write_key(dir, name, secret, SECRET_MODE, err, len);
     memset(secret, 0, sizeof secret);
+    return rc;
 }
 
-static int make_folder(const char *dir)
+static int make_folder(const char *dir, char *err, size_t len)
 {
     char path[PATH_MAX], public[TRANSPORT_KEY_LEN + 1];
-    join(path, dir, "server.secret");
-    if (exists(path))
-        die(EXIT_USAGE, "%s already holds keys (server.secret); nothing written\n"
-                        "HINT: add a client with keygen --client NAME %s, or choose a new folder", dir, dir);
-    make_dir(dir);
-    write_pair(dir, "server", public);
-    write_pair(dir, "client", public);
-    join(path, dir, "allowed");
-    make_dir(path);
-    write_key(path, "client.public", public, PUBLIC_MODE);
+    int rc = join(path, dir, "server.secret", err, len);
+    if (rc)
+        return rc;
+    if (exists(path)) {
+        errmsg_set(err, len, "%s already holds keys (server.secret); nothing written\n"
+                             "HINT: add a client with keygen --client NAME %s, or choose a new folder", dir, dir);
+        return CLI_EXIT_USAGE;
+    }
+    if ((rc = make_dir(dir, err, len)) || (rc = write_pair(dir, "server", public, err, len)) ||
+        (rc = write_pair(dir, "client", public, err, len)) || (rc = join(path, dir, "allowed", err, len)) ||
+        (rc = make_dir(path, err, len)) || (rc = write_key(path, "client.public", public, PUBLIC_MODE, err, len)))
+        return rc;
     printf("keygen: wrote %s: server and client key pairs, allowed/client.public\n"
            "keygen: run the stages with --curve %s; keygen --client NAME %s adds a client for another machine\n",
            dir, dir, dir);
-    return EXIT_OK;
+    return 0;
 }
 
 static int valid_name(const char *name)
@@ -138,34 +141,44 @@ static int valid_name(const char *name)
     return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
-static int add_client(const char *dir, const char *name)
+static int add_client(const char *dir, const char *name, char *err, size_t len)
 {
-    if (!valid_name(name))
-        die(EXIT_USAGE, "--client '%s': a name is 1 to %d letters, digits, '.', '_' or '-', not starting "
-                        "with '.' or '-'", name, MAX_NAME);
-    char path[PATH_MAX], allowed[PATH_MAX], clients[PATH_MAX], folder[PATH_MAX], err[PATH_MAX + 128];
+    if (!valid_name(name)) {
+        errmsg_set(err, len, "--client '%s': a name is 1 to %d letters, digits, '.', '_' or '-', not starting "
+                             "with '.' or '-'", name, MAX_NAME);
+        return CLI_EXIT_USAGE;
+    }
+    char path[PATH_MAX], allowed[PATH_MAX], clients[PATH_MAX], folder[PATH_MAX], why[PATH_MAX + 128];
     char server_public[TRANSPORT_KEY_LEN + 1], public[TRANSPORT_KEY_LEN + 1], file[PATH_MAX];
-    join(path, dir, "server.public");
-    if (transport_key_read(path, server_public, err, sizeof err))
-        die(EXIT_USAGE, "%s: %s is not a key folder\nHINT: make one with keygen %s", err, dir, dir);
-    join(allowed, dir, "allowed");
-    join(clients, dir, "clients");
-    join(folder, clients, name);
+    int rc;
+    if ((rc = join(path, dir, "server.public", err, len)))
+        return rc;
+    if (transport_key_read(path, server_public, why, sizeof why)) {
+        errmsg_set(err, len, "%s: %s is not a key folder\nHINT: make one with keygen %s", why, dir, dir);
+        return CLI_EXIT_USAGE;
+    }
     snprintf(file, sizeof file, "%s.public", name);
-    join(path, allowed, file);
-    if (exists(path) || exists(folder))
-        die(EXIT_USAGE, "a client named '%s' exists already (%s or %s); nothing written", name, path, folder);
-    make_dir(allowed);
-    make_dir(clients);
-    if (mkdir(folder, DIR_MODE) != 0)
-        die(EXIT_FAILED, "cannot create the folder %s: %s", folder, strerror(errno));
-    write_key(folder, "server.public", server_public, PUBLIC_MODE);
-    write_pair(folder, "client", public);
-    /* last: the servers accept the key only once its folder is complete */
-    write_key(allowed, file, public, PUBLIC_MODE);
+    if ((rc = join(allowed, dir, "allowed", err, len)) || (rc = join(clients, dir, "clients", err, len)) ||
+        (rc = join(folder, clients, name, err, len)) || (rc = join(path, allowed, file, err, len)))
+        return rc;
+    if (exists(path) || exists(folder)) {
+        errmsg_set(err, len, "a client named '%s' exists already (%s or %s); nothing written", name, path, folder);
+        return CLI_EXIT_USAGE;
+    }
+    if ((rc = make_dir(allowed, err, len)) || (rc = make_dir(clients, err, len)))
+        return rc;
+    if (mkdir(folder, DIR_MODE) != 0) {
+        errmsg_set(err, len, "cannot create the folder %s: %s", folder, strerror(errno));
+        return CLI_EXIT_FAILED;
+    }
+    /* the allowed key last: the servers accept it only once its folder is complete */
+    if ((rc = write_key(folder, "server.public", server_public, PUBLIC_MODE, err, len)) ||
+        (rc = write_pair(folder, "client", public, err, len)) ||
+        (rc = write_key(allowed, file, public, PUBLIC_MODE, err, len)))
+        return rc;
     printf("keygen: client '%s': accepted by the servers (%s); its --curve folder for the other machine: %s\n",
            name, path, folder);
-    return EXIT_OK;
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -177,26 +190,28 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *client = NULL;
+    char err[PATH_MAX + 256];
     int c;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case OPT_CLIENT: client = optarg; break;
         case 'h':
-        case OPT_HELP: usage(stdout); return EXIT_OK;
+        case OPT_HELP: usage(stdout); return CLI_EXIT_OK;
         default:
-            fprintf(stderr, "keygen: unknown option or missing value: %s\n", argv[optind - 1]);
-            usage(stderr);
-            return EXIT_USAGE;
+            cli_option_error(c, argv, err, sizeof err);
+            return cli_usage_error("keygen", "%s", err);
         }
     }
-    if (argc - optind != 1) {
-        fprintf(stderr, "keygen: expected one folder, got %d arguments\n", argc - optind);
-        usage(stderr);
-        return EXIT_USAGE;
+    if (argc - optind != 1)
+        return cli_usage_error("keygen", "expected one folder, got %d arguments", argc - optind);
+    if (!zmq_has("curve")) {
+        fprintf(stderr, "keygen: this libzmq was built without CURVE (zmq_has(\"curve\") is false)\n");
+        return CLI_EXIT_FAILED;
     }
-    if (!zmq_has("curve"))
-        die(EXIT_FAILED, "this libzmq was built without CURVE (zmq_has(\"curve\") is false)");
     const char *dir = argv[optind];
-    return client ? add_client(dir, client) : make_folder(dir);
+    int rc = client ? add_client(dir, client, err, sizeof err) : make_folder(dir, err, sizeof err);
+    if (rc)
+        fprintf(stderr, "keygen: %s\n", err);
+    return rc;
 }

@@ -43,37 +43,27 @@
  * what did not fit. Every epoch is shuffled from --seed. Unreadable, corrupt
  * and oversized files are skipped with one warning each and counted.
  */
-#include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/cli.h"
 #include "console/console.h"
 #include "dataset/dataset.h"
 #include "dataset/split.h"
+#include "errmsg/errmsg.h"
 #include "loader/cache.h"
 #include "loader/ledger.h"
+#include "loader/options.h"
 #include "loader/order.h"
 #include "loader/pool.h"
 #include "loader/queue.h"
 #include "proto/proto.h"
 #include "transport/transport.h"
 
-#define DEFAULT_BIND       "tcp://127.0.0.1:5555"
-#define DEFAULT_CONTROL    "tcp://127.0.0.1:5558"
-#define DEFAULT_CACHE_MB   1024
-#define DEFAULT_HWM        1000
-#define DEFAULT_QUEUE_MB   256
-#define DEFAULT_SEED       1
-#define MAX_THREADS        64
-#define DEFAULT_HOLD_OUT_SEED 1    /* the evaluator's default --seed */
-#define MAX_HOLD_OUT       0.9     /* the evaluator's largest --test-fraction */
 #define POOL_WINDOW        256       /* positions decoded ahead of the sender */
 #define DRAIN_LINGER_MS    60000     /* at a normal end, time allowed to deliver what is queued */
 #define CONTROL_POLL_MS    100
@@ -85,30 +75,6 @@
 #define HAVE_WAIT_S        1.5       /* then for its Have (sent with every heartbeat, once it knows an epoch) */
 #define HAVE_CHECK_MAX     8         /* closed epochs checked against one Have at most */
 #define ACK_WAIT_MS        50        /* sleep while waiting for Acks */
-#define EXIT_USAGE         2
-
-typedef struct {
-    const char *data;
-    dataset_format_t format;
-    dataset_decode_opts_t decode;
-    size_t cache_mb;
-    uint64_t seed;
-    uint32_t epochs;          /* 0: until stopped */
-    uint32_t start_epoch;     /* first epoch's number (its shuffle), when resuming */
-    int count_only;           /* print the number of items served and exit */
-    size_t limit;             /* 0: all */
-    double hold_out;          /* 0: none; else the evaluator's held-out test fraction */
-    uint64_t hold_out_seed;
-    uint32_t shard_index, shard_count;
-    const char *bind;
-    const char *control;      /* "" or "none": no control channel */
-    const char *curve;        /* --curve key folder, or NULL */
-    int exactly_once;         /* track Acks, re-send what a dead worker held */
-    int hwm;
-    size_t queue_mb;          /* bytes of Samples queued per augmenter connection, at most */
-    int threads;
-    int quiet;
-} options_t;
 
 typedef struct {
     uint64_t sent;
@@ -119,213 +85,6 @@ typedef struct {
     uint64_t resent;          /* --exactly-once: Samples sent again */
     uint64_t rewinds;         /* --exactly-once: starts over at a resumed trainer's epoch */
 } counters_t;
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "Usage: loader --data PATH [options]\n"
-            "Reads an image dataset and streams decoded images (8-bit HWC) as Sample messages\n"
-            "on a ZeroMQ PUSH socket, shuffled every epoch.\n"
-            "\n"
-            "Dataset:\n"
-            "  --data PATH        dataset to read (required): a folder with one sub-folder per\n"
-            "                     class, a flat folder of images (unlabeled), IDX files\n"
-            "                     (*-images-idx3-ubyte[.gz] or a folder holding train-*), or\n"
-            "                     CIFAR-10/100 binary batches (a .bin file or their folder)\n"
-            "  --format F         auto|folder|idx|cifar10|cifar100 (default auto: detect)\n"
-            "  --channels N       0 keeps each image's own (grayscale 1, colour 3), 1 or 3\n"
-            "                     forces it (default 0); alpha is always dropped\n"
-            "  --max-side N       shrink larger images while loading so that neither side\n"
-            "                     exceeds N pixels (default 0: no limit)\n"
-            "  --max-pixels N     skip images whose header says more than N pixels, before\n"
-            "                     decoding (default %u: 50 megapixels)\n"
-            "  --limit N          use only the first N items (default 0: all)\n"
-            "  --shard I/N        serve only items whose index %% N == I, when N loaders split\n"
-            "                     one dataset (default 0/1)\n"
-            "  --hold-out F       leave out the class-balanced test part (fraction F of the\n"
-            "                     labeled items) that the evaluator holds out of this dataset\n"
-            "                     with --test-fraction F, so training never sees it (default 0)\n"
-            "  --hold-out-seed N  the evaluator's --seed for that split (default %d)\n"
-            "\n"
-            "Epochs:\n"
-            "  --epochs N         epochs to stream, 0 = until stopped (default 1)\n"
-            "  --start-epoch N    number the first epoch N (its shuffle order and messages),\n"
-            "                     to continue a resumed training run (default 0)\n"
-            "  --seed N           shuffle seed: same seed, same orders (default %d)\n"
-            "  --cache-mb N       memory for decoded images; the first epoch fills it, later\n"
-            "                     epochs read it and decode only what did not fit (default %d,\n"
-            "                     0 disables)\n"
-            "  --threads N        decoding threads (default: one per CPU core)\n"
-            "\n"
-            "Sockets:\n"
-            "  --bind ENDPOINT    PUSH socket for Samples (default %s)\n"
-            "  --control ENDPOINT SUB socket connected to the trainer's Control PUB; a STOP\n"
-            "                     message ends the run (default %s, \"none\" to disable)\n"
-            "  --hwm N            high-water mark in messages of the PUSH socket, per augmenter\n"
-            "                     connection (default %d)\n"
-            "  --queue-mb N       and in bytes: at most N MB of Samples queued per connection; the\n"
-            "                     high-water mark becomes the number of Samples that fit, from\n"
-            "                     the largest of %d images decoded at start (default %d)\n"
-            "  --curve DIR        encrypt and authenticate both sockets with CURVE, with the keys\n"
-            "                     in DIR (server and client pairs, allowed/; see keygen --help)\n"
-            "  --exactly-once     every Sample is trained once per epoch: keep what the trainer\n"
-            "                     has not acknowledged (Ack messages on --control) and send it\n"
-            "                     again when a worker died with it, or a trainer resumed from a\n"
-            "                     checkpoint lost it; start at the running trainer's epoch. Needs\n"
-            "                     a trainer that sends Acks and Haves (default off)\n"
-            "\n"
-            "Other:\n"
-            "  --count            print the number of items this loader would serve (after\n"
-            "                     --limit and --shard) on stdout and exit\n"
-            "  --quiet            no progress line (warnings and the summary still print)\n"
-            "  --help             this text\n"
-            "\n"
-            "After each epoch a Control END_OF_EPOCH (count = Samples sent in that epoch) is\n"
-            "sent, and END_OF_STREAM at the end. SIGINT/SIGTERM stop the run. Exit status: 0\n"
-            "done or stopped, 1 runtime failure, 2 bad options or missing/empty dataset.\n",
-            DATASET_DEFAULT_MAX_PIXELS, DEFAULT_HOLD_OUT_SEED, DEFAULT_SEED, DEFAULT_CACHE_MB, DEFAULT_BIND, DEFAULT_CONTROL,
-            DEFAULT_HWM, QUEUE_PROBES, DEFAULT_QUEUE_MB);
-}
-
-static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "loader: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\nHINT: run loader --help for the options\n");
-    va_end(ap);
-    exit(EXIT_USAGE);
-}
-
-/* A whole number in [min, max], or a usage error naming the option. */
-static unsigned long long parse_number(const char *opt, const char *s, unsigned long long min,
-                                       unsigned long long max)
-{
-    char *end;
-    errno = 0;
-    if (!s || !*s || *s == '-')
-        usage_error("--%s wants a whole number, got \"%s\"", opt, s ? s : "");
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end || v < min || v > max)
-        usage_error("--%s wants a whole number from %llu to %llu, got \"%s\"", opt, min, max, s);
-    return v;
-}
-
-static void parse_options(int argc, char **argv, options_t *o)
-{
-    enum {
-        OPT_DATA = 1000, OPT_FORMAT, OPT_CHANNELS, OPT_MAX_SIDE, OPT_MAX_PIXELS, OPT_CACHE_MB, OPT_SEED,
-        OPT_EPOCHS, OPT_START_EPOCH, OPT_COUNT, OPT_LIMIT, OPT_SHARD,
-        OPT_HOLD_OUT, OPT_HOLD_OUT_SEED, OPT_BIND, OPT_CONTROL, OPT_EXACTLY_ONCE, OPT_HWM, OPT_QUEUE_MB, OPT_THREADS,
-        OPT_CURVE, OPT_QUIET, OPT_HELP
-    };
-    static const struct option longopts[] = {
-        {"data", required_argument, NULL, OPT_DATA},
-        {"format", required_argument, NULL, OPT_FORMAT},
-        {"channels", required_argument, NULL, OPT_CHANNELS},
-        {"max-side", required_argument, NULL, OPT_MAX_SIDE},
-        {"max-pixels", required_argument, NULL, OPT_MAX_PIXELS},
-        {"cache-mb", required_argument, NULL, OPT_CACHE_MB},
-        {"seed", required_argument, NULL, OPT_SEED},
-        {"epochs", required_argument, NULL, OPT_EPOCHS},
-        {"start-epoch", required_argument, NULL, OPT_START_EPOCH},
-        {"count", no_argument, NULL, OPT_COUNT},
-        {"limit", required_argument, NULL, OPT_LIMIT},
-        {"shard", required_argument, NULL, OPT_SHARD},
-        {"hold-out", required_argument, NULL, OPT_HOLD_OUT},
-        {"hold-out-seed", required_argument, NULL, OPT_HOLD_OUT_SEED},
-        {"bind", required_argument, NULL, OPT_BIND},
-        {"control", required_argument, NULL, OPT_CONTROL},
-        {"exactly-once", no_argument, NULL, OPT_EXACTLY_ONCE},
-        {"hwm", required_argument, NULL, OPT_HWM},
-        {"queue-mb", required_argument, NULL, OPT_QUEUE_MB},
-        {"curve", required_argument, NULL, OPT_CURVE},
-        {"threads", required_argument, NULL, OPT_THREADS},
-        {"quiet", no_argument, NULL, OPT_QUIET},
-        {"help", no_argument, NULL, OPT_HELP},
-        {NULL, 0, NULL, 0},
-    };
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    *o = (options_t){
-        .format = DATASET_FORMAT_AUTO,
-        .decode = {.channels = 0, .max_side = 0, .max_pixels = DATASET_DEFAULT_MAX_PIXELS},
-        .cache_mb = DEFAULT_CACHE_MB,
-        .seed = DEFAULT_SEED,
-        .epochs = 1,
-        .shard_count = 1,
-        .hold_out_seed = DEFAULT_HOLD_OUT_SEED,
-        .bind = DEFAULT_BIND,
-        .control = DEFAULT_CONTROL,
-        .hwm = DEFAULT_HWM,
-        .queue_mb = DEFAULT_QUEUE_MB,
-        .threads = cpus > 0 ? (int)(cpus < MAX_THREADS ? cpus : MAX_THREADS) : 1,
-    };
-    int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        switch (c) {
-        case OPT_DATA: o->data = optarg; break;
-        case OPT_FORMAT:
-            if (dataset_format_parse(optarg, &o->format))
-                usage_error("--format wants auto, folder, idx, cifar10 or cifar100, got \"%s\"", optarg);
-            break;
-        case OPT_CHANNELS: {
-            unsigned long long v = parse_number("channels", optarg, 0, 3);
-            if (v == 2)
-                usage_error("--channels wants 0, 1 or 3, got 2");
-            o->decode.channels = (int)v;
-            break;
-        }
-        case OPT_MAX_SIDE: o->decode.max_side = (uint32_t)parse_number("max-side", optarg, 0, PROTO_MAX_SIDE); break;
-        case OPT_MAX_PIXELS: o->decode.max_pixels = parse_number("max-pixels", optarg, 1, UINT64_MAX); break;
-        case OPT_CACHE_MB: o->cache_mb = (size_t)parse_number("cache-mb", optarg, 0, SIZE_MAX >> 20); break;
-        case OPT_SEED: o->seed = parse_number("seed", optarg, 0, UINT64_MAX); break;
-        case OPT_EPOCHS: o->epochs = (uint32_t)parse_number("epochs", optarg, 0, UINT32_MAX); break;
-        case OPT_START_EPOCH:
-            o->start_epoch = (uint32_t)parse_number("start-epoch", optarg, 0, UINT32_MAX / 2);
-            break;
-        case OPT_COUNT: o->count_only = 1; break;
-        case OPT_LIMIT: o->limit = (size_t)parse_number("limit", optarg, 0, SIZE_MAX); break;
-        case OPT_SHARD: {
-            unsigned i, n;
-            char tail;
-            if (sscanf(optarg, "%u/%u%c", &i, &n, &tail) != 2 || n == 0 || i >= n)
-                usage_error("--shard wants I/N with 0 <= I < N (for example 0/2), got \"%s\"", optarg);
-            o->shard_index = i;
-            o->shard_count = n;
-            break;
-        }
-        case OPT_HOLD_OUT: {
-            char *end;
-            errno = 0;
-            o->hold_out = strtod(optarg, &end);
-            if (errno || end == optarg || *end || !(o->hold_out >= 0.0 && o->hold_out <= MAX_HOLD_OUT))
-                usage_error("--hold-out wants a fraction from 0 to %g, got \"%s\"", MAX_HOLD_OUT, optarg);
-            break;
-        }
-        case OPT_HOLD_OUT_SEED: o->hold_out_seed = parse_number("hold-out-seed", optarg, 0, UINT64_MAX); break;
-        case OPT_BIND: o->bind = optarg; break;
-        case OPT_CONTROL: o->control = optarg; break;
-        case OPT_EXACTLY_ONCE: o->exactly_once = 1; break;
-        case OPT_HWM: o->hwm = (int)parse_number("hwm", optarg, 1, INT_MAX); break;
-        case OPT_QUEUE_MB: o->queue_mb = (size_t)parse_number("queue-mb", optarg, 1, SIZE_MAX >> 20); break;
-        case OPT_THREADS: o->threads = (int)parse_number("threads", optarg, 1, MAX_THREADS); break;
-        case OPT_CURVE: o->curve = optarg; break;
-        case OPT_QUIET: o->quiet = 1; break;
-        case OPT_HELP: usage(stdout); exit(0);
-        default:
-            usage_error("unknown option or missing value: %s", argv[optind - 1]);
-        }
-    }
-    if (optind < argc)
-        usage_error("unexpected argument \"%s\"", argv[optind]);
-    if (!o->data)
-        usage_error("--data PATH is required");
-    if (o->exactly_once && (!o->control[0] || strcmp(o->control, "none") == 0))
-        usage_error("--exactly-once needs the trainer's control socket (--control ENDPOINT)");
-}
 
 /* ---------------------------------------------------------------- control */
 
@@ -509,7 +268,7 @@ static int send_control(sender_t *s, proto_control_kind_t kind, uint32_t epoch, 
 /* ---------------------------------------------------------------- run */
 
 typedef struct {
-    const options_t *o;
+    const loader_options_t *o;
     const dataset_t *ds;
     cache_t *cache;
     pool_t *pool;
@@ -794,15 +553,16 @@ static uint64_t run_epoch(run_t *r, uint32_t epoch, size_t *items, size_t n, int
 }
 
 /* Removes from selected[0..*n_sel) the items of the evaluator's held-out
- * test part; returns how many were removed, or SIZE_MAX after a message. */
-static size_t hold_out(const dataset_t *ds, const options_t *o, size_t *selected, size_t *n_sel)
+ * test part; returns how many were removed, or SIZE_MAX with err set. */
+static size_t hold_out(const dataset_t *ds, const loader_options_t *o, size_t *selected, size_t *n_sel, char *err,
+                       size_t errlen)
 {
-    char err[512];
+    char why[512];
     size_t *rest = NULL, *held = NULL, n_rest, n_held;
-    if (split_test_part(ds, o->hold_out, o->hold_out_seed, &rest, &n_rest, &held, &n_held, err, sizeof err)) {
-        fprintf(stderr, "loader: --hold-out %g: %s: %s\n"
-                        "HINT: hold out a test part only from a labeled dataset (class folders, IDX, CIFAR)\n",
-                o->hold_out, o->data, err);
+    if (split_test_part(ds, o->hold_out, o->hold_out_seed, &rest, &n_rest, &held, &n_held, why, sizeof why)) {
+        errmsg_set(err, errlen, "--hold-out %g: %s: %s\n"
+                                "HINT: hold out a test part only from a labeled dataset (class folders, IDX, CIFAR)",
+                   o->hold_out, o->data, why);
         return SIZE_MAX;
     }
     free(rest);
@@ -827,7 +587,7 @@ static int none_readable(run_t *r, size_t n_sel)
     fprintf(stderr, "loader: none of the %zu items could be read\n"
                     "HINT: check the warnings above; is --data the right folder?\n",
             n_sel);
-    return EXIT_USAGE;
+    return CLI_EXIT_USAGE;
 }
 
 /* --exactly-once at start: a trainer already running (this loader was
@@ -874,225 +634,286 @@ static uint32_t join_trainer(run_t *r, uint32_t first_epoch)
     return first_epoch;
 }
 
-int main(int argc, char **argv)
-{
-    options_t o;
-    console_init("loader");
-    parse_options(argc, argv, &o);
-    char curve_err[1024];
-    if (o.curve && transport_use_curve(o.curve, TRANSPORT_CURVE_SERVER | TRANSPORT_CURVE_CLIENT, curve_err,
-                                       sizeof curve_err))
-        usage_error("%s", curve_err);
-    transport_catch_signals();   /* before the (possibly long) dataset opening */
+/* ---------------------------------------------------------------- lifecycle */
 
-    char err[1024];
-    dataset_t *ds = dataset_new(o.data, o.format, err, sizeof err);
-    if (!ds) {
-        fprintf(stderr, "loader: %s\n", err);
-        return EXIT_USAGE;
+/* What one run owns: loader_new sets it up, loader_run streams the epochs,
+ * loader_destroy releases it whatever point the setup reached. */
+typedef struct {
+    const loader_options_t *o;
+    dataset_t *ds;
+    size_t n_all;
+    size_t *selected;          /* (n_sel) the items this loader serves, in increasing order */
+    size_t n_sel;
+    size_t n_held;             /* left out: the evaluator's test part */
+    size_t *items;             /* (n_all) an epoch's items, shuffled */
+    uint8_t *bad;              /* (n_all) 1 when the item failed once: not retried */
+    sender_t tx;
+    control_t ctl;
+    pthread_t ctl_thread;
+    int ctl_running;           /* the control thread was started */
+    cache_t *cache;
+    pool_t *pool;
+    counters_t cnt;
+    run_t r;
+} loader_t;
+
+static void loader_destroy(loader_t **self_p)
+{
+    loader_t *l = *self_p;
+    if (!l)
+        return;
+    pool_destroy(&l->pool);
+    if (l->ctl_running) {
+        l->ctl.quit = 1;
+        pthread_join(l->ctl_thread, NULL);
     }
-    size_t n_all = dataset_count(ds);
-    size_t *selected = malloc(n_all * sizeof *selected);
-    size_t *items = malloc(n_all * sizeof *items);
-    uint8_t *bad = calloc(n_all, 1);
-    if (!selected || !items || !bad) {
-        fprintf(stderr, "loader: out of memory for %zu items\n", n_all);
-        return 1;
+    transport_close(&l->ctl.sub);
+    ledger_destroy(&l->ctl.ledger);
+    have_free(&l->ctl.have);
+    have_free(&l->r.held);
+    pthread_mutex_destroy(&l->ctl.mu);
+    if (l->r.img_used)
+        dataset_image_release(&l->r.img);
+    dataset_thread_done();   /* this thread read the probes, and maybe re-sent items */
+    transport_close(&l->tx.push);
+    transport_shutdown();
+    proto_buf_release(&l->tx.buf);
+    cache_destroy(&l->cache);
+    dataset_destroy(&l->ds);
+    free(l->selected);
+    free(l->items);
+    free(l->bad);
+    free(l);
+    *self_p = NULL;
+}
+
+/* Opens the dataset and selects the items (all that --count needs), then
+ * opens the sockets and starts the control thread and the decoding pool.
+ * NULL with *status (CLI_EXIT_USAGE: bad options or dataset, else
+ * CLI_EXIT_FAILED) and err set, or empty when the message is printed. */
+static loader_t *loader_new(const loader_options_t *o, int *status, char *err, size_t errlen)
+{
+    *status = CLI_EXIT_USAGE;
+    errmsg_set(err, errlen, "%s", "");
+    if (o->curve && transport_use_curve(o->curve, TRANSPORT_CURVE_SERVER | TRANSPORT_CURVE_CLIENT, err, errlen))
+        return NULL;
+    transport_catch_signals();   /* before the (possibly long) dataset opening */
+    loader_t *l = calloc(1, sizeof *l);
+    if (!l) {
+        *status = CLI_EXIT_FAILED;
+        errmsg_set(err, errlen, "out of memory");
+        return NULL;
     }
-    size_t n_sel = order_select(selected, n_all, o.limit, o.shard_index, o.shard_count);
-    size_t n_held = 0;
-    if (o.hold_out > 0.0 && (n_held = hold_out(ds, &o, selected, &n_sel)) == SIZE_MAX)
-        return EXIT_USAGE;
-    if (n_sel == 0) {
-        fprintf(stderr, "loader: no items selected (%zu in the dataset, --limit %zu, --shard %u/%u)\n"
-                        "HINT: a shard needs at least one item: lower N or raise --limit\n",
-                n_all, o.limit, o.shard_index, o.shard_count);
-        return EXIT_USAGE;
+    l->o = o;
+    pthread_mutex_init(&l->ctl.mu, NULL);
+    proto_buf_init(&l->tx.buf);
+    if (!(l->ds = dataset_new(o->data, o->format, err, errlen)))
+        goto fail;
+    l->n_all = dataset_count(l->ds);
+    l->selected = malloc(l->n_all * sizeof *l->selected);
+    l->items = malloc(l->n_all * sizeof *l->items);
+    l->bad = calloc(l->n_all, 1);
+    if (!l->selected || !l->items || !l->bad) {
+        *status = CLI_EXIT_FAILED;
+        errmsg_set(err, errlen, "out of memory for %zu items", l->n_all);
+        goto fail;
     }
-    if (o.count_only) {
-        printf("%zu\n", n_sel);
-        dataset_destroy(&ds);
-        free(selected);
-        free(items);
-        free(bad);
-        return 0;
+    l->n_sel = order_select(l->selected, l->n_all, o->limit, o->shard_index, o->shard_count);
+    if (o->hold_out > 0.0 &&
+        (l->n_held = hold_out(l->ds, o, l->selected, &l->n_sel, err, errlen)) == SIZE_MAX)
+        goto fail;
+    if (l->n_sel == 0) {
+        errmsg_set(err, errlen, "no items selected (%zu in the dataset, --limit %zu, --shard %u/%u)\n"
+                                "HINT: a shard needs at least one item: lower N or raise --limit",
+                   l->n_all, o->limit, o->shard_index, o->shard_count);
+        goto fail;
     }
-    if (!o.quiet)
+    if (o->count_only)
+        return l;
+
+    *status = CLI_EXIT_FAILED;
+    if (!o->quiet)
         console_log("%s dataset %s: %zu items, %d classes; serving %zu (%zu held out for testing; seed %" PRIu64
                     ", %d threads)",
-                    dataset_format_name(dataset_format(ds)), o.data, n_all, dataset_n_classes(ds), n_sel, n_held,
-                    o.seed, o.threads);
-
+                    dataset_format_name(dataset_format(l->ds)), o->data, l->n_all, dataset_n_classes(l->ds), l->n_sel,
+                    l->n_held, o->seed, o->threads);
     /* The queue for each augmenter: --hwm Samples, fewer when they would
      * exceed --queue-mb (loader/queue.h). */
-    uint64_t sample_bytes = queue_probe_sample_bytes(ds, &o.decode, selected, n_sel);
-    int hwm = queue_hwm((uint64_t)o.queue_mb << 20, sample_bytes, o.hwm);
-    if (!o.quiet || hwm < o.hwm)
+    uint64_t sample_bytes = queue_probe_sample_bytes(l->ds, &o->decode, l->selected, l->n_sel);
+    int hwm = queue_hwm((uint64_t)o->queue_mb << 20, sample_bytes, o->hwm);
+    if (!o->quiet || hwm < o->hwm)
         console_log("queue: at most %d Sample(s) per augmenter connection (%.2f MB each, the largest of %d "
                     "probed; --queue-mb %zu, --hwm %d)", hwm, (double)sample_bytes / (1 << 20),
-                    n_sel < QUEUE_PROBES ? (int)n_sel : QUEUE_PROBES, o.queue_mb, o.hwm);
-    sender_t tx = {.identity = transport_identity("loader")};
-    proto_buf_init(&tx.buf);
-    tx.push = transport_open_peer(ZMQ_PUSH, TRANSPORT_BIND, o.bind, hwm, "augmenters");
-    if (!tx.push)
-        return 1;
-    control_t ctl = {0};
-    pthread_mutex_init(&ctl.mu, NULL);
-    pthread_t ctl_thread;
-    int have_control = o.control[0] && strcmp(o.control, "none") != 0;
-    if (o.exactly_once && !(ctl.ledger = ledger_new(n_all, RESEND_MIN_S))) {
-        fprintf(stderr, "loader: out of memory for the acknowledgement ledger of %zu items\n", n_all);
-        return 1;
+                    l->n_sel < QUEUE_PROBES ? (int)l->n_sel : QUEUE_PROBES, o->queue_mb, o->hwm);
+    l->tx.identity = transport_identity("loader");
+    if (!(l->tx.push = transport_open_peer(ZMQ_PUSH, TRANSPORT_BIND, o->bind, hwm, "augmenters")))
+        goto fail;
+    if (o->exactly_once && !(l->ctl.ledger = ledger_new(l->n_all, RESEND_MIN_S))) {
+        errmsg_set(err, errlen, "out of memory for the acknowledgement ledger of %zu items", l->n_all);
+        goto fail;
     }
-    if (have_control) {
-        ctl.sub = transport_open_peer(ZMQ_XSUB, TRANSPORT_CONNECT, o.control, 0, "trainer control");
-        ctl.identity = tx.identity;
-        if (!ctl.sub)
-            return 1;
-        if (pthread_create(&ctl_thread, NULL, control_thread, &ctl) != 0) {
-            fprintf(stderr, "loader: cannot start the control thread\n");
-            return 1;
+    if (o->control) {
+        l->ctl.identity = l->tx.identity;
+        if (!(l->ctl.sub = transport_open_peer(ZMQ_XSUB, TRANSPORT_CONNECT, o->control, 0, "trainer control")))
+            goto fail;
+        if (pthread_create(&l->ctl_thread, NULL, control_thread, &l->ctl) != 0) {
+            errmsg_set(err, errlen, "cannot start the control thread");
+            goto fail;
         }
+        l->ctl_running = 1;
     }
+    l->cache = cache_new(l->n_all, o->cache_mb << 20);
+    l->pool = l->cache ? pool_new(l->ds, &o->decode, l->cache, o->threads, POOL_WINDOW) : NULL;
+    if (!l->pool) {
+        errmsg_set(err, errlen, "cannot start %d decoding threads", o->threads);
+        goto fail;
+    }
+    l->r = (run_t){.o = o, .ds = l->ds, .cache = l->cache, .pool = l->pool, .tx = &l->tx, .cnt = &l->cnt,
+                   .bad = l->bad, .ctl = o->control ? &l->ctl : NULL, .ledger = l->ctl.ledger,
+                   .selected = l->selected, .n_sel = l->n_sel};
+    return l;
+fail:
+    loader_destroy(&l);
+    return NULL;
+}
 
-    cache_t *cache = cache_new(n_all, o.cache_mb << 20);
-    pool_t *pool = cache ? pool_new(ds, &o.decode, cache, o.threads, POOL_WINDOW) : NULL;
-    if (!pool) {
-        fprintf(stderr, "loader: cannot start %d decoding threads\n", o.threads);
-        return 1;
+/* With --count, prints the number of items served. Otherwise streams the
+ * epochs until done or stopped and sends END_OF_STREAM; the exit status. */
+static int loader_run(loader_t *l)
+{
+    const loader_options_t *o = l->o;
+    if (o->count_only) {
+        printf("%zu\n", l->n_sel);
+        return CLI_EXIT_OK;
     }
-    counters_t cnt = {0};
-    run_t r = {.o = &o, .ds = ds, .cache = cache, .pool = pool, .tx = &tx, .cnt = &cnt, .bad = bad,
-               .ctl = have_control ? &ctl : NULL, .ledger = ctl.ledger, .selected = selected, .n_sel = n_sel};
-    uint32_t first_epoch = o.start_epoch;
-    if (r.ledger)
-        first_epoch = join_trainer(&r, first_epoch);
-    uint64_t end_epoch = (uint64_t)o.start_epoch + o.epochs;   /* with o.epochs: one past the last */
-    progress_start(&r.progress, "images", o.epochs ? (uint64_t)n_sel * o.epochs : 0);
+    run_t *r = &l->r;
+    counters_t *cnt = &l->cnt;
+    uint32_t first_epoch = o->start_epoch;
+    if (r->ledger)
+        first_epoch = join_trainer(r, first_epoch);
+    uint64_t end_epoch = (uint64_t)o->start_epoch + o->epochs;   /* with o->epochs: one past the last */
+    progress_start(&r->progress, "images", o->epochs ? (uint64_t)l->n_sel * o->epochs : 0);
     double start = console_now();
     int stopped = 0, failed = 0;
 
     uint32_t epoch = first_epoch;
     while (!stopped) {
-        if (r.rewind) {
+        if (r->rewind) {
             /* a resumed trainer lacks Samples of an epoch already closed */
-            ledger_reset(r.ledger);
-            epoch = r.rewind_epoch;
-            r.rewind = 0;
-            cnt.rewinds++;
+            ledger_reset(r->ledger);
+            epoch = r->rewind_epoch;
+            r->rewind = 0;
+            cnt->rewinds++;
         }
-        if (o.epochs != 0 && epoch >= end_epoch) {
+        if (o->epochs != 0 && epoch >= end_epoch) {
             /* every epoch streamed: wait until the trainer has them all */
-            if (!r.ledger)
+            if (!r->ledger)
                 break;
-            progress_end(&r.progress);
-            if (!o.quiet)
+            progress_end(&r->progress);
+            if (!o->quiet)
                 console_log("exactly once: waiting for the trainer to acknowledge the last %" PRIu64 " Sample(s)",
-                            ledger_outstanding(r.ledger));
-            int w = wait_acknowledged(&r, 1);
+                            ledger_outstanding(r->ledger));
+            int w = wait_acknowledged(r, 1);
             if (w < 0)
                 stopped = 1;
             if (w <= 0)
                 break;
             continue;   /* start over */
         }
-        if (r.ledger) {
-            int w = wait_acknowledged(&r, 0);
+        if (r->ledger) {
+            int w = wait_acknowledged(r, 0);
             if (w > 0)
                 continue;
-            if (w < 0 || ledger_open(r.ledger, epoch)) {
+            if (w < 0 || ledger_open(r->ledger, epoch)) {
                 stopped = 1;
                 break;
             }
         }
         /* what the trainer held when this loader (re)started is not sent again */
         size_t n = 0, held = 0;
-        for (size_t k = 0; k < n_sel; k++) {
-            if (bad[selected[k]])
+        for (size_t k = 0; k < l->n_sel; k++) {
+            size_t item = l->selected[k];
+            if (l->bad[item])
                 continue;
-            if (proto_have_bit(&r.held, epoch, selected[k])) {
-                ledger_held(r.ledger, epoch, selected[k]);
+            if (proto_have_bit(&r->held, epoch, item)) {
+                ledger_held(r->ledger, epoch, item);
                 held++;
             } else {
-                items[n++] = selected[k];
+                l->items[n++] = item;
             }
         }
         if (n + held == 0) {
-            failed = none_readable(&r, n_sel);
+            failed = none_readable(r, l->n_sel);
             break;
         }
-        order_shuffle(items, n, o.seed, epoch);
+        order_shuffle(l->items, n, o->seed, epoch);
         double t0 = console_now();
-        uint64_t sent = run_epoch(&r, epoch, items, n, &stopped);
+        uint64_t sent = run_epoch(r, epoch, l->items, n, &stopped);
         if (stopped)
             break;
-        if (r.rewind)
+        if (r->rewind)
             continue;
-        if (sent == 0 && held == 0 && cnt.skipped_total >= n_sel) {
-            failed = none_readable(&r, n_sel);
+        if (sent == 0 && held == 0 && cnt->skipped_total >= l->n_sel) {
+            failed = none_readable(r, l->n_sel);
             break;
         }
         /* the epoch's count: the trainer completes it with the Samples it held */
-        if (send_control(&tx, PROTO_CONTROL_END_OF_EPOCH, epoch, sent + held)) {
+        if (send_control(&l->tx, PROTO_CONTROL_END_OF_EPOCH, epoch, sent + held)) {
             stopped = 1;
             break;
         }
-        if (r.ledger)
-            ledger_seal(r.ledger, epoch, sent + held);
-        cnt.epochs_done++;
+        if (r->ledger)
+            ledger_seal(r->ledger, epoch, sent + held);
+        cnt->epochs_done++;
         double dt = console_now() - t0;
-        if (!o.quiet) {
-            progress_end(&r.progress);
+        if (!o->quiet) {
+            progress_end(&r->progress);
             char kept[64] = "";
             if (held)
                 snprintf(kept, sizeof kept, " (%zu more the trainer held)", held);
             console_log("epoch %u: %" PRIu64 " images%s in %.2f s (%.0f images/s); cache holds %zu items, %.0f MB",
-                        epoch, sent, kept, dt, dt > 0 ? (double)sent / dt : 0.0, cache_count(cache),
-                        (double)cache_bytes(cache) / (1 << 20));
+                        epoch, sent, kept, dt, dt > 0 ? (double)sent / dt : 0.0, cache_count(l->cache),
+                        (double)cache_bytes(l->cache) / (1 << 20));
         }
         epoch++;
     }
-    progress_end(&r.progress);
+    progress_end(&r->progress);
 
     if (!failed) {
         /* Tell consumers the stream ended (best effort when stopping). */
         int drained = !stopped;
-        if (send_control(&tx, PROTO_CONTROL_END_OF_STREAM, cnt.epochs_done, cnt.sent) == 0 && drained) {
+        if (send_control(&l->tx, PROTO_CONTROL_END_OF_STREAM, cnt->epochs_done, cnt->sent) == 0 && drained) {
             int linger = DRAIN_LINGER_MS;
-            zmq_setsockopt(tx.push, ZMQ_LINGER, &linger, sizeof linger);
+            zmq_setsockopt(l->tx.push, ZMQ_LINGER, &linger, sizeof linger);
         }
     }
     double elapsed = console_now() - start;
     console_log("%s: sent %" PRIu64 " images in %.2f s (%.0f images/s), %u epochs; skipped %" PRIu64
                 " (unreadable %" PRIu64 ", corrupt %" PRIu64 ", too_large %" PRIu64 "); converted %" PRIu64,
-                stopped ? "stopped" : failed ? "failed" : "done", cnt.sent, elapsed,
-                elapsed > 0 ? (double)cnt.sent / elapsed : 0.0, cnt.epochs_done, cnt.skipped_total,
-                cnt.skipped[DATASET_ERR_UNREADABLE], cnt.skipped[DATASET_ERR_CORRUPT],
-                cnt.skipped[DATASET_ERR_TOO_LARGE], cnt.converted);
-    if (r.ledger)
+                stopped ? "stopped" : failed ? "failed" : "done", cnt->sent, elapsed,
+                elapsed > 0 ? (double)cnt->sent / elapsed : 0.0, cnt->epochs_done, cnt->skipped_total,
+                cnt->skipped[DATASET_ERR_UNREADABLE], cnt->skipped[DATASET_ERR_CORRUPT],
+                cnt->skipped[DATASET_ERR_TOO_LARGE], cnt->converted);
+    if (r->ledger)
         console_log("exactly once: re-sent %" PRIu64 " Sample(s); started over %" PRIu64 " time(s) for a resumed "
-                    "trainer", cnt.resent, cnt.rewinds);
-
-    pool_destroy(&pool);
-    if (have_control) {
-        ctl.quit = 1;
-        pthread_join(ctl_thread, NULL);
-        transport_close(&ctl.sub);
-    }
-    ledger_destroy(&ctl.ledger);
-    have_free(&ctl.have);
-    have_free(&r.held);
-    pthread_mutex_destroy(&ctl.mu);
-    if (r.img_used)
-        dataset_image_release(&r.img);
-    dataset_thread_done();   /* this thread read the probes, and maybe re-sent items */
-    transport_close(&tx.push);
-    transport_shutdown();
-    proto_buf_release(&tx.buf);
-    cache_destroy(&cache);
-    dataset_destroy(&ds);
-    free(selected);
-    free(items);
-    free(bad);
+                    "trainer", cnt->resent, cnt->rewinds);
     return failed;
+}
+
+int main(int argc, char **argv)
+{
+    loader_options_t o;
+    char err[1024];
+    console_init("loader");
+    int rc = loader_options_parse(&o, argc, argv, err, sizeof err);
+    if (rc)
+        return cli_parse_exit(rc, "loader", loader_usage, err);
+    loader_t *l = loader_new(&o, &rc, err, sizeof err);
+    if (l) {
+        rc = loader_run(l);
+        loader_destroy(&l);
+    } else if (err[0]) {
+        fprintf(stderr, "loader: %s\n", err);
+    }
+    return rc;
 }

@@ -2,27 +2,27 @@
 # its benchmark consumer. libloadercore.a holds everything but main (cache,
 # decoding pool, shuffle order, acknowledgement ledger, queue size) so that
 # the unit test links the same code; build/bin/loader is main.c on top of it.
-loadercore_SRCS := loader/cache.c loader/ledger.c loader/order.c loader/pool.c loader/queue.c
+loadercore_SRCS := loader/options.c loader/cache.c loader/ledger.c loader/order.c loader/pool.c loader/queue.c
 $(eval $(call add_lib,loadercore))
 
 loader_SRCS := loader/main.c
-loader_LIBS := loadercore dataset transport proto console
+loader_LIBS := loadercore dataset transport proto console cli
 $(eval $(call add_prog,loader))
 
-test_loader_LIBS := loadercore dataset transport proto console
+test_loader_LIBS := loadercore dataset transport proto console cli
 $(eval $(call add_test,test_loader))
 
 # Helper programs for the tests and the benchmark:
 # tests/it_loader.sh drives loader_consumer, bench/loader_bench.sh loader_sink
 # and loader_steps.
 loader_consumer_SRCS := tests/loader_consumer.c
-loader_consumer_LIBS := dataset transport proto console
+loader_consumer_LIBS := dataset transport proto console cli
 $(eval $(call add_tool,loader_consumer))
 
 loader_sink_SRCS := bench/loader_sink.c
-loader_sink_LIBS := transport proto console
+loader_sink_LIBS := transport proto console cli
 $(eval $(call add_tool,loader_sink))
 
 loader_steps_SRCS := bench/loader_steps.c
-loader_steps_LIBS := dataset proto console
+loader_steps_LIBS := dataset proto console cli
 $(eval $(call add_tool,loader_steps))

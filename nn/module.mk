@@ -21,12 +21,12 @@ test_nn_ckpt_LIBS := nn
 $(eval $(call add_test,test_nn_ckpt))
 
 nntool_SRCS := nn/tool.c
-nntool_LIBS := nn console
+nntool_LIBS := nn console cli
 $(eval $(call add_prog,nntool))
 
 # benchmark: build/tools/nn_bench, run by bench/nn_bench.sh
 nn_bench_SRCS := bench/nn_bench.c
-nn_bench_LIBS := nn console
+nn_bench_LIBS := nn console cli
 $(eval $(call add_tool,nn_bench))
 
 # the Winograd transforms and the element-wise loops are written to vectorize:

@@ -12,7 +12,6 @@
  *       prints the metadata and the tensor table as one JSON object.
  * init and embed log the OpenBLAS kernel on stderr first (nn/blas.h).
  */
-#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdint.h>
@@ -20,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "console/console.h"
+#include "errmsg/errmsg.h"
 #include "nn/blas.h"
 #include "nn/ckpt.h"
 #include "nn/loss.h"
@@ -40,20 +41,35 @@ static void usage(FILE *f)
                "       nntool info CKPT\n");
 }
 
-/* A whole number in [min, max] from the value of --opt into *out; 0, or -1
- * after a message naming the option. */
-static int parse_number(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+/* The options of init and embed. */
+typedef struct {
+    const char *net_name, *head, *out;
+    int width, c, h, w, steps, images;
+    uint64_t seed;
+} tool_args;
+
+/* One option ch with value v into ctx (tool_args): 0, or -1 with err set. */
+static int take_option(void *ctx, int ch, const char *v, char *err, size_t len)
 {
-    char *end;
-    errno = 0;
-    uint64_t v = s && *s && *s != '-' ? strtoull(s, &end, 10) : 0;
-    if (!s || !*s || *s == '-' || errno || *end || v < min || v > max) {
-        fprintf(stderr, "nntool: --%s wants a whole number from %" PRIu64 " to %" PRIu64 ", got '%s'\n", opt, min,
-                max, s ? s : "");
+    tool_args *a = ctx;
+    switch (ch) {
+    case 'n': a->net_name = v; return 0;
+    case 'w': return cli_int("--width", v, 1, MAX_WIDTH, &a->width, err, len);
+    case 'H': a->head = v; return 0;
+    case 'i':
+        if (sscanf(v, "%dx%dx%d", &a->c, &a->h, &a->w) != 3 || a->c < 1 || a->h < 1 || a->w < 1) {
+            errmsg_set(err, len, "--input wants CxHxW, got '%s'", v);
+            return -1;
+        }
+        return 0;
+    case 's': return cli_u64("--seed", v, 0, UINT64_MAX, &a->seed, err, len);
+    case 't': return cli_int("--train-steps", v, 0, MAX_STEPS, &a->steps, err, len);
+    case 'N': return cli_int("--images", v, 1, MAX_IMAGES, &a->images, err, len);
+    case 'o': a->out = v; return 0;
+    default:
+        errmsg_set(err, len, "option %d is not handled", ch);
         return -1;
     }
-    *out = v;
-    return 0;
 }
 
 static void fill_random(float *x, size_t n, uint64_t seed)
@@ -67,58 +83,31 @@ static void fill_random(float *x, size_t n, uint64_t seed)
 
 static int cmd_init(int argc, char **argv)
 {
-    const char *net_name = "resnet-mini", *head = "simclr", *out = NULL;
-    int width = 8, c = 3, h = 32, w = 32, steps = 2, batch = 8;
-    uint64_t seed = 1;
     static const struct option opts[] = {
         { "net", required_argument, 0, 'n' }, { "width", required_argument, 0, 'w' },
         { "head", required_argument, 0, 'H' }, { "input", required_argument, 0, 'i' },
         { "seed", required_argument, 0, 's' }, { "train-steps", required_argument, 0, 't' },
         { "out", required_argument, 0, 'o' }, { 0, 0, 0, 0 } };
-    int ch;
-    uint64_t v;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'n': net_name = optarg; break;
-        case 'w':
-            if (parse_number("width", optarg, 1, MAX_WIDTH, &v))
-                return 2;
-            width = (int)v;
-            break;
-        case 'H': head = optarg; break;
-        case 'i':
-            if (sscanf(optarg, "%dx%dx%d", &c, &h, &w) != 3 || c < 1 || h < 1 || w < 1) {
-                fprintf(stderr, "nntool: --input wants CxHxW, got '%s'\n", optarg);
-                return 2;
-            }
-            break;
-        case 's':
-            if (parse_number("seed", optarg, 0, UINT64_MAX, &seed))
-                return 2;
-            break;
-        case 't':
-            if (parse_number("train-steps", optarg, 0, MAX_STEPS, &v))
-                return 2;
-            steps = (int)v;
-            break;
-        case 'o': out = optarg; break;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (!out) {
-        usage(stderr);
-        return 2;
-    }
+    tool_args a = { .net_name = "resnet-mini", .head = "simclr", .width = 8, .c = 3, .h = 32, .w = 32, .steps = 2,
+                    .seed = 1 };
+    char err[512];
+    if (cli_parse(argc, argv, "", opts, -1, take_option, &a, err, sizeof err))
+        return cli_usage_error("nntool", "%s", err);
+    if (!a.out)
+        return cli_usage_error("nntool", "init needs --out FILE");
+    const char *net_name = a.net_name, *head = a.head, *out = a.out;
+    int width = a.width, c = a.c, h = a.h, w = a.w, steps = a.steps, batch = 8;
+    uint64_t seed = a.seed;
     nn_blas_log(0);
-    char desc[NN_MAX_DESC], err[512];
+    char desc[NN_MAX_DESC];
     if (nn_preset_desc(desc, sizeof desc, net_name, width, head, c, h, w, err, sizeof err)) {
         fprintf(stderr, "nntool: %s\n", err);
-        return 1;
+        return CLI_EXIT_FAILED;
     }
     nn_net *net = nn_net_new(desc, batch, err, sizeof err);
     if (!net) {
         fprintf(stderr, "nntool: %s\n", err);
-        return 1;
+        return CLI_EXIT_FAILED;
     }
     nn_net_init_params(net, seed);
     nn_optim_config oc;
@@ -159,39 +148,23 @@ static int cmd_init(int argc, char **argv)
 
 static int cmd_embed(int argc, char **argv)
 {
-    const char *out = NULL;
-    int n = 8;
-    uint64_t seed = 2;
     static const struct option opts[] = {
-        { "images", required_argument, 0, 'n' }, { "seed", required_argument, 0, 's' },
+        { "images", required_argument, 0, 'N' }, { "seed", required_argument, 0, 's' },
         { "out", required_argument, 0, 'o' }, { 0, 0, 0, 0 } };
-    int ch;
-    uint64_t v;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'n':
-            if (parse_number("images", optarg, 1, MAX_IMAGES, &v))
-                return 2;
-            n = (int)v;
-            break;
-        case 's':
-            if (parse_number("seed", optarg, 0, UINT64_MAX, &seed))
-                return 2;
-            break;
-        case 'o': out = optarg; break;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (!out || optind >= argc || n < 1) {
-        usage(stderr);
-        return 2;
-    }
-    nn_blas_log(0);
+    tool_args a = { .images = 8, .seed = 2 };
     char err[512];
+    if (cli_parse(argc, argv, "", opts, -1, take_option, &a, err, sizeof err))
+        return cli_usage_error("nntool", "%s", err);
+    if (!a.out || optind >= argc)
+        return cli_usage_error("nntool", "embed needs a checkpoint and --out FILE");
+    const char *out = a.out;
+    int n = a.images;
+    uint64_t seed = a.seed;
+    nn_blas_log(0);
     nn_net *net = nn_ckpt_open(argv[optind], n, NULL, err, sizeof err);
     if (!net) {
         fprintf(stderr, "nntool: %s\n", err);
-        return 1;
+        return CLI_EXIT_FAILED;
     }
     int c, h, w;
     nn_net_input_shape(net, &c, &h, &w);
@@ -210,21 +183,19 @@ static int cmd_embed(int argc, char **argv)
     free(x);
     free(feat);
     nn_net_destroy(&net);
-    return rc ? 1 : 0;
+    return rc ? CLI_EXIT_FAILED : CLI_EXIT_OK;
 }
 
 static int cmd_info(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
+    if (argc < 2)
+        return cli_usage_error("nntool", "info needs a checkpoint");
     char err[512];
     nn_st_file f;
     nn_ckpt_meta m;
     if (nn_ckpt_read_meta(argv[1], &m, err, sizeof err) || nn_st_read(&f, argv[1], err, sizeof err)) {
         fprintf(stderr, "nntool: %s\n", err);
-        return 1;
+        return CLI_EXIT_FAILED;
     }
     printf("{\"file\": \"%s\", \"method\": \"%s\", \"step\": %ld, \"epoch\": %ld, \"optimizer\": %s, "
            "\"tensors\": %d, \"bytes\": %zu}\n", argv[1], m.method, m.step, m.epoch,
@@ -238,10 +209,8 @@ int main(int argc, char **argv)
 {
     console_init("nntool");
     nn_blas_init(argv);
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
+    if (argc < 2)
+        return cli_usage_error("nntool", "a command is needed: init, embed or info");
     if (strcmp(argv[1], "init") == 0)
         return cmd_init(argc - 1, argv + 1);
     if (strcmp(argv[1], "embed") == 0)
@@ -250,9 +219,7 @@ int main(int argc, char **argv)
         return cmd_info(argc - 1, argv + 1);
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(stdout);
-        return 0;
+        return CLI_EXIT_OK;
     }
-    fprintf(stderr, "nntool: unknown command '%s'\n", argv[1]);
-    usage(stderr);
-    return 2;
+    return cli_usage_error("nntool", "unknown command '%s' (init, embed or info)", argv[1]);
 }

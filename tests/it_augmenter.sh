@@ -203,9 +203,9 @@ usage_case() {
 usage_case "unknown operation 'blurr'" --recipe crop,blurr
 usage_case "unknown libvips operation 'sharpn'" --recipe crop,vips:sharpn
 usage_case "missing required argument angle" --recipe crop,vips:rotate
-usage_case "expected 1 or 3" --channels 2
+usage_case "--channels wants 1 or 3" --channels 2
 usage_case "cannot be normalised" --dtype u8 --normalize imagenet
-usage_case "expected a whole number" --workers 0
+usage_case "--workers wants a whole number from 1" --workers 0
 usage_case "needs -o" --preview x.png
 "$AUG" --help | grep -q -- "--recipe" && ok "--help documents --recipe" || fail "--help"
 

@@ -2,8 +2,11 @@
 # Every executable in $BUILD/bin, and run.sh, handles its command line alike:
 #  - --help exits 0 with the usage on stdout (and nothing on stderr);
 #  - an unknown flag, a flag missing its value, a non-numeric value for a
-#    numeric option and an out-of-range value each exit 2, print nothing on
-#    stdout, and print a message on stderr that names the flag.
+#    numeric option and an out-of-range value (or "none" for a socket the
+#    program needs) each exit 2, print nothing on stdout, and print a message
+#    on stderr that starts with "PROGRAM: ", names the flag and points to --help;
+#  - the default endpoints in each stage's --help and the default port base
+#    in run.sh --help are those of cli/defaults.h.
 # The cases of each program are in the table below; a program in $BUILD/bin
 # without a row fails the test (add its row).
 set -u
@@ -12,10 +15,10 @@ set -u
 # program | arguments before the flags | non-numeric values | out-of-range values | flag given last,
 # without its value ("-" when the program has no such option; cases separated by commas)
 TABLE='
-loader    |            | --epochs abc, --seed x, --cache-mb 1.5, --max-side abc | --channels 7, --threads 0, --hwm 0, --limit -1, --max-pixels 0 | --data
-augmenter |            | --workers abc, --seed abc, --size abc, --batch x      | --size 100000, --workers 0, --channels 2, --batch 0 | --connect
-trainer   |            | --batch abc, --steps x, --ckpt-every abc, --tau abc   | --width 0, --tau -1, --steps 99999999999999999999 | --batch
-evaluator |            | --batch abc, --knn-k abc, --max-train x, --seed abc  | --test-fraction 1.5, --max-pending 0, --label-fraction 2 | --out
+loader    |            | --epochs abc, --seed x, --cache-mb 1.5, --max-side abc, --hold-out x | --channels 7, --threads 0, --hwm 0, --limit -1, --max-pixels 0, --bind none | --data
+augmenter |            | --workers abc, --seed abc, --size abc, --batch x      | --size 100000, --workers 0, --channels 2, --batch 0, --push none | --connect
+trainer   |            | --batch abc, --steps x, --ckpt-every abc, --tau abc, --lr x | --width 0, --tau -1, --steps 99999999999999999999, --bind none | --batch
+evaluator |            | --batch abc, --knn-k abc, --max-train x, --seed abc  | --test-fraction 1.5, --max-pending 0, --label-fraction 2, --bind none | --out
 nntool    | init       | --width abc, --train-steps x, --seed abc             | --width 0, --train-steps -3 | --net
 keygen    |            | -                                                    | - | --client
 run.sh    | --no-build | --epochs abc, --width x, --seed abc                  | --augmenters 0, --channels 2, --port-base 70000 | --data
@@ -24,7 +27,8 @@ run.sh    | --no-build | --epochs abc, --width x, --seed abc                  | 
 trim() { local s=$1; s=${s#"${s%%[![:space:]]*}"}; echo "${s%"${s##*[![:space:]]}"}"; }
 
 # expect NAME WANT_RC FLAG PROGRAM ARGS...: runs PROGRAM (no stdin, 20 s at
-# most); WANT_RC 0 wants usage on stdout, 2 wants an empty stdout and FLAG on stderr.
+# most); WANT_RC 0 wants usage on stdout, 2 wants an empty stdout and on
+# stderr a message "PROGRAM: ..." naming FLAG and pointing to --help.
 expect() {
     local name=$1 want=$2 flag=$3; shift 3
     timeout 20 "$@" </dev/null >"$tmp/out" 2>"$tmp/err"
@@ -37,6 +41,10 @@ expect() {
     else
         [ -s "$tmp/out" ] && why="stdout not empty"
         grep -qF -- "${flag#--}" "$tmp/err" || why="${why:+$why, }stderr does not name $flag"
+        local prog_name
+        prog_name=$(basename "$1")
+        head -n 1 "$tmp/err" | grep -q "^$prog_name: " || why="${why:+$why, }stderr does not start with '$prog_name: '"
+        grep -qF -- "--help" "$tmp/err" || why="${why:+$why, }stderr does not point to --help"
     fi
     if [ -z "$why" ]; then
         ok "$name: exit $want${flag:+, names $flag}: $(head -n 1 "$tmp/$([ "$want" -eq 0 ] && echo out || echo err)" | cut -c 1-110)"
@@ -77,6 +85,36 @@ while IFS='|' read -r name prefix nonnum range missing; do
     [ -x "$prog" ] || { fail "$name is not built (run make)"; continue; }
     check "$prog" "$name" "$(trim "$prefix")" "$(trim "$nonnum")" "$(trim "$range")" "$(trim "$missing")"
 done <<<"$TABLE"
+
+# The default endpoints: one definition (cli/defaults.h), shown alike by
+# every stage's --help and by run.sh --help.
+default_of() { sed -n "s/^#define $1 *\([0-9][0-9]*\|\"[^\"]*\"\).*/\1/p" "$root/cli/defaults.h" | tr -d '"'; }
+host=$(default_of CLI_HOST)
+declare -A port=()
+for p in LOADER TRAINER EVALUATOR CONTROL; do port[$p]=$(default_of "CLI_PORT_$p"); done
+if [ -z "$host" ] || [ -z "${port[LOADER]}" ] || [ -z "${port[CONTROL]}" ]; then
+    fail "cannot read the defaults from cli/defaults.h"
+else
+    # help_shows NAME TEXT...: NAME --help (run.sh: with --no-build) shows every TEXT
+    help_shows() {
+        local name=$1 prog=$BUILD/bin/$1; shift
+        [ "$name" = run.sh ] && prog=$root/run.sh
+        "$prog" --help >"$tmp/help" 2>/dev/null
+        local text missing=""
+        for text in "$@"; do grep -qF -- "$text" "$tmp/help" || missing="$missing '$text'"; done
+        if [ -z "$missing" ]; then ok "$name --help shows the default endpoints ($*)"
+        else fail "$name --help does not show$missing (cli/defaults.h)"; fi
+    }
+    ep() { echo "tcp://$host:${port[$1]}"; }
+    help_shows loader "$(ep LOADER)" "$(ep CONTROL)"
+    help_shows augmenter "$(ep LOADER)" "$(ep TRAINER)" "$(ep CONTROL)"
+    help_shows trainer "$(ep TRAINER)" "$(ep CONTROL)" "$(ep EVALUATOR)"
+    help_shows evaluator "$(ep EVALUATOR)"
+    help_shows run.sh "(default $host)" "(default ${port[LOADER]})" ":${port[TRAINER]} " ":${port[CONTROL]} "
+    [ $((port[TRAINER] - port[LOADER])) -eq 1 ] && [ $((port[EVALUATOR] - port[LOADER])) -eq 2 ] &&
+        [ $((port[CONTROL] - port[LOADER])) -eq 3 ] && ok "the default ports follow run.sh --port-base's order" ||
+        fail "the default ports are not loader P, trainer P+1, evaluator P+2, control P+3 (run.sh --port-base)"
+fi
 
 n_bin=0
 for prog in "$BUILD"/bin/*; do

@@ -21,6 +21,7 @@
 #include <dirent.h>
 #include <stdarg.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include <vips/vips.h>
 #include <zlib.h>
 
+#include "cli/cli.h"
 #include "proto/proto.h"
 #include "transport/transport.h"
 
@@ -214,7 +216,7 @@ static void check_pixels(const truth_t *t, const proto_sample_t *s)
 int main(int argc, char **argv)
 {
     const char *endpoint = NULL, *folder = NULL, *idx = NULL, *order_out = NULL, *control_bind = NULL;
-    long long expect = -1, expect_epochs = -1, stop_after = -1;
+    long expect = -1, expect_epochs = -1, stop_after = -1;
     int pixels = 1;
     static const struct option longopts[] = {
         {"connect", required_argument, NULL, 'c'}, {"folder", required_argument, NULL, 'f'},
@@ -223,25 +225,29 @@ int main(int argc, char **argv)
         {"no-pixels", no_argument, NULL, 'p'},     {"control-bind", required_argument, NULL, 'b'},
         {"stop-after", required_argument, NULL, 's'}, {NULL, 0, NULL, 0},
     };
-    int c;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    int c, bad = 0;
+    char err[256] = "usage: see the comment at the top of tests/loader_consumer.c";
+    opterr = 0;
+    while (!bad && (c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
         switch (c) {
         case 'c': endpoint = optarg; break;
         case 'f': folder = optarg; break;
         case 'i': idx = optarg; break;
-        case 'n': expect = atoll(optarg); break;
-        case 'e': expect_epochs = atoll(optarg); break;
+        case 'n': bad = cli_long("--expect", optarg, 0, LONG_MAX, &expect, err, sizeof err); break;
+        case 'e': bad = cli_long("--epochs", optarg, 0, LONG_MAX, &expect_epochs, err, sizeof err); break;
         case 'o': order_out = optarg; break;
         case 'p': pixels = 0; break;
         case 'b': control_bind = optarg; break;
-        case 's': stop_after = atoll(optarg); break;
-        default: fprintf(stderr, "usage: see the comment at the top of tests/loader_consumer.c\n"); return 2;
+        case 's': bad = cli_long("--stop-after", optarg, 0, LONG_MAX, &stop_after, err, sizeof err); break;
+        default:
+            cli_option_error(c, argv, err, sizeof err);
+            bad = 1;
         }
     }
-    if (!endpoint || (!folder && !idx)) {
-        fprintf(stderr, "loader_consumer: --connect and --folder or --idx are required\n");
-        return 2;
-    }
+    if (bad)
+        return cli_usage_error("loader_consumer", "%s", err);
+    if (!endpoint || (!folder && !idx))
+        return cli_usage_error("loader_consumer", "--connect and --folder or --idx are required");
     if (VIPS_INIT(argv[0]))
         return 1;
     vips_cache_set_max(0);
@@ -318,7 +324,7 @@ int main(int argc, char **argv)
                     problem("END_OF_EPOCH epoch %u count %llu, received epoch %u count %llu", ctl.epoch,
                             (unsigned long long)ctl.count, epoch, (unsigned long long)in_epoch);
                 if (expect >= 0 && in_epoch != (uint64_t)expect)
-                    problem("epoch %u: %llu samples, expected %lld", epoch, (unsigned long long)in_epoch, expect);
+                    problem("epoch %u: %llu samples, expected %ld", epoch, (unsigned long long)in_epoch, expect);
                 if (epoch > 0 && in_epoch == prev_n && in_epoch > 2 &&
                     memcmp(order, prev_order, in_epoch * sizeof *order) == 0)
                     same_order_epochs++;
@@ -358,7 +364,7 @@ int main(int argc, char **argv)
     if (ended && in_epoch != 0)
         problem("%llu samples after the last END_OF_EPOCH", (unsigned long long)in_epoch);
     if (expect_epochs >= 0 && epochs_ended != (uint32_t)expect_epochs)
-        problem("%u epochs ended, expected %lld", epochs_ended, expect_epochs);
+        problem("%u epochs ended, expected %ld", epochs_ended, expect_epochs);
     if (same_order_epochs)
         problem("%d epochs came in the same order as the one before", same_order_epochs);
     if (!ended)

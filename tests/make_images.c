@@ -24,6 +24,8 @@
 #include <sys/stat.h>
 #include <vips/vips.h>
 
+#include "cli/cli.h"
+
 #define MAX_CLASSES   100
 #define MAX_PER_CLASS 100000
 #define MAX_SIDE      1024
@@ -49,19 +51,6 @@ static void usage(FILE *f)
     fprintf(f, "usage: make_images --out DIR [--classes N] [--per-class N] [--size S]\n"
                "                   [--channels 1|3] [--png-every K] [--seed N]\n"
                "Writes DIR/classNN/NNNN.jpg|png: a labeled folder of synthetic images for tests.\n");
-}
-
-static int parse_int(const char *flag, const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "make_images: %s must be a whole number in %ld..%ld, not '%s'\n", flag, lo, hi, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
 }
 
 /* The pixels of image `i` of class `c`: (side, side, ch) 8-bit. */
@@ -98,28 +87,31 @@ int main(int argc, char **argv)
         { "channels", required_argument, 0, 'C' }, { "png-every", required_argument, 0, 'p' },
         { "seed", required_argument, 0, 'S' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
     int o;
-    while ((o = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+    char err[256];
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, ":o:h", opts, NULL)) != -1) {
         int bad = 0;
         switch (o) {
         case 'o': out = optarg; break;
-        case 'c': bad = parse_int("--classes", optarg, 1, MAX_CLASSES, &classes); break;
-        case 'n': bad = parse_int("--per-class", optarg, 1, MAX_PER_CLASS, &per_class); break;
-        case 's': bad = parse_int("--size", optarg, 4, MAX_SIDE, &side); break;
-        case 'C': bad = parse_int("--channels", optarg, 1, 3, &ch) || (ch == 2); break;
-        case 'p': bad = parse_int("--png-every", optarg, 0, MAX_PER_CLASS, &png_every); break;
-        case 'S': bad = parse_int("--seed", optarg, 0, INT32_MAX, &seed); break;
-        case 'h': usage(stdout); return 0;
-        default: bad = 1;
+        case 'c': bad = cli_long("--classes", optarg, 1, MAX_CLASSES, &classes, err, sizeof err); break;
+        case 'n': bad = cli_long("--per-class", optarg, 1, MAX_PER_CLASS, &per_class, err, sizeof err); break;
+        case 's': bad = cli_long("--size", optarg, 4, MAX_SIDE, &side, err, sizeof err); break;
+        case 'C':
+            bad = cli_long("--channels", optarg, 1, 3, &ch, err, sizeof err) ||
+                  (ch == 2 && snprintf(err, sizeof err, "--channels wants 1 or 3, got 2") > 0);
+            break;
+        case 'p': bad = cli_long("--png-every", optarg, 0, MAX_PER_CLASS, &png_every, err, sizeof err); break;
+        case 'S': bad = cli_long("--seed", optarg, 0, INT32_MAX, &seed, err, sizeof err); break;
+        case 'h': usage(stdout); return CLI_EXIT_OK;
+        default:
+            cli_option_error(o, argv, err, sizeof err);
+            bad = 1;
         }
-        if (bad) {
-            usage(stderr);
-            return 2;
-        }
+        if (bad)
+            return cli_usage_error("make_images", "%s", err);
     }
-    if (!out || optind < argc) {
-        usage(stderr);
-        return 2;
-    }
+    if (!out || optind < argc)
+        return cli_usage_error("make_images", "%s", !out ? "--out DIR is required" : "unexpected argument");
     if (VIPS_INIT(argv[0])) {
         fprintf(stderr, "make_images: libvips failed to start: %s\n", vips_error_buffer());
         return 1;

@@ -2,7 +2,7 @@
 # labeled image folders the integration tests train and load from, so that no
 # test needs a dataset from outside the repository.
 make_images_SRCS := tests/make_images.c
-make_images_LIBS :=
+make_images_LIBS := cli
 $(eval $(call add_tool,make_images))
 
 # report_page rewrites a run's report page from its files (evaluator/html.c),

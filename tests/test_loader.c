@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/defaults.h"
 #include "loader/ledger.h"
+#include "loader/options.h"
 #include "loader/queue.h"
 
 #define N_ITEMS   64
@@ -269,6 +271,50 @@ static void test_queue_hwm(void **state)
     assert_int_equal(queue_hwm(UINT64_MAX, 1, 1000), 1000);
 }
 
+#define N_ARGS(...) (int)(sizeof((char *[]){ "loader", __VA_ARGS__ }) / sizeof(char *))
+#define PARSE(o, err, ...) \
+    loader_options_parse(o, N_ARGS(__VA_ARGS__), (char *[]){ "loader", __VA_ARGS__, NULL }, err, sizeof err)
+
+/* The command line: defaults, "none" for the control socket, errors that name the flag. */
+static void test_options(void **state)
+{
+    (void)state;
+    loader_options_t o;
+    char err[256];
+    assert_int_equal(PARSE(&o, err, "--data", "d"), 0);
+    assert_string_equal(o.bind, CLI_ENDPOINT_LOADER);
+    assert_string_equal(o.control, CLI_ENDPOINT_CONTROL);
+    assert_int_equal(o.shard_count, 1);
+    assert_int_equal(PARSE(&o, err, "--data", "d", "--control", "none", "--shard", "1/3", "--hold-out", "0.2"), 0);
+    assert_null(o.control);
+    assert_int_equal(o.shard_index, 1);
+    assert_int_equal(o.shard_count, 3);
+    assert_true(o.hold_out == 0.2);
+    assert_int_equal(PARSE(&o, err, "--help"), 1);
+    const struct {
+        char **argv;
+        const char *needle;
+    } bad[] = {
+        { (char *[]){ "loader", "--epochs", NULL }, "--epochs needs a value" },
+        { (char *[]){ "loader", "--data", "d", "--threads", "0", NULL }, "--threads" },
+        { (char *[]){ "loader", "--data", "d", "--shard", "3/3", NULL }, "--shard" },
+        { (char *[]){ "loader", "--data", "d", "--channels", "2", NULL }, "--channels" },
+        { (char *[]){ "loader", "--data", "d", "--bind", "none", NULL }, "--bind" },
+        { (char *[]){ "loader", "--data", "d", "--hold-out", "0.95", NULL }, "--hold-out" },
+        { (char *[]){ "loader", "--data", "d", "--exactly-once", "--control", "none", NULL }, "--exactly-once" },
+        { (char *[]){ "loader", "--count", NULL }, "--data" },
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        int argc = 0;
+        while (bad[k].argv[argc])
+            argc++;
+        err[0] = 0;
+        assert_int_equal(loader_options_parse(&o, argc, bad[k].argv, err, sizeof err), -1);
+        if (!strstr(err, bad[k].needle))
+            fail_msg("error \"%s\" does not say %s", err, bad[k].needle);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -278,6 +324,7 @@ int main(void)
         cmocka_unit_test(test_ledger_have),
         cmocka_unit_test(test_ledger_trainer_restart),
         cmocka_unit_test(test_queue_hwm),
+        cmocka_unit_test(test_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -112,6 +112,12 @@ static void test_options_errors(void **state)
     expect_usage_error(PARSE(&o, err, "--frobnicate"), err, "unknown option");
     expect_usage_error(PARSE(&o, err, "--steps", "5", "extra"), err, "unexpected argument");
     expect_usage_error(PARSE(&o, err, "--steps"), err, "needs a value");
+    expect_usage_error(PARSE(&o, err, "--bind", "none"), err, "--bind");
+    expect_usage_error(PARSE(&o, err, "--evaluator", ""), err, "--evaluator");
+    /* "none": no control PUB, no evaluator */
+    assert_int_equal(PARSE(&o, err, "--control", "none", "--evaluator", "none"), 0);
+    assert_null(o.control);
+    assert_null(o.evaluator);
 }
 
 static void test_options_supervised(void **state)

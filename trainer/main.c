@@ -52,6 +52,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/cli.h"
 #include "console/console.h"
 #include "nn/blas.h"
 #include "nn/ckpt.h"
@@ -64,9 +65,6 @@
 #include "trainer/options.h"
 #include "trainer/rundir.h"
 
-#define EXIT_OK       0
-#define EXIT_RUNTIME  1
-#define EXIT_USAGE    2
 
 #define TAKE_SLICE_MS      200    /* the main loop wakes this often while it waits */
 #define HEARTBEAT_S        1.0    /* Control HEARTBEAT and Stats period */
@@ -985,34 +983,27 @@ int main(int argc, char **argv)
     console_init("trainer");
     nn_blas_init(argv);   /* may restart the trainer on a faster OpenBLAS kernel */
     int rc = trainer_options_parse(&t->o, argc, argv, err, sizeof err);
-    if (rc == 1) {
-        trainer_usage(stdout);
-        return EXIT_OK;
-    }
-    if (rc < 0) {
-        fprintf(stderr, "trainer: %s\n", err);
-        trainer_usage(stderr);
-        return EXIT_USAGE;
-    }
+    if (rc)
+        return cli_parse_exit(rc, "trainer", trainer_usage, err);
     nn_blas_log(t->o.quiet);
     transport_catch_signals();
     if (t->o.curve && transport_use_curve(t->o.curve, TRANSPORT_CURVE_SERVER |
-                                          (strcmp(t->o.evaluator, "none") ? TRANSPORT_CURVE_CLIENT : 0),
+                                          (t->o.evaluator ? TRANSPORT_CURVE_CLIENT : 0),
                                           err, sizeof err)) {
         fprintf(stderr, "trainer: %s\n", err);
-        return EXIT_USAGE;
+        return CLI_EXIT_USAGE;
     }
     t->stage_id = transport_identity("trainer");
     t->resuming = t->o.resume != NULL;
 
     if (t->resuming ? setup_resume(t) : check_fresh_folder(t->o.out))
-        return EXIT_USAGE;
+        return CLI_EXIT_USAGE;
     if (setup_network(t))
-        return EXIT_USAGE;
+        return CLI_EXIT_USAGE;
     setup_schedule(t);
     if (rundir_make(t->o.out, err, sizeof err)) {
         console_log("%s", err);
-        return EXIT_RUNTIME;
+        return CLI_EXIT_FAILED;
     }
     int stale = rundir_clean_tmp(t->o.out);
     if (stale > 0)
@@ -1021,15 +1012,15 @@ int main(int argc, char **argv)
                                      &t->restored, err, sizeof err);
     if (!t->metrics) {
         console_log("%s", err);
-        return EXIT_RUNTIME;
+        return CLI_EXIT_FAILED;
     }
 
-    rc = EXIT_RUNTIME;
-    if (strcmp(t->o.control, "none") != 0 &&
+    rc = CLI_EXIT_FAILED;
+    if (t->o.control &&
         (!(t->pub = transport_open_peer(ZMQ_XPUB, TRANSPORT_BIND, t->o.control, 0, "control subscribers")) ||
          !(t->peers = liveness_new(TRANSPORT_SILENT_S, TRANSPORT_FORGET_S, 0))))
         goto out;
-    if (strcmp(t->o.evaluator, "none") != 0 && !(t->eval = open_evaluator(t->o.evaluator)))
+    if (t->o.evaluator && !(t->eval = open_evaluator(t->o.evaluator)))
         goto out;
     t->feed = feed_new(t->o.bind, t->o.hwm, &t->shape, t->o.queue, t->have_restored ? &t->restored : NULL, err,
                        sizeof err);
@@ -1038,7 +1029,7 @@ int main(int argc, char **argv)
         goto out;
     }
     console_log("listening on %s for ViewBatches, control on %s, evaluator %s, run folder %s", t->o.bind,
-                t->o.control, t->o.evaluator, t->o.out);
+                cli_endpoint_name(t->o.control), cli_endpoint_name(t->o.evaluator), t->o.out);
 
     double start = console_now();
     end_reason_t why = train(t);
@@ -1051,9 +1042,9 @@ int main(int argc, char **argv)
         console_log("the stream ended at step %ld%s", t->step,
                     t->total_steps && t->step < t->total_steps ? " before the planned total" : "");
     }
-    rc = (why == END_DONE || why == END_SIGNAL || why == END_STREAM) ? EXIT_OK : EXIT_RUNTIME;
+    rc = (why == END_DONE || why == END_SIGNAL || why == END_STREAM) ? CLI_EXIT_OK : CLI_EXIT_FAILED;
     if (t->model && why != END_DIVERGED && t->step > t->last_ckpt_step && save_checkpoint(t))
-        rc = EXIT_RUNTIME;
+        rc = CLI_EXIT_FAILED;
     if (t->model) {
         ack_duplicates(t);
         write_epoch_records(t, 1);

@@ -5,8 +5,8 @@ trainercore_SRCS := trainer/options.c trainer/batch.c trainer/feed.c trainer/epo
 $(eval $(call add_lib,trainercore))
 
 trainer_SRCS := trainer/main.c
-trainer_LIBS := trainercore nn transport proto console
+trainer_LIBS := trainercore nn transport proto console cli
 $(eval $(call add_prog,trainer))
 
-test_trainer_LIBS := trainercore nn transport proto console
+test_trainer_LIBS := trainercore nn transport proto console cli
 $(eval $(call add_test,test_trainer))

@@ -1,18 +1,27 @@
 /* trainer/options: command-line parsing of the trainer. */
-#include "errmsg/errmsg.h"
 #include "trainer/options.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "cli/cli.h"
+#include "cli/defaults.h"
+#include "errmsg/errmsg.h"
 
 #define MAX_WIDTH  1024
 #define MAX_KEEP   1000
 #define MAX_QUEUE  64
+#define MAX_BATCH  65536
+#define MAX_LR     1e3
+#define MAX_WD     10.0
+#define MAX_MOMENTUM 0.9999
+#define MIN_TAU    1e-3
+#define MAX_TAU    100.0
+#define MAX_EPOCHS 1e6
+#define MAX_WARMUP_EPOCHS 1e6
+#define MAX_HWM    (1 << 20)
 
 static const char *const method_names[] = {
     [TRAIN_SIMCLR] = "simclr", [TRAIN_ROTNET] = "rotnet", [TRAIN_SUPERVISED] = "supervised",
@@ -39,43 +48,6 @@ int trainer_method_has_targets(train_method_t m)
     return m == TRAIN_ROTNET || m == TRAIN_SUPERVISED;
 }
 
-/* Whole-string integer in [lo, hi]. */
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    if (*s == '-')
-        return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-/* Whole-string finite number in [lo, hi]. */
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 int trainer_parse_warmup(const char *s, long *steps, double *epochs)
 {
     size_t n = strlen(s);
@@ -86,14 +58,14 @@ int trainer_parse_warmup(const char *s, long *steps, double *epochs)
         memcpy(num, s, n - 2);
         num[n - 2] = '\0';
         double e;
-        if (parse_double(num, 0, 1e6, &e))
+        if (cli_double("--warmup", num, 0, MAX_WARMUP_EPOCHS, &e, NULL, 0))
             return -1;
         *epochs = e;
         *steps = -1;
         return 0;
     }
     long v;
-    if (parse_long(s, 0, LONG_MAX / 2, &v))
+    if (cli_long("--warmup", s, 0, LONG_MAX / 2, &v, NULL, 0))
         return -1;
     *steps = v;
     *epochs = 0;
@@ -166,8 +138,8 @@ void trainer_usage(FILE *f)
             TRAINER_BASE_LR_ADAMW, TRAINER_WD_SGD, TRAINER_WD_SGD_SUPERVISED, TRAINER_WD_LARS,
             TRAINER_WD_ADAMW, TRAINER_DEFAULT_MOMENTUM,
             TRAINER_DEFAULT_TAU, 100 * TRAINER_WARMUP_SHARE, TRAINER_DEFAULT_EPOCHS,
-            TRAINER_DEFAULT_SEED, TRAINER_DEFAULT_BIND, TRAINER_DEFAULT_CONTROL,
-            TRAINER_DEFAULT_EVALUATOR, TRAINER_DEFAULT_HWM, TRAINER_DEFAULT_QUEUE,
+            TRAINER_DEFAULT_SEED, CLI_ENDPOINT_TRAINER, CLI_ENDPOINT_CONTROL,
+            CLI_ENDPOINT_EVALUATOR, TRAINER_DEFAULT_HWM, TRAINER_DEFAULT_QUEUE,
             TRAINER_DEFAULT_OUT, TRAINER_DEFAULT_CKPT_EVERY, TRAINER_DEFAULT_KEEP);
 }
 
@@ -187,9 +159,9 @@ static void defaults(trainer_options_t *o)
     o->warmup_steps = -1;
     o->epochs = TRAINER_DEFAULT_EPOCHS;
     o->seed = TRAINER_DEFAULT_SEED;
-    o->bind = TRAINER_DEFAULT_BIND;
-    o->control = TRAINER_DEFAULT_CONTROL;
-    o->evaluator = TRAINER_DEFAULT_EVALUATOR;
+    o->bind = CLI_ENDPOINT_TRAINER;
+    o->control = CLI_ENDPOINT_CONTROL;
+    o->evaluator = CLI_ENDPOINT_EVALUATOR;
     o->out = TRAINER_DEFAULT_OUT;
     o->ckpt_every = TRAINER_DEFAULT_CKPT_EVERY;
     o->keep = TRAINER_DEFAULT_KEEP;
@@ -228,6 +200,100 @@ enum {
     OPT_HELP,
 };
 
+typedef struct {
+    trainer_options_t *o;
+    int got_epochs, got_steps;
+} parse_ctx;
+
+/* One option c with value v into ctx's options: 0, or -1 with err set. */
+static int parse_option(void *ctx, int c, const char *v, char *err, size_t n)
+{
+    parse_ctx *pc = ctx;
+    trainer_options_t *o = pc->o;
+    pc->got_epochs |= c == OPT_EPOCHS;
+    pc->got_steps |= c == OPT_STEPS;
+    long l;
+    switch (c) {
+    case OPT_METHOD:
+        if (trainer_method_parse(v, &o->method)) {
+            errmsg_set(err, n, "--method: '%s' is not simclr, rotnet or supervised", v);
+            return -1;
+        }
+        o->set_method = 1;
+        return 0;
+    case OPT_CLASSES:
+        /* two at least: one class has nothing to learn */
+        if (cli_long("--classes", v, 2, TRAINER_MAX_CLASSES, &l, err, n))
+            return -1;
+        o->classes = (uint32_t)l;
+        o->set_classes = 1;
+        return 0;
+    case OPT_ARCH:
+        o->arch = v;
+        o->set_arch = 1;
+        return 0;
+    case OPT_WIDTH:
+        o->set_width = 1;
+        return cli_int("--width", v, 1, MAX_WIDTH, &o->width, err, n);
+    case OPT_BATCH:
+        /* a batch is at least two images: NT-Xent needs negatives */
+        if (cli_long("--batch", v, 2, MAX_BATCH, &l, err, n))
+            return -1;
+        o->batch = (uint32_t)l;
+        o->set_batch = 1;
+        return 0;
+    case OPT_OPTIMIZER:
+        if (nn_optim_kind_parse(v, &o->optimizer)) {
+            errmsg_set(err, n, "--optimizer: '%s' is not sgd, lars or adamw", v);
+            return -1;
+        }
+        o->set_optimizer = 1;
+        return 0;
+    case OPT_LR:
+        o->set_lr = 1;
+        return cli_double_above("--lr", v, 0, MAX_LR, &o->lr, err, n);
+    case OPT_WD:
+        o->set_wd = 1;
+        return cli_double("--weight-decay", v, 0, MAX_WD, &o->weight_decay, err, n);
+    case OPT_MOMENTUM:
+        o->set_momentum = 1;
+        return cli_double("--momentum", v, 0, MAX_MOMENTUM, &o->momentum, err, n);
+    case OPT_TAU:
+        o->set_tau = 1;
+        return cli_double("--tau", v, MIN_TAU, MAX_TAU, &o->tau, err, n);
+    case OPT_WARMUP:
+        if (trainer_parse_warmup(v, &o->warmup_steps, &o->warmup_epochs)) {
+            errmsg_set(err, n, "--warmup wants N steps or Nep epochs (for example 500 or 2ep), got \"%s\"", v);
+            return -1;
+        }
+        o->set_warmup = 1;
+        return 0;
+    case OPT_EPOCHS: return cli_double_above("--epochs", v, 0, MAX_EPOCHS, &o->epochs, err, n);
+    case OPT_STEPS: return cli_long("--steps", v, 1, LONG_MAX / 2, &o->steps, err, n);
+    case OPT_DATASET_SIZE: return cli_u64("--dataset-size", v, 1, UINT64_MAX, &o->dataset_size, err, n);
+    case OPT_SEED:
+        o->set_seed = 1;
+        return cli_u64("--seed", v, 0, UINT64_MAX, &o->seed, err, n);
+    case OPT_BIND: return cli_endpoint("--bind", v, CLI_REQUIRED, &o->bind, err, n);
+    case OPT_CONTROL: return cli_endpoint("--control", v, CLI_OPTIONAL, &o->control, err, n);
+    case OPT_EVALUATOR: return cli_endpoint("--evaluator", v, CLI_OPTIONAL, &o->evaluator, err, n);
+    case OPT_OUT:
+        o->out = v;
+        o->set_out = 1;
+        return 0;
+    case OPT_CKPT_EVERY: return cli_long("--ckpt-every", v, 1, LONG_MAX / 2, &o->ckpt_every, err, n);
+    case OPT_KEEP: return cli_int("--keep", v, 1, MAX_KEEP, &o->keep, err, n);
+    case OPT_RESUME: o->resume = v; return 0;
+    case OPT_QUEUE: return cli_int("--queue", v, 2, MAX_QUEUE, &o->queue, err, n);
+    case OPT_HWM: return cli_int("--hwm", v, 1, MAX_HWM, &o->hwm, err, n);
+    case OPT_CURVE: o->curve = v; return 0;
+    case OPT_QUIET: o->quiet = 1; return 0;
+    default:
+        errmsg_set(err, n, "option %d is not handled", c);
+        return -1;
+    }
+}
+
 int trainer_options_parse(trainer_options_t *o, int argc, char **argv, char *err, size_t errlen)
 {
     static const struct option opts[] = {
@@ -261,140 +327,11 @@ int trainer_options_parse(trainer_options_t *o, int argc, char **argv, char *err
         { 0, 0, 0, 0 },
     };
     defaults(o);
-    int got_epochs = 0, got_steps = 0;
-    long v;
-    optind = 1;
-    opterr = 0;
-    for (;;) {
-        int prev = optind;
-        int c = getopt_long(argc, argv, ":", opts, NULL);
-        if (c == -1)
-            break;
-        const char *name = (prev < argc) ? argv[prev] : "?";
-        switch (c) {
-        case OPT_METHOD:
-            if (trainer_method_parse(optarg, &o->method)) {
-                errmsg_set(err, errlen, "--method: '%s' is not simclr, rotnet or supervised", optarg);
-                return -1;
-            }
-            o->set_method = 1;
-            break;
-        case OPT_CLASSES:
-            /* two at least: one class has nothing to learn */
-            if (parse_long(optarg, 2, TRAINER_MAX_CLASSES, &v))
-                goto bad_value;
-            o->classes = (uint32_t)v;
-            o->set_classes = 1;
-            break;
-        case OPT_ARCH:
-            o->arch = optarg;
-            o->set_arch = 1;
-            break;
-        case OPT_WIDTH:
-            if (parse_long(optarg, 1, MAX_WIDTH, &v))
-                goto bad_value;
-            o->width = (int)v;
-            o->set_width = 1;
-            break;
-        case OPT_BATCH:
-            /* a batch is at least two images: NT-Xent needs negatives */
-            if (parse_long(optarg, 2, 65536, &v))
-                goto bad_value;
-            o->batch = (uint32_t)v;
-            o->set_batch = 1;
-            break;
-        case OPT_OPTIMIZER:
-            if (nn_optim_kind_parse(optarg, &o->optimizer)) {
-                errmsg_set(err, errlen, "--optimizer: '%s' is not sgd, lars or adamw", optarg);
-                return -1;
-            }
-            o->set_optimizer = 1;
-            break;
-        case OPT_LR:
-            if (parse_double(optarg, 0, 1e3, &o->lr) || o->lr <= 0)
-                goto bad_value;
-            o->set_lr = 1;
-            break;
-        case OPT_WD:
-            if (parse_double(optarg, 0, 10, &o->weight_decay))
-                goto bad_value;
-            o->set_wd = 1;
-            break;
-        case OPT_MOMENTUM:
-            if (parse_double(optarg, 0, 0.9999, &o->momentum))
-                goto bad_value;
-            o->set_momentum = 1;
-            break;
-        case OPT_TAU:
-            if (parse_double(optarg, 1e-3, 100, &o->tau))
-                goto bad_value;
-            o->set_tau = 1;
-            break;
-        case OPT_WARMUP:
-            if (trainer_parse_warmup(optarg, &o->warmup_steps, &o->warmup_epochs))
-                goto bad_value;
-            o->set_warmup = 1;
-            break;
-        case OPT_EPOCHS:
-            if (parse_double(optarg, 0, 1e6, &o->epochs) || o->epochs <= 0)
-                goto bad_value;
-            got_epochs = 1;
-            break;
-        case OPT_STEPS:
-            if (parse_long(optarg, 1, LONG_MAX / 2, &o->steps))
-                goto bad_value;
-            got_steps = 1;
-            break;
-        case OPT_DATASET_SIZE:
-            if (parse_u64(optarg, &o->dataset_size) || o->dataset_size == 0)
-                goto bad_value;
-            break;
-        case OPT_SEED:
-            if (parse_u64(optarg, &o->seed))
-                goto bad_value;
-            o->set_seed = 1;
-            break;
-        case OPT_BIND: o->bind = optarg; break;
-        case OPT_CONTROL: o->control = optarg; break;
-        case OPT_EVALUATOR: o->evaluator = optarg; break;
-        case OPT_OUT:
-            o->out = optarg;
-            o->set_out = 1;
-            break;
-        case OPT_CKPT_EVERY:
-            if (parse_long(optarg, 1, LONG_MAX / 2, &o->ckpt_every))
-                goto bad_value;
-            break;
-        case OPT_KEEP:
-            if (parse_long(optarg, 1, MAX_KEEP, &v))
-                goto bad_value;
-            o->keep = (int)v;
-            break;
-        case OPT_RESUME: o->resume = optarg; break;
-        case OPT_QUEUE:
-            if (parse_long(optarg, 2, MAX_QUEUE, &v))
-                goto bad_value;
-            o->queue = (int)v;
-            break;
-        case OPT_HWM:
-            if (parse_long(optarg, 1, 1 << 20, &v))
-                goto bad_value;
-            o->hwm = (int)v;
-            break;
-        case OPT_CURVE: o->curve = optarg; break;
-        case OPT_QUIET: o->quiet = 1; break;
-        case OPT_HELP: return 1;
-        case ':':
-            errmsg_set(err, errlen, "%s needs a value", name);
-            return -1;
-        default:
-            errmsg_set(err, errlen, "unknown option '%s'", name);
-            return -1;
-        bad_value:
-            errmsg_set(err, errlen, "%s: bad value '%s'", name, optarg);
-            return -1;
-        }
-    }
+    parse_ctx pc = {.o = o};
+    int rc = cli_parse(argc, argv, "", opts, OPT_HELP, parse_option, &pc, err, errlen);
+    if (rc)
+        return rc;
+    int got_epochs = pc.got_epochs, got_steps = pc.got_steps;
     if (optind < argc) {
         errmsg_set(err, errlen, "unexpected argument '%s'", argv[optind]);
         return -1;

@@ -12,9 +12,6 @@
 #include "nn/net.h"
 #include "nn/optim.h"
 
-#define TRAINER_DEFAULT_BIND      "tcp://127.0.0.1:5556"
-#define TRAINER_DEFAULT_CONTROL   "tcp://127.0.0.1:5558"
-#define TRAINER_DEFAULT_EVALUATOR "tcp://127.0.0.1:5557"
 #define TRAINER_DEFAULT_OUT       "runs/train"
 #define TRAINER_DEFAULT_ARCH      "resnet-mini"
 #define TRAINER_DEFAULT_WIDTH     32
@@ -63,7 +60,8 @@ typedef struct {
     long steps;                 /* 0 when --epochs is used */
     uint64_t dataset_size;      /* images per epoch, 0 = learn from END_OF_EPOCH */
     uint64_t seed;
-    const char *bind, *control, *evaluator;   /* "none" disables control / evaluator */
+    const char *bind;
+    const char *control, *evaluator;   /* NULL ("none"): no control PUB / no evaluator PUSH */
     const char *curve;          /* --curve key folder, or NULL */
     const char *out;
     long ckpt_every;
@@ -77,9 +75,8 @@ typedef struct {
         set_momentum, set_tau, set_warmup, set_length, set_seed, set_out, set_classes;
 } trainer_options_t;
 
-/* Parses argv. Returns 0 on success, 1 when --help was asked (usage printed
- * on stdout), -1 on a usage error with err set (the caller prints it with
- * the usage text and exits 2). */
+/* Parses argv. Returns 0 on success, 1 when --help was asked, -1 on a usage
+ * error with err set (the caller prints it with cli_usage_error and exits 2). */
 int trainer_options_parse(trainer_options_t *o, int argc, char **argv, char *err, size_t errlen);
 
 /* Fills the defaults that depend on method, optimizer and batch (lr, weight
