@@ -17,6 +17,7 @@
 struct dist {
     int rank, size;
     int mpi;            /* 1 when this process initialised MPI */
+    char err[256];      /* the last failure of dist_sum_f64_cb */
 };
 
 static int live = 0;    /* one dist per process */
@@ -172,6 +173,17 @@ int dist_allreduce_sum_f64(dist_t *d, double *buf, size_t n, char *err, size_t e
                                 err, errlen);
 #endif
     return 0;
+}
+
+int dist_sum_f64_cb(void *ctx, double *buf, size_t n)
+{
+    dist_t *d = ctx;
+    return dist_allreduce_sum_f64(d, buf, n, d->err, sizeof d->err);
+}
+
+const char *dist_error(const dist_t *d)
+{
+    return d->err;
 }
 
 int dist_allgather(dist_t *d, const float *send, float *recv, size_t n, char *err, size_t errlen)

@@ -37,6 +37,12 @@ int dist_have_mpi(void);
 int dist_allreduce_sum(dist_t *d, float *buf, size_t n, char *err, size_t errlen);
 /* The same for doubles (the batch-norm statistics). */
 int dist_allreduce_sum_f64(dist_t *d, double *buf, size_t n, char *err, size_t errlen);
+/* The same as a sum callback for synchronised batch norm (nn_bn_sync in
+ * nn/layers.h: { dist_sum_f64_cb, d }): ctx is the dist_t; 0, or -1 with
+ * the message in dist_error(ctx). */
+int dist_sum_f64_cb(void *ctx, double *buf, size_t n);
+/* The message of the last failed dist_sum_f64_cb ("" when none). */
+const char *dist_error(const dist_t *d);
 /* recv (size * n floats) = every rank's send (n floats) in rank order, on every rank. */
 int dist_allgather(dist_t *d, const float *send, float *recv, size_t n, char *err, size_t errlen);
 /* buf (bytes) on every rank = buf on `root`. */

@@ -159,12 +159,6 @@ static int single_row(int r, int i, int n, int size)
     return i < n ? r * n + i : n * size + r * n + (i - n);
 }
 
-static int bn_sum(void *ctx, double *buf, size_t n)
-{
-    (void)ctx;
-    return dist_allreduce_sum_f64(world, buf, n, err, sizeof err);
-}
-
 static void check_training_step(void)
 {
     int rank = dist_rank(world), size = dist_size(world);
@@ -186,7 +180,7 @@ static void check_training_step(void)
     if (rank == 0)
         nn_net_init_params(net, 42);
     must(dist_broadcast(world, par->base, par->size * sizeof(float), 0, err, sizeof err), "broadcast parameters");
-    nn_bn_sync sync = { bn_sum, NULL };
+    nn_bn_sync sync = { dist_sum_f64_cb, world };
     must(nn_net_set_bn_sync(net, &sync, err, sizeof err), "batch-norm sync");
 
     /* the whole batch, the same on every rank; this rank's images from it */
@@ -198,6 +192,8 @@ static void check_training_step(void)
 
     /* the data-parallel step */
     const float *z = nn_net_forward(net, xl, n2, 1);
+    if (!z)
+        snprintf(err, sizeof err, "%s", dist_error(world));
     must(!z, "forward");
     float *z_all = alloc_floats((size_t)big * d), *cache = alloc_floats(nn_ntxent_cache_size(big, d));
     float *dz = alloc_floats((size_t)n2 * d);
@@ -205,7 +201,10 @@ static void check_training_step(void)
     float loss = nn_ntxent_gathered_forward(cache, z_all, size, n2, d, CHECK_TAU);
     nn_ntxent_gathered_backward(dz, cache, size, rank, n2, d, CHECK_TAU, 1.0f);
     nn_net_zero_grad(net);
-    must(nn_net_backward(net, dz), "backward");
+    int brc = nn_net_backward(net, dz);
+    if (brc)
+        snprintf(err, sizeof err, "%s", dist_error(world));
+    must(brc, "backward");
     nn_arena *gr = nn_net_grads(net);
     must(dist_allreduce_sum(world, gr->base, gr->size, err, sizeof err), "allreduce gradients");
     float *dz_all = alloc_floats((size_t)big * d);

@@ -39,6 +39,9 @@ static void test_world_of_one(void **state)
     assert_int_equal(dist_broadcast(d, bytes, 4, 1, err, sizeof err), -1);
     assert_non_null(strstr(err, "root 1"));
     assert_int_equal(dist_barrier(d, err, sizeof err), 0);
+    assert_int_equal(dist_sum_f64_cb(d, b64, 2), 0);           /* the batch-norm callback */
+    assert_true(b64[0] == 0.25 && b64[1] == 8.0);
+    assert_string_equal(dist_error(d), "");
     dist_destroy(&d);
     assert_null(d);
     dist_destroy(&d);                                        /* NULL is fine */
