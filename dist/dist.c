@@ -4,6 +4,7 @@
 
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,6 +129,18 @@ void dist_destroy(dist_t **self_p)
     free(*self_p);
     *self_p = NULL;
     live = 0;
+}
+
+void dist_abort(dist_t *d, int code)
+{
+    fflush(stdout);
+    fflush(stderr);
+#ifdef SSL_HAVE_MPI
+    if (d && d->mpi)
+        MPI_Abort(MPI_COMM_WORLD, code);
+#endif
+    (void)d;
+    exit(code);
 }
 
 int dist_rank(const dist_t *d)

@@ -28,6 +28,11 @@ dist_t *dist_new(int *argc, char ***argv, char *err, size_t errlen);
 /* Leaves the run (MPI_Finalize when MPI was initialised) and NULLs *self_p. */
 void dist_destroy(dist_t **self_p);
 
+/* Ends every process of the run with `code` (MPI_Abort), so that none waits
+ * forever in a collective for one that gave up; exit(code) in a world of
+ * one. For main, when a rank cannot go on. */
+void dist_abort(dist_t *d, int code) __attribute__((noreturn));
+
 int dist_rank(const dist_t *d);
 int dist_size(const dist_t *d);
 /* 1 when this program was built with MPI. */

@@ -33,6 +33,19 @@ check "mpirun -np 2" mpirun -np 2 "${mpi_args[@]}" "$BUILD/tools/mpi_dist_check"
 check "mpirun -np 3" mpirun -np 3 "${mpi_args[@]}" "$BUILD/tools/mpi_dist_check" --ranks 3
 grep -E 'loss|gradients|statistics' "$tmp/mpirun -np 2.log" 2>/dev/null | sed 's/^/    /'
 
+# a rank that gives up ends the whole run (no rank left waiting in a collective)
+timeout 60 mpirun -np 2 "${mpi_args[@]}" "$BUILD/tools/mpi_dist_check" --ranks 2 --abort-rank 1 \
+    >"$tmp/abort.log" 2>&1
+rc=$?
+if [ "$rc" -eq 124 ]; then
+    fail "dist_abort on rank 1 left rank 0 waiting (killed by timeout)"
+elif [ "$rc" -eq 3 ] && ! grep -q "passed the barrier" "$tmp/abort.log"; then   # 3: its code
+    ok "dist_abort on rank 1 ends the run (exit status $rc)"
+else
+    fail "dist_abort on rank 1: exit status $rc"
+    sed 's/^/    /' "$tmp/abort.log" | tail -n 20
+fi
+
 # the check itself fails when the world is not what it expects
 if timeout 60 "$BUILD/tools/mpi_dist_check" --ranks 2 >"$tmp/wrong.log" 2>&1; then
     fail "a world of 1 passed as 2 ranks"

@@ -32,6 +32,7 @@
 #define LOSS_RTOL     1e-5
 #define GRAD_TOL      1e-5    /* the loss's gradient, relative to its largest entry */
 #define NET_TOL       3e-4    /* a network step, relative to the largest entry */
+#define ABORT_CODE    3       /* the status of --abort-rank */
 
 static dist_t *world;
 static int failures;
@@ -275,20 +276,23 @@ static void check_training_step(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: mpi_dist_check --ranks N\n"
+    fprintf(f, "usage: mpi_dist_check --ranks N [--abort-rank R]\n"
                "  Checks dist/ (allreduce, allgather, broadcast) and one data-parallel SimCLR\n"
                "  step (synchronised batch norm, gathered NT-Xent, gradient allreduce) against\n"
                "  one process. Run as: mpirun -np N mpi_dist_check --ranks N\n"
                "  --ranks N   the number of processes expected (1 without mpirun)\n"
+               "  --abort-rank R  instead: rank R calls dist_abort(%d) while the others wait\n"
+               "              in a barrier; the whole run must end with that status\n"
                "  --help      this text\n"
-               "Exit status: 0 all checks pass, 1 a check failed, 2 bad usage.\n");
+               "Exit status: 0 all checks pass, 1 a check failed, 2 bad usage.\n", ABORT_CODE);
 }
 
 int main(int argc, char **argv)
 {
-    int want_ranks = 0;
+    int want_ranks = 0, abort_rank = -1;
     static const struct option opts[] = {
         { "ranks", required_argument, NULL, 'r' },
+        { "abort-rank", required_argument, NULL, 'a' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -302,6 +306,14 @@ int main(int argc, char **argv)
                 return 2;
             }
             want_ranks = (int)v;
+        } else if (c == 'a') {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 0 || v > 63) {
+                fprintf(stderr, "mpi_dist_check: --abort-rank '%s': give a rank from 0 to 63\n", optarg);
+                return 2;
+            }
+            abort_rank = (int)v;
         } else if (c == 'h') {
             usage(stdout);
             return 0;
@@ -318,6 +330,18 @@ int main(int argc, char **argv)
     if (!world) {
         fprintf(stderr, "mpi_dist_check: %s\n", err);
         return 1;
+    }
+    if (abort_rank >= 0) {
+        /* that rank gives up; the others wait in a barrier that dist_abort must end */
+        if (dist_rank(world) == abort_rank) {
+            fprintf(stderr, "mpi_dist_check: rank %d gives up (--abort-rank)\n", abort_rank);
+            dist_abort(world, ABORT_CODE);
+        }
+        must(dist_barrier(world, err, sizeof err), "barrier");
+        fprintf(stderr, "mpi_dist_check: rank %d passed the barrier that rank %d never reached\n",
+                dist_rank(world), abort_rank);
+        dist_destroy(&world);
+        return 0;
     }
     report(dist_size(world) == want_ranks, "%d ranks, %d expected (MPI %s)", dist_size(world), want_ranks,
            dist_have_mpi() ? "built in" : "not built in");
