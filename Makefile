@@ -10,11 +10,13 @@
 #   make fuzz       build one libFuzzer target per message decoder (clang), into build-fuzz/
 #   make fuzz-run   run every fuzzer for FUZZ_SECONDS (default 10) on its corpus
 #   make bench      benchmarks, JSON lines on stdout
+#   make MPI=0      build without MPI even when it is installed (use another BUILD=)
 #
 # Each folder describes its own pieces in a module.mk fragment, using the
 # helpers below: $(call add_lib,NAME), $(call add_prog,NAME) (build/bin: what users
 # run), $(call add_tool,NAME) (build/tools: programs tests and benchmarks drive),
-# $(call add_test,NAME) and $(call add_fuzzer,NAME).
+# $(call add_test,NAME) and $(call add_fuzzer,NAME). A program, tool or test
+# whose NAME_LIBS has dist also links MPI's libraries.
 
 BUILD    ?= build
 CC       ?= cc
@@ -24,10 +26,23 @@ PKGS     := libzmq msgpack vips openblas cmocka jansson zlib libjpeg
 # tests and benchmarks need beside it (fuzzing, reference scripts).
 DEB_BUILD := gcc make pkg-config libzmq3-dev libmsgpack-dev libvips-dev \
              libopenblas-dev zlib1g-dev libcmocka-dev libjansson-dev \
-             dataset-fashion-mnist gnuplot-nox
+             dataset-fashion-mnist gnuplot-nox libopenmpi-dev openmpi-bin
 DEB_TEST  := clang libclang-rt-14-dev python3-zmq python3-msgpack python3-numpy python3-torch chromium \
              python3-pil valgrind time iproute2
 DEB_BENCH := python3-pil python3-numpy python3-torch python3-torchvision
+
+# MPI (Open MPI, pkg-config ompi-c): data-parallel training over processes
+# (dist/). Found by default; MPI=0 builds without it (one process only).
+# SSL_HAVE_MPI tells the code; only dist/ includes mpi.h, and only the
+# programs that link dist get its libraries.
+MPI      ?= $(shell pkg-config --exists ompi-c 2>/dev/null && echo 1 || echo 0)
+ifeq ($(MPI),1)
+MPI_CFLAGS := -DSSL_HAVE_MPI $(shell pkg-config --cflags ompi-c)
+MPI_LDLIBS := $(shell pkg-config --libs ompi-c)
+else
+MPI_CFLAGS :=
+MPI_LDLIBS :=
+endif
 
 WARN     := -Wall -Wextra -Wshadow -Wno-unused-parameter
 ifneq ($(WERROR),)
@@ -69,7 +84,7 @@ $(1)_OBJS := $$(patsubst %.c,$$(BUILD)/obj/%.o,$$($(1)_SRCS))
 $$(BUILD)/bin/$(1): $$($(1)_OBJS) $$(foreach l,$$($(1)_LIBS),$$(BUILD)/lib/lib$$(l).a)
 	@mkdir -p $$(@D)
 	@echo "  LINK  $$@"
-	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) $$(if $$(filter dist,$$($(1)_LIBS)),$$(MPI_LDLIBS))
 PROGS += $$(BUILD)/bin/$(1)
 endef
 
@@ -80,7 +95,7 @@ $(1)_OBJS := $$(patsubst %.c,$$(BUILD)/obj/%.o,$$($(1)_SRCS))
 $$(BUILD)/tools/$(1): $$($(1)_OBJS) $$(foreach l,$$($(1)_LIBS),$$(BUILD)/lib/lib$$(l).a)
 	@mkdir -p $$(@D)
 	@echo "  LINK  $$@"
-	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) $$(if $$(filter dist,$$($(1)_LIBS)),$$(MPI_LDLIBS))
 TOOLS += $$(BUILD)/tools/$(1)
 endef
 
@@ -89,7 +104,7 @@ define add_test
 $$(BUILD)/tests/$(1): $$(BUILD)/obj/tests/$(1).o $$(foreach l,$$($(1)_LIBS),$$(BUILD)/lib/lib$$(l).a)
 	@mkdir -p $$(@D)
 	@echo "  LINK  $$@"
-	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) $$(if $$(filter dist,$$($(1)_LIBS)),$$(MPI_LDLIBS))
 TESTS += $$(BUILD)/tests/$(1)
 endef
 

@@ -358,6 +358,7 @@ typedef struct bn_job {
     float *out, *mean, *invstd, *run_mean, *run_var, *din, *dgamma, *dbeta;
     const float *in, *dout, *gamma, *beta, *cmean, *cinvstd;
     const float *mask;     /* backward of the fused BN + ReLU: its output, else NULL */
+    double *ws;            /* synchronised forms: the per-channel sums (2c + 1) */
     int train, relu, overwrite;
 } bn_job;
 
@@ -382,46 +383,100 @@ static void sums_shifted(const float *x, size_t n, float k, double *s1, double *
     *s2 += sq;
 }
 
+/* Sets mean/invstd (the cache) and the running statistics of channel c from
+ * the batch mean mu and biased variance v over m values; returns invstd. */
+static float bn_set_stats(const bn_job *j, size_t c, double mu, double v, double m)
+{
+    if (v < 0.0)
+        v = 0.0;
+    float var = (float)v, is = 1.0f / sqrtf(var + NN_BN_EPS);
+    j->mean[c] = (float)mu;
+    j->invstd[c] = is;
+    float unbiased = m > 1.0 ? (float)(v * m / (m - 1.0)) : var;
+    j->run_mean[c] = (1.0f - NN_BN_MOMENTUM) * j->run_mean[c] + NN_BN_MOMENTUM * (float)mu;
+    j->run_var[c] = (1.0f - NN_BN_MOMENTUM) * j->run_var[c] + NN_BN_MOMENTUM * unbiased;
+    return is;
+}
+
+/* out = in * scale + shift on channel c (then ReLU in the fused form) */
+static void bn_normalise(const bn_job *j, size_t c, float mu, float is)
+{
+    const nn_bn_dims *d = j->d;
+    size_t hw = (size_t)d->hw, cs = (size_t)d->c * hw;
+    float scale = j->gamma[c] * is, shift = j->beta[c] - mu * scale;
+    for (int i = 0; i < d->n; i++) {
+        const float *x = j->in + i * cs + c * hw;
+        float *y = j->out + i * cs + c * hw;
+        if (j->relu)
+            for (size_t p = 0; p < hw; p++) {
+                float v = x[p] * scale + shift;
+                y[p] = v > 0.0f ? v : 0.0f;
+            }
+        else
+            for (size_t p = 0; p < hw; p++)
+                y[p] = x[p] * scale + shift;
+    }
+}
+
+/* The shifted sums of channel c over the batch: s1 = sum (x - k), s2 = sum (x - k)^2
+ * with k the channel's first value; returns k. */
+static float bn_channel_sums(const bn_job *j, size_t c, double *s1, double *s2)
+{
+    const nn_bn_dims *d = j->d;
+    size_t hw = (size_t)d->hw, cs = (size_t)d->c * hw;
+    *s1 = *s2 = 0.0;
+    if (d->n < 1)          /* a process with no images in a synchronised batch */
+        return 0.0f;
+    float k = j->in[c * hw];
+    for (int i = 0; i < d->n; i++)
+        sums_shifted(j->in + i * cs + c * hw, hw, k, s1, s2);
+    return k;
+}
+
 static void bn_forward_channels(void *ctx, size_t b, size_t e)
 {
     const bn_job *j = ctx;
     const nn_bn_dims *d = j->d;
-    size_t hw = (size_t)d->hw, cs = (size_t)d->c * hw, m = (size_t)d->n * hw;
+    double m = (double)d->n * d->hw;
     for (size_t c = b; c < e; c++) {
         float mu, is;
         if (j->train) {
-            float k = j->in[c * hw];
-            double s1 = 0.0, s2 = 0.0;
-            for (int i = 0; i < d->n; i++)
-                sums_shifted(j->in + i * cs + c * hw, hw, k, &s1, &s2);
-            double dm = s1 / (double)m, v = s2 / (double)m - dm * dm;
-            if (v < 0.0)
-                v = 0.0;
+            double s1, s2;
+            float k = bn_channel_sums(j, c, &s1, &s2);
+            double dm = s1 / m;
             mu = (float)((double)k + dm);
-            float var = (float)v;
-            is = 1.0f / sqrtf(var + NN_BN_EPS);
-            j->mean[c] = mu;
-            j->invstd[c] = is;
-            float unbiased = m > 1 ? (float)(v * (double)m / (double)(m - 1)) : var;
-            j->run_mean[c] = (1.0f - NN_BN_MOMENTUM) * j->run_mean[c] + NN_BN_MOMENTUM * mu;
-            j->run_var[c] = (1.0f - NN_BN_MOMENTUM) * j->run_var[c] + NN_BN_MOMENTUM * unbiased;
+            is = bn_set_stats(j, c, (double)k + dm, s2 / m - dm * dm, m);
         } else {
             mu = j->run_mean[c];
             is = 1.0f / sqrtf(j->run_var[c] + NN_BN_EPS);
         }
-        float scale = j->gamma[c] * is, shift = j->beta[c] - mu * scale;
-        for (int i = 0; i < d->n; i++) {
-            const float *x = j->in + i * cs + c * hw;
-            float *y = j->out + i * cs + c * hw;
-            if (j->relu)
-                for (size_t p = 0; p < hw; p++) {
-                    float v = x[p] * scale + shift;
-                    y[p] = v > 0.0f ? v : 0.0f;
-                }
-            else
-                for (size_t p = 0; p < hw; p++)
-                    y[p] = x[p] * scale + shift;
-        }
+        bn_normalise(j, c, mu, is);
+    }
+}
+
+/* Synchronised forward, first pass: ws[2c] = sum x, ws[2c + 1] = sum x^2 of
+ * this process's part of channel c (from the shifted sums, in double). */
+static void bn_sync_sums_channels(void *ctx, size_t b, size_t e)
+{
+    const bn_job *j = ctx;
+    double m = (double)j->d->n * j->d->hw;
+    for (size_t c = b; c < e; c++) {
+        double s1, s2, k = bn_channel_sums(j, c, &s1, &s2);
+        j->ws[2 * c] = m * k + s1;
+        j->ws[2 * c + 1] = s2 + 2.0 * k * s1 + m * k * k;
+    }
+}
+
+/* Synchronised forward, second pass: the statistics of the whole batch from
+ * the summed ws (ws[2C] = the batch's values per channel), then normalise. */
+static void bn_sync_apply_channels(void *ctx, size_t b, size_t e)
+{
+    const bn_job *j = ctx;
+    double m = j->ws[2 * (size_t)j->d->c];
+    for (size_t c = b; c < e; c++) {
+        double mu = j->ws[2 * c] / m, v = j->ws[2 * c + 1] / m - mu * mu;
+        float is = bn_set_stats(j, c, mu, v, m);
+        bn_normalise(j, c, (float)mu, is);
     }
 }
 
@@ -474,48 +529,90 @@ static void bn_grad_sums(const float *g, const float *x, const float *mask, size
     *sgx += sq;
 }
 
+/* sum g and sum g (x - mu) of channel c (g masked by the fused ReLU's output) */
+static void bn_channel_grad_sums(const bn_job *j, size_t c, double *sg, double *sgx)
+{
+    const nn_bn_dims *d = j->d;
+    size_t hw = (size_t)d->hw, cs = (size_t)d->c * hw;
+    float mu = j->cmean[c];
+    *sg = *sgx = 0.0;
+    for (int i = 0; i < d->n; i++) {
+        size_t off = i * cs + c * hw;
+        bn_grad_sums(j->dout + off, j->in + off, j->mask ? j->mask + off : NULL, hw, mu, sg, sgx);
+    }
+}
+
+/* din of channel c from the batch's sums of g and g xhat over m values */
+static void bn_input_grad(const bn_job *j, size_t c, float sum_g, float sum_gxhat, float m)
+{
+    const nn_bn_dims *d = j->d;
+    size_t hw = (size_t)d->hw, cs = (size_t)d->c * hw;
+    float mu = j->cmean[c], is = j->cinvstd[c];
+    /* dx = k (m g - sum g - (x - mu) sum(g xhat) is) = ca g + cb (x - mu) + c0 */
+    float k = j->gamma[c] * is / m;
+    float ca = k * m, cb = -k * sum_gxhat * is, c0 = -k * sum_g;
+    for (int i = 0; i < d->n; i++) {
+        size_t off = i * cs + c * hw;
+        const float *x = j->in + off, *g = j->dout + off, *y = j->mask ? j->mask + off : NULL;
+        float *dx = j->din + off;
+        if (y && j->overwrite)
+            for (size_t p = 0; p < hw; p++) {
+                float gv = g[p], keep = y[p] > 0.0f ? 1.0f : 0.0f;   /* loads and a select: vectorizes */
+                dx[p] = ca * gv * keep + cb * (x[p] - mu) + c0;
+            }
+        else if (y)
+            for (size_t p = 0; p < hw; p++) {
+                float gv = g[p], keep = y[p] > 0.0f ? 1.0f : 0.0f;
+                dx[p] += ca * gv * keep + cb * (x[p] - mu) + c0;
+            }
+        else if (j->overwrite)
+            for (size_t p = 0; p < hw; p++)
+                dx[p] = ca * g[p] + cb * (x[p] - mu) + c0;
+        else
+            for (size_t p = 0; p < hw; p++)
+                dx[p] += ca * g[p] + cb * (x[p] - mu) + c0;
+    }
+}
+
 static void bn_backward_channels(void *ctx, size_t b, size_t e)
 {
     const bn_job *j = ctx;
     const nn_bn_dims *d = j->d;
-    size_t hw = (size_t)d->hw, cs = (size_t)d->c * hw, m = (size_t)d->n * hw;
+    float m = (float)((size_t)d->n * d->hw);
     for (size_t c = b; c < e; c++) {
-        float mu = j->cmean[c], is = j->cinvstd[c];
-        double sg = 0.0, sgx = 0.0;
-        for (int i = 0; i < d->n; i++) {
-            size_t off = i * cs + c * hw;
-            bn_grad_sums(j->dout + off, j->in + off, j->mask ? j->mask + off : NULL, hw, mu, &sg, &sgx);
-        }
-        float sum_g = (float)sg, sum_gxhat = (float)sgx * is;
+        double sg, sgx;
+        bn_channel_grad_sums(j, c, &sg, &sgx);
+        float sum_g = (float)sg, sum_gxhat = (float)sgx * j->cinvstd[c];
         j->dgamma[c] += sum_gxhat;
         j->dbeta[c] += sum_g;
-        if (!j->din)
-            continue;
-        /* dx = k (m g - sum g - (x - mu) sum(g xhat) is) = ca g + cb (x - mu) + c0 */
-        float k = j->gamma[c] * is / (float)m;
-        float ca = k * (float)m, cb = -k * sum_gxhat * is, c0 = -k * sum_g;
-        for (int i = 0; i < d->n; i++) {
-            size_t off = i * cs + c * hw;
-            const float *x = j->in + off, *g = j->dout + off, *y = j->mask ? j->mask + off : NULL;
-            float *dx = j->din + off;
-            if (y && j->overwrite)
-                for (size_t p = 0; p < hw; p++) {
-                    float gv = g[p], keep = y[p] > 0.0f ? 1.0f : 0.0f;   /* loads and a select: vectorizes */
-                    dx[p] = ca * gv * keep + cb * (x[p] - mu) + c0;
-                }
-            else if (y)
-                for (size_t p = 0; p < hw; p++) {
-                    float gv = g[p], keep = y[p] > 0.0f ? 1.0f : 0.0f;
-                    dx[p] += ca * gv * keep + cb * (x[p] - mu) + c0;
-                }
-            else if (j->overwrite)
-                for (size_t p = 0; p < hw; p++)
-                    dx[p] = ca * g[p] + cb * (x[p] - mu) + c0;
-            else
-                for (size_t p = 0; p < hw; p++)
-                    dx[p] += ca * g[p] + cb * (x[p] - mu) + c0;
-        }
+        if (j->din)
+            bn_input_grad(j, c, sum_g, sum_gxhat, m);
     }
+}
+
+/* Synchronised backward, first pass: this process's sums into ws and into
+ * dgamma, dbeta (the parameter gradients stay local: the gradient allreduce
+ * adds them up). */
+static void bn_sync_grad_sums_channels(void *ctx, size_t b, size_t e)
+{
+    const bn_job *j = ctx;
+    for (size_t c = b; c < e; c++) {
+        double sg, sgx;
+        bn_channel_grad_sums(j, c, &sg, &sgx);
+        j->ws[2 * c] = sg;
+        j->ws[2 * c + 1] = sgx;
+        j->dgamma[c] += (float)sgx * j->cinvstd[c];
+        j->dbeta[c] += (float)sg;
+    }
+}
+
+/* Synchronised backward, second pass: din from the sums of the whole batch */
+static void bn_sync_input_grad_channels(void *ctx, size_t b, size_t e)
+{
+    const bn_job *j = ctx;
+    float m = (float)j->ws[2 * (size_t)j->d->c];
+    for (size_t c = b; c < e; c++)
+        bn_input_grad(j, c, (float)j->ws[2 * c], (float)j->ws[2 * c + 1] * j->cinvstd[c], m);
 }
 
 void nn_batchnorm_backward_ow(float *din, float *dgamma, float *dbeta, const float *dout,
@@ -550,6 +647,44 @@ void nn_batchnorm_relu_backward(float *din, float *dgamma, float *dbeta,
                                 const float *gamma, const nn_bn_dims *d)
 {
     nn_batchnorm_relu_backward_ow(din, dgamma, dbeta, dout, out, in, mean, invstd, gamma, d, 0);
+}
+
+/* ------------------------------------------------ synchronised batch norm */
+
+int nn_batchnorm_sync_forward(float *out, float *mean, float *invstd, float *run_mean,
+                              float *run_var, double *ws, const float *in, const float *gamma,
+                              const float *beta, int relu, const nn_bn_sync *sync,
+                              const nn_bn_dims *d)
+{
+    bn_job j = { .d = d, .out = out, .mean = mean, .invstd = invstd, .run_mean = run_mean,
+                 .run_var = run_var, .in = in, .gamma = gamma, .beta = beta, .train = 1,
+                 .relu = relu, .ws = ws };
+    size_t grain = grain_rows((size_t)d->n * d->hw);
+    nn_parallel_for((size_t)d->c, grain, bn_sync_sums_channels, &j);
+    ws[2 * (size_t)d->c] = (double)d->n * d->hw;
+    if (sync->sum(sync->ctx, ws, NN_BN_SYNC_WS(d->c)))
+        return -1;
+    nn_parallel_for((size_t)d->c, grain, bn_sync_apply_channels, &j);
+    return 0;
+}
+
+int nn_batchnorm_sync_backward_ow(float *din, float *dgamma, float *dbeta, double *ws,
+                                  const float *dout, const float *out, const float *in,
+                                  const float *mean, const float *invstd, const float *gamma,
+                                  const nn_bn_sync *sync, const nn_bn_dims *d, int overwrite)
+{
+    bn_job j = { .d = d, .din = din, .dgamma = dgamma, .dbeta = dbeta, .dout = dout,
+                 .in = in, .cmean = mean, .cinvstd = invstd, .gamma = gamma, .mask = out,
+                 .overwrite = overwrite, .ws = ws };
+    size_t grain = grain_rows((size_t)d->n * d->hw);
+    nn_parallel_for((size_t)d->c, grain, bn_sync_grad_sums_channels, &j);
+    ws[2 * (size_t)d->c] = (double)d->n * d->hw;
+    /* every process takes part in the sum, also one that needs no din */
+    if (sync->sum(sync->ctx, ws, NN_BN_SYNC_WS(d->c)))
+        return -1;
+    if (din)
+        nn_parallel_for((size_t)d->c, grain, bn_sync_input_grad_channels, &j);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ relu */

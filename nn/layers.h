@@ -85,6 +85,33 @@ void nn_batchnorm_relu_backward(float *din, float *dgamma, float *dbeta,
                                 const float *mean, const float *invstd,
                                 const float *gamma, const nn_bn_dims *d);
 
+/* ---- synchronised batch norm, for data-parallel training: each process
+ * holds part of the batch and the statistics (forward) and the gradient sums
+ * (backward) are those of the whole batch. nn does not know how the parts
+ * talk: sum(ctx, buf, n) must replace buf (n doubles) by its element-wise
+ * sum over every process (an allreduce) and return 0, or -1 on failure (the
+ * message stays in ctx). ws is NN_BN_SYNC_WS(c) doubles of scratch. Both
+ * return 0, or -1 when sum failed. Training mode only: evaluation uses the
+ * running statistics, which stay equal on every process. The parameter
+ * gradients dgamma, dbeta get this process's part only, so that the usual
+ * sum of gradients over the processes completes them. */
+typedef struct nn_bn_sync {
+    int (*sum)(void *ctx, double *buf, size_t n);
+    void *ctx;
+} nn_bn_sync;
+#define NN_BN_SYNC_WS(c) (2 * (size_t)(c) + 1)
+
+int nn_batchnorm_sync_forward(float *out, float *mean, float *invstd, float *run_mean,
+                              float *run_var, double *ws, const float *in, const float *gamma,
+                              const float *beta, int relu, const nn_bn_sync *sync,
+                              const nn_bn_dims *d);
+/* out: the fused forward's output (ReLU mask) or NULL for plain batch norm;
+ * overwrite as nn_batchnorm_backward_ow. */
+int nn_batchnorm_sync_backward_ow(float *din, float *dgamma, float *dbeta, double *ws,
+                                  const float *dout, const float *out, const float *in,
+                                  const float *mean, const float *invstd, const float *gamma,
+                                  const nn_bn_sync *sync, const nn_bn_dims *d, int overwrite);
+
 /* ---- ReLU over n floats */
 void nn_relu_forward(float *out, const float *in, size_t n);
 void nn_relu_backward(float *din, const float *dout, const float *out, size_t n);

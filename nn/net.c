@@ -45,6 +45,8 @@ struct nn_net {
     int feat_act, out_act, feat_dim, out_dim;
     int profile, prof_steps;
     unsigned char *grad_set;     /* (acts.n) during backward: the activation's gradient is written */
+    nn_bn_sync bn_sync;          /* synchronised batch norm: sum is NULL when off */
+    double *bn_ws;               /* NN_BN_SYNC_WS(widest BN) doubles when on */
 };
 
 static size_t img_numel(int ndim, const int *shape)
@@ -629,6 +631,7 @@ void nn_net_destroy(nn_net **self_p)
     nn_arena_free(&net->dacts);
     nn_arena_free(&net->scratch);
     free(net->grad_set);
+    free(net->bn_ws);
     free(net->L);
     free(net->desc);
     free(net);
@@ -651,7 +654,8 @@ static double now(void)
 #define CACHE(l) (net->scratch.t[(l)->cache].data)
 #define WS()    (net->ws >= 0 ? net->scratch.t[net->ws].data : NULL)
 
-static void layer_forward(nn_net *net, layer *l, int n, int train)
+/* 0, or -1 when the synchronised batch norm's sum failed */
+static int layer_forward(nn_net *net, layer *l, int n, int train)
 {
     const float *in = ACT(l->in);
     float *out = ACT(l->out_act);
@@ -665,6 +669,10 @@ static void layer_forward(nn_net *net, layer *l, int n, int train)
     }
     case L_BN: {
         nn_bn_dims d = { n, l->in_shape[0], l->in_ndim == 3 ? l->in_shape[1] * l->in_shape[2] : 1 };
+        if (train && net->bn_sync.sum)
+            return nn_batchnorm_sync_forward(out, CACHE(l), CACHE(l) + d.c, PAR(l->rm), PAR(l->rv),
+                                             net->bn_ws, in, PAR(l->w), PAR(l->b), l->fused,
+                                             &net->bn_sync, &d);
         (l->fused ? nn_batchnorm_relu_forward : nn_batchnorm_forward)(
             out, CACHE(l), CACHE(l) + d.c, PAR(l->rm), PAR(l->rv), in, PAR(l->w), PAR(l->b), train, &d);
         break;
@@ -697,6 +705,7 @@ static void layer_forward(nn_net *net, layer *l, int n, int train)
     case L_RES:
         break;
     }
+    return 0;
 }
 
 /* The first backward write of an activation's gradient overwrites it (1),
@@ -708,13 +717,14 @@ static int grad_first(nn_net *net, int act)
     return first;
 }
 
-static void layer_backward(nn_net *net, layer *l, int n)
+/* 0, or -1 when the synchronised batch norm's sum failed */
+static int layer_backward(nn_net *net, layer *l, int n)
 {
     const float *in = ACT(l->in), *dout = DACT(l->out_act);
     float *din = l->in == 0 ? NULL : DACT(l->in);     /* no gradient for the images */
     size_t count = (size_t)n * img_numel(l->out_ndim, l->out_shape);
     if ((l->kind == L_RELU && l->fused) || l->kind == L_FLATTEN || l->kind == L_RES)
-        return;                                       /* nothing to do, and dout may be din */
+        return 0;                                     /* nothing to do, and dout may be din */
     if (!net->grad_set[l->out_act]) {                 /* an output nothing consumed: zero gradient */
         memset(DACT(l->out_act), 0, count * sizeof(float));
         net->grad_set[l->out_act] = 1;
@@ -729,6 +739,10 @@ static void layer_backward(nn_net *net, layer *l, int n)
     }
     case L_BN: {
         nn_bn_dims d = { n, l->in_shape[0], l->in_ndim == 3 ? l->in_shape[1] * l->in_shape[2] : 1 };
+        if (net->bn_sync.sum)
+            return nn_batchnorm_sync_backward_ow(din, GRAD(l->w), GRAD(l->b), net->bn_ws, dout,
+                                                 l->fused ? ACT(l->out_act) : NULL, in, CACHE(l),
+                                                 CACHE(l) + d.c, PAR(l->w), &net->bn_sync, &d, ow);
         nn_batchnorm_relu_backward_ow(din, GRAD(l->w), GRAD(l->b), dout, l->fused ? ACT(l->out_act) : NULL,
                                       in, CACHE(l), CACHE(l) + d.c, PAR(l->w), &d, ow);
         break;
@@ -765,6 +779,7 @@ static void layer_backward(nn_net *net, layer *l, int n)
         break;
     }
     }
+    return 0;
 }
 
 static const float *run_forward(nn_net *net, const float *x, int n, int train, int upto)
@@ -774,7 +789,10 @@ static const float *run_forward(nn_net *net, const float *x, int n, int train, i
     memcpy(ACT(0), x, (size_t)n * net->in_c * net->in_h * net->in_w * sizeof(float));
     for (int i = 0; i < upto; i++) {
         double t0 = net->profile ? now() : 0.0;
-        layer_forward(net, &net->L[i], n, train);
+        if (layer_forward(net, &net->L[i], n, train)) {
+            net->trained = 0;
+            return NULL;
+        }
         if (net->profile)
             net->L[i].t_fw += now() - t0;
     }
@@ -810,10 +828,31 @@ int nn_net_backward(nn_net *net, const float *dout)
     net->grad_set[net->out_act] = 1;
     for (int i = net->nl - 1; i >= 0; i--) {
         double t0 = net->profile ? now() : 0.0;
-        layer_backward(net, &net->L[i], n);
+        if (layer_backward(net, &net->L[i], n))
+            return -1;
         if (net->profile)
             net->L[i].t_bw += now() - t0;
     }
+    return 0;
+}
+
+int nn_net_set_bn_sync(nn_net *net, const nn_bn_sync *sync, char *err, size_t errlen)
+{
+    free(net->bn_ws);
+    net->bn_ws = NULL;
+    memset(&net->bn_sync, 0, sizeof net->bn_sync);
+    if (!sync || !sync->sum)
+        return 0;
+    int widest = 0;
+    for (int i = 0; i < net->nl; i++)
+        if (net->L[i].kind == L_BN && net->L[i].in_shape[0] > widest)
+            widest = net->L[i].in_shape[0];
+    net->bn_ws = malloc(NN_BN_SYNC_WS(widest) * sizeof *net->bn_ws);
+    if (!net->bn_ws) {
+        errmsg_set(err, errlen, "synchronised batch norm: out of memory");
+        return -1;
+    }
+    net->bn_sync = *sync;
     return 0;
 }
 

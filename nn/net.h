@@ -67,7 +67,8 @@ void nn_net_init_params(nn_net *net, uint64_t seed);
 
 /* Forward pass of n <= max_batch images x (n, C, H, W). train != 0 uses batch
  * statistics in BN and keeps what backward needs. Returns the output
- * (n, nn_net_out_dim) owned by the net, valid until the next forward. */
+ * (n, nn_net_out_dim) owned by the net, valid until the next forward; NULL
+ * when n is out of range or a synchronised batch norm failed. */
 const float *nn_net_forward(nn_net *net, const float *x, int n, int train);
 /* Forward of the encoder only, in evaluation mode: returns (n, nn_net_feat_dim). */
 const float *nn_net_forward_features(nn_net *net, const float *x, int n);
@@ -79,6 +80,15 @@ const float *nn_net_features(const nn_net *net);
  * a training forward. */
 int nn_net_backward(nn_net *net, const float *dout);
 void nn_net_zero_grad(nn_net *net);
+
+/* Synchronised batch norm for data-parallel training (nn/layers.h): with
+ * sync (copied) every BN layer of a training forward and of the backward
+ * uses the statistics and gradient sums of the whole batch, through
+ * sync->sum, called once per BN layer and pass, in layer order, on every
+ * process alike. NULL (or sync->sum NULL) turns it off. When sum fails,
+ * nn_net_forward returns NULL and nn_net_backward -1. 0, or -1 with err set. */
+struct nn_bn_sync;
+int nn_net_set_bn_sync(nn_net *net, const struct nn_bn_sync *sync, char *err, size_t errlen);
 
 /* Parameter table (with the BN running statistics, flagged NN_T_BUFFER) and
  * the gradient table with the same names, order and offsets. */
