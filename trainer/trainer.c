@@ -1,10 +1,8 @@
 /* trainer/trainer: the training stage: its set-up, the training loop,
- * checkpoints, and what it reports (metrics.jsonl, the progress line, the
- * summary at the end). */
+ * checkpoints; what it reports is trainer/report.h. */
 #include "trainer/trainer.h"
 
 #include <inttypes.h>
-#include <jansson.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -25,6 +23,7 @@
 #include "trainer/epochs.h"
 #include "trainer/feed.h"
 #include "trainer/model.h"
+#include "trainer/report.h"
 #include "trainer/rundir.h"
 #include "trainer/schedule.h"
 
@@ -34,8 +33,6 @@
 #define WAIT_LOG_S         10.0   /* "waiting for data" reminder period */
 #define DROP_LOG_S         5.0    /* dropped-message log period */
 #define EVALUATOR_LINGER_MS 500   /* how long closing waits to deliver the last Checkpoint */
-#define SUMMARY_UNKNOWN    (-1.0)
-#define ACC_WINDOW         20     /* the summary's train accuracy: mean over this many last steps */
 #define HEAD_NAME_MAX      32
 #define MSG_MAX            1024   /* a message of a library call, before the trainer adds its context */
 
@@ -63,25 +60,18 @@ struct trainer {
     control_t *control;             /* NULL with --control none */
     void *eval;                     /* PUSH to the evaluator, NULL with --evaluator none */
     feed_t *feed;
-    FILE *metrics;
+    report_t report;                /* metrics.jsonl, progress line, summary, the figures behind them */
 
     /* progress of the run */
     long step, last_ckpt_step;
     uint64_t images_seen, rng;
     uint32_t last_batch_epoch;
-    double train_seconds_before;    /* training time of the runs this one resumes */
-    double run_start;               /* console_now() when this process trained its first step */
-    double sum_wait, sum_period;    /* since the first step of this process */
-    long timed_steps;
-    float last_loss;
+    double seconds_before;          /* training time of the runs this one resumes */
     char last_ckpt[RUNDIR_MAX_PATH];
-    progress_t progress;
     double next_heartbeat, last_drop_log, last_wait_log;
     uint64_t drops_logged;
     double last_skip_log;
     uint64_t skips_logged;
-    float acc_ring[ACC_WINDOW];     /* batch train accuracy of the last steps (rotnet, supervised) */
-    int acc_count, acc_next;
 };
 
 /* splitmix64: the trainer's random stream (parameter initialisation). */
@@ -193,7 +183,7 @@ static int setup_resume(trainer_t *t, char *err, size_t errlen)
         }
         t->images_seen = s.images_seen;
         t->rng = s.rng;
-        t->train_seconds_before = s.train_seconds;
+        t->seconds_before = s.train_seconds;
         rundir_state_release(&s);
         if (rc)
             return -1;
@@ -280,6 +270,7 @@ trainer_t *trainer_new(const trainer_options_t *o, char *err, size_t errlen)
         return NULL;
     }
     schedule_plan(&t->config);
+    report_init(&t->report, t->config.batch, o->quiet, t->seconds_before);
     return t;
 }
 
@@ -290,8 +281,7 @@ void trainer_destroy(trainer_t **self_p)
         return;
     feed_destroy(&t->feed);
     model_destroy(&t->model);
-    if (t->metrics)
-        fclose(t->metrics);
+    report_close(&t->report);
     control_destroy(&t->control);
     transport_close(&t->eval);
     epochs_release(&t->restored);
@@ -321,37 +311,6 @@ static double current_epoch(const trainer_t *t)
     return (double)t->last_batch_epoch;
 }
 
-static double images_per_s(const trainer_t *t)
-{
-    return t->sum_period > 0 ? (double)t->timed_steps * t->config.batch / t->sum_period : 0;
-}
-
-static double wait_share(const trainer_t *t)
-{
-    return t->sum_period > 0 ? t->sum_wait / t->sum_period : 0;
-}
-
-/* Mean batch train accuracy of the last ACC_WINDOW steps; NAN when none. */
-static double recent_accuracy(const trainer_t *t)
-{
-    if (t->acc_count == 0)
-        return NAN;
-    double sum = 0;
-    for (int i = 0; i < t->acc_count; i++)
-        sum += t->acc_ring[i];
-    return sum / t->acc_count;
-}
-
-static void note_accuracy(trainer_t *t, float acc)
-{
-    if (!isfinite(acc))
-        return;
-    t->acc_ring[t->acc_next] = acc;
-    t->acc_next = (t->acc_next + 1) % ACC_WINDOW;
-    if (t->acc_count < ACC_WINDOW)
-        t->acc_count++;
-}
-
 static void publish_stats(trainer_t *t)
 {
     feed_stats_t fs;
@@ -359,9 +318,9 @@ static void publish_stats(trainer_t *t)
     proto_stat_t st[] = {
         { "step", (double)t->step },
         { "total_steps", (double)t->config.total_steps },
-        { "loss", (double)t->last_loss },
-        { "images_per_s", images_per_s(t) },
-        { "data_wait", wait_share(t) },
+        { "loss", (double)t->report.last_loss },
+        { "images_per_s", report_images_per_s(&t->report) },
+        { "data_wait", report_wait_share(&t->report) },
         { "viewbatches", (double)fs.viewbatches },
         { "dropped", (double)fs.dropped },
         { "duplicates", (double)fs.duplicates },
@@ -434,7 +393,7 @@ static int save_checkpoint(trainer_t *t)
         .step = t->step,
         .images_seen = t->images_seen,
         .rng = t->rng,
-        .train_seconds = t->train_seconds_before + (t->run_start > 0 ? console_now() - t->run_start : 0),
+        .train_seconds = report_seconds(&t->report),
         /* exactly the samples of the steps done so far: this thread trains no other meanwhile */
         .epoch_sets = feed_epochs_json(t->feed),
     };
@@ -518,62 +477,18 @@ static int build_model(trainer_t *t)
 
 /* ---- bookkeeping between steps ---- */
 
-static void write_metrics(trainer_t *t, float loss, float acc, float lr, double period, double wait)
-{
-    json_t *j = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "step", (json_int_t)t->step,
-                          "epoch", current_epoch(t), "loss", (double)loss, "lr", (double)lr,
-                          "images_per_s", period > 0 ? t->config.batch / period : 0.0,
-                          "data_wait", period > 0 ? wait / period : 0.0,
-                          "time", t->train_seconds_before + console_now() - t->run_start);
-    if (!j)
-        return;
-    if (isfinite(acc))
-        json_object_set_new(j, "accuracy", json_real((double)acc));   /* this batch, before the update */
-    if (json_dumpf(j, t->metrics, JSON_COMPACT | JSON_REAL_PRECISION(6)) == 0)
-        fputc('\n', t->metrics);
-    json_decref(j);
-}
-
-/* Writes the per-epoch records that are ready (with `all`, every epoch
- * still open too) into metrics.jsonl and the log. */
-static void write_epoch_records(trainer_t *t, int all)
-{
-    epochs_record_t r;
-    while (feed_epoch_record(t->feed, all, &r)) {
-        double time = t->run_start > 0 ? t->train_seconds_before + console_now() - t->run_start
-                                       : t->train_seconds_before;
-        json_t *j = json_pack("{s:I, s:f, s:s, s:I, s:I, s:I, s:I, s:b}", "step", (json_int_t)t->step,
-                              "time", time, "record", "epoch", "epoch", (json_int_t)r.epoch,
-                              "distinct", (json_int_t)r.distinct, "duplicates", (json_int_t)r.duplicates,
-                              "expected", (json_int_t)r.expected, "complete", r.complete);
-        if (j && t->config.method == TRAIN_SUPERVISED)
-            json_object_set_new(j, "skipped", json_integer((json_int_t)r.skipped));
-        if (j && json_dumpf(j, t->metrics, JSON_COMPACT) == 0)
-            fputc('\n', t->metrics);
-        json_decref(j);
-        char skipped[80] = "";
-        if (r.skipped)
-            snprintf(skipped, sizeof skipped, ", %" PRIu64 " skipped (no label in 0..%u)", r.skipped,
-                     t->config.classes - 1);
-        if (!t->o->quiet || !r.complete)
-            console_log("epoch %u %s: %" PRIu64 " distinct samples trained%s%s, %" PRIu64 " duplicate(s) dropped",
-                        r.epoch, r.complete ? "complete" : "open at the end", r.distinct,
-                        r.expected ? "" : " (its end was not seen)", skipped, r.duplicates);
-    }
-}
-
 static void housekeeping(trainer_t *t, double now)
 {
     trainer_config_t *c = &t->config;
     control_ack_duplicates(t->control, t->feed);
-    write_epoch_records(t, 0);
+    report_epochs(&t->report, t->feed, t->step, c, 0);
     feed_stats_t fs;
     feed_stats(t->feed, &fs);
     if (!c->dataset_size && fs.epoch_count) {
         c->dataset_size = fs.epoch_count;
         if (!c->total_steps) {
             c->total_steps = schedule_total_steps(c);
-            t->progress.total = (uint64_t)c->total_steps * c->batch;
+            report_total(&t->report, c->total_steps);
         }
         console_log("the loader's epoch has %" PRIu64 " images: %ld steps in all", c->dataset_size,
                     c->total_steps);
@@ -605,24 +520,10 @@ static void housekeeping(trainer_t *t, double now)
     }
 }
 
-static void show_progress(trainer_t *t, float loss)
-{
-    if (t->o->quiet)
-        return;
-    char extra[160], total[32] = "";
-    if (t->config.total_steps)
-        snprintf(total, sizeof total, "/%ld", t->config.total_steps);
-    char acc[32] = "";
-    if (t->acc_count)
-        snprintf(acc, sizeof acc, ", acc %.1f%%", 100 * recent_accuracy(t));
-    snprintf(extra, sizeof extra, "step %ld%s, epoch %.2f, loss %.4f%s, data wait %.1f%%", t->step, total,
-             current_epoch(t), (double)loss, acc, 100 * wait_share(t));
-    progress_update(&t->progress, (uint64_t)t->step * t->config.batch, extra);
-}
-
 /* ---- the run ---- */
 
 typedef enum { END_DONE, END_SIGNAL, END_STREAM, END_DIVERGED, END_FAILED } end_reason_t;
+static const char *const end_names[] = { "done", "signal", "end of stream", "diverged", "failed" };
 
 static end_reason_t train(trainer_t *t)
 {
@@ -657,10 +558,8 @@ static end_reason_t train(trainer_t *t)
                 return END_FAILED;
             }
             /* the wait for the pipeline to start is not data wait */
-            t->run_start = period_start = console_now();
+            period_start = report_start(&t->report, t->step, c->total_steps);
             wait = 0;
-            progress_start(&t->progress, "images", (uint64_t)c->total_steps * c->batch);
-            t->progress.last_done = (uint64_t)t->step * c->batch;
         }
         float lr = schedule_lr(c, t->step);
         float acc;
@@ -678,56 +577,17 @@ static end_reason_t train(trainer_t *t)
         }
         t->step++;
         t->images_seen += c->batch;
-        t->last_loss = loss;
-        note_accuracy(t, acc);
-        now = console_now();
-        double period = now - period_start;
-        t->sum_period += period;
-        t->sum_wait += wait;
-        t->timed_steps++;
-        write_metrics(t, loss, acc, lr, period, wait);
-        show_progress(t, loss);
+        report_step_t rs = {
+            .step = t->step, .total_steps = c->total_steps, .epoch = current_epoch(t),
+            .loss = loss, .accuracy = acc, .lr = lr, .period = console_now() - period_start, .wait = wait,
+        };
+        report_step(&t->report, &rs);
         if (t->step % t->o->ckpt_every == 0 || t->step == c->total_steps) {
             if (save_checkpoint(t))
                 return END_FAILED;
         }
         period_start = console_now();
         wait = 0;
-    }
-}
-
-static void print_summary(trainer_t *t, end_reason_t why, double seconds)
-{
-    static const char *names[] = { "done", "signal", "end of stream", "diverged", "failed" };
-    feed_stats_t fs;
-    feed_stats(t->feed, &fs);
-    char skipped[80] = "", acc[80] = "";
-    if (t->config.method == TRAIN_SUPERVISED)
-        snprintf(skipped, sizeof skipped, ", %" PRIu64 " samples skipped for their label", fs.skipped);
-    if (t->acc_count)
-        snprintf(acc, sizeof acc, ", train accuracy %.1f%% (mean of the last %d steps)", 100 * recent_accuracy(t),
-                 t->acc_count);
-    console_log("%s after %ld steps (%ld in this process, %.1f s): %.1f images/s, data wait %.1f%% "
-                "of step time, %" PRIu64 " ViewBatches, %" PRIu64 " dropped, %" PRIu64 " duplicate samples%s; "
-                "last loss %.4f%s; checkpoint %s",
-                names[why], t->step, t->timed_steps, seconds, images_per_s(t), 100 * wait_share(t),
-                fs.viewbatches, fs.dropped, fs.duplicates, skipped, (double)t->last_loss, acc,
-                t->last_ckpt[0] ? t->last_ckpt : "none");
-    json_t *j = json_pack("{s:s, s:I, s:I, s:f, s:f, s:f, s:I, s:I, s:s}", "end", names[why],
-                          "step", (json_int_t)t->step, "steps_this_run", (json_int_t)t->timed_steps,
-                          "loss", t->timed_steps ? (double)t->last_loss : SUMMARY_UNKNOWN,
-                          "images_per_s", images_per_s(t), "data_wait", wait_share(t),
-                          "viewbatches", (json_int_t)fs.viewbatches, "dropped", (json_int_t)fs.dropped,
-                          "checkpoint", t->last_ckpt);
-    if (j && t->acc_count)
-        json_object_set_new(j, "train_accuracy", json_real(recent_accuracy(t)));
-    if (j && t->config.method == TRAIN_SUPERVISED)
-        json_object_set_new(j, "skipped", json_integer((json_int_t)fs.skipped));
-    if (j) {
-        json_dumpf(j, stdout, JSON_COMPACT | JSON_REAL_PRECISION(6));
-        fputc('\n', stdout);
-        fflush(stdout);
-        json_decref(j);
     }
 }
 
@@ -750,9 +610,9 @@ static int open_run(trainer_t *t)
     int stale = rundir_clean_tmp(t->out);
     if (stale > 0)
         console_log("removed %d temporary file(s) that a killed trainer left in %s", stale, t->out);
-    t->metrics = rundir_metrics_open(t->out, t->resuming ? t->step : -1, t->have_restored ? record_kept : NULL,
-                                     &t->restored, err, sizeof err);
-    if (!t->metrics) {
+    t->report.metrics = rundir_metrics_open(t->out, t->resuming ? t->step : -1,
+                                            t->have_restored ? record_kept : NULL, &t->restored, err, sizeof err);
+    if (!t->report.metrics) {
         console_log("%s", err);
         return -1;
     }
@@ -777,8 +637,8 @@ int trainer_run(trainer_t *t)
         return -1;
     double start = console_now();
     end_reason_t why = train(t);
-    if (!t->o->quiet && t->model)
-        progress_end(&t->progress);
+    if (t->model)
+        report_finish(&t->report);
     if (why == END_STREAM && t->step == 0 && !t->model) {
         console_log("the stream ended before a full batch of %u images arrived", t->config.batch);
         why = END_FAILED;
@@ -791,9 +651,11 @@ int trainer_run(trainer_t *t)
         rc = -1;
     if (t->model) {
         control_ack_duplicates(t->control, t->feed);
-        write_epoch_records(t, 1);
+        report_epochs(&t->report, t->feed, t->step, &t->config, 1);
     }
-    print_summary(t, why, t->run_start > 0 ? console_now() - t->run_start : console_now() - start);
+    double run_start = t->report.run_start > 0 ? t->report.run_start : start;
+    report_summary(&t->report, end_names[why], t->step, t->feed, &t->config, t->last_ckpt,
+                   console_now() - run_start);
     control_stop(t->control, training_epoch(t), t->step);
     return rc;
 }
