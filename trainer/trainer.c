@@ -1,5 +1,6 @@
-/* trainer/trainer: the training stage: its set-up, the training loop,
- * checkpoints; what it reports is trainer/report.h. */
+/* trainer/trainer: the training stage: set-up, the training loop, checkpoints
+ * and the evaluator's Checkpoint message (what the run reports is in
+ * trainer/report.c). */
 #include "trainer/trainer.h"
 
 #include <inttypes.h>
