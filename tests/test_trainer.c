@@ -2,8 +2,9 @@
  * dtype conversion, refusals), the receive thread over an inproc socket
  * (assembly across messages, dropped messages, end-of-epoch count, samples
  * skipped for their label, copies of queued and of trained samples, a
- * restored checkpoint's epochs), the run folder (state round trip, latest,
- * pruning, metrics after a crash), the per-epoch sets (records, Have, the
+ * restored checkpoint's epochs), the run folder (state round trip, a state
+ * file of an earlier version, latest, pruning, metrics after a crash), the
+ * settings of a resumed run, the schedule, the per-epoch sets (records, Have, the
  * checkpoint's copy) and the model step. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,11 +22,13 @@
 #include "proto/proto.h"
 #include "transport/transport.h"
 #include "trainer/batch.h"
+#include "trainer/config.h"
 #include "trainer/epochs.h"
 #include "trainer/feed.h"
 #include "trainer/model.h"
 #include "trainer/options.h"
 #include "trainer/rundir.h"
+#include "trainer/schedule.h"
 
 #define ARGV(...) ((char *[]){ "trainer", __VA_ARGS__, NULL })
 #define ARGC(...) ((int)(sizeof((char *[]){ "trainer", __VA_ARGS__ }) / sizeof(char *)))
@@ -661,24 +664,25 @@ static void touch(const char *path)
 static void test_rundir_state_round_trip(void **state)
 {
     (void)state;
-    train_state_t s = { .method = "rotnet", .arch = "my net.txt", .width = 8, .batch = 32,
-                        .optimizer = "lars", .lr = 0.0375, .weight_decay = 1e-6, .momentum = 0.9,
-                        .tau = 0.2, .warmup_steps = 3, .total_steps = 40, .epochs = 1.5,
-                        .dataset_size = 50000, .step = 20, .images_seen = 640,
-                        .seed = 18446744073709551615ull, .rng = 0xfedcba9876543210ull,
-                        .train_seconds = 12.5 };
+    train_state_t s = { .config = { .method = TRAIN_ROTNET, .arch = "my net.txt", .width = 8, .batch = 32,
+                                    .optimizer = NN_OPT_LARS, .lr = 0.0375, .weight_decay = 1e-6,
+                                    .momentum = 0.9, .tau = 0.2, .warmup_steps = 3, .total_steps = 40,
+                                    .epochs = 1.5, .dataset_size = 50000, .seed = 18446744073709551615ull },
+                        .step = 20, .images_seen = 640, .rng = 0xfedcba9876543210ull, .train_seconds = 12.5 };
     char path[512], err[512];
     snprintf(path, sizeof path, "%s/state.json", tmpdir);
     assert_int_equal(rundir_state_save(path, &s, err, sizeof err), 0);
     train_state_t r;
     assert_int_equal(rundir_state_load(path, &r, err, sizeof err), 0);
-    assert_string_equal(r.method, s.method);
-    assert_string_equal(r.arch, s.arch);
-    assert_string_equal(r.optimizer, s.optimizer);
-    assert_true(r.width == 8 && r.batch == 32 && r.warmup_steps == 3 && r.total_steps == 40);
-    assert_true(r.lr == s.lr && r.weight_decay == s.weight_decay && r.tau == s.tau && r.epochs == 1.5);
-    assert_true(r.dataset_size == 50000 && r.step == 20 && r.images_seen == 640);
-    assert_true(r.seed == s.seed && r.rng == s.rng && r.train_seconds == 12.5);
+    const trainer_config_t *c = &r.config;
+    assert_int_equal(c->method, TRAIN_ROTNET);
+    assert_int_equal(c->optimizer, NN_OPT_LARS);
+    assert_string_equal(c->arch, s.config.arch);
+    assert_true(c->width == 8 && c->batch == 32 && c->warmup_steps == 3 && c->total_steps == 40);
+    assert_true(c->lr == s.config.lr && c->weight_decay == s.config.weight_decay && c->tau == s.config.tau &&
+                c->epochs == 1.5 && c->steps == 0);
+    assert_true(c->dataset_size == 50000 && c->seed == s.config.seed);
+    assert_true(r.step == 20 && r.images_seen == 640 && r.rng == s.rng && r.train_seconds == 12.5);
     assert_null(r.epoch_sets);   /* none given: none read */
 
     /* the per-epoch sets travel as the object they were given */
@@ -695,6 +699,116 @@ static void test_rundir_state_round_trip(void **state)
     fputs("{\"format\": \"something-else\"}", f);
     fclose(f);
     assert_int_equal(rundir_state_load(path, &r, err, sizeof err), -1);
+}
+
+/* A state file as the trainer has written it since the format's version 1
+ * (the fields in their order of then) still loads. */
+static void test_rundir_state_earlier_file(void **state)
+{
+    (void)state;
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/earlier.json", tmpdir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\n \"format\": \"sslcpu-trainer-state\",\n \"version\": 1,\n \"method\": \"supervised\",\n"
+          " \"arch\": \"resnet-mini\",\n \"width\": 8,\n \"batch\": 32,\n \"optimizer\": \"sgd\",\n"
+          " \"lr\": 0.0125,\n \"weight_decay\": 0.00050000000000000001,\n \"momentum\": 0.90000000000000002,\n"
+          " \"tau\": 0.5,\n \"warmup_steps\": 1,\n \"total_steps\": 20,\n \"epochs\": 0.0,\n"
+          " \"dataset_size\": \"500\",\n \"step\": 20,\n \"images_seen\": \"640\",\n \"seed\": \"5\",\n"
+          " \"rng\": \"9e3779b97f4a7c1a\",\n \"train_seconds\": 4.25\n}\n", f);
+    fclose(f);
+    train_state_t r;
+    assert_int_equal(rundir_state_load(path, &r, err, sizeof err), 0);
+    const trainer_config_t *c = &r.config;
+    assert_true(c->method == TRAIN_SUPERVISED && c->optimizer == NN_OPT_SGD && c->width == 8 && c->batch == 32);
+    assert_string_equal(c->arch, "resnet-mini");
+    assert_true(c->lr == 0.0125 && c->weight_decay == 5e-4 && c->momentum == 0.9 && c->tau == 0.5);
+    assert_true(c->warmup_steps == 1 && c->total_steps == 20 && c->epochs == 0 && c->steps == 20);
+    assert_true(c->dataset_size == 500 && c->seed == 5);
+    assert_true(r.step == 20 && r.images_seen == 640 && r.rng == 0x9e3779b97f4a7c1aull && r.train_seconds == 4.25);
+    assert_null(r.epoch_sets);
+
+    /* an unknown method is refused with the file's name */
+    f = fopen(path, "w");
+    fputs("{\"format\": \"sslcpu-trainer-state\", \"version\": 1, \"method\": \"byol\", \"arch\": \"conv4\","
+          " \"width\": 8, \"batch\": 32, \"optimizer\": \"sgd\", \"lr\": 0.1, \"weight_decay\": 0.0,"
+          " \"momentum\": 0.9, \"tau\": 0.5, \"warmup_steps\": 0, \"total_steps\": 0, \"epochs\": 1.0,"
+          " \"dataset_size\": \"0\", \"step\": 0, \"images_seen\": \"0\", \"seed\": \"1\", \"rng\": \"0\","
+          " \"train_seconds\": 0.0}", f);
+    fclose(f);
+    assert_int_equal(rundir_state_load(path, &r, err, sizeof err), -1);
+    assert_non_null(strstr(err, "earlier.json"));
+    assert_non_null(strstr(err, "byol"));
+}
+
+/* Resuming takes the run's settings; the command line may repeat them,
+ * extend the run and give the dataset size, not change the network. */
+static void test_config_resume(void **state)
+{
+    (void)state;
+    trainer_options_t o;
+    trainer_config_t saved, c;
+    char err[512];
+    assert_int_equal(PARSE(&o, err, "--method", "rotnet", "--batch", "64", "--steps", "100", "--warmup", "7",
+                           "--seed", "9"), 0);
+    trainer_config_from_options(&saved, &o);
+    schedule_plan(&saved);
+    assert_true(saved.total_steps == 100 && saved.warmup_steps == 7);
+
+    /* nothing given again: the run's settings, its length and warm-up */
+    assert_int_equal(PARSE(&o, err, "--resume", "latest", "--lr", "0.5", "--warmup", "3"), 0);
+    trainer_config_from_options(&c, &o);
+    assert_int_equal(trainer_config_resume(&c, &saved, &o, err, sizeof err), 0);
+    schedule_plan(&c);
+    assert_true(c.method == TRAIN_ROTNET && c.batch == 64 && c.lr == saved.lr && c.seed == 9);
+    assert_true(c.total_steps == 100 && c.steps == 100 && c.warmup_steps == 7);
+
+    /* a new length and the dataset size given: a new total, the warm-up kept */
+    assert_int_equal(PARSE(&o, err, "--resume", "latest", "--epochs", "2", "--dataset-size", "640"), 0);
+    trainer_config_from_options(&c, &o);
+    assert_int_equal(trainer_config_resume(&c, &saved, &o, err, sizeof err), 0);
+    schedule_plan(&c);
+    assert_true(c.total_steps == 20 && c.dataset_size == 640 && c.warmup_steps == 7);
+
+    /* a different batch or method is refused and named */
+    assert_int_equal(PARSE(&o, err, "--resume", "latest", "--batch", "32"), 0);
+    trainer_config_from_options(&c, &o);
+    assert_int_equal(trainer_config_resume(&c, &saved, &o, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--batch"));
+    assert_int_equal(PARSE(&o, err, "--resume", "latest", "--method", "simclr"), 0);
+    trainer_config_from_options(&c, &o);
+    assert_int_equal(trainer_config_resume(&c, &saved, &o, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--method"));
+}
+
+/* The total from --steps or --epochs x dataset size, the warm-up in steps,
+ * epochs or the default share, and the rate rising over the warm-up. */
+static void test_schedule(void **state)
+{
+    (void)state;
+    trainer_options_t o;
+    trainer_config_t c;
+    char err[256];
+    assert_int_equal(PARSE(&o, err, "--batch", "100", "--epochs", "2", "--dataset-size", "1000", "--warmup",
+                           "1ep"), 0);
+    trainer_config_from_options(&c, &o);
+    schedule_plan(&c);
+    assert_true(c.total_steps == 20 && c.warmup_steps == 10);
+    assert_true(schedule_lr(&c, 0) < schedule_lr(&c, 5) && schedule_lr(&c, 5) < schedule_lr(&c, 10));
+    assert_true(fabsf(schedule_lr(&c, 10) - (float)c.lr) < 1e-6f);
+
+    assert_int_equal(PARSE(&o, err, "--batch", "100", "--steps", "200"), 0);
+    trainer_config_from_options(&c, &o);
+    schedule_plan(&c);
+    assert_true(c.total_steps == 200 && c.warmup_steps == 10);   /* 5% */
+
+    /* dataset size unknown: no total yet, and no default warm-up */
+    assert_int_equal(PARSE(&o, err, "--batch", "100", "--epochs", "3"), 0);
+    trainer_config_from_options(&c, &o);
+    schedule_plan(&c);
+    assert_true(c.total_steps == 0 && c.warmup_steps == 0);
+    c.dataset_size = 1000;
+    assert_int_equal(schedule_total_steps(&c), 30);
 }
 
 static void test_rundir_latest_and_prune(void **state)
@@ -1082,6 +1196,9 @@ int main(void)
         cmocka_unit_test(test_feed_skips_bad_labels),
         cmocka_unit_test(test_feed_restored),
         cmocka_unit_test(test_rundir_state_round_trip),
+        cmocka_unit_test(test_rundir_state_earlier_file),
+        cmocka_unit_test(test_config_resume),
+        cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_rundir_latest_and_prune),
         cmocka_unit_test(test_rundir_metrics_after_crash),
         cmocka_unit_test(test_epochs_dedup_and_records),

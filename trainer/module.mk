@@ -1,7 +1,10 @@
 # trainer: the training stage. libtrainercore.a holds everything but main (options,
-# batch assembly, receive thread, model step, run folder) so that the unit
-# test links the same code; build/bin/trainer is main.c on top of it.
-trainercore_SRCS := trainer/options.c trainer/batch.c trainer/feed.c trainer/epochs.c trainer/model.c trainer/rundir.c
+# settings, schedule, batch assembly, receive thread, model step, run folder,
+# Control publishing, reports, the stage itself) so that the unit test links the same
+# code; build/bin/trainer is main.c on top of it.
+trainercore_SRCS := trainer/options.c trainer/config.c trainer/schedule.c trainer/batch.c trainer/feed.c \
+                    trainer/epochs.c trainer/model.c trainer/rundir.c trainer/control.c trainer/report.c \
+                    trainer/trainer.c
 $(eval $(call add_lib,trainercore))
 
 trainer_SRCS := trainer/main.c

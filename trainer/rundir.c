@@ -104,28 +104,21 @@ static int write_atomic(const char *path, const char *text, char *err, size_t er
 
 int rundir_state_save(const char *path, const train_state_t *s, char *err, size_t errlen)
 {
-    char seed[32], rng[32], dsize[32], images[32];
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->seed);
+    char rng[32], images[32];
     snprintf(rng, sizeof rng, "%016llx", (unsigned long long)s->rng);
-    snprintf(dsize, sizeof dsize, "%llu", (unsigned long long)s->dataset_size);
     snprintf(images, sizeof images, "%llu", (unsigned long long)s->images_seen);
     /* 64-bit unsigned values as strings: JSON numbers are not exact beyond 2^53 */
-    json_t *j = json_pack("{s:s, s:i, s:s, s:s, s:i, s:I, s:s, s:f, s:f, s:f, s:f, s:I, s:I, s:f,"
-                          " s:s, s:I, s:s, s:s, s:s, s:f}",
-                          "format", RUNDIR_STATE_FORMAT, "version", RUNDIR_STATE_VERSION,
-                          "method", s->method, "arch", s->arch, "width", s->width,
-                          "batch", (json_int_t)s->batch, "optimizer", s->optimizer,
-                          "lr", s->lr, "weight_decay", s->weight_decay, "momentum", s->momentum,
-                          "tau", s->tau, "warmup_steps", (json_int_t)s->warmup_steps,
-                          "total_steps", (json_int_t)s->total_steps, "epochs", s->epochs,
-                          "dataset_size", dsize, "step", (json_int_t)s->step,
-                          "images_seen", images, "seed", seed, "rng", rng,
-                          "train_seconds", s->train_seconds);
-    if (!j || (s->epoch_sets && json_object_set(j, "epoch_sets", s->epoch_sets))) {
+    json_t *j = json_pack("{s:s, s:i}", "format", RUNDIR_STATE_FORMAT, "version", RUNDIR_STATE_VERSION);
+    json_t *progress = json_pack("{s:I, s:s, s:s, s:f}", "step", (json_int_t)s->step, "images_seen", images,
+                                 "rng", rng, "train_seconds", s->train_seconds);
+    if (!j || !progress || trainer_config_to_json(&s->config, j) || json_object_update(j, progress) ||
+        (s->epoch_sets && json_object_set(j, "epoch_sets", s->epoch_sets))) {
         json_decref(j);
+        json_decref(progress);
         errmsg_set(err, errlen, "%s: cannot build the state JSON", path);
         return -1;
     }
+    json_decref(progress);
     char *text = json_dumps(j, JSON_INDENT(1));
     json_decref(j);
     if (!text) {
@@ -145,19 +138,6 @@ int rundir_state_save(const char *path, const train_state_t *s, char *err, size_
     return rc;
 }
 
-static int parse_u64_str(const char *s, int base, uint64_t *out)
-{
-    if (!s || !*s)
-        return -1;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, base);
-    if (errno || *end)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 int rundir_state_load(const char *path, train_state_t *s, char *err, size_t errlen)
 {
     json_error_t je;
@@ -166,22 +146,12 @@ int rundir_state_load(const char *path, train_state_t *s, char *err, size_t errl
         errmsg_set(err, errlen, "%s: %s (line %d)", path, je.text, je.line);
         return -1;
     }
-    const char *format = NULL, *method = NULL, *arch = NULL, *optimizer = NULL;
-    const char *dsize = NULL, *images = NULL, *seed = NULL, *rng = NULL;
-    int version = 0, width = 0;
-    json_int_t batch = 0, warmup = 0, total = 0, step = 0;
+    const char *format = NULL, *images = NULL, *rng = NULL;
+    int version = 0;
+    json_int_t step = 0;
+    char why[512];
     memset(s, 0, sizeof *s);
-    int rc = json_unpack_ex(j, &je, 0,
-                            "{s:s, s:i, s:s, s:s, s:i, s:I, s:s, s:F, s:F, s:F, s:F, s:I, s:I, s:F,"
-                            " s:s, s:I, s:s, s:s, s:s, s:F}",
-                            "format", &format, "version", &version, "method", &method, "arch", &arch,
-                            "width", &width, "batch", &batch, "optimizer", &optimizer,
-                            "lr", &s->lr, "weight_decay", &s->weight_decay, "momentum", &s->momentum,
-                            "tau", &s->tau, "warmup_steps", &warmup, "total_steps", &total,
-                            "epochs", &s->epochs, "dataset_size", &dsize, "step", &step,
-                            "images_seen", &images, "seed", &seed, "rng", &rng,
-                            "train_seconds", &s->train_seconds);
-    if (rc != 0) {
+    if (json_unpack_ex(j, &je, 0, "{s:s, s:i}", "format", &format, "version", &version) != 0) {
         errmsg_set(err, errlen, "%s: %s", path, je.text);
         goto fail;
     }
@@ -190,19 +160,20 @@ int rundir_state_load(const char *path, train_state_t *s, char *err, size_t errl
                 format, version, RUNDIR_STATE_FORMAT, RUNDIR_STATE_VERSION);
         goto fail;
     }
-    if (parse_u64_str(dsize, 10, &s->dataset_size) || parse_u64_str(images, 10, &s->images_seen) ||
-        parse_u64_str(seed, 10, &s->seed) || parse_u64_str(rng, 16, &s->rng) || batch < 1 ||
-        batch > UINT32_MAX || step < 0 || warmup < 0 || total < 0) {
+    if (trainer_config_from_json(&s->config, j, why, sizeof why)) {
+        errmsg_set(err, errlen, "%s: %s", path, why);
+        goto fail;
+    }
+    if (json_unpack_ex(j, &je, 0, "{s:I, s:s, s:s, s:F}", "step", &step, "images_seen", &images, "rng", &rng,
+                       "train_seconds", &s->train_seconds) != 0) {
+        errmsg_set(err, errlen, "%s: %s", path, je.text);
+        goto fail;
+    }
+    if (trainer_config_parse_u64(images, 10, &s->images_seen) || trainer_config_parse_u64(rng, 16, &s->rng) ||
+        step < 0) {
         errmsg_set(err, errlen, "%s: a value is out of range", path);
         goto fail;
     }
-    snprintf(s->method, sizeof s->method, "%s", method);
-    snprintf(s->arch, sizeof s->arch, "%s", arch);
-    snprintf(s->optimizer, sizeof s->optimizer, "%s", optimizer);
-    s->width = width;
-    s->batch = (uint32_t)batch;
-    s->warmup_steps = (long)warmup;
-    s->total_steps = (long)total;
     s->step = (long)step;
     s->epoch_sets = json_incref(json_object_get(j, "epoch_sets"));   /* optional */
     json_decref(j);

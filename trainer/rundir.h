@@ -17,6 +17,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "trainer/config.h"
+
 #define RUNDIR_STATE_FORMAT  "sslcpu-trainer-state"
 #define RUNDIR_STATE_VERSION 1
 #define RUNDIR_LATEST        "latest"
@@ -24,21 +26,14 @@
 #define RUNDIR_MAX_PATH      4096
 #define RUNDIR_MAX_NAME      64
 
-/* Everything besides the tensors that resuming needs. */
+/* Everything besides the tensors that resuming needs: the state file holds
+ * "format" and "version", the run's settings (trainer_config_to_json: method,
+ * arch, width, batch, optimizer, lr, weight_decay, momentum, tau,
+ * warmup_steps, total_steps, epochs, dataset_size, seed) and its progress. */
 typedef struct {
-    char method[RUNDIR_MAX_NAME];      /* "simclr" | "rotnet" | "supervised" */
-    char arch[RUNDIR_MAX_PATH];        /* as given: preset name or file */
-    int width;
-    uint32_t batch;
-    char optimizer[RUNDIR_MAX_NAME];   /* "sgd" | "lars" | "adamw" */
-    double lr, weight_decay, momentum, tau;
-    long warmup_steps;
-    long total_steps;                  /* 0 = not known yet */
-    double epochs;                     /* 0 = the run is counted in steps */
-    uint64_t dataset_size;             /* 0 = not known yet */
+    trainer_config_t config;           /* the run's settings */
     long step;                         /* optimizer steps done */
     uint64_t images_seen;
-    uint64_t seed;
     uint64_t rng;                      /* the trainer's random state */
     double train_seconds;              /* wall time spent training so far */
     json_t *epoch_sets;                /* which samples of the recent epochs the model holds

@@ -1,0 +1,663 @@
+/* trainer/trainer: the training stage: set-up, the training loop, checkpoints
+ * and the evaluator's Checkpoint message (what the run reports is in
+ * trainer/report.c). */
+#include "trainer/trainer.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "console/console.h"
+#include "errmsg/errmsg.h"
+#include "nn/ckpt.h"
+#include "nn/net.h"
+#include "proto/proto.h"
+#include "transport/transport.h"
+#include "trainer/batch.h"
+#include "trainer/config.h"
+#include "trainer/control.h"
+#include "trainer/epochs.h"
+#include "trainer/feed.h"
+#include "trainer/model.h"
+#include "trainer/report.h"
+#include "trainer/rundir.h"
+#include "trainer/schedule.h"
+
+#define TAKE_SLICE_MS      200    /* the loop wakes this often while it waits */
+#define HEARTBEAT_S        1.0    /* Control HEARTBEAT and Stats period */
+#define EOS_IDLE_S         1.0    /* after END_OF_STREAM, this long without data ends the run */
+#define WAIT_LOG_S         10.0   /* "waiting for data" reminder period */
+#define DROP_LOG_S         5.0    /* dropped-message log period */
+#define EVALUATOR_LINGER_MS 500   /* how long closing waits to deliver the last Checkpoint */
+#define HEAD_NAME_MAX      32
+#define MSG_MAX            1024   /* a message of a library call, before the trainer adds its context */
+
+struct trainer {
+    trainer_config_t config;        /* the run's settings: recorded in each checkpoint, restored on resume */
+    const trainer_options_t *o;     /* sockets, run folder, checkpoints, log (its training
+                                       settings were read once into config) */
+    char out[RUNDIR_MAX_PATH];      /* the run folder: --out, or the resumed checkpoint's */
+    const char *stage_id;
+
+    /* network */
+    int preset;                     /* arch is a preset name: desc built from the first batch */
+    char desc[NN_MAX_DESC];         /* known up front for a file or a resumed checkpoint */
+    int have_desc;
+    batch_shape_t shape;
+    model_t *model;
+
+    /* resuming */
+    char resume_path[RUNDIR_MAX_PATH];
+    int resuming, resume_optimizer;
+    epochs_t restored;              /* what the resumed checkpoint's model holds */
+    int have_restored;
+
+    /* sockets and data */
+    control_t *control;             /* NULL with --control none */
+    void *eval;                     /* PUSH to the evaluator, NULL with --evaluator none */
+    feed_t *feed;
+    report_t report;                /* metrics.jsonl, progress line, summary, the figures behind them */
+
+    /* progress of the run */
+    long step, last_ckpt_step;
+    uint64_t images_seen, rng;
+    uint32_t last_batch_epoch;
+    double seconds_before;          /* training time of the runs this one resumes */
+    char last_ckpt[RUNDIR_MAX_PATH];
+    double next_heartbeat, last_drop_log, last_wait_log;
+    uint64_t drops_logged;
+    double last_skip_log;
+    uint64_t skips_logged;
+};
+
+/* splitmix64: the trainer's random stream (parameter initialisation). */
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* The preset head for the method: "simclr", "rotation" or "classifier:N". */
+static const char *head_of(const trainer_config_t *c, char *buf, size_t len)
+{
+    switch (c->method) {
+    case TRAIN_ROTNET: return "rotation";
+    case TRAIN_SUPERVISED:
+        snprintf(buf, len, "%s:%u", NN_HEAD_CLASSIFIER, c->classes);
+        return buf;
+    default: return "simclr";
+    }
+}
+
+static int read_text_file(const char *path, char *buf, size_t len, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        errmsg_set(err, errlen, "--arch %s: not a preset (resnet-mini, conv4) and not a readable file", path);
+        return -1;
+    }
+    size_t n = fread(buf, 1, len - 1, f);
+    int too_long = n == len - 1 && fgetc(f) != EOF;
+    fclose(f);
+    if (too_long) {
+        errmsg_set(err, errlen, "--arch %s: longer than %zu bytes", path, len - 1);
+        return -1;
+    }
+    buf[n] = '\0';
+    return 0;
+}
+
+/* ---- set-up before any socket ---- */
+
+/* Refuses to start a new run over another one's checkpoints. */
+static int check_fresh_folder(const char *out, char *err, size_t errlen)
+{
+    char latest[RUNDIR_MAX_PATH];
+    snprintf(latest, sizeof latest, "%s/" RUNDIR_LATEST, out);
+    struct stat st;
+    if (lstat(latest, &st) == 0) {
+        errmsg_set(err, errlen, "%s already holds a run (%s exists)\nHINT: continue it with --resume latest, or "
+                   "give another --out", out, latest);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads the checkpoint's metadata and its trainer state: the run's settings
+ * and progress. */
+static int setup_resume(trainer_t *t, char *err, size_t errlen)
+{
+    char why[MSG_MAX];
+    if (rundir_resolve(t->out, t->o->resume, t->resume_path, sizeof t->resume_path, err, errlen))
+        return -1;
+    if (!t->o->set_out && strcmp(t->o->resume, RUNDIR_LATEST) != 0) {
+        /* continue beside the checkpoint */
+        snprintf(t->out, sizeof t->out, "%s", t->resume_path);
+        char *slash = strrchr(t->out, '/');
+        if (slash)
+            *slash = '\0';
+    }
+    nn_ckpt_meta meta;
+    if (nn_ckpt_read_meta(t->resume_path, &meta, why, sizeof why)) {
+        errmsg_set(err, errlen, "cannot resume: %s", why);
+        return -1;
+    }
+    snprintf(t->desc, sizeof t->desc, "%s", meta.desc);
+    t->have_desc = 1;
+    t->step = t->last_ckpt_step = meta.step;
+    t->resume_optimizer = meta.has_optimizer;
+    nn_ckpt_meta_clear(&meta);
+
+    char state[RUNDIR_MAX_PATH + 8];
+    rundir_state_path(state, sizeof state, t->resume_path);
+    if (access(state, F_OK) != 0) {
+        /* A checkpoint from elsewhere (nntool, another trainer): the command
+         * line gives the schedule; the step count starts from the file's. */
+        console_log("%s: no trainer state beside the checkpoint; taking the schedule and random state "
+                    "from the command line", state);
+        t->images_seen = (uint64_t)t->step * t->config.batch;
+    } else {
+        train_state_t s;
+        int rc = -1;
+        if (rundir_state_load(state, &s, why, sizeof why))
+            errmsg_set(err, errlen, "cannot resume: %s", why);
+        else if (s.step != t->step)
+            errmsg_set(err, errlen, "cannot resume: %s says step %ld, its checkpoint step %ld", state, s.step,
+                       t->step);
+        else if (trainer_config_resume(&t->config, &s.config, t->o, err, errlen) == 0)
+            rc = 0;
+        if (rc == 0 && s.epoch_sets) {
+            epochs_init(&t->restored);
+            if (epochs_from_json(&t->restored, s.epoch_sets, why, sizeof why)) {
+                errmsg_set(err, errlen, "cannot resume: %s: %s", state, why);
+                rc = -1;
+            } else {
+                t->have_restored = 1;
+            }
+        }
+        t->images_seen = s.images_seen;
+        t->rng = s.rng;
+        t->seconds_before = s.train_seconds;
+        rundir_state_release(&s);
+        if (rc)
+            return -1;
+    }
+    if (!t->resume_optimizer)
+        console_log("%s holds no optimizer state: the optimizer starts afresh", t->resume_path);
+    return 0;
+}
+
+/* Checks the network on what is known before any data: its description
+ * (a file's, a resumed checkpoint's) against the method, or a preset on a
+ * typical input. */
+static int setup_network(trainer_t *t, char *err, size_t errlen)
+{
+    char why[MSG_MAX];
+    trainer_config_t *c = &t->config;
+    const char *source = t->resuming ? t->resume_path : c->arch;
+    t->shape.method = c->method;
+    t->shape.images = c->batch;
+    t->shape.classes = c->method == TRAIN_SUPERVISED ? c->classes : NN_ROT_CLASSES;
+    if (t->o->set_classes && c->method != TRAIN_SUPERVISED)
+        console_log("--classes ignored: only --method supervised uses it");
+    if (!t->have_desc) {
+        if (trainer_arch_is_preset(c->arch)) {
+            /* checked now on a typical input; built for the real one later */
+            char probe[NN_MAX_DESC], head[HEAD_NAME_MAX];
+            if (nn_preset_desc(probe, sizeof probe, c->arch, c->width, head_of(c, head, sizeof head), 3, 32, 32,
+                               why, sizeof why)) {
+                errmsg_set(err, errlen, "--arch %s --width %d: %s", c->arch, c->width, why);
+                return -1;
+            }
+            t->preset = 1;
+            return 0;
+        }
+        if (read_text_file(c->arch, t->desc, sizeof t->desc, err, errlen))
+            return -1;
+        t->have_desc = 1;
+    }
+    int ch, h, w, out;
+    if (model_probe(t->desc, &ch, &h, &w, &out, why, sizeof why)) {
+        errmsg_set(err, errlen, "%s: %s", source, why);
+        return -1;
+    }
+    if (c->method == TRAIN_ROTNET && out < NN_ROT_CLASSES) {
+        errmsg_set(err, errlen, "%s: the head has %d outputs, rotnet needs %d", source, out, NN_ROT_CLASSES);
+        return -1;
+    }
+    if (c->method == TRAIN_SUPERVISED) {
+        /* the description's head is the classifier: its width is the number of classes */
+        if (t->o->set_classes && (uint32_t)out != c->classes) {
+            errmsg_set(err, errlen, "%s: the head has %d outputs, --classes is %u; give --classes %d or a network "
+                       "whose head ends in linear out=%u", source, out, c->classes, out, c->classes);
+            return -1;
+        }
+        if (out < 2 || out > TRAINER_MAX_CLASSES) {
+            errmsg_set(err, errlen, "%s: the head has %d outputs, supervised needs 2..%d classes", source, out,
+                       TRAINER_MAX_CLASSES);
+            return -1;
+        }
+        c->classes = (uint32_t)out;
+        t->shape.classes = c->classes;
+    }
+    t->shape.channels = (uint32_t)ch;
+    t->shape.height = (uint32_t)h;
+    t->shape.width = (uint32_t)w;
+    return 0;
+}
+
+trainer_t *trainer_new(const trainer_options_t *o, char *err, size_t errlen)
+{
+    trainer_t *t = calloc(1, sizeof *t);
+    if (!t) {
+        errmsg_set(err, errlen, "out of memory for the trainer");
+        return NULL;
+    }
+    t->o = o;
+    trainer_config_from_options(&t->config, o);
+    snprintf(t->out, sizeof t->out, "%s", o->out);
+    t->stage_id = transport_identity("trainer");
+    t->resuming = o->resume != NULL;
+    if ((t->resuming ? setup_resume(t, err, errlen) : check_fresh_folder(t->out, err, errlen)) ||
+        setup_network(t, err, errlen)) {
+        trainer_destroy(&t);
+        return NULL;
+    }
+    schedule_plan(&t->config);
+    report_init(&t->report, t->config.batch, o->quiet, t->seconds_before);
+    return t;
+}
+
+void trainer_destroy(trainer_t **self_p)
+{
+    trainer_t *t = *self_p;
+    if (!t)
+        return;
+    feed_destroy(&t->feed);
+    model_destroy(&t->model);
+    report_close(&t->report);
+    control_destroy(&t->control);
+    transport_close(&t->eval);
+    epochs_release(&t->restored);
+    free(t);
+    *self_p = NULL;
+}
+
+/* ---- where the run stands ---- */
+
+/* The epoch training is in: the oldest one not complete, which a restarted
+ * loader starts from. */
+static uint32_t training_epoch(trainer_t *t)
+{
+    int known = 0;
+    uint32_t e = t->feed ? feed_epoch(t->feed, &known) : 0;
+    if (known)
+        return e;
+    if (t->config.dataset_size)
+        return (uint32_t)(t->images_seen / t->config.dataset_size);
+    return t->last_batch_epoch;
+}
+
+static double current_epoch(const trainer_t *t)
+{
+    if (t->config.dataset_size)
+        return (double)t->images_seen / (double)t->config.dataset_size;
+    return (double)t->last_batch_epoch;
+}
+
+static void publish_stats(trainer_t *t)
+{
+    feed_stats_t fs;
+    feed_stats(t->feed, &fs);
+    proto_stat_t st[] = {
+        { "step", (double)t->step },
+        { "total_steps", (double)t->config.total_steps },
+        { "loss", (double)t->report.last_loss },
+        { "images_per_s", report_images_per_s(&t->report) },
+        { "data_wait", report_wait_share(&t->report) },
+        { "viewbatches", (double)fs.viewbatches },
+        { "dropped", (double)fs.dropped },
+        { "duplicates", (double)fs.duplicates },
+        { "skipped", (double)fs.skipped },
+    };
+    control_publish_stats(t->control, st, sizeof st / sizeof st[0]);
+}
+
+/* ---- checkpoints ---- */
+
+static void *open_evaluator(const char *endpoint)
+{
+    void *s = transport_socket(ZMQ_PUSH, TRANSPORT_CONNECT, 0);
+    if (!s)
+        return NULL;
+    int one = 1, linger = EVALUATOR_LINGER_MS;
+    /* conflate: the queue holds only the newest Checkpoint */
+    zmq_setsockopt(s, ZMQ_CONFLATE, &one, sizeof one);
+    zmq_setsockopt(s, ZMQ_SNDHWM, &one, sizeof one);
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    if (transport_attach(s, TRANSPORT_CONNECT, endpoint, "evaluator") != 0) {
+        console_log("cannot connect the evaluator socket to %s", endpoint);
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Sends a Checkpoint message without ever waiting; one that cannot go now
+ * is dropped (the file is on disk anyway). */
+static void tell_evaluator(trainer_t *t, const char *path, long epoch)
+{
+    if (!t->eval)
+        return;
+    proto_checkpoint_t c;
+    memset(&c, 0, sizeof c);
+    c.step = (uint64_t)t->step;
+    c.epoch = (uint32_t)epoch;
+    snprintf(c.method, sizeof c.method, "%s", trainer_method_name(t->config.method));
+    const char *desc = nn_net_desc(t->model->net);
+    if (strlen(desc) < sizeof c.arch)
+        snprintf(c.arch, sizeof c.arch, "%s", desc);
+    else
+        snprintf(c.arch, sizeof c.arch, "%s", t->config.arch);   /* the file has the full description */
+    snprintf(c.path, sizeof c.path, "%s", path);
+    proto_buf_t b;
+    proto_buf_init(&b);
+    if (proto_checkpoint_encode(&b, &c) == 0) {
+        if (b.len)
+            zmq_send(t->eval, b.data, b.len, ZMQ_DONTWAIT);
+    } else {
+        console_log("cannot encode the Checkpoint message: %s", proto_error());
+    }
+    proto_buf_release(&b);
+}
+
+static int save_checkpoint(trainer_t *t)
+{
+    char path[RUNDIR_MAX_PATH], state[RUNDIR_MAX_PATH + 8], err[MSG_MAX];
+    rundir_ckpt_path(path, sizeof path, t->out, t->step);
+    rundir_state_path(state, sizeof state, path);
+    long epoch = (long)floor(current_epoch(t));
+    if (nn_ckpt_save(path, t->model->net, t->model->opt, trainer_method_name(t->config.method), t->step, epoch,
+                     err, sizeof err)) {
+        console_log("checkpoint failed: %s", err);
+        return -1;
+    }
+    train_state_t s = {
+        .config = t->config,
+        .step = t->step,
+        .images_seen = t->images_seen,
+        .rng = t->rng,
+        .train_seconds = report_seconds(&t->report),
+        /* exactly the samples of the steps done so far: this thread trains no other meanwhile */
+        .epoch_sets = feed_epochs_json(t->feed),
+    };
+    if (!s.epoch_sets)
+        snprintf(err, sizeof err, "out of memory for the per-epoch state");
+    if (!s.epoch_sets || rundir_state_save(state, &s, err, sizeof err) ||
+        rundir_point_latest(t->out, path, err, sizeof err)) {
+        rundir_state_release(&s);
+        console_log("checkpoint failed: %s", err);
+        return -1;
+    }
+    rundir_state_release(&s);
+    rundir_prune(t->out, t->o->keep, t->step);
+    char real[PATH_MAX];
+    if (!realpath(path, real))
+        snprintf(real, sizeof real, "%s", path);
+    snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", real);
+    t->last_ckpt_step = t->step;
+    tell_evaluator(t, real, epoch);
+    return 0;
+}
+
+/* ---- the model, built when the first batch shows the input shape ---- */
+
+static int build_model(trainer_t *t)
+{
+    char err[MSG_MAX], head[HEAD_NAME_MAX];
+    const trainer_config_t *c = &t->config;
+    feed_shape(t->feed, &t->shape);
+    if (t->preset &&
+        nn_preset_desc(t->desc, sizeof t->desc, c->arch, c->width, head_of(c, head, sizeof head),
+                       (int)t->shape.channels, (int)t->shape.height, (int)t->shape.width, err, sizeof err)) {
+        console_log("--arch %s on %ux%ux%u views: %s", c->arch, t->shape.channels, t->shape.height,
+                    t->shape.width, err);
+        return -1;
+    }
+    nn_optim_config oc;
+    nn_optim_defaults(&oc, c->optimizer);
+    oc.weight_decay = (float)c->weight_decay;
+    if (c->optimizer != NN_OPT_ADAMW)
+        oc.momentum = (float)c->momentum;
+    int rows = (int)batch_rows(&t->shape);
+    t->model = model_new(t->desc, c->method, rows, (int)t->shape.classes, &oc, (float)c->tau, err, sizeof err);
+    if (!t->model) {
+        console_log("cannot build the network: %s", err);
+        return -1;
+    }
+    if (t->resuming) {
+        nn_ckpt_meta meta;
+        if (nn_ckpt_load(t->resume_path, t->model->net, t->resume_optimizer ? t->model->opt : NULL, &meta,
+                         err, sizeof err)) {
+            console_log("cannot resume: %s", err);
+            return -1;
+        }
+        nn_ckpt_meta_clear(&meta);
+        int known;
+        uint32_t epoch = feed_epoch(t->feed, &known);
+        if (known)
+            console_log("resumed %s at step %ld, in epoch %u", t->resume_path, t->step, epoch);
+        else
+            console_log("resumed %s at step %ld", t->resume_path, t->step);
+    } else {
+        if (!t->rng)
+            t->rng = c->seed;
+        nn_net_init_params(t->model->net, rng_next(&t->rng));
+    }
+    char total[64];
+    if (c->total_steps)
+        snprintf(total, sizeof total, "%ld steps", c->total_steps);
+    else
+        snprintf(total, sizeof total, "steps known after the first epoch");
+    char classes[48] = "";
+    if (c->method == TRAIN_SUPERVISED)
+        snprintf(classes, sizeof classes, " (%u classes)", c->classes);
+    console_log("%s%s, %s, %u images (%d views of %ux%ux%u) per step, %s lr %.4g, weight decay %.2g, "
+                "warm-up %ld steps, %s", trainer_method_name(c->method), classes, c->arch, c->batch, rows,
+                t->shape.channels, t->shape.height, t->shape.width, nn_optim_kind_name(c->optimizer), c->lr,
+                c->weight_decay, c->warmup_steps, total);
+    return 0;
+}
+
+/* ---- bookkeeping between steps ---- */
+
+static void housekeeping(trainer_t *t, double now)
+{
+    trainer_config_t *c = &t->config;
+    control_ack_duplicates(t->control, t->feed);
+    report_epochs(&t->report, t->feed, t->step, c, 0);
+    feed_stats_t fs;
+    feed_stats(t->feed, &fs);
+    if (!c->dataset_size && fs.epoch_count) {
+        c->dataset_size = fs.epoch_count;
+        if (!c->total_steps) {
+            c->total_steps = schedule_total_steps(c);
+            report_total(&t->report, c->total_steps);
+        }
+        console_log("the loader's epoch has %" PRIu64 " images: %ld steps in all", c->dataset_size,
+                    c->total_steps);
+    }
+    if (fs.dropped > t->drops_logged && now - t->last_drop_log >= DROP_LOG_S) {
+        console_log("dropped %" PRIu64 " message(s) so far; last: %s", fs.dropped, fs.last_error);
+        t->drops_logged = fs.dropped;
+        t->last_drop_log = now;
+    }
+    if (fs.skipped > t->skips_logged && now - t->last_skip_log >= DROP_LOG_S) {
+        int unlabeled = fs.last_skipped_label == PROTO_LABEL_NONE;
+        console_log("skipped %" PRIu64 " sample(s) so far whose label is missing (-1) or outside 0..%u, "
+                    "not trained on (the last: dataset index %" PRIu64 ", label %d)\nHINT: %s",
+                    fs.skipped, c->classes - 1, fs.last_skipped_index, (int)fs.last_skipped_label,
+                    unlabeled ? "--method supervised needs labeled images (class folders, IDX or CIFAR); "
+                                "train unlabeled ones with simclr or rotnet"
+                              : "--classes N must exceed the largest label");
+        t->skips_logged = fs.skipped;
+        t->last_skip_log = now;
+    }
+    /* the beats that came while a step computed are read before anyone is found silent */
+    control_hear(t->control, now);
+    if (now >= t->next_heartbeat) {
+        control_publish(t->control, PROTO_CONTROL_HEARTBEAT, training_epoch(t), t->step);
+        control_publish_have(t->control, t->feed, t->step);
+        if (t->control)
+            publish_stats(t);
+        t->next_heartbeat = now + HEARTBEAT_S;
+    }
+}
+
+/* ---- the run ---- */
+
+typedef enum { END_DONE, END_SIGNAL, END_STREAM, END_DIVERGED, END_FAILED } end_reason_t;
+static const char *const end_names[] = { "done", "signal", "end of stream", "diverged", "failed" };
+
+static end_reason_t train(trainer_t *t)
+{
+    const trainer_config_t *c = &t->config;
+    double wait = 0, period_start = 0;
+    t->last_wait_log = console_now();
+    for (;;) {
+        if (transport_stop)
+            return END_SIGNAL;
+        if (c->total_steps && t->step >= c->total_steps)
+            return END_DONE;
+        double t0 = console_now();
+        batch_t *b = feed_take(t->feed, TAKE_SLICE_MS);
+        double now = console_now();
+        wait += now - t0;
+        housekeeping(t, now);
+        if (!b) {
+            feed_stats_t fs;
+            feed_stats(t->feed, &fs);
+            if (fs.end_of_stream && now - fs.last_data >= EOS_IDLE_S)
+                return END_STREAM;
+            if (!t->model && now - t->last_wait_log >= WAIT_LOG_S) {
+                console_log("waiting for ViewBatches on %s (%" PRIu64 " received, %" PRIu64 " dropped)",
+                            t->o->bind, fs.viewbatches, fs.dropped);
+                t->last_wait_log = now;
+            }
+            continue;
+        }
+        if (!t->model) {
+            if (build_model(t)) {
+                feed_give_back(t->feed, b);
+                return END_FAILED;
+            }
+            /* the wait for the pipeline to start is not data wait */
+            period_start = report_start(&t->report, t->step, c->total_steps);
+            wait = 0;
+        }
+        float lr = schedule_lr(c, t->step);
+        float acc;
+        float loss = model_step(t->model, b, lr, &acc);
+        t->last_batch_epoch = b->max_epoch;
+        if (isfinite(loss)) {
+            feed_trained(t->feed, b);
+            control_publish_acks(t->control, b->epoch, b->index, b->filled);
+        }
+        feed_give_back(t->feed, b);
+        if (!isfinite(loss)) {
+            console_log("the loss is %f at step %ld (lr %g): training diverged; nothing saved after "
+                        "step %ld\nHINT: lower --lr", (double)loss, t->step + 1, (double)lr, t->last_ckpt_step);
+            return END_DIVERGED;
+        }
+        t->step++;
+        t->images_seen += c->batch;
+        report_step_t rs = {
+            .step = t->step, .total_steps = c->total_steps, .epoch = current_epoch(t),
+            .loss = loss, .accuracy = acc, .lr = lr, .period = console_now() - period_start, .wait = wait,
+        };
+        report_step(&t->report, &rs);
+        if (t->step % t->o->ckpt_every == 0 || t->step == c->total_steps) {
+            if (save_checkpoint(t))
+                return END_FAILED;
+        }
+        period_start = console_now();
+        wait = 0;
+    }
+}
+
+/* rundir_record_kept_fn: the epoch records the resumed checkpoint counts as
+ * written stay in metrics.jsonl; the others are written again. */
+static int record_kept(uint32_t epoch, void *arg)
+{
+    return epochs_record_out(arg, epoch);
+}
+
+/* The run folder, its metrics file and the sockets. */
+static int open_run(trainer_t *t)
+{
+    char err[MSG_MAX];
+    const trainer_options_t *o = t->o;
+    if (rundir_make(t->out, err, sizeof err)) {
+        console_log("%s", err);
+        return -1;
+    }
+    int stale = rundir_clean_tmp(t->out);
+    if (stale > 0)
+        console_log("removed %d temporary file(s) that a killed trainer left in %s", stale, t->out);
+    t->report.metrics = rundir_metrics_open(t->out, t->resuming ? t->step : -1,
+                                            t->have_restored ? record_kept : NULL, &t->restored, err, sizeof err);
+    if (!t->report.metrics) {
+        console_log("%s", err);
+        return -1;
+    }
+    if (o->control && !(t->control = control_new(o->control, t->stage_id)))
+        return -1;
+    if (o->evaluator && !(t->eval = open_evaluator(o->evaluator)))
+        return -1;
+    t->feed = feed_new(o->bind, o->hwm, &t->shape, o->queue, t->have_restored ? &t->restored : NULL, err,
+                       sizeof err);
+    if (!t->feed) {
+        console_log("%s", err);
+        return -1;
+    }
+    console_log("listening on %s for ViewBatches, control on %s, evaluator %s, run folder %s", o->bind,
+                cli_endpoint_name(o->control), cli_endpoint_name(o->evaluator), t->out);
+    return 0;
+}
+
+int trainer_run(trainer_t *t)
+{
+    if (open_run(t))
+        return -1;
+    double start = console_now();
+    end_reason_t why = train(t);
+    if (t->model)
+        report_finish(&t->report);
+    if (why == END_STREAM && t->step == 0 && !t->model) {
+        console_log("the stream ended before a full batch of %u images arrived", t->config.batch);
+        why = END_FAILED;
+    } else if (why == END_STREAM) {
+        console_log("the stream ended at step %ld%s", t->step,
+                    t->config.total_steps && t->step < t->config.total_steps ? " before the planned total" : "");
+    }
+    int rc = (why == END_DONE || why == END_SIGNAL || why == END_STREAM) ? 0 : -1;
+    if (t->model && why != END_DIVERGED && t->step > t->last_ckpt_step && save_checkpoint(t))
+        rc = -1;
+    if (t->model) {
+        control_ack_duplicates(t->control, t->feed);
+        report_epochs(&t->report, t->feed, t->step, &t->config, 1);
+    }
+    double run_start = t->report.run_start > 0 ? t->report.run_start : start;
+    report_summary(&t->report, end_names[why], t->step, t->feed, &t->config, t->last_ckpt,
+                   console_now() - run_start);
+    control_stop(t->control, training_epoch(t), t->step);
+    return rc;
+}
