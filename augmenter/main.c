@@ -34,7 +34,7 @@
  *
  * The built-in operations never call libvips: on images this size their own
  * loops are faster than any libvips call (see bench/augment_bench.c --ideas).
- * libvips runs only the recipe's vips: and jpeg steps (augmenter/vipsstep.h),
+ * libvips runs only the recipe's vips: and jpeg steps (augment/vipsstep.h),
  * and decodes and assembles the --preview grid.
  */
 #include <errno.h>
@@ -54,8 +54,8 @@
 #include <unistd.h>
 #include <vips/vips.h>
 
-#include "augmenter/augment.h"
-#include "augmenter/preview.h"
+#include "augment/augment.h"
+#include "augment/preview.h"
 #include "console/console.h"
 #include "proto/proto.h"
 #include "transport/transport.h"

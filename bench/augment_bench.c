@@ -9,7 +9,7 @@
  * the library (a per-image libvips chain on tiny images, libvips geometry on
  * photos), so their cost can be checked on any machine.
  */
-#include "augmenter/augment.h"
+#include "augment/augment.h"
 
 #include <dirent.h>
 #include <getopt.h>

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "augmenter/augment.h"
+#include "augment/augment.h"
 #include "console/console.h"
 #include "dataset/dataset.h"
 #include "errmsg/errmsg.h"

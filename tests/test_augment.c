@@ -12,10 +12,10 @@
 #include <string.h>
 #include <vips/vips.h>
 
-#include "augmenter/augment.h"
-#include "augmenter/ops.h"
-#include "augmenter/rng.h"
-#include "augmenter/vipsstep.h"
+#include "augment/augment.h"
+#include "augment/ops.h"
+#include "augment/rng.h"
+#include "augment/vipsstep.h"
 
 #define SEED 42
 

@@ -28,8 +28,8 @@
 
 #include <stdint.h>
 
-#include "augmenter/augment.h"
-#include "augmenter/rng.h"
+#include "augment/augment.h"
+#include "augment/rng.h"
 
 /* Starts libvips if nobody has (then with the operation cache off and one
  * thread per pipeline, as the augmenter's workers want). Returns 0 or -1. */

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "augmenter/rng.h"
+#include "augment/rng.h"
 
 /* Luminance weights (ITU-R 601), the ones grayscale conversion uses. */
 #define AUG_GRAY_R 0.299f

@@ -1,7 +1,7 @@
 /* recipe: parsing "simclr", "rotnet", "supervised" and custom operation lists (augment.h). */
-#include "augmenter/augment.h"
-#include "augmenter/error.h"
-#include "augmenter/vipsstep.h"
+#include "augment/augment.h"
+#include "augment/error.h"
+#include "augment/vipsstep.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,9 +1,9 @@
 /* augment: runs a recipe on one image (see augment.h for the plan of a view). */
-#include "augmenter/augment.h"
-#include "augmenter/error.h"
-#include "augmenter/ops.h"
-#include "augmenter/rng.h"
-#include "augmenter/vipsstep.h"
+#include "augment/augment.h"
+#include "augment/error.h"
+#include "augment/ops.h"
+#include "augment/rng.h"
+#include "augment/vipsstep.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,7 +1,7 @@
 /* vipsstep: libvips operations as recipe steps (see vipsstep.h). */
-#include "augmenter/vipsstep.h"
-#include "augmenter/error.h"
-#include "augmenter/ops.h"
+#include "augment/vipsstep.h"
+#include "augment/error.h"
+#include "augment/ops.h"
 
 #include <errno.h>
 #include <math.h>

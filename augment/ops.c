@@ -1,7 +1,7 @@
 /* ops: the pixel work of the augmentations (see ops.h). Loops are written so
  * the compiler can vectorise the inner one: unit stride, restrict pointers. */
 #define _GNU_SOURCE   /* sincosf */
-#include "augmenter/ops.h"
+#include "augment/ops.h"
 
 #include <math.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* error: one message buffer per thread, like proto_error(). */
-#include "augmenter/error.h"
-#include "augmenter/augment.h"
+#include "augment/error.h"
+#include "augment/augment.h"
 
 #include <stdarg.h>
 #include <stdio.h>

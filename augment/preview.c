@@ -1,8 +1,8 @@
 /* preview: the augmentation grid (see preview.h), assembled with libvips. */
-#include "augmenter/preview.h"
-#include "augmenter/augment.h"
-#include "augmenter/error.h"
-#include "augmenter/vipsstep.h"
+#include "augment/preview.h"
+#include "augment/augment.h"
+#include "augment/error.h"
+#include "augment/vipsstep.h"
 
 #include <stdio.h>
 #include <stdlib.h>
