@@ -57,6 +57,7 @@
 #include "nn/ckpt.h"
 #include "nn/net.h"
 #include "proto/proto.h"
+#include "splitmix/splitmix.h"
 #include "transport/transport.h"
 #include "trainer/batch.h"
 #include "trainer/feed.h"
@@ -122,15 +123,6 @@ typedef struct {
     float acc_ring[ACC_WINDOW];     /* batch train accuracy of the last steps (rotnet, supervised) */
     int acc_count, acc_next;
 } trainer_t;
-
-/* splitmix64: the trainer's random stream (parameter initialisation). */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 static int is_preset(const char *arch)
 {
@@ -693,7 +685,7 @@ static int build_model(trainer_t *t)
     } else {
         if (!t->rng)
             t->rng = t->o.seed;
-        nn_net_init_params(t->model->net, rng_next(&t->rng));
+        nn_net_init_params(t->model->net, splitmix64_next(&t->rng));
     }
     char total[64];
     if (t->total_steps)
