@@ -124,7 +124,6 @@ typedef struct {
 int aug_recipe_parse(aug_recipe_t *r, const char *text, uint32_t size);
 /* Writes the canonical text of r into buf (for logs); returns buf. */
 const char *aug_recipe_format(const aug_recipe_t *r, char *buf, size_t len);
-const char *aug_op_name(aug_op_kind_t kind);
 
 typedef enum { AUG_DTYPE_F32 = 0, AUG_DTYPE_U8 = 1 } aug_dtype_t;
 

@@ -209,18 +209,6 @@ void aug_resample(float *out, float *tmp, aug_tap_t *xt, float *xw, aug_tap_t *y
     }
 }
 
-void aug_flip(float *img, int32_t C, int32_t S)
-{
-    for (int32_t r = 0; r < C * S; r++) {
-        float *row = img + (size_t)r * S;
-        for (int32_t x = 0; x < S / 2; x++) {
-            float t = row[x];
-            row[x] = row[S - 1 - x];
-            row[S - 1 - x] = t;
-        }
-    }
-}
-
 void aug_rotate90(float *dst, const float *src, int k, int32_t C, int32_t S)
 {
     k &= 3;

@@ -48,11 +48,6 @@ static const char *op_params[AUG_OP_COUNT] = {
     [AUG_OP_VIPS] = "the operation's arguments", [AUG_OP_JPEG] = "q",
 };
 
-const char *aug_op_name(aug_op_kind_t kind)
-{
-    return (unsigned)kind < AUG_OP_COUNT ? op_names[kind] : "?";
-}
-
 static void op_defaults(aug_op_t *op, aug_op_kind_t kind)
 {
     memset(op, 0, sizeof(*op));
