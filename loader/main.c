@@ -891,6 +891,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "loader: %s\n", err);
         return EXIT_USAGE;
     }
+    if (dataset_format(ds) == DATASET_FORMAT_FOLDER && dataset_decoder_start(err, sizeof err)) {
+        fprintf(stderr, "%s\n", err);
+        dataset_destroy(&ds);
+        return 1;
+    }
     size_t n_all = dataset_count(ds);
     size_t *selected = malloc(n_all * sizeof *selected);
     size_t *items = malloc(n_all * sizeof *items);

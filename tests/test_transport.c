@@ -524,11 +524,11 @@ static void test_curve_accepts_only_allowed_keys(void **state)
     snprintf(path, sizeof path, "%s/server.public", g_keys);
     assert_int_equal(transport_key_read(path, server_public, err, sizeof err), 0);
     assert_int_equal(zmq_curve_keypair(pub, sec), 0);
-    void *unknown = zmq_socket(transport_context(), ZMQ_PUSH);
+    void *unknown = zmq_socket(transport_context(err, sizeof err), ZMQ_PUSH);
     zmq_setsockopt(unknown, ZMQ_CURVE_SERVERKEY, server_public, 40);
     zmq_setsockopt(unknown, ZMQ_CURVE_PUBLICKEY, pub, 40);
     zmq_setsockopt(unknown, ZMQ_CURVE_SECRETKEY, sec, 40);
-    void *plain = zmq_socket(transport_context(), ZMQ_PUSH);
+    void *plain = zmq_socket(transport_context(err, sizeof err), ZMQ_PUSH);
     int zero = 0;
     zmq_setsockopt(unknown, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(plain, ZMQ_LINGER, &zero, sizeof zero);

@@ -412,9 +412,14 @@ static int zap_start(void)
         g_zap.running = 0;   /* a forked child: the parent's thread is not here */
     int rc = 0;
     if (!g_zap.running) {
-        void *rep = zmq_socket(transport_context(), ZMQ_REP);
+        char err[TRANSPORT_ERR_MAX];
+        void *ctx = transport_context(err, sizeof err);
+        void *rep = ctx ? zmq_socket(ctx, ZMQ_REP) : NULL;
         int linger = 0;
-        if (!rep || zmq_setsockopt(rep, ZMQ_LINGER, &linger, sizeof linger) != 0 || zmq_bind(rep, ZAP_ENDPOINT) != 0) {
+        if (!ctx) {
+            fprintf(stderr, "%s\n", err);
+            rc = -1;
+        } else if (!rep || zmq_setsockopt(rep, ZMQ_LINGER, &linger, sizeof linger) != 0 || zmq_bind(rep, ZAP_ENDPOINT) != 0) {
             fprintf(stderr, "transport: cannot start the CURVE authentication handler (%s): %s\n", ZAP_ENDPOINT,
                     zmq_strerror(errno));
             if (rep)

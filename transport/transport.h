@@ -42,6 +42,7 @@
 #define TRANSPORT_KEEPALIVE_INTVL_S    1      /* this often; 3 unanswered: the peer is gone */
 #define TRANSPORT_KEY_LEN              40     /* Z85 characters of a CURVE key */
 #define TRANSPORT_MAX_PEER_NAME        64
+#define TRANSPORT_ERR_MAX              256    /* an error message of this library */
 
 typedef enum { TRANSPORT_BIND, TRANSPORT_CONNECT } transport_mode_t;
 
@@ -52,8 +53,9 @@ extern volatile sig_atomic_t transport_stop;
  * exits at once), and ignores SIGPIPE. */
 void transport_catch_signals(void);
 
-/* One context for the process; created on first use. */
-void *transport_context(void);
+/* One context for the process; created on first use. NULL with err filled
+ * when ZeroMQ cannot create it. */
+void *transport_context(char *err, size_t errlen);
 /* Closes the context (after every socket is closed). */
 void transport_shutdown(void);
 
