@@ -49,6 +49,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,7 +333,7 @@ static void parse_options(int argc, char **argv, options_t *o)
 typedef struct {
     void *sub;                /* an XSUB: it carries this loader's beats up to the trainer */
     const char *identity;     /* "loader@host:pid", the sender of the beats */
-    volatile int quit;
+    atomic_int quit;
     ledger_t *ledger;         /* --exactly-once, else NULL */
     pthread_mutex_t mu;       /* guards the trainer's heartbeat and Have below */
     double last_heartbeat;    /* console_now() of the last one, 0 = none */

@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +65,7 @@ static struct {
     pthread_mutex_t mu;
     pthread_t thread;
     int running;
-    volatile int quit;
+    atomic_int quit;
     pid_t pid;
     void *rep;                 /* the handler's socket; the thread's once started */
     allowed_key_t *keys;       /* (n_keys) read from DIR/allowed; the thread's */

@@ -12,7 +12,8 @@
 
 #define POLL_SLICE_MS 100
 
-volatile sig_atomic_t transport_stop = 0;
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "transport_stop is set in a signal handler: it must be lock-free");
+atomic_int transport_stop = 0;
 
 static void *g_context;
 

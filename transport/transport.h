@@ -32,6 +32,7 @@
 #define TRANSPORT_TRANSPORT_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <zmq.h>
 
@@ -46,8 +47,9 @@
 
 typedef enum { TRANSPORT_BIND, TRANSPORT_CONNECT } transport_mode_t;
 
-/* Raised by SIGINT/SIGTERM (after transport_catch_signals) or by the caller. */
-extern volatile sig_atomic_t transport_stop;
+/* Raised by SIGINT/SIGTERM (after transport_catch_signals) or by the caller;
+ * read by any thread. A lock-free atomic, which a signal handler may set. */
+extern atomic_int transport_stop;
 
 /* Installs SIGINT/SIGTERM handlers that raise transport_stop (a second signal
  * exits at once), and ignores SIGPIPE. */
