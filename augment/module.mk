@@ -1,7 +1,7 @@
 # augment: the augmentation library (libaugment.a: operations, recipes,
 # batching, preview grid) that the augmenter and the evaluator link, its unit
 # test and its benchmark program.
-augment_SRCS := augment/augment.c augment/ops.c augment/recipe.c augment/error.c \
+augment_SRCS := augment/augment.c augment/ops.c augment/recipe.c \
                 augment/preview.c augment/vipsstep.c
 $(eval $(call add_lib,augment))
 

@@ -315,7 +315,9 @@ static void parse_options(options_t *o, int argc, char **argv)
     if (o->cfg.dtype == AUG_DTYPE_U8 && normalize_given)
         die_usage("--dtype u8 carries 0..255 pixels and cannot be normalised (%s)",
                   "HINT: normalise in the trainer, or use --dtype f32");
-    if (aug_recipe_parse(&o->recipe, o->recipe_text, o->cfg.size)) die_usage("%s", aug_error());
+    char recipe_err[AUG_ERR_MAX];
+    if (aug_recipe_parse(&o->recipe, o->recipe_text, o->cfg.size, recipe_err, sizeof recipe_err))
+        die_usage("%s", recipe_err);
     if (o->recipe.views > PROTO_MAX_VIEWS) die_usage("%s: too many views for a ViewBatch", o->recipe_text);
 }
 
@@ -493,8 +495,9 @@ static int handle_message(worker_t *w, const void *data, size_t len)
             return 0;
         }
         aug_image_t im = {s.pixels, s.height, s.width, s.channels, s.index, s.epoch};
-        if (aug_batch_add(&w->batch, w->aug, &im, s.label)) {
-            warn_malformed(w, aug_error());
+        char err[AUG_ERR_MAX];
+        if (aug_batch_add(&w->batch, w->aug, &im, s.label, err, sizeof err)) {
+            warn_malformed(w, err);
             return 0;
         }
         w->samples++;
@@ -544,10 +547,11 @@ static int worker_run(const options_t *o, int id, int report_fd)
     w.identity = transport_identity(name);
     proto_buf_init(&w.buf);
     int rc = 1;
-    w.aug = aug_new(&o->recipe, &o->cfg);
-    if (!w.aug || aug_batch_init(&w.batch, w.aug, o->batch) ||
+    char err[AUG_ERR_MAX] = "out of memory";
+    w.aug = aug_new(&o->recipe, &o->cfg, err, sizeof err);
+    if (!w.aug || aug_batch_init(&w.batch, w.aug, o->batch, err, sizeof err) ||
         !(w.vs = calloc(o->batch, sizeof(*w.vs)))) {
-        console_log("worker %d: %s", id, aug_error());
+        console_log("worker %d: %s", id, err);
         goto done;
     }
     w.pull = transport_open_peer(ZMQ_PULL, TRANSPORT_CONNECT, o->connect, o->pull_hwm, "loader");
@@ -775,8 +779,10 @@ static int run_preview(const options_t *o, const char *argv0)
     }
     vips_concurrency_set(1);
     vips_cache_set_max(0);
-    int rc = aug_preview_write_recipe(o->preview, o->output, o->cfg.size, o->cfg.seed, o->recipe_text);
-    if (rc) fprintf(stderr, "augmenter: %s\n", aug_error());
+    char err[AUG_ERR_MAX];
+    int rc = aug_preview_write_recipe(o->preview, o->output, o->cfg.size, o->cfg.seed, o->recipe_text, err,
+                                      sizeof err);
+    if (rc) fprintf(stderr, "augmenter: %s\n", err);
     else if (!o->quiet) console_log("wrote %s", o->output);
     vips_shutdown();
     return rc ? 1 : 0;
@@ -793,9 +799,10 @@ int main(int argc, char **argv)
     if (o.preview) return run_preview(&o, argv[0]);
 
     /* configuration errors show here, once, before any worker starts */
-    aug_t *check = aug_new(&o.recipe, &o.cfg);
+    char aug_err[AUG_ERR_MAX];
+    aug_t *check = aug_new(&o.recipe, &o.cfg, aug_err, sizeof aug_err);
     if (!check) {
-        fprintf(stderr, "augmenter: %s\n", aug_error());
+        fprintf(stderr, "augmenter: %s\n", aug_err);
         return EXIT_USAGE;
     }
     aug_destroy(&check);

@@ -337,8 +337,9 @@ int eval_view_pairs(const eval_images *im, size_t count, const char *recipe, uin
         return -1;
     }
     aug_recipe_t r;
-    if (aug_recipe_parse(&r, recipe, (uint32_t)im->h)) {
-        errmsg_set(err, errlen, "--align-recipe: %s", aug_error());
+    char aerr[AUG_ERR_MAX];
+    if (aug_recipe_parse(&r, recipe, (uint32_t)im->h, aerr, sizeof aerr)) {
+        errmsg_set(err, errlen, "--align-recipe: %s", aerr);
         return -1;
     }
     r.views = 2;
@@ -348,9 +349,9 @@ int eval_view_pairs(const eval_images *im, size_t count, const char *recipe, uin
     cfg.channels = (uint32_t)im->c;
     cfg.dtype = AUG_DTYPE_F32;
     cfg.seed = seed;
-    aug_t *a = aug_new(&r, &cfg);
+    aug_t *a = aug_new(&r, &cfg, aerr, sizeof aerr);
     if (!a) {
-        errmsg_set(err, errlen, "alignment views: %s", aug_error());
+        errmsg_set(err, errlen, "alignment views: %s", aerr);
         return -1;
     }
     size_t img = (size_t)im->c * im->h * im->w;
@@ -364,8 +365,8 @@ int eval_view_pairs(const eval_images *im, size_t count, const char *recipe, uin
     for (size_t i = 0; i < count && !rc; i++) {
         aug_image_t src = { im->pixels + i * img, (uint32_t)im->h, (uint32_t)im->w, (uint32_t)im->c, i, 0 };
         int32_t targets[2];
-        if (aug_sample(a, &src, both, targets)) {
-            errmsg_set(err, errlen, "alignment views of test image %zu: %s", i, aug_error());
+        if (aug_sample(a, &src, both, targets, aerr, sizeof aerr)) {
+            errmsg_set(err, errlen, "alignment views of test image %zu: %s", i, aerr);
             rc = -1;
             break;
         }
