@@ -366,8 +366,8 @@ static int stop_received(worker_t *w)
         const void *data = zmq_msg_data(&msg);
         size_t len = zmq_msg_size(&msg);
         proto_control_t c;
-        int ok = proto_control_decode(&c, data, len) == 0 &&
-                 (!topic[0] || proto_topic_check(topic, strlen(topic), data, len) == 0);
+        int ok = proto_control_decode(&c, data, len, NULL, 0) == 0 &&
+                 (!topic[0] || proto_topic_check(topic, strlen(topic), data, len, NULL, 0) == 0);
         zmq_msg_close(&msg);
         if (ok && c.kind == PROTO_CONTROL_HEARTBEAT && w->trainer)
             liveness_beat(w->trainer, c.sender, console_now());
@@ -449,8 +449,9 @@ static int send_batch(worker_t *w)
         .views = b->views, .channels = cfg->channels, .height = cfg->size, .width = cfg->size,
         .n_samples = b->n, .samples = w->vs,
     };
-    if (proto_viewbatch_encode(&w->buf, &vb)) {
-        console_log("worker %d: cannot encode a ViewBatch: %s", w->id, proto_error());
+    char perr[PROTO_ERR_MAX];
+    if (proto_viewbatch_encode(&w->buf, &vb, perr, sizeof perr)) {
+        console_log("worker %d: cannot encode a ViewBatch: %s", w->id, perr);
         return -1;
     }
     aug_batch_reset(b);
@@ -465,8 +466,9 @@ static int encode_control(proto_buf_t *buf, proto_control_kind_t kind, const cha
 {
     proto_control_t c = {.kind = kind, .epoch = epoch, .count = count};
     snprintf(c.sender, sizeof(c.sender), "%s", identity);
-    if (proto_control_encode(buf, &c)) {
-        console_log("cannot encode a Control message: %s", proto_error());
+    char perr[PROTO_ERR_MAX];
+    if (proto_control_encode(buf, &c, perr, sizeof perr)) {
+        console_log("cannot encode a Control message: %s", perr);
         return -1;
     }
     return 0;
@@ -484,14 +486,15 @@ static void warn_malformed(worker_t *w, const char *what)
 static int handle_message(worker_t *w, const void *data, size_t len)
 {
     proto_msg_type_t type;
-    if (proto_peek_type(data, len, &type)) {
-        warn_malformed(w, proto_error());
+    char perr[PROTO_ERR_MAX];
+    if (proto_peek_type(data, len, &type, perr, sizeof perr)) {
+        warn_malformed(w, perr);
         return 0;
     }
     if (type == PROTO_MSG_SAMPLE) {
         proto_sample_t s;
-        if (proto_sample_decode(&s, data, len)) {
-            warn_malformed(w, proto_error());
+        if (proto_sample_decode(&s, data, len, perr, sizeof perr)) {
+            warn_malformed(w, perr);
             return 0;
         }
         aug_image_t im = {s.pixels, s.height, s.width, s.channels, s.index, s.epoch};
@@ -509,8 +512,8 @@ static int handle_message(worker_t *w, const void *data, size_t len)
         return 0;
     }
     proto_control_t c;
-    if (proto_control_decode(&c, data, len)) {
-        warn_malformed(w, proto_error());
+    if (proto_control_decode(&c, data, len, perr, sizeof perr)) {
+        warn_malformed(w, perr);
         return 0;
     }
     switch (c.kind) {

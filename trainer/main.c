@@ -444,7 +444,7 @@ static void publish_control(trainer_t *t, proto_control_kind_t kind)
     c.count = (uint64_t)t->step;
     proto_buf_t b;
     proto_buf_init(&b);
-    if (proto_control_encode(&b, &c) == 0)
+    if (proto_control_encode(&b, &c, NULL, 0) == 0)
         publish(t, proto_control_topic(kind), &b);
     proto_buf_release(&b);
 }
@@ -461,7 +461,7 @@ static void publish_have(trainer_t *t)
     h.step = (uint64_t)t->step;
     proto_buf_t b;
     proto_buf_init(&b);
-    if (proto_have_encode(&b, &h) == 0)
+    if (proto_have_encode(&b, &h, NULL, 0) == 0)
         publish(t, PROTO_TOPIC_HAVE, &b);
     proto_buf_release(&b);
     feed_have_release(&h);
@@ -504,7 +504,7 @@ static void publish_stats(trainer_t *t)
     s.stats = st;
     proto_buf_t b;
     proto_buf_init(&b);
-    if (proto_stats_encode(&b, &s) == 0)
+    if (proto_stats_encode(&b, &s, NULL, 0) == 0)
         publish(t, PROTO_TOPIC_STATS, &b);
     proto_buf_release(&b);
 }
@@ -534,12 +534,12 @@ static void publish_acks(trainer_t *t, const uint32_t *epoch, const uint64_t *in
             taken[j] = 1;
             sel[a.n_indices++] = index[j];
             if (a.n_indices == PROTO_MAX_ACK_INDICES) {
-                if (proto_ack_encode(&b, &a) == 0)
+                if (proto_ack_encode(&b, &a, NULL, 0) == 0)
                     publish(t, PROTO_TOPIC_ACK, &b);
                 a.n_indices = 0;
             }
         }
-        if (a.n_indices && proto_ack_encode(&b, &a) == 0)
+        if (a.n_indices && proto_ack_encode(&b, &a, NULL, 0) == 0)
             publish(t, PROTO_TOPIC_ACK, &b);
     }
     proto_buf_release(&b);
@@ -585,10 +585,11 @@ static void tell_evaluator(trainer_t *t, const char *path, long epoch)
     snprintf(c.path, sizeof c.path, "%s", path);
     proto_buf_t b;
     proto_buf_init(&b);
-    if (proto_checkpoint_encode(&b, &c) == 0)
+    char perr[PROTO_ERR_MAX];
+    if (proto_checkpoint_encode(&b, &c, perr, sizeof perr) == 0)
         send_now(t->eval, &b);
     else
-        console_log("cannot encode the Checkpoint message: %s", proto_error());
+        console_log("cannot encode the Checkpoint message: %s", perr);
     proto_buf_release(&b);
 }
 
