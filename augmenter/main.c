@@ -34,7 +34,7 @@
  *
  * The built-in operations never call libvips: on images this size their own
  * loops are faster than any libvips call (see bench/augment_bench.c --ideas).
- * libvips runs only the recipe's vips: and jpeg steps (augmenter/vipsstep.h),
+ * libvips runs only the recipe's vips: and jpeg steps (augment/vipsstep.h),
  * and decodes and assembles the --preview grid.
  */
 #include <errno.h>
@@ -54,8 +54,8 @@
 #include <unistd.h>
 #include <vips/vips.h>
 
-#include "augmenter/augment.h"
-#include "augmenter/preview.h"
+#include "augment/augment.h"
+#include "augment/preview.h"
 #include "cli/cli.h"
 #include "cli/defaults.h"
 #include "console/console.h"
@@ -341,10 +341,8 @@ static int parse_options(options_t *o, int argc, char **argv, char *err, size_t 
                            "HINT: normalise in the trainer, or use --dtype f32");
         return -1;
     }
-    if (aug_recipe_parse(&o->recipe, o->recipe_text, o->cfg.size)) {
-        errmsg_set(err, n, "%s", aug_error());
+    if (aug_recipe_parse(&o->recipe, o->recipe_text, o->cfg.size, err, n))
         return -1;
-    }
     if (o->recipe.views > PROTO_MAX_VIEWS) {
         errmsg_set(err, n, "%s: too many views for a ViewBatch", o->recipe_text);
         return -1;
@@ -397,8 +395,8 @@ static int stop_received(worker_t *w)
         const void *data = zmq_msg_data(&msg);
         size_t len = zmq_msg_size(&msg);
         proto_control_t c;
-        int ok = proto_control_decode(&c, data, len) == 0 &&
-                 (!topic[0] || proto_topic_check(topic, strlen(topic), data, len) == 0);
+        int ok = proto_control_decode(&c, data, len, NULL, 0) == 0 &&
+                 (!topic[0] || proto_topic_check(topic, strlen(topic), data, len, NULL, 0) == 0);
         zmq_msg_close(&msg);
         if (ok && c.kind == PROTO_CONTROL_HEARTBEAT && w->trainer)
             liveness_beat(w->trainer, c.sender, console_now());
@@ -480,8 +478,9 @@ static int send_batch(worker_t *w)
         .views = b->views, .channels = cfg->channels, .height = cfg->size, .width = cfg->size,
         .n_samples = b->n, .samples = w->vs,
     };
-    if (proto_viewbatch_encode(&w->buf, &vb)) {
-        console_log("worker %d: cannot encode a ViewBatch: %s", w->id, proto_error());
+    char perr[PROTO_ERR_MAX];
+    if (proto_viewbatch_encode(&w->buf, &vb, perr, sizeof perr)) {
+        console_log("worker %d: cannot encode a ViewBatch: %s", w->id, perr);
         return -1;
     }
     aug_batch_reset(b);
@@ -496,8 +495,9 @@ static int encode_control(proto_buf_t *buf, proto_control_kind_t kind, const cha
 {
     proto_control_t c = {.kind = kind, .epoch = epoch, .count = count};
     snprintf(c.sender, sizeof(c.sender), "%s", identity);
-    if (proto_control_encode(buf, &c)) {
-        console_log("cannot encode a Control message: %s", proto_error());
+    char perr[PROTO_ERR_MAX];
+    if (proto_control_encode(buf, &c, perr, sizeof perr)) {
+        console_log("cannot encode a Control message: %s", perr);
         return -1;
     }
     return 0;
@@ -515,19 +515,21 @@ static void warn_malformed(worker_t *w, const char *what)
 static int handle_message(worker_t *w, const void *data, size_t len)
 {
     proto_msg_type_t type;
-    if (proto_peek_type(data, len, &type)) {
-        warn_malformed(w, proto_error());
+    char perr[PROTO_ERR_MAX];
+    if (proto_peek_type(data, len, &type, perr, sizeof perr)) {
+        warn_malformed(w, perr);
         return 0;
     }
     if (type == PROTO_MSG_SAMPLE) {
         proto_sample_t s;
-        if (proto_sample_decode(&s, data, len)) {
-            warn_malformed(w, proto_error());
+        if (proto_sample_decode(&s, data, len, perr, sizeof perr)) {
+            warn_malformed(w, perr);
             return 0;
         }
         aug_image_t im = {s.pixels, s.height, s.width, s.channels, s.index, s.epoch};
-        if (aug_batch_add(&w->batch, w->aug, &im, s.label)) {
-            warn_malformed(w, aug_error());
+        char err[AUG_ERR_MAX];
+        if (aug_batch_add(&w->batch, w->aug, &im, s.label, err, sizeof err)) {
+            warn_malformed(w, err);
             return 0;
         }
         w->samples++;
@@ -539,8 +541,8 @@ static int handle_message(worker_t *w, const void *data, size_t len)
         return 0;
     }
     proto_control_t c;
-    if (proto_control_decode(&c, data, len)) {
-        warn_malformed(w, proto_error());
+    if (proto_control_decode(&c, data, len, perr, sizeof perr)) {
+        warn_malformed(w, perr);
         return 0;
     }
     switch (c.kind) {
@@ -577,10 +579,11 @@ static int worker_run(const options_t *o, int id, int report_fd)
     w.identity = transport_identity(name);
     proto_buf_init(&w.buf);
     int rc = 1;
-    w.aug = aug_new(&o->recipe, &o->cfg);
-    if (!w.aug || aug_batch_init(&w.batch, w.aug, o->batch) ||
+    char err[AUG_ERR_MAX] = "out of memory";
+    w.aug = aug_new(&o->recipe, &o->cfg, err, sizeof err);
+    if (!w.aug || aug_batch_init(&w.batch, w.aug, o->batch, err, sizeof err) ||
         !(w.vs = calloc(o->batch, sizeof(*w.vs)))) {
-        console_log("worker %d: %s", id, aug_error());
+        console_log("worker %d: %s", id, err);
         goto done;
     }
     w.pull = transport_open_peer(ZMQ_PULL, TRANSPORT_CONNECT, o->connect, o->pull_hwm, "loader");
@@ -808,8 +811,10 @@ static int run_preview(const options_t *o, const char *argv0)
     }
     vips_concurrency_set(1);
     vips_cache_set_max(0);
-    int rc = aug_preview_write_recipe(o->preview, o->output, o->cfg.size, o->cfg.seed, o->recipe_text);
-    if (rc) fprintf(stderr, "augmenter: %s\n", aug_error());
+    char err[AUG_ERR_MAX];
+    int rc = aug_preview_write_recipe(o->preview, o->output, o->cfg.size, o->cfg.seed, o->recipe_text, err,
+                                      sizeof err);
+    if (rc) fprintf(stderr, "augmenter: %s\n", err);
     else if (!o->quiet) console_log("wrote %s", o->output);
     vips_shutdown();
     return rc ? CLI_EXIT_FAILED : CLI_EXIT_OK;
@@ -827,9 +832,10 @@ int main(int argc, char **argv)
     if (o.preview) return run_preview(&o, argv[0]);
 
     /* configuration errors show here, once, before any worker starts */
-    aug_t *check = aug_new(&o.recipe, &o.cfg);
+    char aug_err[AUG_ERR_MAX];
+    aug_t *check = aug_new(&o.recipe, &o.cfg, aug_err, sizeof aug_err);
     if (!check) {
-        fprintf(stderr, "augmenter: %s\n", aug_error());
+        fprintf(stderr, "augmenter: %s\n", aug_err);
         return CLI_EXIT_USAGE;
     }
     aug_destroy(&check);

@@ -9,7 +9,7 @@
  * the library (a per-image libvips chain on tiny images, libvips geometry on
  * photos), so their cost can be checked on any machine.
  */
-#include "augmenter/augment.h"
+#include "augment/augment.h"
 
 #include <dirent.h>
 #include <getopt.h>
@@ -174,17 +174,18 @@ static int time_library(const image_set_t *set, const char *dataset, uint32_t si
                         const char *recipe_text, double min_seconds)
 {
     aug_recipe_t recipe;
-    if (aug_recipe_parse(&recipe, recipe_text, size)) {
-        fprintf(stderr, "augment_bench: %s\n", aug_error());
+    char aerr[AUG_ERR_MAX];
+    if (aug_recipe_parse(&recipe, recipe_text, size, aerr, sizeof aerr)) {
+        fprintf(stderr, "augment_bench: %s\n", aerr);
         return -1;
     }
     aug_config_t cfg = {.size = size, .channels = 3, .dtype = AUG_DTYPE_F32, .normalize = 1,
                         .seed = BENCH_SEED};
     memcpy(cfg.mean, norm_mean, sizeof(cfg.mean));
     memcpy(cfg.std, norm_std, sizeof(cfg.std));
-    aug_t *a = aug_new(&recipe, &cfg);
+    aug_t *a = aug_new(&recipe, &cfg, aerr, sizeof aerr);
     if (!a) {
-        fprintf(stderr, "augment_bench: %s\n", aug_error());
+        fprintf(stderr, "augment_bench: %s\n", aerr);
         return -1;
     }
     void *out = malloc(aug_view_bytes(a) * recipe.views);
@@ -194,14 +195,14 @@ static int time_library(const image_set_t *set, const char *dataset, uint32_t si
     /* one untimed pass warms caches and scratch buffers */
     for (size_t i = 0; i < set->n && i < 64; i++) {
         aug_image_t im = {set->items[i].pixels, set->items[i].h, set->items[i].w, 3, i, 999};
-        aug_sample(a, &im, out, targets);
+        aug_sample(a, &im, out, targets, aerr, sizeof aerr);
     }
     double t0 = now(), el;
     do {
         for (size_t i = 0; i < set->n; i++) {
             aug_image_t im = {set->items[i].pixels, set->items[i].h, set->items[i].w, 3, i, epoch};
-            if (aug_sample(a, &im, out, targets)) {
-                fprintf(stderr, "augment_bench: %s\n", aug_error());
+            if (aug_sample(a, &im, out, targets, aerr, sizeof aerr)) {
+                fprintf(stderr, "augment_bench: %s\n", aerr);
                 return -1;
             }
             views += recipe.views;

@@ -71,13 +71,14 @@ int main(int argc, char **argv)
         size_t len = zmq_msg_size(&msg);
         proto_msg_type_t type;
         int end = 0;
-        if (proto_peek_type(data, len, &type) != 0) {
-            fprintf(stderr, "loader_sink: bad message: %s\n", proto_error());
+        char perr[PROTO_ERR_MAX];
+        if (proto_peek_type(data, len, &type, perr, sizeof perr) != 0) {
+            fprintf(stderr, "loader_sink: bad message: %s\n", perr);
             end = -1;
         } else if (type == PROTO_MSG_SAMPLE) {
             proto_sample_t s;
-            if (proto_sample_decode(&s, data, len) != 0) {
-                fprintf(stderr, "loader_sink: bad sample: %s\n", proto_error());
+            if (proto_sample_decode(&s, data, len, perr, sizeof perr) != 0) {
+                fprintf(stderr, "loader_sink: bad sample: %s\n", perr);
                 end = -1;
             } else {
                 if (images == 0 && t0 == 0)
@@ -87,7 +88,7 @@ int main(int argc, char **argv)
             }
         } else if (type == PROTO_MSG_CONTROL) {
             proto_control_t ctl;
-            if (proto_control_decode(&ctl, data, len) != 0) {
+            if (proto_control_decode(&ctl, data, len, NULL, 0) != 0) {
                 end = -1;
             } else if (ctl.kind == PROTO_CONTROL_END_OF_EPOCH) {
                 double now = console_now();

@@ -143,7 +143,7 @@ int main(int argc, char **argv)
     t = console_now();
     for (size_t i = 0; i < n; i++) {
         s.index = i;
-        proto_sample_encode(&out, &s);
+        proto_sample_encode(&out, &s, NULL, 0);
     }
     report("sample_encode", n, console_now() - t);
 

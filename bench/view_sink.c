@@ -76,8 +76,8 @@ int main(int argc, char **argv)
         proto_msg_type_t type;
         const void *data = zmq_msg_data(&msg);
         size_t len = zmq_msg_size(&msg);
-        if (proto_peek_type(data, len, &type) == 0 && type == PROTO_MSG_VIEWBATCH) {
-            if (proto_viewbatch_decode(&vb, data, len) == 0) {
+        if (proto_peek_type(data, len, &type, NULL, 0) == 0 && type == PROTO_MSG_VIEWBATCH) {
+            if (proto_viewbatch_decode(&vb, data, len, NULL, 0) == 0) {
                 if (console_now() >= begin)
                     views += (uint64_t)vb.views * vb.n_samples;
             } else {

@@ -761,7 +761,7 @@ dataset_t *dataset_new(const char *path, dataset_format_t format, char *err, siz
         return NULL;
     }
     if (format == DATASET_FORMAT_FOLDER)
-        dataset__vips_init();
+        (void)dataset_decoder_start(NULL, 0);   /* a failure: the caller asks, or each decode says */
     return ds;
 }
 

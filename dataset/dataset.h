@@ -101,6 +101,15 @@ const char *dataset_format_name(dataset_format_t f);
 /* "unreadable", "corrupt", "too_large". */
 const char *dataset_reason_name(dataset_reason_t r);
 
+/* Starts libvips, once per process, for decoding image files: cache off, one
+ * worker thread per call, its warnings silenced (every failure is reported
+ * through dataset_error_t). dataset_new calls it for an image folder, and a
+ * decode that needs libvips calls it first. 0, or -1 with err filled
+ * ("dataset: cannot start libvips: ...") when libvips cannot start; every
+ * later call gives the same answer, so a program asks after dataset_new to
+ * tell this failure from a bad dataset. */
+int dataset_decoder_start(char *err, size_t errlen);
+
 /* Releases libvips' per-thread state; call at the end of every thread that
  * called dataset_read. */
 void dataset_thread_done(void);

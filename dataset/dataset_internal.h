@@ -11,10 +11,6 @@
 int dataset__fail(dataset_error_t *err, dataset_reason_t reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Starts libvips once per process (cache off, one worker thread per call,
- * its warnings silenced: every failure is reported through dataset_error_t). */
-void dataset__vips_init(void);
-
 /* Decodes the encoded image file at `path`. */
 int dataset__decode_file(const char *path, const dataset_decode_opts_t *opts,
                          dataset_image_t *img, dataset_error_t *err);

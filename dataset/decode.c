@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include <vips/vips.h>
 
 #include "dataset/dataset_internal.h"
+#include "errmsg/errmsg.h"
 
 #define MAX_FILE_BYTES   (1ull << 30)  /* larger files are refused as too large */
 #define VIPS_DETAIL_MAX  200           /* characters of a libvips message kept */
@@ -35,7 +37,8 @@
 /* ---------------------------------------------------------------- libvips */
 
 static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
-static int vips_started;   /* set once, inside vips_once */
+static atomic_int vips_started;                /* set once, inside vips_once */
+static char vips_start_error[VIPS_DETAIL_MAX + 1];   /* libvips' reason when it could not start */
 
 static void quiet_log(const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer data)
 {
@@ -45,23 +48,27 @@ static void quiet_log(const gchar *domain, GLogLevelFlags level, const gchar *me
 static void vips_start(void)
 {
     if (VIPS_INIT("dataset")) {
-        fprintf(stderr, "dataset: cannot start libvips: %s\n", vips_error_buffer());
-        exit(1);
+        snprintf(vips_start_error, sizeof vips_start_error, "%s", vips_error_buffer());
+        return;
     }
     vips_cache_set_max(0);
     vips_concurrency_set(1);
     g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING, quiet_log, NULL);
-    __atomic_store_n(&vips_started, 1, __ATOMIC_RELEASE);
+    atomic_store_explicit(&vips_started, 1, memory_order_release);
 }
 
-void dataset__vips_init(void)
+int dataset_decoder_start(char *err, size_t errlen)
 {
     pthread_once(&vips_once, vips_start);
+    if (atomic_load_explicit(&vips_started, memory_order_acquire))
+        return 0;
+    errmsg_set(err, errlen, "dataset: cannot start libvips: %s", vips_start_error);
+    return -1;
 }
 
 void dataset_thread_done(void)
 {
-    if (__atomic_load_n(&vips_started, __ATOMIC_ACQUIRE))
+    if (atomic_load_explicit(&vips_started, memory_order_acquire))
         vips_thread_shutdown();
 }
 
@@ -180,8 +187,9 @@ static void conversion_note(VipsImage *im, const char *name, dataset_image_t *im
 static int decode_vips(const char *name, const uint8_t *buf, size_t len, const dataset_decode_opts_t *o,
                        dataset_image_t *img, dataset_error_t *err)
 {
-    char d[VIPS_DETAIL_MAX + 1];
-    dataset__vips_init();
+    char d[DATASET_MESSAGE_MAX];
+    if (dataset_decoder_start(d, sizeof d))
+        return dataset__fail(err, DATASET_ERR_UNREADABLE, "%s: %s", name, d);
     const char *loader = vips_foreign_find_load_buffer(buf, len);
     if (!loader) {
         vips_error_clear();
@@ -403,8 +411,9 @@ int dataset__from_pixels(const uint8_t *src, uint32_t height, uint32_t width, ui
         return 0;
 
     /* Larger than max_side: shrink with libvips. */
-    dataset__vips_init();
-    char d[VIPS_DETAIL_MAX + 1];
+    char d[DATASET_MESSAGE_MAX];
+    if (dataset_decoder_start(d, sizeof d))
+        return dataset__fail(err, DATASET_ERR_UNREADABLE, "%s: %s", name, d);
     VipsImage *in = vips_image_new_from_memory_copy(img->pixels, plane * out_c, (int)width, (int)height,
                                                     (int)out_c, VIPS_FORMAT_UCHAR);
     VipsImage *small = NULL;

@@ -1,6 +1,7 @@
 /* dataset/split: seeded, class-balanced choices of items (split.h). */
 #include "errmsg/errmsg.h"
 #include "dataset/split.h"
+#include "splitmix/splitmix.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -10,14 +11,6 @@
 
 #define SEED_CLASS_MIX 0xd1b54a32d192ed03ull   /* spreads class numbers over the seed space */
 #define SEED_TEST_PART 0x5eedull               /* the test part's seed differs from subsets' */
-
-uint64_t split_rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 static int cmp_size(const void *a, const void *b)
 {
@@ -61,7 +54,7 @@ static int pick(const int32_t *labels, size_t n, int k, const size_t *quota, uin
         size_t *items = byclass + start[c], m = counts[c];
         uint64_t s = seed ^ ((uint64_t)(c + 1) * SEED_CLASS_MIX);
         for (size_t j = 0; j < quota[c] && j < m; j++) {
-            size_t r = j + (size_t)(split_rng_next(&s) % (m - j));
+            size_t r = j + (size_t)(splitmix64_next(&s) % (m - j));
             size_t t = items[j]; items[j] = items[r]; items[r] = t;
             out[o++] = items[j];
         }

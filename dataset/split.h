@@ -14,9 +14,6 @@
 
 #include "dataset/dataset.h"
 
-/* The next value of a splitmix64 generator with state *s. */
-uint64_t split_rng_next(uint64_t *s);
-
 /* Chooses `count` of the n items (count <= n) so that every class 0..k-1
  * keeps its proportion; items with a label outside 0..k-1 are never chosen.
  * *idx_out (malloc'd, caller frees) receives the *n_out chosen indices,

@@ -31,7 +31,7 @@ static const char *method_name[N_METHODS] = { "t-SNE", "PCA" };
 
 /* Standardised features, their PCA and t-SNE maps and numbers. */
 static int map_rep(rep_result *r, const eval_classmap_rep *rep, const int32_t *labels, size_t n, int k,
-                   uint64_t seed, volatile sig_atomic_t *stop, char *err, size_t errlen)
+                   uint64_t seed, atomic_int *stop, char *err, size_t errlen)
 {
     int d = rep->d, m = d < EVAL_PCA_DIMS ? d : EVAL_PCA_DIMS, rc = -1;
     float *z = malloc(n * (size_t)d * sizeof *z), *pc = malloc(n * (size_t)m * sizeof *pc);
@@ -167,7 +167,7 @@ static json_t *numbers(const rep_result *r)
 }
 
 json_t *eval_classmap(const eval_classmap_rep *reps, int n_reps, const int32_t *labels, size_t n, int k,
-                      uint64_t seed, volatile sig_atomic_t *stop, const char *png, const char *title,
+                      uint64_t seed, atomic_int *stop, const char *png, const char *title,
                       char *err, size_t errlen)
 {
     if (n_reps < 1 || n_reps > EVAL_CLASSMAP_MAX_REPS || n < 2) {

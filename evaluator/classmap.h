@@ -13,7 +13,7 @@
 #define EVALUATOR_CLASSMAP_H
 
 #include <jansson.h>
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,7 +33,7 @@ typedef struct {
  * "perplexity", "silhouette_metric" and "seconds"; NULL with err (also when
  * *stop is raised). */
 json_t *eval_classmap(const eval_classmap_rep *reps, int n_reps, const int32_t *labels, size_t n, int k,
-                      uint64_t seed, volatile sig_atomic_t *stop, const char *png, const char *title,
+                      uint64_t seed, atomic_int *stop, const char *png, const char *title,
                       char *err, size_t errlen);
 
 #endif

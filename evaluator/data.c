@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "augmenter/augment.h"
+#include "augment/augment.h"
 #include "console/console.h"
 #include "dataset/dataset.h"
 #include "errmsg/errmsg.h"
@@ -37,7 +37,7 @@ typedef struct {
     size_t first;              /* of this chunk */
     eval_images *im;
     dataset_decode_opts_t opts;
-    int failed;                /* first failure wins (atomic) */
+    atomic_int failed;         /* first failure wins */
     char message[1024];
 } decode_job;
 
@@ -49,7 +49,7 @@ static void decode_range(void *ctx, size_t begin, size_t end)
     dataset_image_t img;
     dataset_image_init(&img);
     for (size_t i = j->first + begin; i < j->first + end; i++) {
-        if (__atomic_load_n(&j->failed, __ATOMIC_RELAXED))
+        if (atomic_load_explicit(&j->failed, memory_order_relaxed))
             break;
         dataset_error_t e;
         char problem[1024] = "";
@@ -64,7 +64,7 @@ static void decode_range(void *ctx, size_t begin, size_t end)
                      im->c, im->h, im->w);
         } else
             memcpy(im->pixels + i * bytes, img.pixels, bytes);
-        if (problem[0] && !__atomic_exchange_n(&j->failed, 1, __ATOMIC_ACQ_REL))
+        if (problem[0] && !atomic_exchange_explicit(&j->failed, 1, memory_order_acq_rel))
             snprintf(j->message, sizeof j->message, "%s", problem);
     }
     dataset_image_release(&img);
@@ -72,7 +72,7 @@ static void decode_range(void *ctx, size_t begin, size_t end)
 
 /* Decodes the dataset items idx[0..n) into im. */
 static int decode_items(eval_images *im, const dataset_t *ds, const size_t *idx, size_t n,
-                        int c, int h, int w, const char *what, volatile sig_atomic_t *stop,
+                        int c, int h, int w, const char *what, atomic_int *stop,
                         char *err, size_t errlen)
 {
     im->n = n;
@@ -190,7 +190,7 @@ int eval_data_native_shape(const eval_options *o, int *c, int *h, int *w, char *
     return rc ? -1 : 0;
 }
 
-int eval_data_load(eval_data *d, const eval_options *o, int c, int h, int w, volatile sig_atomic_t *stop,
+int eval_data_load(eval_data *d, const eval_options *o, int c, int h, int w, atomic_int *stop,
                    char *err, size_t errlen)
 {
     memset(d, 0, sizeof *d);
@@ -282,7 +282,7 @@ void eval_encode_floats(nn_net *net, const float *x, size_t n, float *out)
     }
 }
 
-int eval_encode_images(nn_net *net, const eval_images *im, const char *what, volatile sig_atomic_t *stop,
+int eval_encode_images(nn_net *net, const eval_images *im, const char *what, atomic_int *stop,
                        float **out, char *err, size_t errlen)
 {
     int batch = nn_net_max_batch(net), d = nn_net_feat_dim(net);
@@ -337,8 +337,9 @@ int eval_view_pairs(const eval_images *im, size_t count, const char *recipe, uin
         return -1;
     }
     aug_recipe_t r;
-    if (aug_recipe_parse(&r, recipe, (uint32_t)im->h)) {
-        errmsg_set(err, errlen, "--align-recipe: %s", aug_error());
+    char aerr[AUG_ERR_MAX];
+    if (aug_recipe_parse(&r, recipe, (uint32_t)im->h, aerr, sizeof aerr)) {
+        errmsg_set(err, errlen, "--align-recipe: %s", aerr);
         return -1;
     }
     r.views = 2;
@@ -348,9 +349,9 @@ int eval_view_pairs(const eval_images *im, size_t count, const char *recipe, uin
     cfg.channels = (uint32_t)im->c;
     cfg.dtype = AUG_DTYPE_F32;
     cfg.seed = seed;
-    aug_t *a = aug_new(&r, &cfg);
+    aug_t *a = aug_new(&r, &cfg, aerr, sizeof aerr);
     if (!a) {
-        errmsg_set(err, errlen, "alignment views: %s", aug_error());
+        errmsg_set(err, errlen, "alignment views: %s", aerr);
         return -1;
     }
     size_t img = (size_t)im->c * im->h * im->w;
@@ -364,8 +365,8 @@ int eval_view_pairs(const eval_images *im, size_t count, const char *recipe, uin
     for (size_t i = 0; i < count && !rc; i++) {
         aug_image_t src = { im->pixels + i * img, (uint32_t)im->h, (uint32_t)im->w, (uint32_t)im->c, i, 0 };
         int32_t targets[2];
-        if (aug_sample(a, &src, both, targets)) {
-            errmsg_set(err, errlen, "alignment views of test image %zu: %s", i, aug_error());
+        if (aug_sample(a, &src, both, targets, aerr, sizeof aerr)) {
+            errmsg_set(err, errlen, "alignment views of test image %zu: %s", i, aerr);
             rc = -1;
             break;
         }

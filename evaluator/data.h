@@ -5,7 +5,7 @@
 #ifndef EVALUATOR_DATA_H
 #define EVALUATOR_DATA_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,7 +39,7 @@ int eval_data_native_shape(const eval_options *o, int *c, int *h, int *w, char *
  * network takes (c, h, w): channels are converted (1 <-> 3) by the decoder,
  * any other size difference is an error that says so. stop (may be NULL) is
  * checked between chunks of images. 0, or -1 with err. */
-int eval_data_load(eval_data *d, const eval_options *o, int c, int h, int w, volatile sig_atomic_t *stop,
+int eval_data_load(eval_data *d, const eval_options *o, int c, int h, int w, atomic_int *stop,
                    char *err, size_t errlen);
 void eval_data_release(eval_data *d);
 
@@ -49,7 +49,7 @@ void eval_images_to_float(const eval_images *im, size_t first, size_t n, float *
 /* Encoder features of every image, in batches of the net's max batch, with a
  * progress line named `what`. *out (n, feat_dim) malloc'd. 0, or -1 with err
  * (out of memory, or stopped by `stop`). */
-int eval_encode_images(nn_net *net, const eval_images *im, const char *what, volatile sig_atomic_t *stop,
+int eval_encode_images(nn_net *net, const eval_images *im, const char *what, atomic_int *stop,
                        float **out, char *err, size_t errlen);
 /* Encoder features of n images given as floats x (n, C, H, W) into out (n, feat_dim). */
 void eval_encode_floats(nn_net *net, const float *x, size_t n, float *out);

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dataset/split.h"
 #include "errmsg/errmsg.h"
 #include "nn/parallel.h"
+#include "splitmix/splitmix.h"
 
 #define JACOBI_SWEEPS      100
 #define JACOBI_TOL         1e-15     /* off-diagonal mass, relative, where Jacobi stops */
@@ -32,8 +32,8 @@
 
 static double gauss(uint64_t *s)
 {
-    double u = ((double)(split_rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
-    double v = ((double)(split_rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
+    double u = ((double)(splitmix64_next(s) >> 11) + 0.5) / 9007199254740992.0;
+    double v = ((double)(splitmix64_next(s) >> 11) + 0.5) / 9007199254740992.0;
     return sqrt(-2.0 * log(u)) * cos(2.0 * M_PI * v);
 }
 

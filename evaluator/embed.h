@@ -20,7 +20,7 @@
 #ifndef EVALUATOR_EMBED_H
 #define EVALUATOR_EMBED_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,7 +37,7 @@ typedef struct {
     int exag_iters;
     double exaggeration;
     uint64_t seed;                  /* the start */
-    volatile sig_atomic_t *stop;    /* checked every iteration; may be NULL */
+    atomic_int *stop;    /* checked every iteration; may be NULL */
 } eval_tsne_opts;
 
 void eval_tsne_defaults(eval_tsne_opts *o);

@@ -52,9 +52,9 @@ struct eval_ctx {
      * then computes the raw-pixel baseline, only reading them and probe */
     pthread_t bg;
     int bg_running;                  /* started, not joined yet */
-    int bg_data_ready;               /* set by the thread once the images are decoded (atomic) */
-    int bg_done;                     /* set by the thread as it ends (atomic) */
-    volatile sig_atomic_t bg_stop;   /* asks it to give up */
+    atomic_int bg_data_ready;        /* set by the thread once the images are decoded */
+    atomic_int bg_done;              /* set by the thread as it ends */
+    atomic_int bg_stop;              /* asks it to give up */
     json_t *bg_result;               /* its baseline, or NULL */
 };
 
@@ -101,7 +101,7 @@ void eval_ctx_destroy(eval_ctx **self_p)
 
 /* Decodes the images at (c, h, w) into a context that holds none, and
  * makes the view pairs. */
-static int load_data(eval_ctx *ctx, int c, int h, int w, volatile sig_atomic_t *stop, char *err, size_t errlen)
+static int load_data(eval_ctx *ctx, int c, int h, int w, atomic_int *stop, char *err, size_t errlen)
 {
     if (eval_data_load(&ctx->data, ctx->o, c, h, w, stop, err, errlen))
         return -1;
@@ -121,9 +121,10 @@ static int load_data(eval_ctx *ctx, int c, int h, int w, volatile sig_atomic_t *
 
 /* Waits until *flag or the background thread has ended; a raised
  * transport_stop asks the thread to give up meanwhile. */
-static void background_wait(eval_ctx *ctx, int *flag)
+static void background_wait(eval_ctx *ctx, atomic_int *flag)
 {
-    while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE) && !__atomic_load_n(&ctx->bg_done, __ATOMIC_ACQUIRE)) {
+    while (!atomic_load_explicit(flag, memory_order_acquire) &&
+           !atomic_load_explicit(&ctx->bg_done, memory_order_acquire)) {
         if (transport_stop)
             ctx->bg_stop = 1;
         struct timespec ts = { 0, BG_POLL_NS };
@@ -150,7 +151,7 @@ static int ensure_data(eval_ctx *ctx, int c, int h, int w, char *err, size_t err
  * (n_views, d; NULL for none). Returns a new JSON object or NULL with err
  * (also when *stop is raised during a probe fit). */
 static json_t *evaluate_features(eval_ctx *ctx, const char *what, const float *ftr, const float *fte, int d,
-                                 const float *f1, const float *f2, volatile sig_atomic_t *stop,
+                                 const float *f1, const float *f2, atomic_int *stop,
                                  char *err, size_t errlen)
 {
     const eval_images *tr = &ctx->data.train, *te = &ctx->data.test;
@@ -248,7 +249,7 @@ fail:
 
 /* Features of the train and test images and of the view pairs through net,
  * then evaluate_features. */
-static json_t *evaluate_encoder(eval_ctx *ctx, nn_net *net, const char *what, volatile sig_atomic_t *stop,
+static json_t *evaluate_encoder(eval_ctx *ctx, nn_net *net, const char *what, atomic_int *stop,
                                 char *err, size_t errlen)
 {
     float *ftr = NULL, *fte = NULL, *f1 = NULL, *f2 = NULL;
@@ -345,7 +346,7 @@ static void cache_put(eval_ctx *ctx, const char *what, const eval_cache_key *key
 }
 
 /* Raw pixels as features: from the cache, else computed (and cached). */
-static json_t *raw_pixels_get(eval_ctx *ctx, volatile sig_atomic_t *stop, char *err, size_t errlen)
+static json_t *raw_pixels_get(eval_ctx *ctx, atomic_int *stop, char *err, size_t errlen)
 {
     eval_cache_key key;
     int keyed = cache_key(ctx, "raw_pixels", NULL, &key) == 0;
@@ -379,7 +380,7 @@ static void *background_raw(void *arg)
     } else {
         ctx->have_data = 1;
         ctx->c = c; ctx->h = h; ctx->w = w;
-        __atomic_store_n(&ctx->bg_data_ready, 1, __ATOMIC_RELEASE);
+        atomic_store_explicit(&ctx->bg_data_ready, 1, memory_order_release);
         ctx->bg_result = raw_pixels_get(ctx, &ctx->bg_stop, err, sizeof err);
         if (ctx->bg_result)
             console_log("raw-pixel baseline ready (background, %.0f s)", console_now() - t0);
@@ -387,7 +388,7 @@ static void *background_raw(void *arg)
             console_log("raw-pixel baseline failed in the background: %s", err);
     }
     dataset_thread_done();                     /* it decoded images */
-    __atomic_store_n(&ctx->bg_done, 1, __ATOMIC_RELEASE);
+    atomic_store_explicit(&ctx->bg_done, 1, memory_order_release);
     return NULL;
 }
 

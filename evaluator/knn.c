@@ -47,7 +47,7 @@ typedef struct {
     int k, n_classes;
     double temperature;
     long *hits1, *hits5;       /* per row */
-    int failed;                /* set (atomically) when a slice ran out of memory */
+    atomic_int failed;         /* set when a slice ran out of memory */
 } knn_job;
 
 static void knn_rows(void *ctx, size_t begin, size_t end)
@@ -58,7 +58,7 @@ static void knn_rows(void *ctx, size_t begin, size_t end)
     if (!heap || !votes) {
         free(heap);
         free(votes);
-        __atomic_store_n(&j->failed, 1, __ATOMIC_RELAXED);
+        atomic_store_explicit(&j->failed, 1, memory_order_relaxed);
         return;
     }
     for (size_t r = begin; r < end; r++) {
@@ -91,7 +91,7 @@ static void knn_rows(void *ctx, size_t begin, size_t end)
 
 int eval_knn(const float *train, const int32_t *ytr, size_t ntr,
              const float *test, const int32_t *yte, size_t nte, int d, int n_classes,
-             int k, double temperature, volatile sig_atomic_t *stop, eval_knn_result *out,
+             int k, double temperature, atomic_int *stop, eval_knn_result *out,
              char *err, size_t errlen)
 {
     if (ntr == 0 || nte == 0 || k < 1 || n_classes < 1 || !(temperature > 0.0)) {

@@ -7,7 +7,7 @@
 #ifndef EVALUATOR_KNN_H
 #define EVALUATOR_KNN_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,7 +24,7 @@ typedef struct {
  * checked between blocks of test rows. 0, or -1 with err set. */
 int eval_knn(const float *train, const int32_t *ytr, size_t ntr,
              const float *test, const int32_t *yte, size_t nte, int d, int n_classes,
-             int k, double temperature, volatile sig_atomic_t *stop, eval_knn_result *out,
+             int k, double temperature, atomic_int *stop, eval_knn_result *out,
              char *err, size_t errlen);
 
 /* Top-1 and top-5 hits of one score vector (n_classes): 1 when label is the

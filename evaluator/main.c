@@ -91,14 +91,15 @@ static void handle_message(server_t *s, zmq_msg_t *msg, int from_control)
     const void *data = zmq_msg_data(msg);
     size_t len = zmq_msg_size(msg);
     proto_msg_type_t type;
-    if (proto_peek_type(data, len, &type)) {
+    char perr[PROTO_ERR_MAX];
+    if (proto_peek_type(data, len, &type, perr, sizeof perr)) {
         if (!from_control)
-            console_log("ignoring a message of %zu bytes: %s", len, proto_error());
+            console_log("ignoring a message of %zu bytes: %s", len, perr);
         return;
     }
     if (type == PROTO_MSG_CONTROL) {
         proto_control_t c;
-        if (proto_control_decode(&c, data, len) == 0 && c.kind == PROTO_CONTROL_STOP && !s->stop_requested) {
+        if (proto_control_decode(&c, data, len, NULL, 0) == 0 && c.kind == PROTO_CONTROL_STOP && !s->stop_requested) {
             console_log("STOP from %s: evaluating the %d waiting checkpoint%s, then exiting", c.sender,
                         s->n_pending, s->n_pending == 1 ? "" : "s");
             s->stop_requested = 1;
@@ -113,8 +114,8 @@ static void handle_message(server_t *s, zmq_msg_t *msg, int from_control)
         return;
     }
     proto_checkpoint_t c;
-    if (proto_checkpoint_decode(&c, data, len)) {
-        console_log("ignoring a bad Checkpoint message: %s", proto_error());
+    if (proto_checkpoint_decode(&c, data, len, perr, sizeof perr)) {
+        console_log("ignoring a bad Checkpoint message: %s", perr);
         return;
     }
     pending_t p;

@@ -247,7 +247,7 @@ static double max_abs(const double *a, size_t n)
 /* ------------------------------------------------------- preconditioner */
 
 int eval_feature_gram(double *gram, const float *x, size_t n, int d, size_t max_rows,
-                      volatile sig_atomic_t *stop)
+                      atomic_int *stop)
 {
     size_t m = max_rows && n > max_rows ? max_rows : n;
     float *rows = malloc(GRAM_BLOCK_ROWS * (size_t)d * sizeof *rows), *g = malloc((size_t)d * d * sizeof *g);

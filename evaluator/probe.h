@@ -27,7 +27,7 @@
 #ifndef EVALUATOR_PROBE_H
 #define EVALUATOR_PROBE_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,7 +48,7 @@ typedef struct {
     double val_fraction;            /* of the training items, for choosing lambda */
     uint64_t seed;                  /* of the validation split */
     int precondition;               /* L-BFGS preconditioned by the features' second moment */
-    volatile sig_atomic_t *stop;    /* when not NULL and raised, fitting stops with an error */
+    atomic_int *stop;    /* when not NULL and raised, fitting stops with an error */
 } eval_probe_opts;
 
 typedef struct {
@@ -89,7 +89,7 @@ int eval_logreg_fit(double *w, const float *x, const int32_t *y, size_t n, int d
  * max_rows is 0 or n <= max_rows). 0, or -1 (out of memory, no rows, or
  * stop, when not NULL, was raised). */
 int eval_feature_gram(double *gram, const float *x, size_t n, int d, size_t max_rows,
-                      volatile sig_atomic_t *stop);
+                      atomic_int *stop);
 /* Top-1 and top-5 accuracy of w on x (n, d). 0 or -1 (out of memory). */
 int eval_logreg_score(const double *w, const float *x, const int32_t *y, size_t n, int d, int k,
                       double *top1, double *top5);

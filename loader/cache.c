@@ -1,5 +1,6 @@
 #include "loader/cache.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +14,7 @@ typedef struct chunk {
 } chunk_t;
 
 struct cache {
-    const cache_entry_t **entries;   /* (n_items) */
+    _Atomic(const cache_entry_t *) *entries;   /* (n_items) */
     size_t n_items;
     size_t budget, allocated;
     size_t count;
@@ -56,7 +57,7 @@ const cache_entry_t *cache_get(const cache_t *c, size_t item)
 {
     if (item >= c->n_items)
         return NULL;
-    return __atomic_load_n(&c->entries[item], __ATOMIC_ACQUIRE);
+    return atomic_load_explicit(&c->entries[item], memory_order_acquire);
 }
 
 /* Room for `need` bytes: in the current chunk, or in a new one within budget. */
@@ -109,7 +110,7 @@ int cache_put(cache_t *c, size_t item, const uint8_t *pixels, uint32_t height, u
     e->channels = channels;
     e->pad_ = 0;
     memcpy(e->pixels, pixels, bytes);
-    __atomic_store_n(&c->entries[item], e, __ATOMIC_RELEASE);
+    atomic_store_explicit(&c->entries[item], e, memory_order_release);
     c->count++;
     c->used += need;
     return 0;

@@ -45,6 +45,7 @@
  */
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +92,7 @@ typedef struct {
 typedef struct {
     void *sub;                /* an XSUB: it carries this loader's beats up to the trainer */
     const char *identity;     /* "loader@host:pid", the sender of the beats */
-    volatile int quit;
+    atomic_int quit;
     ledger_t *ledger;         /* --exactly-once, else NULL */
     pthread_mutex_t mu;       /* guards the trainer's heartbeat and Have below */
     double last_heartbeat;    /* console_now() of the last one, 0 = none */
@@ -186,11 +187,12 @@ static void *control_thread(void *arg)
         proto_control_t c;
         const void *data = zmq_msg_data(&msg);
         size_t len = zmq_msg_size(&msg);
-        if (proto_peek_type(data, len, &type) != 0 || (topic[0] && proto_topic_check(topic, strlen(topic), data, len))) {
+        if (proto_peek_type(data, len, &type, NULL, 0) != 0 ||
+            (topic[0] && proto_topic_check(topic, strlen(topic), data, len, NULL, 0))) {
             zmq_msg_close(&msg);
             continue;
         }
-        if (type == PROTO_MSG_CONTROL && proto_control_decode(&c, data, len) == 0) {
+        if (type == PROTO_MSG_CONTROL && proto_control_decode(&c, data, len, NULL, 0) == 0) {
             if (c.kind == PROTO_CONTROL_STOP) {
                 console_log("stop received from %s", c.sender);
                 transport_stop = 1;
@@ -216,12 +218,12 @@ static void *control_thread(void *arg)
             }
         } else if (type == PROTO_MSG_ACK && ctl->ledger) {
             proto_ack_t a;
-            if (proto_ack_decode(&a, data, len) == 0)
+            if (proto_ack_decode(&a, data, len, NULL, 0) == 0)
                 ledger_ack(ctl->ledger, a.epoch, a.indices, a.n_indices, console_now());
             proto_ack_clear(&a);
         } else if (type == PROTO_MSG_HAVE && ctl->ledger) {
             proto_have_t h;
-            if (proto_have_decode(&h, data, len) == 0)
+            if (proto_have_decode(&h, data, len, NULL, 0) == 0)
                 on_have(ctl, &h);
         }
         zmq_msg_close(&msg);
@@ -247,8 +249,9 @@ static int send_sample(sender_t *s, const dataset_t *ds, size_t item, uint32_t e
         .index = item, .epoch = epoch, .label = dataset_label(ds, item),
         .height = h, .width = w, .channels = c, .pixels = pixels,
     };
-    if (proto_sample_encode(&s->buf, &m)) {
-        console_log("cannot encode item %zu: %s", item, proto_error());
+    char perr[PROTO_ERR_MAX];
+    if (proto_sample_encode(&s->buf, &m, perr, sizeof perr)) {
+        console_log("cannot encode item %zu: %s", item, perr);
         return -1;
     }
     return transport_send(s->push, s->buf.data, s->buf.len);
@@ -258,8 +261,9 @@ static int send_control(sender_t *s, proto_control_kind_t kind, uint32_t epoch, 
 {
     proto_control_t m = {.kind = kind, .epoch = epoch, .count = count};
     snprintf(m.sender, sizeof m.sender, "%s", s->identity);
-    if (proto_control_encode(&s->buf, &m)) {
-        console_log("cannot encode a control message: %s", proto_error());
+    char perr[PROTO_ERR_MAX];
+    if (proto_control_encode(&s->buf, &m, perr, sizeof perr)) {
+        console_log("cannot encode a control message: %s", perr);
         return -1;
     }
     return transport_send(s->push, s->buf.data, s->buf.len);
@@ -709,6 +713,10 @@ static loader_t *loader_new(const loader_options_t *o, int *status, char *err, s
     proto_buf_init(&l->tx.buf);
     if (!(l->ds = dataset_new(o->data, o->format, err, errlen)))
         goto fail;
+    if (dataset_format(l->ds) == DATASET_FORMAT_FOLDER && dataset_decoder_start(err, errlen)) {
+        *status = CLI_EXIT_FAILED;
+        goto fail;
+    }
     l->n_all = dataset_count(l->ds);
     l->selected = malloc(l->n_all * sizeof *l->selected);
     l->items = malloc(l->n_all * sizeof *l->items);

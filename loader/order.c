@@ -1,6 +1,6 @@
 #include "loader/order.h"
+#include "splitmix/splitmix.h"
 
-#define SPLITMIX_GAMMA 0x9E3779B97F4A7C15ull
 #define EPOCH_SALT     0xD1B54A32D192ED03ull
 
 size_t order_select(size_t *out, size_t n, size_t limit, uint32_t shard_index, uint32_t shard_count)
@@ -13,24 +13,15 @@ size_t order_select(size_t *out, size_t n, size_t limit, uint32_t shard_index, u
     return k;
 }
 
-/* splitmix64: a small generator with good statistical quality. */
-static uint64_t next_u64(uint64_t *state)
-{
-    uint64_t z = (*state += SPLITMIX_GAMMA);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* Uniform in [0, bound) without modulo bias (multiply-and-reject). */
 static uint64_t next_below(uint64_t *state, uint64_t bound)
 {
-    unsigned __int128 m = (unsigned __int128)next_u64(state) * bound;
+    unsigned __int128 m = (unsigned __int128)splitmix64_next(state) * bound;
     uint64_t low = (uint64_t)m;
     if (low < bound) {
         uint64_t threshold = -bound % bound;
         while (low < threshold) {
-            m = (unsigned __int128)next_u64(state) * bound;
+            m = (unsigned __int128)splitmix64_next(state) * bound;
             low = (uint64_t)m;
         }
     }
@@ -40,7 +31,7 @@ static uint64_t next_below(uint64_t *state, uint64_t bound)
 void order_shuffle(size_t *items, size_t n, uint64_t seed, uint32_t epoch)
 {
     uint64_t state = seed ^ ((uint64_t)(epoch + 1) * EPOCH_SALT);
-    next_u64(&state);
+    splitmix64_next(&state);
     for (size_t i = n; i > 1; i--) {
         size_t j = (size_t)next_below(&state, i);
         size_t t = items[i - 1];

@@ -2,6 +2,7 @@
 #include "errmsg/errmsg.h"
 #include "nn/net.h"
 #include "nn/layers.h"
+#include "splitmix/splitmix.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -550,14 +551,6 @@ static int parse_desc(nn_net *net, char *text, char *err, size_t errlen)
 
 /* ------------------------------------------------------------ lifecycle */
 
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 void nn_net_init_params(nn_net *net, uint64_t seed)
 {
     uint64_t s = seed;
@@ -568,11 +561,11 @@ void nn_net_init_params(nn_net *net, uint64_t seed)
             int fan_in = (int)(w->numel / (size_t)w->shape[0]);
             float bound = 1.0f / sqrtf((float)fan_in);
             for (size_t k = 0; k < w->numel; k++)
-                w->data[k] = ((float)(splitmix(&s) >> 40) / (float)(1 << 24) * 2.0f - 1.0f) * bound;
+                w->data[k] = ((float)(splitmix64_next(&s) >> 40) / (float)(1 << 24) * 2.0f - 1.0f) * bound;
             if (l->b >= 0) {
                 nn_tensor *b = &net->params.t[l->b];
                 for (size_t k = 0; k < b->numel; k++)
-                    b->data[k] = ((float)(splitmix(&s) >> 40) / (float)(1 << 24) * 2.0f - 1.0f) * bound;
+                    b->data[k] = ((float)(splitmix64_next(&s) >> 40) / (float)(1 << 24) * 2.0f - 1.0f) * bound;
             }
         } else if (l->kind == L_BN) {
             nn_tensor *g = &net->params.t[l->w], *b = &net->params.t[l->b];

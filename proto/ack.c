@@ -19,24 +19,24 @@ void proto_ack_clear(proto_ack_t *a)
     memset(a, 0, sizeof *a);
 }
 
-static int check_count(uint32_t n, const char *what)
+static int check_count(uint32_t n, const char *what, char *err, size_t errlen)
 {
     if (n < 1 || n > PROTO_MAX_ACK_INDICES)
-        return proto_fail(MSG ": %s is %" PRIu32 ", expected 1..%u (PROTO_MAX_ACK_INDICES)", what, n,
-                          PROTO_MAX_ACK_INDICES);
+        return proto_fail(err, errlen, MSG ": %s is %" PRIu32 ", expected 1..%u (PROTO_MAX_ACK_INDICES)", what, n,
+                                       PROTO_MAX_ACK_INDICES);
     return 0;
 }
 
-int proto_ack_encode(proto_buf_t *out, const proto_ack_t *a)
+int proto_ack_encode(proto_buf_t *out, const proto_ack_t *a, char *err, size_t errlen)
 {
     proto_enc_t e;
-    if (proto_check_name(MSG, "sender", a->sender, sizeof a->sender) ||
-        check_count(a->n_indices, "n_indices"))
+    if (proto_check_name(MSG, "sender", a->sender, sizeof a->sender, err, errlen) ||
+        check_count(a->n_indices, "n_indices", err, errlen))
         return -1;
     if (!a->indices)
-        return proto_fail(MSG ": indices is NULL but n_indices is %" PRIu32, a->n_indices);
+        return proto_fail(err, errlen, MSG ": indices is NULL but n_indices is %" PRIu32, a->n_indices);
     size_t hint = ACK_OVERHEAD_BYTES + (size_t)a->n_indices * ACK_INDEX_MAX_BYTES;
-    if (proto_enc_begin(&e, out, PROTO_MSG_ACK, F_COUNT, hint))
+    if (proto_enc_begin(&e, out, PROTO_MSG_ACK, F_COUNT, hint, err, errlen))
         return -1;
     proto_enc_str(&e, "sender", a->sender);
     proto_enc_uint(&e, "epoch", a->epoch);
@@ -44,29 +44,29 @@ int proto_ack_encode(proto_buf_t *out, const proto_ack_t *a)
     msgpack_pack_array(&e.pk, a->n_indices);
     for (uint32_t i = 0; i < a->n_indices; i++)
         proto_enc_uint(&e, NULL, a->indices[i]);
-    return proto_enc_end(&e, PROTO_MSG_ACK);
+    return proto_enc_end(&e, PROTO_MSG_ACK, err, errlen);
 }
 
 /* The indices array into a->indices. */
-static int decode_indices(proto_ack_t *a, const msgpack_object_array *arr)
+static int decode_indices(proto_ack_t *a, const msgpack_object_array *arr, char *err, size_t errlen)
 {
-    if (check_count(arr->size, "the length of indices"))
+    if (check_count(arr->size, "the length of indices", err, errlen))
         return -1;
     /* arr->size elements are present in the message (the pre-scan saw them). */
     a->indices = malloc((size_t)arr->size * sizeof *a->indices);
     if (!a->indices)
-        return proto_fail(MSG ": out of memory for %" PRIu32 " indices", arr->size);
+        return proto_fail(err, errlen, MSG ": out of memory for %" PRIu32 " indices", arr->size);
     for (uint32_t i = 0; i < arr->size; i++) {
         const proto_where_t w = { MSG, "indices", i };
         proto_field_t f = { "index", &arr->ptr[i] };
-        if (proto_dec_uint(&w, &f, 0, UINT64_MAX, &a->indices[i]))
+        if (proto_dec_uint(&w, &f, 0, UINT64_MAX, &a->indices[i], err, errlen))
             return -1;
     }
     a->n_indices = arr->size;
     return 0;
 }
 
-int proto_ack_decode(proto_ack_t *a, const void *buf, size_t len)
+int proto_ack_decode(proto_ack_t *a, const void *buf, size_t len, char *err, size_t errlen)
 {
     const proto_where_t w = { MSG, NULL, 0 };
     proto_field_t f[F_COUNT] = {
@@ -79,12 +79,12 @@ int proto_ack_decode(proto_ack_t *a, const void *buf, size_t len)
     int rc = -1;
 
     memset(a, 0, sizeof *a);
-    if (proto_dec_begin(PROTO_MSG_ACK, buf, len, &root))
+    if (proto_dec_begin(PROTO_MSG_ACK, buf, len, &root, err, errlen))
         return -1;
-    if (proto_dec_fields(&w, &root, PROTO_HEADER_ENTRIES, f, F_COUNT) ||
-        proto_dec_name(&w, &f[F_SENDER], a->sender, sizeof a->sender) ||
-        proto_dec_uint(&w, &f[F_EPOCH], 0, UINT32_MAX, &epoch) ||
-        proto_dec_array(&w, &f[F_INDICES], &indices) || decode_indices(a, indices))
+    if (proto_dec_fields(&w, &root, PROTO_HEADER_ENTRIES, f, F_COUNT, err, errlen) ||
+        proto_dec_name(&w, &f[F_SENDER], a->sender, sizeof a->sender, err, errlen) ||
+        proto_dec_uint(&w, &f[F_EPOCH], 0, UINT32_MAX, &epoch, err, errlen) ||
+        proto_dec_array(&w, &f[F_INDICES], &indices, err, errlen) || decode_indices(a, indices, err, errlen))
         goto done;
     a->epoch = (uint32_t)epoch;
     rc = 0;

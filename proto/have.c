@@ -11,38 +11,39 @@
 
 enum { F_SENDER, F_EPOCH, F_STEP, F_DONE, F_COUNT };
 
-static int check_epochs(uint32_t n, const char *what)
+static int check_epochs(uint32_t n, const char *what, char *err, size_t errlen)
 {
     if (n > PROTO_MAX_HAVE_EPOCHS)
-        return proto_fail(MSG ": %s is %" PRIu32 ", expected 0..%u (PROTO_MAX_HAVE_EPOCHS)", what, n,
-                          PROTO_MAX_HAVE_EPOCHS);
+        return proto_fail(err, errlen, MSG ": %s is %" PRIu32 ", expected 0..%u (PROTO_MAX_HAVE_EPOCHS)", what, n,
+                                       PROTO_MAX_HAVE_EPOCHS);
     return 0;
 }
 
-static int check_bytes(size_t n, uint32_t k)
+static int check_bytes(size_t n, uint32_t k, char *err, size_t errlen)
 {
     if (n > PROTO_MAX_HAVE_BYTES)
-        return proto_fail(MSG ": done[%" PRIu32 "] is %zu bytes, expected at most %u (PROTO_MAX_HAVE_BYTES)", k, n,
+        return proto_fail(err, errlen,
+                          MSG ": done[%" PRIu32 "] is %zu bytes, expected at most %u (PROTO_MAX_HAVE_BYTES)", k, n,
                           PROTO_MAX_HAVE_BYTES);
     return 0;
 }
 
-int proto_have_encode(proto_buf_t *out, const proto_have_t *h)
+int proto_have_encode(proto_buf_t *out, const proto_have_t *h, char *err, size_t errlen)
 {
     proto_enc_t e;
-    if (proto_check_name(MSG, "sender", h->sender, sizeof h->sender) ||
-        check_epochs(h->n_epochs, "n_epochs"))
+    if (proto_check_name(MSG, "sender", h->sender, sizeof h->sender, err, errlen) ||
+        check_epochs(h->n_epochs, "n_epochs", err, errlen))
         return -1;
     size_t hint = HAVE_OVERHEAD_BYTES;
     for (uint32_t k = 0; k < h->n_epochs; k++) {
-        if (check_bytes(h->done_bytes[k], k))
+        if (check_bytes(h->done_bytes[k], k, err, errlen))
             return -1;
         if (!h->done[k] && h->done_bytes[k])
-            return proto_fail(MSG ": done[%" PRIu32 "] is NULL but done_bytes[%" PRIu32 "] is %zu", k, k,
-                              h->done_bytes[k]);
+            return proto_fail(err, errlen, MSG ": done[%" PRIu32 "] is NULL but done_bytes[%" PRIu32 "] is %zu", k, k,
+                                           h->done_bytes[k]);
         hint += h->done_bytes[k] + 8;
     }
-    if (proto_enc_begin(&e, out, PROTO_MSG_HAVE, F_COUNT, hint))
+    if (proto_enc_begin(&e, out, PROTO_MSG_HAVE, F_COUNT, hint, err, errlen))
         return -1;
     proto_enc_str(&e, "sender", h->sender);
     proto_enc_uint(&e, "epoch", h->epoch);
@@ -51,18 +52,19 @@ int proto_have_encode(proto_buf_t *out, const proto_have_t *h)
     msgpack_pack_array(&e.pk, h->n_epochs);
     for (uint32_t k = 0; k < h->n_epochs; k++)
         proto_enc_bin(&e, NULL, h->done[k] ? (const void *)h->done[k] : (const void *)"", h->done_bytes[k]);
-    return proto_enc_end(&e, PROTO_MSG_HAVE);
+    return proto_enc_end(&e, PROTO_MSG_HAVE, err, errlen);
 }
 
 /* The done array: one bin per epoch, borrowed. */
-static int decode_done(proto_have_t *h, const msgpack_object_array *arr)
+static int decode_done(proto_have_t *h, const msgpack_object_array *arr, char *err, size_t errlen)
 {
-    if (check_epochs(arr->size, "the length of done"))
+    if (check_epochs(arr->size, "the length of done", err, errlen))
         return -1;
     for (uint32_t k = 0; k < arr->size; k++) {
         const proto_where_t w = { MSG, "done", k };
         proto_field_t f = { "bits", &arr->ptr[k] };
-        if (proto_dec_bin(&w, &f, &h->done[k], &h->done_bytes[k]) || check_bytes(h->done_bytes[k], k))
+        if (proto_dec_bin(&w, &f, &h->done[k], &h->done_bytes[k], err, errlen) ||
+            check_bytes(h->done_bytes[k], k, err, errlen))
             return -1;
         if (h->done_bytes[k] == 0)
             h->done[k] = NULL;
@@ -71,7 +73,7 @@ static int decode_done(proto_have_t *h, const msgpack_object_array *arr)
     return 0;
 }
 
-int proto_have_decode(proto_have_t *h, const void *buf, size_t len)
+int proto_have_decode(proto_have_t *h, const void *buf, size_t len, char *err, size_t errlen)
 {
     const proto_where_t w = { MSG, NULL, 0 };
     proto_field_t f[F_COUNT] = {
@@ -84,13 +86,13 @@ int proto_have_decode(proto_have_t *h, const void *buf, size_t len)
     int rc = -1;
 
     memset(h, 0, sizeof *h);
-    if (proto_dec_begin(PROTO_MSG_HAVE, buf, len, &root))
+    if (proto_dec_begin(PROTO_MSG_HAVE, buf, len, &root, err, errlen))
         return -1;
-    if (proto_dec_fields(&w, &root, PROTO_HEADER_ENTRIES, f, F_COUNT) ||
-        proto_dec_name(&w, &f[F_SENDER], h->sender, sizeof h->sender) ||
-        proto_dec_uint(&w, &f[F_EPOCH], 0, UINT32_MAX, &epoch) ||
-        proto_dec_uint(&w, &f[F_STEP], 0, UINT64_MAX, &step) ||
-        proto_dec_array(&w, &f[F_DONE], &done) || decode_done(h, done))
+    if (proto_dec_fields(&w, &root, PROTO_HEADER_ENTRIES, f, F_COUNT, err, errlen) ||
+        proto_dec_name(&w, &f[F_SENDER], h->sender, sizeof h->sender, err, errlen) ||
+        proto_dec_uint(&w, &f[F_EPOCH], 0, UINT32_MAX, &epoch, err, errlen) ||
+        proto_dec_uint(&w, &f[F_STEP], 0, UINT64_MAX, &step, err, errlen) ||
+        proto_dec_array(&w, &f[F_DONE], &done, err, errlen) || decode_done(h, done, err, errlen))
         goto done;
     h->epoch = (uint32_t)epoch;
     h->step = step;

@@ -1,4 +1,4 @@
-/* proto.c: what every message type shares: the error text, the output
+/* proto.c: what every message type shares: the error helper, the output
  * buffer, the packer, the header, the unpack step and the typed field getters.
  * The encode/decode pair of each type live in sample.c, viewbatch.c,
  * checkpoint.c, control.c, stats.c, ack.c and have.c; the pre-scan in scan.c.
@@ -12,11 +12,9 @@
 
 #include "proto/proto_internal.h"
 
-#define ERROR_BYTES      512
 #define ZONE_CHUNK_BYTES (16u << 10)  /* holds the unpacked objects of a typical message */
 #define BUF_MIN_CAP      256u
 
-static __thread char error_text[ERROR_BYTES];
 
 static const char *const type_names[] = {
     [PROTO_MSG_INVALID] = "invalid",
@@ -29,18 +27,15 @@ static const char *const type_names[] = {
     [PROTO_MSG_HAVE] = "have",
 };
 
-int proto_fail(const char *fmt, ...)
+int proto_fail(char *err, size_t errlen, const char *fmt, ...)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(error_text, sizeof error_text, fmt, ap);
-    va_end(ap);
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
     return -1;
-}
-
-const char *proto_error(void)
-{
-    return error_text[0] ? error_text : "no error";
 }
 
 const char *proto_msg_type_name(proto_msg_type_t type)
@@ -74,10 +69,10 @@ uint8_t *proto_buf_detach(proto_buf_t *b, size_t *len)
     return data;
 }
 
-int proto_buf_reserve(proto_buf_t *b, size_t extra)
+int proto_buf_reserve(proto_buf_t *b, size_t extra, char *err, size_t errlen)
 {
     if (extra > SIZE_MAX - b->len)
-        return proto_fail("proto: buffer of %zu bytes cannot grow by %zu", b->len, extra);
+        return proto_fail(err, errlen, "proto: buffer of %zu bytes cannot grow by %zu", b->len, extra);
     size_t need = b->len + extra;
     if (need <= b->cap)
         return 0;
@@ -86,7 +81,7 @@ int proto_buf_reserve(proto_buf_t *b, size_t extra)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     uint8_t *data = realloc(b->data, cap);
     if (!data)
-        return proto_fail("proto: out of memory growing a message buffer to %zu bytes", cap);
+        return proto_fail(err, errlen, "proto: out of memory growing a message buffer to %zu bytes", cap);
     b->data = data;
     b->cap = cap;
     return 0;
@@ -97,7 +92,7 @@ int proto_buf_reserve(proto_buf_t *b, size_t extra)
 static int enc_write(void *data, const char *p, size_t n)
 {
     proto_enc_t *e = data;
-    if (e->failed || proto_buf_reserve(e->out, n)) {
+    if (e->failed || proto_buf_reserve(e->out, n, NULL, 0)) {   /* proto_enc_end says why */
         e->failed = 1;
         return -1;
     }
@@ -118,12 +113,12 @@ void proto_enc_key(proto_enc_t *e, const char *key)
 }
 
 int proto_enc_begin(proto_enc_t *e, proto_buf_t *out, proto_msg_type_t type,
-                    uint32_t n_fields, size_t size_hint)
+                    uint32_t n_fields, size_t size_hint, char *err, size_t errlen)
 {
     e->out = out;
     e->failed = 0;
     out->len = 0;
-    if (proto_buf_reserve(out, size_hint))
+    if (proto_buf_reserve(out, size_hint, err, errlen))
         return -1;
     msgpack_packer_init(&e->pk, e, enc_write);
     msgpack_pack_map(&e->pk, PROTO_HEADER_ENTRIES + n_fields);
@@ -169,19 +164,19 @@ void proto_enc_bin(proto_enc_t *e, const char *key, const void *p, size_t n)
     msgpack_pack_bin_body(&e->pk, p, n);
 }
 
-int proto_enc_end(proto_enc_t *e, proto_msg_type_t type)
+int proto_enc_end(proto_enc_t *e, proto_msg_type_t type, char *err, size_t errlen)
 {
     if (!e->failed && e->out->len > PROTO_MAX_MESSAGE_BYTES) {
         size_t n = e->out->len;
         e->out->len = 0;
-        return proto_fail("%s: encoded message is %zu bytes, more than PROTO_MAX_MESSAGE_BYTES "
-                          "(%u); HINT: send fewer samples per message",
-                          proto_msg_type_name(type), n, PROTO_MAX_MESSAGE_BYTES);
+        return proto_fail(err, errlen, "%s: encoded message is %zu bytes, more than PROTO_MAX_MESSAGE_BYTES "
+                                       "(%u); HINT: send fewer samples per message",
+                                       proto_msg_type_name(type), n, PROTO_MAX_MESSAGE_BYTES);
     }
     if (!e->failed)
         return 0;
     e->out->len = 0;
-    return proto_fail("%s: out of memory while encoding", proto_msg_type_name(type));
+    return proto_fail(err, errlen, "%s: out of memory while encoding", proto_msg_type_name(type));
 }
 
 /* ---- checks shared by encoders and decoders ---- */
@@ -223,45 +218,46 @@ int proto_utf8_ok(const char *str, size_t n)
     return 1;
 }
 
-static int check_str(const char *msg, const char *field, const char *s, size_t cap, int allow_empty)
+static int check_str(const char *msg, const char *field, const char *s, size_t cap, int allow_empty,
+                     char *err, size_t errlen)
 {
     if (!s)
-        return proto_fail("%s: %s is NULL", msg, field);
+        return proto_fail(err, errlen, "%s: %s is NULL", msg, field);
     size_t n = strnlen(s, cap);
     if (n == cap)
-        return proto_fail("%s: %s is %zu bytes or longer, the limit is %zu", msg, field, cap, cap - 1);
+        return proto_fail(err, errlen, "%s: %s is %zu bytes or longer, the limit is %zu", msg, field, cap, cap - 1);
     if (n == 0 && !allow_empty)
-        return proto_fail("%s: %s is empty", msg, field);
+        return proto_fail(err, errlen, "%s: %s is empty", msg, field);
     if (!proto_utf8_ok(s, n))
-        return proto_fail("%s: %s is not valid UTF-8", msg, field);
+        return proto_fail(err, errlen, "%s: %s is not valid UTF-8", msg, field);
     return 0;
 }
 
-int proto_check_name(const char *msg, const char *field, const char *s, size_t cap)
+int proto_check_name(const char *msg, const char *field, const char *s, size_t cap, char *err, size_t errlen)
 {
-    return check_str(msg, field, s, cap, 0);
+    return check_str(msg, field, s, cap, 0, err, errlen);
 }
 
-int proto_check_text(const char *msg, const char *field, const char *s, size_t cap)
+int proto_check_text(const char *msg, const char *field, const char *s, size_t cap, char *err, size_t errlen)
 {
-    return check_str(msg, field, s, cap, 1);
+    return check_str(msg, field, s, cap, 1, err, errlen);
 }
 
-int proto_check_image(const char *msg, uint32_t height, uint32_t width, uint32_t channels)
+int proto_check_image(const char *msg, uint32_t height, uint32_t width, uint32_t channels, char *err, size_t errlen)
 {
     if (height < 1 || height > PROTO_MAX_SIDE)
-        return proto_fail("%s: height is %" PRIu32 ", expected 1..%u (PROTO_MAX_SIDE)",
-                          msg, height, PROTO_MAX_SIDE);
+        return proto_fail(err, errlen, "%s: height is %" PRIu32 ", expected 1..%u (PROTO_MAX_SIDE)",
+                                       msg, height, PROTO_MAX_SIDE);
     if (width < 1 || width > PROTO_MAX_SIDE)
-        return proto_fail("%s: width is %" PRIu32 ", expected 1..%u (PROTO_MAX_SIDE)",
-                          msg, width, PROTO_MAX_SIDE);
+        return proto_fail(err, errlen, "%s: width is %" PRIu32 ", expected 1..%u (PROTO_MAX_SIDE)",
+                                       msg, width, PROTO_MAX_SIDE);
     if ((uint64_t)height * width > PROTO_MAX_PIXELS)
-        return proto_fail("%s: %" PRIu32 " x %" PRIu32 " is %" PRIu64 " pixels, the limit is %u "
-                          "(PROTO_MAX_PIXELS)", msg, height, width, (uint64_t)height * width,
-                          PROTO_MAX_PIXELS);
+        return proto_fail(err, errlen, "%s: %" PRIu32 " x %" PRIu32 " is %" PRIu64 " pixels, the limit is %u "
+                                       "(PROTO_MAX_PIXELS)", msg, height, width, (uint64_t)height * width,
+                                       PROTO_MAX_PIXELS);
     if (channels < 1 || channels > PROTO_MAX_CHANNELS)
-        return proto_fail("%s: channels is %" PRIu32 ", expected 1..%u (PROTO_MAX_CHANNELS)",
-                          msg, channels, PROTO_MAX_CHANNELS);
+        return proto_fail(err, errlen, "%s: channels is %" PRIu32 ", expected 1..%u (PROTO_MAX_CHANNELS)",
+                                       msg, channels, PROTO_MAX_CHANNELS);
     return 0;
 }
 
@@ -305,24 +301,25 @@ void proto_dec_end(void)
         msgpack_zone_clear(thread_zone);
 }
 
-int proto_dec_begin(proto_msg_type_t type, const void *buf, size_t len, msgpack_object_map *root)
+int proto_dec_begin(proto_msg_type_t type, const void *buf, size_t len, msgpack_object_map *root,
+                    char *err, size_t errlen)
 {
     const char *msg = proto_msg_type_name(type);
     proto_msg_type_t found;
     uint32_t n_entries;
     if (!buf && len)
-        return proto_fail("%s: NULL buffer of %zu bytes", msg, len);
-    if (proto_read_header(msg, buf, len, &found, &n_entries))
+        return proto_fail(err, errlen, "%s: NULL buffer of %zu bytes", msg, len);
+    if (proto_read_header(msg, buf, len, &found, &n_entries, err, errlen))
         return -1;
     if (found != type)
-        return proto_fail("%s: expected a \"%s\" message, found a \"%s\" message",
-                          msg, msg, proto_msg_type_name(found));
-    if (proto_scan(msg, buf, len))
+        return proto_fail(err, errlen, "%s: expected a \"%s\" message, found a \"%s\" message",
+                                       msg, msg, proto_msg_type_name(found));
+    if (proto_scan(msg, buf, len, err, errlen))
         return -1;
 
     msgpack_zone *z = zone_get();
     if (!z)
-        return proto_fail("%s: out of memory creating the unpack zone", msg);
+        return proto_fail(err, errlen, "%s: out of memory creating the unpack zone", msg);
     msgpack_object obj;
     size_t off = 0;
     msgpack_unpack_return r = msgpack_unpack(buf, len, &off, z, &obj);
@@ -330,8 +327,8 @@ int proto_dec_begin(proto_msg_type_t type, const void *buf, size_t len, msgpack_
         obj.via.map.size != n_entries) {
         /* The pre-scan accepted it, so only an allocation failure lands here. */
         msgpack_zone_clear(z);
-        return proto_fail("%s: msgpack unpack failed (code %d) on a %zu-byte message",
-                          msg, (int)r, len);
+        return proto_fail(err, errlen, "%s: msgpack unpack failed (code %d) on a %zu-byte message",
+                                       msg, (int)r, len);
     }
     *root = obj.via.map;
     return 0;
@@ -365,23 +362,23 @@ const char *proto_field_path(const proto_where_t *w, const char *key, char *tmp,
 
 #define PATH_BYTES 96
 
-static int fail_type(const proto_where_t *w, const proto_field_t *f, const char *expected)
+static int fail_type(const proto_where_t *w, const proto_field_t *f, const char *expected, char *err, size_t errlen)
 {
     char tmp[PATH_BYTES];
-    return proto_fail("%s: %s must be %s, found %s", w->msg,
-                      proto_field_path(w, f->key, tmp, sizeof tmp), expected,
-                      proto_obj_type_name(f->val->type));
+    return proto_fail(err, errlen, "%s: %s must be %s, found %s", w->msg,
+                                   proto_field_path(w, f->key, tmp, sizeof tmp), expected,
+                                   proto_obj_type_name(f->val->type));
 }
 
-static int fail_missing(const proto_where_t *w, const proto_field_t *f)
+static int fail_missing(const proto_where_t *w, const proto_field_t *f, char *err, size_t errlen)
 {
     char tmp[PATH_BYTES];
-    return proto_fail("%s: required field \"%s\" is missing", w->msg,
-                      proto_field_path(w, f->key, tmp, sizeof tmp));
+    return proto_fail(err, errlen, "%s: required field \"%s\" is missing", w->msg,
+                                   proto_field_path(w, f->key, tmp, sizeof tmp));
 }
 
 int proto_dec_fields(const proto_where_t *w, const msgpack_object_map *m, uint32_t first,
-                     proto_field_t *f, size_t n)
+                     proto_field_t *f, size_t n, char *err, size_t errlen)
 {
     for (size_t k = 0; k < n; k++)
         f[k].val = NULL;
@@ -389,11 +386,11 @@ int proto_dec_fields(const proto_where_t *w, const msgpack_object_map *m, uint32
         const msgpack_object_kv *kv = &m->ptr[i];
         if (kv->key.type != MSGPACK_OBJECT_STR) {
             if (w->parent)
-                return proto_fail("%s: %s[%" PRIu32 "] has a %s key at entry %" PRIu32
-                                  ", keys must be str", w->msg, w->parent, w->index,
-                                  proto_obj_type_name(kv->key.type), i);
-            return proto_fail("%s: the message map has a %s key at entry %" PRIu32
-                              ", keys must be str", w->msg, proto_obj_type_name(kv->key.type), i);
+                return proto_fail(err, errlen, "%s: %s[%" PRIu32 "] has a %s key at entry %" PRIu32
+                                               ", keys must be str", w->msg, w->parent, w->index,
+                                               proto_obj_type_name(kv->key.type), i);
+            return proto_fail(err, errlen, "%s: the message map has a %s key at entry %" PRIu32
+                                           ", keys must be str", w->msg, proto_obj_type_name(kv->key.type), i);
         }
         const char *key = kv->key.via.str.ptr;
         uint32_t key_len = kv->key.via.str.size;
@@ -402,8 +399,8 @@ int proto_dec_fields(const proto_where_t *w, const msgpack_object_map *m, uint32
                 continue;
             if (f[k].val) {
                 char tmp[PATH_BYTES];
-                return proto_fail("%s: field \"%s\" appears twice", w->msg,
-                                  proto_field_path(w, f[k].key, tmp, sizeof tmp));
+                return proto_fail(err, errlen, "%s: field \"%s\" appears twice", w->msg,
+                                               proto_field_path(w, f[k].key, tmp, sizeof tmp));
             }
             f[k].val = &kv->val;
             break;
@@ -413,58 +410,58 @@ int proto_dec_fields(const proto_where_t *w, const msgpack_object_map *m, uint32
 }
 
 int proto_dec_uint(const proto_where_t *w, const proto_field_t *f, uint64_t min, uint64_t max,
-                   uint64_t *out)
+                   uint64_t *out, char *err, size_t errlen)
 {
     if (!f->val)
-        return fail_missing(w, f);
+        return fail_missing(w, f, err, errlen);
     if (f->val->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
         if (f->val->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
             char tmp[PATH_BYTES];
-            return proto_fail("%s: %s is %" PRId64 ", expected %" PRIu64 "..%" PRIu64, w->msg,
-                              proto_field_path(w, f->key, tmp, sizeof tmp), f->val->via.i64,
-                              min, max);
+            return proto_fail(err, errlen, "%s: %s is %" PRId64 ", expected %" PRIu64 "..%" PRIu64, w->msg,
+                                           proto_field_path(w, f->key, tmp, sizeof tmp), f->val->via.i64,
+                                           min, max);
         }
-        return fail_type(w, f, "a non-negative int");
+        return fail_type(w, f, "a non-negative int", err, errlen);
     }
     uint64_t v = f->val->via.u64;
     if (v < min || v > max) {
         char tmp[PATH_BYTES];
-        return proto_fail("%s: %s is %" PRIu64 ", expected %" PRIu64 "..%" PRIu64, w->msg,
-                          proto_field_path(w, f->key, tmp, sizeof tmp), v, min, max);
+        return proto_fail(err, errlen, "%s: %s is %" PRIu64 ", expected %" PRIu64 "..%" PRIu64, w->msg,
+                                       proto_field_path(w, f->key, tmp, sizeof tmp), v, min, max);
     }
     *out = v;
     return 0;
 }
 
 int proto_dec_int(const proto_where_t *w, const proto_field_t *f, int64_t min, int64_t max,
-                  int64_t *out)
+                  int64_t *out, char *err, size_t errlen)
 {
     char tmp[PATH_BYTES];
     if (!f->val)
-        return fail_missing(w, f);
+        return fail_missing(w, f, err, errlen);
     int64_t v;
     if (f->val->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
         v = f->val->via.i64;
     } else if (f->val->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
         if (f->val->via.u64 > (uint64_t)max)
-            return proto_fail("%s: %s is %" PRIu64 ", expected %" PRId64 "..%" PRId64, w->msg,
-                              proto_field_path(w, f->key, tmp, sizeof tmp), f->val->via.u64,
-                              min, max);
+            return proto_fail(err, errlen, "%s: %s is %" PRIu64 ", expected %" PRId64 "..%" PRId64, w->msg,
+                                           proto_field_path(w, f->key, tmp, sizeof tmp), f->val->via.u64,
+                                           min, max);
         v = (int64_t)f->val->via.u64;
     } else {
-        return fail_type(w, f, "an int");
+        return fail_type(w, f, "an int", err, errlen);
     }
     if (v < min || v > max)
-        return proto_fail("%s: %s is %" PRId64 ", expected %" PRId64 "..%" PRId64, w->msg,
-                          proto_field_path(w, f->key, tmp, sizeof tmp), v, min, max);
+        return proto_fail(err, errlen, "%s: %s is %" PRId64 ", expected %" PRId64 "..%" PRId64, w->msg,
+                                       proto_field_path(w, f->key, tmp, sizeof tmp), v, min, max);
     *out = v;
     return 0;
 }
 
-int proto_dec_double(const proto_where_t *w, const proto_field_t *f, double *out)
+int proto_dec_double(const proto_where_t *w, const proto_field_t *f, double *out, char *err, size_t errlen)
 {
     if (!f->val)
-        return fail_missing(w, f);
+        return fail_missing(w, f, err, errlen);
     switch (f->val->type) {
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64:
@@ -477,82 +474,85 @@ int proto_dec_double(const proto_where_t *w, const proto_field_t *f, double *out
         *out = (double)f->val->via.i64;
         return 0;
     default:
-        return fail_type(w, f, "a number (float64, float32 or int)");
+        return fail_type(w, f, "a number (float64, float32 or int)", err, errlen);
     }
 }
 
 static int dec_str(const proto_where_t *w, const proto_field_t *f, char *dst, size_t cap,
-                   int allow_empty)
+                   int allow_empty, char *err, size_t errlen)
 {
     char tmp[PATH_BYTES];
     if (!f->val)
-        return fail_missing(w, f);
+        return fail_missing(w, f, err, errlen);
     if (f->val->type != MSGPACK_OBJECT_STR)
-        return fail_type(w, f, "a str");
+        return fail_type(w, f, "a str", err, errlen);
     uint32_t n = f->val->via.str.size;
     if (n >= cap)
-        return proto_fail("%s: %s is %" PRIu32 " bytes long, the limit is %zu", w->msg,
-                          proto_field_path(w, f->key, tmp, sizeof tmp), n, cap - 1);
+        return proto_fail(err, errlen, "%s: %s is %" PRIu32 " bytes long, the limit is %zu", w->msg,
+                                       proto_field_path(w, f->key, tmp, sizeof tmp), n, cap - 1);
     if (n == 0 && !allow_empty)
-        return proto_fail("%s: %s is empty, expected a name", w->msg,
-                          proto_field_path(w, f->key, tmp, sizeof tmp));
+        return proto_fail(err, errlen, "%s: %s is empty, expected a name", w->msg,
+                                       proto_field_path(w, f->key, tmp, sizeof tmp));
     if (!proto_utf8_ok(f->val->via.str.ptr, n))
-        return proto_fail("%s: %s is not valid UTF-8 (or holds a NUL byte)", w->msg,
-                          proto_field_path(w, f->key, tmp, sizeof tmp));
+        return proto_fail(err, errlen, "%s: %s is not valid UTF-8 (or holds a NUL byte)", w->msg,
+                                       proto_field_path(w, f->key, tmp, sizeof tmp));
     memcpy(dst, f->val->via.str.ptr, n);
     dst[n] = '\0';
     return 0;
 }
 
-int proto_dec_name(const proto_where_t *w, const proto_field_t *f, char *dst, size_t cap)
+int proto_dec_name(const proto_where_t *w, const proto_field_t *f, char *dst, size_t cap, char *err, size_t errlen)
 {
-    return dec_str(w, f, dst, cap, 0);
+    return dec_str(w, f, dst, cap, 0, err, errlen);
 }
 
-int proto_dec_text(const proto_where_t *w, const proto_field_t *f, char *dst, size_t cap)
+int proto_dec_text(const proto_where_t *w, const proto_field_t *f, char *dst, size_t cap, char *err, size_t errlen)
 {
-    return dec_str(w, f, dst, cap, 1);
+    return dec_str(w, f, dst, cap, 1, err, errlen);
 }
 
-int proto_dec_bin(const proto_where_t *w, const proto_field_t *f, const uint8_t **p, size_t *n)
+int proto_dec_bin(const proto_where_t *w, const proto_field_t *f, const uint8_t **p, size_t *n,
+                  char *err, size_t errlen)
 {
     if (!f->val)
-        return fail_missing(w, f);
+        return fail_missing(w, f, err, errlen);
     if (f->val->type != MSGPACK_OBJECT_BIN)
-        return fail_type(w, f, "a bin");
+        return fail_type(w, f, "a bin", err, errlen);
     *p = (const uint8_t *)f->val->via.bin.ptr;
     *n = f->val->via.bin.size;
     return 0;
 }
 
-int proto_dec_array(const proto_where_t *w, const proto_field_t *f, const msgpack_object_array **a)
+int proto_dec_array(const proto_where_t *w, const proto_field_t *f, const msgpack_object_array **a,
+                    char *err, size_t errlen)
 {
     if (!f->val)
-        return fail_missing(w, f);
+        return fail_missing(w, f, err, errlen);
     if (f->val->type != MSGPACK_OBJECT_ARRAY)
-        return fail_type(w, f, "an array");
+        return fail_type(w, f, "an array", err, errlen);
     *a = &f->val->via.array;
     return 0;
 }
 
-int proto_dec_map(const proto_where_t *w, const proto_field_t *f, const msgpack_object_map **m)
+int proto_dec_map(const proto_where_t *w, const proto_field_t *f, const msgpack_object_map **m,
+                  char *err, size_t errlen)
 {
     if (!f->val)
-        return fail_missing(w, f);
+        return fail_missing(w, f, err, errlen);
     if (f->val->type != MSGPACK_OBJECT_MAP)
-        return fail_type(w, f, "a map");
+        return fail_type(w, f, "a map", err, errlen);
     *m = &f->val->via.map;
     return 0;
 }
 
 int proto_dec_enum(const proto_where_t *w, const proto_field_t *f, const char *const *names,
-                   size_t n, size_t *out)
+                   size_t n, size_t *out, char *err, size_t errlen)
 {
     char tmp[PATH_BYTES], q[PROTO_QUOTE_BYTES], list[256];
     if (!f->val)
-        return fail_missing(w, f);
+        return fail_missing(w, f, err, errlen);
     if (f->val->type != MSGPACK_OBJECT_STR)
-        return fail_type(w, f, "a str");
+        return fail_type(w, f, "a str", err, errlen);
     const char *s = f->val->via.str.ptr;
     uint32_t len = f->val->via.str.size;
     size_t used = 0;
@@ -570,8 +570,8 @@ int proto_dec_enum(const proto_where_t *w, const proto_field_t *f, const char *c
             used += r > 0 ? (size_t)r : 0;
         }
     }
-    return proto_fail("%s: %s is \"%s\", expected one of %s", w->msg,
-                      proto_field_path(w, f->key, tmp, sizeof tmp), proto_quote(s, len, q), list);
+    return proto_fail(err, errlen, "%s: %s is \"%s\", expected one of %s", w->msg,
+                                   proto_field_path(w, f->key, tmp, sizeof tmp), proto_quote(s, len, q), list);
 }
 
 const char *proto_quote(const void *str, size_t n, char *out)
@@ -589,11 +589,11 @@ const char *proto_quote(const void *str, size_t n, char *out)
     return out;
 }
 
-int proto_peek_type(const void *buf, size_t len, proto_msg_type_t *type)
+int proto_peek_type(const void *buf, size_t len, proto_msg_type_t *type, char *err, size_t errlen)
 {
     uint32_t n_entries;
     *type = PROTO_MSG_INVALID;
     if (!buf && len)
-        return proto_fail("message: NULL buffer of %zu bytes", len);
-    return proto_read_header(NULL, buf, len, type, &n_entries);
+        return proto_fail(err, errlen, "message: NULL buffer of %zu bytes", len);
+    return proto_read_header(NULL, buf, len, type, &n_entries, err, errlen);
 }

@@ -11,7 +11,11 @@
  *  - encode appends nothing: it replaces the content of `out` with the message.
  *  - decode validates everything before it allocates anything the sender claims
  *    (declared counts are checked against the bytes present, sizes against the
- *    limits below) and returns 0, or -1 with proto_error() saying why.
+ *    limits below) and returns 0, or -1 with the reason in the caller's buffer.
+ *  - Every function that can fail takes (char *err, size_t errlen) last and
+ *    writes the reason there (nothing when err is NULL); PROTO_ERR_MAX bytes
+ *    hold any message, such as "viewbatch: samples[3].data is 1200 bytes,
+ *    expected 12288 (2 views x 3 x 32 x 32 x float32)".
  *  - Decoded byte payloads (pixels, view data, checkpoint bytes) are BORROWED:
  *    they point into the buffer given to decode and stay valid as long as that
  *    buffer does. Strings are copied, NUL-terminated, into the struct's fixed
@@ -25,6 +29,7 @@
 
 #define PROTO_FORMAT  "sslpipe"
 #define PROTO_VERSION 1
+#define PROTO_ERR_MAX 512   /* room for any error message of proto */
 
 /* Limits enforced by every decoder (and by the encoders, so that a message we
  * send is one we would accept). */
@@ -70,15 +75,11 @@ void proto_buf_release(proto_buf_t *b);
 uint8_t *proto_buf_detach(proto_buf_t *b, size_t *len);
 
 /* Makes room for at least `extra` more bytes after len; 0, or -1 when out of memory. */
-int proto_buf_reserve(proto_buf_t *b, size_t extra);
-
-/* The last error of this thread, for messages: "viewbatch: samples[3].data is
- * 1200 bytes, expected 12288 (2 views x 3 x 32 x 32 x float32)". */
-const char *proto_error(void);
+int proto_buf_reserve(proto_buf_t *b, size_t extra, char *err, size_t errlen);
 
 /* Reads only the header (fmt, ver, type); -1 if it is not one of ours
  * (another format, another version, an unknown type). Cheap: no allocation. */
-int proto_peek_type(const void *buf, size_t len, proto_msg_type_t *type);
+int proto_peek_type(const void *buf, size_t len, proto_msg_type_t *type, char *err, size_t errlen);
 const char *proto_msg_type_name(proto_msg_type_t type);
 
 /* ---- Sample: one decoded image, loader -> augmenter ---- */
@@ -90,8 +91,8 @@ typedef struct {
     const uint8_t *pixels;  /* (H, W, C) uint8, height*width*channels bytes */
 } proto_sample_t;
 
-int proto_sample_encode(proto_buf_t *out, const proto_sample_t *s);
-int proto_sample_decode(proto_sample_t *s, const void *buf, size_t len);
+int proto_sample_encode(proto_buf_t *out, const proto_sample_t *s, char *err, size_t errlen);
+int proto_sample_decode(proto_sample_t *s, const void *buf, size_t len, char *err, size_t errlen);
 /* height * width * channels: the length of pixels in bytes. */
 size_t proto_sample_bytes(const proto_sample_t *s);
 
@@ -121,8 +122,8 @@ size_t proto_dtype_size(proto_dtype_t dtype);    /* bytes per element, 0 if unkn
 const char *proto_dtype_name(proto_dtype_t dtype); /* "f32" | "u8" (the wire names) */
 /* views * channels * height * width * dtype size: the length of one sample's data. */
 size_t proto_viewbatch_sample_bytes(const proto_viewbatch_t *vb);
-int proto_viewbatch_encode(proto_buf_t *out, const proto_viewbatch_t *vb);
-int proto_viewbatch_decode(proto_viewbatch_t *vb, const void *buf, size_t len);
+int proto_viewbatch_encode(proto_buf_t *out, const proto_viewbatch_t *vb, char *err, size_t errlen);
+int proto_viewbatch_decode(proto_viewbatch_t *vb, const void *buf, size_t len, char *err, size_t errlen);
 /* Frees samples after a decode (successful or not) and zeroes vb. Only for a
  * struct filled by decode: an encoder's caller owns its own samples array. Each
  * decode overwrites the struct, so clear it before decoding into it again. */
@@ -139,8 +140,8 @@ typedef struct {
     size_t n_bytes;               /* at least one of path / bytes is present */
 } proto_checkpoint_t;
 
-int proto_checkpoint_encode(proto_buf_t *out, const proto_checkpoint_t *c);
-int proto_checkpoint_decode(proto_checkpoint_t *c, const void *buf, size_t len);
+int proto_checkpoint_encode(proto_buf_t *out, const proto_checkpoint_t *c, char *err, size_t errlen);
+int proto_checkpoint_decode(proto_checkpoint_t *c, const void *buf, size_t len, char *err, size_t errlen);
 
 /* ---- Control: stream and lifecycle events ---- */
 typedef enum {
@@ -157,8 +158,8 @@ typedef struct {
     uint64_t count;
 } proto_control_t;
 
-int proto_control_encode(proto_buf_t *out, const proto_control_t *c);
-int proto_control_decode(proto_control_t *c, const void *buf, size_t len);
+int proto_control_encode(proto_buf_t *out, const proto_control_t *c, char *err, size_t errlen);
+int proto_control_decode(proto_control_t *c, const void *buf, size_t len, char *err, size_t errlen);
 /* The first bytes of every Control STOP as proto_control_encode writes it
  * (header and kind): the subscription that matches the DEPRECATED
  * single-frame STOP (before topics, PROTO_TOPIC_STOP), kept for one version.
@@ -187,9 +188,9 @@ const char *proto_control_topic(proto_control_kind_t kind);
  * proto_control_topic, by kind). */
 const char *proto_type_topic(proto_msg_type_t type);
 /* 0 when body (len bytes) is a valid message that travels under `topic` (n
- * bytes, not NUL-terminated); -1 with proto_error() otherwise (a bad body, or
+ * bytes, not NUL-terminated); -1 with err filled otherwise (a bad body, or
  * another topic: a receiver drops such a message). */
-int proto_topic_check(const void *topic, size_t n, const void *body, size_t len);
+int proto_topic_check(const void *topic, size_t n, const void *body, size_t len, char *err, size_t errlen);
 
 /* ---- Stats: a stage's counters, for monitoring ---- */
 typedef struct {
@@ -204,8 +205,8 @@ typedef struct {
     proto_stat_t *stats;    /* (n_stats); decode allocates it */
 } proto_stats_t;
 
-int proto_stats_encode(proto_buf_t *out, const proto_stats_t *st);
-int proto_stats_decode(proto_stats_t *st, const void *buf, size_t len);
+int proto_stats_encode(proto_buf_t *out, const proto_stats_t *st, char *err, size_t errlen);
+int proto_stats_decode(proto_stats_t *st, const void *buf, size_t len, char *err, size_t errlen);
 /* Same rules as proto_viewbatch_clear. */
 void proto_stats_clear(proto_stats_t *st);
 
@@ -217,8 +218,8 @@ typedef struct {
     uint64_t *indices;            /* (n_indices) dataset indices; decode allocates it */
 } proto_ack_t;
 
-int proto_ack_encode(proto_buf_t *out, const proto_ack_t *a);
-int proto_ack_decode(proto_ack_t *a, const void *buf, size_t len);
+int proto_ack_encode(proto_buf_t *out, const proto_ack_t *a, char *err, size_t errlen);
+int proto_ack_decode(proto_ack_t *a, const void *buf, size_t len, char *err, size_t errlen);
 /* Same rules as proto_viewbatch_clear. */
 void proto_ack_clear(proto_ack_t *a);
 
@@ -234,8 +235,8 @@ typedef struct {
     size_t done_bytes[PROTO_MAX_HAVE_EPOCHS];     /* 0..PROTO_MAX_HAVE_BYTES */
 } proto_have_t;
 
-int proto_have_encode(proto_buf_t *out, const proto_have_t *h);
-int proto_have_decode(proto_have_t *h, const void *buf, size_t len);
+int proto_have_encode(proto_buf_t *out, const proto_have_t *h, char *err, size_t errlen);
+int proto_have_decode(proto_have_t *h, const void *buf, size_t len, char *err, size_t errlen);
 /* 1 when h says sample `index` of `epoch` is done: epoch is one of those h
  * describes and its bit is set. 0 otherwise (an epoch before h->epoch is
  * complete, but this says 0 for it too: callers look at epochs from h->epoch). */

@@ -51,7 +51,7 @@ static const char *raw_kind(uint8_t t)
     }
 }
 
-int proto_scan(const char *msg, const uint8_t *b, size_t len)
+int proto_scan(const char *msg, const uint8_t *b, size_t len, char *err, size_t errlen)
 {
     uint64_t need[PROTO_MAX_DEPTH + 1];  /* values still expected at each nesting level */
     int depth = 0;
@@ -60,8 +60,8 @@ int proto_scan(const char *msg, const uint8_t *b, size_t len)
     size_t pos = 0;
 
     if (len > PROTO_MAX_MESSAGE_BYTES)
-        return proto_fail("%s: message is %zu bytes, more than PROTO_MAX_MESSAGE_BYTES (%u)",
-                          msg, len, PROTO_MAX_MESSAGE_BYTES);
+        return proto_fail(err, errlen, "%s: message is %zu bytes, more than PROTO_MAX_MESSAGE_BYTES (%u)",
+                                       msg, len, PROTO_MAX_MESSAGE_BYTES);
     need[0] = 1;
     while (depth >= 0) {
         if (need[depth] == 0) {
@@ -72,8 +72,8 @@ int proto_scan(const char *msg, const uint8_t *b, size_t len)
         pending--;
         objects++;
         if (pos >= len)
-            return proto_fail("%s: truncated message: %" PRIu64 " more value(s) expected at "
-                              "byte %zu, where the message ends", msg, pending + 1, pos);
+            return proto_fail(err, errlen, "%s: truncated message: %" PRIu64 " more value(s) expected at "
+                                           "byte %zu, where the message ends", msg, pending + 1, pos);
         size_t at = pos;
         uint8_t t = b[pos++];
         size_t hdr = 0;        /* bytes of the length that follow the format byte */
@@ -93,7 +93,7 @@ int proto_scan(const char *msg, const uint8_t *b, size_t len)
             switch (t) {
             case 0xc0: case 0xc2: case 0xc3: break;
             case 0xc1:
-                return proto_fail("%s: byte %zu is 0xc1, which is not valid msgpack", msg, at);
+                return proto_fail(err, errlen, "%s: byte %zu is 0xc1, which is not valid msgpack", msg, at);
             case 0xc4: is_blob = 1, hdr = 1; break;
             case 0xc5: is_blob = 1, hdr = 2; break;
             case 0xc6: is_blob = 1, hdr = 4; break;
@@ -122,9 +122,9 @@ int proto_scan(const char *msg, const uint8_t *b, size_t len)
         }
         if (hdr) {
             if (len - pos < hdr)
-                return proto_fail("%s: truncated message: %s at byte %zu needs a %zu-byte "
-                                  "length, only %zu bytes remain", msg, raw_kind(t), at, hdr,
-                                  len - pos);
+                return proto_fail(err, errlen, "%s: truncated message: %s at byte %zu needs a %zu-byte "
+                                               "length, only %zu bytes remain", msg, raw_kind(t), at, hdr,
+                                               len - pos);
             uint64_t n = read_be(b + pos, hdr);
             pos += hdr;
             if (is_blob)
@@ -135,32 +135,32 @@ int proto_scan(const char *msg, const uint8_t *b, size_t len)
                 count = is_map ? 2 * n : n;
         }
         if (payload > len - pos)
-            return proto_fail("%s: truncated or corrupt message: %s at byte %zu declares %" PRIu64
-                              " bytes, only %zu remain", msg, raw_kind(t), at,
-                              payload - (is_ext ? 1 : 0), len - pos);
+            return proto_fail(err, errlen, "%s: truncated or corrupt message: %s at byte %zu declares %" PRIu64
+                                           " bytes, only %zu remain", msg, raw_kind(t), at,
+                                           payload - (is_ext ? 1 : 0), len - pos);
         pos += payload;
         if (count) {
             if (depth + 1 > (int)PROTO_MAX_DEPTH)
-                return proto_fail("%s: %s at byte %zu nests deeper than %u levels "
-                                  "(PROTO_MAX_DEPTH)", msg, raw_kind(t), at, PROTO_MAX_DEPTH);
+                return proto_fail(err, errlen, "%s: %s at byte %zu nests deeper than %u levels "
+                                               "(PROTO_MAX_DEPTH)", msg, raw_kind(t), at, PROTO_MAX_DEPTH);
             pending += count;
             if (pending > len - pos)
-                return proto_fail("%s: truncated or corrupt message: %s at byte %zu declares %"
-                                  PRIu64 " %s, but only %zu bytes remain for %" PRIu64
-                                  " pending values", msg, raw_kind(t), at,
-                                  is_map ? count / 2 : count, is_map ? "entries" : "elements",
-                                  len - pos, pending);
+                return proto_fail(err, errlen, "%s: truncated or corrupt message: %s at byte %zu declares %"
+                                               PRIu64 " %s, but only %zu bytes remain for %" PRIu64
+                                               " pending values", msg, raw_kind(t), at,
+                                               is_map ? count / 2 : count, is_map ? "entries" : "elements",
+                                               len - pos, pending);
             if (objects + pending > PROTO_MAX_OBJECTS)
-                return proto_fail("%s: message holds more than %u msgpack values "
-                                  "(PROTO_MAX_OBJECTS); %s at byte %zu declares %" PRIu64,
-                                  msg, PROTO_MAX_OBJECTS, raw_kind(t), at,
-                                  is_map ? count / 2 : count);
+                return proto_fail(err, errlen, "%s: message holds more than %u msgpack values "
+                                               "(PROTO_MAX_OBJECTS); %s at byte %zu declares %" PRIu64,
+                                               msg, PROTO_MAX_OBJECTS, raw_kind(t), at,
+                                               is_map ? count / 2 : count);
             need[++depth] = count;
         }
     }
     if (pos != len)
-        return proto_fail("%s: %zu bytes of trailing data after the message, which ends at "
-                          "byte %zu", msg, len - pos, pos);
+        return proto_fail(err, errlen, "%s: %zu bytes of trailing data after the message, which ends at "
+                                       "byte %zu", msg, len - pos, pos);
     return 0;
 }
 
@@ -172,17 +172,17 @@ typedef struct {
     size_t len, pos;
 } reader_t;
 
-static int rd_need(reader_t *r, size_t n)
+static int rd_need(reader_t *r, size_t n, char *err, size_t errlen)
 {
     if (r->len - r->pos >= n)
         return 0;
-    return proto_fail("%s: truncated message: the header needs %zu bytes at byte %zu, only %zu "
-                      "remain", r->msg, n, r->pos, r->len - r->pos);
+    return proto_fail(err, errlen, "%s: truncated message: the header needs %zu bytes at byte %zu, only %zu "
+                                   "remain", r->msg, n, r->pos, r->len - r->pos);
 }
 
-static int rd_str(reader_t *r, const char *what, const uint8_t **p, uint32_t *n)
+static int rd_str(reader_t *r, const char *what, const uint8_t **p, uint32_t *n, char *err, size_t errlen)
 {
-    if (rd_need(r, 1))
+    if (rd_need(r, 1, err, errlen))
         return -1;
     uint8_t t = r->b[r->pos];
     size_t hdr;
@@ -195,40 +195,40 @@ static int rd_str(reader_t *r, const char *what, const uint8_t **p, uint32_t *n)
     else if (t == 0xdb)
         hdr = 4;
     else
-        return proto_fail("%s: %s must be a str, found %s at byte %zu", r->msg, what,
-                          raw_kind(t), r->pos);
-    if (rd_need(r, 1 + hdr))
+        return proto_fail(err, errlen, "%s: %s must be a str, found %s at byte %zu", r->msg, what,
+                                       raw_kind(t), r->pos);
+    if (rd_need(r, 1 + hdr, err, errlen))
         return -1;
     uint64_t len = hdr ? read_be(r->b + r->pos + 1, hdr) : (uint64_t)(t & 0x1f);
     r->pos += 1 + hdr;
     if (len > r->len - r->pos)
-        return proto_fail("%s: truncated message: %s at byte %zu declares %" PRIu64 " bytes, "
-                          "only %zu remain", r->msg, what, r->pos - 1 - hdr, len,
-                          r->len - r->pos);
+        return proto_fail(err, errlen, "%s: truncated message: %s at byte %zu declares %" PRIu64 " bytes, "
+                                       "only %zu remain", r->msg, what, r->pos - 1 - hdr, len,
+                                       r->len - r->pos);
     *p = r->b + r->pos;
     *n = (uint32_t)len;
     r->pos += len;
     return 0;
 }
 
-static int rd_key(reader_t *r, unsigned entry, const char *key)
+static int rd_key(reader_t *r, unsigned entry, const char *key, char *err, size_t errlen)
 {
     char what[48], q[PROTO_QUOTE_BYTES];
     const uint8_t *p;
     uint32_t n;
     snprintf(what, sizeof what, "the key of entry %u", entry);
-    if (rd_str(r, what, &p, &n))
+    if (rd_str(r, what, &p, &n, err, errlen))
         return -1;
     if (n != strlen(key) || memcmp(p, key, n) != 0)
-        return proto_fail("%s: entry %u of the message map must be the key \"%s\", found "
-                          "\"%s\" (every message starts with fmt, ver, type)", r->msg, entry,
-                          key, proto_quote(p, n, q));
+        return proto_fail(err, errlen, "%s: entry %u of the message map must be the key \"%s\", found "
+                                       "\"%s\" (every message starts with fmt, ver, type)", r->msg, entry,
+                                       key, proto_quote(p, n, q));
     return 0;
 }
 
-static int rd_uint(reader_t *r, const char *what, uint64_t *v)
+static int rd_uint(reader_t *r, const char *what, uint64_t *v, char *err, size_t errlen)
 {
-    if (rd_need(r, 1))
+    if (rd_need(r, 1, err, errlen))
         return -1;
     uint8_t t = r->b[r->pos];
     size_t n;
@@ -240,9 +240,9 @@ static int rd_uint(reader_t *r, const char *what, uint64_t *v)
     if (t >= 0xcc && t <= 0xcf)
         n = (size_t)1 << (t - 0xcc);
     else
-        return proto_fail("%s: %s must be a non-negative int, found %s at byte %zu", r->msg, what,
-                          raw_kind(t), r->pos);
-    if (rd_need(r, 1 + n))
+        return proto_fail(err, errlen, "%s: %s must be a non-negative int, found %s at byte %zu", r->msg, what,
+                                       raw_kind(t), r->pos);
+    if (rd_need(r, 1 + n, err, errlen))
         return -1;
     *v = read_be(r->b + r->pos + 1, n);
     r->pos += 1 + n;
@@ -250,7 +250,7 @@ static int rd_uint(reader_t *r, const char *what, uint64_t *v)
 }
 
 int proto_read_header(const char *msg, const uint8_t *b, size_t len,
-                      proto_msg_type_t *type, uint32_t *n_entries)
+                      proto_msg_type_t *type, uint32_t *n_entries, char *err, size_t errlen)
 {
     reader_t r = { msg ? msg : "message", b, len, 0 };
     char q[PROTO_QUOTE_BYTES];
@@ -259,10 +259,10 @@ int proto_read_header(const char *msg, const uint8_t *b, size_t len,
     uint64_t ver = 0;
 
     if (len == 0)
-        return proto_fail("%s: empty message (0 bytes)", r.msg);
+        return proto_fail(err, errlen, "%s: empty message (0 bytes)", r.msg);
     if (len > PROTO_MAX_MESSAGE_BYTES)
-        return proto_fail("%s: message is %zu bytes, more than PROTO_MAX_MESSAGE_BYTES (%u)",
-                          r.msg, len, PROTO_MAX_MESSAGE_BYTES);
+        return proto_fail(err, errlen, "%s: message is %zu bytes, more than PROTO_MAX_MESSAGE_BYTES (%u)",
+                                       r.msg, len, PROTO_MAX_MESSAGE_BYTES);
     uint8_t t = b[0];
     uint64_t entries;
     if (t >= 0x80 && t <= 0x8f) {
@@ -270,33 +270,33 @@ int proto_read_header(const char *msg, const uint8_t *b, size_t len,
         r.pos = 1;
     } else if (t == 0xde || t == 0xdf) {
         size_t hdr = t == 0xde ? 2 : 4;
-        if (rd_need(&r, 1 + hdr))
+        if (rd_need(&r, 1 + hdr, err, errlen))
             return -1;
         entries = read_be(b + 1, hdr);
         r.pos = 1 + hdr;
     } else {
-        return proto_fail("%s: not a pipeline message: it must be a msgpack map, found %s",
-                          r.msg, raw_kind(t));
+        return proto_fail(err, errlen, "%s: not a pipeline message: it must be a msgpack map, found %s",
+                                       r.msg, raw_kind(t));
     }
     if (entries > (r.len - r.pos) / 2)
-        return proto_fail("%s: truncated or corrupt message: the message map declares %" PRIu64
-                          " entries, only %zu bytes remain", r.msg, entries, r.len - r.pos);
+        return proto_fail(err, errlen, "%s: truncated or corrupt message: the message map declares %" PRIu64
+                                       " entries, only %zu bytes remain", r.msg, entries, r.len - r.pos);
     if (entries < PROTO_HEADER_ENTRIES)
-        return proto_fail("%s: the message map has %" PRIu64 " entries, fewer than the %u of "
-                          "the header (fmt, ver, type)", r.msg, entries, PROTO_HEADER_ENTRIES);
+        return proto_fail(err, errlen, "%s: the message map has %" PRIu64 " entries, fewer than the %u of "
+                                       "the header (fmt, ver, type)", r.msg, entries, PROTO_HEADER_ENTRIES);
 
-    if (rd_key(&r, 0, "fmt") || rd_str(&r, "the format tag (fmt)", &p, &n))
+    if (rd_key(&r, 0, "fmt", err, errlen) || rd_str(&r, "the format tag (fmt)", &p, &n, err, errlen))
         return -1;
     if (n != strlen(PROTO_FORMAT) || memcmp(p, PROTO_FORMAT, n) != 0)
-        return proto_fail("%s: format tag (fmt) is \"%s\", expected \"%s\": not a pipeline "
-                          "message", r.msg, proto_quote(p, n, q), PROTO_FORMAT);
-    if (rd_key(&r, 1, "ver") || rd_uint(&r, "the protocol version (ver)", &ver))
+        return proto_fail(err, errlen, "%s: format tag (fmt) is \"%s\", expected \"%s\": not a pipeline "
+                                       "message", r.msg, proto_quote(p, n, q), PROTO_FORMAT);
+    if (rd_key(&r, 1, "ver", err, errlen) || rd_uint(&r, "the protocol version (ver)", &ver, err, errlen))
         return -1;
     if (ver != PROTO_VERSION)
-        return proto_fail("%s: message has protocol version %" PRIu64 ", this program speaks "
-                          "version %d; HINT: run every stage from builds with the same "
-                          "protocol version", r.msg, ver, PROTO_VERSION);
-    if (rd_key(&r, 2, "type") || rd_str(&r, "the message type (type)", &p, &n))
+        return proto_fail(err, errlen, "%s: message has protocol version %" PRIu64 ", this program speaks "
+                                       "version %d; HINT: run every stage from builds with the same "
+                                       "protocol version", r.msg, ver, PROTO_VERSION);
+    if (rd_key(&r, 2, "type", err, errlen) || rd_str(&r, "the message type (type)", &p, &n, err, errlen))
         return -1;
     for (int k = PROTO_MSG_SAMPLE; k <= PROTO_MSG_HAVE; k++) {
         const char *name = proto_msg_type_name((proto_msg_type_t)k);
@@ -306,5 +306,5 @@ int proto_read_header(const char *msg, const uint8_t *b, size_t len,
             return 0;
         }
     }
-    return proto_fail("%s: unknown message type \"%s\"", r.msg, proto_quote(p, n, q));
+    return proto_fail(err, errlen, "%s: unknown message type \"%s\"", r.msg, proto_quote(p, n, q));
 }

@@ -30,24 +30,25 @@ const char *proto_type_topic(proto_msg_type_t type)
     }
 }
 
-int proto_topic_check(const void *topic, size_t n, const void *body, size_t len)
+int proto_topic_check(const void *topic, size_t n, const void *body, size_t len, char *err, size_t errlen)
 {
     proto_msg_type_t type;
-    if (proto_peek_type(body, len, &type))
+    if (proto_peek_type(body, len, &type, err, errlen))
         return -1;
     const char *want = proto_type_topic(type);
     if (type == PROTO_MSG_CONTROL) {
         proto_control_t c;
-        if (proto_control_decode(&c, body, len))
+        if (proto_control_decode(&c, body, len, err, errlen))
             return -1;
         want = proto_control_topic(c.kind);
     }
     if (!want)
-        return proto_fail("topic: a %s message has no topic on the Control PUB socket", proto_msg_type_name(type));
+        return proto_fail(err, errlen, "topic: a %s message has no topic on the Control PUB socket",
+                          proto_msg_type_name(type));
     if (n != strlen(want) || memcmp(topic, want, n) != 0) {
         char q[PROTO_QUOTE_BYTES];
-        return proto_fail("topic: a %s message travels under topic \"%s\", not \"%s\"", proto_msg_type_name(type),
-                          want, proto_quote(topic, n, q));
+        return proto_fail(err, errlen, "topic: a %s message travels under topic \"%s\", not \"%s\"",
+                          proto_msg_type_name(type), want, proto_quote(topic, n, q));
     }
     return 0;
 }

@@ -47,49 +47,49 @@ void proto_viewbatch_clear(proto_viewbatch_t *vb)
 }
 
 /* Checks the shape shared by every sample of the batch. */
-static int check_shape(const proto_viewbatch_t *vb)
+static int check_shape(const proto_viewbatch_t *vb, char *err, size_t errlen)
 {
     if (proto_dtype_size(vb->dtype) == 0)
-        return proto_fail(MSG ": dtype is %d, expected PROTO_DTYPE_F32 or PROTO_DTYPE_U8",
-                          (int)vb->dtype);
+        return proto_fail(err, errlen, MSG ": dtype is %d, expected PROTO_DTYPE_F32 or PROTO_DTYPE_U8",
+                                       (int)vb->dtype);
     if (vb->views < 1 || vb->views > PROTO_MAX_VIEWS)
-        return proto_fail(MSG ": views is %" PRIu32 ", expected 1..%u (PROTO_MAX_VIEWS)",
-                          vb->views, PROTO_MAX_VIEWS);
-    return proto_check_image(MSG, vb->height, vb->width, vb->channels);
+        return proto_fail(err, errlen, MSG ": views is %" PRIu32 ", expected 1..%u (PROTO_MAX_VIEWS)",
+                                       vb->views, PROTO_MAX_VIEWS);
+    return proto_check_image(MSG, vb->height, vb->width, vb->channels, err, errlen);
 }
 
-int proto_viewbatch_encode(proto_buf_t *out, const proto_viewbatch_t *vb)
+int proto_viewbatch_encode(proto_buf_t *out, const proto_viewbatch_t *vb, char *err, size_t errlen)
 {
     proto_enc_t e;
-    if (check_shape(vb))
+    if (check_shape(vb, err, errlen))
         return -1;
     if (vb->n_samples < 1 || vb->n_samples > PROTO_MAX_BATCH_SAMPLES)
-        return proto_fail(MSG ": n_samples is %" PRIu32 ", expected 1..%u "
-                          "(PROTO_MAX_BATCH_SAMPLES)", vb->n_samples, PROTO_MAX_BATCH_SAMPLES);
+        return proto_fail(err, errlen, MSG ": n_samples is %" PRIu32 ", expected 1..%u "
+                                       "(PROTO_MAX_BATCH_SAMPLES)", vb->n_samples, PROTO_MAX_BATCH_SAMPLES);
     if (!vb->samples)
-        return proto_fail(MSG ": samples is NULL");
+        return proto_fail(err, errlen, MSG ": samples is NULL");
     size_t per_sample = proto_viewbatch_sample_bytes(vb);
     if (per_sample > PROTO_MAX_MESSAGE_BYTES / vb->n_samples)
-        return proto_fail(MSG ": %" PRIu32 " samples x %zu bytes exceed PROTO_MAX_MESSAGE_BYTES "
-                          "(%u); HINT: send fewer samples per message", vb->n_samples,
-                          per_sample, PROTO_MAX_MESSAGE_BYTES);
+        return proto_fail(err, errlen, MSG ": %" PRIu32 " samples x %zu bytes exceed PROTO_MAX_MESSAGE_BYTES "
+                                       "(%u); HINT: send fewer samples per message", vb->n_samples,
+                                       per_sample, PROTO_MAX_MESSAGE_BYTES);
     for (uint32_t i = 0; i < vb->n_samples; i++) {
         const proto_view_sample_t *s = &vb->samples[i];
         if (s->label < PROTO_LABEL_NONE)
-            return proto_fail(MSG ": samples[%" PRIu32 "].label is %" PRId32 ", expected %d "
-                              "(none) or more", i, s->label, PROTO_LABEL_NONE);
+            return proto_fail(err, errlen, MSG ": samples[%" PRIu32 "].label is %" PRId32 ", expected %d "
+                                           "(none) or more", i, s->label, PROTO_LABEL_NONE);
         if (!s->data)
-            return proto_fail(MSG ": samples[%" PRIu32 "].data is NULL", i);
+            return proto_fail(err, errlen, MSG ": samples[%" PRIu32 "].data is NULL", i);
         for (uint32_t k = 0; k < vb->views; k++)
             if (s->target[k] < PROTO_TARGET_NONE)
-                return proto_fail(MSG ": samples[%" PRIu32 "].targets[%" PRIu32 "] is %" PRId32
-                                  ", expected %d (none) or more", i, k, s->target[k],
-                                  PROTO_TARGET_NONE);
+                return proto_fail(err, errlen, MSG ": samples[%" PRIu32 "].targets[%" PRIu32 "] is %" PRId32
+                                               ", expected %d (none) or more", i, k, s->target[k],
+                                               PROTO_TARGET_NONE);
     }
 
     size_t hint = VB_OVERHEAD_BYTES + (size_t)vb->n_samples *
                   (per_sample + SAMPLE_OVERHEAD_BYTES + TARGET_MAX_BYTES * vb->views);
-    if (proto_enc_begin(&e, out, PROTO_MSG_VIEWBATCH, F_COUNT, hint))
+    if (proto_enc_begin(&e, out, PROTO_MSG_VIEWBATCH, F_COUNT, hint, err, errlen))
         return -1;
     proto_enc_str(&e, "dtype", proto_dtype_name(vb->dtype));
     proto_enc_uint(&e, "views", vb->views);
@@ -110,12 +110,12 @@ int proto_viewbatch_encode(proto_buf_t *out, const proto_viewbatch_t *vb)
             proto_enc_int(&e, NULL, s->target[k]);
         proto_enc_bin(&e, "data", s->data, per_sample);
     }
-    return proto_enc_end(&e, PROTO_MSG_VIEWBATCH);
+    return proto_enc_end(&e, PROTO_MSG_VIEWBATCH, err, errlen);
 }
 
 /* One element of the samples array into s. */
 static int decode_sample(const proto_viewbatch_t *vb, uint32_t i, const msgpack_object *o,
-                         size_t per_sample, proto_view_sample_t *s)
+                         size_t per_sample, proto_view_sample_t *s, char *err, size_t errlen)
 {
     const proto_where_t w = { MSG, "samples", i };
     proto_field_t f[S_COUNT] = {
@@ -130,18 +130,18 @@ static int decode_sample(const proto_viewbatch_t *vb, uint32_t i, const msgpack_
     size_t n;
 
     if (o->type != MSGPACK_OBJECT_MAP)
-        return proto_fail(MSG ": samples[%" PRIu32 "] must be a map, found %s", i,
-                          proto_obj_type_name(o->type));
-    if (proto_dec_fields(&w, &o->via.map, 0, f, S_COUNT) ||
-        proto_dec_uint(&w, &f[S_INDEX], 0, UINT64_MAX, &index) ||
-        proto_dec_uint(&w, &f[S_EPOCH], 0, UINT32_MAX, &epoch) ||
-        proto_dec_int(&w, &f[S_LABEL], PROTO_LABEL_NONE, INT32_MAX, &label) ||
-        proto_dec_array(&w, &f[S_TARGETS], &targets) ||
-        proto_dec_bin(&w, &f[S_DATA], &data, &n))
+        return proto_fail(err, errlen, MSG ": samples[%" PRIu32 "] must be a map, found %s", i,
+                                       proto_obj_type_name(o->type));
+    if (proto_dec_fields(&w, &o->via.map, 0, f, S_COUNT, err, errlen) ||
+        proto_dec_uint(&w, &f[S_INDEX], 0, UINT64_MAX, &index, err, errlen) ||
+        proto_dec_uint(&w, &f[S_EPOCH], 0, UINT32_MAX, &epoch, err, errlen) ||
+        proto_dec_int(&w, &f[S_LABEL], PROTO_LABEL_NONE, INT32_MAX, &label, err, errlen) ||
+        proto_dec_array(&w, &f[S_TARGETS], &targets, err, errlen) ||
+        proto_dec_bin(&w, &f[S_DATA], &data, &n, err, errlen))
         return -1;
     if (targets->size != vb->views)
-        return proto_fail(MSG ": samples[%" PRIu32 "].targets has %" PRIu32 " elements, "
-                          "expected %" PRIu32 " (one per view)", i, targets->size, vb->views);
+        return proto_fail(err, errlen, MSG ": samples[%" PRIu32 "].targets has %" PRIu32 " elements, "
+                                       "expected %" PRIu32 " (one per view)", i, targets->size, vb->views);
     for (uint32_t k = 0; k < targets->size; k++) {
         const msgpack_object *t = &targets->ptr[k];
         int64_t v;
@@ -150,22 +150,22 @@ static int decode_sample(const proto_viewbatch_t *vb, uint32_t i, const msgpack_
         else if (t->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
             v = t->via.i64;
         else if (t->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-            return proto_fail(MSG ": samples[%" PRIu32 "].targets[%" PRIu32 "] is %" PRIu64
-                              ", expected %d..%d", i, k, t->via.u64, PROTO_TARGET_NONE,
-                              INT32_MAX);
+            return proto_fail(err, errlen, MSG ": samples[%" PRIu32 "].targets[%" PRIu32 "] is %" PRIu64
+                                           ", expected %d..%d", i, k, t->via.u64, PROTO_TARGET_NONE,
+                                           INT32_MAX);
         else
-            return proto_fail(MSG ": samples[%" PRIu32 "].targets[%" PRIu32 "] must be an int, "
-                              "found %s", i, k, proto_obj_type_name(t->type));
+            return proto_fail(err, errlen, MSG ": samples[%" PRIu32 "].targets[%" PRIu32 "] must be an int, "
+                                           "found %s", i, k, proto_obj_type_name(t->type));
         if (v < PROTO_TARGET_NONE)
-            return proto_fail(MSG ": samples[%" PRIu32 "].targets[%" PRIu32 "] is %" PRId64
-                              ", expected %d..%d", i, k, v, PROTO_TARGET_NONE, INT32_MAX);
+            return proto_fail(err, errlen, MSG ": samples[%" PRIu32 "].targets[%" PRIu32 "] is %" PRId64
+                                           ", expected %d..%d", i, k, v, PROTO_TARGET_NONE, INT32_MAX);
         s->target[k] = (int32_t)v;
     }
     if (n != per_sample)
-        return proto_fail(MSG ": samples[%" PRIu32 "].data is %zu bytes, expected %zu "
-                          "(%" PRIu32 " views x %" PRIu32 " x %" PRIu32 " x %" PRIu32 " x %s)",
-                          i, n, per_sample, vb->views, vb->channels, vb->height, vb->width,
-                          proto_dtype_name(vb->dtype));
+        return proto_fail(err, errlen, MSG ": samples[%" PRIu32 "].data is %zu bytes, expected %zu "
+                                       "(%" PRIu32 " views x %" PRIu32 " x %" PRIu32 " x %" PRIu32 " x %s)",
+                                       i, n, per_sample, vb->views, vb->channels, vb->height, vb->width,
+                                       proto_dtype_name(vb->dtype));
     s->index = index;
     s->epoch = (uint32_t)epoch;
     s->label = (int32_t)label;
@@ -173,7 +173,7 @@ static int decode_sample(const proto_viewbatch_t *vb, uint32_t i, const msgpack_
     return 0;
 }
 
-int proto_viewbatch_decode(proto_viewbatch_t *vb, const void *buf, size_t len)
+int proto_viewbatch_decode(proto_viewbatch_t *vb, const void *buf, size_t len, char *err, size_t errlen)
 {
     const proto_where_t w = { MSG, NULL, 0 };
     proto_field_t f[F_COUNT] = {
@@ -188,20 +188,20 @@ int proto_viewbatch_decode(proto_viewbatch_t *vb, const void *buf, size_t len)
     int rc = -1;
 
     memset(vb, 0, sizeof *vb);
-    if (proto_dec_begin(PROTO_MSG_VIEWBATCH, buf, len, &root))
+    if (proto_dec_begin(PROTO_MSG_VIEWBATCH, buf, len, &root, err, errlen))
         return -1;
-    if (proto_dec_fields(&w, &root, PROTO_HEADER_ENTRIES, f, F_COUNT) ||
-        proto_dec_enum(&w, &f[F_DTYPE], dtype_names, N_DTYPES, &dtype) ||
-        proto_dec_uint(&w, &f[F_VIEWS], 1, PROTO_MAX_VIEWS, &views) ||
-        proto_dec_uint(&w, &f[F_CHANNELS], 1, PROTO_MAX_CHANNELS, &channels) ||
-        proto_dec_uint(&w, &f[F_HEIGHT], 1, PROTO_MAX_SIDE, &height) ||
-        proto_dec_uint(&w, &f[F_WIDTH], 1, PROTO_MAX_SIDE, &width) ||
-        proto_check_image(MSG, (uint32_t)height, (uint32_t)width, (uint32_t)channels) ||
-        proto_dec_array(&w, &f[F_SAMPLES], &samples))
+    if (proto_dec_fields(&w, &root, PROTO_HEADER_ENTRIES, f, F_COUNT, err, errlen) ||
+        proto_dec_enum(&w, &f[F_DTYPE], dtype_names, N_DTYPES, &dtype, err, errlen) ||
+        proto_dec_uint(&w, &f[F_VIEWS], 1, PROTO_MAX_VIEWS, &views, err, errlen) ||
+        proto_dec_uint(&w, &f[F_CHANNELS], 1, PROTO_MAX_CHANNELS, &channels, err, errlen) ||
+        proto_dec_uint(&w, &f[F_HEIGHT], 1, PROTO_MAX_SIDE, &height, err, errlen) ||
+        proto_dec_uint(&w, &f[F_WIDTH], 1, PROTO_MAX_SIDE, &width, err, errlen) ||
+        proto_check_image(MSG, (uint32_t)height, (uint32_t)width, (uint32_t)channels, err, errlen) ||
+        proto_dec_array(&w, &f[F_SAMPLES], &samples, err, errlen))
         goto done;
     if (samples->size < 1 || samples->size > PROTO_MAX_BATCH_SAMPLES) {
-        proto_fail(MSG ": samples has %" PRIu32 " elements, expected 1..%u "
-                   "(PROTO_MAX_BATCH_SAMPLES)", samples->size, PROTO_MAX_BATCH_SAMPLES);
+        proto_fail(err, errlen, MSG ": samples has %" PRIu32 " elements, expected 1..%u "
+                                "(PROTO_MAX_BATCH_SAMPLES)", samples->size, PROTO_MAX_BATCH_SAMPLES);
         goto done;
     }
     vb->dtype = (proto_dtype_t)dtype;
@@ -213,11 +213,11 @@ int proto_viewbatch_decode(proto_viewbatch_t *vb, const void *buf, size_t len)
     /* samples->size elements are present in the message (the pre-scan saw them). */
     vb->samples = calloc(samples->size, sizeof *vb->samples);
     if (!vb->samples) {
-        proto_fail(MSG ": out of memory for %" PRIu32 " samples", samples->size);
+        proto_fail(err, errlen, MSG ": out of memory for %" PRIu32 " samples", samples->size);
         goto done;
     }
     for (uint32_t i = 0; i < samples->size; i++)
-        if (decode_sample(vb, i, &samples->ptr[i], per_sample, &vb->samples[i]))
+        if (decode_sample(vb, i, &samples->ptr[i], per_sample, &vb->samples[i], err, errlen))
             goto done;
     vb->n_samples = samples->size;
     rc = 0;

@@ -290,11 +290,12 @@ int main(int argc, char **argv)
         proto_msg_type_t type;
         proto_sample_t s;
         proto_control_t ctl;
-        if (proto_peek_type(data, len, &type) != 0) {
-            problem("undecodable message: %s", proto_error());
+        char perr[PROTO_ERR_MAX];
+        if (proto_peek_type(data, len, &type, perr, sizeof perr) != 0) {
+            problem("undecodable message: %s", perr);
         } else if (type == PROTO_MSG_SAMPLE) {
-            if (proto_sample_decode(&s, data, len) != 0)
-                problem("bad sample: %s", proto_error());
+            if (proto_sample_decode(&s, data, len, perr, sizeof perr) != 0)
+                problem("bad sample: %s", perr);
             else if (s.index >= t.n)
                 problem("index %llu beyond the %zu items", (unsigned long long)s.index, t.n);
             else if (s.epoch != epoch)
@@ -317,8 +318,8 @@ int main(int argc, char **argv)
                 total++;
             }
         } else if (type == PROTO_MSG_CONTROL) {
-            if (proto_control_decode(&ctl, data, len) != 0)
-                problem("bad control: %s", proto_error());
+            if (proto_control_decode(&ctl, data, len, perr, sizeof perr) != 0)
+                problem("bad control: %s", perr);
             else if (ctl.kind == PROTO_CONTROL_END_OF_EPOCH) {
                 if (ctl.epoch != epoch || ctl.count != in_epoch)
                     problem("END_OF_EPOCH epoch %u count %llu, received epoch %u count %llu", ctl.epoch,
@@ -347,7 +348,7 @@ int main(int argc, char **argv)
             snprintf(stop.sender, sizeof stop.sender, "%s", transport_identity("loader_consumer"));
             proto_buf_t b;
             proto_buf_init(&b);
-            if (proto_control_encode(&b, &stop) || transport_send(pub, b.data, b.len))
+            if (proto_control_encode(&b, &stop, NULL, 0) || transport_send(pub, b.data, b.len))
                 problem("cannot send STOP");
             proto_buf_release(&b);
             stop_sent = 1;

@@ -12,12 +12,14 @@
 #include <string.h>
 #include <vips/vips.h>
 
-#include "augmenter/augment.h"
-#include "augmenter/ops.h"
-#include "augmenter/rng.h"
-#include "augmenter/vipsstep.h"
+#include "augment/augment.h"
+#include "augment/ops.h"
+#include "augment/rng.h"
+#include "augment/vipsstep.h"
 
 #define SEED 42
+
+static char g_err[AUG_ERR_MAX];   /* what the last failing library call said */
 
 /* ---- helpers ---- */
 
@@ -40,9 +42,9 @@ static uint8_t *constant_image(uint32_t h, uint32_t w, uint32_t c, uint8_t v)
 static aug_t *make(const char *recipe, uint32_t size, uint32_t channels, aug_dtype_t dtype)
 {
     aug_recipe_t r;
-    if (aug_recipe_parse(&r, recipe, size)) fail_msg("parse %s: %s", recipe, aug_error());
+    if (aug_recipe_parse(&r, recipe, size, g_err, sizeof g_err)) fail_msg("parse %s: %s", recipe, g_err);
     aug_config_t cfg = {.size = size, .channels = channels, .dtype = dtype, .seed = SEED};
-    aug_t *a = aug_new(&r, &cfg);
+    aug_t *a = aug_new(&r, &cfg, g_err, sizeof g_err);
     assert_non_null(a);
     return a;
 }
@@ -61,7 +63,7 @@ static uint8_t *view_u8(aug_t *a, const uint8_t *hwc, uint32_t h, uint32_t w, ui
 {
     uint8_t *out = malloc(aug_view_bytes(a));
     aug_image_t im = {hwc, h, w, c, 7, 0};
-    assert_int_equal(aug_view(a, &im, view, out, target), 0);
+    assert_int_equal(aug_view(a, &im, view, out, target, g_err, sizeof g_err), 0);
     return out;
 }
 
@@ -70,7 +72,7 @@ static uint8_t *view_u8(aug_t *a, const uint8_t *hwc, uint32_t h, uint32_t w, ui
 static void test_recipe_simclr(void **state)
 {
     aug_recipe_t r;
-    assert_int_equal(aug_recipe_parse(&r, "simclr", 32), 0);
+    assert_int_equal(aug_recipe_parse(&r, "simclr", 32, g_err, sizeof g_err), 0);
     assert_int_equal(r.views, 2);
     assert_int_equal(r.n_ops, 4);
     assert_int_equal(r.ops[0].kind, AUG_OP_CROP);
@@ -79,12 +81,12 @@ static void test_recipe_simclr(void **state)
     assert_float_equal(r.ops[2].p, 0.8f, 1e-6);
     assert_float_equal(r.ops[2].jitter[0], 0.4f, 1e-6);
     assert_float_equal(r.ops[2].jitter[3], 0.1f, 1e-6);
-    assert_int_equal(aug_recipe_parse(&r, "simclr", 224), 0);
+    assert_int_equal(aug_recipe_parse(&r, "simclr", 224, g_err, sizeof g_err), 0);
     assert_int_equal(r.n_ops, 5);
     assert_float_equal(r.ops[0].lo, 0.08f, 1e-6);
     assert_int_equal(r.ops[4].kind, AUG_OP_BLUR);
     assert_float_equal(r.ops[4].p, 0.5f, 1e-6);
-    assert_int_equal(aug_recipe_parse(&r, "rotnet", 32), 0);
+    assert_int_equal(aug_recipe_parse(&r, "rotnet", 32, g_err, sizeof g_err), 0);
     assert_int_equal(r.views, 4);
     assert_int_equal(r.ops[r.n_ops - 1].kind, AUG_OP_ROTATE);
     assert_int_equal(r.ops[r.n_ops - 1].k, AUG_ROTATE_VIEW);
@@ -95,13 +97,13 @@ static void test_recipe_custom(void **state)
     aug_recipe_t r;
     const char *text = "crop:scale=0.2-1,flip:p=0.5,jitter:s=0.5:p=0.8,gray:p=0.2,"
                        "blur:sigma=0.1-2:p=0.5,noise:sigma=0.05,cutout:size=8,sobel:p=0";
-    assert_int_equal(aug_recipe_parse(&r, text, 32), 0);
+    assert_int_equal(aug_recipe_parse(&r, text, 32, g_err, sizeof g_err), 0);
     assert_int_equal(r.n_ops, 8);
     assert_int_equal(r.ops[5].kind, AUG_OP_NOISE);
     assert_float_equal(r.ops[5].sigma, 0.05f, 1e-6);
     assert_float_equal(r.ops[6].size, 8.0f, 1e-6);
     assert_float_equal(r.ops[7].p, 0.0f, 1e-6);
-    assert_int_equal(aug_recipe_parse(&r, "views=3,original,rotate:k=2:per=sample", 32), 0);
+    assert_int_equal(aug_recipe_parse(&r, "views=3,original,rotate:k=2:per=sample", 32, g_err, sizeof g_err), 0);
     assert_int_equal(r.views, 3);
     assert_int_equal(r.ops[1].k, 2);
     assert_int_equal(r.ops[1].per_sample, 1);
@@ -113,9 +115,9 @@ static void test_recipe_custom(void **state)
 static void expect_parse_error(const char *text, const char *needle)
 {
     aug_recipe_t r;
-    if (aug_recipe_parse(&r, text, 32) == 0) fail_msg("recipe '%s' parsed; expected an error", text);
-    if (!strstr(aug_error(), needle))
-        fail_msg("recipe '%s': error \"%s\" does not mention \"%s\"", text, aug_error(), needle);
+    if (aug_recipe_parse(&r, text, 32, g_err, sizeof g_err) == 0) fail_msg("recipe '%s' parsed; expected an error", text);
+    if (!strstr(g_err, needle))
+        fail_msg("recipe '%s': error \"%s\" does not mention \"%s\"", text, g_err, needle);
 }
 
 static void test_recipe_errors(void **state)
@@ -143,17 +145,17 @@ static void test_recipe_errors(void **state)
 static void test_config_errors(void **state)
 {
     aug_recipe_t r;
-    assert_int_equal(aug_recipe_parse(&r, "simclr", 32), 0);
+    assert_int_equal(aug_recipe_parse(&r, "simclr", 32, g_err, sizeof g_err), 0);
     aug_config_t cfg = {.size = 32, .channels = 2, .seed = SEED};
-    assert_null(aug_new(&r, &cfg));
-    assert_non_null(strstr(aug_error(), "channels"));
+    assert_null(aug_new(&r, &cfg, g_err, sizeof g_err));
+    assert_non_null(strstr(g_err, "channels"));
     cfg.channels = 3;
     cfg.size = 0;
-    assert_null(aug_new(&r, &cfg));
+    assert_null(aug_new(&r, &cfg, g_err, sizeof g_err));
     cfg.size = 32;
     cfg.normalize = 1;
-    assert_null(aug_new(&r, &cfg));   /* std of 0 */
-    assert_non_null(strstr(aug_error(), "std"));
+    assert_null(aug_new(&r, &cfg, g_err, sizeof g_err));   /* std of 0 */
+    assert_non_null(strstr(g_err, "std"));
 }
 
 /* ---- randomness ---- */
@@ -186,20 +188,20 @@ static void test_same_seed_same_views(void **state)
     aug_image_t im = {img, 40, 50, 3, 123, 4};
     /* another sample in between must not change anything: no hidden state */
     aug_image_t other = {img, 40, 50, 3, 999, 0};
-    assert_int_equal(aug_sample(a, &im, o1, NULL), 0);
-    assert_int_equal(aug_sample(b, &other, o2, NULL), 0);
-    assert_int_equal(aug_sample(b, &im, o2, NULL), 0);
+    assert_int_equal(aug_sample(a, &im, o1, NULL, g_err, sizeof g_err), 0);
+    assert_int_equal(aug_sample(b, &other, o2, NULL, g_err, sizeof g_err), 0);
+    assert_int_equal(aug_sample(b, &im, o2, NULL, g_err, sizeof g_err), 0);
     assert_memory_equal(o1, o2, 2 * vb);
     /* the two views of a sample differ */
     assert_memory_not_equal(o1, o1 + vb, vb);
     /* another epoch, another index: other views */
     aug_image_t e2 = im;
     e2.epoch = 5;
-    assert_int_equal(aug_sample(b, &e2, o2, NULL), 0);
+    assert_int_equal(aug_sample(b, &e2, o2, NULL, g_err, sizeof g_err), 0);
     assert_memory_not_equal(o1, o2, vb);
     aug_image_t i2 = im;
     i2.index = 124;
-    assert_int_equal(aug_sample(b, &i2, o2, NULL), 0);
+    assert_int_equal(aug_sample(b, &i2, o2, NULL, g_err, sizeof g_err), 0);
     assert_memory_not_equal(o1, o2, vb);
     free(o1);
     free(o2);
@@ -213,11 +215,11 @@ static void test_different_seed(void **state)
 {
     uint8_t *img = random_image(32, 32, 3, 2);
     aug_recipe_t r;
-    assert_int_equal(aug_recipe_parse(&r, "simclr", 32), 0);
+    assert_int_equal(aug_recipe_parse(&r, "simclr", 32, g_err, sizeof g_err), 0);
     aug_config_t cfg = {.size = 32, .channels = 3, .dtype = AUG_DTYPE_U8, .seed = 1};
-    aug_t *a = aug_new(&r, &cfg);
+    aug_t *a = aug_new(&r, &cfg, g_err, sizeof g_err);
     cfg.seed = 2;
-    aug_t *b = aug_new(&r, &cfg);
+    aug_t *b = aug_new(&r, &cfg, g_err, sizeof g_err);
     uint8_t *v1 = view_u8(a, img, 32, 32, 3, 0, NULL), *v2 = view_u8(b, img, 32, 32, 3, 0, NULL);
     assert_memory_not_equal(v1, v2, aug_view_bytes(a));
     free(v1);
@@ -295,7 +297,7 @@ static void test_rotnet_targets(void **state)
     uint8_t *out = malloc(4 * vb);
     int32_t t[4];
     aug_image_t im = {img, 32, 32, 3, 11, 0};
-    assert_int_equal(aug_sample(a, &im, out, t), 0);
+    assert_int_equal(aug_sample(a, &im, out, t, g_err, sizeof g_err), 0);
     for (int k = 0; k < 4; k++) assert_int_equal(t[k], k);
     /* the crop and flip are shared: view k rotated back by k equals view 0 */
     float *f0 = malloc(3 * 32 * 32 * sizeof(float)), *fk = malloc(3 * 32 * 32 * sizeof(float));
@@ -317,7 +319,7 @@ static void test_gray_has_equal_channels(void **state)
     aug_t *a = make("crop,jitter:p=1,gray:p=1", 32, 3, AUG_DTYPE_F32);
     float *v = malloc(aug_view_bytes(a));
     aug_image_t im = {img, 40, 30, 3, 1, 0};
-    assert_int_equal(aug_view(a, &im, 0, v, NULL), 0);
+    assert_int_equal(aug_view(a, &im, 0, v, NULL, g_err, sizeof g_err), 0);
     size_t n = 32 * 32;
     for (size_t i = 0; i < n; i++) {
         assert_float_equal(v[i], v[n + i], 1e-6);
@@ -368,7 +370,7 @@ static void test_noise_has_sigma(void **state)
     aug_t *a = make("noise:sigma=0.05", 64, 3, AUG_DTYPE_F32);
     float *v = malloc(aug_view_bytes(a));
     aug_image_t im = {img, 64, 64, 3, 0, 0};
-    assert_int_equal(aug_view(a, &im, 0, v, NULL), 0);
+    assert_int_equal(aug_view(a, &im, 0, v, NULL, g_err, sizeof g_err), 0);
     size_t n = 3 * 64 * 64;
     double base = 128.0 / 255.0, s = 0, ss = 0;
     for (size_t i = 0; i < n; i++) {
@@ -399,8 +401,8 @@ static void test_blur_preserves_mean(void **state)
     size_t n = 3 * 64 * 64;
     float *v0 = malloc(n * sizeof(float)), *v1 = malloc(n * sizeof(float));
     aug_image_t im = {img, 64, 64, 3, 0, 0};
-    assert_int_equal(aug_view(id, &im, 0, v0, NULL), 0);
-    assert_int_equal(aug_view(bl, &im, 0, v1, NULL), 0);
+    assert_int_equal(aug_view(id, &im, 0, v0, NULL, g_err, sizeof g_err), 0);
+    assert_int_equal(aug_view(bl, &im, 0, v1, NULL, g_err, sizeof g_err), 0);
     assert_float_equal(mean_of(v1, n), mean_of(v0, n), 2e-3);
     /* and it smooths: neighbour differences shrink */
     double d0 = 0, d1 = 0;
@@ -438,12 +440,12 @@ static void test_sobel_of_constant_is_zero(void **state)
     aug_t *a = make("sobel", 20, 3, AUG_DTYPE_F32);
     float *v = malloc(aug_view_bytes(a));
     aug_image_t im = {img, 20, 20, 3, 0, 0};
-    assert_int_equal(aug_view(a, &im, 0, v, NULL), 0);
+    assert_int_equal(aug_view(a, &im, 0, v, NULL, g_err, sizeof g_err), 0);
     for (size_t i = 0; i < 3 * 20 * 20; i++) assert_float_equal(v[i], 0.0f, 1e-7);
     /* a vertical edge gives a response along it */
     for (uint32_t y = 0; y < 20; y++)
         for (uint32_t x = 10; x < 20; x++) memset(img + (y * 20 + x) * 3, 255, 3);
-    assert_int_equal(aug_view(a, &im, 0, v, NULL), 0);
+    assert_int_equal(aug_view(a, &im, 0, v, NULL, g_err, sizeof g_err), 0);
     assert_true(v[5 * 20 + 10] > 0.5f);
     assert_float_equal(v[5 * 20 + 2], 0.0f, 1e-7);
     free(v);
@@ -454,20 +456,20 @@ static void test_sobel_of_constant_is_zero(void **state)
 static void test_normalisation(void **state)
 {
     aug_recipe_t r;
-    assert_int_equal(aug_recipe_parse(&r, "original", 8), 0);
+    assert_int_equal(aug_recipe_parse(&r, "original", 8, g_err, sizeof g_err), 0);
     aug_config_t cfg = {.size = 8, .channels = 3, .dtype = AUG_DTYPE_F32, .normalize = 1,
                         .mean = {0.5f, 0.25f, 0.0f}, .std = {0.25f, 0.5f, 2.0f}, .seed = SEED};
-    aug_t *a = aug_new(&r, &cfg);
+    aug_t *a = aug_new(&r, &cfg, g_err, sizeof g_err);
     assert_non_null(a);
     uint8_t *img = constant_image(8, 8, 3, 255);
     float *v = malloc(aug_view_bytes(a));
     aug_image_t im = {img, 8, 8, 3, 0, 0};
-    assert_int_equal(aug_view(a, &im, 0, v, NULL), 0);
+    assert_int_equal(aug_view(a, &im, 0, v, NULL, g_err, sizeof g_err), 0);
     assert_float_equal(v[0], 2.0f, 1e-5);          /* (1 - 0.5) / 0.25 */
     assert_float_equal(v[64], 1.5f, 1e-5);         /* (1 - 0.25) / 0.5 */
     assert_float_equal(v[128], 0.5f, 1e-5);        /* (1 - 0) / 2 */
     memset(img, 0, 8 * 8 * 3);
-    assert_int_equal(aug_view(a, &im, 0, v, NULL), 0);
+    assert_int_equal(aug_view(a, &im, 0, v, NULL, g_err, sizeof g_err), 0);
     assert_float_equal(v[0], -2.0f, 1e-5);
     assert_float_equal(v[64], -0.5f, 1e-5);
     assert_float_equal(v[128], 0.0f, 1e-5);
@@ -521,7 +523,7 @@ static void test_jitter_colour_maps(void **state)
     aug_image_t im = {img, 16, 16, 3, 0, 0};
     int changed = 0;
     for (uint32_t view = 0; view < 8; view++) {
-        assert_int_equal(aug_view(a, &im, view, v, NULL), 0);
+        assert_int_equal(aug_view(a, &im, view, v, NULL, g_err, sizeof g_err), 0);
         for (int i = 0; i < 256; i++) {
             assert_float_equal(v[i], v[256 + i], 1e-5);
             assert_float_equal(v[i], v[512 + i], 1e-5);
@@ -552,7 +554,7 @@ static void test_channels(void **state)
     aug_t *a1 = make("original", 10, 1, AUG_DTYPE_F32);
     float f[100];
     aug_image_t im = {rgba, 10, 10, 4, 0, 0};
-    assert_int_equal(aug_view(a1, &im, 0, f, NULL), 0);
+    assert_int_equal(aug_view(a1, &im, 0, f, NULL, g_err, sizeof g_err), 0);
     assert_float_equal(f[0], AUG_GRAY_R, 1e-5);
     aug_destroy(&a3);
     aug_destroy(&a1);
@@ -579,7 +581,7 @@ static void test_resize_down_and_up(void **state)
     aug_t *b = make("original", 32, 1, AUG_DTYPE_F32);
     float f[32 * 32];
     aug_image_t im = {ramp, 64, 64, 1, 0, 0};
-    assert_int_equal(aug_view(b, &im, 0, f, NULL), 0);
+    assert_int_equal(aug_view(b, &im, 0, f, NULL, g_err, sizeof g_err), 0);
     for (int x = 1; x < 31; x++) assert_float_equal(f[x], (8.0f * x + 2.0f) / 255.0f, 1e-4);
     free(ramp);
     aug_destroy(&b);
@@ -591,14 +593,14 @@ static void test_bad_image(void **state)
     float *v = malloc(aug_view_bytes(a));
     uint8_t px[3] = {0};
     aug_image_t im = {px, 0, 1, 3, 5, 0};
-    assert_int_equal(aug_view(a, &im, 0, v, NULL), -1);
-    assert_non_null(strstr(aug_error(), "sample 5"));
+    assert_int_equal(aug_view(a, &im, 0, v, NULL, g_err, sizeof g_err), -1);
+    assert_non_null(strstr(g_err, "sample 5"));
     im.height = 1;
     im.channels = 5;
-    assert_int_equal(aug_view(a, &im, 0, v, NULL), -1);
+    assert_int_equal(aug_view(a, &im, 0, v, NULL, g_err, sizeof g_err), -1);
     /* a 1x1 image works */
     im.channels = 3;
-    assert_int_equal(aug_view(a, &im, 0, v, NULL), 0);
+    assert_int_equal(aug_view(a, &im, 0, v, NULL, g_err, sizeof g_err), 0);
     free(v);
     aug_destroy(&a);
 }
@@ -607,15 +609,15 @@ static void test_batch(void **state)
 {
     aug_t *a = make("rotnet", 16, 3, AUG_DTYPE_U8);
     aug_batch_t b;
-    assert_int_equal(aug_batch_init(&b, a, 3), 0);
+    assert_int_equal(aug_batch_init(&b, a, 3, g_err, sizeof g_err), 0);
     uint8_t *img = random_image(20, 20, 3, 10);
     for (uint64_t i = 0; i < 3; i++) {
         aug_image_t im = {img, 20, 20, 3, 100 + i, 2};
-        assert_int_equal(aug_batch_add(&b, a, &im, (int32_t)i), 0);
+        assert_int_equal(aug_batch_add(&b, a, &im, (int32_t)i, g_err, sizeof g_err), 0);
     }
     assert_true(aug_batch_full(&b));
     aug_image_t im = {img, 20, 20, 3, 0, 0};
-    assert_int_equal(aug_batch_add(&b, a, &im, 0), -1);
+    assert_int_equal(aug_batch_add(&b, a, &im, 0, g_err, sizeof g_err), -1);
     assert_int_equal(b.index[2], 102);
     assert_int_equal(b.label[1], 1);
     assert_int_equal(b.epoch[0], 2);
@@ -623,7 +625,7 @@ static void test_batch(void **state)
     /* slot 1 holds what aug_sample gives for that sample */
     uint8_t *out = malloc(b.sample_bytes);
     aug_image_t s1 = {img, 20, 20, 3, 101, 2};
-    assert_int_equal(aug_sample(a, &s1, out, NULL), 0);
+    assert_int_equal(aug_sample(a, &s1, out, NULL, g_err, sizeof g_err), 0);
     assert_memory_equal(out, b.data + b.sample_bytes, b.sample_bytes);
     aug_batch_reset(&b);
     assert_int_equal(b.n, 0);
@@ -765,7 +767,7 @@ static void test_vips_step_runs_where_listed(void **state)
         uint8_t *va = view_u8(a, img, 40, 48, 3, view, NULL);
         uint8_t *vb = view_u8(b, img, 40, 48, 3, view, NULL);
         aug_image_t im = {img, 40, 48, 3, 7, 0};
-        assert_int_equal(aug_view(bf, &im, view, f, NULL), 0);
+        assert_int_equal(aug_view(bf, &im, view, f, NULL, g_err, sizeof g_err), 0);
         for (size_t i = 0; i < 3 * 32 * 32; i++) {
             assert_int_equal(vb[i], 255 - va[i]);
             assert_float_equal(f[i], (255 - va[i]) / 255.0f, 1e-6);
@@ -791,7 +793,7 @@ static void test_vips_step_probability(void **state)
     int applied = 0;
     for (int i = 0; i < n; i++) {
         aug_image_t im = {img, 16, 16, 3, (uint64_t)i, 3};
-        assert_int_equal(aug_view(a, &im, 0, v, NULL), 0);
+        assert_int_equal(aug_view(a, &im, 0, v, NULL, g_err, sizeof g_err), 0);
         int inverted = memcmp(v, v0, aug_view_bytes(a)) != 0;
         if (inverted) assert_int_equal(v[5], 255 - v0[5]);
         applied += inverted;
@@ -806,7 +808,7 @@ static void test_vips_step_probability(void **state)
     int both = 0;
     for (int i = 0; i < 200; i++) {
         aug_image_t im = {img, 16, 16, 3, (uint64_t)i, 0};
-        assert_int_equal(aug_sample(a, &im, two, NULL), 0);
+        assert_int_equal(aug_sample(a, &im, two, NULL, g_err, sizeof g_err), 0);
         assert_memory_equal(two, two + aug_view_bytes(a), aug_view_bytes(a));
         both += memcmp(two, v0, aug_view_bytes(a)) != 0;
     }
@@ -829,7 +831,7 @@ static void test_vips_step_ranges(void **state)
     for (int i = 0; i < n; i++) {
         aug_image_t im = {flat, 8, 8, 3, (uint64_t)i / 2, 0};
         uint8_t v[3 * 8 * 8];
-        assert_int_equal(aug_view(a, &im, (uint32_t)i % 2, v, NULL), 0);
+        assert_int_equal(aug_view(a, &im, (uint32_t)i % 2, v, NULL, g_err, sizeof g_err), 0);
         int b = (int)v[0] - 128;
         for (int k = 1; k < 3 * 64; k++) assert_int_equal(v[k], v[0]);   /* one b per view */
         sum += b;
@@ -855,7 +857,7 @@ static void test_vips_step_ranges(void **state)
     for (int i = 0; i < n; i++) {
         aug_image_t im = {col, 16, 16, 1, (uint64_t)i, 1};
         uint8_t v[16 * 16];
-        assert_int_equal(aug_view(a, &im, 0, v, NULL), 0);
+        assert_int_equal(aug_view(a, &im, 0, v, NULL, g_err, sizeof g_err), 0);
         int where = -1;
         for (int x = 0; x < 16; x++)
             if (v[x] == 255) where = x;
@@ -880,13 +882,14 @@ static void test_vips_views_independent_of_order(void **state)
     uint8_t *fwd = malloc(SAMPLES * VIEWS * vb), *rev = malloc(SAMPLES * VIEWS * vb);
     for (int s = 0; s < SAMPLES; s++) {
         aug_image_t im = {img, 36, 40, 3, 1000 + (uint64_t)s, 2};
-        assert_int_equal(aug_sample(a, &im, fwd + (size_t)s * VIEWS * vb, NULL), 0);
+        assert_int_equal(aug_sample(a, &im, fwd + (size_t)s * VIEWS * vb, NULL, g_err, sizeof g_err), 0);
     }
     /* another worker: samples backwards, views one at a time, backwards */
     for (int s = SAMPLES - 1; s >= 0; s--)
         for (int k = VIEWS - 1; k >= 0; k--) {
             aug_image_t im = {img, 36, 40, 3, 1000 + (uint64_t)s, 2};
-            assert_int_equal(aug_view(b, &im, (uint32_t)k, rev + ((size_t)s * VIEWS + k) * vb, NULL), 0);
+            assert_int_equal(aug_view(b, &im, (uint32_t)k, rev + ((size_t)s * VIEWS + k) * vb, NULL, g_err,
+                                      sizeof g_err), 0);
         }
     assert_memory_equal(fwd, rev, SAMPLES * VIEWS * vb);
     assert_memory_not_equal(fwd, fwd + vb, vb);
@@ -919,9 +922,9 @@ static void test_vips_step_shapes(void **state)
     a = make("vips:extract_area:left=0:top=0:width=100:height=100", 20, 3, AUG_DTYPE_U8);
     v = malloc(aug_view_bytes(a));
     aug_image_t im = {img, 20, 20, 3, 77, 0};
-    assert_int_equal(aug_view(a, &im, 0, v, NULL), -1);
-    assert_non_null(strstr(aug_error(), "sample 77"));
-    assert_non_null(strstr(aug_error(), "vips:extract_area"));
+    assert_int_equal(aug_view(a, &im, 0, v, NULL, g_err, sizeof g_err), -1);
+    assert_non_null(strstr(g_err, "sample 77"));
+    assert_non_null(strstr(g_err, "vips:extract_area"));
     free(v);
     aug_destroy(&a);
     free(img);
@@ -932,7 +935,8 @@ static void test_vips_recipe_parse(void **state)
     aug_recipe_t r;
     assert_int_equal(aug_recipe_parse(&r, "crop,vips:rotate:angle=-15-15:p=0.4,vips:rotate:angle=-5--1,"
                                           "vips:rotate:angle=1e-3-0.1,jpeg,"
-                                          "vips:linear:a=0.9-1.1/1/1:b=-10-10/0/0:uchar=true", 32), 0);
+                                          "vips:linear:a=0.9-1.1/1/1:b=-10-10/0/0:uchar=true", 32, g_err,
+                                          sizeof g_err), 0);
     assert_int_equal(r.n_ops, 6);
     assert_int_equal(r.n_steps, 5);
     assert_int_equal(r.ops[1].kind, AUG_OP_VIPS);
@@ -970,11 +974,11 @@ static void test_vips_recipe_parse(void **state)
     assert_non_null(strstr(text, "vips:rotate:angle=-15-15:p=0.4"));
     assert_non_null(strstr(text, "jpeg:q=30-90:p=1"));
     aug_recipe_t back;
-    if (aug_recipe_parse(&back, text, 32)) fail_msg("%s: %s", text, aug_error());
+    if (aug_recipe_parse(&back, text, 32, g_err, sizeof g_err)) fail_msg("%s: %s", text, g_err);
     assert_int_equal(back.n_steps, r.n_steps);
     assert_memory_equal(back.steps, r.steps, r.n_steps * sizeof(aug_step_t));
     /* enums by nick */
-    assert_int_equal(aug_recipe_parse(&r, "vips:flip:direction=vertical", 32), 0);
+    assert_int_equal(aug_recipe_parse(&r, "vips:flip:direction=vertical", 32, g_err, sizeof g_err), 0);
     assert_int_equal(r.steps[0].args[0].kind, AUG_ARG_ENUM);
     assert_float_equal(r.steps[0].args[0].lo[0], VIPS_DIRECTION_VERTICAL, 0);
 }

@@ -26,12 +26,13 @@
 #include "dataset/split.h"
 #include "evaluator/stages.h"
 #include "evaluator/webtext.h"
+#include "splitmix/splitmix.h"
 #include "nn/net.h"
 
 static double gauss(uint64_t *s)
 {
-    double u = ((double)(split_rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
-    double v = ((double)(split_rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
+    double u = ((double)(splitmix64_next(s) >> 11) + 0.5) / 9007199254740992.0;
+    double v = ((double)(splitmix64_next(s) >> 11) + 0.5) / 9007199254740992.0;
     return sqrt(-2.0 * log(u)) * cos(2.0 * M_PI * v);
 }
 
@@ -222,7 +223,7 @@ static size_t make_labels(int32_t *y)
             y[n++] = c;
     uint64_t s = 3;
     for (size_t i = n - 1; i > 0; i--) {
-        size_t j = (size_t)(split_rng_next(&s) % (i + 1));
+        size_t j = (size_t)(splitmix64_next(&s) % (i + 1));
         int32_t t = y[i]; y[i] = y[j]; y[j] = t;
     }
     return n;
@@ -738,7 +739,7 @@ static void test_purity_silhouette(void **state)
     clusters(x, lab, 12);
     uint64_t s = 77;
     for (int i = 0; i < CL_N; i++)
-        rnd[i] = (int32_t)(split_rng_next(&s) % CL_K);
+        rnd[i] = (int32_t)(splitmix64_next(&s) % CL_K);
     double sep = eval_silhouette(x, lab, CL_N, CL_D, CL_K), none = eval_silhouette(x, rnd, CL_N, CL_D, CL_K);
     /* the same clusters drawn 10 times tighter around their means */
     double mean[CL_K][CL_D] = { { 0 } };

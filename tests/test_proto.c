@@ -32,6 +32,9 @@
 #define MUTATIONS_PER_SEED 3000
 #define THREAD_MESSAGES    2000
 
+/* What the last refusing call said; per thread, as test_threads decodes in several. */
+static _Thread_local char g_err[PROTO_ERR_MAX];
+
 /* ------------------------------------------------------------------------ */
 /* A minimal msgpack writer, independent of proto/ and of msgpack-c.        */
 
@@ -224,40 +227,40 @@ static int decode_as(proto_msg_type_t type, const void *buf, size_t len)
     switch (type) {
     case PROTO_MSG_SAMPLE: {
         proto_sample_t s;
-        rc = proto_sample_decode(&s, buf, len);
+        rc = proto_sample_decode(&s, buf, len, g_err, sizeof g_err);
         break;
     }
     case PROTO_MSG_VIEWBATCH: {
         proto_viewbatch_t vb;
-        rc = proto_viewbatch_decode(&vb, buf, len);
+        rc = proto_viewbatch_decode(&vb, buf, len, g_err, sizeof g_err);
         proto_viewbatch_clear(&vb);
         break;
     }
     case PROTO_MSG_CHECKPOINT: {
         proto_checkpoint_t c;
-        rc = proto_checkpoint_decode(&c, buf, len);
+        rc = proto_checkpoint_decode(&c, buf, len, g_err, sizeof g_err);
         break;
     }
     case PROTO_MSG_CONTROL: {
         proto_control_t c;
-        rc = proto_control_decode(&c, buf, len);
+        rc = proto_control_decode(&c, buf, len, g_err, sizeof g_err);
         break;
     }
     case PROTO_MSG_STATS: {
         proto_stats_t st;
-        rc = proto_stats_decode(&st, buf, len);
+        rc = proto_stats_decode(&st, buf, len, g_err, sizeof g_err);
         proto_stats_clear(&st);
         break;
     }
     case PROTO_MSG_ACK: {
         proto_ack_t a;
-        rc = proto_ack_decode(&a, buf, len);
+        rc = proto_ack_decode(&a, buf, len, g_err, sizeof g_err);
         proto_ack_clear(&a);
         break;
     }
     case PROTO_MSG_HAVE: {
         proto_have_t h;
-        rc = proto_have_decode(&h, buf, len);
+        rc = proto_have_decode(&h, buf, len, g_err, sizeof g_err);
         break;
     }
     default:
@@ -294,8 +297,8 @@ static void expect_error_at(int rc, const char *needle, const char *file, int li
         print_error("ERROR: expected -1 (error containing \"%s\"), got %d\n", needle, rc);
         _fail(file, line);
     }
-    if (!strstr(proto_error(), needle)) {
-        print_error("ERROR: error \"%s\" does not contain \"%s\"\n", proto_error(), needle);
+    if (!strstr(g_err, needle)) {
+        print_error("ERROR: error \"%s\" does not contain \"%s\"\n", g_err, needle);
         _fail(file, line);
     }
 }
@@ -433,17 +436,17 @@ static void encode_fixture(proto_msg_type_t type, proto_buf_t *out)
     proto_have_t have;
     int rc = -1;
     switch (type) {
-    case PROTO_MSG_SAMPLE: sample_fixture(&sf); rc = proto_sample_encode(out, &sf.s); break;
-    case PROTO_MSG_VIEWBATCH: vb_fixture(&vf); rc = proto_viewbatch_encode(out, &vf.vb); break;
-    case PROTO_MSG_CHECKPOINT: ckpt_fixture(&c); rc = proto_checkpoint_encode(out, &c); break;
-    case PROTO_MSG_CONTROL: control_fixture(&ctl); rc = proto_control_encode(out, &ctl); break;
-    case PROTO_MSG_STATS: stats_fixture(&st); rc = proto_stats_encode(out, &st); break;
-    case PROTO_MSG_ACK: ack_fixture(&ack); rc = proto_ack_encode(out, &ack); break;
-    case PROTO_MSG_HAVE: have_fixture(&have); rc = proto_have_encode(out, &have); break;
+    case PROTO_MSG_SAMPLE: sample_fixture(&sf); rc = proto_sample_encode(out, &sf.s, g_err, sizeof g_err); break;
+    case PROTO_MSG_VIEWBATCH: vb_fixture(&vf); rc = proto_viewbatch_encode(out, &vf.vb, g_err, sizeof g_err); break;
+    case PROTO_MSG_CHECKPOINT: ckpt_fixture(&c); rc = proto_checkpoint_encode(out, &c, g_err, sizeof g_err); break;
+    case PROTO_MSG_CONTROL: control_fixture(&ctl); rc = proto_control_encode(out, &ctl, g_err, sizeof g_err); break;
+    case PROTO_MSG_STATS: stats_fixture(&st); rc = proto_stats_encode(out, &st, g_err, sizeof g_err); break;
+    case PROTO_MSG_ACK: ack_fixture(&ack); rc = proto_ack_encode(out, &ack, g_err, sizeof g_err); break;
+    case PROTO_MSG_HAVE: have_fixture(&have); rc = proto_have_encode(out, &have, g_err, sizeof g_err); break;
     default: break;
     }
     if (rc)
-        fail_msg("encoding the %s fixture failed: %s", proto_msg_type_name(type), proto_error());
+        fail_msg("encoding the %s fixture failed: %s", proto_msg_type_name(type), g_err);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -455,11 +458,11 @@ static void roundtrip_sample(const proto_sample_t *in)
     proto_sample_t out;
     proto_msg_type_t type;
     proto_buf_init(&buf);
-    assert_int_equal(proto_sample_encode(&buf, in), 0);
-    assert_int_equal(proto_peek_type(buf.data, buf.len, &type), 0);
+    assert_int_equal(proto_sample_encode(&buf, in, g_err, sizeof g_err), 0);
+    assert_int_equal(proto_peek_type(buf.data, buf.len, &type, g_err, sizeof g_err), 0);
     assert_int_equal(type, PROTO_MSG_SAMPLE);
-    if (proto_sample_decode(&out, buf.data, buf.len))
-        fail_msg("decode: %s", proto_error());
+    if (proto_sample_decode(&out, buf.data, buf.len, g_err, sizeof g_err))
+        fail_msg("decode: %s", g_err);
     assert_true(proto_sample_equal(in, &out));
     assert_int_equal(out.index, in->index);
     assert_int_equal(out.label, in->label);
@@ -516,7 +519,7 @@ static void test_sample_wire_bytes(void **state)
 
     proto_buf_t buf;
     proto_buf_init(&buf);
-    assert_int_equal(proto_sample_encode(&buf, &s), 0);
+    assert_int_equal(proto_sample_encode(&buf, &s, g_err, sizeof g_err), 0);
     assert_int_equal(buf.len, w.len);
     assert_memory_equal(buf.data, w.p, w.len);
     /* the first bytes spelled out: map of 10, "fmt": "sslpipe", "ver": 1 */
@@ -553,7 +556,7 @@ static void test_viewbatch_wire_bytes(void **state)
 
     proto_buf_t buf;
     proto_buf_init(&buf);
-    assert_int_equal(proto_viewbatch_encode(&buf, &vb), 0);
+    assert_int_equal(proto_viewbatch_encode(&buf, &vb, g_err, sizeof g_err), 0);
     assert_int_equal(buf.len, w.len);
     assert_memory_equal(buf.data, w.p, w.len);
     proto_buf_release(&buf);
@@ -565,10 +568,10 @@ static void roundtrip_viewbatch(const proto_viewbatch_t *in)
     proto_buf_t buf;
     proto_viewbatch_t out;
     proto_buf_init(&buf);
-    if (proto_viewbatch_encode(&buf, in))
-        fail_msg("encode: %s", proto_error());
-    if (proto_viewbatch_decode(&out, buf.data, buf.len))
-        fail_msg("decode: %s", proto_error());
+    if (proto_viewbatch_encode(&buf, in, g_err, sizeof g_err))
+        fail_msg("encode: %s", g_err);
+    if (proto_viewbatch_decode(&out, buf.data, buf.len, g_err, sizeof g_err))
+        fail_msg("decode: %s", g_err);
     assert_true(proto_viewbatch_equal(in, &out));
     assert_int_equal(out.n_samples, in->n_samples);
     for (uint32_t i = 0; i < out.n_samples; i++) {
@@ -633,10 +636,10 @@ static void roundtrip_checkpoint(const proto_checkpoint_t *in)
     proto_buf_t buf;
     proto_checkpoint_t out;
     proto_buf_init(&buf);
-    if (proto_checkpoint_encode(&buf, in))
-        fail_msg("encode: %s", proto_error());
-    if (proto_checkpoint_decode(&out, buf.data, buf.len))
-        fail_msg("decode: %s", proto_error());
+    if (proto_checkpoint_encode(&buf, in, g_err, sizeof g_err))
+        fail_msg("encode: %s", g_err);
+    if (proto_checkpoint_decode(&out, buf.data, buf.len, g_err, sizeof g_err))
+        fail_msg("decode: %s", g_err);
     assert_true(proto_checkpoint_equal(in, &out));
     assert_string_equal(out.method, in->method);
     assert_string_equal(out.arch, in->arch);
@@ -688,9 +691,9 @@ static void test_control_roundtrip(void **state)
         c.count = k == 1 ? UINT64_MAX : k;
         assert_string_equal(proto_control_kind_name(c.kind), names[k]);
         proto_buf_init(&buf);
-        assert_int_equal(proto_control_encode(&buf, &c), 0);
-        if (proto_control_decode(&out, buf.data, buf.len))
-            fail_msg("decode: %s", proto_error());
+        assert_int_equal(proto_control_encode(&buf, &c, g_err, sizeof g_err), 0);
+        if (proto_control_decode(&out, buf.data, buf.len, g_err, sizeof g_err))
+            fail_msg("decode: %s", g_err);
         assert_true(proto_control_equal(&c, &out));
         assert_int_equal(out.kind, kinds[k]);
         assert_int_equal(out.count, c.count);
@@ -736,9 +739,9 @@ static void test_topics(void **state)
     w_str(&w, "sender"); w_str(&w, "python@test:1");
     w_str(&w, "epoch"); w_uint(&w, 0);
     w_str(&w, "kind"); w_str(&w, "stop");
-    assert_int_equal(proto_topic_check("stop", 4, w.p, w.len), 0);
-    expect_error(proto_topic_check("heartbeat", 9, w.p, w.len), "travels under topic \"stop\"");
-    expect_error(proto_topic_check("sto", 3, w.p, w.len), "not \"sto\"");
+    assert_int_equal(proto_topic_check("stop", 4, w.p, w.len, g_err, sizeof g_err), 0);
+    expect_error(proto_topic_check("heartbeat", 9, w.p, w.len, g_err, sizeof g_err), "travels under topic \"stop\"");
+    expect_error(proto_topic_check("sto", 3, w.p, w.len, g_err, sizeof g_err), "not \"sto\"");
     uint8_t old[128];
     size_t n_old = proto_control_stop_prefix(old, sizeof old);
     assert_true(n_old > 0);
@@ -748,9 +751,9 @@ static void test_topics(void **state)
     proto_buf_t b;
     proto_buf_init(&b);
     proto_sample_t smp = {.index = 1, .label = 2, .height = 1, .width = 1, .channels = 1, .pixels = (const uint8_t *)"x"};
-    assert_int_equal(proto_sample_encode(&b, &smp), 0);
-    expect_error(proto_topic_check("stop", 4, b.data, b.len), "no topic");
-    expect_error(proto_topic_check("stop", 4, "\x80", 1), "");   /* not one of ours */
+    assert_int_equal(proto_sample_encode(&b, &smp, g_err, sizeof g_err), 0);
+    expect_error(proto_topic_check("stop", 4, b.data, b.len, g_err, sizeof g_err), "no topic");
+    expect_error(proto_topic_check("stop", 4, "\x80", 1, g_err, sizeof g_err), "");   /* not one of ours */
     proto_buf_release(&b);
 }
 
@@ -759,10 +762,10 @@ static void roundtrip_stats(const proto_stats_t *in)
     proto_buf_t buf;
     proto_stats_t out;
     proto_buf_init(&buf);
-    if (proto_stats_encode(&buf, in))
-        fail_msg("encode: %s", proto_error());
-    if (proto_stats_decode(&out, buf.data, buf.len))
-        fail_msg("decode: %s", proto_error());
+    if (proto_stats_encode(&buf, in, g_err, sizeof g_err))
+        fail_msg("encode: %s", g_err);
+    if (proto_stats_decode(&out, buf.data, buf.len, g_err, sizeof g_err))
+        fail_msg("decode: %s", g_err);
     assert_true(proto_stats_equal(in, &out));
     proto_stats_clear(&out);
     assert_null(out.stats);
@@ -807,12 +810,12 @@ static void roundtrip_ack(const proto_ack_t *in)
     proto_ack_t out;
     proto_msg_type_t type;
     proto_buf_init(&buf);
-    if (proto_ack_encode(&buf, in))
-        fail_msg("encode: %s", proto_error());
-    assert_int_equal(proto_peek_type(buf.data, buf.len, &type), 0);
+    if (proto_ack_encode(&buf, in, g_err, sizeof g_err))
+        fail_msg("encode: %s", g_err);
+    assert_int_equal(proto_peek_type(buf.data, buf.len, &type, g_err, sizeof g_err), 0);
     assert_int_equal(type, PROTO_MSG_ACK);
-    if (proto_ack_decode(&out, buf.data, buf.len))
-        fail_msg("decode: %s", proto_error());
+    if (proto_ack_decode(&out, buf.data, buf.len, g_err, sizeof g_err))
+        fail_msg("decode: %s", g_err);
     assert_true(proto_ack_equal(in, &out));
     proto_ack_clear(&out);
     assert_null(out.indices);
@@ -848,12 +851,12 @@ static void roundtrip_have(const proto_have_t *in)
     proto_have_t out;
     proto_msg_type_t type;
     proto_buf_init(&buf);
-    if (proto_have_encode(&buf, in))
-        fail_msg("encode: %s", proto_error());
-    assert_int_equal(proto_peek_type(buf.data, buf.len, &type), 0);
+    if (proto_have_encode(&buf, in, g_err, sizeof g_err))
+        fail_msg("encode: %s", g_err);
+    assert_int_equal(proto_peek_type(buf.data, buf.len, &type, g_err, sizeof g_err), 0);
     assert_int_equal(type, PROTO_MSG_HAVE);
-    if (proto_have_decode(&out, buf.data, buf.len))
-        fail_msg("decode: %s", proto_error());
+    if (proto_have_decode(&out, buf.data, buf.len, g_err, sizeof g_err))
+        fail_msg("decode: %s", g_err);
     assert_true(proto_have_equal(in, &out));
     proto_buf_release(&buf);
 }
@@ -869,9 +872,9 @@ static void test_have_roundtrip(void **state)
     /* the bits as the loader reads them */
     proto_buf_t buf;
     proto_buf_init(&buf);
-    assert_int_equal(proto_have_encode(&buf, &h), 0);
+    assert_int_equal(proto_have_encode(&buf, &h, g_err, sizeof g_err), 0);
     proto_have_t d;
-    assert_int_equal(proto_have_decode(&d, buf.data, buf.len), 0);
+    assert_int_equal(proto_have_decode(&d, buf.data, buf.len, g_err, sizeof g_err), 0);
     for (uint64_t i = 0; i < 20; i++) {
         assert_int_equal(proto_have_bit(&d, 7, i), i == 0 || i == 9 || i == 15);
         assert_int_equal(proto_have_bit(&d, 8, i), 0);
@@ -1053,16 +1056,16 @@ static void test_header_refusals(void **state)
     proto_msg_type_t type;
     wbuf_t w = { 0 };
 
-    expect_error(proto_peek_type("", 0, &type), "empty");
+    expect_error(proto_peek_type("", 0, &type, g_err, sizeof g_err), "empty");
     assert_int_equal(type, PROTO_MSG_INVALID);
-    expect_error(proto_peek_type("\x93\x01\x02\x03", 4, &type), "must be a msgpack map");
+    expect_error(proto_peek_type("\x93\x01\x02\x03", 4, &type, g_err, sizeof g_err), "must be a msgpack map");
 
     /* wrong format tag */
     w_map(&w, 3);
     w_str(&w, "fmt"); w_str(&w, "otherfmt");
     w_str(&w, "ver"); w_uint(&w, 1);
     w_str(&w, "type"); w_str(&w, "control");
-    expect_error(proto_peek_type(w.p, w.len, &type), "format tag (fmt) is \"otherfmt\"");
+    expect_error(proto_peek_type(w.p, w.len, &type, g_err, sizeof g_err), "format tag (fmt) is \"otherfmt\"");
     expect_error(decode_copy(PROTO_MSG_CONTROL, w.p, w.len), "expected \"sslpipe\"");
 
     /* fmt of the wrong type */
@@ -1071,7 +1074,7 @@ static void test_header_refusals(void **state)
     w_str(&w, "fmt"); w_uint(&w, 7);
     w_str(&w, "ver"); w_uint(&w, 1);
     w_str(&w, "type"); w_str(&w, "control");
-    expect_error(proto_peek_type(w.p, w.len, &type), "fmt) must be a str, found an int");
+    expect_error(proto_peek_type(w.p, w.len, &type, g_err, sizeof g_err), "fmt) must be a str, found an int");
 
     /* another protocol version: both versions named */
     for (uint64_t ver = 0; ver < 4; ver += 2) {
@@ -1085,7 +1088,7 @@ static void test_header_refusals(void **state)
         w_str(&w, "sender"); w_str(&w, "x");
         snprintf(want, sizeof want, "protocol version %" PRIu64 ", this program speaks "
                  "version %d", ver, PROTO_VERSION);
-        expect_error(proto_peek_type(w.p, w.len, &type), want);
+        expect_error(proto_peek_type(w.p, w.len, &type, g_err, sizeof g_err), want);
         expect_error(decode_copy(PROTO_MSG_CONTROL, w.p, w.len), want);
     }
     w.len = 0;
@@ -1093,7 +1096,7 @@ static void test_header_refusals(void **state)
     w_str(&w, "fmt"); w_str(&w, PROTO_FORMAT);
     w_str(&w, "ver"); w_int(&w, -1);
     w_str(&w, "type"); w_str(&w, "control");
-    expect_error(proto_peek_type(w.p, w.len, &type), "must be a non-negative int");
+    expect_error(proto_peek_type(w.p, w.len, &type, g_err, sizeof g_err), "must be a non-negative int");
 
     /* header keys out of order */
     w.len = 0;
@@ -1101,15 +1104,16 @@ static void test_header_refusals(void **state)
     w_str(&w, "ver"); w_uint(&w, 1);
     w_str(&w, "fmt"); w_str(&w, PROTO_FORMAT);
     w_str(&w, "type"); w_str(&w, "stop");
-    expect_error(proto_peek_type(w.p, w.len, &type), "entry 0 of the message map must be the key \"fmt\"");
+    expect_error(proto_peek_type(w.p, w.len, &type, g_err, sizeof g_err),
+                 "entry 0 of the message map must be the key \"fmt\"");
 
     /* unknown message type, and a message of another type */
     w.len = 0;
     w_header(&w, 0, "telemetry");
-    expect_error(proto_peek_type(w.p, w.len, &type), "unknown message type \"telemetry\"");
+    expect_error(proto_peek_type(w.p, w.len, &type, g_err, sizeof g_err), "unknown message type \"telemetry\"");
     w.len = 0;
     w_header(&w, 0, "control");
-    assert_int_equal(proto_peek_type(w.p, w.len, &type), 0);
+    assert_int_equal(proto_peek_type(w.p, w.len, &type, g_err, sizeof g_err), 0);
     assert_int_equal(type, PROTO_MSG_CONTROL);
     expect_error(decode_copy(PROTO_MSG_SAMPLE, w.p, w.len),
                  "expected a \"sample\" message, found a \"control\" message");
@@ -1119,7 +1123,7 @@ static void test_header_refusals(void **state)
     w_map(&w, 2);
     w_str(&w, "fmt"); w_str(&w, PROTO_FORMAT);
     w_str(&w, "ver"); w_uint(&w, 1);
-    expect_error(proto_peek_type(w.p, w.len, &type), "fewer than the 3 of the header");
+    expect_error(proto_peek_type(w.p, w.len, &type, g_err, sizeof g_err), "fewer than the 3 of the header");
 
     static const char *const type_names[N_TYPES] = {
         "sample", "viewbatch", "checkpoint", "control", "stats", "ack", "have",
@@ -1273,7 +1277,7 @@ static void test_field_lists_are_valid(void **state)
     for (size_t m = 0; m < N_TMSGS; m++) {
         build(&w, proto_msg_type_name(tmsgs[m].type), tmsgs[m].fields, tmsgs[m].n, -1, -1, NULL);
         if (decode_copy(tmsgs[m].type, w.p, w.len))
-            fail_msg("%s: %s", proto_msg_type_name(tmsgs[m].type), proto_error());
+            fail_msg("%s: %s", proto_msg_type_name(tmsgs[m].type), g_err);
     }
     w_free(&w);
 }
@@ -1318,11 +1322,11 @@ static void test_wrong_types(void **state)
                     continue;  /* an empty done array is valid */
                 build(&w, proto_msg_type_name(tm->type), tm->fields, tm->n, -1, k, &wrong[r]);
                 int rc = decode_copy(tm->type, w.p, w.len);
-                if (rc != -1 || !strstr(proto_error(), f->key))
+                if (rc != -1 || !strstr(g_err, f->key))
                     fail_msg("%s.%s given a wrong %d value: rc %d, error \"%s\"",
-                             proto_msg_type_name(tm->type), f->key, (int)rk, rc, proto_error());
-                if (!strstr(proto_error(), " must be ") && !strstr(proto_error(), " is "))
-                    fail_msg("unclear error: %s", proto_error());
+                             proto_msg_type_name(tm->type), f->key, (int)rk, rc, g_err);
+                if (!strstr(g_err, " must be ") && !strstr(g_err, " is "))
+                    fail_msg("unclear error: %s", g_err);
                 checked++;
             }
         }
@@ -1342,7 +1346,7 @@ static void test_missing_fields(void **state)
             int rc = decode_copy(tm->type, w.p, w.len);
             if (tm->fields[k].optional) {
                 if (rc)
-                    fail_msg("without optional %s: %s", tm->fields[k].key, proto_error());
+                    fail_msg("without optional %s: %s", tm->fields[k].key, g_err);
                 continue;
             }
             char want[64];
@@ -1355,7 +1359,7 @@ static void test_missing_fields(void **state)
     stop[0].s = "stop";
     build(&w, "control", stop, 2, -1, -1, NULL);
     proto_control_t c;
-    assert_int_equal(proto_control_decode(&c, w.p, w.len), 0);
+    assert_int_equal(proto_control_decode(&c, w.p, w.len, g_err, sizeof g_err), 0);
     assert_int_equal(c.kind, PROTO_CONTROL_STOP);
     assert_int_equal(c.epoch, 0);
     assert_int_equal(c.count, 0);
@@ -1383,7 +1387,7 @@ static void expect_replaced_ok(int m, int k, tfield_t with)
     build(&w, proto_msg_type_name(tmsgs[m].type), tmsgs[m].fields, tmsgs[m].n, -1, k, &with);
     if (decode_copy(tmsgs[m].type, w.p, w.len))
         fail_msg("%s.%s: %s", proto_msg_type_name(tmsgs[m].type), tmsgs[m].fields[k].key,
-                 proto_error());
+                 g_err);
     w_free(&w);
 }
 
@@ -1669,16 +1673,17 @@ static void test_have_limits(void **state)
     proto_have_t h;
     have_fixture(&h);
     h.n_epochs = PROTO_MAX_HAVE_EPOCHS + 1;
-    expect_error(proto_have_encode(&buf, &h), "have: n_epochs is 5");
+    expect_error(proto_have_encode(&buf, &h, g_err, sizeof g_err), "have: n_epochs is 5");
     have_fixture(&h);
     h.done_bytes[1] = 3;
-    expect_error(proto_have_encode(&buf, &h), "done[1] is NULL but done_bytes[1] is 3");
+    expect_error(proto_have_encode(&buf, &h, g_err, sizeof g_err), "done[1] is NULL but done_bytes[1] is 3");
     have_fixture(&h);
     h.done_bytes[0] = (size_t)PROTO_MAX_HAVE_BYTES + 1;
-    expect_error(proto_have_encode(&buf, &h), "done[0] is 33554433 bytes, expected at most 33554432");
+    expect_error(proto_have_encode(&buf, &h, g_err, sizeof g_err),
+                 "done[0] is 33554433 bytes, expected at most 33554432");
     have_fixture(&h);
     h.sender[0] = '\0';
-    expect_error(proto_have_encode(&buf, &h), "have: sender is empty");
+    expect_error(proto_have_encode(&buf, &h, g_err, sizeof g_err), "have: sender is empty");
     proto_buf_release(&buf);
 }
 
@@ -1700,7 +1705,7 @@ static void test_unknown_fields_ignored(void **state)
         w_str(&w, "zz_ext"); w_tag_be(&w, 0xd4, 0x0107, 2);  /* fixext1 */
         w_str(&w, "zz_bin"); w_bin(&w, "abc", 3);
         if (decode_copy(tm->type, w.p, w.len))
-            fail_msg("%s with unknown fields: %s", proto_msg_type_name(tm->type), proto_error());
+            fail_msg("%s with unknown fields: %s", proto_msg_type_name(tm->type), g_err);
     }
     w_free(&w);
 }
@@ -1713,87 +1718,87 @@ static void test_encoder_refusals(void **state)
     sample_fixture_t sf;
     sample_fixture(&sf);
     sf.s.height = 0;
-    expect_error(proto_sample_encode(&buf, &sf.s), "sample: height is 0");
+    expect_error(proto_sample_encode(&buf, &sf.s, g_err, sizeof g_err), "sample: height is 0");
     sample_fixture(&sf);
     sf.s.pixels = NULL;
-    expect_error(proto_sample_encode(&buf, &sf.s), "pixels is NULL");
+    expect_error(proto_sample_encode(&buf, &sf.s, g_err, sizeof g_err), "pixels is NULL");
     sample_fixture(&sf);
     sf.s.label = -7;
-    expect_error(proto_sample_encode(&buf, &sf.s), "label is -7");
+    expect_error(proto_sample_encode(&buf, &sf.s, g_err, sizeof g_err), "label is -7");
 
     vb_fixture_t vf;
     vb_fixture(&vf);
     vf.vb.views = PROTO_MAX_VIEWS + 1;
-    expect_error(proto_viewbatch_encode(&buf, &vf.vb), "views is 17");
+    expect_error(proto_viewbatch_encode(&buf, &vf.vb, g_err, sizeof g_err), "views is 17");
     vb_fixture(&vf);
     vf.vb.n_samples = 0;
-    expect_error(proto_viewbatch_encode(&buf, &vf.vb), "n_samples is 0");
+    expect_error(proto_viewbatch_encode(&buf, &vf.vb, g_err, sizeof g_err), "n_samples is 0");
     vb_fixture(&vf);
     vf.vb.dtype = (proto_dtype_t)7;
-    expect_error(proto_viewbatch_encode(&buf, &vf.vb), "dtype is 7");
+    expect_error(proto_viewbatch_encode(&buf, &vf.vb, g_err, sizeof g_err), "dtype is 7");
     vb_fixture(&vf);
     vf.samples[2].data = NULL;
-    expect_error(proto_viewbatch_encode(&buf, &vf.vb), "samples[2].data is NULL");
+    expect_error(proto_viewbatch_encode(&buf, &vf.vb, g_err, sizeof g_err), "samples[2].data is NULL");
     vb_fixture(&vf);
     vf.samples[1].target[1] = -3;
-    expect_error(proto_viewbatch_encode(&buf, &vf.vb), "samples[1].targets[1] is -3");
+    expect_error(proto_viewbatch_encode(&buf, &vf.vb, g_err, sizeof g_err), "samples[1].targets[1] is -3");
     vb_fixture(&vf);
     vf.vb.height = vf.vb.width = PROTO_MAX_SIDE / 2;
     vf.vb.views = PROTO_MAX_VIEWS;
-    expect_error(proto_viewbatch_encode(&buf, &vf.vb), "PROTO_MAX_MESSAGE_BYTES");
+    expect_error(proto_viewbatch_encode(&buf, &vf.vb, g_err, sizeof g_err), "PROTO_MAX_MESSAGE_BYTES");
 
     proto_checkpoint_t c;
     ckpt_fixture(&c);
     c.path[0] = '\0';
     c.bytes = NULL;
     c.n_bytes = 0;
-    expect_error(proto_checkpoint_encode(&buf, &c), "neither path nor bytes");
+    expect_error(proto_checkpoint_encode(&buf, &c, g_err, sizeof g_err), "neither path nor bytes");
     ckpt_fixture(&c);
     c.n_bytes = 0;
-    expect_error(proto_checkpoint_encode(&buf, &c), "n_bytes is 0");
+    expect_error(proto_checkpoint_encode(&buf, &c, g_err, sizeof g_err), "n_bytes is 0");
     ckpt_fixture(&c);
     memset(c.method, 'x', sizeof c.method);  /* no NUL */
-    expect_error(proto_checkpoint_encode(&buf, &c), "method is 128 bytes or longer");
+    expect_error(proto_checkpoint_encode(&buf, &c, g_err, sizeof g_err), "method is 128 bytes or longer");
 
     proto_control_t ctl;
     control_fixture(&ctl);
     ctl.kind = (proto_control_kind_t)0;
-    expect_error(proto_control_encode(&buf, &ctl), "kind is 0");
+    expect_error(proto_control_encode(&buf, &ctl, g_err, sizeof g_err), "kind is 0");
     control_fixture(&ctl);
     ctl.sender[0] = '\0';
-    expect_error(proto_control_encode(&buf, &ctl), "sender is empty");
+    expect_error(proto_control_encode(&buf, &ctl, g_err, sizeof g_err), "sender is empty");
 
     proto_stats_t st;
     proto_stat_t two[2] = { { "same", 1 }, { "same", 2 } };
     stats_fixture(&st);
     st.stats = two;
     st.n_stats = 2;
-    expect_error(proto_stats_encode(&buf, &st), "both named \"same\"");
+    expect_error(proto_stats_encode(&buf, &st, g_err, sizeof g_err), "both named \"same\"");
     stats_fixture(&st);
     st.n_stats = PROTO_MAX_STATS + 1;
-    expect_error(proto_stats_encode(&buf, &st), "n_stats is 257");
+    expect_error(proto_stats_encode(&buf, &st, g_err, sizeof g_err), "n_stats is 257");
     stats_fixture(&st);
     st.time = INFINITY;
-    expect_error(proto_stats_encode(&buf, &st), "time is inf");
+    expect_error(proto_stats_encode(&buf, &st, g_err, sizeof g_err), "time is inf");
     stats_fixture(&st);
     proto_stat_t bad[2] = { { "ok", 1 }, { "", 2 } };
     st.stats = bad;
     st.n_stats = 2;
-    expect_error(proto_stats_encode(&buf, &st), "stats: stats[1].name is empty");
+    expect_error(proto_stats_encode(&buf, &st, g_err, sizeof g_err), "stats: stats[1].name is empty");
 
     proto_ack_t ack;
     ack_fixture(&ack);
     ack.n_indices = 0;
-    expect_error(proto_ack_encode(&buf, &ack), "ack: n_indices is 0");
+    expect_error(proto_ack_encode(&buf, &ack, g_err, sizeof g_err), "ack: n_indices is 0");
     ack_fixture(&ack);
     ack.n_indices = PROTO_MAX_ACK_INDICES + 1;
-    expect_error(proto_ack_encode(&buf, &ack), "n_indices is 65537");
+    expect_error(proto_ack_encode(&buf, &ack, g_err, sizeof g_err), "n_indices is 65537");
     ack_fixture(&ack);
     ack.indices = NULL;
-    expect_error(proto_ack_encode(&buf, &ack), "indices is NULL");
+    expect_error(proto_ack_encode(&buf, &ack, g_err, sizeof g_err), "indices is NULL");
     ack_fixture(&ack);
     ack.sender[0] = '\0';
-    expect_error(proto_ack_encode(&buf, &ack), "ack: sender is empty");
+    expect_error(proto_ack_encode(&buf, &ack, g_err, sizeof g_err), "ack: sender is empty");
     proto_buf_release(&buf);
 }
 
@@ -1812,7 +1817,7 @@ static void test_clear_after_failed_decode(void **state)
     wbuf_t w = { 0 };
     tfield_t with = RAWV(s);
     build(&w, "viewbatch", viewbatch_fields, 6, -1, 5, &with);
-    assert_int_equal(proto_viewbatch_decode(&vb, w.p, w.len), -1);
+    assert_int_equal(proto_viewbatch_decode(&vb, w.p, w.len, g_err, sizeof g_err), -1);
     assert_null(vb.samples);
     assert_int_equal(vb.n_samples, 0);
     proto_viewbatch_clear(&vb);
@@ -1823,7 +1828,7 @@ static void test_clear_after_failed_decode(void **state)
     w_str(&s, "b"); w_byte(&s, 0xc0);
     with = RAWV(s);
     build(&w, "stats", stats_fields, 3, -1, 2, &with);
-    assert_int_equal(proto_stats_decode(&st, w.p, w.len), -1);
+    assert_int_equal(proto_stats_decode(&st, w.p, w.len, g_err, sizeof g_err), -1);
     assert_null(st.stats);
     proto_stats_clear(&st);
     /* and after the indices were allocated */
@@ -1834,7 +1839,7 @@ static void test_clear_after_failed_decode(void **state)
     w_byte(&s, 0xc0);
     with = RAWV(s);
     build(&w, "ack", ack_fields, 3, -1, 2, &with);
-    assert_int_equal(proto_ack_decode(&ack, w.p, w.len), -1);
+    assert_int_equal(proto_ack_decode(&ack, w.p, w.len, g_err, sizeof g_err), -1);
     assert_null(ack.indices);
     assert_int_equal(ack.n_indices, 0);
     proto_ack_clear(&ack);
@@ -1861,7 +1866,7 @@ static void test_random_bytes(void **state)
             data[0] = (uint8_t)(0x80 | (data[0] & 0x0f));
         for (size_t t = 0; t < N_TYPES; t++)
             assert_int_equal(decode_copy(all_types[t], data, len), -1);
-        assert_int_equal(proto_peek_type(data, len, &type), -1);
+        assert_int_equal(proto_peek_type(data, len, &type, g_err, sizeof g_err), -1);
     }
 }
 
@@ -1872,11 +1877,11 @@ static int decode_reencode(proto_msg_type_t type, const uint8_t *buf, size_t len
 #define REENCODE(T, name, clear)                                                        \
     do {                                                                                \
         T a, b;                                                                         \
-        rc = proto_##name##_decode(&a, buf, len);                                       \
+        rc = proto_##name##_decode(&a, buf, len, g_err, sizeof g_err);                  \
         if (rc == 0) {                                                                  \
-            if (proto_##name##_encode(out, &a) || proto_##name##_decode(&b, out->data,  \
-                                                                        out->len))      \
-                fail_msg("re-encoding an accepted " #name ": %s", proto_error());       \
+            if (proto_##name##_encode(out, &a, g_err, sizeof g_err) ||                  \
+                proto_##name##_decode(&b, out->data, out->len, g_err, sizeof g_err))    \
+                fail_msg("re-encoding an accepted " #name ": %s", g_err);               \
             assert_true(proto_##name##_equal(&a, &b));                                  \
             clear(&b);                                                                  \
         }                                                                               \
@@ -1949,7 +1954,7 @@ static void test_random_mutations(void **state)
     proto_buf_release(&out);
 }
 
-/* Threads decode concurrently: each has its own error text and unpack zone. */
+/* Threads decode concurrently: each has its own error buffer and unpack zone. */
 static void *decode_thread(void *arg)
 {
     proto_msg_type_t type = *(const proto_msg_type_t *)arg;
@@ -2021,11 +2026,11 @@ static int write_corpus(const char *dir)
         px[i] = (uint8_t)(i * 5);
     proto_sample_t s = { .index = 7, .epoch = 1, .label = PROTO_LABEL_NONE, .height = 1,
                          .width = 1, .channels = 1, .pixels = px };
-    proto_sample_encode(&buf, &s);
+    proto_sample_encode(&buf, &s, g_err, sizeof g_err);
     rc |= write_file(dir, "fuzz_sample", "seed-1x1-unlabeled", buf.data, buf.len);
     s = (proto_sample_t){ .index = UINT64_MAX, .epoch = UINT32_MAX, .label = INT32_MAX,
                           .height = 4, .width = 4, .channels = 3, .pixels = px };
-    proto_sample_encode(&buf, &s);
+    proto_sample_encode(&buf, &s, g_err, sizeof g_err);
     rc |= write_file(dir, "fuzz_sample", "seed-4x4x3-max", buf.data, buf.len);
 
     float f[2 * 2 * 2];
@@ -2037,23 +2042,23 @@ static int write_corpus(const char *dir)
     };
     proto_viewbatch_t vb = { .dtype = PROTO_DTYPE_U8, .views = 2, .channels = 1, .height = 2,
                              .width = 2, .n_samples = 2, .samples = vs };
-    proto_viewbatch_encode(&buf, &vb);
+    proto_viewbatch_encode(&buf, &vb, g_err, sizeof g_err);
     rc |= write_file(dir, "fuzz_viewbatch", "seed-u8-2x2", buf.data, buf.len);
     vb.dtype = PROTO_DTYPE_F32;
     vb.views = 1;
     vb.n_samples = 1;
-    proto_viewbatch_encode(&buf, &vb);
+    proto_viewbatch_encode(&buf, &vb, g_err, sizeof g_err);
     rc |= write_file(dir, "fuzz_viewbatch", "seed-f32-1", buf.data, buf.len);
 
     proto_checkpoint_t c;
     ckpt_fixture(&c);
     c.bytes = NULL;
     c.n_bytes = 0;
-    proto_checkpoint_encode(&buf, &c);
+    proto_checkpoint_encode(&buf, &c, g_err, sizeof g_err);
     rc |= write_file(dir, "fuzz_checkpoint", "seed-path", buf.data, buf.len);
     ckpt_fixture(&c);
     c.path[0] = '\0';
-    proto_checkpoint_encode(&buf, &c);
+    proto_checkpoint_encode(&buf, &c, g_err, sizeof g_err);
     rc |= write_file(dir, "fuzz_checkpoint", "seed-bytes", buf.data, buf.len);
 
     static const proto_control_kind_t kinds[] = {
@@ -2063,7 +2068,7 @@ static int write_corpus(const char *dir)
         proto_control_t ctl;
         control_fixture(&ctl);
         ctl.kind = kinds[k];
-        proto_control_encode(&buf, &ctl);
+        proto_control_encode(&buf, &ctl, g_err, sizeof g_err);
         char name[64];
         snprintf(name, sizeof name, "seed-%s", proto_control_kind_name(kinds[k]));
         rc |= write_file(dir, "fuzz_control", name, buf.data, buf.len);
@@ -2072,19 +2077,19 @@ static int write_corpus(const char *dir)
     proto_stats_t st;
     stats_fixture(&st);
     st.n_stats = 0;
-    proto_stats_encode(&buf, &st);
+    proto_stats_encode(&buf, &st, g_err, sizeof g_err);
     rc |= write_file(dir, "fuzz_stats", "seed-empty", buf.data, buf.len);
 
     uint64_t idx[3] = { 0, 255, 70000 };
     proto_ack_t ack = { .sender = "trainer@h:1", .epoch = 1, .n_indices = 1, .indices = idx };
-    proto_ack_encode(&buf, &ack);
+    proto_ack_encode(&buf, &ack, g_err, sizeof g_err);
     rc |= write_file(dir, "fuzz_ack", "seed-one", buf.data, buf.len);
     ack.n_indices = 3;
-    proto_ack_encode(&buf, &ack);
+    proto_ack_encode(&buf, &ack, g_err, sizeof g_err);
     rc |= write_file(dir, "fuzz_ack", "seed-three", buf.data, buf.len);
 
     proto_have_t have = { .sender = "trainer@h:1", .epoch = 2, .step = 40 };
-    proto_have_encode(&buf, &have);
+    proto_have_encode(&buf, &have, g_err, sizeof g_err);
     rc |= write_file(dir, "fuzz_have", "seed-none", buf.data, buf.len);
     proto_buf_release(&buf);
     return rc ? -1 : 0;

@@ -348,10 +348,10 @@ static void test_batch_from_wire(void **state)
     fake_init(&v, PROTO_DTYPE_F32, 2, 2, 5);
     proto_buf_t buf;
     proto_buf_init(&buf);
-    assert_int_equal(proto_viewbatch_encode(&buf, &v.vb), 0);
+    assert_int_equal(proto_viewbatch_encode(&buf, &v.vb, NULL, 0), 0);
     proto_viewbatch_t d;
     memset(&d, 0, sizeof d);
-    assert_int_equal(proto_viewbatch_decode(&d, buf.data, buf.len), 0);
+    assert_int_equal(proto_viewbatch_decode(&d, buf.data, buf.len, NULL, 0), 0);
     batch_shape_t s = { .method = TRAIN_SIMCLR, .images = 2, .classes = 4 };
     char err[256];
     assert_int_equal(batch_check(&s, &d, err, sizeof err), 0);
@@ -379,7 +379,7 @@ static void push_viewbatch(void *sock, uint32_t n, uint64_t first)
     fake_init(&v, PROTO_DTYPE_F32, n, 2, first);
     proto_buf_t buf;
     proto_buf_init(&buf);
-    assert_int_equal(proto_viewbatch_encode(&buf, &v.vb), 0);
+    assert_int_equal(proto_viewbatch_encode(&buf, &v.vb, NULL, 0), 0);
     push_bytes(sock, buf.data, buf.len);
     proto_buf_release(&buf);
 }
@@ -402,12 +402,12 @@ static void test_feed_assembles_and_drops(void **state)
     bad.vb.width = 1;
     proto_buf_t buf;
     proto_buf_init(&buf);
-    assert_int_equal(proto_viewbatch_encode(&buf, &bad.vb), 0);
+    assert_int_equal(proto_viewbatch_encode(&buf, &bad.vb, NULL, 0), 0);
     push_bytes(push, buf.data, buf.len);
     push_viewbatch(push, 3, 3);                          /* images 3, 4, 5 */
     proto_control_t c = { .kind = PROTO_CONTROL_END_OF_EPOCH, .epoch = 0, .count = 6 };
     snprintf(c.sender, sizeof c.sender, "loader@test:1");
-    assert_int_equal(proto_control_encode(&buf, &c), 0);
+    assert_int_equal(proto_control_encode(&buf, &c, NULL, 0), 0);
     push_bytes(push, buf.data, buf.len);
     push_viewbatch(push, 2, 6);                          /* images 6, 7 */
 
@@ -456,7 +456,7 @@ static void push_labeled(void *sock, const int32_t *labels, uint32_t n, uint64_t
     }
     proto_buf_t buf;
     proto_buf_init(&buf);
-    assert_int_equal(proto_viewbatch_encode(&buf, &v.vb), 0);
+    assert_int_equal(proto_viewbatch_encode(&buf, &v.vb, NULL, 0), 0);
     push_bytes(sock, buf.data, buf.len);
     proto_buf_release(&buf);
 }
@@ -482,7 +482,7 @@ static void test_feed_skips_bad_labels(void **state)
     snprintf(c.sender, sizeof c.sender, "loader@test:1");
     proto_buf_t buf;
     proto_buf_init(&buf);
-    assert_int_equal(proto_control_encode(&buf, &c), 0);
+    assert_int_equal(proto_control_encode(&buf, &c, NULL, 0), 0);
     push_bytes(push, buf.data, buf.len);
     proto_buf_release(&buf);
 
@@ -550,7 +550,7 @@ static void push_epoch(void *sock, uint32_t epoch, uint32_t n, uint64_t first)
         v.s[i].epoch = epoch;
     proto_buf_t buf;
     proto_buf_init(&buf);
-    assert_int_equal(proto_viewbatch_encode(&buf, &v.vb), 0);
+    assert_int_equal(proto_viewbatch_encode(&buf, &v.vb, NULL, 0), 0);
     push_bytes(sock, buf.data, buf.len);
     proto_buf_release(&buf);
 }

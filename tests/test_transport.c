@@ -195,14 +195,14 @@ static void test_subscribe_stop(void **state)
     for (int i = 0; i < 4; i++) {
         proto_control_t c = {.kind = kinds[i], .epoch = 3, .count = 7};
         snprintf(c.sender, sizeof c.sender, "trainer@test:%d", i);
-        assert_int_equal(proto_control_encode(&b, &c), 0);
+        assert_int_equal(proto_control_encode(&b, &c, NULL, 0), 0);
         assert_int_equal(transport_send(pub, b.data, b.len), 0);
     }
     proto_buf_release(&b);
     zmq_msg_t msg;
     assert_int_equal(transport_recv(sub, &msg, 1000), 1);
     proto_control_t got;
-    assert_int_equal(proto_control_decode(&got, zmq_msg_data(&msg), zmq_msg_size(&msg)), 0);
+    assert_int_equal(proto_control_decode(&got, zmq_msg_data(&msg), zmq_msg_size(&msg), NULL, 0), 0);
     assert_int_equal(got.kind, PROTO_CONTROL_STOP);
     assert_string_equal(got.sender, "trainer@test:2");
     zmq_msg_close(&msg);
@@ -218,7 +218,7 @@ static void publish_control(void *pub, proto_control_kind_t kind, const char *se
     proto_buf_init(&b);
     proto_control_t c = {.kind = kind, .epoch = 1, .count = 2};
     snprintf(c.sender, sizeof c.sender, "%s", sender);
-    assert_int_equal(proto_control_encode(&b, &c), 0);
+    assert_int_equal(proto_control_encode(&b, &c, NULL, 0), 0);
     assert_int_equal(transport_publish(pub, proto_control_topic(kind), b.data, b.len), 0);
     proto_buf_release(&b);
 }
@@ -245,10 +245,10 @@ static void test_subscribe_stop_topics(void **state)
     proto_buf_init(&b);
     proto_control_t c = {.kind = PROTO_CONTROL_STOP};
     snprintf(c.sender, sizeof c.sender, "old@test:3");
-    assert_int_equal(proto_control_encode(&b, &c), 0);
+    assert_int_equal(proto_control_encode(&b, &c, NULL, 0), 0);
     assert_int_equal(transport_send(pub, b.data, b.len), 0);   /* the deprecated form */
     c.kind = PROTO_CONTROL_HEARTBEAT;
-    assert_int_equal(proto_control_encode(&b, &c), 0);
+    assert_int_equal(proto_control_encode(&b, &c, NULL, 0), 0);
     assert_int_equal(transport_send(pub, b.data, b.len), 0);
     proto_buf_release(&b);
 
@@ -258,13 +258,13 @@ static void test_subscribe_stop_topics(void **state)
         proto_control_t got;
         assert_int_equal(transport_recv_topic(subs[k], &msg, topic, 1000), 1);
         assert_string_equal(topic, PROTO_TOPIC_STOP);
-        assert_int_equal(proto_topic_check(topic, strlen(topic), zmq_msg_data(&msg), zmq_msg_size(&msg)), 0);
-        assert_int_equal(proto_control_decode(&got, zmq_msg_data(&msg), zmq_msg_size(&msg)), 0);
+        assert_int_equal(proto_topic_check(topic, strlen(topic), zmq_msg_data(&msg), zmq_msg_size(&msg), NULL, 0), 0);
+        assert_int_equal(proto_control_decode(&got, zmq_msg_data(&msg), zmq_msg_size(&msg), NULL, 0), 0);
         assert_string_equal(got.sender, "trainer@test:2");
         zmq_msg_close(&msg);
         assert_int_equal(transport_recv_topic(subs[k], &msg, topic, 1000), 1);
         assert_string_equal(topic, "");
-        assert_int_equal(proto_control_decode(&got, zmq_msg_data(&msg), zmq_msg_size(&msg)), 0);
+        assert_int_equal(proto_control_decode(&got, zmq_msg_data(&msg), zmq_msg_size(&msg), NULL, 0), 0);
         assert_int_equal(got.kind, PROTO_CONTROL_STOP);
         assert_string_equal(got.sender, "old@test:3");
         zmq_msg_close(&msg);
@@ -524,11 +524,11 @@ static void test_curve_accepts_only_allowed_keys(void **state)
     snprintf(path, sizeof path, "%s/server.public", g_keys);
     assert_int_equal(transport_key_read(path, server_public, err, sizeof err), 0);
     assert_int_equal(zmq_curve_keypair(pub, sec), 0);
-    void *unknown = zmq_socket(transport_context(), ZMQ_PUSH);
+    void *unknown = zmq_socket(transport_context(err, sizeof err), ZMQ_PUSH);
     zmq_setsockopt(unknown, ZMQ_CURVE_SERVERKEY, server_public, 40);
     zmq_setsockopt(unknown, ZMQ_CURVE_PUBLICKEY, pub, 40);
     zmq_setsockopt(unknown, ZMQ_CURVE_SECRETKEY, sec, 40);
-    void *plain = zmq_socket(transport_context(), ZMQ_PUSH);
+    void *plain = zmq_socket(transport_context(err, sizeof err), ZMQ_PUSH);
     int zero = 0;
     zmq_setsockopt(unknown, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(plain, ZMQ_LINGER, &zero, sizeof zero);

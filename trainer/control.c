@@ -70,7 +70,7 @@ void control_publish(control_t *c, proto_control_kind_t kind, uint32_t epoch, lo
     m.count = (uint64_t)step;
     proto_buf_t b;
     proto_buf_init(&b);
-    if (proto_control_encode(&b, &m) == 0)
+    if (proto_control_encode(&b, &m, NULL, 0) == 0)
         publish(c, proto_control_topic(kind), &b);
     proto_buf_release(&b);
 }
@@ -94,7 +94,7 @@ void control_publish_have(control_t *c, feed_t *feed, long step)
     h.step = (uint64_t)step;
     proto_buf_t b;
     proto_buf_init(&b);
-    if (proto_have_encode(&b, &h) == 0)
+    if (proto_have_encode(&b, &h, NULL, 0) == 0)
         publish(c, PROTO_TOPIC_HAVE, &b);
     proto_buf_release(&b);
     feed_have_release(&h);
@@ -114,7 +114,7 @@ void control_publish_stats(control_t *c, proto_stat_t *stats, size_t n)
     s.stats = stats;
     proto_buf_t b;
     proto_buf_init(&b);
-    if (proto_stats_encode(&b, &s) == 0)
+    if (proto_stats_encode(&b, &s, NULL, 0) == 0)
         publish(c, PROTO_TOPIC_STATS, &b);
     proto_buf_release(&b);
 }
@@ -141,12 +141,12 @@ void control_publish_acks(control_t *c, const uint32_t *epoch, const uint64_t *i
             taken[j] = 1;
             sel[a.n_indices++] = index[j];
             if (a.n_indices == PROTO_MAX_ACK_INDICES) {
-                if (proto_ack_encode(&b, &a) == 0)
+                if (proto_ack_encode(&b, &a, NULL, 0) == 0)
                     publish(c, PROTO_TOPIC_ACK, &b);
                 a.n_indices = 0;
             }
         }
-        if (a.n_indices && proto_ack_encode(&b, &a) == 0)
+        if (a.n_indices && proto_ack_encode(&b, &a, NULL, 0) == 0)
             publish(c, PROTO_TOPIC_ACK, &b);
     }
     proto_buf_release(&b);

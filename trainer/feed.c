@@ -127,8 +127,9 @@ static void on_viewbatch(feed_t *f, const void *buf, size_t len)
 {
     proto_viewbatch_t vb;
     memset(&vb, 0, sizeof vb);
-    if (proto_viewbatch_decode(&vb, buf, len)) {
-        drop(f, "%s", proto_error());
+    char perr[PROTO_ERR_MAX];
+    if (proto_viewbatch_decode(&vb, buf, len, perr, sizeof perr)) {
+        drop(f, "%s", perr);
         proto_viewbatch_clear(&vb);
         return;
     }
@@ -191,8 +192,9 @@ static void on_viewbatch(feed_t *f, const void *buf, size_t len)
 static void on_control(feed_t *f, const void *buf, size_t len)
 {
     proto_control_t c;
-    if (proto_control_decode(&c, buf, len)) {
-        drop(f, "%s", proto_error());
+    char perr[PROTO_ERR_MAX];
+    if (proto_control_decode(&c, buf, len, perr, sizeof perr)) {
+        drop(f, "%s", perr);
         return;
     }
     pthread_mutex_lock(&f->mu);
@@ -212,8 +214,9 @@ static void on_message(feed_t *f, const void *buf, size_t len)
     f->st.messages++;
     pthread_mutex_unlock(&f->mu);
     proto_msg_type_t type;
-    if (proto_peek_type(buf, len, &type)) {
-        drop(f, "%s", proto_error());
+    char perr[PROTO_ERR_MAX];
+    if (proto_peek_type(buf, len, &type, perr, sizeof perr)) {
+        drop(f, "%s", perr);
         return;
     }
     switch (type) {

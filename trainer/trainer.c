@@ -18,6 +18,7 @@
 #include "nn/ckpt.h"
 #include "nn/net.h"
 #include "proto/proto.h"
+#include "splitmix/splitmix.h"
 #include "transport/transport.h"
 #include "trainer/batch.h"
 #include "trainer/config.h"
@@ -75,15 +76,6 @@ struct trainer {
     double last_skip_log;
     uint64_t skips_logged;
 };
-
-/* splitmix64: the trainer's random stream (parameter initialisation). */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 /* The preset head for the method: "simclr", "rotation" or "classifier:N". */
 static const char *head_of(const trainer_config_t *c, char *buf, size_t len)
@@ -370,11 +362,12 @@ static void tell_evaluator(trainer_t *t, const char *path, long epoch)
     snprintf(c.path, sizeof c.path, "%s", path);
     proto_buf_t b;
     proto_buf_init(&b);
-    if (proto_checkpoint_encode(&b, &c) == 0) {
+    char perr[PROTO_ERR_MAX];
+    if (proto_checkpoint_encode(&b, &c, perr, sizeof perr) == 0) {
         if (b.len)
             zmq_send(t->eval, b.data, b.len, ZMQ_DONTWAIT);
     } else {
-        console_log("cannot encode the Checkpoint message: %s", proto_error());
+        console_log("cannot encode the Checkpoint message: %s", perr);
     }
     proto_buf_release(&b);
 }
@@ -460,7 +453,7 @@ static int build_model(trainer_t *t)
     } else {
         if (!t->rng)
             t->rng = c->seed;
-        nn_net_init_params(t->model->net, rng_next(&t->rng));
+        nn_net_init_params(t->model->net, splitmix64_next(&t->rng));
     }
     char total[64];
     if (c->total_steps)

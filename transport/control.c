@@ -124,7 +124,7 @@ int transport_beat(void *xsub, const char *sender, proto_control_kind_t kind)
     snprintf(c.sender, sizeof c.sender, "%s", sender);
     proto_buf_t b;
     proto_buf_init(&b);
-    int rc = proto_control_encode(&b, &c) == 0 && zmq_send(xsub, b.data, b.len, ZMQ_DONTWAIT) >= 0 ? 0 : -1;
+    int rc = proto_control_encode(&b, &c, NULL, 0) == 0 && zmq_send(xsub, b.data, b.len, ZMQ_DONTWAIT) >= 0 ? 0 : -1;
     proto_buf_release(&b);
     return rc;
 }
@@ -144,7 +144,7 @@ int transport_hear_beats(void *xpub, liveness_t *l, double now)
         proto_control_t c;
         /* subscriptions (first byte 0 or 1) and anything but one frame of a
          * Control heartbeat or end_of_stream are not beats */
-        if (!zmq_msg_more(&m) && n > 0 && d[0] > 1 && proto_control_decode(&c, d, n) == 0) {
+        if (!zmq_msg_more(&m) && n > 0 && d[0] > 1 && proto_control_decode(&c, d, n, NULL, 0) == 0) {
             if (c.kind == PROTO_CONTROL_HEARTBEAT) {
                 liveness_beat(l, c.sender, now);
                 heard++;

@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +65,7 @@ static struct {
     pthread_mutex_t mu;
     pthread_t thread;
     int running;
-    volatile int quit;
+    atomic_int quit;
     pid_t pid;
     void *rep;                 /* the handler's socket; the thread's once started */
     allowed_key_t *keys;       /* (n_keys) read from DIR/allowed; the thread's */
@@ -412,9 +413,14 @@ static int zap_start(void)
         g_zap.running = 0;   /* a forked child: the parent's thread is not here */
     int rc = 0;
     if (!g_zap.running) {
-        void *rep = zmq_socket(transport_context(), ZMQ_REP);
+        char err[TRANSPORT_ERR_MAX];
+        void *ctx = transport_context(err, sizeof err);
+        void *rep = ctx ? zmq_socket(ctx, ZMQ_REP) : NULL;
         int linger = 0;
-        if (!rep || zmq_setsockopt(rep, ZMQ_LINGER, &linger, sizeof linger) != 0 || zmq_bind(rep, ZAP_ENDPOINT) != 0) {
+        if (!ctx) {
+            fprintf(stderr, "%s\n", err);
+            rc = -1;
+        } else if (!rep || zmq_setsockopt(rep, ZMQ_LINGER, &linger, sizeof linger) != 0 || zmq_bind(rep, ZAP_ENDPOINT) != 0) {
             fprintf(stderr, "transport: cannot start the CURVE authentication handler (%s): %s\n", ZAP_ENDPOINT,
                     zmq_strerror(errno));
             if (rep)

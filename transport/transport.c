@@ -6,12 +6,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "errmsg/errmsg.h"
 #include "proto/proto.h"
 #include "transport/internal.h"
 
 #define POLL_SLICE_MS 100
 
-volatile sig_atomic_t transport_stop = 0;
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "transport_stop is set in a signal handler: it must be lock-free");
+atomic_int transport_stop = 0;
 
 static void *g_context;
 
@@ -36,13 +38,13 @@ void transport_catch_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-void *transport_context(void)
+void *transport_context(char *err, size_t errlen)
 {
     if (!g_context) {
         g_context = zmq_ctx_new();
         if (!g_context) {
-            fprintf(stderr, "transport: cannot create a ZeroMQ context: %s\n", zmq_strerror(errno));
-            exit(1);
+            errmsg_set(err, errlen, "transport: cannot create a ZeroMQ context: %s", zmq_strerror(errno));
+            return NULL;
         }
         /* We handle signals ourselves; ZeroMQ's I/O thread must not block them. */
         zmq_ctx_set(g_context, ZMQ_BLOCKY, 0);
@@ -71,7 +73,13 @@ static int receives(int type)
 
 void *transport_socket(int type, transport_mode_t mode, int hwm)
 {
-    void *s = zmq_socket(transport_context(), type);
+    char err[TRANSPORT_ERR_MAX];
+    void *ctx = transport_context(err, sizeof err);
+    if (!ctx) {
+        fprintf(stderr, "%s\n", err);
+        return NULL;
+    }
+    void *s = zmq_socket(ctx, type);
     if (!s) {
         fprintf(stderr, "transport: cannot create a socket: %s\n", zmq_strerror(errno));
         return NULL;

@@ -32,6 +32,7 @@
 #define TRANSPORT_TRANSPORT_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <zmq.h>
 
@@ -42,18 +43,21 @@
 #define TRANSPORT_KEEPALIVE_INTVL_S    1      /* this often; 3 unanswered: the peer is gone */
 #define TRANSPORT_KEY_LEN              40     /* Z85 characters of a CURVE key */
 #define TRANSPORT_MAX_PEER_NAME        64
+#define TRANSPORT_ERR_MAX              256    /* an error message of this library */
 
 typedef enum { TRANSPORT_BIND, TRANSPORT_CONNECT } transport_mode_t;
 
-/* Raised by SIGINT/SIGTERM (after transport_catch_signals) or by the caller. */
-extern volatile sig_atomic_t transport_stop;
+/* Raised by SIGINT/SIGTERM (after transport_catch_signals) or by the caller;
+ * read by any thread. A lock-free atomic, which a signal handler may set. */
+extern atomic_int transport_stop;
 
 /* Installs SIGINT/SIGTERM handlers that raise transport_stop (a second signal
  * exits at once), and ignores SIGPIPE. */
 void transport_catch_signals(void);
 
-/* One context for the process; created on first use. */
-void *transport_context(void);
+/* One context for the process; created on first use. NULL with err filled
+ * when ZeroMQ cannot create it. */
+void *transport_context(char *err, size_t errlen);
 /* Closes the context (after every socket is closed). */
 void transport_shutdown(void);
 

@@ -151,7 +151,8 @@ void *watch_begin(void *sock)
     snprintf(addr, sizeof addr, MONITOR_ADDR_FMT, (long)getpid(), id);
     if (zmq_socket_monitor(sock, addr, WATCH_EVENTS) != 0)
         return NULL;
-    void *pair = zmq_socket(transport_context(), ZMQ_PAIR);
+    void *ctx = transport_context(NULL, 0);   /* made already: sock lives in it */
+    void *pair = ctx ? zmq_socket(ctx, ZMQ_PAIR) : NULL;
     int linger = 0;
     if (!pair || zmq_setsockopt(pair, ZMQ_LINGER, &linger, sizeof linger) != 0 || zmq_connect(pair, addr) != 0) {
         if (pair)

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "augmenter/rng.h"
+#include "augment/rng.h"
 
 /* Luminance weights (ITU-R 601), the ones grayscale conversion uses. */
 #define AUG_GRAY_R 0.299f
@@ -55,8 +55,6 @@ void aug_resample(float *out, float *tmp, aug_tap_t *xt, float *xw, aug_tap_t *y
                   const uint8_t *src, int32_t H, int32_t W, int32_t src_c,
                   const aug_box_t *box, int flip, int32_t C, int32_t S);
 
-/* Flips each plane horizontally in place. */
-void aug_flip(float *img, int32_t C, int32_t S);
 /* dst = src rotated counter-clockwise by k x 90 degrees (k mod 4); dst != src. */
 void aug_rotate90(float *dst, const float *src, int k, int32_t C, int32_t S);
 

@@ -5,12 +5,14 @@
 #ifndef AUGMENTER_PREVIEW_H
 #define AUGMENTER_PREVIEW_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Reads image_path with libvips, writes the grid to out_path (PNG).
  * size: side of the views, 0 picks the image's smaller side up to 224.
- * Call after VIPS_INIT. Returns 0, or -1 with aug_error(). */
-int aug_preview_write(const char *image_path, const char *out_path, uint32_t size, uint64_t seed);
+ * Call after VIPS_INIT. Returns 0, or -1 with err filled. */
+int aug_preview_write(const char *image_path, const char *out_path, uint32_t size, uint64_t seed,
+                      char *err, size_t errlen);
 
 #define AUG_RECIPE_LABEL_LEN 160   /* a tile label made from a recipe step */
 
@@ -18,6 +20,6 @@ int aug_preview_write(const char *image_path, const char *out_path, uint32_t siz
  * recipe as aug_recipe_parse() takes it; NULL: none), shown alone at p = 1
  * and labeled with its text, up to AUG_MAX_STEPS of them. */
 int aug_preview_write_recipe(const char *image_path, const char *out_path, uint32_t size,
-                             uint64_t seed, const char *recipe_text);
+                             uint64_t seed, const char *recipe_text, char *err, size_t errlen);
 
 #endif

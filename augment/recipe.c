@@ -1,7 +1,7 @@
 /* recipe: parsing "simclr", "rotnet", "supervised" and custom operation lists (augment.h). */
-#include "augmenter/augment.h"
-#include "augmenter/error.h"
-#include "augmenter/vipsstep.h"
+#include "augment/augment.h"
+#include "errmsg/errmsg.h"
+#include "augment/vipsstep.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -47,11 +47,6 @@ static const char *op_params[AUG_OP_COUNT] = {
     [AUG_OP_BLUR] = "sigma, kernel", [AUG_OP_SOBEL] = "", [AUG_OP_ORIGINAL] = "",
     [AUG_OP_VIPS] = "the operation's arguments", [AUG_OP_JPEG] = "q",
 };
-
-const char *aug_op_name(aug_op_kind_t kind)
-{
-    return (unsigned)kind < AUG_OP_COUNT ? op_names[kind] : "?";
-}
 
 static void op_defaults(aug_op_t *op, aug_op_kind_t kind)
 {
@@ -107,9 +102,9 @@ static int parse_range(const char *v, float *lo, float *hi)
     return 0;
 }
 
-#define FAIL(...) do { aug_set_error(__VA_ARGS__); return -1; } while (0)
+#define FAIL(...) do { errmsg_set(err, errlen, __VA_ARGS__); return -1; } while (0)
 
-static int set_param(aug_op_t *op, int item, const char *key, const char *val)
+static int set_param(aug_op_t *op, int item, const char *key, const char *val, char *err, size_t errlen)
 {
     const char *name = op_names[op->kind];
     float f;
@@ -212,7 +207,7 @@ static int is_colour(aug_op_kind_t k) { return k == AUG_OP_GRAY || k == AUG_OP_J
 /* "vips:NAME[:key=value...]" or "jpeg[:key=value...]" after its head: p and
  * per as for every item, the other keys are checked against libvips. */
 static int parse_step(aug_recipe_t *r, int item, const char *head, char **save,
-                      const char **spatial_seen)
+                      const char **spatial_seen, char *err, size_t errlen)
 {
     int jpeg = !strcmp(head, "jpeg");
     const char *name = "jpeg";
@@ -238,7 +233,7 @@ static int parse_step(aug_recipe_t *r, int item, const char *head, char **save,
                  jpeg ? "" : name, kv);
         *eq = 0;
         if (!strcmp(kv, "p") || !strcmp(kv, "per")) {
-            if (set_param(op, item, kv, eq + 1)) return -1;
+            if (set_param(op, item, kv, eq + 1, err, errlen)) return -1;
             continue;
         }
         if (n >= (int)AUG_STEP_MAX_ARGS)
@@ -247,14 +242,14 @@ static int parse_step(aug_recipe_t *r, int item, const char *head, char **save,
         keys[n] = kv;
         vals[n++] = eq + 1;
     }
-    if (aug_vips_parse(&r->steps[r->n_steps], item, name, jpeg, n, keys, vals)) return -1;
+    if (aug_vips_parse(&r->steps[r->n_steps], item, name, jpeg, n, keys, vals, err, errlen)) return -1;
     *spatial_seen = jpeg ? "jpeg" : "vips";
     r->n_steps++;
     r->n_ops++;
     return 0;
 }
 
-static int parse_item(aug_recipe_t *r, int item, char *text, const char **spatial_seen)
+static int parse_item(aug_recipe_t *r, int item, char *text, const char **spatial_seen, char *err, size_t errlen)
 {
     char *save = NULL;
     char *head = strtok_r(text, ":", &save);
@@ -268,7 +263,8 @@ static int parse_item(aug_recipe_t *r, int item, char *text, const char **spatia
         r->views = (uint32_t)v;
         return 0;
     }
-    if (!strcmp(head, "vips") || !strcmp(head, "jpeg")) return parse_step(r, item, head, &save, spatial_seen);
+    if (!strcmp(head, "vips") || !strcmp(head, "jpeg"))
+        return parse_step(r, item, head, &save, spatial_seen, err, errlen);
     int kind = -1;
     for (int k = 0; k < AUG_OP_COUNT; k++)
         if (!strcmp(head, op_names[k])) kind = k;
@@ -291,13 +287,13 @@ static int parse_item(aug_recipe_t *r, int item, char *text, const char **spatia
         if (!eq || eq == kv || !eq[1])
             FAIL("recipe item %d (%s): '%s': expected key=value", item, head, kv);
         *eq = 0;
-        if (set_param(op, item, kv, eq + 1)) return -1;
+        if (set_param(op, item, kv, eq + 1, err, errlen)) return -1;
     }
     r->n_ops++;
     return 0;
 }
 
-int aug_recipe_parse(aug_recipe_t *r, const char *text, uint32_t size)
+int aug_recipe_parse(aug_recipe_t *r, const char *text, uint32_t size, char *err, size_t errlen)
 {
     memset(r, 0, sizeof(*r));
     if (!text) FAIL("recipe: none given");
@@ -329,7 +325,7 @@ int aug_recipe_parse(aug_recipe_t *r, const char *text, uint32_t size)
     for (;;) {
         char *comma = strchr(start, ',');
         if (comma) *comma = 0;
-        if (parse_item(r, item, start, &spatial_seen)) return -1;
+        if (parse_item(r, item, start, &spatial_seen, err, errlen)) return -1;
         if (!comma) break;
         start = comma + 1;
         item++;

@@ -11,7 +11,9 @@
 #include <stdint.h>
 #include <math.h>
 
-#define AUG_RNG_GOLDEN 0x9e3779b97f4a7c15ULL
+#include "splitmix/splitmix.h"
+
+#define AUG_RNG_GOLDEN SPLITMIX64_GAMMA
 
 typedef struct {
     uint64_t key;
@@ -20,9 +22,7 @@ typedef struct {
 
 static inline uint64_t aug_rng_mix(uint64_t z)
 {
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return splitmix64_mix(z);
 }
 
 static inline void aug_rng_init(aug_rng_t *r, uint64_t seed, uint32_t epoch,

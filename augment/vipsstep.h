@@ -28,18 +28,19 @@
 
 #include <stdint.h>
 
-#include "augmenter/augment.h"
-#include "augmenter/rng.h"
+#include "augment/augment.h"
+#include "augment/rng.h"
 
 /* Starts libvips if nobody has (then with the operation cache off and one
- * thread per pipeline, as the augmenter's workers want). Returns 0 or -1. */
-int aug_vips_start(void);
+ * thread per pipeline, as the augmenter's workers want). Returns 0, or -1
+ * with err filled. */
+int aug_vips_start(char *err, size_t errlen);
 
 /* Fills st for `vips:NAME` (jpeg = 0) or `jpeg` (jpeg = 1, name ignored)
  * with the n key=value arguments (p and per are the caller's). `item` is the
- * recipe item number for messages. Returns 0, or -1 with aug_error(). */
+ * recipe item number for messages. Returns 0, or -1 with err filled. */
 int aug_vips_parse(aug_step_t *st, int item, const char *name, int jpeg, int n,
-                   char *const *keys, char *const *vals);
+                   char *const *keys, char *const *vals, char *err, size_t errlen);
 
 /* Writes the step as recipe text ("vips:sharpen:sigma=0.5-2") into buf. */
 void aug_vips_format(const aug_step_t *st, char *buf, size_t len);
@@ -47,8 +48,8 @@ void aug_vips_format(const aug_step_t *st, char *buf, size_t len);
 typedef struct aug_vips aug_vips_t;
 
 /* Resolves st (copied) for views of side S with C channels. NULL with
- * aug_error() when libvips no longer knows it. */
-aug_vips_t *aug_vips_new(const aug_step_t *st, int32_t C, int32_t S);
+ * err filled when libvips no longer knows it. */
+aug_vips_t *aug_vips_new(const aug_step_t *st, int32_t C, int32_t S, char *err, size_t errlen);
 void aug_vips_destroy(aug_vips_t **self_p);
 
 /* The result of one run: (h, w, bands) bytes, owned by the aug_vips_t and
@@ -59,7 +60,7 @@ typedef struct {
 } aug_vips_result_t;
 
 /* Runs the step on img (C, S, S) in [0, 1], drawing its ranged arguments
- * from rng. Returns 0, or -1 with aug_error() (libvips's message). */
-int aug_vips_run(aug_vips_t *v, aug_rng_t *rng, const float *img, aug_vips_result_t *res);
+ * from rng. Returns 0, or -1 with err filled (libvips's message). */
+int aug_vips_run(aug_vips_t *v, aug_rng_t *rng, const float *img, aug_vips_result_t *res, char *err, size_t errlen);
 
 #endif

@@ -1,9 +1,9 @@
 /* augment: runs a recipe on one image (see augment.h for the plan of a view). */
-#include "augmenter/augment.h"
-#include "augmenter/error.h"
-#include "augmenter/ops.h"
-#include "augmenter/rng.h"
-#include "augmenter/vipsstep.h"
+#include "augment/augment.h"
+#include "errmsg/errmsg.h"
+#include "augment/ops.h"
+#include "augment/rng.h"
+#include "augment/vipsstep.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -34,12 +34,12 @@ struct aug {
     aug_vips_t *steps[AUG_MAX_STEPS];   /* the recipe's vips and jpeg steps */
 };
 
-static int grow(float **p, size_t *cap, size_t need)
+static int grow(float **p, size_t *cap, size_t need, char *err, size_t errlen)
 {
     if (need <= *cap) return 0;
     float *q = realloc(*p, need * sizeof(float));
     if (!q) {
-        aug_set_error("augment: out of memory for %zu floats of scratch", need);
+        errmsg_set(err, errlen, "augment: out of memory for %zu floats of scratch", need);
         return -1;
     }
     *p = q;
@@ -47,43 +47,43 @@ static int grow(float **p, size_t *cap, size_t need)
     return 0;
 }
 
-aug_t *aug_new(const aug_recipe_t *recipe, const aug_config_t *cfg)
+aug_t *aug_new(const aug_recipe_t *recipe, const aug_config_t *cfg, char *err, size_t errlen)
 {
     if (cfg->size < 1 || cfg->size > AUG_MAX_SIDE) {
-        aug_set_error("augment: output size %u is outside 1..%u", cfg->size, AUG_MAX_SIDE);
+        errmsg_set(err, errlen, "augment: output size %u is outside 1..%u", cfg->size, AUG_MAX_SIDE);
         return NULL;
     }
     if (cfg->channels != 1 && cfg->channels != 3) {
-        aug_set_error("augment: %u output channels; expected 1 or 3", cfg->channels);
+        errmsg_set(err, errlen, "augment: %u output channels; expected 1 or 3", cfg->channels);
         return NULL;
     }
     if (recipe->views < 1 || recipe->views > AUG_MAX_VIEWS || recipe->n_ops > AUG_MAX_OPS) {
-        aug_set_error("augment: recipe with %u views and %u operations; at most %u and %u",
-                      recipe->views, recipe->n_ops, AUG_MAX_VIEWS, AUG_MAX_OPS);
+        errmsg_set(err, errlen, "augment: recipe with %u views and %u operations; at most %u and %u",
+                                recipe->views, recipe->n_ops, AUG_MAX_VIEWS, AUG_MAX_OPS);
         return NULL;
     }
     if (recipe->n_steps > AUG_MAX_STEPS) {
-        aug_set_error("augment: recipe with %u libvips steps; at most %u", recipe->n_steps, AUG_MAX_STEPS);
+        errmsg_set(err, errlen, "augment: recipe with %u libvips steps; at most %u", recipe->n_steps, AUG_MAX_STEPS);
         return NULL;
     }
     for (uint32_t i = 0; i < recipe->n_ops; i++) {
         aug_op_kind_t k = recipe->ops[i].kind;
         if ((unsigned)k >= AUG_OP_COUNT ||
             ((k == AUG_OP_VIPS || k == AUG_OP_JPEG) && recipe->ops[i].step >= recipe->n_steps)) {
-            aug_set_error("augment: recipe operation %u is not one aug_recipe_parse() makes", i + 1);
+            errmsg_set(err, errlen, "augment: recipe operation %u is not one aug_recipe_parse() makes", i + 1);
             return NULL;
         }
     }
     if (cfg->dtype == AUG_DTYPE_F32 && cfg->normalize) {
         for (uint32_t c = 0; c < cfg->channels; c++)
             if (!(cfg->std[c] > 0.0f)) {
-                aug_set_error("augment: normalisation std[%u] = %g; it must be > 0", c, cfg->std[c]);
+                errmsg_set(err, errlen, "augment: normalisation std[%u] = %g; it must be > 0", c, cfg->std[c]);
                 return NULL;
             }
     }
     aug_t *a = calloc(1, sizeof(*a));
     if (!a) {
-        aug_set_error("augment: out of memory");
+        errmsg_set(err, errlen, "augment: out of memory");
         return NULL;
     }
     a->recipe = *recipe;
@@ -101,11 +101,11 @@ aug_t *aug_new(const aug_recipe_t *recipe, const aug_config_t *cfg)
     a->yt = malloc(S * sizeof(aug_tap_t));
     if (!a->work || !a->work2 || !a->scratch || !a->pad || !a->xt || !a->yt) {
         aug_destroy(&a);
-        aug_set_error("augment: out of memory for %zu x %zu working images", S, S);
+        errmsg_set(err, errlen, "augment: out of memory for %zu x %zu working images", S, S);
         return NULL;
     }
     for (uint32_t i = 0; i < recipe->n_steps; i++)
-        if (!(a->steps[i] = aug_vips_new(&recipe->steps[i], (int32_t)C, (int32_t)S))) {
+        if (!(a->steps[i] = aug_vips_new(&recipe->steps[i], (int32_t)C, (int32_t)S, err, errlen))) {
             aug_destroy(&a);
             return NULL;
         }
@@ -187,14 +187,13 @@ static int blur_ksize(float kernel, int32_t S, float sigma)
  * than the view (rotate's enlarged canvas) is centre-cropped to it, a
  * smaller one stretched to it, 1 band is replicated to 3, and 3 or more are
  * reduced to the luminance for a 1-channel view (alpha is ignored). */
-static int run_step(aug_t *a, const aug_op_t *op, aug_rng_t *rng, uint64_t index)
+static int run_step(aug_t *a, const aug_op_t *op, aug_rng_t *rng, uint64_t index, char *err, size_t errlen)
 {
     int32_t S = (int32_t)a->cfg.size, C = (int32_t)a->cfg.channels;
     aug_vips_result_t res;
-    if (aug_vips_run(a->steps[op->step], rng, a->work, &res)) {
-        char msg[512];
-        snprintf(msg, sizeof(msg), "%s", aug_error());
-        aug_set_error("augment: sample %llu: %s", (unsigned long long)index, msg);
+    char msg[AUG_ERR_MAX];
+    if (aug_vips_run(a->steps[op->step], rng, a->work, &res, msg, sizeof(msg))) {
+        errmsg_set(err, errlen, "augment: sample %llu: %s", (unsigned long long)index, msg);
         return -1;
     }
     aug_box_t box = {0, 0, res.w, res.h};
@@ -207,19 +206,19 @@ static int run_step(aug_t *a, const aug_op_t *op, aug_rng_t *rng, uint64_t index
         box.h = S;
     }
     int mx = aug_taps_max(box.w, S), my = aug_taps_max(box.h, S);
-    if (grow(&a->tmp, &a->tmp_cap, aug_resample_tmp_floats(&box, S, res.bands)) ||
-        grow(&a->xw, &a->xw_cap, (size_t)S * mx) || grow(&a->yw, &a->yw_cap, (size_t)S * my))
+    if (grow(&a->tmp, &a->tmp_cap, aug_resample_tmp_floats(&box, S, res.bands), err, errlen) ||
+        grow(&a->xw, &a->xw_cap, (size_t)S * mx, err, errlen) || grow(&a->yw, &a->yw_cap, (size_t)S * my, err, errlen))
         return -1;
     aug_resample(a->work, a->tmp, a->xt, a->xw, a->yt, a->yw, res.pixels, res.h, res.w, res.bands,
                  &box, 0, C, S);
     return 0;
 }
 
-int aug_view(aug_t *a, const aug_image_t *img, uint32_t view, void *out, int32_t *target)
+int aug_view(aug_t *a, const aug_image_t *img, uint32_t view, void *out, int32_t *target, char *err, size_t errlen)
 {
     if (!img->pixels || img->height < 1 || img->width < 1 || img->channels < 1 || img->channels > 4) {
-        aug_set_error("augment: sample %llu: bad image %ux%ux%u (expected H, W >= 1 and 1..4 channels)",
-                      (unsigned long long)img->index, img->height, img->width, img->channels);
+        errmsg_set(err, errlen, "augment: sample %llu: bad image %ux%ux%u (expected H, W >= 1 and 1..4 channels)",
+                                (unsigned long long)img->index, img->height, img->width, img->channels);
         return -1;
     }
     const aug_recipe_t *r = &a->recipe;
@@ -248,8 +247,8 @@ int aug_view(aug_t *a, const aug_image_t *img, uint32_t view, void *out, int32_t
         }
     }
     int mx = aug_taps_max(box.w, S), my = aug_taps_max(box.h, S);
-    if (grow(&a->tmp, &a->tmp_cap, aug_resample_tmp_floats(&box, S, (int32_t)img->channels)) ||
-        grow(&a->xw, &a->xw_cap, (size_t)S * mx) || grow(&a->yw, &a->yw_cap, (size_t)S * my))
+    if (grow(&a->tmp, &a->tmp_cap, aug_resample_tmp_floats(&box, S, (int32_t)img->channels), err, errlen) ||
+        grow(&a->xw, &a->xw_cap, (size_t)S * mx, err, errlen) || grow(&a->yw, &a->yw_cap, (size_t)S * my, err, errlen))
         return -1;
     aug_resample(a->work, a->tmp, a->xt, a->xw, a->yt, a->yw, img->pixels, H, W,
                  (int32_t)img->channels, &box, flip, C, S);
@@ -323,7 +322,7 @@ int aug_view(aug_t *a, const aug_image_t *img, uint32_t view, void *out, int32_t
             break;
         case AUG_OP_VIPS:
         case AUG_OP_JPEG:
-            if (run_step(a, op, &rng, img->index)) return -1;
+            if (run_step(a, op, &rng, img->index, err, errlen)) return -1;
             break;
         default:
             break;
@@ -339,11 +338,11 @@ int aug_view(aug_t *a, const aug_image_t *img, uint32_t view, void *out, int32_t
     return 0;
 }
 
-int aug_sample(aug_t *a, const aug_image_t *img, void *out, int32_t *targets)
+int aug_sample(aug_t *a, const aug_image_t *img, void *out, int32_t *targets, char *err, size_t errlen)
 {
     uint8_t *o = out;
     for (uint32_t v = 0; v < a->recipe.views; v++) {
-        if (aug_view(a, img, v, o + (size_t)v * a->view_bytes, targets ? &targets[v] : NULL))
+        if (aug_view(a, img, v, o + (size_t)v * a->view_bytes, targets ? &targets[v] : NULL, err, errlen))
             return -1;
     }
     return 0;
@@ -351,11 +350,11 @@ int aug_sample(aug_t *a, const aug_image_t *img, void *out, int32_t *targets)
 
 /* ------------------------------------------------------------------ batching */
 
-int aug_batch_init(aug_batch_t *b, const aug_t *a, uint32_t capacity)
+int aug_batch_init(aug_batch_t *b, const aug_t *a, uint32_t capacity, char *err, size_t errlen)
 {
     memset(b, 0, sizeof(*b));
     if (capacity < 1) {
-        aug_set_error("augment: batch of %u samples; at least 1", capacity);
+        errmsg_set(err, errlen, "augment: batch of %u samples; at least 1", capacity);
         return -1;
     }
     b->capacity = capacity;
@@ -368,8 +367,8 @@ int aug_batch_init(aug_batch_t *b, const aug_t *a, uint32_t capacity)
     b->target = malloc((size_t)capacity * b->views * sizeof(*b->target));
     if (!b->data || !b->index || !b->epoch || !b->label || !b->target) {
         aug_batch_release(b);
-        aug_set_error("augment: out of memory for a batch of %u samples (%zu bytes each)",
-                      capacity, b->sample_bytes);
+        errmsg_set(err, errlen, "augment: out of memory for a batch of %u samples (%zu bytes each)",
+                                capacity, b->sample_bytes);
         return -1;
     }
     return 0;
@@ -385,14 +384,14 @@ void aug_batch_release(aug_batch_t *b)
     memset(b, 0, sizeof(*b));
 }
 
-int aug_batch_add(aug_batch_t *b, aug_t *a, const aug_image_t *img, int32_t label)
+int aug_batch_add(aug_batch_t *b, aug_t *a, const aug_image_t *img, int32_t label, char *err, size_t errlen)
 {
     if (b->n >= b->capacity) {
-        aug_set_error("augment: batch full (%u samples)", b->capacity);
+        errmsg_set(err, errlen, "augment: batch full (%u samples)", b->capacity);
         return -1;
     }
     uint32_t i = b->n;
-    if (aug_sample(a, img, b->data + (size_t)i * b->sample_bytes, b->target + (size_t)i * b->views))
+    if (aug_sample(a, img, b->data + (size_t)i * b->sample_bytes, b->target + (size_t)i * b->views, err, errlen))
         return -1;
     b->index[i] = img->index;
     b->epoch[i] = img->epoch;

@@ -22,7 +22,9 @@
  * the spatial operations (colour operations may come first; contrast then uses
  * the mean of the cropped view).
  *
- * Not thread-safe per aug_t: each worker owns one.
+ * Functions that can fail return -1 or NULL and write the reason into the
+ * caller's buffer (char *err, size_t errlen; errmsg/errmsg.h), AUG_ERR_MAX
+ * bytes being enough. Not thread-safe per aug_t: each worker owns one.
  */
 #ifndef AUGMENTER_AUGMENT_H
 #define AUGMENTER_AUGMENT_H
@@ -35,6 +37,7 @@
 #define AUG_MAX_SIDE     4096u /* output side */
 #define AUG_ROTATE_RANDOM (-1) /* rotate: k uniform in 0..3 */
 #define AUG_ROTATE_VIEW   (-2) /* rotate: k = view number mod 4 (RotNet) */
+#define AUG_ERR_MAX      512u  /* room for any of this library's error messages */
 
 typedef enum {
     AUG_OP_CROP = 0,   /* random resized crop: scale and aspect-ratio ranges */
@@ -120,11 +123,11 @@ typedef struct {
  * (checked against libvips's own description of the operation: libvips is
  * initialised here if it is not yet). `size` is the output side, which the
  * named recipes depend on (SimCLR: crop scale 0.2-1 and no blur at 64 px or
- * less; supervised: crop scale 0.35-1 at 64 px or less, else 0.08-1). Returns 0, or -1 with aug_error() naming the item at fault. */
-int aug_recipe_parse(aug_recipe_t *r, const char *text, uint32_t size);
+ * less; supervised: crop scale 0.35-1 at 64 px or less, else 0.08-1). Returns 0, or -1 with err (at most
+ * AUG_ERR_MAX bytes are useful) naming the item at fault. */
+int aug_recipe_parse(aug_recipe_t *r, const char *text, uint32_t size, char *err, size_t errlen);
 /* Writes the canonical text of r into buf (for logs); returns buf. */
 const char *aug_recipe_format(const aug_recipe_t *r, char *buf, size_t len);
-const char *aug_op_name(aug_op_kind_t kind);
 
 typedef enum { AUG_DTYPE_F32 = 0, AUG_DTYPE_U8 = 1 } aug_dtype_t;
 
@@ -147,20 +150,19 @@ typedef struct {
 
 typedef struct aug aug_t;
 
-/* Copies recipe and cfg. NULL with aug_error() on bad configuration. */
-aug_t *aug_new(const aug_recipe_t *recipe, const aug_config_t *cfg);
+/* Copies recipe and cfg. NULL with err filled on bad configuration. */
+aug_t *aug_new(const aug_recipe_t *recipe, const aug_config_t *cfg, char *err, size_t errlen);
 void aug_destroy(aug_t **self_p);
 
 uint32_t aug_views_per_sample(const aug_t *a);
 size_t aug_view_bytes(const aug_t *a);      /* C * S * S * element size */
 
-/* All K views of img into out (K, C, S, S) and their targets (K) (-1: none). */
-int aug_sample(aug_t *a, const aug_image_t *img, void *out, int32_t *targets);
+/* All K views of img into out (K, C, S, S) and their targets (K) (-1: none).
+ * -1 with err filled when a libvips step fails or img is malformed. */
+int aug_sample(aug_t *a, const aug_image_t *img, void *out, int32_t *targets, char *err, size_t errlen);
 /* One view (view number `view`) into out (C, S, S). */
-int aug_view(aug_t *a, const aug_image_t *img, uint32_t view, void *out, int32_t *target);
+int aug_view(aug_t *a, const aug_image_t *img, uint32_t view, void *out, int32_t *target, char *err, size_t errlen);
 
-/* The last error of this thread. */
-const char *aug_error(void);
 
 /* ---- batching: several samples' views in one contiguous buffer ---- */
 typedef struct {
@@ -175,11 +177,11 @@ typedef struct {
     int32_t *target;         /* (capacity, K) */
 } aug_batch_t;
 
-int aug_batch_init(aug_batch_t *b, const aug_t *a, uint32_t capacity);
+int aug_batch_init(aug_batch_t *b, const aug_t *a, uint32_t capacity, char *err, size_t errlen);
 void aug_batch_release(aug_batch_t *b);
 static inline void aug_batch_reset(aug_batch_t *b) { b->n = 0; }
 static inline int aug_batch_full(const aug_batch_t *b) { return b->n >= b->capacity; }
 /* Augments img into the next slot. -1 when full or on error. */
-int aug_batch_add(aug_batch_t *b, aug_t *a, const aug_image_t *img, int32_t label);
+int aug_batch_add(aug_batch_t *b, aug_t *a, const aug_image_t *img, int32_t label, char *err, size_t errlen);
 
 #endif

@@ -1,7 +1,7 @@
 /* ops: the pixel work of the augmentations (see ops.h). Loops are written so
  * the compiler can vectorise the inner one: unit stride, restrict pointers. */
 #define _GNU_SOURCE   /* sincosf */
-#include "augmenter/ops.h"
+#include "augment/ops.h"
 
 #include <math.h>
 #include <string.h>
@@ -206,18 +206,6 @@ void aug_resample(float *out, float *tmp, aug_tap_t *xt, float *xw, aug_tap_t *y
         size_t n = (size_t)S * S;
         memcpy(out + n, out, n * sizeof(float));
         memcpy(out + 2 * n, out, n * sizeof(float));
-    }
-}
-
-void aug_flip(float *img, int32_t C, int32_t S)
-{
-    for (int32_t r = 0; r < C * S; r++) {
-        float *row = img + (size_t)r * S;
-        for (int32_t x = 0; x < S / 2; x++) {
-            float t = row[x];
-            row[x] = row[S - 1 - x];
-            row[S - 1 - x] = t;
-        }
     }
 }
 

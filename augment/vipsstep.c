@@ -1,7 +1,7 @@
 /* vipsstep: libvips operations as recipe steps (see vipsstep.h). */
-#include "augmenter/vipsstep.h"
-#include "augmenter/error.h"
-#include "augmenter/ops.h"
+#include "augment/vipsstep.h"
+#include "errmsg/errmsg.h"
+#include "augment/ops.h"
 
 #include <errno.h>
 #include <math.h>
@@ -47,22 +47,22 @@ static void start_vips(void)
     }
 }
 
-int aug_vips_start(void)
+int aug_vips_start(char *err, size_t errlen)
 {
     pthread_once(&start_once, start_vips);
-    if (start_failed) aug_set_error("libvips: cannot start: %s", start_msg);
+    if (start_failed) errmsg_set(err, errlen, "libvips: cannot start: %s", start_msg);
     return start_failed ? -1 : 0;
 }
 
-/* Moves libvips's error buffer into aug_error(), after `what`. */
-static int vips_failed(const char *what)
+/* Moves libvips's error buffer into err, after `what`. */
+static int vips_failed(const char *what, char *err, size_t errlen)
 {
     char msg[MSG_LEN];
     snprintf(msg, sizeof(msg), "%s", vips_error_buffer());
     vips_error_clear();
     size_t len = strlen(msg);
     while (len > 0 && msg[len - 1] == '\n') msg[--len] = 0;
-    aug_set_error("%s: %s", what, len ? msg : "failed");
+    errmsg_set(err, errlen, "%s: %s", what, len ? msg : "failed");
     return -1;
 }
 
@@ -106,19 +106,19 @@ static void *shape_add(VipsObject *object, GParamSpec *pspec, VipsArgumentClass 
 
 /* The operation called `name`, instantiated, with its shape checked: one
  * image in, one image out. `label` prefixes messages. NULL on error. */
-static VipsOperation *operation_open(const char *name, const char *label, shape_t *s)
+static VipsOperation *operation_open(const char *name, const char *label, shape_t *s, char *err, size_t errlen)
 {
     GType type = vips_type_find("VipsOperation", name);
     if (!type) {
         vips_error_clear();
-        aug_set_error("%s: unknown libvips operation '%s' (HINT: `vips -l operation` lists them; "
-                      "the name is the one the vips command uses, such as sharpen or rotate)",
-                      label, name);
+        errmsg_set(err, errlen, "%s: unknown libvips operation '%s' (HINT: `vips -l operation` lists them; "
+                                "the name is the one the vips command uses, such as sharpen or rotate)",
+                                label, name);
         return NULL;
     }
     if (G_TYPE_IS_ABSTRACT(type)) {
-        aug_set_error("%s: '%s' is a family of libvips operations, not one you can run "
-                      "(HINT: `vips -l %s` lists its members)", label, name, name);
+        errmsg_set(err, errlen, "%s: '%s' is a family of libvips operations, not one you can run "
+                                "(HINT: `vips -l %s` lists its members)", label, name, name);
         return NULL;
     }
     VipsOperation *op = VIPS_OPERATION(g_object_new(type, NULL));
@@ -143,9 +143,9 @@ static VipsOperation *operation_open(const char *name, const char *label, shape_
         why = detail;
     }
     if (why) {
-        aug_set_error("%s: libvips operation '%s' %s; a vips step runs an operation that takes "
-                      "one image and returns one%s", label, name, why,
-                      strstr(name, "jpeg") ? " (HINT: for JPEG re-compression use jpeg:q=30-90)" : "");
+        errmsg_set(err, errlen, "%s: libvips operation '%s' %s; a vips step runs an operation that takes "
+                                "one image and returns one%s", label, name, why,
+                                strstr(name, "jpeg") ? " (HINT: for JPEG re-compression use jpeg:q=30-90)" : "");
         vips_object_unref_outputs(VIPS_OBJECT(op));
         g_object_unref(op);
         return NULL;
@@ -235,7 +235,7 @@ static void pspec_bounds(GParamSpec *ps, double *min, double *max)
 /* Numbers: one, or n separated by ARRAY_SEP for arrays; whole when `whole`,
  * within [min, max]. */
 static int parse_numbers(aug_step_arg_t *arg, const char *label, const char *val, int array,
-                         int whole, double min, double max)
+                         int whole, double min, double max, char *err, size_t errlen)
 {
     char buf[AUG_STEP_TEXT_LEN];
     snprintf(buf, sizeof(buf), "%s", val);
@@ -243,22 +243,22 @@ static int parse_numbers(aug_step_arg_t *arg, const char *label, const char *val
     char *save = NULL, sep[2] = {ARRAY_SEP, 0};
     for (char *e = array ? strtok_r(buf, sep, &save) : buf; e; e = array ? strtok_r(NULL, sep, &save) : NULL) {
         if (arg->n >= AUG_STEP_MAX_VALUES) {
-            aug_set_error("%s: %s=%s: at most %u values", label, arg->name, val, AUG_STEP_MAX_VALUES);
+            errmsg_set(err, errlen, "%s: %s=%s: at most %u values", label, arg->name, val, AUG_STEP_MAX_VALUES);
             return -1;
         }
         double lo, hi;
         if (parse_number_range(e, &lo, &hi) || (whole && (!is_whole(lo) || !is_whole(hi)))) {
-            aug_set_error("%s: %s=%s: expected %s%s", label, arg->name, val, kind_words(arg->kind),
-                          strchr(e + 1, '-') ? " (a range is lo-hi with lo <= hi)" : "");
+            errmsg_set(err, errlen, "%s: %s=%s: expected %s%s", label, arg->name, val, kind_words(arg->kind),
+                                    strchr(e + 1, '-') ? " (a range is lo-hi with lo <= hi)" : "");
             return -1;
         }
         if (lo < min || hi > max) {
-            aug_set_error("%s: %s=%s: outside %g..%g, the range libvips allows for %s", label,
-                          arg->name, val, min, max, arg->name);
+            errmsg_set(err, errlen, "%s: %s=%s: outside %g..%g, the range libvips allows for %s", label,
+                                    arg->name, val, min, max, arg->name);
             return -1;
         }
         if (whole && hi - lo >= (double)UINT32_MAX) {
-            aug_set_error("%s: %s=%s: the range is too wide to draw from", label, arg->name, val);
+            errmsg_set(err, errlen, "%s: %s=%s: the range is too wide to draw from", label, arg->name, val);
             return -1;
         }
         arg->lo[arg->n] = lo;
@@ -266,7 +266,7 @@ static int parse_numbers(aug_step_arg_t *arg, const char *label, const char *val
         arg->n++;
     }
     if (arg->n == 0) {
-        aug_set_error("%s: %s=%s: expected %s", label, arg->name, val, kind_words(arg->kind));
+        errmsg_set(err, errlen, "%s: %s=%s: expected %s", label, arg->name, val, kind_words(arg->kind));
         return -1;
     }
     return 0;
@@ -304,7 +304,7 @@ static void *names_add(VipsObject *object, GParamSpec *pspec, VipsArgumentClass 
 
 /* key=val for the operation op into arg. */
 static int parse_op_arg(aug_step_arg_t *arg, const char *label, VipsOperation *op,
-                        const shape_t *s, const char *key, const char *val)
+                        const shape_t *s, const char *key, const char *val, char *err, size_t errlen)
 {
     GParamSpec *ps = g_object_class_find_property(G_OBJECT_GET_CLASS(op), key);
     VipsArgumentClass *ac = NULL;
@@ -318,23 +318,23 @@ static int parse_op_arg(aug_step_arg_t *arg, const char *label, VipsOperation *o
         names_t nm = {known, sizeof(known), 0};
         known[0] = 0;
         vips_argument_map(VIPS_OBJECT(op), names_add, &nm, NULL);
-        aug_set_error("%s: unknown argument '%s' (it takes %sp, per)", label, key, known);
+        errmsg_set(err, errlen, "%s: unknown argument '%s' (it takes %sp, per)", label, key, known);
         return -1;
     }
     const char *name = g_param_spec_get_name(ps);
     GType t = G_PARAM_SPEC_VALUE_TYPE(ps);
     if (!strcmp(name, s->in)) {
-        aug_set_error("%s: %s is the input image, which is the view itself", label, name);
+        errmsg_set(err, errlen, "%s: %s is the input image, which is the view itself", label, name);
         return -1;
     }
     int kind = kind_of(t);
     if (kind < 0) {
-        aug_set_error("%s: argument %s is a %s, which a recipe cannot give (numbers, true/false, "
-                      "names, text and arrays of numbers only)", label, name, g_type_name(t));
+        errmsg_set(err, errlen, "%s: argument %s is a %s, which a recipe cannot give (numbers, true/false, "
+                                "names, text and arrays of numbers only)", label, name, g_type_name(t));
         return -1;
     }
     if (strlen(name) >= AUG_STEP_NAME_LEN || strlen(val) >= AUG_STEP_TEXT_LEN) {
-        aug_set_error("%s: %s=%s: longer than %u characters", label, name, val, AUG_STEP_TEXT_LEN - 1);
+        errmsg_set(err, errlen, "%s: %s=%s: longer than %u characters", label, name, val, AUG_STEP_TEXT_LEN - 1);
         return -1;
     }
     memset(arg, 0, sizeof(*arg));
@@ -350,10 +350,10 @@ static int parse_op_arg(aug_step_arg_t *arg, const char *label, VipsOperation *o
     case AUG_ARG_INT_ARRAY:
     case AUG_ARG_DOUBLE_ARRAY:
         return parse_numbers(arg, label, val, arg->kind >= AUG_ARG_INT_ARRAY,
-                             arg->kind == AUG_ARG_INT || arg->kind == AUG_ARG_INT_ARRAY, min, max);
+                             arg->kind == AUG_ARG_INT || arg->kind == AUG_ARG_INT_ARRAY, min, max, err, errlen);
     case AUG_ARG_BOOL:
         if (parse_bool(val, &arg->lo[0])) {
-            aug_set_error("%s: %s=%s: expected true or false", label, name, val);
+            errmsg_set(err, errlen, "%s: %s=%s: expected true or false", label, name, val);
             return -1;
         }
         arg->hi[0] = arg->lo[0];
@@ -365,7 +365,7 @@ static int parse_op_arg(aug_step_arg_t *arg, const char *label, VipsOperation *o
         if (!ev || !strcmp(ev->value_nick, "last")) {
             char nicks[MSG_LEN / 2];
             enum_nicks(ec, nicks, sizeof(nicks));
-            aug_set_error("%s: %s=%s: expected one of %s", label, name, val, nicks);
+            errmsg_set(err, errlen, "%s: %s=%s: expected one of %s", label, name, val, nicks);
             return -1;
         }
         arg->lo[0] = arg->hi[0] = ev->value;
@@ -385,7 +385,8 @@ static aug_step_arg_t *arg_find(aug_step_t *st, const char *name)
     return NULL;
 }
 
-static int parse_jpeg(aug_step_t *st, const char *label, int n, char *const *keys, char *const *vals)
+static int parse_jpeg(aug_step_t *st, const char *label, int n, char *const *keys, char *const *vals,
+                      char *err, size_t errlen)
 {
     aug_step_arg_t *q = &st->args[0];
     st->n_args = 1;
@@ -397,11 +398,11 @@ static int parse_jpeg(aug_step_t *st, const char *label, int n, char *const *key
     q->hi[0] = JPEG_Q_DEFAULT_HI;
     for (int i = 0; i < n; i++) {
         if (strcasecmp(keys[i], "q") && strcmp(keys[i], "quality")) {
-            aug_set_error("%s: unknown argument '%s' (it takes q, p, per)", label, keys[i]);
+            errmsg_set(err, errlen, "%s: unknown argument '%s' (it takes q, p, per)", label, keys[i]);
             return -1;
         }
         if (strlen(vals[i]) >= AUG_STEP_TEXT_LEN ||
-            parse_numbers(q, label, vals[i], 0, 1, JPEG_Q_MIN, JPEG_Q_MAX))
+            parse_numbers(q, label, vals[i], 0, 1, JPEG_Q_MIN, JPEG_Q_MAX, err, errlen))
             return -1;
         snprintf(q->text, sizeof(q->text), "%s", vals[i]);
     }
@@ -409,7 +410,7 @@ static int parse_jpeg(aug_step_t *st, const char *label, int n, char *const *key
 }
 
 int aug_vips_parse(aug_step_t *st, int item, const char *name, int jpeg, int n,
-                   char *const *keys, char *const *vals)
+                   char *const *keys, char *const *vals, char *err, size_t errlen)
 {
     char label[96];
     memset(st, 0, sizeof(*st));
@@ -417,18 +418,18 @@ int aug_vips_parse(aug_step_t *st, int item, const char *name, int jpeg, int n,
         snprintf(label, sizeof(label), "recipe item %d (jpeg)", item);
         snprintf(st->name, sizeof(st->name), "jpeg");
         st->jpeg = 1;
-        return parse_jpeg(st, label, n, keys, vals);
+        return parse_jpeg(st, label, n, keys, vals, err, errlen);
     }
     snprintf(label, sizeof(label), "recipe item %d (vips:%.40s)", item, name);
     if (strlen(name) >= AUG_STEP_NAME_LEN) {
-        aug_set_error("%s: unknown libvips operation (names are shorter than %u characters)", label,
-                      AUG_STEP_NAME_LEN);
+        errmsg_set(err, errlen, "%s: unknown libvips operation (names are shorter than %u characters)", label,
+                                AUG_STEP_NAME_LEN);
         return -1;
     }
-    if (aug_vips_start()) return -1;
+    if (aug_vips_start(err, errlen)) return -1;
     snprintf(st->name, sizeof(st->name), "%s", name);
     shape_t s;
-    VipsOperation *op = operation_open(name, label, &s);
+    VipsOperation *op = operation_open(name, label, &s, err, errlen);
     if (!op) return -1;
     int rc = -1;
     for (int i = 0; i < n; i++) {
@@ -438,12 +439,12 @@ int aug_vips_parse(aug_step_t *st, int item, const char *name, int jpeg, int n,
         int fresh = !slot;
         if (fresh) {
             if (st->n_args >= AUG_STEP_MAX_ARGS) {
-                aug_set_error("%s: more than %u arguments", label, AUG_STEP_MAX_ARGS);
+                errmsg_set(err, errlen, "%s: more than %u arguments", label, AUG_STEP_MAX_ARGS);
                 goto done;
             }
             slot = &st->args[st->n_args];
         }
-        if (parse_op_arg(slot, label, op, &s, keys[i], vals[i])) goto done;
+        if (parse_op_arg(slot, label, op, &s, keys[i], vals[i], err, errlen)) goto done;
         if (fresh) st->n_args++;
     }
     for (int r = 0; r < s.n_required; r++) {
@@ -451,12 +452,12 @@ int aug_vips_parse(aug_step_t *st, int item, const char *name, int jpeg, int n,
             GParamSpec *ps = g_object_class_find_property(G_OBJECT_GET_CLASS(op), s.required[r]);
             int kind = ps ? kind_of(G_PARAM_SPEC_VALUE_TYPE(ps)) : -1;
             if (kind < 0)
-                aug_set_error("%s: libvips operation '%s' needs %s, a %s, which a recipe cannot give",
-                              label, name, s.required[r],
-                              ps ? g_type_name(G_PARAM_SPEC_VALUE_TYPE(ps)) : "?");
+                errmsg_set(err, errlen, "%s: libvips operation '%s' needs %s, a %s, which a recipe cannot give",
+                                        label, name, s.required[r],
+                                        ps ? g_type_name(G_PARAM_SPEC_VALUE_TYPE(ps)) : "?");
             else
-                aug_set_error("%s: missing required argument %s (%s; HINT: vips:%s:%s=...)", label,
-                              s.required[r], kind_words((aug_arg_kind_t)kind), name, s.required[r]);
+                errmsg_set(err, errlen, "%s: missing required argument %s (%s; HINT: vips:%s:%s=...)", label,
+                                        s.required[r], kind_words((aug_arg_kind_t)kind), name, s.required[r]);
             goto done;
         }
     }
@@ -491,13 +492,13 @@ struct aug_vips {
     size_t out_cap;
 };
 
-aug_vips_t *aug_vips_new(const aug_step_t *st, int32_t C, int32_t S)
+aug_vips_t *aug_vips_new(const aug_step_t *st, int32_t C, int32_t S, char *err, size_t errlen)
 {
-    if (aug_vips_start()) return NULL;
+    if (aug_vips_start(err, errlen)) return NULL;
     aug_vips_t *v = calloc(1, sizeof(*v));
     if (!v || !(v->in_px = malloc((size_t)S * S * C))) {
         free(v);
-        aug_set_error("augment: out of memory for a libvips step");
+        errmsg_set(err, errlen, "augment: out of memory for a libvips step");
         return NULL;
     }
     v->step = *st;
@@ -507,7 +508,7 @@ aug_vips_t *aug_vips_new(const aug_step_t *st, int32_t C, int32_t S)
     char label[96];
     snprintf(label, sizeof(label), "augment: vips:%.40s", st->name);
     shape_t s;
-    VipsOperation *op = operation_open(st->name, label, &s);
+    VipsOperation *op = operation_open(st->name, label, &s, err, errlen);
     if (!op) {
         aug_vips_destroy(&v);
         return NULL;
@@ -519,7 +520,7 @@ aug_vips_t *aug_vips_new(const aug_step_t *st, int32_t C, int32_t S)
     for (uint32_t i = 0; i < st->n_args && !bad; i++) {
         GParamSpec *ps = g_object_class_find_property(G_OBJECT_GET_CLASS(op), st->args[i].name);
         if (!ps || kind_of(G_PARAM_SPEC_VALUE_TYPE(ps)) != (int)st->args[i].kind) {
-            aug_set_error("%s: argument %s is not what the recipe says", label, st->args[i].name);
+            errmsg_set(err, errlen, "%s: argument %s is not what the recipe says", label, st->args[i].name);
             bad = 1;
         } else {
             v->arg_type[i] = G_PARAM_SPEC_VALUE_TYPE(ps);
@@ -578,7 +579,8 @@ static void arg_set(VipsOperation *op, const aug_step_arg_t *a, GType type, cons
 }
 
 /* out = the operation on in, with this view's argument values. */
-static int run_operation(aug_vips_t *v, double x[][AUG_STEP_MAX_VALUES], VipsImage *in, VipsImage **out)
+static int run_operation(aug_vips_t *v, double x[][AUG_STEP_MAX_VALUES], VipsImage *in, VipsImage **out,
+                         char *err, size_t errlen)
 {
     VipsOperation *op = VIPS_OPERATION(g_object_new(v->type, NULL));
     g_object_set(op, v->in, in, NULL);
@@ -588,7 +590,7 @@ static int run_operation(aug_vips_t *v, double x[][AUG_STEP_MAX_VALUES], VipsIma
     if (vips_object_build(VIPS_OBJECT(op))) {
         char what[64];
         snprintf(what, sizeof(what), "vips:%s", v->step.name);
-        rc = vips_failed(what);
+        rc = vips_failed(what, err, errlen);
     } else {
         g_object_get(op, v->out, out, NULL);
     }
@@ -599,11 +601,11 @@ static int run_operation(aug_vips_t *v, double x[][AUG_STEP_MAX_VALUES], VipsIma
 
 /* out = in saved as JPEG at quality q and loaded back; *buf holds the file,
  * which out reads from: free it after out. */
-static int run_jpeg(int q, VipsImage *in, VipsImage **out, void **buf)
+static int run_jpeg(int q, VipsImage *in, VipsImage **out, void **buf, char *err, size_t errlen)
 {
     size_t len;
-    if (vips_jpegsave_buffer(in, buf, &len, "Q", q, NULL)) return vips_failed("jpeg: save");
-    if (vips_jpegload_buffer(*buf, len, out, NULL)) return vips_failed("jpeg: load");
+    if (vips_jpegsave_buffer(in, buf, &len, "Q", q, NULL)) return vips_failed("jpeg: save", err, errlen);
+    if (vips_jpegload_buffer(*buf, len, out, NULL)) return vips_failed("jpeg: load", err, errlen);
     return 0;
 }
 
@@ -638,20 +640,20 @@ static int row_to_u8(uint8_t *o, const VipsPel *p, VipsBandFormat fmt, size_t n,
 }
 
 /* The pixels of im, computed in this thread, as bytes in v->out_px. */
-static int fetch(aug_vips_t *v, VipsImage *im, aug_vips_result_t *res)
+static int fetch(aug_vips_t *v, VipsImage *im, aug_vips_result_t *res, char *err, size_t errlen)
 {
     const char *what = v->step.jpeg ? "jpeg" : v->step.name;
     int32_t limit = RESULT_MAX_SIDES * v->S;
     if (im->Xsize > limit || im->Ysize > limit) {
-        aug_set_error("vips:%s: a %dx%d result; at most %d (%d times the view) on a side", what,
-                      im->Xsize, im->Ysize, limit, RESULT_MAX_SIDES);
+        errmsg_set(err, errlen, "vips:%s: a %dx%d result; at most %d (%d times the view) on a side", what,
+                                im->Xsize, im->Ysize, limit, RESULT_MAX_SIDES);
         return -1;
     }
     size_t n = (size_t)im->Xsize * im->Bands, need = n * im->Ysize;
     if (need > v->out_cap) {
         uint8_t *p = realloc(v->out_px, need);
         if (!p) {
-            aug_set_error("vips:%s: out of memory for a %dx%d result", what, im->Xsize, im->Ysize);
+            errmsg_set(err, errlen, "vips:%s: out of memory for a %dx%d result", what, im->Xsize, im->Ysize);
             return -1;
         }
         v->out_px = p;
@@ -666,15 +668,15 @@ static int fetch(aug_vips_t *v, VipsImage *im, aug_vips_result_t *res)
         if (reg) g_object_unref(reg);
         char label[64];
         snprintf(label, sizeof(label), "vips:%s", what);
-        return vips_failed(label);
+        return vips_failed(label, err, errlen);
     }
     int rc = 0;
     for (int y = 0; y < im->Ysize && !rc; y++)
         rc = row_to_u8(v->out_px + (size_t)y * n, VIPS_REGION_ADDR(reg, 0, y), im->BandFmt, n, scale);
     g_object_unref(reg);
     if (rc) {
-        aug_set_error("vips:%s: returns %s pixels, which have no 8-bit meaning", what,
-                      vips_enum_nick(VIPS_TYPE_BAND_FORMAT, im->BandFmt));
+        errmsg_set(err, errlen, "vips:%s: returns %s pixels, which have no 8-bit meaning", what,
+                                vips_enum_nick(VIPS_TYPE_BAND_FORMAT, im->BandFmt));
         return -1;
     }
     res->pixels = v->out_px;
@@ -684,20 +686,21 @@ static int fetch(aug_vips_t *v, VipsImage *im, aug_vips_result_t *res)
     return 0;
 }
 
-int aug_vips_run(aug_vips_t *v, aug_rng_t *rng, const float *img, aug_vips_result_t *res)
+int aug_vips_run(aug_vips_t *v, aug_rng_t *rng, const float *img, aug_vips_result_t *res, char *err, size_t errlen)
 {
     double x[AUG_STEP_MAX_ARGS][AUG_STEP_MAX_VALUES];
     for (uint32_t i = 0; i < v->step.n_args; i++) arg_draw(&v->step.args[i], rng, x[i]);
     int32_t C = v->C, S = v->S;
     aug_hwc_u8(v->in_px, img, C, S * S);
     VipsImage *in = vips_image_new_from_memory(v->in_px, (size_t)S * S * C, S, S, C, VIPS_FORMAT_UCHAR);
-    if (!in) return vips_failed("libvips image of the view");
+    if (!in) return vips_failed("libvips image of the view", err, errlen);
     in->Type = C == 3 ? VIPS_INTERPRETATION_sRGB : VIPS_INTERPRETATION_B_W;
     VipsImage *out = NULL;
     void *jpeg = NULL;
-    int rc = v->step.jpeg ? run_jpeg((int)x[0][0], in, &out, &jpeg) : run_operation(v, x, in, &out);
+    int rc = v->step.jpeg ? run_jpeg((int)x[0][0], in, &out, &jpeg, err, errlen)
+                          : run_operation(v, x, in, &out, err, errlen);
     g_object_unref(in);   /* out holds what it needs */
-    if (!rc) rc = fetch(v, out, res);
+    if (!rc) rc = fetch(v, out, res, err, errlen);
     if (out) g_object_unref(out);
     g_free(jpeg);
     return rc;
