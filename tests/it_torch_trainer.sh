@@ -42,8 +42,9 @@ require_built "$LOADER" "$AUG" "$TRAINER" "$EVAL" "$NNTOOL"
 
 start_loader() {   # NAME [OPTION...]
     local name=$1; shift
+    loader_log=$tmp/$name.log
     "$LOADER" --data "$FMNIST" --limit "$N" --exactly-once --seed 5 --bind "tcp://127.0.0.1:$lp" \
-        --control "tcp://127.0.0.1:$cp" --quiet "$@" >"$tmp/$name.log" 2>&1 &
+        --control "tcp://127.0.0.1:$cp" "$@" >"$loader_log" 2>&1 &
     loader_pid=$!
     pids+=("$loader_pid")
 }
@@ -59,15 +60,17 @@ start_augmenters() {   # NAME: two augmenter processes of one worker each
     done
 }
 
-# exits_zero NAME PID SECONDS: the process ended within SECONDS with status 0
+# exits_zero NAME PID SECONDS [LOG]: the process ended within SECONDS with
+# status 0 (else the end of LOG is shown)
 exits_zero() {
     if ! gone "$2" "$3"; then
         fail "$1 still running after $3 s"
+        [ -n "${4:-}" ] && tail -n 8 "$4"
         return 1
     fi
     local rc=0
     wait "$2" || rc=$?
-    [ "$rc" -eq 0 ] || { fail "$1 exited with status $rc"; return 1; }
+    [ "$rc" -eq 0 ] || { fail "$1 exited with status $rc"; [ -n "${4:-}" ] && tail -n 8 "$4"; return 1; }
 }
 
 # check_epochs RUN [EPOCHS]: every epoch complete with N distinct samples and
@@ -118,15 +121,16 @@ first, last = sum(loss[:3]) / 3, sum(loss[-3:]) / 3
 print("   loss: first three %.3f, last three %.3f" % (first, last))
 assert last < first - 0.05, (first, last)
 EOF
-exits_zero "a: the loader" "$loader_pid" 15 && ok "a: the loader exited 0 on the trainer's STOP"
+exits_zero "a: the loader" "$loader_pid" 15 "$loader_log" && ok "a: the loader exited 0 on the trainer's STOP"
 for p in "${aug_pids[@]}"; do exits_zero "a: an augmenter" "$p" 15; done && ok "a: both augmenters exited 0"
 exits_zero "a: the evaluator" "$eval_pid" 120 && ok "a: the evaluator exited 0 after the STOP"
 "$PY" - "$tmp/a-eval/eval.jsonl" "$STEPS" <<'EOF' && ok "a: the C evaluator evaluated the pushed checkpoints" ||
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-assert rows and rows[-1]["step"] == int(sys.argv[2]) and rows[-1]["method"] == "simclr", rows
-print("   evaluated steps %s; the last: probe %.3f, kNN %.3f" % ([r["step"] for r in rows], rows[-1]["probe_top1"],
-                                                            rows[-1]["knn_top1"]))
+last = max(rows, key=lambda r: r["step"]) if rows else None   # the newest is evaluated first
+assert last and last["step"] == int(sys.argv[2]) and last["method"] == "simclr", rows
+print("   evaluated steps %s; the last: probe %.3f, kNN %.3f" % ([r["step"] for r in rows], last["probe_top1"],
+                                                            last["knn_top1"]))
 EOF
     { fail "a: the evaluator's eval.jsonl"; tail -5 "$tmp/a.eval.log"; }
 [ "$(readlink "$tmp/a/latest")" = "ckpt-$(printf %08d "$STEPS").safetensors" ] && ok "a: latest -> the last checkpoint" ||
@@ -161,7 +165,7 @@ exits_zero "e: the resumed PyTorch trainer" "$trainer_pid" 90 && ok "e: the PyTo
     tail -5 "$tmp/e.err"
 check_epochs a $((EPOCHS + 1)) && ok "e: steps 1..$((N * (EPOCHS + 1) / BATCH)), epochs 0-$EPOCHS complete, trained once" ||
     { fail "e: epoch records"; grep '"record"' "$tmp/a/metrics.jsonl"; }
-exits_zero "e: the loader" "$loader_pid" 15
+exits_zero "e: the loader" "$loader_pid" 15 "$loader_log"
 for p in "${aug_pids[@]}"; do exits_zero "e: an augmenter" "$p" 15; done
 
 # ---- c. a C checkpoint in PyTorch: the same embeddings ----
@@ -202,7 +206,7 @@ pids+=("$trainer_pid")
 start_loader d.loader1 --epochs 2
 start_augmenters d1
 exits_zero "d: the C trainer" "$trainer_pid" 90 && ok "d: the C trainer trained $C_STEPS steps" || tail -5 "$tmp/d.c.err"
-exits_zero "d: the first loader" "$loader_pid" 15
+exits_zero "d: the first loader" "$loader_pid" 15 "$loader_log"
 for p in "${aug_pids[@]}"; do gone "$p" 15; done
 lp=$(free_port); tp=$(free_port); cp=$(free_port)
 "$PY" "$TT" --resume "$tmp/d/latest" --out "$tmp/d" --epochs "$EPOCHS" --device cpu --threads 1 --bind "tcp://127.0.0.1:$tp" \
@@ -229,7 +233,7 @@ assert c_last < c_first - 0.05, "the C run did not learn"
 assert t_first < (c_first + c_last) / 2, "the resumed run starts near the untrained loss"
 EOF
     fail "d: the losses"
-exits_zero "d: the second loader" "$loader_pid" 15
+exits_zero "d: the second loader" "$loader_pid" 15 "$loader_log"
 for p in "${aug_pids[@]}"; do exits_zero "d: an augmenter" "$p" 15; done
 
 if [ "$failures" -gt 0 ]; then

@@ -61,6 +61,8 @@ PROGRESS_S = 2.0
 WAIT_LOG_S = 10.0
 DROP_LOG_S = 5.0
 STOP_REPEATS, STOP_INTERVAL_S = 5, 0.1
+STOP_LINGER_S = 3.0                  # STOP goes out again while beats still come, this long at most
+BEAT_GAP_S = 1.5                     # no beat for this long: every stage heard the STOP
 EVALUATOR_LINGER_MS = 500
 ACC_WINDOW = 20
 MAX_TEXT = 4095                      # PROTO_MAX_TEXT: the Checkpoint's arch field
@@ -704,9 +706,7 @@ class Trainer:
             self.write_epoch_records(True)
         self.summary(why, time.monotonic() - (self.run_start or start))
         if self.pub:
-            for _ in range(STOP_REPEATS):
-                self.pub.control("stop", self.training_epoch(), self.step)
-                time.sleep(STOP_INTERVAL_S)
+            self.publish_stop()
         self.feed.shutdown()
         self.metrics.close()
         if self.pub:
@@ -715,6 +715,24 @@ class Trainer:
             self.eval.close()
         self.ctx.term()
         return rc
+
+    def publish_stop(self):
+        """STOP, five times (PUB/SUB may lose the first ones), then again
+        whenever a loader or augmenter still beats: one that connected late
+        (after a short run's first STOPs) hears a later one."""
+        for _ in range(STOP_REPEATS):
+            self.pub.control("stop", self.training_epoch(), self.step)
+            time.sleep(STOP_INTERVAL_S)
+        end = quiet_since = time.monotonic()
+        end += STOP_LINGER_S
+        while time.monotonic() < end:
+            time.sleep(STOP_INTERVAL_S)
+            now = time.monotonic()
+            if self.pub.hear_beats(now):
+                self.pub.control("stop", self.training_epoch(), self.step)
+                quiet_since = now
+            elif now - quiet_since >= BEAT_GAP_S:
+                break
 
     def summary(self, why, seconds):
         st = self.feed.stats()

@@ -496,12 +496,13 @@ class Control:
         """Reads what came up the socket (subscriptions and beats) and logs
         a peer silent for SILENT_S and its return. After a long step (this
         thread not looking for SILENT_S) the count starts afresh rather than
-        report the beats still queued."""
+        report the beats still queued. Returns the number of heartbeats read."""
         if self.last_look is not None and now - self.last_look >= SILENT_S:
             for p in self.peers.values():
                 if p[1] is None:
                     p[0] = now
         self.last_look = now
+        beats = 0
         while True:
             try:
                 frame = self.sock.recv(zmq.NOBLOCK)
@@ -519,6 +520,7 @@ class Control:
             if kind == "end_of_stream":
                 self.peers.pop(who, None)
             elif kind == "heartbeat":
+                beats += 1
                 p = self.peers.setdefault(who, [now, None])
                 if p[1] is not None:
                     self.log("%s back after %.0f s" % (who, now - p[1]))
@@ -529,6 +531,7 @@ class Control:
             elif p[1] is None and now - p[0] >= SILENT_S:
                 p[1] = p[0]
                 self.log("%s silent for %.0f s (stopped or hung?)" % (who, SILENT_S))
+        return beats
 
     def close(self):
         self.sock.close(linger=1000)
