@@ -19,6 +19,8 @@
 #     checkpoint (--resume) and trains the third: its first losses continue
 #     from the C run's level (below the C run's start), and the run ends with
 #     all 3 epochs complete, each sample trained once.
+#  f. ./run.sh --trainer torch runs the whole pipeline with it for an epoch:
+#     exit 0, the epoch complete, the final checkpoint evaluated.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -235,6 +237,34 @@ EOF
     fail "d: the losses"
 exits_zero "d: the second loader" "$loader_pid" 15 "$loader_log"
 for p in "${aug_pids[@]}"; do exits_zero "d: an augmenter" "$p" 15; done
+
+# ---- f. run.sh --trainer torch ----
+# four consecutive free ports: loader, trainer, evaluator, control
+port_base() {
+    local base p
+    for _ in $(seq 1 50); do
+        base=$((20000 + RANDOM % 40000))
+        for p in 0 1 2 3; do
+            "$PY" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', $base + $p))" 2>/dev/null || continue 2
+        done
+        echo "$base"
+        return 0
+    done
+    return 1
+}
+if base=$(port_base); then
+    BUILD="$BUILD" timeout 120 "$root/run.sh" --no-build --trainer torch --epochs 1 --width 4 --batch "$BATCH" \
+        --augmenters 2 --port-base "$base" --out "$tmp/f" --loader-opts "--limit $N" \
+        --trainer-opts "--device cpu --threads 1 --quiet" --evaluator-opts "${SMALL_EVAL[*]}" >"$tmp/f.log" 2>&1
+    rc=$?
+    [ "$rc" -eq 0 ] && ok "f: run.sh --trainer torch exited 0" || { fail "f: run.sh exit $rc"; tail -20 "$tmp/f.log"; }
+    grep -q '"record":"epoch","epoch":0,"distinct":'"$N"',.*"complete":true' "$tmp/f/metrics.jsonl" 2>/dev/null &&
+        ok "f: epoch 0 complete, $N distinct samples" || fail "f: no complete record for epoch 0"
+    grep -q "\"step\":$((N / BATCH)),.*probe_top1" "$tmp/f/eval.jsonl" 2>/dev/null &&
+        ok "f: the final checkpoint (step $((N / BATCH))) evaluated" || { fail "f: eval.jsonl"; tail -5 "$tmp/f.log"; }
+else
+    fail "f: no four consecutive free ports"
+fi
 
 if [ "$failures" -gt 0 ]; then
     echo "it_torch_trainer: $failures failure(s)"
