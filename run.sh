@@ -301,9 +301,9 @@ train_args=(--method "$method" --arch "$arch" --width "$width" --batch "$batch" 
     --dataset-size "$dataset_size" --seed "$seed"
     --bind "$ep_trainer" --control "$ep_control" --evaluator "$evaluator_ep" --out "$out" "${curve_opt[@]}")
 [ -n "$resume" ] && train_args+=(--resume "$resume")
-# shellcheck disable=SC2086
 trainer_cmd=("$bin/trainer")
 [ "$trainer_kind" = torch ] && trainer_cmd=(/usr/bin/python3 "$here/examples/torch_trainer/torch_trainer.py")
+# shellcheck disable=SC2086
 start trainer "${trainer_cmd[@]}" "${train_args[@]}" $trainer_opts
 trainer_pid=${pids[-1]}
 
