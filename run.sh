@@ -67,6 +67,10 @@ Data and method:
                        (report/index.html: one page to open in a browser; default
                        runs/<date-time>)
   --resume P           continue from checkpoint P, or 'latest' (of --out)
+  --trainer T          c (build/bin/trainer) or torch: the PyTorch trainer of
+                       examples/torch_trainer in its place, with the same options
+                       (CUDA when present; --arch also takes torchvision:NAME;
+                       needs python3-torch, no --curve) (default c)
 
 Network:
   --bind-host H        address the bound sockets listen on (default $DEFAULT_HOST);
@@ -122,6 +126,7 @@ evaluator_opts=""
 curve=""
 keygen=""
 build=1
+trainer_kind=c
 
 need() { [ $# -ge 2 ] || die_usage "option $1 needs a value"; }
 while [ $# -gt 0 ]; do
@@ -148,12 +153,15 @@ while [ $# -gt 0 ]; do
     --augmenter-opts) need "$@"; augmenter_opts=$2; shift 2 ;;
     --trainer-opts) need "$@"; trainer_opts=$2; shift 2 ;;
     --evaluator-opts) need "$@"; evaluator_opts=$2; shift 2 ;;
+    --trainer) need "$@"; trainer_kind=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     -h | --help) usage; exit 0 ;;
     *) die_usage "unknown option '$1'" ;;
     esac
 done
 
+case "$trainer_kind" in c | torch) ;; *) die_usage "--trainer must be c or torch, not '$trainer_kind'" ;; esac
+[ "$trainer_kind" = c ] || [ -z "$curve" ] || die_usage "--curve needs the C trainer (--trainer c)"
 case "$method" in simclr | rotnet | supervised) ;; *) die_usage "--method must be simclr, rotnet or supervised, not '$method'" ;; esac
 [[ "$augmenters" =~ ^[1-9][0-9]*$ ]] || die_usage "--augmenters must be a positive number, not '$augmenters'"
 [[ "$test_fraction" =~ ^0?\.[0-9]+$ ]] || die_usage "--test-fraction must be a fraction such as 0.1, not '$test_fraction'"
@@ -261,7 +269,13 @@ if [ -n "$resume" ]; then
     ckpt=$resume
     [ "$resume" = latest ] && ckpt=$out/latest
     [ -e "$ckpt" ] || die_usage "--resume $resume: no checkpoint at $ckpt"
-    start_epoch=$("$bin/nntool" info "$ckpt" | sed -n 's/.*"epoch": *\([0-9]*\).*/\1/p')
+    if [ "$trainer_kind" = torch ]; then   # its checkpoints may hold a torchvision network nntool cannot build
+        start_epoch=$(/usr/bin/python3 -c 'import json, struct, sys
+f = open(sys.argv[1], "rb"); n = struct.unpack("<Q", f.read(8))[0]
+print(json.loads(f.read(n))["__metadata__"]["epoch"])' "$ckpt")
+    else
+        start_epoch=$("$bin/nntool" info "$ckpt" | sed -n 's/.*"epoch": *\([0-9]*\).*/\1/p')
+    fi
     start_epoch=${start_epoch:-0}
 fi
 echo "run.sh: $dataset_size training images in $data; run folder $out" >&2
@@ -358,8 +372,10 @@ train_args=(--method "$method" --arch "$arch" --width "$width" --batch "$batch" 
     --dataset-size "$dataset_size" --seed "$seed"
     --bind "$ep_trainer" --control "$ep_control" --evaluator "$evaluator_ep" --out "$out" "${curve_opt[@]}")
 [ -n "$resume" ] && train_args+=(--resume "$resume")
+trainer_cmd=("$bin/trainer")
+[ "$trainer_kind" = torch ] && trainer_cmd=(/usr/bin/python3 "$here/examples/torch_trainer/torch_trainer.py")
 # shellcheck disable=SC2086
-start trainer "$bin/trainer" "${train_args[@]}" $trainer_opts
+start trainer "${trainer_cmd[@]}" "${train_args[@]}" $trainer_opts
 trainer_pid=${pids[-1]}
 
 # restart_augmenter I RC: starts the augmenter pids[I] again, under the same
