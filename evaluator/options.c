@@ -2,6 +2,7 @@
 #include "evaluator/options.h"
 
 #include "evaluator/cache.h"
+#include "evaluator/finetune.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -70,9 +71,18 @@ static void usage(FILE *f)
 "  --probe-iters N      L-BFGS iterations per probe fit (default %d)\n"
 "  --max-pending N      checkpoints kept waiting, newest first (default %d)\n"
 "  --seed S             seed of every split and subset (default %d)\n"
+"  --finetune L         fine-tune the whole encoder with a new linear classifier on these shares of\n"
+"                       the training labels (comma-separated, e.g. 0.01,0.1; class-balanced, seeded),\n"
+"                       against the same network trained from scratch and the linear probe on the\n"
+"                       same labels (default none)\n"
+"  --finetune-per-class N  the same with N labels of each class (e.g. 10,100; default none)\n"
+"  --finetune-on W      final: only the run's last checkpoint (the one with the trainer's STOP, or\n"
+"                       --checkpoint FILE); all: every checkpoint (default final)\n"
+"  --finetune-epochs E  passes over a subset, at least %d steps of %d images (default %d)\n"
 "  --help\n",
             DEFAULT_TEST_FRACTION, DEFAULT_BATCH, DEFAULT_KNN_K, DEFAULT_KNN_T, DEFAULT_ALIGN_ITEMS, EVAL_READOUT_MAX_DIM,
-            DEFAULT_ATTENTION, DEFAULT_CLASSMAP, DEFAULT_PROBE_ITERS, DEFAULT_MAX_PENDING, DEFAULT_SEED);
+            DEFAULT_ATTENTION, DEFAULT_CLASSMAP, DEFAULT_PROBE_ITERS, DEFAULT_MAX_PENDING, DEFAULT_SEED,
+            EVAL_FT_MIN_STEPS, EVAL_FT_BATCH, EVAL_FT_DEFAULT_EPOCHS);
 }
 
 static int parse_size(const char *name, const char *s, size_t *out)
@@ -158,7 +168,7 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
     enum { O_BIND = 256, O_CONTROL, O_CKPT, O_OUT, O_TRAIN, O_TEST, O_FORMAT, O_TEST_FRACTION, O_FRACTION,
            O_MAX_TRAIN, O_MAX_TEST, O_BATCH, O_KNN_K, O_KNN_T, O_ALIGN_ITEMS, O_ALIGN_RECIPE,
            O_NO_BASELINES, O_READOUT, O_BASELINE_CACHE, O_ATTENTION, O_NO_REPORT, O_PROBE_ITERS, O_MAX_PENDING, O_SEED,
-           O_CURVE, O_CLASSMAP, O_COMPARE, O_HELP };
+           O_CURVE, O_CLASSMAP, O_COMPARE, O_FINETUNE, O_HELP };
     static const struct option opts[] = {
         { "bind", required_argument, 0, O_BIND }, { "control", required_argument, 0, O_CONTROL },
         { "checkpoint", required_argument, 0, O_CKPT }, { "out", required_argument, 0, O_OUT },
@@ -176,11 +186,14 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
         { "max-pending", required_argument, 0, O_MAX_PENDING }, { "seed", required_argument, 0, O_SEED },
         { "curve", required_argument, 0, O_CURVE },
         { "classmap", required_argument, 0, O_CLASSMAP }, { "compare", required_argument, 0, O_COMPARE },
+        { "finetune", required_argument, 0, O_FINETUNE }, { "finetune-per-class", required_argument, 0, O_FINETUNE },
+        { "finetune-on", required_argument, 0, O_FINETUNE }, { "finetune-epochs", required_argument, 0, O_FINETUNE },
         { "help", no_argument, 0, O_HELP }, { 0, 0, 0, 0 } };
-    int ch;
+    int ch, at = 0;
     size_t sz;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    o->finetune.epochs = EVAL_FT_DEFAULT_EPOCHS;
+    while ((ch = getopt_long(argc, argv, "h", opts, &at)) != -1) {
         int bad = 0;
         switch (ch) {
         case O_BIND: o->bind = optarg; break;
@@ -217,6 +230,7 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
         case O_CURVE: o->curve = optarg; break;
         case O_CLASSMAP: bad = parse_size("--classmap", optarg, &o->classmap); break;
         case O_COMPARE: o->compare[0] = optarg; break;   /* B: the one positional argument */
+        case O_FINETUNE: bad = eval_ft_parse_option(&o->finetune, opts[at].name, optarg); break;
         case 'h':
         case O_HELP: usage(stdout); return 1;
         default: usage(stderr); return 2;
