@@ -429,6 +429,8 @@ static int score(nn_net *net, const eval_images *im, const size_t *idx, size_t n
                 if (row[j] > row[best])
                     best = j;
             int32_t label = im->labels[idx ? idx[first + i] : first + i];
+            if (label < 0 || label >= k)
+                continue;                            /* unlabeled: a miss */
             hits += best == label;
             double sum = 0;                          /* -log softmax(row)[label], stable */
             for (int j = 0; j < k; j++)
