@@ -280,7 +280,7 @@ if [ -x "$bin/evaluator" ]; then
     # still waiting (the final one among them) and exits. It runs niced so
     # that training keeps the CPUs it needs.
     # The final checkpoint is fine-tuned with 10 labels per class against
-    # training from scratch (94 s on Fashion-MNIST, width 16, on a busy
+    # training from scratch (90-94 s on Fashion-MNIST, width 16, on a busy
     # 2-core machine); larger subsets by
     # --evaluator-opts "--finetune 0.01,0.1", none by "--finetune-per-class none".
     eval_args=(--bind "$ep_evaluator" --control "$to_control" --out "$out" "${curve_opt[@]}"
