@@ -17,6 +17,7 @@
 #include "evaluator/attention.h"
 #include "evaluator/classmap.h"
 #include "evaluator/data.h"
+#include "evaluator/finetune.h"
 #include "evaluator/knn.h"
 #include "evaluator/metrics.h"
 #include "evaluator/probe.h"
@@ -32,8 +33,6 @@
 #define RANDOM_INIT_SEED     1234   /* the random-encoder baseline's initialisation */
 #define VIEW_SEED_MIX        0xa11ull
 #define CLASSMAP_SEED_MIX    0xc1a55ull  /* the class map's subset and t-SNE starts */
-#define FEW_LABELS_PER_CLASS 10     /* below this many items per class, no validation split */
-#define FIXED_LAMBDA         1e-2   /* ... and this strength */
 #define COMPARE_IMAGES       8      /* rows of the comparison when --attention is 0 */
 #define BG_POLL_NS           50000000L  /* waiting for the background thread, check transport_stop this often */
 
@@ -56,6 +55,8 @@ struct eval_ctx {
     atomic_int bg_done;              /* set by the thread as it ends */
     atomic_int bg_stop;              /* asks it to give up */
     json_t *bg_result;               /* its baseline, or NULL */
+    eval_final_fn is_final;          /* is a checkpoint the run's last one? NULL: always */
+    void *is_final_arg;
 };
 
 static void background_join(eval_ctx *ctx, int cancel);
@@ -87,6 +88,12 @@ eval_ctx *eval_ctx_new(const eval_options *o)
     ctx->probe.max_iter = o->probe_iters;
     ctx->probe.seed = o->seed;
     return ctx;
+}
+
+void eval_ctx_set_final_check(eval_ctx *ctx, eval_final_fn fn, void *arg)
+{
+    ctx->is_final = fn;
+    ctx->is_final_arg = arg;
 }
 
 void eval_ctx_destroy(eval_ctx **self_p)
@@ -166,12 +173,7 @@ static json_t *evaluate_features(eval_ctx *ctx, const char *what, const float *f
             goto fail;
         eval_probe_opts po = ctx->probe;
         po.stop = stop;
-        const char *selection = "validation";
-        if (n_idx < (size_t)FEW_LABELS_PER_CLASS * (size_t)k) {
-            po.n_lambdas = 1;
-            po.lambdas[0] = FIXED_LAMBDA;
-            selection = "fixed";
-        }
+        const char *selection = eval_probe_few_labels(&po, n_idx, k) ? "fixed" : "validation";
         eval_probe_result r;
         double ts = console_now();
         int rc = eval_probe(ftr, tr->labels, idx, n_idx, fte, te->labels, te->n, d, k, &po, &r, err, errlen);
@@ -655,6 +657,18 @@ int eval_checkpoint(eval_ctx *ctx, const char *path, json_t **record_out, char *
             json_object_set_new(record, "classmap_png", json_string(file));
             json_object_set_new(record, "classmap", cm);
         }
+    }
+    if (eval_ft_wanted(&o->finetune) && !transport_stop &&
+        (o->finetune.on_all || !ctx->is_final || ctx->is_final(ctx->is_final_arg))) {
+        char ferr[1024];
+        json_t *ft = eval_finetune(net, &ctx->data, o, &ctx->probe, &transport_stop, ferr, sizeof ferr);
+        if (ft)
+            json_object_set_new(record, "finetune", ft);
+        else if (transport_stop) {
+            errmsg_set(err, errlen, "stopped");
+            goto done;
+        } else
+            console_log("no fine-tuning: %s", ferr);
     }
     json_object_set_new(record, "seconds", json_real(console_now() - t0));
     snprintf(file, sizeof file, "%s/%s", o->out, EVAL_JSONL);

@@ -36,6 +36,14 @@ void eval_ctx_destroy(eval_ctx **self_p);
  * baselines then come with the first checkpoint). */
 int eval_ctx_start_baselines(eval_ctx *ctx, char *err, size_t errlen);
 
+/* Whether the checkpoint being evaluated is the run's last one; asked just
+ * before the fine-tuning (evaluator/finetune.h), which only the last
+ * checkpoint gets unless --finetune-on all. The server answers whether the
+ * trainer's STOP has come and no newer checkpoint with it. Without this hook
+ * every checkpoint is the last one (`evaluator --checkpoint FILE`). */
+typedef int (*eval_final_fn)(void *arg);
+void eval_ctx_set_final_check(eval_ctx *ctx, eval_final_fn fn, void *arg);
+
 /* Evaluates the checkpoint file at path, appends its record to
  * <out>/eval.jsonl and refreshes the report. *record (may be NULL) receives
  * the record (caller json_decref). 0, or -1 with err saying what failed: the

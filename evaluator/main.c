@@ -1,7 +1,8 @@
 /* evaluator: evaluates the encoders the trainer checkpoints (linear probe,
- * few-label probes, kNN, alignment/uniformity, baselines, attention maps)
- * and writes one JSON line per checkpoint to <out>/eval.jsonl plus a report
- * folder <out>/report/.
+ * few-label probes, kNN, alignment/uniformity, baselines, attention maps;
+ * on request, fine-tuning with few labels against training from scratch, on
+ * the run's last checkpoint) and writes one JSON line per checkpoint to
+ * <out>/eval.jsonl plus a report folder <out>/report/.
  *
  * Sockets (server mode):
  *   PULL  bind     tcp://127.0.0.1:5557  (--bind)     Checkpoint messages (a file path or the
@@ -56,6 +57,9 @@ typedef struct {
     uint64_t seq;
     int stop_requested;
     double stop_time;              /* console_now() when STOP came */
+    uint64_t max_step;             /* the newest step received */
+    uint64_t current_step;         /* of the checkpoint being evaluated */
+    void *pull, *sub;              /* the sockets, while serving */
     long evaluated, failed;
 } server_t;
 
@@ -121,6 +125,8 @@ static void handle_message(server_t *s, zmq_msg_t *msg, int from_control)
     pending_t p;
     memset(&p, 0, sizeof p);
     p.step = c.step;
+    if (c.step > s->max_step)
+        s->max_step = c.step;
     p.epoch = c.epoch;
     p.seq = s->seq++;
     if (c.path[0])
@@ -181,6 +187,18 @@ static void receive(server_t *s, void *pull, void *sub, int timeout_ms)
     }
 }
 
+/* eval_final_fn of the server: takes in what has arrived meanwhile (the
+ * trainer publishes STOP just after pushing its last checkpoint); the
+ * checkpoint is the last one when STOP has come and nothing newer. */
+static int is_final(void *arg)
+{
+    server_t *s = arg;
+    receive(s, s->pull, s->sub, 0);
+    if (s->stop_requested && s->sub)
+        transport_close(&s->sub);
+    return s->stop_requested && s->current_step >= s->max_step;
+}
+
 static int serve(server_t *s)
 {
     char err[1024];
@@ -188,25 +206,27 @@ static int serve(server_t *s)
         console_log("%s", err);
         return CLI_EXIT_FAILED;
     }
-    void *pull = transport_open_peer(ZMQ_PULL, TRANSPORT_BIND, s->o->bind, PULL_HWM, "trainer");
-    if (!pull)
+    s->pull = transport_open_peer(ZMQ_PULL, TRANSPORT_BIND, s->o->bind, PULL_HWM, "trainer");
+    if (!s->pull)
         return CLI_EXIT_FAILED;
-    void *sub = NULL;
-    if (s->o->control && (!(sub = transport_open_peer(ZMQ_SUB, TRANSPORT_CONNECT, s->o->control, 0, "trainer control")) ||
-                          transport_subscribe_stop(sub))) {
-        transport_close(&sub);
-        transport_close(&pull);
+    s->sub = NULL;
+    if (s->o->control &&
+        (!(s->sub = transport_open_peer(ZMQ_SUB, TRANSPORT_CONNECT, s->o->control, 0, "trainer control")) ||
+         transport_subscribe_stop(s->sub))) {
+        transport_close(&s->sub);
+        transport_close(&s->pull);
         return CLI_EXIT_FAILED;
     }
+    eval_ctx_set_final_check(s->ctx, is_final, s);
     console_log("listening on %s for checkpoints%s%s; results in %s/%s", s->o->bind,
-                sub ? ", control on " : "", sub ? s->o->control : "", s->o->out, EVAL_JSONL);
+                s->sub ? ", control on " : "", s->sub ? s->o->control : "", s->o->out, EVAL_JSONL);
     /* the raw-pixel baseline needs only the data: under way before the first checkpoint */
     if (eval_ctx_start_baselines(s->ctx, err, sizeof err))
         console_log("baselines not started ahead: %s; they come with the first checkpoint", err);
     while (!transport_stop) {
-        receive(s, pull, sub, s->n_pending ? 0 : RECV_SLICE_MS);
-        if (s->stop_requested && sub)
-            transport_close(&sub);   /* the trainer is leaving: its going is no loss to report */
+        receive(s, s->pull, s->sub, s->n_pending ? 0 : RECV_SLICE_MS);
+        if (s->stop_requested && s->sub)
+            transport_close(&s->sub);   /* the trainer is leaving: its going is no loss to report */
         int i = newest_pending(s);
         if (i < 0) {
             /* the trainer pushes its last Checkpoint just before STOP, on another socket */
@@ -219,6 +239,7 @@ static int serve(server_t *s)
         if (s->n_pending)
             console_log("%d older checkpoint%s waiting", s->n_pending, s->n_pending == 1 ? "" : "s");
         char eerr[2048];
+        s->current_step = p.step;
         if (eval_checkpoint(s->ctx, p.path, NULL, eerr, sizeof eerr)) {
             if (transport_stop)
                 console_log("stopped during the evaluation of step %" PRIu64, p.step);
@@ -233,8 +254,9 @@ static int serve(server_t *s)
     while (s->n_pending)
         drop_pending(s, 0, NULL);
     console_log("%ld checkpoint%s evaluated, %ld failed", s->evaluated, s->evaluated == 1 ? "" : "s", s->failed);
-    transport_close(&sub);
-    transport_close(&pull);
+    eval_ctx_set_final_check(s->ctx, NULL, NULL);
+    transport_close(&s->sub);
+    transport_close(&s->pull);
     transport_shutdown();
     return CLI_EXIT_OK;
 }

@@ -1,15 +1,15 @@
 # evaluator: the evaluation stage. libevalcore.a holds the maths (linear probe,
 # kNN, alignment/uniformity, encoder stages, PCA, t-SNE, purity, silhouette;
-# class-balanced subsets are in dataset/split) and the baseline cache's keys
-# and files, so that the unit test links the same code; build/bin/evaluator
-# adds data loading, feature extraction, attention maps, the class map, the
-# report (text, plots, the web page) and the server loop. webtext (base64, HTML
-# escaping) is in the library for the unit test.
+# class-balanced subsets are in dataset/split), the baseline cache's keys and
+# files, the decoded images and their features (data.c), fine-tuning with few
+# labels, and webtext (base64, HTML escaping), so that the unit tests link the
+# same code; build/bin/evaluator adds attention maps, the class map, the
+# report (text, plots, the web page) and the server loop.
 evalcore_SRCS := evaluator/probe.c evaluator/knn.c evaluator/metrics.c evaluator/stages.c evaluator/cache.c \
-                 evaluator/readout.c evaluator/embed.c evaluator/webtext.c
+                 evaluator/readout.c evaluator/embed.c evaluator/data.c evaluator/finetune.c evaluator/webtext.c
 $(eval $(call add_lib,evalcore))
 
-evaluator_SRCS := evaluator/main.c evaluator/options.c evaluator/data.c evaluator/evaluate.c \
+evaluator_SRCS := evaluator/main.c evaluator/options.c evaluator/evaluate.c \
                   evaluator/attention.c evaluator/report.c evaluator/html.c evaluator/figure.c \
                   evaluator/classmap.c
 evaluator_LIBS := evalcore augment nn dataset transport proto console cli
@@ -17,3 +17,6 @@ $(eval $(call add_prog,evaluator))
 
 test_eval_LIBS := evalcore nn dataset
 $(eval $(call add_test,test_eval))
+
+test_finetune_LIBS := evalcore augment nn dataset console cli
+$(eval $(call add_test,test_finetune))

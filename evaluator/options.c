@@ -10,6 +10,7 @@
 #include "cli/defaults.h"
 #include "errmsg/errmsg.h"
 #include "evaluator/cache.h"
+#include "evaluator/finetune.h"
 
 #define DEFAULT_BATCH         256
 #define DEFAULT_ALIGN_ITEMS   2000
@@ -74,9 +75,18 @@ void eval_usage(FILE *f)
 "  --probe-iters N      L-BFGS iterations per probe fit (default %d)\n"
 "  --max-pending N      checkpoints kept waiting, newest first (default %d)\n"
 "  --seed S             seed of every split and subset (default %d)\n"
+"  --finetune L         fine-tune the whole encoder with a new linear classifier on these shares of\n"
+"                       the training labels (comma-separated, e.g. 0.01,0.1; class-balanced, seeded),\n"
+"                       against the same network trained from scratch and the linear probe on the\n"
+"                       same labels (default none)\n"
+"  --finetune-per-class N  the same with N labels of each class (e.g. 10,100; default none)\n"
+"  --finetune-on W      final: only the run's last checkpoint (the one with the trainer's STOP, or\n"
+"                       --checkpoint FILE); all: every checkpoint (default final)\n"
+"  --finetune-epochs E  passes over a subset, at least %d steps of %d images (default %d)\n"
 "  --help\n",
             DEFAULT_TEST_FRACTION, DEFAULT_BATCH, DEFAULT_KNN_K, DEFAULT_KNN_T, DEFAULT_ALIGN_ITEMS, EVAL_READOUT_MAX_DIM,
-            DEFAULT_ATTENTION, DEFAULT_CLASSMAP, DEFAULT_PROBE_ITERS, DEFAULT_MAX_PENDING, DEFAULT_SEED);
+            DEFAULT_ATTENTION, DEFAULT_CLASSMAP, DEFAULT_PROBE_ITERS, DEFAULT_MAX_PENDING, DEFAULT_SEED,
+            EVAL_FT_MIN_STEPS, EVAL_FT_BATCH, EVAL_FT_DEFAULT_EPOCHS);
 }
 
 /* --label-fraction s: comma-separated fractions in (0, 1]; 0, or -1 with err set. */
@@ -104,7 +114,7 @@ static int parse_fractions(eval_options *o, const char *s, char *err, size_t err
 enum { O_BIND = 256, O_CONTROL, O_CKPT, O_OUT, O_TRAIN, O_TEST, O_FORMAT, O_TEST_FRACTION, O_FRACTION,
        O_MAX_TRAIN, O_MAX_TEST, O_BATCH, O_KNN_K, O_KNN_T, O_ALIGN_ITEMS, O_ALIGN_RECIPE,
        O_NO_BASELINES, O_READOUT, O_BASELINE_CACHE, O_ATTENTION, O_NO_REPORT, O_PROBE_ITERS, O_MAX_PENDING, O_SEED,
-       O_CURVE, O_CLASSMAP, O_COMPARE };
+       O_CURVE, O_CLASSMAP, O_COMPARE, O_FT_FRACTIONS, O_FT_PER_CLASS, O_FT_ON, O_FT_EPOCHS };
 
 typedef struct {
     eval_options *o;
@@ -154,6 +164,10 @@ static int parse_option(void *ctx, int c, const char *v, char *err, size_t n)
     case O_CURVE: o->curve = v; break;
     case O_CLASSMAP: bad = cli_size("--classmap", v, 0, SIZE_MAX, &o->classmap, err, n); break;
     case O_COMPARE: o->compare[0] = v; break;   /* B: the one positional argument */
+    case O_FT_FRACTIONS: bad = eval_ft_parse_option(&o->finetune, "finetune", v, err, n); break;
+    case O_FT_PER_CLASS: bad = eval_ft_parse_option(&o->finetune, "finetune-per-class", v, err, n); break;
+    case O_FT_ON: bad = eval_ft_parse_option(&o->finetune, "finetune-on", v, err, n); break;
+    case O_FT_EPOCHS: bad = eval_ft_parse_option(&o->finetune, "finetune-epochs", v, err, n); break;
     default:
         errmsg_set(err, n, "option %d is not handled", c);
         bad = -1;
@@ -180,6 +194,8 @@ int eval_options_parse(eval_options *o, int argc, char **argv, char *err, size_t
         { "max-pending", required_argument, 0, O_MAX_PENDING }, { "seed", required_argument, 0, O_SEED },
         { "curve", required_argument, 0, O_CURVE },
         { "classmap", required_argument, 0, O_CLASSMAP }, { "compare", required_argument, 0, O_COMPARE },
+        { "finetune", required_argument, 0, O_FT_FRACTIONS }, { "finetune-per-class", required_argument, 0, O_FT_PER_CLASS },
+        { "finetune-on", required_argument, 0, O_FT_ON }, { "finetune-epochs", required_argument, 0, O_FT_EPOCHS },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
     memset(o, 0, sizeof *o);
     o->bind = CLI_ENDPOINT_EVALUATOR;
@@ -198,6 +214,7 @@ int eval_options_parse(eval_options *o, int argc, char **argv, char *err, size_t
     o->probe_iters = DEFAULT_PROBE_ITERS;
     o->max_pending = DEFAULT_MAX_PENDING;
     o->seed = DEFAULT_SEED;
+    o->finetune.epochs = EVAL_FT_DEFAULT_EPOCHS;
     parse_fractions(o, "0.01,0.1,1", NULL, 0);
     parse_ctx pc = {.o = o};
     int rc = cli_parse(argc, argv, "h", opts, 'h', parse_option, &pc, err, n);

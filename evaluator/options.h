@@ -14,6 +14,18 @@
 #define EVAL_MAX_FRACTIONS      8
 #define EVAL_MAX_PATH           4096
 #define EVAL_MAX_ATTENTION      64      /* images in the attention figure */
+#define EVAL_MAX_FINETUNE       8       /* entries of --finetune, and of --finetune-per-class */
+
+/* Fine-tuning with few labels (evaluator/finetune.h): which labeled subsets,
+ * on which checkpoints. */
+typedef struct {
+    double fractions[EVAL_MAX_FINETUNE];   /* --finetune: shares of the training labels */
+    int n_fractions;
+    size_t per_class[EVAL_MAX_FINETUNE];   /* --finetune-per-class: labels per class */
+    int n_per_class;
+    int on_all;                    /* --finetune-on all; 0: only the final checkpoint */
+    int epochs;                    /* --finetune-epochs: passes over the subset (at least a minimum of steps) */
+} eval_finetune_options;
 
 typedef struct {
     const char *bind;              /* PULL endpoint (server mode) */
@@ -42,6 +54,7 @@ typedef struct {
     int probe_iters;
     int max_pending;               /* checkpoints kept waiting; older ones dropped */
     uint64_t seed;
+    eval_finetune_options finetune;
 } eval_options;
 
 /* Parses argv into o. Returns 0 to run, 1 when --help was asked, -1 on a

@@ -52,6 +52,15 @@ void eval_probe_defaults(eval_probe_opts *o)
     o->precondition = 1;
 }
 
+int eval_probe_few_labels(eval_probe_opts *o, size_t n, int k)
+{
+    if (n >= (size_t)EVAL_PROBE_FEW_PER_CLASS * (size_t)k)
+        return 0;
+    o->n_lambdas = 1;
+    o->lambdas[0] = EVAL_PROBE_FIXED_LAMBDA;
+    return 1;
+}
+
 /* ---------------------------------------------------------- standardising */
 
 void eval_standardize_fit(double *mean, double *inv_std, const float *x, const size_t *idx, size_t n, int d)

@@ -32,6 +32,8 @@
 #include <stdint.h>
 
 #define EVAL_PROBE_MAX_LAMBDAS 16
+#define EVAL_PROBE_FEW_PER_CLASS 10     /* below this many labels per class, no validation split ... */
+#define EVAL_PROBE_FIXED_LAMBDA  1e-2   /* ... and this strength */
 
 typedef struct {
     int max_iter;                   /* L-BFGS iterations of the final fit */
@@ -62,6 +64,11 @@ typedef struct {
 } eval_probe_result;
 
 void eval_probe_defaults(eval_probe_opts *o);
+
+/* With fewer than EVAL_PROBE_FEW_PER_CLASS x k training items there is too
+ * little to validate on: o's strengths become EVAL_PROBE_FIXED_LAMBDA alone.
+ * Returns 1 when so, else 0 (o unchanged). */
+int eval_probe_few_labels(eval_probe_opts *o, size_t n, int k);
 
 /* Runs the whole probe. Training items: the rows idx[0..ntr) of xtr (all of
  * the first ntr rows when idx is NULL); test items: xte (nte, d). Labels in

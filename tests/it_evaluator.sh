@@ -6,8 +6,9 @@
 #     naming a truncated file, one carrying garbage bytes, and a good
 #     checkpoint after them: the good one is evaluated (one line in
 #     eval.jsonl); Control STOP on the same socket ends it with status 0;
-#  1b. with --control: a checkpoint pushed just before the trainer's STOP (on
-#     its PUB socket) is still evaluated, then the evaluator exits 0 by itself;
+#  1b. with --control: two checkpoints pushed just before the trainer's STOP
+#     (on its PUB socket) are still evaluated, then the evaluator exits 0 by
+#     itself; with --finetune-per-class, only the last one is fine-tuned;
 #  2. `evaluator --checkpoint` on a small checkpoint finishes and writes
 #     eval.jsonl (probe, few labels, kNN, align/uniform, both baselines, the
 #     class map's numbers), report/summary.txt, the attention-map and the
@@ -122,12 +123,15 @@ echo "it_evaluator: server: corrupt, truncated and garbage checkpoints refused w
 # ---- 1b. STOP on the control socket right after the last checkpoint
 cport=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$ev" --bind "$ep" --control "tcp://127.0.0.1:$cport" --out "$tmp/out2" --no-baselines --attention 0 "${small[@]}" \
+    --finetune-per-class 2 --finetune-epochs 1 \
     >"$tmp/server.log" 2>&1 &
 pid=$!
 wait_for "listening on" "$tmp/server.log" 30
-"$py" - "$ep" "tcp://127.0.0.1:$cport" "$tmp/good.safetensors" <<'PY'
+cp "$tmp/good.safetensors" "$tmp/five.safetensors"
+cp "$tmp/good.safetensors" "$tmp/nine.safetensors"
+"$py" - "$ep" "tcp://127.0.0.1:$cport" "$tmp" <<'PY'
 import sys, time, zmq, msgpack
-ep, control, path = sys.argv[1:4]
+ep, control, folder = sys.argv[1:4]
 head = {"fmt": "sslpipe", "ver": 1}
 ctx = zmq.Context()
 pub = ctx.socket(zmq.PUB)
@@ -139,7 +143,9 @@ beat = msgpack.packb(dict(head, type="control", kind="heartbeat", sender="traine
 for _ in range(10):        # let the subscription arrive (PUB drops messages before it)
     pub.send(beat)
     time.sleep(0.1)
-push.send(msgpack.packb(dict(head, type="checkpoint", step=9, epoch=0, method="simclr", arch="nn 1", path=path)))
+for step, name in ((5, "five"), (9, "nine")):
+    push.send(msgpack.packb(dict(head, type="checkpoint", step=step, epoch=0, method="simclr", arch="nn 1",
+                                 path=f"{folder}/{name}.safetensors")))
 stop = msgpack.packb(dict(head, type="control", kind="stop", sender="trainer@test:1", epoch=0, count=0))
 for _ in range(5):
     pub.send(stop)
@@ -153,9 +159,20 @@ kill -0 "$pid" 2>/dev/null && fail "the evaluator did not exit after STOP on --c
 rc=0; wait "$pid" || rc=$?
 pid=""
 [ "$rc" -eq 0 ] || fail "exit status $rc after STOP on --control"
-grep -q "good.safetensors" "$tmp/out2/eval.jsonl" 2>/dev/null || fail "the checkpoint sent before STOP was not evaluated"
+grep -q "nine.safetensors" "$tmp/out2/eval.jsonl" 2>/dev/null || fail "the checkpoint sent before STOP was not evaluated"
 grep -q "heartbeat\|ignoring" "$tmp/server.log" && fail "control-socket chatter was logged"
-echo "it_evaluator: --control: the checkpoint sent just before STOP evaluated, then a clean exit"
+"$py" - "$tmp/out2/eval.jsonl" <<'PY' || fail "fine-tuning: not (only) on the checkpoint that came with STOP"
+import json, sys
+recs = {r["checkpoint"].rsplit("/", 1)[1]: r for r in map(json.loads, open(sys.argv[1]))}
+assert sorted(recs) == ["five.safetensors", "nine.safetensors"], sorted(recs)
+assert "finetune" not in recs["five.safetensors"], "an earlier checkpoint was fine-tuned"
+(e,) = recs["nine.safetensors"]["finetune"]
+assert e["subset"] == "2/class" and e["labels"] == 20 and len(e["subset_hash"]) == 16, e
+for k in ("scratch_top1", "probe_top1", "finetune_top1"):
+    assert 0 <= e[k] <= 1, (k, e[k])
+assert e["steps"] >= 100 and e["seconds"] > 0, e
+PY
+echo "it_evaluator: --control: the checkpoints sent just before STOP evaluated, the last one fine-tuned, then a clean exit"
 
 # ---- 2. one file
 cache="$tmp/cache"

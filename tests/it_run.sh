@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # run.sh end to end, as a user runs it (with --no-build and a small slice of
 # Fashion-MNIST to stay short): every stage starts, one epoch is trained
-# exactly once, the evaluator reports on the final checkpoint, and nothing is
-# left running. Then `--resume latest` continues the same run for a second
-# epoch from its checkpoint.
+# exactly once, the evaluator reports on the final checkpoint (and fine-tunes
+# it, with a smaller subset than run.sh's default, given through
+# --evaluator-opts), and nothing is left running. Then `--resume latest`
+# continues the same run for a second epoch from its checkpoint.
 . "$(dirname "$0")/lib.sh"
 
 require_built "$BUILD/bin/loader" "$BUILD/bin/augmenter" "$BUILD/bin/trainer" "$BUILD/bin/evaluator" \
@@ -32,7 +33,7 @@ run() {
     local base
     base=$(port_base) || { fail "$name: no four free ports"; return 1; }
     BUILD="$BUILD" timeout 300 "$root/run.sh" --no-build --width 8 --out "$tmp/run" --port-base "$base" \
-        --loader-opts "--limit $N" --evaluator-opts "--max-train 2000 --max-test 1000 --label-fraction 1" \
+        --loader-opts "--limit $N" --evaluator-opts "--max-train 2000 --max-test 1000 --label-fraction 1 --finetune-per-class 2" \
         "$@" >"$tmp/$name.log" 2>&1
 }
 
@@ -46,6 +47,14 @@ grep -q "step 16" "$tmp/run/report/summary.txt" 2>/dev/null &&
 grep -q '"record":"epoch","epoch":0,"distinct":'"$N"',.*"complete":true' "$tmp/run/metrics.jsonl" &&
     ok "epoch 0: $N distinct samples trained (exactly once)" ||
     { fail "no complete record for epoch 0"; grep '"record"' "$tmp/run/metrics.jsonl"; }
+"$PY" - "$tmp/run/eval.jsonl" <<'EOF' && ok "the final checkpoint fine-tuned, on the subset given through --evaluator-opts" ||
+import json, sys
+last = [json.loads(line) for line in open(sys.argv[1])][-1]
+assert last["step"] == 16, last["step"]
+(e,) = last["finetune"]
+assert e["subset"] == "2/class" and e["labels"] == 20, e
+EOF
+    fail "no fine-tuning in the final record: $(tail -c 600 "$tmp/run/eval.jsonl")"
 for stage in loader augmenter trainer evaluator; do
     grep -q "^\[$stage\]" "$tmp/first.log" || fail "no output from the $stage"
 done

@@ -97,7 +97,7 @@ EOF
 base=$(port_base) || { echo "FAIL: no four free ports"; exit 1; }
 BUILD="$BUILD" "$root/run.sh" --no-build --width 8 --batch "$BATCH" --epochs "$EPOCHS" --augmenters 2 \
     --out "$run" --port-base "$base" --loader-opts "--limit $N" --augmenter-opts "--workers 2" \
-    --evaluator-opts "--max-train 2000 --max-test 1000 --label-fraction 1" >"$log" 2>&1 &
+    --evaluator-opts "--max-train 2000 --max-test 1000 --label-fraction 1 --finetune-per-class none" >"$log" 2>&1 &
 run_pid=$!
 pids+=("$run_pid")
 
