@@ -382,46 +382,65 @@ static void sums_shifted(const float *x, size_t n, float k, double *s1, double *
     *s2 += sq;
 }
 
+/* Channels whose rows are walked together, image by image: their rows of one
+ * image lie next to each other, so small maps (4x4, 8x8) are read as long
+ * runs instead of one cache line per image and channel. */
+#define BN_BLOCK 32
+
+/* y = x scale + shift (then ReLU) over n floats */
+static void bn_normalise_row(float *y, const float *x, size_t n, float scale, float shift, int relu)
+{
+    if (relu)
+        for (size_t p = 0; p < n; p++) {
+            float v = x[p] * scale + shift;
+            y[p] = v > 0.0f ? v : 0.0f;
+        }
+    else
+        for (size_t p = 0; p < n; p++)
+            y[p] = x[p] * scale + shift;
+}
+
 static void bn_forward_channels(void *ctx, size_t b, size_t e)
 {
     const bn_job *j = ctx;
     const nn_bn_dims *d = j->d;
     size_t hw = (size_t)d->hw, cs = (size_t)d->c * hw, m = (size_t)d->n * hw;
-    for (size_t c = b; c < e; c++) {
-        float mu, is;
-        if (j->train) {
-            float k = j->in[c * hw];
-            double s1 = 0.0, s2 = 0.0;
+    for (size_t c0 = b; c0 < e; c0 += BN_BLOCK) {
+        size_t nc = e - c0 < BN_BLOCK ? e - c0 : BN_BLOCK;
+        float scale[BN_BLOCK], shift[BN_BLOCK];
+        double s1[BN_BLOCK] = { 0 }, s2[BN_BLOCK] = { 0 };
+        if (j->train)
             for (int i = 0; i < d->n; i++)
-                sums_shifted(j->in + i * cs + c * hw, hw, k, &s1, &s2);
-            double dm = s1 / (double)m, v = s2 / (double)m - dm * dm;
-            if (v < 0.0)
-                v = 0.0;
-            mu = (float)((double)k + dm);
-            float var = (float)v;
-            is = 1.0f / sqrtf(var + NN_BN_EPS);
-            j->mean[c] = mu;
-            j->invstd[c] = is;
-            float unbiased = m > 1 ? (float)(v * (double)m / (double)(m - 1)) : var;
-            j->run_mean[c] = (1.0f - NN_BN_MOMENTUM) * j->run_mean[c] + NN_BN_MOMENTUM * mu;
-            j->run_var[c] = (1.0f - NN_BN_MOMENTUM) * j->run_var[c] + NN_BN_MOMENTUM * unbiased;
-        } else {
-            mu = j->run_mean[c];
-            is = 1.0f / sqrtf(j->run_var[c] + NN_BN_EPS);
+                for (size_t c = 0; c < nc; c++)
+                    sums_shifted(j->in + i * cs + (c0 + c) * hw, hw, j->in[(c0 + c) * hw], &s1[c],
+                                 &s2[c]);
+        for (size_t c = 0; c < nc; c++) {
+            size_t ch = c0 + c;
+            float mu, is;
+            if (j->train) {
+                double dm = s1[c] / (double)m, v = s2[c] / (double)m - dm * dm;
+                if (v < 0.0)
+                    v = 0.0;
+                mu = (float)((double)j->in[ch * hw] + dm);
+                float var = (float)v;
+                is = 1.0f / sqrtf(var + NN_BN_EPS);
+                j->mean[ch] = mu;
+                j->invstd[ch] = is;
+                float unbiased = m > 1 ? (float)(v * (double)m / (double)(m - 1)) : var;
+                j->run_mean[ch] = (1.0f - NN_BN_MOMENTUM) * j->run_mean[ch] + NN_BN_MOMENTUM * mu;
+                j->run_var[ch] = (1.0f - NN_BN_MOMENTUM) * j->run_var[ch] + NN_BN_MOMENTUM * unbiased;
+            } else {
+                mu = j->run_mean[ch];
+                is = 1.0f / sqrtf(j->run_var[ch] + NN_BN_EPS);
+            }
+            scale[c] = j->gamma[ch] * is;
+            shift[c] = j->beta[ch] - mu * scale[c];
         }
-        float scale = j->gamma[c] * is, shift = j->beta[c] - mu * scale;
-        for (int i = 0; i < d->n; i++) {
-            const float *x = j->in + i * cs + c * hw;
-            float *y = j->out + i * cs + c * hw;
-            if (j->relu)
-                for (size_t p = 0; p < hw; p++) {
-                    float v = x[p] * scale + shift;
-                    y[p] = v > 0.0f ? v : 0.0f;
-                }
-            else
-                for (size_t p = 0; p < hw; p++)
-                    y[p] = x[p] * scale + shift;
-        }
+        for (int i = 0; i < d->n; i++)
+            for (size_t c = 0; c < nc; c++) {
+                size_t off = i * cs + (c0 + c) * hw;
+                bn_normalise_row(j->out + off, j->in + off, hw, scale[c], shift[c], j->relu);
+            }
     }
 }
 
@@ -474,47 +493,65 @@ static void bn_grad_sums(const float *g, const float *x, const float *mask, size
     *sgx += sq;
 }
 
+/* dx = ca g + cb (x - mu) + c0 over n floats, g = dout where mask > 0 (all
+ * without mask); added to dx unless overwrite */
+static void bn_input_grad_row(float *dx, const float *g, const float *x, const float *mask, size_t n,
+                              float mu, float ca, float cb, float c0, int overwrite)
+{
+    if (mask && overwrite)
+        for (size_t p = 0; p < n; p++) {
+            float keep = mask[p] > 0.0f ? 1.0f : 0.0f;   /* loads and a select: vectorizes */
+            dx[p] = ca * g[p] * keep + cb * (x[p] - mu) + c0;
+        }
+    else if (mask)
+        for (size_t p = 0; p < n; p++) {
+            float keep = mask[p] > 0.0f ? 1.0f : 0.0f;
+            dx[p] += ca * g[p] * keep + cb * (x[p] - mu) + c0;
+        }
+    else if (overwrite)
+        for (size_t p = 0; p < n; p++)
+            dx[p] = ca * g[p] + cb * (x[p] - mu) + c0;
+    else
+        for (size_t p = 0; p < n; p++)
+            dx[p] += ca * g[p] + cb * (x[p] - mu) + c0;
+}
+
 static void bn_backward_channels(void *ctx, size_t b, size_t e)
 {
     const bn_job *j = ctx;
     const nn_bn_dims *d = j->d;
     size_t hw = (size_t)d->hw, cs = (size_t)d->c * hw, m = (size_t)d->n * hw;
-    for (size_t c = b; c < e; c++) {
-        float mu = j->cmean[c], is = j->cinvstd[c];
-        double sg = 0.0, sgx = 0.0;
-        for (int i = 0; i < d->n; i++) {
-            size_t off = i * cs + c * hw;
-            bn_grad_sums(j->dout + off, j->in + off, j->mask ? j->mask + off : NULL, hw, mu, &sg, &sgx);
+    for (size_t c0 = b; c0 < e; c0 += BN_BLOCK) {
+        size_t nc = e - c0 < BN_BLOCK ? e - c0 : BN_BLOCK;
+        double sg[BN_BLOCK] = { 0 }, sgx[BN_BLOCK] = { 0 };
+        float ca[BN_BLOCK], cb[BN_BLOCK], cz[BN_BLOCK];
+        for (int i = 0; i < d->n; i++)
+            for (size_t c = 0; c < nc; c++) {
+                size_t off = i * cs + (c0 + c) * hw;
+                bn_grad_sums(j->dout + off, j->in + off, j->mask ? j->mask + off : NULL, hw,
+                             j->cmean[c0 + c], &sg[c], &sgx[c]);
+            }
+        for (size_t c = 0; c < nc; c++) {
+            size_t ch = c0 + c;
+            float is = j->cinvstd[ch];
+            float sum_g = (float)sg[c], sum_gxhat = (float)sgx[c] * is;
+            j->dgamma[ch] += sum_gxhat;
+            j->dbeta[ch] += sum_g;
+            /* dx = k (m g - sum g - (x - mu) sum(g xhat) is) = ca g + cb (x - mu) + c0 */
+            float k = j->gamma[ch] * is / (float)m;
+            ca[c] = k * (float)m;
+            cb[c] = -k * sum_gxhat * is;
+            cz[c] = -k * sum_g;
         }
-        float sum_g = (float)sg, sum_gxhat = (float)sgx * is;
-        j->dgamma[c] += sum_gxhat;
-        j->dbeta[c] += sum_g;
         if (!j->din)
             continue;
-        /* dx = k (m g - sum g - (x - mu) sum(g xhat) is) = ca g + cb (x - mu) + c0 */
-        float k = j->gamma[c] * is / (float)m;
-        float ca = k * (float)m, cb = -k * sum_gxhat * is, c0 = -k * sum_g;
-        for (int i = 0; i < d->n; i++) {
-            size_t off = i * cs + c * hw;
-            const float *x = j->in + off, *g = j->dout + off, *y = j->mask ? j->mask + off : NULL;
-            float *dx = j->din + off;
-            if (y && j->overwrite)
-                for (size_t p = 0; p < hw; p++) {
-                    float gv = g[p], keep = y[p] > 0.0f ? 1.0f : 0.0f;   /* loads and a select: vectorizes */
-                    dx[p] = ca * gv * keep + cb * (x[p] - mu) + c0;
-                }
-            else if (y)
-                for (size_t p = 0; p < hw; p++) {
-                    float gv = g[p], keep = y[p] > 0.0f ? 1.0f : 0.0f;
-                    dx[p] += ca * gv * keep + cb * (x[p] - mu) + c0;
-                }
-            else if (j->overwrite)
-                for (size_t p = 0; p < hw; p++)
-                    dx[p] = ca * g[p] + cb * (x[p] - mu) + c0;
-            else
-                for (size_t p = 0; p < hw; p++)
-                    dx[p] += ca * g[p] + cb * (x[p] - mu) + c0;
-        }
+        for (int i = 0; i < d->n; i++)
+            for (size_t c = 0; c < nc; c++) {
+                size_t off = i * cs + (c0 + c) * hw;
+                bn_input_grad_row(j->din + off, j->dout + off, j->in + off,
+                                  j->mask ? j->mask + off : NULL, hw, j->cmean[c0 + c], ca[c], cb[c],
+                                  cz[c], j->overwrite);
+            }
     }
 }
 
