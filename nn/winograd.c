@@ -477,13 +477,18 @@ static inline WG_INLINE void grad_tf_rows(float *Z, int ld, const float *dy, int
         for (int rr = 0; rr < rows; rr++, row_next(&it, g)) {
             const float *src = dy + ((size_t)it.img * C + c) * plane;
             for (int i = 0; i < WG_M; i++) {
-                padded_row(pad, plen, 0, src, WG_M * it.ty + i, h, w);
+                int yy = WG_M * it.ty + i;
+                const float *row = pad;                 /* the map's row itself when whole */
+                if (w == plen && yy < h)
+                    row = src + (size_t)yy * w;
+                else
+                    padded_row(pad, plen, 0, src, yy, h, w);
                 for (int xx = 0; xx < plen; xx++)
-                    colsum[xx] += pad[xx];
+                    colsum[xx] += row[xx];
                 for (int l = 0; l < WG_M; l++) {
                     float *e = E + (size_t)(i * WG_M + l) * ld + (size_t)rr * tw;
                     for (int k = 0; k < tw; k++)
-                        e[k] = pad[WG_M * k + l];
+                        e[k] = row[WG_M * k + l];
                 }
             }
         }
@@ -510,8 +515,9 @@ static inline WG_INLINE void grad_tf_rows(float *Z, int ld, const float *dy, int
 WG_CLONES static void grad_tf(float *Z, int ld, const float *dy, int C, int h, int w,
                               const wg_geom *g, size_t t0, int nt, float *sums, float *scr)
 {
-    /* not WG_SMALL_MAPS: gcc 12 -O3 miscompiles this one with 4 tiles per row as constants */
-    grad_tf_rows(Z, ld, dy, C, h, w, g, t0, nt, sums, scr, g->tw);
+#define WG_CALL(tw_, w_) grad_tf_rows(Z, ld, dy, C, h, w_, g, t0, nt, sums, scr, tw_)
+    WG_SMALL_MAPS(g->tw, w);
+#undef WG_CALL
 }
 
 /* ---------------------------------------------------------------- passes */
