@@ -773,10 +773,46 @@ static void maxpool_fw(void *ctx, size_t b, size_t e)
     }
 }
 
+/* Overwrite with 2x2 windows, stride 2: every input written once (the
+ * gradient where the index points, else 0), no clearing pass, no branches. */
+static void maxpool_bw_2x2_ow(const pool_job *j, size_t b, size_t e)
+{
+    const nn_pool_dims *d = j->d;
+    size_t ip = (size_t)d->h * d->w, op = (size_t)d->oh * d->ow;
+    int w = d->w, ow = d->ow;
+    for (size_t pl = b; pl < e; pl++) {
+        float *dx = j->out + pl * ip;
+        const float *g = j->in + pl * op;
+        const int32_t *ix = j->cidx + pl * op;
+        for (int oy = 0; oy < d->oh; oy++) {
+            float *d0 = dx + (size_t)(2 * oy) * w, *d1 = d0 + w;
+            const float *go = g + (size_t)oy * ow;
+            const int32_t *io = ix + (size_t)oy * ow;
+            int base = 2 * oy * w;
+            for (int ox = 0; ox < ow; ox++) {
+                int at = base + 2 * ox, i = io[ox];
+                float gv = go[ox];
+                d0[2 * ox] = i == at ? gv : 0.0f;
+                d0[2 * ox + 1] = i == at + 1 ? gv : 0.0f;
+                d1[2 * ox] = i == at + w ? gv : 0.0f;
+                d1[2 * ox + 1] = i == at + w + 1 ? gv : 0.0f;
+            }
+            for (int x = 2 * ow; x < w; x++)          /* odd width: the last column */
+                d0[x] = d1[x] = 0.0f;
+        }
+        for (size_t p = (size_t)(2 * d->oh) * w; p < ip; p++)   /* odd height: the last row */
+            dx[p] = 0.0f;
+    }
+}
+
 static void maxpool_bw(void *ctx, size_t b, size_t e)
 {
     const pool_job *j = ctx;
     const nn_pool_dims *d = j->d;
+    if (d->k == 2 && d->stride == 2 && j->overwrite) {
+        maxpool_bw_2x2_ow(j, b, e);
+        return;
+    }
     size_t ip = (size_t)d->h * d->w, op = (size_t)d->oh * d->ow;
     for (size_t pl = b; pl < e; pl++) {
         float *dx = j->out + pl * ip;
