@@ -291,13 +291,14 @@ static inline void padded_row(float *buf, int len, int off, const float *plane, 
 }
 
 /* Calls WG_CALL(tiles per row, map width) with both as constants for the
- * small maps whose width is a whole number of tiles (4, 8, 16: the gathers
- * and row copies unroll), else with the variables. */
+ * small maps whose width is a whole number of tiles (4, 8, 16, 32: the
+ * gathers and row copies unroll), else with the variables. */
 #define WG_SMALL_MAPS(tw, w)                                                             \
     do {                                                                                 \
         if ((tw) == 1 && (w) == WG_M) WG_CALL(1, WG_M);                                  \
         else if ((tw) == 2 && (w) == 2 * WG_M) WG_CALL(2, 2 * WG_M);                     \
         else if ((tw) == 4 && (w) == 4 * WG_M) WG_CALL(4, 4 * WG_M);                     \
+        else if ((tw) == 8 && (w) == 8 * WG_M) WG_CALL(8, 8 * WG_M);                     \
         else WG_CALL(tw, w);                                                             \
     } while (0)
 
