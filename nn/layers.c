@@ -433,24 +433,65 @@ static float bn_channel_sums(const bn_job *j, size_t c, double *s1, double *s2)
     return k;
 }
 
+/* Channels whose rows are walked together, image by image: their rows of one
+ * image lie next to each other, so small maps (4x4, 8x8) are read as long
+ * runs instead of one cache line per image and channel. */
+#define BN_BLOCK 32
+
+/* y = x scale + shift (then ReLU) over n floats */
+static void bn_normalise_row(float *y, const float *x, size_t n, float scale, float shift, int relu)
+{
+    if (relu)
+        for (size_t p = 0; p < n; p++) {
+            float v = x[p] * scale + shift;
+            y[p] = v > 0.0f ? v : 0.0f;
+        }
+    else
+        for (size_t p = 0; p < n; p++)
+            y[p] = x[p] * scale + shift;
+}
+
 static void bn_forward_channels(void *ctx, size_t b, size_t e)
 {
     const bn_job *j = ctx;
     const nn_bn_dims *d = j->d;
-    double m = (double)d->n * d->hw;
-    for (size_t c = b; c < e; c++) {
-        float mu, is;
-        if (j->train) {
-            double s1, s2;
-            float k = bn_channel_sums(j, c, &s1, &s2);
-            double dm = s1 / m;
-            mu = (float)((double)k + dm);
-            is = bn_set_stats(j, c, (double)k + dm, s2 / m - dm * dm, m);
-        } else {
-            mu = j->run_mean[c];
-            is = 1.0f / sqrtf(j->run_var[c] + NN_BN_EPS);
+    size_t hw = (size_t)d->hw, cs = (size_t)d->c * hw, m = (size_t)d->n * hw;
+    for (size_t c0 = b; c0 < e; c0 += BN_BLOCK) {
+        size_t nc = e - c0 < BN_BLOCK ? e - c0 : BN_BLOCK;
+        float scale[BN_BLOCK], shift[BN_BLOCK];
+        double s1[BN_BLOCK] = { 0 }, s2[BN_BLOCK] = { 0 };
+        if (j->train)
+            for (int i = 0; i < d->n; i++)
+                for (size_t c = 0; c < nc; c++)
+                    sums_shifted(j->in + i * cs + (c0 + c) * hw, hw, j->in[(c0 + c) * hw], &s1[c],
+                                 &s2[c]);
+        for (size_t c = 0; c < nc; c++) {
+            size_t ch = c0 + c;
+            float mu, is;
+            if (j->train) {
+                double dm = s1[c] / (double)m, v = s2[c] / (double)m - dm * dm;
+                if (v < 0.0)
+                    v = 0.0;
+                mu = (float)((double)j->in[ch * hw] + dm);
+                float var = (float)v;
+                is = 1.0f / sqrtf(var + NN_BN_EPS);
+                j->mean[ch] = mu;
+                j->invstd[ch] = is;
+                float unbiased = m > 1 ? (float)(v * (double)m / (double)(m - 1)) : var;
+                j->run_mean[ch] = (1.0f - NN_BN_MOMENTUM) * j->run_mean[ch] + NN_BN_MOMENTUM * mu;
+                j->run_var[ch] = (1.0f - NN_BN_MOMENTUM) * j->run_var[ch] + NN_BN_MOMENTUM * unbiased;
+            } else {
+                mu = j->run_mean[ch];
+                is = 1.0f / sqrtf(j->run_var[ch] + NN_BN_EPS);
+            }
+            scale[c] = j->gamma[ch] * is;
+            shift[c] = j->beta[ch] - mu * scale[c];
         }
-        bn_normalise(j, c, mu, is);
+        for (int i = 0; i < d->n; i++)
+            for (size_t c = 0; c < nc; c++) {
+                size_t off = i * cs + (c0 + c) * hw;
+                bn_normalise_row(j->out + off, j->in + off, hw, scale[c], shift[c], j->relu);
+            }
     }
 }
 
@@ -574,19 +615,65 @@ static void bn_input_grad(const bn_job *j, size_t c, float sum_g, float sum_gxha
     }
 }
 
+/* dx = ca g + cb (x - mu) + c0 over n floats, g = dout where mask > 0 (all
+ * without mask); added to dx unless overwrite */
+static void bn_input_grad_row(float *dx, const float *g, const float *x, const float *mask, size_t n,
+                              float mu, float ca, float cb, float c0, int overwrite)
+{
+    if (mask && overwrite)
+        for (size_t p = 0; p < n; p++) {
+            float keep = mask[p] > 0.0f ? 1.0f : 0.0f;   /* loads and a select: vectorizes */
+            dx[p] = ca * g[p] * keep + cb * (x[p] - mu) + c0;
+        }
+    else if (mask)
+        for (size_t p = 0; p < n; p++) {
+            float keep = mask[p] > 0.0f ? 1.0f : 0.0f;
+            dx[p] += ca * g[p] * keep + cb * (x[p] - mu) + c0;
+        }
+    else if (overwrite)
+        for (size_t p = 0; p < n; p++)
+            dx[p] = ca * g[p] + cb * (x[p] - mu) + c0;
+    else
+        for (size_t p = 0; p < n; p++)
+            dx[p] += ca * g[p] + cb * (x[p] - mu) + c0;
+}
+
 static void bn_backward_channels(void *ctx, size_t b, size_t e)
 {
     const bn_job *j = ctx;
     const nn_bn_dims *d = j->d;
-    float m = (float)((size_t)d->n * d->hw);
-    for (size_t c = b; c < e; c++) {
-        double sg, sgx;
-        bn_channel_grad_sums(j, c, &sg, &sgx);
-        float sum_g = (float)sg, sum_gxhat = (float)sgx * j->cinvstd[c];
-        j->dgamma[c] += sum_gxhat;
-        j->dbeta[c] += sum_g;
-        if (j->din)
-            bn_input_grad(j, c, sum_g, sum_gxhat, m);
+    size_t hw = (size_t)d->hw, cs = (size_t)d->c * hw, m = (size_t)d->n * hw;
+    for (size_t c0 = b; c0 < e; c0 += BN_BLOCK) {
+        size_t nc = e - c0 < BN_BLOCK ? e - c0 : BN_BLOCK;
+        double sg[BN_BLOCK] = { 0 }, sgx[BN_BLOCK] = { 0 };
+        float ca[BN_BLOCK], cb[BN_BLOCK], cz[BN_BLOCK];
+        for (int i = 0; i < d->n; i++)
+            for (size_t c = 0; c < nc; c++) {
+                size_t off = i * cs + (c0 + c) * hw;
+                bn_grad_sums(j->dout + off, j->in + off, j->mask ? j->mask + off : NULL, hw,
+                             j->cmean[c0 + c], &sg[c], &sgx[c]);
+            }
+        for (size_t c = 0; c < nc; c++) {
+            size_t ch = c0 + c;
+            float is = j->cinvstd[ch];
+            float sum_g = (float)sg[c], sum_gxhat = (float)sgx[c] * is;
+            j->dgamma[ch] += sum_gxhat;
+            j->dbeta[ch] += sum_g;
+            /* dx = k (m g - sum g - (x - mu) sum(g xhat) is) = ca g + cb (x - mu) + c0 */
+            float k = j->gamma[ch] * is / (float)m;
+            ca[c] = k * (float)m;
+            cb[c] = -k * sum_gxhat * is;
+            cz[c] = -k * sum_g;
+        }
+        if (!j->din)
+            continue;
+        for (int i = 0; i < d->n; i++)
+            for (size_t c = 0; c < nc; c++) {
+                size_t off = i * cs + (c0 + c) * hw;
+                bn_input_grad_row(j->din + off, j->dout + off, j->in + off,
+                                  j->mask ? j->mask + off : NULL, hw, j->cmean[c0 + c], ca[c], cb[c],
+                                  cz[c], j->overwrite);
+            }
     }
 }
 
@@ -871,10 +958,46 @@ static void maxpool_fw(void *ctx, size_t b, size_t e)
     }
 }
 
+/* Overwrite with 2x2 windows, stride 2: every input written once (the
+ * gradient where the index points, else 0), no clearing pass, no branches. */
+static void maxpool_bw_2x2_ow(const pool_job *j, size_t b, size_t e)
+{
+    const nn_pool_dims *d = j->d;
+    size_t ip = (size_t)d->h * d->w, op = (size_t)d->oh * d->ow;
+    int w = d->w, ow = d->ow;
+    for (size_t pl = b; pl < e; pl++) {
+        float *dx = j->out + pl * ip;
+        const float *g = j->in + pl * op;
+        const int32_t *ix = j->cidx + pl * op;
+        for (int oy = 0; oy < d->oh; oy++) {
+            float *d0 = dx + (size_t)(2 * oy) * w, *d1 = d0 + w;
+            const float *go = g + (size_t)oy * ow;
+            const int32_t *io = ix + (size_t)oy * ow;
+            int base = 2 * oy * w;
+            for (int ox = 0; ox < ow; ox++) {
+                int at = base + 2 * ox, i = io[ox];
+                float gv = go[ox];
+                d0[2 * ox] = i == at ? gv : 0.0f;
+                d0[2 * ox + 1] = i == at + 1 ? gv : 0.0f;
+                d1[2 * ox] = i == at + w ? gv : 0.0f;
+                d1[2 * ox + 1] = i == at + w + 1 ? gv : 0.0f;
+            }
+            for (int x = 2 * ow; x < w; x++)          /* odd width: the last column */
+                d0[x] = d1[x] = 0.0f;
+        }
+        for (size_t p = (size_t)(2 * d->oh) * w; p < ip; p++)   /* odd height: the last row */
+            dx[p] = 0.0f;
+    }
+}
+
 static void maxpool_bw(void *ctx, size_t b, size_t e)
 {
     const pool_job *j = ctx;
     const nn_pool_dims *d = j->d;
+    if (d->k == 2 && d->stride == 2 && j->overwrite) {
+        maxpool_bw_2x2_ow(j, b, e);
+        return;
+    }
     size_t ip = (size_t)d->h * d->w, op = (size_t)d->oh * d->ow;
     for (size_t pl = b; pl < e; pl++) {
         float *dx = j->out + pl * ip;

@@ -38,6 +38,7 @@
 #else
 #define WG_CLONES
 #endif
+#define WG_INLINE __attribute__((always_inline))
 
 #define WG_M          4           /* output tile side */
 #define WG_A          (WG_M + 2)  /* input tile side */
@@ -289,6 +290,18 @@ static inline void padded_row(float *buf, int len, int off, const float *plane, 
         buf[x] = 0.0f;
 }
 
+/* Calls WG_CALL(tiles per row, map width) with both as constants for the
+ * small maps whose width is a whole number of tiles (4, 8, 16, 32: the
+ * gathers and row copies unroll), else with the variables. */
+#define WG_SMALL_MAPS(tw, w)                                                             \
+    do {                                                                                 \
+        if ((tw) == 1 && (w) == WG_M) WG_CALL(1, WG_M);                                  \
+        else if ((tw) == 2 && (w) == 2 * WG_M) WG_CALL(2, 2 * WG_M);                     \
+        else if ((tw) == 4 && (w) == 4 * WG_M) WG_CALL(4, 4 * WG_M);                     \
+        else if ((tw) == 8 && (w) == 8 * WG_M) WG_CALL(8, 8 * WG_M);                     \
+        else WG_CALL(tw, w);                                                             \
+    } while (0)
+
 /* input_tf for maps of at least WG_WIDE_TW tiles per row: per tile row,
  * the horizontal transform first on the input rows split into their four
  * column phases (x[4k - 1 + q]: contiguous in k), then the vertical one
@@ -343,18 +356,14 @@ WG_CLONES static void input_tf_wide(float *V, int ld, const float *x, int C, int
  * transform runs over whole padded rows, the horizontal one over all the
  * tiles of the chunk: long loops over consecutive floats (vectorize) even
  * for small maps. scr: WG_SCRATCH * ld floats. */
-WG_CLONES static void input_tf(float *V, int ld, const float *x, int C, int h, int w,
-                               const wg_geom *g, size_t t0, int nt, float *scr)
+static inline WG_INLINE void input_tf_rows(float *V, int ld, const float *x, int C, int h, int w,
+                                           const wg_geom *g, size_t t0, int nt, float *scr, int tw)
 {
-    int tw = g->tw, rows = nt / tw, plen = WG_M * tw + 2;
+    int rows = nt / tw, plen = WG_M * tw + 2;
     size_t ps = (size_t)C * ld, plane = (size_t)h * w;
-    float pad[WG_A][WG_M * WG_MAX_TW + 2];              /* the patch rows, column -1 first */
-    float Tv[WG_A][WG_M * WG_MAX_TW + 2];               /* BT over the rows */
+    float pad[WG_A][WG_M * WG_WIDE_TW + 2];             /* the patch rows, column -1 first */
+    float Tv[WG_A][WG_M * WG_WIDE_TW + 2];              /* BT over the rows */
     float *T = scr;                                     /* T[j][q][i]: (WG_A, WG_A, ld) */
-    if (tw >= WG_WIDE_TW) {
-        input_tf_wide(V, ld, x, C, h, w, g, t0, nt);
-        return;
-    }
     for (int c = 0; c < C; c++) {
         row_iter it;
         row_first(&it, g, t0);
@@ -382,13 +391,24 @@ WG_CLONES static void input_tf(float *V, int ld, const float *x, int C, int h, i
     }
 }
 
+WG_CLONES static void input_tf(float *V, int ld, const float *x, int C, int h, int w,
+                               const wg_geom *g, size_t t0, int nt, float *scr)
+{
+#define WG_CALL(tw_, w_) input_tf_rows(V, ld, x, C, h, w_, g, t0, nt, scr, tw_)
+    if (g->tw >= WG_WIDE_TW)
+        input_tf_wide(V, ld, x, C, h, w, g, t0, nt);
+    else
+        WG_SMALL_MAPS(g->tw, w);
+#undef WG_CALL
+}
+
 /* y (n, C, h, w) tile t0 + i = AT M AT^T (+ bias), added to y when acc.
  * Both transforms run over all the tiles of the chunk. scr: WG_SCRATCH * ld floats. */
-WG_CLONES static void output_tf(float *y, const float *M, int ld, int C, int h, int w,
-                                const wg_geom *g, size_t t0, int nt, const float *bias, int acc,
-                                float *scr)
+static inline WG_INLINE void output_tf_rows(float *y, const float *M, int ld, int C, int h,
+                                            int w, const wg_geom *g, size_t t0, int nt,
+                                            const float *bias, int acc, float *scr, int tw)
 {
-    int tw = g->tw, rows = nt / tw;
+    int rows = nt / tw;
     size_t ps = (size_t)C * ld, plane = (size_t)h * w;
     float *S = scr;                                     /* S[i][q][t]: (WG_M, WG_A, ld) */
     float *O = scr + (size_t)WG_M * WG_A * ld;          /* O[i][l][t]: (WG_M, WG_M, ld) */
@@ -428,13 +448,23 @@ WG_CLONES static void output_tf(float *y, const float *M, int ld, int C, int h, 
     }
 }
 
+WG_CLONES static void output_tf(float *y, const float *M, int ld, int C, int h, int w,
+                                const wg_geom *g, size_t t0, int nt, const float *bias, int acc,
+                                float *scr)
+{
+#define WG_CALL(tw_, w_) output_tf_rows(y, M, ld, C, h, w_, g, t0, nt, bias, acc, scr, tw_)
+    WG_SMALL_MAPS(g->tw, w);
+#undef WG_CALL
+}
+
 /* Z[p][c][i] = (AT^T dy AT)[p] of the WG_M x WG_M tile t0 + i of channel c
  * of dy (outside the map: 0); sums[c] += the tile's values (bias gradient).
  * scr: WG_SCRATCH * ld floats. */
-WG_CLONES static void grad_tf(float *Z, int ld, const float *dy, int C, int h, int w,
-                              const wg_geom *g, size_t t0, int nt, float *sums, float *scr)
+static inline WG_INLINE void grad_tf_rows(float *Z, int ld, const float *dy, int C, int h, int w,
+                                          const wg_geom *g, size_t t0, int nt, float *sums,
+                                          float *scr, int tw)
 {
-    int tw = g->tw, rows = nt / tw, plen = WG_M * tw;
+    int rows = nt / tw, plen = WG_M * tw;
     size_t ps = (size_t)C * ld, plane = (size_t)h * w;
     float pad[WG_M * WG_MAX_TW];
     float colsum[WG_M * WG_MAX_TW];                     /* per column: keeps the loops vectorizable */
@@ -448,13 +478,18 @@ WG_CLONES static void grad_tf(float *Z, int ld, const float *dy, int C, int h, i
         for (int rr = 0; rr < rows; rr++, row_next(&it, g)) {
             const float *src = dy + ((size_t)it.img * C + c) * plane;
             for (int i = 0; i < WG_M; i++) {
-                padded_row(pad, plen, 0, src, WG_M * it.ty + i, h, w);
+                int yy = WG_M * it.ty + i;
+                const float *row = pad;                 /* the map's row itself when whole */
+                if (w == plen && yy < h)
+                    row = src + (size_t)yy * w;
+                else
+                    padded_row(pad, plen, 0, src, yy, h, w);
                 for (int xx = 0; xx < plen; xx++)
-                    colsum[xx] += pad[xx];
+                    colsum[xx] += row[xx];
                 for (int l = 0; l < WG_M; l++) {
                     float *e = E + (size_t)(i * WG_M + l) * ld + (size_t)rr * tw;
                     for (int k = 0; k < tw; k++)
-                        e[k] = pad[WG_M * k + l];
+                        e[k] = row[WG_M * k + l];
                 }
             }
         }
@@ -476,6 +511,14 @@ WG_CLONES static void grad_tf(float *Z, int ld, const float *dy, int C, int h, i
             for (int xx = 0; xx < plen; xx++)
                 sums[c] += colsum[xx];
     }
+}
+
+WG_CLONES static void grad_tf(float *Z, int ld, const float *dy, int C, int h, int w,
+                              const wg_geom *g, size_t t0, int nt, float *sums, float *scr)
+{
+#define WG_CALL(tw_, w_) grad_tf_rows(Z, ld, dy, C, h, w_, g, t0, nt, sums, scr, tw_)
+    WG_SMALL_MAPS(g->tw, w);
+#undef WG_CALL
 }
 
 /* ---------------------------------------------------------------- passes */

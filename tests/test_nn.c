@@ -174,6 +174,12 @@ static void test_conv_matches_direct(void **state)
     run_conv_case(1, 4, 5, 33, 3, 3, 1, 1, 1);    /* 9 tiles per row */
     run_conv_case(2, 64, 16, 16, 32, 3, 1, 1, 0); /* deep sums: accuracy */
     run_conv_case(4, 128, 8, 8, 64, 3, 1, 1, 0);
+    /* widths of 1, 2, 4, 8 whole tiles (transforms specialised), heights with a partial last tile */
+    run_conv_case(2, 4, 15, 32, 5, 3, 1, 1, 1);
+    run_conv_case(3, 6, 13, 16, 5, 3, 1, 1, 1);
+    run_conv_case(2, 5, 10, 8, 7, 3, 1, 1, 1);
+    run_conv_case(5, 4, 3, 4, 6, 3, 1, 1, 1);
+    run_conv_case(2, 32, 16, 16, 64, 3, 1, 1, 0);
 }
 
 /* ---- batch norm */
