@@ -390,7 +390,7 @@ static void test_feed_assembles_and_drops(void **state)
     const char *ep = "inproc://test-trainer-feed";
     batch_shape_t s = { .method = TRAIN_SIMCLR, .images = 4, .classes = 4 };
     char err[256];
-    feed_t *f = feed_new(ep, 16, &s, 2, NULL, err, sizeof err);
+    feed_t *f = feed_new(ep, 16, &s, 2, NULL, 0, err, sizeof err);
     assert_non_null(f);
     void *push = transport_open(ZMQ_PUSH, TRANSPORT_CONNECT, ep, 0);
     assert_non_null(push);
@@ -469,7 +469,7 @@ static void test_feed_skips_bad_labels(void **state)
     const char *ep = "inproc://test-trainer-feed-labels";
     batch_shape_t s = { .method = TRAIN_SUPERVISED, .images = 3, .classes = 10 };
     char err[256];
-    feed_t *f = feed_new(ep, 16, &s, 2, NULL, err, sizeof err);
+    feed_t *f = feed_new(ep, 16, &s, 2, NULL, 0, err, sizeof err);
     assert_non_null(f);
     void *push = transport_open(ZMQ_PUSH, TRANSPORT_CONNECT, ep, 0);
     assert_non_null(push);
@@ -591,7 +591,7 @@ static void test_feed_restored(void **state)
     epochs_init(&restored);
     assert_int_equal(epochs_from_json(&restored, j, err, sizeof err), 0);
     json_decref(j);
-    feed_t *f = feed_new(ep, 16, &s, 2, &restored, err, sizeof err);
+    feed_t *f = feed_new(ep, 16, &s, 2, &restored, 0, err, sizeof err);
     assert_non_null(f);
     assert_int_equal(epochs_current(&restored, &(int){ 0 }), 0);   /* taken over: left empty */
     int known;

@@ -8,8 +8,8 @@ trainercore_SRCS := trainer/options.c trainer/config.c trainer/schedule.c traine
 $(eval $(call add_lib,trainercore))
 
 trainer_SRCS := trainer/main.c
-trainer_LIBS := trainercore nn transport proto console cli
+trainer_LIBS := trainercore dist nn transport proto console cli
 $(eval $(call add_prog,trainer))
 
-test_trainer_LIBS := trainercore nn transport proto console cli
+test_trainer_LIBS := trainercore dist nn transport proto console cli
 $(eval $(call add_test,test_trainer))
