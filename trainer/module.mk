@@ -13,3 +13,11 @@ $(eval $(call add_prog,trainer))
 
 test_trainer_LIBS := trainercore dist nn transport proto console cli
 $(eval $(call add_test,test_trainer))
+
+# mpi_trainer_check: the trainer's data-parallel step over real ranks against
+# one process, run under mpirun by tests/it_mpi_train.sh (built with MPI only)
+ifeq ($(MPI),1)
+mpi_trainer_check_SRCS := tests/mpi_trainer_check.c
+mpi_trainer_check_LIBS := trainercore dist nn transport proto console cli
+$(eval $(call add_tool,mpi_trainer_check))
+endif
