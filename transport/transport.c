@@ -145,9 +145,14 @@ int transport_attach(void *s, transport_mode_t mode, const char *endpoint, const
 
 /* Connects s to every endpoint of a comma-separated list: the first one
  * watched like any (transport_attach), the others plainly (one monitor per
- * socket). 0, or -1 with the reason on stderr. */
+ * socket); only to connected peers (ZMQ_IMMEDIATE). 0, or -1 with the reason
+ * on stderr. */
 static int connect_list(void *s, const char *list, const char *peer)
 {
+    /* messages go only to peers that are there: none is stranded in the
+     * queue of one that is down while the others could take it */
+    int one = 1;
+    zmq_setsockopt(s, ZMQ_IMMEDIATE, &one, sizeof one);
     const char *p = list;
     for (int first = 1; *p; first = 0) {
         char ep[TRANSPORT_MAX_ENDPOINT];
