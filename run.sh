@@ -77,7 +77,19 @@ Network:
   --keygen DIR         make a new key folder DIR for --curve (and exit); then
                        build/bin/keygen --client NAME DIR adds a client for another
                        machine (copy DIR/clients/NAME there)
-  --port-base P        loader P, trainer P+1, evaluator P+2, control P+3 (default $DEFAULT_PORT_BASE)
+  --port-base P        loader P, trainer P+1, evaluator P+2, control P+3 (default $DEFAULT_PORT_BASE);
+                       with --trainers N, the trainer's rank r >= 1 listens on P+3+r
+
+Several trainer processes (one model, data-parallel over MPI; README, "Training
+on several machines"):
+  --trainers N         start the trainer with mpirun -np N (default 1: no MPI);
+                       --batch stays the global batch and must be a multiple of N;
+                       every augmenter deals its views to all N ranks
+  --hostfile FILE      mpirun's host file ("host slots=K" lines; the first host is
+                       this machine, which runs rank 0); ranks are placed by slot
+                       in the file's order, and ranks off this machine listen on
+                       every interface
+  --sync-bn            batch norm over the whole global batch (trainer --sync-bn)
 
 Passing options to one stage:
   --loader-opts "..."     --augmenter-opts "..."
@@ -122,6 +134,9 @@ evaluator_opts=""
 curve=""
 keygen=""
 build=1
+trainers=1
+hostfile=""
+sync_bn=0
 
 need() { [ $# -ge 2 ] || die_usage "option $1 needs a value"; }
 while [ $# -gt 0 ]; do
@@ -149,6 +164,9 @@ while [ $# -gt 0 ]; do
     --trainer-opts) need "$@"; trainer_opts=$2; shift 2 ;;
     --evaluator-opts) need "$@"; evaluator_opts=$2; shift 2 ;;
     --no-build) build=0; shift ;;
+    --trainers) need "$@"; trainers=$2; shift 2 ;;
+    --hostfile) need "$@"; hostfile=$2; shift 2 ;;
+    --sync-bn) sync_bn=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) die_usage "unknown option '$1'" ;;
     esac
@@ -165,6 +183,16 @@ done
 case "$channels" in "" | 1 | 3) ;; *) die_usage "--channels must be 1 or 3, not '$channels'" ;; esac
 [[ "$port_base" =~ ^[0-9]+$ ]] && [ "$port_base" -gt 0 ] && [ "$port_base" -lt 65533 ] ||
     die_usage "--port-base must be a port number, not '$port_base'"
+[[ "$trainers" =~ ^[1-9][0-9]{0,3}$ ]] || die_usage "--trainers must be a positive number, not '$trainers'"
+[ $((batch % trainers)) -eq 0 ] ||
+    die_usage "--batch $batch is not a multiple of --trainers $trainers (each rank takes batch/$trainers images a step); give for example --batch $(((batch / trainers + 1) * trainers))"
+[ $((port_base + 3 + trainers)) -lt 65536 ] || die_usage "--port-base $port_base leaves no port for $trainers trainer ranks"
+if [ -n "$hostfile" ]; then
+    [ -r "$hostfile" ] || die_usage "--hostfile $hostfile: not a readable file"
+fi
+if [ "$trainers" -gt 1 ] || [ -n "$hostfile" ]; then
+    command -v mpirun >/dev/null || die_usage "--trainers $trainers needs mpirun: make deps installs Open MPI (openmpi-bin)"
+fi
 
 if [ "$build" -eq 1 ]; then
     make deps
@@ -212,6 +240,39 @@ to_loader="tcp://$reach_host:$port_base"
 to_trainer="tcp://$reach_host:$((port_base + 1))"
 to_evaluator="tcp://$reach_host:$((port_base + 2))"
 to_control="tcp://$reach_host:$((port_base + 3))"
+
+# The trainer's ranks: rank 0 here on ep_trainer, rank r >= 1 on port P+3+r of
+# its host. Which host runs rank r: mpirun's default placement, by slot in the
+# host file's order (each line "host slots=K" gives K ranks; no slots= is 1).
+rank_hosts=()
+if [ -n "$hostfile" ]; then
+    while read -r h rest; do
+        case "$h" in '' | '#'*) continue ;; esac
+        k=$(sed -n 's/.*slots=\([0-9][0-9]*\).*/\1/p' <<<"$rest")
+        for _ in $(seq 1 "${k:-1}"); do rank_hosts+=("$h"); done
+    done <"$hostfile"
+    [ "${#rank_hosts[@]}" -ge "$trainers" ] ||
+        die_usage "--hostfile $hostfile has ${#rank_hosts[@]} slot(s) for $trainers ranks: add hosts or slots=K"
+fi
+trainer_bind=$ep_trainer
+push_to=$to_trainer
+for ((r = 1; r < trainers; r++)); do
+    port=$((port_base + 3 + r))
+    if [ -n "$hostfile" ]; then
+        trainer_bind+=",tcp://*:$port"
+        push_to+=",tcp://${rank_hosts[$r]}:$port"
+    else
+        trainer_bind+=",tcp://$bind_host:$port"
+        push_to+=",tcp://$reach_host:$port"
+    fi
+done
+launcher=()
+if [ "$trainers" -gt 1 ] || [ -n "$hostfile" ]; then
+    # ranks yield while they wait in a collective: the augmenters share the CPUs
+    launcher=(mpirun -np "$trainers" --oversubscribe --mca mpi_yield_when_idle 1)
+    [ "$(id -u)" -eq 0 ] && launcher+=(--allow-run-as-root)
+    [ -n "$hostfile" ] && launcher+=(--hostfile "$hostfile")
+fi
 
 pids=()
 names=()
@@ -280,7 +341,7 @@ json_str() {
         [ "$k" = recipe ] && v=$method
         printf ',"%s":%s' "$k" "$(json_str "$v")"
     done
-    for k in width batch epochs seed augmenters size channels dataset_size; do
+    for k in width batch epochs seed augmenters trainers size channels dataset_size; do
         printf ',"%s":%s' "$k" "${!k}"
     done
     printf '}\n'
@@ -333,7 +394,7 @@ loader_epochs=$((epochs - start_epoch))
 start loader "$bin/loader" --data "$data" "${hold_out[@]}" --epochs "$loader_epochs" --start-epoch "$start_epoch" \
     --seed "$seed" --exactly-once --bind "$ep_loader" --control "$to_control" "${curve_opt[@]}" $loader_opts
 # shellcheck disable=SC2206
-augmenter_cmd=("$bin/augmenter" --connect "$to_loader" --push "$to_trainer" --control "$to_control"
+augmenter_cmd=("$bin/augmenter" --connect "$to_loader" --push "$push_to" --control "$to_control"
     --recipe "$method" --size "$size" --channels "$channels" --seed "$seed" "${curve_opt[@]}" $augmenter_opts)
 for i in $(seq 1 "$augmenters"); do
     name=augmenter; [ "$augmenters" -gt 1 ] && name=augmenter$i
@@ -356,10 +417,11 @@ if [ -x "$bin/evaluator" ]; then
 fi
 train_args=(--method "$method" --arch "$arch" --width "$width" --batch "$batch" --epochs "$epochs"
     --dataset-size "$dataset_size" --seed "$seed"
-    --bind "$ep_trainer" --control "$ep_control" --evaluator "$evaluator_ep" --out "$out" "${curve_opt[@]}")
+    --bind "$trainer_bind" --control "$ep_control" --evaluator "$evaluator_ep" --out "$out" "${curve_opt[@]}")
 [ -n "$resume" ] && train_args+=(--resume "$resume")
+[ "$sync_bn" -eq 1 ] && train_args+=(--sync-bn)
 # shellcheck disable=SC2086
-start trainer "$bin/trainer" "${train_args[@]}" $trainer_opts
+start trainer "${launcher[@]}" "$bin/trainer" "${train_args[@]}" $trainer_opts
 trainer_pid=${pids[-1]}
 
 # restart_augmenter I RC: starts the augmenter pids[I] again, under the same

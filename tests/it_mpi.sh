@@ -16,6 +16,9 @@
 #     continues the run while loader and augmenters keep running, and the run
 #     ends with every epoch complete, N distinct samples each, counted in the
 #     final model only.
+#  c. run.sh --trainers 2 --sync-bn: the same pipeline as a user starts it
+#     (mpirun underneath, each augmenter pushing to both ranks), one epoch
+#     trained exactly once, the evaluator's report written, nothing left.
 # At the end no process this test started is left.
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -180,8 +183,36 @@ for p in "$loader_pid" "${aug_pids[@]}"; do gone "$p" 30 || stopped=0; done
 [ "$stopped" -eq 1 ] && ok "b: STOP ended the loader and both augmenters" ||
     { fail "b: a stage still runs"; tail -3 "$tmp/b.loader.log" "$tmp"/b.aug*.log; }
 
+# ---- c. run.sh --trainers 2 ----
+base=""
+for _ in $(seq 1 50); do   # loader, trainer, evaluator, control, rank 1: five consecutive free ports
+    b=$((20000 + RANDOM % 40000))
+    "$PY" -c "import socket
+for p in range($b, $b + 5): socket.socket().bind(('127.0.0.1', p))" 2>/dev/null && { base=$b; break; }
+done
+if [ -z "$base" ]; then
+    fail "c: no five free ports"
+else
+    BUILD="$BUILD" timeout 120 "$root/run.sh" --no-build --trainers 2 --sync-bn --width 4 --batch 64 --epochs 1 \
+        --out "$tmp/c" --port-base "$base" --loader-opts "--limit $N" \
+        --evaluator-opts "--max-train 500 --max-test 200 --label-fraction 1 --no-baselines --attention 0 --classmap 0 --align-items 100" \
+        >"$tmp/c.log" 2>&1
+    rc=$?
+    [ "$rc" -eq 0 ] && ok "c: run.sh --trainers 2 exited 0" || { fail "c: run.sh exit $rc"; tail -20 "$tmp/c.log"; }
+    grep -q "starting trainer: mpirun -np 2" "$tmp/c.log" && grep -q '"ranks":2' "$tmp/c.log" &&
+        ok "c: the trainer ran under mpirun on 2 ranks" || { fail "c: not 2 ranks"; grep trainer "$tmp/c.log" | head; }
+    "$PY" - "$tmp/c/metrics.jsonl" "$N" <<'EOF' && ok "c: epoch 0 complete, $N distinct samples" ||
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if '"record"' in l]
+assert len(recs) == 1 and recs[0]["complete"] and recs[0]["distinct"] == int(sys.argv[2]), recs
+EOF
+        { fail "c: epoch record"; grep record "$tmp/c/metrics.jsonl"; }
+    [ -s "$tmp/c/report/summary.txt" ] && ok "c: the evaluator wrote its report" || fail "c: no report/summary.txt"
+fi
+
 left=0
 for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && left=1; done
+pgrep -x trainer -a 2>/dev/null | grep -q "$tmp" && left=1
 [ "$left" -eq 0 ] && ok "no process left" || fail "processes left running"
 [ "$failures" -eq 0 ] && echo "it_mpi: all passed" && exit 0
 echo "it_mpi: $failures failure(s)"
