@@ -21,3 +21,11 @@ mpi_trainer_check_SRCS := tests/mpi_trainer_check.c
 mpi_trainer_check_LIBS := trainercore dist nn transport proto console cli
 $(eval $(call add_tool,mpi_trainer_check))
 endif
+
+# mpi_step_bench: the trainer's data-parallel step timed alone, run by
+# bench/mpi_bench.sh (built with MPI only)
+ifeq ($(MPI),1)
+mpi_step_bench_SRCS := bench/mpi_step_bench.c
+mpi_step_bench_LIBS := trainercore dist nn transport proto console cli
+$(eval $(call add_tool,mpi_step_bench))
+endif
