@@ -16,6 +16,7 @@
 #     continues the run while loader and augmenters keep running, and the run
 #     ends with every epoch complete, N distinct samples each, counted in the
 #     final model only.
+#  A global batch that the ranks cannot split is a usage error (exit 2).
 #  c. run.sh --trainers 2 --sync-bn: the same pipeline as a user starts it
 #     (mpirun underneath, each augmenter pushing to both ranks), one epoch
 #     trained exactly once, the evaluator's report written, nothing left.
@@ -182,6 +183,15 @@ stopped=1
 for p in "$loader_pid" "${aug_pids[@]}"; do gone "$p" 30 || stopped=0; done
 [ "$stopped" -eq 1 ] && ok "b: STOP ended the loader and both augmenters" ||
     { fail "b: a stage still runs"; tail -3 "$tmp/b.loader.log" "$tmp"/b.aug*.log; }
+
+# ---- usage: a global batch that does not split over the ranks ----
+lp=$(free_port); cp=$(free_port); tp=$(two_ports) || { echo "FAIL: no two free ports"; exit 1; }
+# shellcheck disable=SC2046
+timeout 60 mpirun "${mpi_args[@]}" "$TRAINER" $(targs u) --batch 63 --evaluator none >"$tmp/u.out" 2>"$tmp/u.err"
+rc=$?
+[ "$rc" -eq 2 ] && grep -q "not a multiple of the 2 ranks" "$tmp/u.err" &&
+    ok "--batch 63 on 2 ranks: usage error (exit 2) naming the fix" ||
+    { fail "--batch 63 on 2 ranks: exit $rc"; tail -5 "$tmp/u.err"; }
 
 # ---- c. run.sh --trainers 2 ----
 base=""
