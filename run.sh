@@ -267,11 +267,15 @@ for ((r = 1; r < trainers; r++)); do
     fi
 done
 launcher=()
+trainer_stop=INT   # the signal that makes the trainer checkpoint and stop
 if [ "$trainers" -gt 1 ] || [ -n "$hostfile" ]; then
     # ranks yield while they wait in a collective: the augmenters share the CPUs
-    launcher=(mpirun -np "$trainers" --oversubscribe --mca mpi_yield_when_idle 1)
+    # its own session: a Ctrl-C in the terminal must not reach mpirun, which
+    # would kill the ranks at once; run.sh's trap asks them to stop instead
+    launcher=(setsid mpirun -np "$trainers" --oversubscribe --mca mpi_yield_when_idle 1)
     [ "$(id -u)" -eq 0 ] && launcher+=(--allow-run-as-root)
     [ -n "$hostfile" ] && launcher+=(--hostfile "$hostfile")
+    trainer_stop=USR1   # mpirun kills its ranks on INT and TERM, and forwards USR1 to each
 fi
 
 pids=()
@@ -303,7 +307,7 @@ interrupted() {
     echo "run.sh: interrupted; stopping the stages (the trainer writes a checkpoint)" >&2
     local i
     for i in "${!names[@]}"; do
-        [ "${names[$i]}" = trainer ] && kill -INT "${pids[$i]}" 2>/dev/null || true
+        [ "${names[$i]}" = trainer ] && kill -"$trainer_stop" "${pids[$i]}" 2>/dev/null || true
     done
     wait "${trainer_pid:-0}" 2>/dev/null || true
     cleanup
@@ -461,7 +465,7 @@ while kill -0 "$trainer_pid" 2>/dev/null; do
         case "${names[$i]}" in augmenter*) restart_augmenter "$i" "$rc" && continue ;; esac
         echo "run.sh: ${names[$i]} failed (exit status $rc); stopping" >&2
         status=1
-        kill -INT "$trainer_pid" 2>/dev/null || true
+        kill -"$trainer_stop" "$trainer_pid" 2>/dev/null || true
     done
     # 2>/dev/null: bash reports a stage killed by a signal ("line N: PID
     # Killed ...") once its next command ends, this sleep; run.sh says it better.

@@ -16,6 +16,9 @@
 #     continues the run while loader and augmenters keep running, and the run
 #     ends with every epoch complete, N distinct samples each, counted in the
 #     final model only.
+#  d. SIGTERM to run.sh --trainers 2 (as Ctrl-C): run.sh asks mpirun's ranks to
+#     stop (SIGUSR1): they stop at the same step, rank 0 writes a checkpoint,
+#     run.sh exits 130 and leaves nothing running.
 #  A global batch that the ranks cannot split is a usage error (exit 2).
 #  c. run.sh --trainers 2 --sync-bn: the same pipeline as a user starts it
 #     (mpirun underneath, each augmenter pushing to both ranks), one epoch
@@ -209,7 +212,7 @@ else
         >"$tmp/c.log" 2>&1
     rc=$?
     [ "$rc" -eq 0 ] && ok "c: run.sh --trainers 2 exited 0" || { fail "c: run.sh exit $rc"; tail -20 "$tmp/c.log"; }
-    grep -q "starting trainer: mpirun -np 2" "$tmp/c.log" && grep -q '"ranks":2' "$tmp/c.log" &&
+    grep -q "starting trainer: setsid mpirun -np 2" "$tmp/c.log" && grep -q '"ranks":2' "$tmp/c.log" &&
         ok "c: the trainer ran under mpirun on 2 ranks" || { fail "c: not 2 ranks"; grep trainer "$tmp/c.log" | head; }
     "$PY" - "$tmp/c/metrics.jsonl" "$N" <<'EOF' && ok "c: epoch 0 complete, $N distinct samples" ||
 import json, sys
@@ -218,6 +221,28 @@ assert len(recs) == 1 and recs[0]["complete"] and recs[0]["distinct"] == int(sys
 EOF
         { fail "c: epoch record"; grep record "$tmp/c/metrics.jsonl"; }
     [ -s "$tmp/c/report/summary.txt" ] && ok "c: the evaluator wrote its report" || fail "c: no report/summary.txt"
+fi
+
+# ---- d. run.sh --trainers 2 interrupted: every rank stops after a checkpoint ----
+if [ -n "$base" ]; then
+    BUILD="$BUILD" "$root/run.sh" --no-build --trainers 2 --width 4 --batch 64 --epochs 50 --out "$tmp/d" \
+        --port-base "$base" --loader-opts "--limit $N" --evaluator-opts "--max-train 500 --max-test 200 \
+        --label-fraction 1 --no-baselines --attention 0 --classmap 0 --align-items 100" >"$tmp/d.log" 2>&1 &
+    run_pid=$!
+    pids+=("$run_pid")
+    if wait_steps "$tmp/d" 5 60; then
+        kill -TERM "$run_pid"   # as Ctrl-C (a script's background job ignores SIGINT)
+        if gone "$run_pid" 60; then
+            wait "$run_pid"; rc=$?
+            [ "$rc" -eq 130 ] && grep -q '"end":"signal"' "$tmp/d.log" && [ -e "$tmp/d/latest" ] &&
+                ok "d: SIGTERM to run.sh: both ranks stopped together after a checkpoint ($(readlink "$tmp/d/latest"))" ||
+                { fail "d: run.sh exit $rc after SIGTERM"; tail -8 "$tmp/d.log"; }
+        else
+            fail "d: run.sh still runs 60 s after SIGTERM"; tail -5 "$tmp/d.log"
+        fi
+    else
+        fail "d: no 5 steps within 60 s"; tail -5 "$tmp/d.log"
+    fi
 fi
 
 left=0

@@ -34,6 +34,7 @@
  * The stage itself is trainer/trainer.h; this file reads the command line,
  * runs it and turns the outcome into the exit status.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -44,6 +45,15 @@
 #include "transport/transport.h"
 #include "trainer/options.h"
 #include "trainer/trainer.h"
+
+/* SIGUSR1: stop as on SIGTERM. mpirun ends its ranks at once on SIGTERM or
+ * SIGINT but forwards SIGUSR1 to each, so that is how every rank of a
+ * data-parallel run is asked to stop (after a checkpoint). */
+static void on_usr1(int sig)
+{
+    (void)sig;
+    transport_stop = 1;
+}
 
 /* Leaves the run: a rank that fails at run time ends every rank (the others
  * would wait for it in a collective forever); a usage error is every rank's
@@ -80,6 +90,11 @@ int main(int argc, char **argv)
     }
     nn_blas_log(o.quiet);
     transport_catch_signals();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
     int client = o.evaluator ? TRANSPORT_CURVE_CLIENT : 0;
     if (o.curve && transport_use_curve(o.curve, TRANSPORT_CURVE_SERVER | client, err, sizeof err)) {
         fprintf(stderr, "trainer: %s\n", err);
