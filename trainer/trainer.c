@@ -630,7 +630,7 @@ static void ack_events(trainer_t *t, const feed_event_t *ev, size_t n)
             continue;
         t->dup_epoch[k] = ev[i].epoch;
         t->dup_index[k++] = ev[i].value;
-        if (k == SHARE_ACKS_MAX || i + 1 == n) {
+        if (k == SHARE_ACKS_MAX) {
             control_publish_acks(t->control, t->dup_epoch, t->dup_index, k);
             k = 0;
         }
@@ -679,8 +679,8 @@ static int agree(trainer_t *t, const rank_state_t *mine, agreed_t *a)
             t->ev_all = all;
             t->ev_all_cap = most;
         }
-        /* every rank sends `most` records; only its n_events count */
-        if (t->n_out < most && t->ev_cap < most) {
+        /* every rank sends `most` records (all have the same ev_cap); only its n_events count */
+        if (most > t->ev_cap) {
             snprintf(err, sizeof err, "%zu events from one rank, at most %zu", most, t->ev_cap);
             goto fail;
         }
