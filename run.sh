@@ -82,7 +82,19 @@ Network:
   --keygen DIR         make a new key folder DIR for --curve (and exit); then
                        build/bin/keygen --client NAME DIR adds a client for another
                        machine (copy DIR/clients/NAME there)
-  --port-base P        loader P, trainer P+1, evaluator P+2, control P+3 (default $DEFAULT_PORT_BASE)
+  --port-base P        loader P, trainer P+1, evaluator P+2, control P+3 (default $DEFAULT_PORT_BASE);
+                       with --trainers N, the trainer's rank r >= 1 listens on P+3+r
+
+Several trainer processes (one model, data-parallel over MPI; README, "Training
+on several machines"):
+  --trainers N         start the trainer with mpirun -np N (default 1: no MPI);
+                       --batch stays the global batch and must be a multiple of N;
+                       every augmenter deals its views to all N ranks
+  --hostfile FILE      mpirun's host file ("host slots=K" lines; the first host is
+                       this machine, which runs rank 0); ranks are placed by slot
+                       in the file's order, and ranks off this machine listen on
+                       every interface
+  --sync-bn            batch norm over the whole global batch (trainer --sync-bn)
 
 Passing options to one stage:
   --loader-opts "..."     --augmenter-opts "..."
@@ -131,6 +143,9 @@ curve=""
 keygen=""
 build=1
 trainer_kind=c
+trainers=1
+hostfile=""
+sync_bn=0
 
 need() { [ $# -ge 2 ] || die_usage "option $1 needs a value"; }
 while [ $# -gt 0 ]; do
@@ -159,6 +174,9 @@ while [ $# -gt 0 ]; do
     --evaluator-opts) need "$@"; evaluator_opts=$2; shift 2 ;;
     --trainer) need "$@"; trainer_kind=$2; shift 2 ;;
     --no-build) build=0; shift ;;
+    --trainers) need "$@"; trainers=$2; shift 2 ;;
+    --hostfile) need "$@"; hostfile=$2; shift 2 ;;
+    --sync-bn) sync_bn=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) die_usage "unknown option '$1'" ;;
     esac
@@ -166,6 +184,8 @@ done
 
 case "$trainer_kind" in c | torch) ;; *) die_usage "--trainer must be c or torch, not '$trainer_kind'" ;; esac
 [ "$trainer_kind" = c ] || [ -z "$curve" ] || die_usage "--curve needs the C trainer (--trainer c)"
+[ "$trainer_kind" = c ] || { [ "$trainers" = 1 ] && [ -z "$hostfile" ] && [ "$sync_bn" -eq 0 ]; } ||
+    die_usage "--trainers, --hostfile and --sync-bn need the C trainer (--trainer c)"
 case "$method" in simclr | rotnet | supervised) ;; *) die_usage "--method must be simclr, rotnet or supervised, not '$method'" ;; esac
 [[ "$augmenters" =~ ^[1-9][0-9]*$ ]] || die_usage "--augmenters must be a positive number, not '$augmenters'"
 [[ "$test_fraction" =~ ^0?\.[0-9]+$ ]] || die_usage "--test-fraction must be a fraction such as 0.1, not '$test_fraction'"
@@ -177,6 +197,16 @@ done
 case "$channels" in "" | 1 | 3) ;; *) die_usage "--channels must be 1 or 3, not '$channels'" ;; esac
 [[ "$port_base" =~ ^[0-9]+$ ]] && [ "$port_base" -gt 0 ] && [ "$port_base" -lt 65533 ] ||
     die_usage "--port-base must be a port number, not '$port_base'"
+[[ "$trainers" =~ ^[1-9][0-9]{0,3}$ ]] || die_usage "--trainers must be a positive number, not '$trainers'"
+[ $((batch % trainers)) -eq 0 ] ||
+    die_usage "--batch $batch is not a multiple of --trainers $trainers (each rank takes batch/$trainers images a step); give for example --batch $(((batch / trainers + 1) * trainers))"
+[ $((port_base + 3 + trainers)) -lt 65536 ] || die_usage "--port-base $port_base leaves no port for $trainers trainer ranks"
+if [ -n "$hostfile" ]; then
+    [ -r "$hostfile" ] || die_usage "--hostfile $hostfile: not a readable file"
+fi
+if [ "$trainers" -gt 1 ] || [ -n "$hostfile" ]; then
+    command -v mpirun >/dev/null || die_usage "--trainers $trainers needs mpirun: make deps installs Open MPI (openmpi-bin)"
+fi
 
 if [ "$build" -eq 1 ]; then
     make deps
@@ -225,6 +255,43 @@ to_trainer="tcp://$reach_host:$((port_base + 1))"
 to_evaluator="tcp://$reach_host:$((port_base + 2))"
 to_control="tcp://$reach_host:$((port_base + 3))"
 
+# The trainer's ranks: rank 0 here on ep_trainer, rank r >= 1 on port P+3+r of
+# its host. Which host runs rank r: mpirun's default placement, by slot in the
+# host file's order (each line "host slots=K" gives K ranks; no slots= is 1).
+rank_hosts=()
+if [ -n "$hostfile" ]; then
+    while read -r h rest; do
+        case "$h" in '' | '#'*) continue ;; esac
+        k=$(sed -n 's/.*slots=\([0-9][0-9]*\).*/\1/p' <<<"$rest")
+        for _ in $(seq 1 "${k:-1}"); do rank_hosts+=("$h"); done
+    done <"$hostfile"
+    [ "${#rank_hosts[@]}" -ge "$trainers" ] ||
+        die_usage "--hostfile $hostfile has ${#rank_hosts[@]} slot(s) for $trainers ranks: add hosts or slots=K"
+fi
+trainer_bind=$ep_trainer
+push_to=$to_trainer
+for ((r = 1; r < trainers; r++)); do
+    port=$((port_base + 3 + r))
+    if [ -n "$hostfile" ]; then
+        trainer_bind+=",tcp://*:$port"
+        push_to+=",tcp://${rank_hosts[$r]}:$port"
+    else
+        trainer_bind+=",tcp://$bind_host:$port"
+        push_to+=",tcp://$reach_host:$port"
+    fi
+done
+launcher=()
+trainer_stop=INT   # the signal that makes the trainer checkpoint and stop
+if [ "$trainers" -gt 1 ] || [ -n "$hostfile" ]; then
+    # ranks yield while they wait in a collective: the augmenters share the CPUs
+    # its own session: a Ctrl-C in the terminal must not reach mpirun, which
+    # would kill the ranks at once; run.sh's trap asks them to stop instead
+    launcher=(setsid mpirun -np "$trainers" --oversubscribe --mca mpi_yield_when_idle 1)
+    [ "$(id -u)" -eq 0 ] && launcher+=(--allow-run-as-root)
+    [ -n "$hostfile" ] && launcher+=(--hostfile "$hostfile")
+    trainer_stop=USR1   # mpirun kills its ranks on INT and TERM, and forwards USR1 to each
+fi
+
 pids=()
 names=()
 # start NAME CMD...: runs CMD in the background, its output prefixed with [NAME].
@@ -254,7 +321,7 @@ interrupted() {
     echo "run.sh: interrupted; stopping the stages (the trainer writes a checkpoint)" >&2
     local i
     for i in "${!names[@]}"; do
-        [ "${names[$i]}" = trainer ] && kill -INT "${pids[$i]}" 2>/dev/null || true
+        [ "${names[$i]}" = trainer ] && kill -"$trainer_stop" "${pids[$i]}" 2>/dev/null || true
     done
     wait "${trainer_pid:-0}" 2>/dev/null || true
     cleanup
@@ -298,7 +365,7 @@ json_str() {
         [ "$k" = recipe ] && v=$method
         printf ',"%s":%s' "$k" "$(json_str "$v")"
     done
-    for k in width batch epochs seed augmenters size channels dataset_size; do
+    for k in width batch epochs seed augmenters trainers size channels dataset_size; do
         printf ',"%s":%s' "$k" "${!k}"
     done
     printf '}\n'
@@ -351,7 +418,7 @@ loader_epochs=$((epochs - start_epoch))
 start loader "$bin/loader" --data "$data" "${hold_out[@]}" --epochs "$loader_epochs" --start-epoch "$start_epoch" \
     --seed "$seed" --exactly-once --bind "$ep_loader" --control "$to_control" "${curve_opt[@]}" $loader_opts
 # shellcheck disable=SC2206
-augmenter_cmd=("$bin/augmenter" --connect "$to_loader" --push "$to_trainer" --control "$to_control"
+augmenter_cmd=("$bin/augmenter" --connect "$to_loader" --push "$push_to" --control "$to_control"
     --recipe "$method" --size "$size" --channels "$channels" --seed "$seed" "${curve_opt[@]}" $augmenter_opts)
 for i in $(seq 1 "$augmenters"); do
     name=augmenter; [ "$augmenters" -gt 1 ] && name=augmenter$i
@@ -379,9 +446,10 @@ if [ -x "$bin/evaluator" ]; then
 fi
 train_args=(--method "$method" --arch "$arch" --width "$width" --batch "$batch" --epochs "$epochs"
     --dataset-size "$dataset_size" --seed "$seed"
-    --bind "$ep_trainer" --control "$ep_control" --evaluator "$evaluator_ep" --out "$out" "${curve_opt[@]}")
+    --bind "$trainer_bind" --control "$ep_control" --evaluator "$evaluator_ep" --out "$out" "${curve_opt[@]}")
 [ -n "$resume" ] && train_args+=(--resume "$resume")
-trainer_cmd=("$bin/trainer")
+[ "$sync_bn" -eq 1 ] && train_args+=(--sync-bn)
+trainer_cmd=("${launcher[@]}" "$bin/trainer")
 [ "$trainer_kind" = torch ] && trainer_cmd=(/usr/bin/python3 "$here/examples/torch_trainer/torch_trainer.py")
 # shellcheck disable=SC2086
 start trainer "${trainer_cmd[@]}" "${train_args[@]}" $trainer_opts
@@ -424,7 +492,7 @@ while kill -0 "$trainer_pid" 2>/dev/null; do
         case "${names[$i]}" in augmenter*) restart_augmenter "$i" "$rc" && continue ;; esac
         echo "run.sh: ${names[$i]} failed (exit status $rc); stopping" >&2
         status=1
-        kill -INT "$trainer_pid" 2>/dev/null || true
+        kill -"$trainer_stop" "$trainer_pid" 2>/dev/null || true
     done
     # 2>/dev/null: bash reports a stage killed by a signal ("line N: PID
     # Killed ...") once its next command ends, this sleep; run.sh says it better.

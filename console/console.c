@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +25,8 @@ double console_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+#define CONSOLE_LINE_MAX 16384   /* a logged line, longer ones are cut */
+
 static void close_line(void)
 {
     if (g_line_open) {
@@ -35,14 +38,23 @@ static void close_line(void)
 void console_log(const char *fmt, ...)
 {
     /* one line at a time: helper threads (the transport's peer watch) log too */
-    flockfile(stderr);
-    close_line();
+    char line[CONSOLE_LINE_MAX];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", g_stage);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    int n = snprintf(line, sizeof line, "%s: ", g_stage);
+    if (n >= 0 && (size_t)n < sizeof line)
+        vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
+    size_t len = strlen(line);
+    if (len + 1 >= sizeof line)
+        len = sizeof line - 2;
+    line[len] = '\n';
+    line[len + 1] = '\0';
+    flockfile(stderr);
+    close_line();
+    /* one write per line: the lines of processes sharing the stream (the
+     * ranks of a trainer under mpirun) do not cut into each other */
+    fputs(line, stderr);
     funlockfile(stderr);
 }
 

@@ -216,6 +216,24 @@ int dist_allgather(dist_t *d, const float *send, float *recv, size_t n, char *er
     return 0;
 }
 
+int dist_allgather_bytes(dist_t *d, const void *send, void *recv, size_t bytes, char *err, size_t errlen)
+{
+#ifdef SSL_HAVE_MPI
+    if (d->mpi) {
+        if (bytes > INT_MAX) {
+            errmsg_set(err, errlen, "dist_allgather_bytes: %zu bytes per rank, at most %d in one call", bytes,
+                       INT_MAX);
+            return -1;
+        }
+        int rc = MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD);
+        return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "MPI_Allgather", err, errlen);
+    }
+#endif
+    if (recv != send)
+        memmove(recv, send, bytes);
+    return 0;
+}
+
 int dist_broadcast(dist_t *d, void *buf, size_t bytes, int root, char *err, size_t errlen)
 {
     if (root < 0 || root >= d->size) {

@@ -50,6 +50,10 @@ int dist_sum_f64_cb(void *ctx, double *buf, size_t n);
 const char *dist_error(const dist_t *d);
 /* recv (size * n floats) = every rank's send (n floats) in rank order, on every rank. */
 int dist_allgather(dist_t *d, const float *send, float *recv, size_t n, char *err, size_t errlen);
+/* The same for records of any type: recv (size * bytes) = every rank's send
+ * (bytes, at most INT_MAX) in rank order, copied as they are (the ranks
+ * share one byte order: a run on one kind of machine). */
+int dist_allgather_bytes(dist_t *d, const void *send, void *recv, size_t bytes, char *err, size_t errlen);
 /* buf (bytes) on every rank = buf on `root`. */
 int dist_broadcast(dist_t *d, void *buf, size_t bytes, int root, char *err, size_t errlen);
 /* Returns when every rank has called it. */

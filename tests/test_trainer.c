@@ -390,7 +390,7 @@ static void test_feed_assembles_and_drops(void **state)
     const char *ep = "inproc://test-trainer-feed";
     batch_shape_t s = { .method = TRAIN_SIMCLR, .images = 4, .classes = 4 };
     char err[256];
-    feed_t *f = feed_new(ep, 16, &s, 2, NULL, err, sizeof err);
+    feed_t *f = feed_new(ep, 16, &s, 2, NULL, 0, err, sizeof err);
     assert_non_null(f);
     void *push = transport_open(ZMQ_PUSH, TRANSPORT_CONNECT, ep, 0);
     assert_non_null(push);
@@ -469,7 +469,7 @@ static void test_feed_skips_bad_labels(void **state)
     const char *ep = "inproc://test-trainer-feed-labels";
     batch_shape_t s = { .method = TRAIN_SUPERVISED, .images = 3, .classes = 10 };
     char err[256];
-    feed_t *f = feed_new(ep, 16, &s, 2, NULL, err, sizeof err);
+    feed_t *f = feed_new(ep, 16, &s, 2, NULL, 0, err, sizeof err);
     assert_non_null(f);
     void *push = transport_open(ZMQ_PUSH, TRANSPORT_CONNECT, ep, 0);
     assert_non_null(push);
@@ -591,7 +591,7 @@ static void test_feed_restored(void **state)
     epochs_init(&restored);
     assert_int_equal(epochs_from_json(&restored, j, err, sizeof err), 0);
     json_decref(j);
-    feed_t *f = feed_new(ep, 16, &s, 2, &restored, err, sizeof err);
+    feed_t *f = feed_new(ep, 16, &s, 2, &restored, 0, err, sizeof err);
     assert_non_null(f);
     assert_int_equal(epochs_current(&restored, &(int){ 0 }), 0);   /* taken over: left empty */
     int known;
@@ -667,7 +667,8 @@ static void test_rundir_state_round_trip(void **state)
     train_state_t s = { .config = { .method = TRAIN_ROTNET, .arch = "my net.txt", .width = 8, .batch = 32,
                                     .optimizer = NN_OPT_LARS, .lr = 0.0375, .weight_decay = 1e-6,
                                     .momentum = 0.9, .tau = 0.2, .warmup_steps = 3, .total_steps = 40,
-                                    .epochs = 1.5, .dataset_size = 50000, .seed = 18446744073709551615ull },
+                                    .epochs = 1.5, .dataset_size = 50000, .seed = 18446744073709551615ull,
+                                    .sync_bn = 1 },
                         .step = 20, .images_seen = 640, .rng = 0xfedcba9876543210ull, .train_seconds = 12.5 };
     char path[512], err[512];
     snprintf(path, sizeof path, "%s/state.json", tmpdir);
@@ -682,6 +683,7 @@ static void test_rundir_state_round_trip(void **state)
     assert_true(c->lr == s.config.lr && c->weight_decay == s.config.weight_decay && c->tau == s.config.tau &&
                 c->epochs == 1.5 && c->steps == 0);
     assert_true(c->dataset_size == 50000 && c->seed == s.config.seed);
+    assert_int_equal(c->sync_bn, 1);
     assert_true(r.step == 20 && r.images_seen == 640 && r.rng == s.rng && r.train_seconds == 12.5);
     assert_null(r.epoch_sets);   /* none given: none read */
 
@@ -976,6 +978,33 @@ static void test_epochs_skipped(void **state)
     epochs_release(&e);
 }
 
+/* Data-parallel: the samples another rank trained or skipped count here
+ * too; a copy of one arriving here is a duplicate; the epoch completes with
+ * every rank's samples; a sample done twice is counted once. */
+static void test_epochs_done_elsewhere(void **state)
+{
+    (void)state;
+    epochs_t e;
+    epochs_record_t r;
+    epochs_init(&e);
+    assert_int_equal(epochs_admit(&e, 0, 0), EPOCHS_NEW);   /* ours */
+    epochs_trained(&e, 0, 0);
+    epochs_done_elsewhere(&e, 0, 1, 0);                     /* the other rank's */
+    epochs_done_elsewhere(&e, 0, 2, 1);                     /* skipped there */
+    epochs_done_elsewhere(&e, 0, 1, 0);                     /* told twice: once */
+    epochs_done_elsewhere(&e, 0, 0, 0);                     /* ours, told back: once */
+    assert_int_equal(epochs_admit(&e, 0, 1), EPOCHS_DUPLICATE);
+    assert_int_equal(epochs_admit(&e, 0, 2), EPOCHS_DUPLICATE);
+    epochs_end(&e, 0, 4);
+    assert_int_equal(epochs_next_record(&e, 0, &r), 0);     /* 3 of 4 */
+    epochs_done_elsewhere(&e, 0, 3, 0);
+    assert_int_equal(epochs_next_record(&e, 0, &r), 1);
+    assert_true(r.distinct == 3 && r.skipped == 1 && r.duplicates == 2 && r.complete);
+    epochs_done_elsewhere(&e, 0, 3, 0);                     /* reported: nothing changes */
+    assert_int_equal(epochs_next_record(&e, 1, &r), 0);
+    epochs_release(&e);
+}
+
 /* The Have of a set of epochs: the epoch training is in, then one bitset
  * per epoch up to the newest kept one. */
 static void test_epochs_have(void **state)
@@ -1203,6 +1232,7 @@ int main(void)
         cmocka_unit_test(test_rundir_metrics_after_crash),
         cmocka_unit_test(test_epochs_dedup_and_records),
         cmocka_unit_test(test_epochs_skipped),
+        cmocka_unit_test(test_epochs_done_elsewhere),
         cmocka_unit_test(test_epochs_have),
         cmocka_unit_test(test_epochs_json_round_trip),
         cmocka_unit_test(test_model_step_simclr),

@@ -32,6 +32,7 @@ void trainer_config_from_options(trainer_config_t *c, const trainer_options_t *o
     c->total_steps = 0;
     c->dataset_size = o->dataset_size;
     c->seed = o->seed;
+    c->sync_bn = o->sync_bn;
 }
 
 int trainer_config_to_json(const trainer_config_t *c, json_t *j)
@@ -47,7 +48,8 @@ int trainer_config_to_json(const trainer_config_t *c, json_t *j)
                           "tau", c->tau, "warmup_steps", (json_int_t)c->warmup_steps,
                           "total_steps", (json_int_t)c->total_steps, "epochs", c->epochs,
                           "dataset_size", dsize, "seed", seed);
-    int rc = f && json_object_update(j, f) == 0 ? 0 : -1;
+    int rc = f && json_object_set_new(f, "sync_bn", json_boolean(c->sync_bn)) == 0 &&
+             json_object_update(j, f) == 0 ? 0 : -1;
     json_decref(f);
     return rc;
 }
@@ -88,6 +90,8 @@ int trainer_config_from_json(trainer_config_t *c, json_t *j, char *err, size_t e
         errmsg_set(err, errlen, "a value is out of range");
         return -1;
     }
+    /* states written before data-parallel training have no sync_bn: per-rank batch norm */
+    c->sync_bn = json_is_true(json_object_get(j, "sync_bn"));
     snprintf(c->arch, sizeof c->arch, "%s", arch);
     c->batch = (uint32_t)batch;
     c->warmup_steps = (long)warmup;
@@ -143,6 +147,10 @@ int trainer_config_resume(trainer_config_t *c, const trainer_config_t *saved, co
     trainer_config_t given = *c;
     *c = *saved;
     c->classes = given.classes;   /* the network's head says (trainer.c checks it) */
+    if (o->set_sync_bn && !saved->sync_bn) {
+        console_log("--sync-bn: the resumed run continues with synchronised batch norm");
+        c->sync_bn = 1;
+    }
     if (given.dataset_size)
         c->dataset_size = given.dataset_size;
     if (o->set_length) {

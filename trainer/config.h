@@ -32,6 +32,7 @@ typedef struct {
     long total_steps;               /* of the whole run; 0 = not known yet */
     uint64_t dataset_size;          /* images per epoch; 0 = not known yet */
     uint64_t seed;                  /* parameter initialisation */
+    int sync_bn;                    /* data-parallel: synchronised batch norm (--sync-bn) */
 } trainer_config_t;
 
 /* The settings the command line gives (its defaults filled in). */

@@ -174,6 +174,31 @@ void epochs_skipped(epochs_t *e, uint32_t epoch, uint64_t index)
         s->skipped++;
 }
 
+void epochs_done_elsewhere(epochs_t *e, uint32_t epoch, uint64_t index, int skipped)
+{
+    epochs_slot_t *s = find(e, epoch);
+    if (!s && e->have_closed && epoch <= e->closed_upto)
+        return;   /* closed here: its record is out */
+    if (!s && !(s = open_slot(e, epoch)))
+        return;
+    if (index >= EPOCHS_MAX_INDEX || cover(s, index)) {
+        s->untracked++;
+        s->admitted++;
+    } else {
+        if (bit_get(s->done, index))
+            return;
+        if (!bit_get(s->seen, index)) {
+            bit_set(s->seen, index);
+            s->admitted++;
+        }
+        bit_set(s->done, index);
+    }
+    if (skipped)
+        s->skipped++;
+    else
+        s->trained++;
+}
+
 void epochs_end(epochs_t *e, uint32_t epoch, uint64_t count)
 {
     epochs_slot_t *s = find(e, epoch);

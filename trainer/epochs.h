@@ -84,6 +84,13 @@ epochs_verdict_t epochs_admit(epochs_t *e, uint32_t epoch, uint64_t index);
 void epochs_trained(epochs_t *e, uint32_t epoch, uint64_t index);
 /* The admitted sample (epoch, index) will never be trained (no usable label). */
 void epochs_skipped(epochs_t *e, uint32_t epoch, uint64_t index);
+/* Another process of a data-parallel run trained (or, with skipped, skipped)
+ * sample (epoch, index): it is done here too, admitted if it was not, so
+ * that a copy arriving here later is a duplicate and the epoch's counts are
+ * the whole run's. Nothing when it is done here already or its epoch is
+ * closed. (A copy admitted here but not yet trained is trained again: the
+ * loader sends a copy only long after its original went unacknowledged.) */
+void epochs_done_elsewhere(epochs_t *e, uint32_t epoch, uint64_t index, int skipped);
 /* The loader's END_OF_EPOCH: epoch holds count samples. */
 void epochs_end(epochs_t *e, uint32_t epoch, uint64_t count);
 

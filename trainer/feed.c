@@ -38,7 +38,17 @@ struct feed {
     uint32_t *dup_epoch;        /* (MAX_DUP_ACKS) under mu: untrained samples to acknowledge */
     uint64_t *dup_index;
     size_t n_dups;
+    int share;                  /* record events for the other ranks */
+    feed_event_t *events;       /* (MAX_DUP_ACKS) under mu: recorded, not yet taken */
+    size_t n_events;
 };
+
+/* Records an event for the other ranks (mu held). */
+static void record_event(feed_t *f, feed_event_kind_t kind, uint32_t epoch, uint64_t value)
+{
+    if (f->share && f->n_events < MAX_DUP_ACKS)
+        f->events[f->n_events++] = (feed_event_t){ .kind = kind, .epoch = epoch, .value = value };
+}
 
 static void drop(feed_t *f, const char *fmt, ...)
 {
@@ -167,6 +177,7 @@ static void on_viewbatch(feed_t *f, const void *buf, size_t len)
              * the epoch's count go */
             epochs_skipped(&f->ep, smp->epoch, smp->index);
             queue_ack(f, smp->epoch, smp->index);
+            record_event(f, FEED_EV_SKIPPED, smp->epoch, smp->index);
             f->st.skipped++;
             f->st.last_skipped_label = smp->label;
             f->st.last_skipped_index = smp->index;
@@ -202,8 +213,10 @@ static void on_control(feed_t *f, const void *buf, size_t len)
         if (f->st.end_of_epochs++ == 0)
             f->st.epoch_count = c.count;
         epochs_end(&f->ep, c.epoch, c.count);
+        record_event(f, FEED_EV_END_OF_EPOCH, c.epoch, c.count);
     } else if (c.kind == PROTO_CONTROL_END_OF_STREAM) {
         f->st.end_of_stream = 1;
+        record_event(f, FEED_EV_END_OF_STREAM, c.epoch, c.count);
     }
     pthread_mutex_unlock(&f->mu);
 }
@@ -258,7 +271,7 @@ static void *feed_main(void *arg)
 }
 
 feed_t *feed_new(const char *endpoint, int hwm, const batch_shape_t *shape, int slots, epochs_t *restored,
-                 char *err, size_t errlen)
+                 int share, char *err, size_t errlen)
 {
     feed_t *f = calloc(1, sizeof *f);
     if (!f) {
@@ -272,6 +285,9 @@ feed_t *feed_new(const char *endpoint, int hwm, const batch_shape_t *shape, int 
     f->ready_ring = calloc((size_t)f->n_slots, sizeof *f->ready_ring);
     f->dup_epoch = malloc(MAX_DUP_ACKS * sizeof *f->dup_epoch);
     f->dup_index = malloc(MAX_DUP_ACKS * sizeof *f->dup_index);
+    f->share = share;
+    if (share)
+        f->events = malloc(MAX_DUP_ACKS * sizeof *f->events);
     epochs_init(&f->ep);
     if (restored) {
         f->ep = *restored;   /* taken over before the thread sees any sample */
@@ -284,7 +300,7 @@ feed_t *feed_new(const char *endpoint, int hwm, const batch_shape_t *shape, int 
     pthread_cond_init(&f->ready_cv, &ca);
     pthread_cond_init(&f->free_cv, &ca);
     pthread_condattr_destroy(&ca);
-    if (!f->free_stack || !f->ready_ring || !f->dup_epoch || !f->dup_index) {
+    if (!f->free_stack || !f->ready_ring || !f->dup_epoch || !f->dup_index || (share && !f->events)) {
         snprintf(err, errlen, "out of memory");
         feed_destroy(&f);
         return NULL;
@@ -327,6 +343,7 @@ void feed_destroy(feed_t **self_p)
     free(f->ready_ring);
     free(f->dup_epoch);
     free(f->dup_index);
+    free(f->events);
     epochs_release(&f->ep);
     pthread_cond_destroy(&f->ready_cv);
     pthread_cond_destroy(&f->free_cv);
@@ -446,6 +463,41 @@ void feed_have_release(proto_have_t *h)
     for (uint32_t k = 0; k < PROTO_MAX_HAVE_EPOCHS; k++)
         free((void *)h->done[k]);
     memset(h, 0, sizeof *h);
+}
+
+size_t feed_take_events(feed_t *f, feed_event_t *out, size_t max)
+{
+    pthread_mutex_lock(&f->mu);
+    size_t n = f->n_events < max ? f->n_events : max;
+    memcpy(out, f->events, n * sizeof *out);
+    memmove(f->events, f->events + n, (f->n_events - n) * sizeof *out);
+    f->n_events -= n;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+void feed_merge(feed_t *f, const feed_event_t *ev, size_t n)
+{
+    pthread_mutex_lock(&f->mu);
+    for (size_t i = 0; i < n; i++) {
+        switch (ev[i].kind) {
+        case FEED_EV_TRAINED:
+        case FEED_EV_SKIPPED:
+            epochs_done_elsewhere(&f->ep, ev[i].epoch, ev[i].value, ev[i].kind == FEED_EV_SKIPPED);
+            break;
+        case FEED_EV_END_OF_EPOCH:
+            if (f->st.end_of_epochs++ == 0)
+                f->st.epoch_count = ev[i].value;
+            epochs_end(&f->ep, ev[i].epoch, ev[i].value);
+            break;
+        case FEED_EV_END_OF_STREAM:
+            f->st.end_of_stream = 1;
+            break;
+        default:
+            break;
+        }
+    }
+    pthread_mutex_unlock(&f->mu);
 }
 
 json_t *feed_epochs_json(feed_t *f)

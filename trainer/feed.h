@@ -44,14 +44,29 @@ typedef struct {
     char last_error[256];       /* why the last message was dropped */
 } feed_stats_t;
 
+/* What one process of a data-parallel run tells the others after each step
+ * (trainer.c exchanges them over MPI), so that every rank's bookkeeping is
+ * the whole run's: what it trained and skipped, the copies it dropped (rank
+ * 0 acknowledges them), the END_OF_EPOCH and END_OF_STREAM it received. */
+typedef enum {
+    FEED_EV_TRAINED = 1, FEED_EV_SKIPPED, FEED_EV_ACK, FEED_EV_END_OF_EPOCH, FEED_EV_END_OF_STREAM
+} feed_event_kind_t;
+
+typedef struct {
+    uint32_t kind;      /* feed_event_kind_t */
+    uint32_t epoch;
+    uint64_t value;     /* the dataset index, or END_OF_EPOCH's count */
+} feed_event_t;
+
 /* Binds a PULL socket on `endpoint` (hwm messages queued) and starts the
- * thread. `shape` gives method, images and classes, and the dimensions
+ * thread. With `share`, the thread also records the events the other ranks
+ * need (feed_take_events). `shape` gives method, images and classes, and the dimensions
  * already known (0 = learn from the first valid ViewBatch). `slots` >= 2
  * batches are allocated once the shape is complete. `restored` (NULL: none)
  * is what a resumed checkpoint's model holds (epochs_from_json): the feed
  * takes it over and leaves *restored empty. NULL with err set. */
 feed_t *feed_new(const char *endpoint, int hwm, const batch_shape_t *shape, int slots, epochs_t *restored,
-                 char *err, size_t errlen);
+                 int share, char *err, size_t errlen);
 /* Stops the thread, closes the socket, frees the batches. */
 void feed_destroy(feed_t **self_p);
 
@@ -80,6 +95,13 @@ uint32_t feed_epoch(feed_t *f, int *known);
  * memory. */
 int feed_have(feed_t *f, proto_have_t *h);
 void feed_have_release(proto_have_t *h);
+/* Moves up to max recorded events (skipped samples, END_OF_EPOCH,
+ * END_OF_STREAM; with `share` only) into out; returns how many. */
+size_t feed_take_events(feed_t *f, feed_event_t *out, size_t max);
+/* Applies another rank's events: its trained and skipped samples are done
+ * here too (epochs_done_elsewhere), its END_OF_EPOCH and END_OF_STREAM count
+ * as received here. ACK events change nothing. */
+void feed_merge(feed_t *f, const feed_event_t *ev, size_t n);
 /* The per-epoch state a checkpoint keeps (epochs_to_json), NULL when out of memory. */
 json_t *feed_epochs_json(feed_t *f);
 

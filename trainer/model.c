@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "console/console.h"
+#include "errmsg/errmsg.h"
 #include "nn/loss.h"
 
 int model_probe(const char *desc, int *c, int *h, int *w, int *out_dim, char *err, size_t errlen)
@@ -70,6 +72,7 @@ void model_destroy(model_t **self_p)
     nn_net_destroy(&m->net);
     free(m->cache);
     free(m->dout);
+    free(m->z_all);
     free(m);
     *self_p = NULL;
 }
@@ -90,26 +93,139 @@ static float top1_share(const float *probs, const int32_t *targets, int n, int k
     return n > 0 ? (float)hits / (float)n : NAN;
 }
 
+/* nn_bn_sync's sum over the ranks, timed like the other collectives. */
+static int bn_sum(void *ctx, double *buf, size_t n)
+{
+    model_t *m = ctx;
+    double t0 = console_now();
+    int rc = dist_sum_f64_cb(m->d, buf, n);
+    m->comm_seconds += console_now() - t0;
+    m->comm_bytes += (double)n * sizeof *buf;
+    if (rc)
+        snprintf(m->comm_error, sizeof m->comm_error, "%s", dist_error(m->d));
+    return rc;
+}
+
+int model_set_dist(model_t *m, dist_t *d, int sync_bn, char *err, size_t errlen)
+{
+    m->d = d;
+    m->rank = dist_rank(d);
+    m->size = dist_size(d);
+    if (m->size == 1)
+        return 0;   /* one process: its own statistics are the whole batch's */
+    size_t all = (size_t)m->size * (size_t)m->rows * (size_t)m->out_dim;
+    if (m->method == TRAIN_SIMCLR) {
+        float *cache = malloc(nn_ntxent_cache_size(m->size * m->rows, m->out_dim) * sizeof *cache);
+        m->z_all = malloc(all * sizeof *m->z_all);
+        if (!cache || !m->z_all) {
+            free(cache);
+            errmsg_set(err, errlen, "out of memory for the gathered embeddings of %d ranks", m->size);
+            return -1;
+        }
+        free(m->cache);
+        m->cache = cache;
+    }
+    if (sync_bn) {
+        m->bn_sync.sum = bn_sum;
+        m->bn_sync.ctx = m;
+        if (nn_net_set_bn_sync(m->net, &m->bn_sync, err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
+/* Records a failed collective; returns NAN for model_step to hand back. */
+static float comm_fail(model_t *m, const char *what)
+{
+    char why[sizeof m->comm_error];
+    memcpy(why, m->comm_error, sizeof why);
+    int n = snprintf(m->comm_error, sizeof m->comm_error, "%s: ", what);
+    if (n > 0 && (size_t)n < sizeof m->comm_error)
+        snprintf(m->comm_error + n, sizeof m->comm_error - (size_t)n, "%.200s", why);
+    m->comm_failed = 1;
+    return NAN;
+}
+
+int model_broadcast(model_t *m, int root, char *err, size_t errlen)
+{
+    if (!m->d || m->size == 1)
+        return 0;
+    nn_arena *p = nn_net_params(m->net), *s = nn_optim_state(m->opt);
+    long steps = nn_optim_steps(m->opt);
+    double t0 = console_now();
+    int rc = dist_broadcast(m->d, p->base, p->size * sizeof *p->base, root, err, errlen) ||
+             (s && s->size && dist_broadcast(m->d, s->base, s->size * sizeof *s->base, root, err, errlen)) ||
+             dist_broadcast(m->d, &steps, sizeof steps, root, err, errlen);
+    m->comm_seconds += console_now() - t0;
+    if (rc)
+        return -1;
+    nn_optim_set_steps(m->opt, steps);
+    return 0;
+}
+
+/* Timed dist call wrappers: 0, or -1 with m->comm_error. */
+static int timed_allgather(model_t *m, const float *send, float *recv, size_t n)
+{
+    double t0 = console_now();
+    int rc = dist_allgather(m->d, send, recv, n, m->comm_error, sizeof m->comm_error);
+    m->comm_seconds += console_now() - t0;
+    m->comm_bytes += (double)n * sizeof *send;
+    return rc;
+}
+
+static int timed_allreduce(model_t *m, float *buf, size_t n)
+{
+    double t0 = console_now();
+    int rc = dist_allreduce_sum(m->d, buf, n, m->comm_error, sizeof m->comm_error);
+    m->comm_seconds += console_now() - t0;
+    m->comm_bytes += (double)n * sizeof *buf;
+    return rc;
+}
+
 float model_step(model_t *m, const batch_t *b, float lr, float *accuracy)
 {
+    int parallel = m->d && m->size > 1;
     const float *out = nn_net_forward(m->net, b->x, m->rows, 1);
-    memset(m->dout, 0, (size_t)m->rows * (size_t)m->out_dim * sizeof *m->dout);
-    float loss;
-    if (m->method == TRAIN_SIMCLR) {
+    if (!out)
+        return comm_fail(m, "batch norm");
+    size_t local = (size_t)m->rows * (size_t)m->out_dim;
+    memset(m->dout, 0, local * sizeof *m->dout);
+    float loss, acc = NAN;
+    if (m->method == TRAIN_SIMCLR && parallel) {
+        /* the whole batch's NT-Xent, the same on every rank; dloss 1 and a
+         * summed gradient give the single process's step */
+        if (timed_allgather(m, out, m->z_all, local))
+            return comm_fail(m, "embeddings");
+        loss = nn_ntxent_gathered_forward(m->cache, m->z_all, m->size, m->rows, m->out_dim, m->tau);
+        nn_ntxent_gathered_backward(m->dout, m->cache, m->size, m->rank, m->rows, m->out_dim, m->tau, 1.0f);
+    } else if (m->method == TRAIN_SIMCLR) {
         loss = nn_ntxent_forward(m->cache, out, m->rows, m->out_dim, m->tau);
         nn_ntxent_backward(m->dout, m->cache, m->rows, m->out_dim, m->tau, 1.0f);
-        if (accuracy)
-            *accuracy = NAN;
     } else {
+        /* each rank's mean over its rows, weighted 1/size: their sum is the
+         * mean over the global batch */
+        float share = parallel ? 1.0f / (float)m->size : 1.0f;
         loss = nn_xent_forward(m->cache, out, b->targets, m->rows, m->out_dim);
-        nn_xent_backward(m->dout, m->cache, b->targets, m->rows, m->out_dim, 1.0f);
-        if (accuracy)
-            *accuracy = top1_share(m->cache, b->targets, m->rows, m->out_dim);
+        nn_xent_backward(m->dout, m->cache, b->targets, m->rows, m->out_dim, share);
+        acc = top1_share(m->cache, b->targets, m->rows, m->out_dim);
+        if (parallel) {
+            float mean[2] = { loss * share, acc * share };
+            if (timed_allreduce(m, mean, 2))
+                return comm_fail(m, "loss");
+            loss = mean[0];
+            acc = mean[1];
+        }
     }
+    if (accuracy)
+        *accuracy = acc;
     if (!isfinite(loss))
-        return loss;   /* no update from a diverged step */
+        return loss;   /* no update from a diverged step (every rank sees the same loss) */
     nn_net_zero_grad(m->net);
-    nn_net_backward(m->net, m->dout);
-    nn_optim_step(m->opt, nn_net_params(m->net), nn_net_grads(m->net), lr);
+    if (nn_net_backward(m->net, m->dout))
+        return comm_fail(m, "batch norm");
+    nn_arena *g = nn_net_grads(m->net);
+    if (parallel && timed_allreduce(m, g->base, g->size))
+        return comm_fail(m, "gradients");
+    nn_optim_step(m->opt, nn_net_params(m->net), g, lr);
     return loss;
 }

@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "dist/dist.h"
+#include "nn/layers.h"
 #include "nn/net.h"
 #include "nn/optim.h"
 #include "trainer/batch.h"
@@ -18,6 +20,16 @@ typedef struct {
     float tau;              /* NT-Xent temperature */
     float *cache;           /* simclr: NT-Xent scratch; rotnet, supervised: softmax (rows, out_dim) */
     float *dout;            /* (rows, out_dim) d loss / d output */
+
+    /* data-parallel (model_set_dist): NULL d = one process */
+    dist_t *d;
+    int rank, size;
+    float *z_all;           /* simclr: (size * rows, out_dim) every rank's embeddings */
+    nn_bn_sync bn_sync;     /* --sync-bn: sums over the ranks, timed */
+    double comm_seconds;    /* time inside dist_* calls, all steps */
+    double comm_bytes;      /* floats sent by this rank in them, in bytes, all steps */
+    int comm_failed;        /* a collective failed: the ranks can no longer agree (comm_error says why) */
+    char comm_error[256];
 } model_t;
 
 /* Builds the network of `desc` for `rows` views per step and its optimizer.
@@ -28,8 +40,22 @@ model_t *model_new(const char *desc, train_method_t method, int rows, int classe
                    float tau, char *err, size_t errlen);
 void model_destroy(model_t **self_p);
 
+/* Makes m one replica of a data-parallel run over d (size > 1): SimCLR
+ * all-gathers the embeddings and takes the gathered NT-Xent (the whole
+ * batch's loss); RotNet and supervised take their local loss with
+ * dloss = 1/size and average loss and accuracy over the ranks; every step
+ * sums the gradients over the ranks before the optimizer (so each rank takes
+ * the single process's step on the global batch). With sync_bn, batch norm
+ * uses the statistics of every rank's rows. 0, or -1 with err. */
+int model_set_dist(model_t *m, dist_t *d, int sync_bn, char *err, size_t errlen);
+
+/* Copies rank root's parameters, batch-norm statistics and optimizer state
+ * to every rank (a world of one: nothing). 0, or -1 with err. */
+int model_broadcast(model_t *m, int root, char *err, size_t errlen);
+
 /* Forward, loss, backward and one optimizer update with learning rate lr on
- * a full batch. Returns the loss (NaN or infinite when training diverged).
+ * a full batch (data-parallel: every rank calls it on its own rows; a
+ * failed collective sets comm_failed and returns NaN). Returns the loss (NaN or infinite when training diverged).
  * *accuracy (when not NULL) gets the share of rows whose largest output is
  * their target (rotnet, supervised: the batch's train accuracy, before the
  * update), or NAN for simclr. */

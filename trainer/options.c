@@ -110,6 +110,15 @@ void trainer_usage(FILE *f)
 "                     is known)\n"
 "  --seed N           parameter initialisation seed (default %d)\n"
 "\n"
+"Several processes (mpirun -np N trainer ...; see README, Training on several\n"
+"machines): each rank binds its own --bind endpoint (a comma list, or the port\n"
+"plus the rank) and takes batch/N images of each step; --batch stays the global\n"
+"batch and must be a multiple of N. Rank 0 alone writes the run folder and\n"
+"publishes Control.\n"
+"  --sync-bn          batch norm normalises with the statistics of the whole\n"
+"                     global batch (every rank's), as one process would; without\n"
+"                     it each rank uses its own images' (recorded in checkpoints)\n"
+"\n"
 "Sockets:\n"
 "  --bind EP          PULL for ViewBatches (default %s)\n"
 "  --control EP       PUB for Control stop/heartbeat, or none (default %s)\n"
@@ -196,7 +205,7 @@ void trainer_options_finish(trainer_options_t *o)
 enum {
     OPT_METHOD = 256, OPT_CLASSES, OPT_ARCH, OPT_WIDTH, OPT_BATCH, OPT_OPTIMIZER, OPT_LR, OPT_WD, OPT_MOMENTUM,
     OPT_TAU, OPT_WARMUP, OPT_EPOCHS, OPT_STEPS, OPT_DATASET_SIZE, OPT_SEED, OPT_BIND, OPT_CONTROL,
-    OPT_EVALUATOR, OPT_OUT, OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_QUEUE, OPT_HWM, OPT_CURVE, OPT_QUIET,
+    OPT_EVALUATOR, OPT_OUT, OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_QUEUE, OPT_HWM, OPT_CURVE, OPT_QUIET, OPT_SYNC_BN,
     OPT_HELP,
 };
 
@@ -288,6 +297,7 @@ static int parse_option(void *ctx, int c, const char *v, char *err, size_t n)
     case OPT_HWM: return cli_int("--hwm", v, 1, MAX_HWM, &o->hwm, err, n);
     case OPT_CURVE: o->curve = v; return 0;
     case OPT_QUIET: o->quiet = 1; return 0;
+    case OPT_SYNC_BN: o->sync_bn = 1; o->set_sync_bn = 1; return 0;
     default:
         errmsg_set(err, n, "option %d is not handled", c);
         return -1;
@@ -323,6 +333,7 @@ int trainer_options_parse(trainer_options_t *o, int argc, char **argv, char *err
         { "hwm", required_argument, 0, OPT_HWM },
         { "curve", required_argument, 0, OPT_CURVE },
         { "quiet", no_argument, 0, OPT_QUIET },
+        { "sync-bn", no_argument, 0, OPT_SYNC_BN },
         { "help", no_argument, 0, OPT_HELP },
         { 0, 0, 0, 0 },
     };

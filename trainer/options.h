@@ -60,6 +60,7 @@ typedef struct {
     long steps;                 /* 0 when --epochs is used */
     uint64_t dataset_size;      /* images per epoch, 0 = learn from END_OF_EPOCH */
     uint64_t seed;
+    int sync_bn;                /* data-parallel: batch norm over the whole batch of every rank */
     const char *bind;
     const char *control, *evaluator;   /* NULL ("none"): no control PUB / no evaluator PUSH */
     const char *curve;          /* --curve key folder, or NULL */
@@ -72,7 +73,7 @@ typedef struct {
     int quiet;
     /* which options the command line gave explicitly (resume compares them) */
     int set_method, set_lr, set_optimizer, set_batch, set_arch, set_width, set_wd,
-        set_momentum, set_tau, set_warmup, set_length, set_seed, set_out, set_classes;
+        set_momentum, set_tau, set_warmup, set_length, set_seed, set_out, set_classes, set_sync_bn;
 } trainer_options_t;
 
 /* Parses argv. Returns 0 on success, 1 when --help was asked, -1 on a usage

@@ -79,6 +79,8 @@ static void note_accuracy(report_t *r, float acc)
 
 static void write_metrics(report_t *r, const report_step_t *s)
 {
+    if (!r->metrics)
+        return;
     json_t *j = json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f}", "step", (json_int_t)s->step,
                           "epoch", s->epoch, "loss", (double)s->loss, "lr", (double)s->lr,
                           "images_per_s", s->period > 0 ? r->batch / s->period : 0.0,
@@ -170,6 +172,16 @@ void report_summary(report_t *r, const char *end, long step, feed_t *feed, const
         json_object_set_new(j, "train_accuracy", json_real(report_accuracy(r)));
     if (j && c->method == TRAIN_SUPERVISED)
         json_object_set_new(j, "skipped", json_integer((json_int_t)fs.skipped));
+    if (j && r->ranks > 1) {
+        /* per step of this process: the price of data-parallel training */
+        double steps = r->timed_steps > 0 ? (double)r->timed_steps : 1.0;
+        json_object_set_new(j, "ranks", json_integer(r->ranks));
+        json_object_set_new(j, "comm_s_per_step", json_real(r->comm_seconds / steps));
+        json_object_set_new(j, "comm_bytes_per_step", json_real(r->comm_bytes / steps));
+        console_log("%d ranks: %.4f s per step in collectives (%.1f%% of the step), %.2f MB sent per step by "
+                    "rank 0", r->ranks, r->comm_seconds / steps,
+                    r->sum_period > 0 ? 100 * r->comm_seconds / r->sum_period : 0.0, r->comm_bytes / steps / 1e6);
+    }
     if (j) {
         json_dumpf(j, stdout, JSON_COMPACT | JSON_REAL_PRECISION(6));
         fputc('\n', stdout);

@@ -19,7 +19,9 @@
 #define REPORT_ACC_WINDOW 20   /* the train accuracy: mean over this many last steps */
 
 typedef struct {
-    FILE *metrics;                  /* metrics.jsonl, owned (rundir_metrics_open) */
+    FILE *metrics;                  /* metrics.jsonl, owned (rundir_metrics_open); NULL: none (ranks > 0) */
+    int ranks;                      /* data-parallel: the summary adds the time in collectives */
+    double comm_seconds, comm_bytes;/* ... in all, and the bytes this rank sent in them */
     uint32_t batch;                 /* images per step */
     int quiet;                      /* no progress line, no log line per complete epoch */
     progress_t progress;

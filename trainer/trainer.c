@@ -14,6 +14,7 @@
 
 #include "cli/cli.h"
 #include "console/console.h"
+#include "dist/dist.h"
 #include "errmsg/errmsg.h"
 #include "nn/ckpt.h"
 #include "nn/net.h"
@@ -38,8 +39,31 @@
 #define EVALUATOR_LINGER_MS 500   /* how long closing waits to deliver the last Checkpoint */
 #define HEAD_NAME_MAX      32
 #define MSG_MAX            1024   /* a message of a library call, before the trainer adds its context */
+#define SHARE_ACKS_MAX     (1u << 16)  /* dropped copies a rank passes on to rank 0 per exchange */
+#define SHARE_EVENTS_MAX   (1u << 16)  /* feed events (skipped, END_OF_EPOCH, ...) per exchange */
+
+/* What each rank tells the others at every exchange (data-parallel runs):
+ * its state for the common decision, rank 0's schedule, and how many
+ * feed_event_t follow. */
+typedef struct {
+    int32_t have_batch;             /* a full batch waits on this rank */
+    int32_t stop;                   /* a signal came */
+    int32_t stream_over;            /* END_OF_STREAM known, no batch, nothing new for EOS_IDLE_S */
+    uint32_t n_events;
+    int64_t total_steps, warmup_steps;   /* rank 0's schedule, which every rank follows */
+    uint64_t dataset_size;
+} rank_state_t;
+
+/* The decision every rank takes alike from the exchanged states. */
+typedef struct {
+    int step;           /* every rank has a batch */
+    int stop, stream_over;
+} agreed_t;
 
 struct trainer {
+    dist_t *d;                      /* the ranks of a data-parallel run (a world of one alone) */
+    int rank, size;
+    char bind[DIST_MAX_ENDPOINT];   /* this rank's ViewBatch endpoint */
     trainer_config_t config;        /* the run's settings: recorded in each checkpoint, restored on resume */
     const trainer_options_t *o;     /* sockets, run folder, checkpoints, log (its training
                                        settings were read once into config) */
@@ -75,6 +99,17 @@ struct trainer {
     uint64_t drops_logged;
     double last_skip_log;
     uint64_t skips_logged;
+
+    /* data-parallel bookkeeping exchange (size > 1) */
+    feed_event_t *ev_out;           /* (ev_cap) this rank's events for the others */
+    size_t n_out, ev_cap;
+    feed_event_t *ev_all;           /* (size * ev_all_cap) every rank's, padded */
+    size_t ev_all_cap;
+    rank_state_t *states;           /* (size) */
+    uint32_t *dup_epoch;            /* (SHARE_ACKS_MAX) dropped copies taken from the feed */
+    uint64_t *dup_index;
+    double sync_seconds;            /* time in the exchanges (dist calls) */
+    double sync_bytes;
 };
 
 /* The preset head for the method: "simclr", "rotation" or "classifier:N". */
@@ -246,7 +281,33 @@ static int setup_network(trainer_t *t, char *err, size_t errlen)
     return 0;
 }
 
-trainer_t *trainer_new(const trainer_options_t *o, char *err, size_t errlen)
+/* The buffers of the data-parallel exchange. */
+static int setup_ranks(trainer_t *t, char *err, size_t errlen)
+{
+    if (dist_endpoint(t->bind, sizeof t->bind, t->o->bind, t->rank, err, errlen))
+        return -1;
+    if (t->size == 1)
+        return 0;
+    if (t->config.batch % (uint32_t)t->size) {
+        errmsg_set(err, errlen, "--batch %u is not a multiple of the %d ranks: each rank takes batch/%d images "
+                   "of a step\nHINT: give a --batch divisible by %d (for example %u)", t->config.batch, t->size, t->size,
+                   t->size, (t->config.batch / (uint32_t)t->size + 1) * (uint32_t)t->size);
+        return -1;
+    }
+    t->shape.images = t->config.batch / (uint32_t)t->size;
+    t->ev_cap = t->shape.images + SHARE_ACKS_MAX + SHARE_EVENTS_MAX;
+    t->ev_out = malloc(t->ev_cap * sizeof *t->ev_out);
+    t->states = calloc((size_t)t->size, sizeof *t->states);
+    t->dup_epoch = malloc(SHARE_ACKS_MAX * sizeof *t->dup_epoch);
+    t->dup_index = malloc(SHARE_ACKS_MAX * sizeof *t->dup_index);
+    if (!t->ev_out || !t->states || !t->dup_epoch || !t->dup_index) {
+        errmsg_set(err, errlen, "out of memory for the exchange between ranks");
+        return -1;
+    }
+    return 0;
+}
+
+trainer_t *trainer_new(const trainer_options_t *o, dist_t *d, char *err, size_t errlen)
 {
     trainer_t *t = calloc(1, sizeof *t);
     if (!t) {
@@ -254,17 +315,21 @@ trainer_t *trainer_new(const trainer_options_t *o, char *err, size_t errlen)
         return NULL;
     }
     t->o = o;
+    t->d = d;
+    t->rank = dist_rank(d);
+    t->size = dist_size(d);
     trainer_config_from_options(&t->config, o);
     snprintf(t->out, sizeof t->out, "%s", o->out);
     t->stage_id = transport_identity("trainer");
     t->resuming = o->resume != NULL;
     if ((t->resuming ? setup_resume(t, err, errlen) : check_fresh_folder(t->out, err, errlen)) ||
-        setup_network(t, err, errlen)) {
+        setup_network(t, err, errlen) || setup_ranks(t, err, errlen)) {
         trainer_destroy(&t);
         return NULL;
     }
     schedule_plan(&t->config);
-    report_init(&t->report, t->config.batch, o->quiet, t->seconds_before);
+    /* rank 0 reports for the run */
+    report_init(&t->report, t->config.batch, o->quiet || t->rank > 0, t->seconds_before);
     return t;
 }
 
@@ -279,6 +344,11 @@ void trainer_destroy(trainer_t **self_p)
     control_destroy(&t->control);
     transport_close(&t->eval);
     epochs_release(&t->restored);
+    free(t->ev_out);
+    free(t->ev_all);
+    free(t->states);
+    free(t->dup_epoch);
+    free(t->dup_index);
     free(t);
     *self_p = NULL;
 }
@@ -436,7 +506,13 @@ static int build_model(trainer_t *t)
         console_log("cannot build the network: %s", err);
         return -1;
     }
-    if (t->resuming) {
+    if (model_set_dist(t->model, t->d, c->sync_bn, err, sizeof err)) {
+        console_log("cannot spread the network over %d ranks: %s", t->size, err);
+        return -1;
+    }
+    if (t->resuming && t->rank > 0) {
+        /* rank 0's parameters and optimizer state come below */
+    } else if (t->resuming) {
         nn_ckpt_meta meta;
         if (nn_ckpt_load(t->resume_path, t->model->net, t->resume_optimizer ? t->model->opt : NULL, &meta,
                          err, sizeof err)) {
@@ -455,6 +531,10 @@ static int build_model(trainer_t *t)
             t->rng = c->seed;
         nn_net_init_params(t->model->net, splitmix64_next(&t->rng));
     }
+    if (model_broadcast(t->model, 0, err, sizeof err)) {
+        console_log("cannot copy rank 0's parameters to the other ranks: %s", err);
+        return -1;
+    }
     char total[64];
     if (c->total_steps)
         snprintf(total, sizeof total, "%ld steps", c->total_steps);
@@ -463,8 +543,14 @@ static int build_model(trainer_t *t)
     char classes[48] = "";
     if (c->method == TRAIN_SUPERVISED)
         snprintf(classes, sizeof classes, " (%u classes)", c->classes);
-    console_log("%s%s, %s, %u images (%d views of %ux%ux%u) per step, %s lr %.4g, weight decay %.2g, "
-                "warm-up %ld steps, %s", trainer_method_name(c->method), classes, c->arch, c->batch, rows,
+    char ranks[96] = "";
+    if (t->size > 1)
+        snprintf(ranks, sizeof ranks, " over %d ranks (%u images each, %s batch norm)", t->size, t->shape.images,
+                 c->sync_bn ? "synchronised" : "per-rank");
+    if (t->rank > 0)
+        return 0;
+    console_log("%s%s, %s, %u images%s (%d views of %ux%ux%u) per step, %s lr %.4g, weight decay %.2g, "
+                "warm-up %ld steps, %s", trainer_method_name(c->method), classes, c->arch, c->batch, ranks, rows,
                 t->shape.channels, t->shape.height, t->shape.width, nn_optim_kind_name(c->optimizer), c->lr,
                 c->weight_decay, c->warmup_steps, total);
     return 0;
@@ -475,11 +561,14 @@ static int build_model(trainer_t *t)
 static void housekeeping(trainer_t *t, double now)
 {
     trainer_config_t *c = &t->config;
-    control_ack_duplicates(t->control, t->feed);
-    report_epochs(&t->report, t->feed, t->step, c, 0);
+    if (t->rank == 0) {
+        /* the other ranks' dropped copies come to rank 0 in the exchange */
+        control_ack_duplicates(t->control, t->feed);
+        report_epochs(&t->report, t->feed, t->step, c, 0);
+    }
     feed_stats_t fs;
     feed_stats(t->feed, &fs);
-    if (!c->dataset_size && fs.epoch_count) {
+    if (!c->dataset_size && fs.epoch_count && t->rank == 0) {
         c->dataset_size = fs.epoch_count;
         if (!c->total_steps) {
             c->total_steps = schedule_total_steps(c);
@@ -515,75 +604,242 @@ static void housekeeping(trainer_t *t, double now)
     }
 }
 
+/* ---- the ranks of a data-parallel run agree ---- */
+
+/* Queues this rank's trained samples for the other ranks. */
+static void share_trained(trainer_t *t, const batch_t *b)
+{
+    for (uint32_t i = 0; i < b->filled && t->n_out < t->ev_cap; i++)
+        t->ev_out[t->n_out++] = (feed_event_t){ .kind = FEED_EV_TRAINED, .epoch = b->epoch[i], .value = b->index[i] };
+}
+
+/* Acknowledges, on rank 0, the samples another rank trained, skipped or
+ * dropped as copies. */
+static void ack_events(trainer_t *t, const feed_event_t *ev, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ev[i].kind != FEED_EV_TRAINED && ev[i].kind != FEED_EV_SKIPPED && ev[i].kind != FEED_EV_ACK)
+            continue;
+        t->dup_epoch[k] = ev[i].epoch;
+        t->dup_index[k++] = ev[i].value;
+        if (k == SHARE_ACKS_MAX) {
+            control_publish_acks(t->control, t->dup_epoch, t->dup_index, k);
+            k = 0;
+        }
+    }
+    if (k)
+        control_publish_acks(t->control, t->dup_epoch, t->dup_index, k);
+}
+
+/* Every rank's state and events to every rank: each applies the others'
+ * events to its own bookkeeping (so that rank 0's epochs, Have and
+ * checkpoints are the whole run's), rank 0 acknowledges them, and all take
+ * rank 0's schedule and the same decision. A world of one only decides. */
+static int agree(trainer_t *t, const rank_state_t *mine, agreed_t *a)
+{
+    char err[MSG_MAX];
+    if (t->size == 1) {
+        a->step = mine->have_batch;
+        a->stop = mine->stop;
+        a->stream_over = mine->stream_over;
+        return 0;
+    }
+    double t0 = console_now();
+    t->n_out += feed_take_events(t->feed, t->ev_out + t->n_out, t->ev_cap - t->n_out);
+    if (t->rank > 0) {
+        size_t room = t->ev_cap - t->n_out, max = room < SHARE_ACKS_MAX ? room : SHARE_ACKS_MAX;
+        size_t n = feed_take_duplicates(t->feed, t->dup_epoch, t->dup_index, max);
+        for (size_t i = 0; i < n; i++)
+            t->ev_out[t->n_out++] = (feed_event_t){ .kind = FEED_EV_ACK, .epoch = t->dup_epoch[i],
+                                                    .value = t->dup_index[i] };
+    }
+    rank_state_t st = *mine;
+    st.n_events = (uint32_t)t->n_out;
+    if (dist_allgather_bytes(t->d, &st, t->states, sizeof st, err, sizeof err))
+        goto fail;
+    size_t most = 0;
+    for (int r = 0; r < t->size; r++)
+        if (t->states[r].n_events > most)
+            most = t->states[r].n_events;
+    if (most) {
+        if (most > t->ev_all_cap) {
+            feed_event_t *all = realloc(t->ev_all, (size_t)t->size * most * sizeof *all);
+            if (!all) {
+                snprintf(err, sizeof err, "out of memory for %zu events of %d ranks", most, t->size);
+                goto fail;
+            }
+            t->ev_all = all;
+            t->ev_all_cap = most;
+        }
+        /* every rank sends `most` records (all have the same ev_cap); only its n_events count */
+        if (most > t->ev_cap) {
+            snprintf(err, sizeof err, "%zu events from one rank, at most %zu", most, t->ev_cap);
+            goto fail;
+        }
+        memset(t->ev_out + t->n_out, 0, (most - t->n_out) * sizeof *t->ev_out);
+        if (dist_allgather_bytes(t->d, t->ev_out, t->ev_all, most * sizeof *t->ev_out, err, sizeof err))
+            goto fail;
+        t->sync_bytes += (double)most * sizeof *t->ev_out;
+    }
+    t->n_out = 0;
+    memset(a, 0, sizeof *a);
+    a->step = 1;
+    for (int r = 0; r < t->size; r++) {
+        const rank_state_t *s = &t->states[r];
+        a->step &= s->have_batch != 0;
+        a->stop |= s->stop != 0;
+        a->stream_over |= s->stream_over != 0;
+        if (r == t->rank || !s->n_events)
+            continue;
+        const feed_event_t *ev = t->ev_all + (size_t)r * most;
+        feed_merge(t->feed, ev, s->n_events);
+        if (t->rank == 0)
+            ack_events(t, ev, s->n_events);
+    }
+    trainer_config_t *c = &t->config;
+    const rank_state_t *root = &t->states[0];
+    if (t->rank > 0 && ((long)root->total_steps != c->total_steps || root->dataset_size != c->dataset_size)) {
+        c->dataset_size = root->dataset_size;
+        c->total_steps = (long)root->total_steps;
+        report_total(&t->report, c->total_steps);
+    }
+    c->warmup_steps = (long)root->warmup_steps;
+    t->sync_seconds += console_now() - t0;
+    t->sync_bytes += sizeof st;
+    return 0;
+fail:
+    console_log("the ranks cannot exchange their state: %s", err);
+    return -1;
+}
+
+/* This rank's part of the decision. */
+static void rank_state(trainer_t *t, const batch_t *b, double now, rank_state_t *st)
+{
+    feed_stats_t fs;
+    feed_stats(t->feed, &fs);
+    memset(st, 0, sizeof *st);
+    st->have_batch = b != NULL;
+    st->stop = transport_stop != 0;
+    st->stream_over = !b && fs.end_of_stream && now - fs.last_data >= EOS_IDLE_S;
+    st->total_steps = t->config.total_steps;
+    st->warmup_steps = t->config.warmup_steps;
+    st->dataset_size = t->config.dataset_size;
+}
+
 /* ---- the run ---- */
 
 typedef enum { END_DONE, END_SIGNAL, END_STREAM, END_DIVERGED, END_FAILED } end_reason_t;
 static const char *const end_names[] = { "done", "signal", "end of stream", "diverged", "failed" };
 
+/* One step on the batch every rank holds; END_DONE to go on. */
+static end_reason_t step_once(trainer_t *t, batch_t *b, double *period_start, double *wait)
+{
+    const trainer_config_t *c = &t->config;
+    if (!t->model) {
+        if (build_model(t))
+            return END_FAILED;
+        /* the wait for the pipeline to start is not data wait */
+        *period_start = report_start(&t->report, t->step, c->total_steps);
+        *wait = 0;
+    }
+    float lr = schedule_lr(c, t->step);
+    float acc;
+    float loss = model_step(t->model, b, lr, &acc);
+    if (t->model->comm_failed) {
+        console_log("step %ld: %s", t->step + 1, t->model->comm_error);
+        return END_FAILED;
+    }
+    t->last_batch_epoch = b->max_epoch;
+    if (isfinite(loss)) {
+        feed_trained(t->feed, b);
+        control_publish_acks(t->control, b->epoch, b->index, b->filled);
+        if (t->size > 1)
+            share_trained(t, b);
+    }
+    if (!isfinite(loss)) {
+        console_log("the loss is %f at step %ld (lr %g): training diverged; nothing saved after "
+                    "step %ld\nHINT: lower --lr", (double)loss, t->step + 1, (double)lr, t->last_ckpt_step);
+        return END_DIVERGED;
+    }
+    t->step++;
+    t->images_seen += c->batch;
+    report_step_t rs = {
+        .step = t->step, .total_steps = c->total_steps, .epoch = current_epoch(t),
+        .loss = loss, .accuracy = acc, .lr = lr, .period = console_now() - *period_start, .wait = *wait,
+    };
+    report_step(&t->report, &rs);
+    return END_DONE;
+}
+
 static end_reason_t train(trainer_t *t)
 {
     const trainer_config_t *c = &t->config;
     double wait = 0, period_start = 0;
+    batch_t *b = NULL;   /* held until every rank has one */
+    end_reason_t why;
     t->last_wait_log = console_now();
     for (;;) {
-        if (transport_stop)
-            return END_SIGNAL;
-        if (c->total_steps && t->step >= c->total_steps)
-            return END_DONE;
         double t0 = console_now();
-        batch_t *b = feed_take(t->feed, TAKE_SLICE_MS);
+        if (!b && !(c->total_steps && t->step >= c->total_steps))
+            b = feed_take(t->feed, TAKE_SLICE_MS);
         double now = console_now();
         wait += now - t0;
         housekeeping(t, now);
-        if (!b) {
+        rank_state_t mine;
+        agreed_t a;
+        rank_state(t, b, now, &mine);
+        if (agree(t, &mine, &a)) {
+            why = END_FAILED;
+            break;
+        }
+        if (a.stop) {
+            why = END_SIGNAL;
+            break;
+        }
+        if (c->total_steps && t->step >= c->total_steps) {
+            why = END_DONE;
+            break;
+        }
+        if (!a.step) {
+            if (a.stream_over) {
+                why = END_STREAM;
+                break;
+            }
             feed_stats_t fs;
             feed_stats(t->feed, &fs);
-            if (fs.end_of_stream && now - fs.last_data >= EOS_IDLE_S)
-                return END_STREAM;
             if (!t->model && now - t->last_wait_log >= WAIT_LOG_S) {
                 console_log("waiting for ViewBatches on %s (%" PRIu64 " received, %" PRIu64 " dropped)",
-                            t->o->bind, fs.viewbatches, fs.dropped);
+                            t->bind, fs.viewbatches, fs.dropped);
                 t->last_wait_log = now;
             }
             continue;
         }
-        if (!t->model) {
-            if (build_model(t)) {
-                feed_give_back(t->feed, b);
-                return END_FAILED;
-            }
-            /* the wait for the pipeline to start is not data wait */
-            period_start = report_start(&t->report, t->step, c->total_steps);
-            wait = 0;
-        }
-        float lr = schedule_lr(c, t->step);
-        float acc;
-        float loss = model_step(t->model, b, lr, &acc);
-        t->last_batch_epoch = b->max_epoch;
-        if (isfinite(loss)) {
-            feed_trained(t->feed, b);
-            control_publish_acks(t->control, b->epoch, b->index, b->filled);
-        }
+        why = step_once(t, b, &period_start, &wait);
         feed_give_back(t->feed, b);
-        if (!isfinite(loss)) {
-            console_log("the loss is %f at step %ld (lr %g): training diverged; nothing saved after "
-                        "step %ld\nHINT: lower --lr", (double)loss, t->step + 1, (double)lr, t->last_ckpt_step);
-            return END_DIVERGED;
+        b = NULL;
+        if (why != END_DONE)
+            break;
+        if (t->size > 1) {
+            /* the others' samples of this step, before a checkpoint records them */
+            rank_state(t, NULL, console_now(), &mine);
+            if (agree(t, &mine, &a)) {
+                why = END_FAILED;
+                break;
+            }
         }
-        t->step++;
-        t->images_seen += c->batch;
-        report_step_t rs = {
-            .step = t->step, .total_steps = c->total_steps, .epoch = current_epoch(t),
-            .loss = loss, .accuracy = acc, .lr = lr, .period = console_now() - period_start, .wait = wait,
-        };
-        report_step(&t->report, &rs);
-        if (t->step % t->o->ckpt_every == 0 || t->step == c->total_steps) {
-            if (save_checkpoint(t))
-                return END_FAILED;
+        if (t->rank == 0 && (t->step % t->o->ckpt_every == 0 || t->step == c->total_steps)) {
+            if (save_checkpoint(t)) {
+                why = END_FAILED;
+                break;
+            }
         }
         period_start = console_now();
         wait = 0;
     }
+    if (b)
+        feed_give_back(t->feed, b);
+    return why;
 }
 
 /* rundir_record_kept_fn: the epoch records the resumed checkpoint counts as
@@ -598,6 +854,8 @@ static int open_run(trainer_t *t)
 {
     char err[MSG_MAX];
     const trainer_options_t *o = t->o;
+    if (t->rank > 0)
+        goto feed;   /* rank 0 alone writes the run folder, publishes Control and tells the evaluator */
     if (rundir_make(t->out, err, sizeof err)) {
         console_log("%s", err);
         return -1;
@@ -615,14 +873,19 @@ static int open_run(trainer_t *t)
         return -1;
     if (o->evaluator && !(t->eval = open_evaluator(o->evaluator)))
         return -1;
-    t->feed = feed_new(o->bind, o->hwm, &t->shape, o->queue, t->have_restored ? &t->restored : NULL, err,
-                       sizeof err);
+feed:
+    t->feed = feed_new(t->bind, o->hwm, &t->shape, o->queue, t->have_restored ? &t->restored : NULL, t->size > 1,
+                       err, sizeof err);
     if (!t->feed) {
         console_log("%s", err);
         return -1;
     }
-    console_log("listening on %s for ViewBatches, control on %s, evaluator %s, run folder %s", o->bind,
-                cli_endpoint_name(o->control), cli_endpoint_name(o->evaluator), t->out);
+    if (t->rank > 0)
+        console_log("rank %d of %d: listening on %s for ViewBatches", t->rank, t->size, t->bind);
+    else
+        console_log("listening on %s for ViewBatches, control on %s, evaluator %s, run folder %s%s", t->bind,
+                    cli_endpoint_name(o->control), cli_endpoint_name(o->evaluator), t->out,
+                    t->size > 1 ? " (rank 0)" : "");
     return 0;
 }
 
@@ -642,6 +905,12 @@ int trainer_run(trainer_t *t)
                     t->config.total_steps && t->step < t->config.total_steps ? " before the planned total" : "");
     }
     int rc = (why == END_DONE || why == END_SIGNAL || why == END_STREAM) ? 0 : -1;
+    if (t->rank > 0) {
+        if (t->model)
+            console_log("rank %d: %ld steps, %.3f s in collectives", t->rank, t->step,
+                        t->model->comm_seconds + t->sync_seconds);
+        return rc;
+    }
     if (t->model && why != END_DIVERGED && t->step > t->last_ckpt_step && save_checkpoint(t))
         rc = -1;
     if (t->model) {
@@ -649,6 +918,11 @@ int trainer_run(trainer_t *t)
         report_epochs(&t->report, t->feed, t->step, &t->config, 1);
     }
     double run_start = t->report.run_start > 0 ? t->report.run_start : start;
+    if (t->size > 1 && t->model) {
+        t->report.ranks = t->size;
+        t->report.comm_seconds = t->model->comm_seconds + t->sync_seconds;
+        t->report.comm_bytes = t->model->comm_bytes + t->sync_bytes;
+    }
     report_summary(&t->report, end_names[why], t->step, t->feed, &t->config, t->last_ckpt,
                    console_now() - run_start);
     control_stop(t->control, training_epoch(t), t->step);

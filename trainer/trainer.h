@@ -26,6 +26,7 @@
 
 #include <stddef.h>
 
+#include "dist/dist.h"
 #include "trainer/options.h"
 
 #define TRAINER_ERR_MAX 8192   /* an error message: room for two paths and a hint */
@@ -33,10 +34,15 @@
 typedef struct trainer trainer_t;
 
 /* Takes the run's settings from o, or from the checkpoint that o->resume
- * names, and checks the network; o must outlive the trainer. NULL with err
+ * names, and checks the network; o must outlive the trainer. d is the run's
+ * world (dist_new): in a world of N > 1 this process is one rank of a
+ * data-parallel run (each binds its own dist_endpoint of --bind and takes
+ * batch/N images a step; rank 0 alone writes the run folder, publishes
+ * Control and tells the evaluator; every collective is called from the
+ * thread that calls trainer_run). NULL with err
  * when the options do not suit (a run already in the folder, a setting that
  * differs from the resumed run's, a network that does not suit the method). */
-trainer_t *trainer_new(const trainer_options_t *o, char *err, size_t errlen);
+trainer_t *trainer_new(const trainer_options_t *o, dist_t *d, char *err, size_t errlen);
 
 /* Trains (see above), logging as it goes. 0 when the run ended well (done,
  * stopped by a signal, end of the stream), -1 on a runtime failure

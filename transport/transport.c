@@ -151,10 +151,42 @@ int transport_attach(void *s, transport_mode_t mode, const char *endpoint, const
     return 0;
 }
 
+/* Connects s to every endpoint of a comma-separated list: the first one
+ * watched like any (transport_attach), the others plainly (one monitor per
+ * socket); only to connected peers (ZMQ_IMMEDIATE). 0, or -1 with the reason
+ * on stderr. */
+static int connect_list(void *s, const char *list, const char *peer)
+{
+    /* messages go only to peers that are there: none is stranded in the
+     * queue of one that is down while the others could take it */
+    int one = 1;
+    zmq_setsockopt(s, ZMQ_IMMEDIATE, &one, sizeof one);
+    const char *p = list;
+    for (int first = 1; *p; first = 0) {
+        char ep[TRANSPORT_MAX_ENDPOINT];
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n >= sizeof ep) {
+            fprintf(stderr, "transport: \"%s\" is not a list of endpoints\nHINT: separate them with commas, "
+                            "without spaces: tcp://host:5556,tcp://host:5557\n", list);
+            return -1;
+        }
+        memcpy(ep, p, n);
+        ep[n] = '\0';
+        if (first ? transport_attach(s, TRANSPORT_CONNECT, ep, peer) != 0 : zmq_connect(s, ep) != 0) {
+            if (!first)
+                fprintf(stderr, "transport: cannot connect %s: %s\n", ep, zmq_strerror(errno));
+            return -1;
+        }
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
 void *transport_open_peer(int type, transport_mode_t mode, const char *endpoint, int hwm, const char *peer)
 {
     void *s = transport_socket(type, mode, hwm);
-    if (s && transport_attach(s, mode, endpoint, peer) != 0)
+    int list = mode == TRANSPORT_CONNECT && strchr(endpoint, ',');
+    if (s && (list ? connect_list(s, endpoint, peer) : transport_attach(s, mode, endpoint, peer)) != 0)
         transport_close(&s);
     return s;
 }

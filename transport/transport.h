@@ -67,7 +67,11 @@ void transport_shutdown(void);
  * Returns NULL with a message on stderr naming the endpoint on failure. */
 void *transport_open(int type, transport_mode_t mode, const char *endpoint, int hwm);
 /* The same, naming the role of the peers on the other end for the peer
- * watch's log lines: "trainer", "loader", "augmenters" (NULL: "peer"). */
+ * watch's log lines: "trainer", "loader", "augmenters" (NULL: "peer").
+ * A connecting socket takes a comma-separated list of endpoints too and
+ * connects to each (a PUSH then deals its messages round-robin among them:
+ * the ranks of a data-parallel trainer), queueing messages only for those
+ * connected (ZMQ_IMMEDIATE). */
 void *transport_open_peer(int type, transport_mode_t mode, const char *endpoint, int hwm, const char *peer);
 /* Closes a socket (NULL-safe) and stops watching it; sets *sock_p to NULL. */
 void transport_close(void **sock_p);
