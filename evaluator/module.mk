@@ -3,13 +3,13 @@
 # class-balanced subsets are in dataset/split) and the baseline cache's keys
 # and files, so that the unit test links the same code; build/bin/evaluator
 # adds data loading, feature extraction, attention maps, the class map, the
-# report (text, plots, the web page) and the server loop. webtext (base64, HTML
-# escaping) is in the library for the unit test.
+# report (text, plots, the web page) and the server loop (server.c). webtext
+# (base64, HTML escaping) is in the library for the unit test.
 evalcore_SRCS := evaluator/probe.c evaluator/knn.c evaluator/metrics.c evaluator/stages.c evaluator/cache.c \
                  evaluator/readout.c evaluator/embed.c evaluator/webtext.c
 $(eval $(call add_lib,evalcore))
 
-evaluator_SRCS := evaluator/main.c evaluator/options.c evaluator/data.c evaluator/evaluate.c \
+evaluator_SRCS := evaluator/main.c evaluator/server.c evaluator/options.c evaluator/data.c evaluator/evaluate.c \
                   evaluator/attention.c evaluator/report.c evaluator/html.c evaluator/figure.c \
                   evaluator/classmap.c
 evaluator_LIBS := evalcore augment nn dataset transport proto console cli
