@@ -1,8 +1,10 @@
 # loader: the dataset-reading stage (build/bin/loader), its test consumer and
-# its benchmark consumer. libloadercore.a holds everything but main (cache,
-# decoding pool, shuffle order, acknowledgement ledger, queue size) so that
-# the unit test links the same code; build/bin/loader is main.c on top of it.
-loadercore_SRCS := loader/options.c loader/cache.c loader/ledger.c loader/order.c loader/pool.c loader/queue.c
+# its benchmark consumer. libloadercore.a holds everything but main (options,
+# cache, decoding pool, shuffle order, acknowledgement ledger, queue size, the
+# control thread, the sender, --exactly-once, the stage itself) so that the
+# unit test links the same code; build/bin/loader is main.c on top of it.
+loadercore_SRCS := loader/options.c loader/cache.c loader/ledger.c loader/order.c loader/pool.c loader/queue.c \
+                   loader/control.c loader/sender.c loader/exactly_once.c loader/loader.c
 $(eval $(call add_lib,loadercore))
 
 loader_SRCS := loader/main.c
