@@ -1,4 +1,4 @@
-# Sourced by tests/it_netns.sh and bench/netns_bench.sh: three network
+# Sourced by tests/it_netns.sh, tests/it_mpi_netns.sh and bench/netns_bench.sh: three network
 # namespaces joined by veth pairs on a bridge, like three hosts on a LAN,
 # and a CURVE pipeline spread over them:
 #
