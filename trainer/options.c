@@ -83,7 +83,7 @@ void trainer_usage(FILE *f)
 "\n"
 "Training:\n"
 "  --method M         simclr (2 views per image, NT-Xent), rotnet (4 rotations\n"
-"                     per image, 4-way cross-entropy) or supervised (1 view per\n"
+"                     per image, 4-way cross-entropy), supervised (1 view per\n"
 "                     image, cross-entropy on its label, linear classifier head;\n"
 "                     augmenter --recipe supervised) or pretext (every view,\n"
 "                     N-way cross-entropy on its target, N the classes the\n"
