@@ -49,11 +49,17 @@ Data and method:
                        t10k files when --data is the default; otherwise a
                        class-balanced part of --data, held out of training)
   --test-fraction F    that held-out part's share of --data (default 0.1)
-  --method M           simclr, rotnet or supervised (default simclr): the
+  --method M           simclr, rotnet, supervised or pretext (default simclr): the
                        augmenters' recipe and the trainer's method. supervised
                        trains on the labels (one cropped and flipped view per
-                       image, cross-entropy), the baseline for the other two;
-                       add --trainer-opts "--classes N" when there are not 10
+                       image, cross-entropy), the baseline for the others;
+                       add --trainer-opts "--classes N" when there are not 10.
+                       pretext classifies the views by the random choices of
+                       the --recipe items marked :target
+  --recipe R           the augmenters' recipe (default: the method's name);
+                       needed by pretext, e.g.
+                       'views=2,crop:scale=0.35-1,flip:target,rotate:k=random:target'
+                       (8 classes; docs/augment/README.md)
   --epochs E           training epochs (default 4)
   --arch A             resnet-mini, conv4 or a network description file (default resnet-mini)
   --width W            width of the first stage (default 16)
@@ -123,6 +129,7 @@ data=""
 test_data=""
 test_fraction=0.1
 method=simclr
+recipe=""
 epochs=4
 arch=resnet-mini
 width=16
@@ -155,6 +162,7 @@ while [ $# -gt 0 ]; do
     --test-fraction) need "$@"; test_fraction=$2; shift 2 ;;
     --method) need "$@"; method=$2; shift 2 ;;
     --epochs) need "$@"; epochs=$2; shift 2 ;;
+    --recipe) need "$@"; recipe=$2; shift 2 ;;
     --arch) need "$@"; arch=$2; shift 2 ;;
     --width) need "$@"; width=$2; shift 2 ;;
     --batch) need "$@"; batch=$2; shift 2 ;;
@@ -186,7 +194,11 @@ case "$trainer_kind" in c | torch) ;; *) die_usage "--trainer must be c or torch
 [ "$trainer_kind" = c ] || [ -z "$curve" ] || die_usage "--curve needs the C trainer (--trainer c)"
 [ "$trainer_kind" = c ] || { [ "$trainers" = 1 ] && [ -z "$hostfile" ] && [ "$sync_bn" -eq 0 ]; } ||
     die_usage "--trainers, --hostfile and --sync-bn need the C trainer (--trainer c)"
-case "$method" in simclr | rotnet | supervised) ;; *) die_usage "--method must be simclr, rotnet or supervised, not '$method'" ;; esac
+case "$method" in simclr | rotnet | supervised | pretext) ;; *) die_usage "--method must be simclr, rotnet, supervised or pretext, not '$method'" ;; esac
+[ "$method" != pretext ] || [ -n "$recipe" ] ||
+    die_usage "--method pretext needs --recipe with ':target' items, e.g. --recipe 'views=2,crop:scale=0.35-1,flip:target,rotate:k=random:target'"
+[ "$method" != pretext ] || [ "$trainer_kind" = c ] || die_usage "--method pretext needs the C trainer (--trainer c)"
+recipe=${recipe:-$method}
 [[ "$augmenters" =~ ^[1-9][0-9]*$ ]] || die_usage "--augmenters must be a positive number, not '$augmenters'"
 [[ "$test_fraction" =~ ^0?\.[0-9]+$ ]] || die_usage "--test-fraction must be a fraction such as 0.1, not '$test_fraction'"
 [[ "$seed" =~ ^[0-9]+$ ]] || die_usage "--seed must be a whole number, not '$seed'"
@@ -362,7 +374,6 @@ json_str() {
     printf '{"format":"sslpipe-run","version":1,"started":%s' "$(json_str "$(date -u +%Y-%m-%dT%H:%M:%SZ)")"
     for k in method recipe arch data test_data resume loader_opts augmenter_opts trainer_opts evaluator_opts; do
         v=${!k:-}
-        [ "$k" = recipe ] && v=$method
         printf ',"%s":%s' "$k" "$(json_str "$v")"
     done
     for k in width batch epochs seed augmenters trainers size channels dataset_size; do
@@ -399,7 +410,7 @@ preview_source() {
 if [ ! -s "$out/augment-preview.png" ]; then
     scratch=$out/.preview-source.pgm
     src=$(preview_source "$data" "$scratch")
-    if [ -z "$src" ] || ! "$bin/augmenter" --preview "$src" -o "$out/augment-preview.png" --recipe "$method" \
+    if [ -z "$src" ] || ! "$bin/augmenter" --preview "$src" -o "$out/augment-preview.png" --recipe "$recipe" \
         --size "$size" --seed "$seed" --quiet >/dev/null 2>"$out/.preview.log"; then
         echo "run.sh: no augmentation preview for $data${src:+ ($(head -c 300 "$out/.preview.log"))}" >&2
     fi
@@ -419,7 +430,7 @@ start loader "$bin/loader" --data "$data" "${hold_out[@]}" --epochs "$loader_epo
     --seed "$seed" --exactly-once --bind "$ep_loader" --control "$to_control" "${curve_opt[@]}" $loader_opts
 # shellcheck disable=SC2206
 augmenter_cmd=("$bin/augmenter" --connect "$to_loader" --push "$push_to" --control "$to_control"
-    --recipe "$method" --size "$size" --channels "$channels" --seed "$seed" "${curve_opt[@]}" $augmenter_opts)
+    --recipe "$recipe" --size "$size" --channels "$channels" --seed "$seed" "${curve_opt[@]}" $augmenter_opts)
 for i in $(seq 1 "$augmenters"); do
     name=augmenter; [ "$augmenters" -gt 1 ] && name=augmenter$i
     start "$name" "${augmenter_cmd[@]}"

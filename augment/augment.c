@@ -131,6 +131,25 @@ void aug_destroy(aug_t **self_p)
 }
 
 uint32_t aug_views_per_sample(const aug_t *a) { return a->recipe.views; }
+
+uint32_t aug_target_classes(const aug_t *a)
+{
+    if (a->recipe.target_classes) return a->recipe.target_classes;
+    return a->has_rotate ? AUG_ROTATE_CLASSES : 0u;
+}
+
+/* The view's target from the ":target" items' choices, in recipe order,
+ * the first the most significant digit. */
+static int32_t target_of(const aug_recipe_t *r, const uint8_t *digit)
+{
+    uint32_t t = 0;
+    for (uint32_t i = 0; i < r->n_ops; i++) {
+        const aug_op_t *op = &r->ops[i];
+        if (!op->target) continue;
+        t = t * (op->kind == AUG_OP_ROTATE ? AUG_ROTATE_CLASSES : 2u) + digit[i];
+    }
+    return (int32_t)t;
+}
 size_t aug_view_bytes(const aug_t *a) { return a->view_bytes; }
 
 static void jitter_compose(aug_color_t *col, const aug_op_t *op, aug_rng_t *rng,
@@ -229,6 +248,7 @@ int aug_view(aug_t *a, const aug_image_t *img, uint32_t view, void *out, int32_t
     /* 1. geometry: crop box and flip, then one resampling pass */
     aug_box_t box = {0, 0, W, H};
     int flip = 0;
+    uint8_t digit[AUG_MAX_OPS] = {0};   /* each ":target" item's choice */
     for (uint32_t i = 0; i < r->n_ops; i++) {
         const aug_op_t *op = &r->ops[i];
         if (op->kind != AUG_OP_CROP && op->kind != AUG_OP_FLIP) continue;
@@ -236,6 +256,7 @@ int aug_view(aug_t *a, const aug_image_t *img, uint32_t view, void *out, int32_t
         aug_rng_init(&rng, cfg->seed, img->epoch, img->index,
                      op->per_sample ? AUG_PER_SAMPLE_VIEW : view, i);
         if (!(aug_rng_float(&rng) < op->p)) continue;
+        digit[i] = 1;
         if (op->kind == AUG_OP_FLIP) {
             flip ^= 1;
         } else {
@@ -267,6 +288,7 @@ int aug_view(aug_t *a, const aug_image_t *img, uint32_t view, void *out, int32_t
         aug_rng_init(&rng, cfg->seed, img->epoch, img->index,
                      op->per_sample ? AUG_PER_SAMPLE_VIEW : view, i);
         if (!(aug_rng_float(&rng) < op->p)) continue;
+        digit[i] = 1;
         if (op->kind == AUG_OP_GRAY) {
             aug_color_t g;
             aug_color_gray(&g);
@@ -294,6 +316,7 @@ int aug_view(aug_t *a, const aug_image_t *img, uint32_t view, void *out, int32_t
                 float *t = a->work; a->work = a->work2; a->work2 = t;
             }
             tgt = (tgt + k) & 3;
+            digit[i] = (uint8_t)k;
             break;
         }
         case AUG_OP_CUTOUT: {
@@ -334,6 +357,7 @@ int aug_view(aug_t *a, const aug_image_t *img, uint32_t view, void *out, int32_t
     int norm = !u8 && cfg->normalize;
     aug_write(out, u8, a->work, dirty ? &col : NULL, norm ? cfg->mean : NULL,
               norm ? a->inv_std : NULL, C, n);
+    if (r->target_classes) tgt = target_of(r, digit);
     if (target) *target = tgt;
     return 0;
 }

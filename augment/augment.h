@@ -38,6 +38,8 @@
 #define AUG_ROTATE_RANDOM (-1) /* rotate: k uniform in 0..3 */
 #define AUG_ROTATE_VIEW   (-2) /* rotate: k = view number mod 4 (RotNet) */
 #define AUG_ERR_MAX      512u  /* room for any of this library's error messages */
+#define AUG_ROTATE_CLASSES 4u  /* rotate: k in 0..3 */
+#define AUG_MAX_TARGET_CLASSES 4096u /* product of the emitting items' choices */
 
 typedef enum {
     AUG_OP_CROP = 0,   /* random resized crop: scale and aspect-ratio ranges */
@@ -69,6 +71,9 @@ typedef struct {
     int k;                   /* rotate: 0..3, AUG_ROTATE_RANDOM or AUG_ROTATE_VIEW */
     float kernel;            /* blur: kernel side as a fraction of the image side */
     uint32_t step;           /* vips, jpeg: index into the recipe's steps[] */
+    int target;              /* 1: the item's random choice is a digit of the view's
+                                target (":target"): rotate's k (4 classes), else
+                                applied or not (2 classes) */
 } aug_op_t;
 
 /* ---- libvips steps: plain data, checked against libvips when parsed ---- */
@@ -113,6 +118,7 @@ typedef struct {
     aug_op_t ops[AUG_MAX_OPS];
     uint32_t n_steps;
     aug_step_t steps[AUG_MAX_STEPS];   /* the vips and jpeg items' details */
+    uint32_t target_classes; /* product of the ":target" items' choices, 0 when none */
 } aug_recipe_t;
 
 /* Fills r from `text`: "simclr", "rotnet", "supervised" (one view: crop and
@@ -120,6 +126,12 @@ typedef struct {
  *   crop:scale=0.2-1,flip:p=0.5,jitter:s=0.5:p=0.8,gray:p=0.2,blur:sigma=0.1-2:p=0.5
  * with "views=K" anywhere in the list, and libvips steps such as
  *   vips:sharpen:sigma=0.5-2:p=0.3,vips:rotate:angle=-15-15,jpeg:q=30-90
+ * Any item may end in ":target": its random choice becomes part of the
+ * view's target (a pretext task): rotate:k=random:target gives k (4
+ * classes), any other item whether it was applied (2 classes, so its p must
+ * be strictly between 0 and 1). With several, the target is their
+ * mixed-radix number, the first such item the most significant digit:
+ * rotate:k=random:target,flip:target gives 2 k + flipped, 8 classes.
  * (checked against libvips's own description of the operation: libvips is
  * initialised here if it is not yet). `size` is the output side, which the
  * named recipes depend on (SimCLR: crop scale 0.2-1 and no blur at 64 px or
@@ -155,6 +167,11 @@ aug_t *aug_new(const aug_recipe_t *recipe, const aug_config_t *cfg, char *err, s
 void aug_destroy(aug_t **self_p);
 
 uint32_t aug_views_per_sample(const aug_t *a);
+/* The number of classes of the views' targets: the recipe's target_classes
+ * when it has ":target" items, else 4 when it rotates (the target is then
+ * the sum of the rotations' k mod 4, as RotNet's recipe gives), else 0 (every
+ * target is -1). */
+uint32_t aug_target_classes(const aug_t *a);
 size_t aug_view_bytes(const aug_t *a);      /* C * S * S * element size */
 
 /* All K views of img into out (K, C, S, S) and their targets (K) (-1: none).

@@ -197,11 +197,39 @@ static int set_param(aug_op_t *op, int item, const char *key, const char *val, c
     default:
         break;
     }
-    FAIL("recipe item %d (%s): unknown parameter '%s' (known: %s%sp, per)", item, name, key,
+    FAIL("recipe item %d (%s): unknown parameter '%s' (known: %s%sp, per, target)", item, name, key,
          op_params[op->kind], op_params[op->kind][0] ? ", " : "");
 }
 
 static int is_geometry(aug_op_kind_t k) { return k == AUG_OP_CROP || k == AUG_OP_FLIP; }
+
+#define TARGET_FLAG "target"
+
+/* The classes an item's choice gives the view's target: k for rotate, else
+ * applied or not. */
+static uint32_t target_radix(const aug_op_t *op)
+{
+    return op->kind == AUG_OP_ROTATE ? AUG_ROTATE_CLASSES : 2u;
+}
+
+/* Refuses a ":target" whose choice never varies (the class would be constant). */
+static int check_target(const aug_op_t *op, int item, const char *name, char *err, size_t errlen)
+{
+    if (!op->target) return 0;
+    if (op->kind == AUG_OP_ORIGINAL)
+        FAIL("recipe item %d (%s): nothing is chosen at random, so it cannot be a target", item, name);
+    if (op->kind == AUG_OP_ROTATE) {
+        if (op->k >= 0)
+            FAIL("recipe item %d (rotate): k=%d:target gives every view the same target "
+                 "(HINT: rotate:k=random:target, or k=view)", item, op->k);
+        return 0;
+    }
+    if (!(op->p > 0.0f && op->p < 1.0f))
+        FAIL("recipe item %d (%s): p=%g with target: the item is %s applied, so the target would "
+             "never vary (HINT: give p between 0 and 1, such as %s:p=0.5:target)", item, name, op->p,
+             op->p > 0.0f ? "always" : "never", name);
+    return 0;
+}
 static int is_colour(aug_op_kind_t k) { return k == AUG_OP_GRAY || k == AUG_OP_JITTER; }
 
 /* "vips:NAME[:key=value...]" or "jpeg[:key=value...]" after its head: p and
@@ -227,9 +255,13 @@ static int parse_step(aug_recipe_t *r, int item, const char *head, char **save,
     int n = 0;
     char *kv;
     while ((kv = strtok_r(NULL, ":", save))) {
+        if (!strcmp(kv, TARGET_FLAG)) {
+            op->target = 1;
+            continue;
+        }
         char *eq = strchr(kv, '=');
         if (!eq || eq == kv || !eq[1])
-            FAIL("recipe item %d (%s%s%s): '%s': expected key=value", item, head, jpeg ? "" : ":",
+            FAIL("recipe item %d (%s%s%s): '%s': expected key=value (or target)", item, head, jpeg ? "" : ":",
                  jpeg ? "" : name, kv);
         *eq = 0;
         if (!strcmp(kv, "p") || !strcmp(kv, "per")) {
@@ -242,7 +274,9 @@ static int parse_step(aug_recipe_t *r, int item, const char *head, char **save,
         keys[n] = kv;
         vals[n++] = eq + 1;
     }
-    if (aug_vips_parse(&r->steps[r->n_steps], item, name, jpeg, n, keys, vals, err, errlen)) return -1;
+    if (aug_vips_parse(&r->steps[r->n_steps], item, name, jpeg, n, keys, vals, err, errlen) ||
+        check_target(op, item, jpeg ? "jpeg" : "vips", err, errlen))
+        return -1;
     *spatial_seen = jpeg ? "jpeg" : "vips";
     r->n_steps++;
     r->n_ops++;
@@ -283,12 +317,17 @@ static int parse_item(aug_recipe_t *r, int item, char *text, const char **spatia
     op_defaults(op, kind);
     char *kv;
     while ((kv = strtok_r(NULL, ":", &save))) {
+        if (!strcmp(kv, TARGET_FLAG)) {
+            op->target = 1;
+            continue;
+        }
         char *eq = strchr(kv, '=');
         if (!eq || eq == kv || !eq[1])
-            FAIL("recipe item %d (%s): '%s': expected key=value", item, head, kv);
+            FAIL("recipe item %d (%s): '%s': expected key=value (or target)", item, head, kv);
         *eq = 0;
         if (set_param(op, item, kv, eq + 1, err, errlen)) return -1;
     }
+    if (check_target(op, item, op_names[kind], err, errlen)) return -1;
     r->n_ops++;
     return 0;
 }
@@ -329,6 +368,13 @@ int aug_recipe_parse(aug_recipe_t *r, const char *text, uint32_t size, char *err
         if (!comma) break;
         start = comma + 1;
         item++;
+    }
+    for (uint32_t i = 0; i < r->n_ops; i++) {
+        if (!r->ops[i].target) continue;
+        uint32_t n = r->target_classes ? r->target_classes : 1u;
+        if (n > AUG_MAX_TARGET_CLASSES / target_radix(&r->ops[i]))
+            FAIL("recipe: the target items make more than %u classes", AUG_MAX_TARGET_CLASSES);
+        r->target_classes = n * target_radix(&r->ops[i]);
     }
     return 0;
 }
@@ -371,8 +417,8 @@ const char *aug_recipe_format(const aug_recipe_t *r, char *buf, size_t len)
             break;
         default: break;
         }
-        n = snprintf(buf + used, len - used, ",%s%s:p=%g%s", head, extra, op->p,
-                     op->per_sample ? ":per=sample" : "");
+        n = snprintf(buf + used, len - used, ",%s%s:p=%g%s%s", head, extra, op->p,
+                     op->per_sample ? ":per=sample" : "", op->target ? ":" TARGET_FLAG : "");
         if (n > 0) used += (size_t)n;
     }
     return buf;

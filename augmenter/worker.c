@@ -148,7 +148,7 @@ static int send_batch(worker_t *w)
     proto_viewbatch_t vb = {
         .dtype = cfg->dtype == AUG_DTYPE_U8 ? PROTO_DTYPE_U8 : PROTO_DTYPE_F32,
         .views = b->views, .channels = cfg->channels, .height = cfg->size, .width = cfg->size,
-        .n_samples = b->n, .samples = w->vs,
+        .n_samples = b->n, .samples = w->vs, .target_classes = aug_target_classes(w->aug),
     };
     char perr[PROTO_ERR_MAX];
     if (proto_viewbatch_encode(&w->buf, &vb, perr, sizeof perr)) {

@@ -7,13 +7,22 @@
  * Cases: CIFAR-10 JPEGs at 32, the ImageNet sample at 224 and 96. With
  * --ideas it also times the alternatives that were measured while designing
  * the library (a per-image libvips chain on tiny images, libvips geometry on
- * photos), so their cost can be checked on any machine.
+ * photos), so their cost can be checked on any machine. With --step-costs
+ * it times instead what one libvips step (vips:NAME, jpeg) adds to a view,
+ * at 32 and 224, beside the built-in operation that does the same where
+ * there is one, both over the cost of `original` (resampling and output),
+ * in CPU time per view:
+ *   {"bench": "augment_step_cost", "clock": "cpu", "dataset": "cifar10",
+ *    "size": 32, "step": "vips:gaussblur:sigma=0.5-2", "step_us": 1300.0,
+ *    "original_us_per_view": 3.5, "builtin": "blur:sigma=0.5-2:p=1",
+ *    "builtin_us": 5.0, "ratio": 260.0}
  */
 #include "augment/augment.h"
 
 #include <dirent.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,10 +50,14 @@ typedef struct {
     size_t n, cap;
 } image_set_t;
 
+/* Wall clock, or the process's CPU time (--step-costs: on a busy machine
+ * the wall clock says more about the neighbours than about a step). */
+static clockid_t bench_clock = CLOCK_MONOTONIC;
+
 static double now(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(bench_clock, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -169,9 +182,10 @@ static void emit(const char *impl, const char *dataset, uint32_t size, const cha
     json_decref(o);
 }
 
-/* Times the library: whole passes over the set until BENCH_MIN_SECONDS. */
-static int time_library(const image_set_t *set, const char *dataset, uint32_t size,
-                        const char *recipe_text, double min_seconds)
+/* Times the library: whole passes over the set until min_seconds; the
+ * microseconds per view into *us_out when not NULL, else printed. */
+static int time_recipe(const image_set_t *set, const char *dataset, uint32_t size,
+                       const char *recipe_text, double min_seconds, double *us_out)
 {
     aug_recipe_t recipe;
     char aerr[AUG_ERR_MAX];
@@ -210,9 +224,66 @@ static int time_library(const image_set_t *set, const char *dataset, uint32_t si
         epoch++;
         el = now() - t0;
     } while (el < min_seconds);
-    emit("augment", dataset, size, recipe_text, views, el * 1e6 / views);
+    if (us_out) *us_out = el * 1e6 / views;
+    else emit("augment", dataset, size, recipe_text, views, el * 1e6 / views);
     free(out);
     aug_destroy(&a);
+    return 0;
+}
+
+static int time_library(const image_set_t *set, const char *dataset, uint32_t size,
+                        const char *recipe_text, double min_seconds)
+{
+    return time_recipe(set, dataset, size, recipe_text, min_seconds, NULL);
+}
+
+/* ---- what a libvips step costs against the fused built-in operations ---- */
+
+typedef struct {
+    const char *step;      /* a vips: or jpeg recipe item, at p = 1 */
+    const char *builtin;   /* the built-in item doing the same, or NULL */
+} step_case_t;
+
+static const step_case_t step_cases[] = {
+    {"vips:flip:direction=horizontal", "flip:p=1"},
+    {"vips:linear:a=0.8-1.2:b=-20-20", "jitter:b=0.2:c=0.2:sat=0:h=0:p=1"},
+    {"vips:gaussblur:sigma=0.5-2", "blur:sigma=0.5-2:p=1"},
+    {"vips:sharpen:sigma=0.5-2", NULL},
+    {"jpeg:q=30-90", NULL},
+};
+#define STEP_BASE_RECIPE "original"   /* resampling and the output pass only */
+
+static double round1(double x) { return floor(x * 10.0 + 0.5) / 10.0; }
+
+static int time_step_costs(const image_set_t *set, const char *dataset, uint32_t size, double seconds)
+{
+    double base, again, us, bus = 0;
+    /* the base before and after the steps, the smaller kept: the first
+     * pass pays for cold caches */
+    if (time_recipe(set, dataset, size, STEP_BASE_RECIPE, seconds, &base) ||
+        time_recipe(set, dataset, size, STEP_BASE_RECIPE, seconds, &again))
+        return -1;
+    if (again < base) base = again;
+    for (size_t i = 0; i < sizeof step_cases / sizeof step_cases[0]; i++) {
+        const step_case_t *c = &step_cases[i];
+        if (time_recipe(set, dataset, size, c->step, seconds, &us) ||
+            (c->builtin && time_recipe(set, dataset, size, c->builtin, seconds, &bus)))
+            return -1;
+        json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:f, s:f}", "bench", "augment_step_cost",
+                              "clock", "cpu", "dataset", dataset, "size", (int)size, "step", c->step,
+                              "step_us", round1(us - base), "original_us_per_view", round1(base));
+        if (c->builtin) {
+            json_object_set_new(o, "builtin", json_string(c->builtin));
+            json_object_set_new(o, "builtin_us", json_real(round1(bus - base)));
+            /* the built-in's own cost can be within the noise of zero */
+            if (bus - base > 0) json_object_set_new(o, "ratio", json_real(round1((us - base) / (bus - base))));
+        }
+        char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+        if (s) puts(s);
+        fflush(stdout);
+        free(s);
+        json_decref(o);
+    }
     return 0;
 }
 
@@ -299,6 +370,9 @@ static void usage(FILE *f)
             "  --seconds S      minimum time per case (default 1)\n"
             "  --recipe R       recipe to time (default simclr)\n"
             "  --ideas          also time the per-image libvips alternatives\n"
+            "  --step-costs     time instead what one vips: or jpeg step adds to a view\n"
+            "                   at 32 and 224, beside the built-in operation that does\n"
+            "                   the same\n"
             "  --help\n");
 }
 
@@ -308,11 +382,12 @@ int main(int argc, char **argv)
     const char *recipe = "simclr";
     size_t n_cifar = 5000;
     double seconds = BENCH_MIN_SECONDS;
-    int ideas = 0;
+    int ideas = 0, step_costs = 0;
     static const struct option opts[] = {
         {"cifar", required_argument, 0, 'c'}, {"imagenet", required_argument, 0, 'i'},
         {"n-cifar", required_argument, 0, 'n'}, {"seconds", required_argument, 0, 's'},
         {"recipe", required_argument, 0, 'r'}, {"ideas", no_argument, 0, 'x'},
+        {"step-costs", no_argument, 0, 'p'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     int ch, bad = 0;
@@ -326,6 +401,7 @@ int main(int argc, char **argv)
         case 's': bad = cli_double_above("--seconds", optarg, 0, BENCH_MAX_SECONDS, &seconds, err, sizeof err); break;
         case 'r': recipe = optarg; break;
         case 'x': ideas = 1; break;
+        case 'p': step_costs = 1; bench_clock = CLOCK_PROCESS_CPUTIME_ID; break;
         case 'h': usage(stdout); return 0;
         default:
             cli_option_error(ch, argv, err, sizeof err);
@@ -342,10 +418,12 @@ int main(int argc, char **argv)
     vips_cache_set_max(0);
     image_set_t small = {0}, large = {0};
     if (load_dir(&small, cifar, n_cifar) || load_dir(&large, imagenet, 1000)) return 1;
-    int rc = time_library(&small, "cifar10", 32, recipe, seconds) ||
+    int rc = step_costs ? time_step_costs(&small, "cifar10", 32, seconds) ||
+                          time_step_costs(&large, "imagenet-sample", 224, seconds)
+           : time_library(&small, "cifar10", 32, recipe, seconds) ||
              time_library(&large, "imagenet-sample", 224, recipe, seconds) ||
              time_library(&large, "imagenet-sample", 96, recipe, seconds);
-    if (!rc && ideas)
+    if (!rc && ideas && !step_costs)
         rc = time_vips_naive(&small, "cifar10", 32) ||
              time_vips_geometry(&large, "imagenet-sample", 224) ||
              time_vips_geometry(&large, "imagenet-sample", 96);

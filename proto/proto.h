@@ -47,6 +47,7 @@
 #define PROTO_MAX_HAVE_BYTES      (32u << 20)   /* bytes of one epoch's bitset in a Have (2^28 indices) */
 #define PROTO_LABEL_NONE          (-1)          /* an unlabeled sample */
 #define PROTO_TARGET_NONE         (-1)          /* a view without a target */
+#define PROTO_MAX_TARGET_CLASSES  65536u        /* a ViewBatch's target_classes */
 /* Structural limits of the msgpack pre-scan every decoder runs first. */
 #define PROTO_MAX_DEPTH           8u            /* nested arrays/maps, the message map included */
 #define PROTO_MAX_OBJECTS         (1u << 20)    /* msgpack values in one message, keys included */
@@ -116,6 +117,9 @@ typedef struct {
     uint32_t channels, height, width;
     uint32_t n_samples;               /* 1..PROTO_MAX_BATCH_SAMPLES */
     proto_view_sample_t *samples;     /* (n_samples); decode allocates it */
+    uint32_t target_classes;          /* optional: N when every target is -1 or in
+                                         0..N-1 (the recipe's pretext classes, 4 for
+                                         RotNet); 0: not announced (not written) */
 } proto_viewbatch_t;
 
 size_t proto_dtype_size(proto_dtype_t dtype);    /* bytes per element, 0 if unknown */

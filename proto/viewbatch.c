@@ -12,7 +12,7 @@
 #define SAMPLE_OVERHEAD_BYTES 64   /* keys and scalars around one sample's data */
 #define TARGET_MAX_BYTES      5    /* one int32 target, packed */
 
-enum { F_DTYPE, F_VIEWS, F_CHANNELS, F_HEIGHT, F_WIDTH, F_SAMPLES, F_COUNT };
+enum { F_DTYPE, F_VIEWS, F_CHANNELS, F_HEIGHT, F_WIDTH, F_SAMPLES, F_TARGET_CLASSES, F_COUNT };
 enum { S_INDEX, S_EPOCH, S_LABEL, S_TARGETS, S_DATA, S_COUNT };
 
 static const char *const dtype_names[] = {
@@ -68,6 +68,9 @@ int proto_viewbatch_encode(proto_buf_t *out, const proto_viewbatch_t *vb, char *
                                        "(PROTO_MAX_BATCH_SAMPLES)", vb->n_samples, PROTO_MAX_BATCH_SAMPLES);
     if (!vb->samples)
         return proto_fail(err, errlen, MSG ": samples is NULL");
+    if (vb->target_classes > PROTO_MAX_TARGET_CLASSES)
+        return proto_fail(err, errlen, MSG ": target_classes is %" PRIu32 ", expected 0 (none) .. %u "
+                                       "(PROTO_MAX_TARGET_CLASSES)", vb->target_classes, PROTO_MAX_TARGET_CLASSES);
     size_t per_sample = proto_viewbatch_sample_bytes(vb);
     if (per_sample > PROTO_MAX_MESSAGE_BYTES / vb->n_samples)
         return proto_fail(err, errlen, MSG ": %" PRIu32 " samples x %zu bytes exceed PROTO_MAX_MESSAGE_BYTES "
@@ -81,21 +84,27 @@ int proto_viewbatch_encode(proto_buf_t *out, const proto_viewbatch_t *vb, char *
         if (!s->data)
             return proto_fail(err, errlen, MSG ": samples[%" PRIu32 "].data is NULL", i);
         for (uint32_t k = 0; k < vb->views; k++)
-            if (s->target[k] < PROTO_TARGET_NONE)
+            if (s->target[k] < PROTO_TARGET_NONE ||
+                (vb->target_classes && s->target[k] >= (int32_t)vb->target_classes))
                 return proto_fail(err, errlen, MSG ": samples[%" PRIu32 "].targets[%" PRIu32 "] is %" PRId32
-                                               ", expected %d (none) or more", i, k, s->target[k],
-                                               PROTO_TARGET_NONE);
+                                               ", expected %d (none) or more%s", i, k, s->target[k],
+                                               PROTO_TARGET_NONE, vb->target_classes ? ", below target_classes" : "");
     }
 
     size_t hint = VB_OVERHEAD_BYTES + (size_t)vb->n_samples *
                   (per_sample + SAMPLE_OVERHEAD_BYTES + TARGET_MAX_BYTES * vb->views);
-    if (proto_enc_begin(&e, out, PROTO_MSG_VIEWBATCH, F_COUNT, hint, err, errlen))
+    /* target_classes is optional: written only when announced, so that a
+     * batch without it has the bytes it had before the field existed */
+    uint32_t n_fields = vb->target_classes ? F_COUNT : F_COUNT - 1;
+    if (proto_enc_begin(&e, out, PROTO_MSG_VIEWBATCH, n_fields, hint, err, errlen))
         return -1;
     proto_enc_str(&e, "dtype", proto_dtype_name(vb->dtype));
     proto_enc_uint(&e, "views", vb->views);
     proto_enc_uint(&e, "channels", vb->channels);
     proto_enc_uint(&e, "height", vb->height);
     proto_enc_uint(&e, "width", vb->width);
+    if (vb->target_classes)
+        proto_enc_uint(&e, "target_classes", vb->target_classes);
     proto_enc_key(&e, "samples");
     msgpack_pack_array(&e.pk, vb->n_samples);
     for (uint32_t i = 0; i < vb->n_samples; i++) {
@@ -159,6 +168,10 @@ static int decode_sample(const proto_viewbatch_t *vb, uint32_t i, const msgpack_
         if (v < PROTO_TARGET_NONE)
             return proto_fail(err, errlen, MSG ": samples[%" PRIu32 "].targets[%" PRIu32 "] is %" PRId64
                                            ", expected %d..%d", i, k, v, PROTO_TARGET_NONE, INT32_MAX);
+        if (vb->target_classes && v >= (int64_t)vb->target_classes)
+            return proto_fail(err, errlen, MSG ": samples[%" PRIu32 "].targets[%" PRIu32 "] is %" PRId64
+                                           ", expected -1 (none) or 0..%" PRIu32 " (target_classes is %" PRIu32 ")",
+                                           i, k, v, vb->target_classes - 1, vb->target_classes);
         s->target[k] = (int32_t)v;
     }
     if (n != per_sample)
@@ -180,10 +193,11 @@ int proto_viewbatch_decode(proto_viewbatch_t *vb, const void *buf, size_t len, c
         [F_DTYPE] = { "dtype", NULL },       [F_VIEWS] = { "views", NULL },
         [F_CHANNELS] = { "channels", NULL }, [F_HEIGHT] = { "height", NULL },
         [F_WIDTH] = { "width", NULL },       [F_SAMPLES] = { "samples", NULL },
+        [F_TARGET_CLASSES] = { "target_classes", NULL },
     };
     msgpack_object_map root;
     const msgpack_object_array *samples;
-    uint64_t views, channels, height, width;
+    uint64_t views, channels, height, width, target_classes = 0;
     size_t dtype;
     int rc = -1;
 
@@ -197,7 +211,9 @@ int proto_viewbatch_decode(proto_viewbatch_t *vb, const void *buf, size_t len, c
         proto_dec_uint(&w, &f[F_HEIGHT], 1, PROTO_MAX_SIDE, &height, err, errlen) ||
         proto_dec_uint(&w, &f[F_WIDTH], 1, PROTO_MAX_SIDE, &width, err, errlen) ||
         proto_check_image(MSG, (uint32_t)height, (uint32_t)width, (uint32_t)channels, err, errlen) ||
-        proto_dec_array(&w, &f[F_SAMPLES], &samples, err, errlen))
+        proto_dec_array(&w, &f[F_SAMPLES], &samples, err, errlen) ||
+        (f[F_TARGET_CLASSES].val && f[F_TARGET_CLASSES].val->type != MSGPACK_OBJECT_NIL &&
+         proto_dec_uint(&w, &f[F_TARGET_CLASSES], 0, PROTO_MAX_TARGET_CLASSES, &target_classes, err, errlen)))
         goto done;
     if (samples->size < 1 || samples->size > PROTO_MAX_BATCH_SAMPLES) {
         proto_fail(err, errlen, MSG ": samples has %" PRIu32 " elements, expected 1..%u "
@@ -209,6 +225,7 @@ int proto_viewbatch_decode(proto_viewbatch_t *vb, const void *buf, size_t len, c
     vb->channels = (uint32_t)channels;
     vb->height = (uint32_t)height;
     vb->width = (uint32_t)width;
+    vb->target_classes = (uint32_t)target_classes;
     size_t per_sample = proto_viewbatch_sample_bytes(vb);
     /* samples->size elements are present in the message (the pre-scan saw them). */
     vb->samples = calloc(samples->size, sizeof *vb->samples);

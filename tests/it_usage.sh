@@ -21,7 +21,7 @@ trainer   |            | --batch abc, --steps x, --ckpt-every abc, --tau abc, --
 evaluator |            | --batch abc, --knn-k abc, --max-train x, --seed abc, --finetune-epochs abc | --test-fraction 1.5, --max-pending 0, --label-fraction 2, --finetune 2, --finetune-per-class 0, --bind none | --out
 nntool    | init       | --width abc, --train-steps x, --seed abc             | --width 0, --train-steps -3 | --net
 keygen    |            | -                                                    | - | --client
-run.sh    | --no-build | --epochs abc, --width x, --seed abc                  | --augmenters 0, --channels 2, --port-base 70000, --trainer rust | --data
+run.sh    | --no-build | --epochs abc, --width x, --seed abc                  | --augmenters 0, --channels 2, --port-base 70000, --trainer rust, --method pretext | --data
 '
 
 trim() { local s=$1; s=${s#"${s%%[![:space:]]*}"}; echo "${s%"${s##*[![:space:]]}"}"; }

@@ -313,6 +313,108 @@ static void test_rotnet_targets(void **state)
     free(img);
 }
 
+/* Each ":target" item's choice is a digit of the view's target: the view
+ * equals the one the same items give without randomness, with the choices
+ * the target names (target = (flipped x 4 + k) x 2 + gray). */
+static void test_pretext_targets(void **state)
+{
+    enum { S = 16, C = 3, N_VIEWS = 400, CLASSES = 16 };
+    uint8_t *img = random_image(S, S, C, 12);
+    aug_t *a = make("views=1,flip:target,rotate:k=random:target,gray:p=0.5:target", S, C, AUG_DTYPE_U8);
+    assert_int_equal(aug_target_classes(a), CLASSES);
+    aug_t *fixed[CLASSES];
+    for (int t = 0; t < CLASSES; t++) {
+        char recipe[96];
+        snprintf(recipe, sizeof recipe, "views=1,flip:p=%d,rotate:k=%d,gray:p=%d", t / 8, (t / 2) % 4, t % 2);
+        fixed[t] = make(recipe, S, C, AUG_DTYPE_U8);
+        assert_int_equal(aug_target_classes(fixed[t]), 4);   /* a rotation without :target: RotNet's rule */
+    }
+    int seen[CLASSES] = {0};
+    for (uint32_t v = 0; v < N_VIEWS; v++) {
+        int32_t t = -1, ft = -1;
+        uint8_t *got = view_u8(a, img, S, S, C, v, &t);
+        assert_in_range(t, 0, CLASSES - 1);
+        seen[t]++;
+        uint8_t *want = view_u8(fixed[t], img, S, S, C, v, &ft);
+        assert_int_equal(ft, (t / 2) % 4);
+        assert_memory_equal(got, want, C * S * S);
+        free(got);
+        free(want);
+    }
+    for (int t = 0; t < CLASSES; t++)   /* 25 expected each */
+        if (seen[t] < 8) fail_msg("class %d came %d times in %d views", t, seen[t], N_VIEWS);
+    for (int t = 0; t < CLASSES; t++) aug_destroy(&fixed[t]);
+    aug_destroy(&a);
+
+    /* blur: target 1 when it blurred the view, 0 when the view is the original */
+    a = make("views=1,blur:sigma=1-2:target", S, C, AUG_DTYPE_U8);
+    aug_t *orig = make("views=1,original", S, C, AUG_DTYPE_U8);
+    assert_int_equal(aug_target_classes(a), 2);
+    assert_int_equal(aug_target_classes(orig), 0);
+    int blurred = 0;
+    for (uint32_t v = 0; v < 100; v++) {
+        int32_t t = -1, ot = 5;
+        uint8_t *got = view_u8(a, img, S, S, C, v, &t);
+        uint8_t *plain = view_u8(orig, img, S, S, C, v, &ot);
+        assert_int_equal(ot, -1);
+        assert_in_range(t, 0, 1);
+        if (t) assert_memory_not_equal(got, plain, C * S * S);
+        else assert_memory_equal(got, plain, C * S * S);
+        blurred += t;
+        free(got);
+        free(plain);
+    }
+    assert_in_range(blurred, 30, 70);   /* p = 0.5 */
+    aug_destroy(&a);
+    aug_destroy(&orig);
+
+    /* RotNet as a pretext recipe: the same targets as the rotnet recipe */
+    a = make("views=4,crop:scale=0.6-1:per=sample,flip:p=0.5:per=sample,rotate:k=view:target", 32, C,
+             AUG_DTYPE_U8);
+    aug_t *rot = make("rotnet", 32, C, AUG_DTYPE_U8);
+    assert_int_equal(aug_target_classes(a), 4);
+    assert_int_equal(aug_target_classes(rot), 4);
+    uint8_t *big = random_image(40, 40, C, 13);
+    uint8_t *o1 = malloc(4 * aug_view_bytes(a)), *o2 = malloc(4 * aug_view_bytes(rot));
+    int32_t t1[4], t2[4];
+    aug_image_t im = {big, 40, 40, C, 3, 1};
+    assert_int_equal(aug_sample(a, &im, o1, t1, g_err, sizeof g_err), 0);
+    assert_int_equal(aug_sample(rot, &im, o2, t2, g_err, sizeof g_err), 0);
+    assert_memory_equal(t1, t2, sizeof t1);
+    assert_memory_equal(o1, o2, 4 * aug_view_bytes(a));
+    free(o1); free(o2); free(big);
+    aug_destroy(&a);
+    aug_destroy(&rot);
+    free(img);
+}
+
+static void test_pretext_recipe(void **state)
+{
+    aug_recipe_t r;
+    char buf[1024];
+    assert_int_equal(aug_recipe_parse(&r, "crop,flip:target,rotate:k=random:target", 32, g_err, sizeof g_err), 0);
+    assert_int_equal(r.target_classes, 8);
+    aug_recipe_format(&r, buf, sizeof buf);
+    assert_non_null(strstr(buf, "flip:p=0.5:target"));
+    assert_non_null(strstr(buf, "rotate:k=random:p=1:target"));
+    assert_int_equal(aug_recipe_parse(&r, buf, 32, g_err, sizeof g_err), 0);   /* the format parses back */
+    assert_int_equal(r.target_classes, 8);
+    assert_int_equal(aug_recipe_parse(&r, "rotnet", 32, g_err, sizeof g_err), 0);
+    assert_int_equal(r.target_classes, 0);
+    assert_int_equal(aug_recipe_parse(&r, "jpeg:p=0.3:target,vips:invert:p=0.5:target", 32, g_err,
+                                      sizeof g_err), 0);
+    assert_int_equal(r.target_classes, 4);
+    expect_parse_error("flip:p=1:target", "always applied");
+    expect_parse_error("crop:target", "always applied");
+    expect_parse_error("gray:p=0:target", "never applied");
+    expect_parse_error("rotate:k=2:target", "same target");
+    expect_parse_error("original:target", "cannot be a target");
+    expect_parse_error("flip:targets", "key=value (or target)");
+    expect_parse_error("flip:target,flip:target,flip:target,flip:target,flip:target,flip:target,flip:target,"
+                       "flip:target,flip:target,flip:target,flip:target,flip:target,flip:target",
+                       "more than 4096 classes");
+}
+
 static void test_gray_has_equal_channels(void **state)
 {
     uint8_t *img = random_image(40, 30, 3, 7);
@@ -1034,6 +1136,8 @@ int main(void)
         cmocka_unit_test(test_flip_twice_is_identity),
         cmocka_unit_test(test_rotate_four_times_is_identity),
         cmocka_unit_test(test_rotnet_targets),
+        cmocka_unit_test(test_pretext_targets),
+        cmocka_unit_test(test_pretext_recipe),
         cmocka_unit_test(test_gray_has_equal_channels),
         cmocka_unit_test(test_crop_box_in_range),
         cmocka_unit_test(test_crop_is_within_scale_for_views),

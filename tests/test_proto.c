@@ -559,6 +559,33 @@ static void test_viewbatch_wire_bytes(void **state)
     assert_int_equal(proto_viewbatch_encode(&buf, &vb, g_err, sizeof g_err), 0);
     assert_int_equal(buf.len, w.len);
     assert_memory_equal(buf.data, w.p, w.len);
+
+    /* with the optional target_classes, after width; without it (0), the
+     * bytes above: the same as before the field existed */
+    vb.target_classes = 8;
+    w.len = 0;
+    w_header(&w, 7, "viewbatch");
+    w_str(&w, "dtype"); w_str(&w, "f32");
+    w_str(&w, "views"); w_uint(&w, 1);
+    w_str(&w, "channels"); w_uint(&w, 1);
+    w_str(&w, "height"); w_uint(&w, 1);
+    w_str(&w, "width"); w_uint(&w, 1);
+    w_str(&w, "target_classes"); w_uint(&w, 8);
+    w_str(&w, "samples"); w_array(&w, 1);
+    w_map(&w, 5);
+    w_str(&w, "index"); w_uint(&w, 9);
+    w_str(&w, "epoch"); w_uint(&w, 1);
+    w_str(&w, "label"); w_int(&w, 2);
+    w_str(&w, "targets"); w_array(&w, 1); w_int(&w, 3);
+    w_str(&w, "data"); w_bin(&w, le, 4);
+    assert_int_equal(proto_viewbatch_encode(&buf, &vb, g_err, sizeof g_err), 0);
+    assert_int_equal(buf.len, w.len);
+    assert_memory_equal(buf.data, w.p, w.len);
+    /* a target the announced classes do not hold is refused */
+    vb.target_classes = 3;
+    expect_error(proto_viewbatch_encode(&buf, &vb, g_err, sizeof g_err), "below target_classes");
+    vb.target_classes = PROTO_MAX_TARGET_CLASSES + 1;
+    expect_error(proto_viewbatch_encode(&buf, &vb, g_err, sizeof g_err), "PROTO_MAX_TARGET_CLASSES");
     proto_buf_release(&buf);
     w_free(&w);
 }
@@ -603,6 +630,11 @@ static void test_viewbatch_roundtrip(void **state)
     f.samples[0].target[0] = PROTO_TARGET_NONE;
     f.samples[0].target[1] = INT32_MAX;
     roundtrip_viewbatch(&f.vb);
+    /* announced target classes travel too */
+    f.samples[0].target[1] = PROTO_MAX_TARGET_CLASSES - 1;
+    f.vb.target_classes = PROTO_MAX_TARGET_CLASSES;
+    roundtrip_viewbatch(&f.vb);
+    f.vb.target_classes = 0;
 
     /* uint8 views, the maximum number of views, one sample */
     uint8_t u8[PROTO_MAX_VIEWS * 2 * 3 * 1];
@@ -1160,6 +1192,7 @@ static tfield_t viewbatch_fields[] = {
     { .key = "height", .kind = V_UINT, .u = 2 },
     { .key = "width", .kind = V_UINT, .u = 2 },
     { .key = "samples", .kind = V_RAW },  /* filled by setup */
+    { .key = "target_classes", .kind = V_UINT, .u = 8, .optional = 1 },
 };
 
 static const tfield_t checkpoint_fields[] = {
@@ -1205,7 +1238,7 @@ typedef struct {
 
 static const tmsg_t tmsgs[] = {
     { PROTO_MSG_SAMPLE, sample_fields, 7 },
-    { PROTO_MSG_VIEWBATCH, viewbatch_fields, 6 },
+    { PROTO_MSG_VIEWBATCH, viewbatch_fields, 7 },
     { PROTO_MSG_CHECKPOINT, checkpoint_fields, 6 },
     { PROTO_MSG_CONTROL, control_fields, 4 },
     { PROTO_MSG_STATS, stats_fields, 3 },
@@ -1460,6 +1493,12 @@ static void test_viewbatch_limits(void **state)
     expect_replaced(M_VIEWBATCH, 1, UINTV(PROTO_MAX_VIEWS + 1), "views is 17");
     expect_replaced(M_VIEWBATCH, 2, UINTV(5), "channels is 5");
     expect_replaced(M_VIEWBATCH, 3, UINTV(0), "height is 0");
+    /* target_classes: at most PROTO_MAX_TARGET_CLASSES, and above every target (2 here) */
+    expect_replaced(M_VIEWBATCH, 6, UINTV(PROTO_MAX_TARGET_CLASSES + 1), "target_classes is 65537");
+    expect_replaced(M_VIEWBATCH, 6, UINTV(2),
+                    "samples[0].targets[0] is 2, expected -1 (none) or 0..1 (target_classes is 2)");
+    expect_replaced_ok(M_VIEWBATCH, 6, UINTV(3));
+    expect_replaced_ok(M_VIEWBATCH, 6, UINTV(0));   /* 0: not announced */
 
     /* data of the wrong length: expected 1 x 1 x 2 x 2 x f32 = 16 bytes */
     w_array(&s, 2);
@@ -1504,7 +1543,7 @@ static void test_viewbatch_limits(void **state)
     w_array(&s, 1);
     w_map(&s, 5);
     w_str(&s, "index"); w_str(&s, "1");
-    expect_replaced(M_VIEWBATCH, 5, RAWV(s), "map");  /* truncated: 4 entries missing */
+    expect_replaced(M_VIEWBATCH, 5, RAWV(s), "truncated message");  /* 4 entries missing */
     s.len = 0;
     w_array(&s, 1);
     w_map(&s, 5);

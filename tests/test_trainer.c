@@ -103,7 +103,7 @@ static void test_options_errors(void **state)
     (void)state;
     trainer_options_t o;
     char err[256];
-    expect_usage_error(PARSE(&o, err, "--method", "byol"), err, "simclr, rotnet or supervised");
+    expect_usage_error(PARSE(&o, err, "--method", "byol"), err, "simclr, rotnet, supervised or pretext");
     expect_usage_error(PARSE(&o, err, "--optimizer", "rmsprop"), err, "sgd, lars or adamw");
     expect_usage_error(PARSE(&o, err, "--steps", "0"), err, "--steps");
     expect_usage_error(PARSE(&o, err, "--batch", "1"), err, "--batch");
@@ -278,6 +278,44 @@ static void test_batch_refusals(void **state)
     expect_refused(&rot, &v.vb, "samples[1] view 2 has target -1");
     v.s[1].target[2] = 4;
     expect_refused(&rot, &v.vb, "target 4");
+}
+
+/* Pretext: the class count comes from the first ViewBatch; every view is a
+ * row with its target; a batch without announced classes, with other
+ * classes, or with a target outside them is refused. */
+static void test_batch_pretext(void **state)
+{
+    (void)state;
+    batch_shape_t s = { .method = TRAIN_PRETEXT, .images = 2 };
+    fake_vb_t v;
+    fake_init(&v, PROTO_DTYPE_F32, 2, 2, 3);
+    v.s[0].target[1] = 7;
+    expect_refused(&s, &v.vb, "0 classes announced, pretext needs 2 or more");
+    v.vb.target_classes = 8;
+    char err[256];
+    assert_int_equal(batch_check(&s, &v.vb, err, sizeof err), 0);
+    batch_shape_learn(&s, &v.vb);
+    assert_int_equal(s.classes, 8);
+    assert_int_equal(batch_rows(&s), 4);
+    batch_t b;
+    assert_int_equal(batch_alloc(&b, &s), 0);
+    assert_non_null(b.targets);
+    assert_int_equal(batch_put(&b, &s, &v.vb, 0), 0);
+    assert_int_equal(batch_put(&b, &s, &v.vb, 1), 1);
+    const int32_t want[4] = { 0, 7, 0, 1 };
+    assert_memory_equal(b.targets, want, sizeof want);
+    assert_true(b.x[1 * N_PIX] == (float)(100 * 3 + 10));   /* row 1: image 0, view 1 */
+    batch_release(&b);
+    v.vb.target_classes = 4;
+    expect_refused(&s, &v.vb, "targets have 4 classes, this run trains a 8-way head");
+    v.vb.target_classes = 8;
+    v.s[1].target[0] = -1;
+    expect_refused(&s, &v.vb, "samples[1] view 0 has target -1, pretext needs 0..7");
+    assert_true(trainer_method_has_targets(TRAIN_PRETEXT));
+    train_method_t m;
+    assert_int_equal(trainer_method_parse("pretext", &m), 0);
+    assert_int_equal(m, TRAIN_PRETEXT);
+    assert_string_equal(trainer_method_name(TRAIN_PRETEXT), "pretext");
 }
 
 /* Supervised: one view per image, row i is image i, its target the label. */
@@ -1129,7 +1167,8 @@ static void run_steps(train_method_t method, const char *head)
 {
     char desc[NN_MAX_DESC], err[512];
     assert_int_equal(nn_preset_desc(desc, sizeof desc, "conv4", 4, head, 3, 16, 16, err, sizeof err), 0);
-    static const uint32_t views[] = { [TRAIN_SIMCLR] = 2, [TRAIN_ROTNET] = 4, [TRAIN_SUPERVISED] = 1 };
+    static const uint32_t views[] = { [TRAIN_SIMCLR] = 2, [TRAIN_ROTNET] = 4, [TRAIN_SUPERVISED] = 1,
+                                      [TRAIN_PRETEXT] = 2 };
     batch_shape_t s = { .method = method, .images = 4, .views = views[method],
                         .channels = 3, .height = 16, .width = 16, .classes = 4 };
     nn_optim_config oc;
@@ -1185,6 +1224,12 @@ static void test_model_step_supervised(void **state)
     run_steps(TRAIN_SUPERVISED, "classifier:4");
 }
 
+static void test_model_step_pretext(void **state)
+{
+    (void)state;
+    run_steps(TRAIN_PRETEXT, "classifier:4");
+}
+
 static void test_model_refuses_small_head(void **state)
 {
     (void)state;
@@ -1201,6 +1246,9 @@ static void test_model_refuses_small_head(void **state)
     m = model_new(small, TRAIN_SUPERVISED, 8, 2, &oc, 0.5f, err, sizeof err);   /* 2 outputs, 2 classes */
     assert_non_null(m);
     model_destroy(&m);
+    m = model_new(small, TRAIN_PRETEXT, 8, 8, &oc, 0.5f, err, sizeof err);
+    assert_null(m);
+    assert_non_null(strstr(err, "the recipe's targets have 8 classes"));
     m = model_new(small, TRAIN_SIMCLR, 8, 4, &oc, 0.5f, err, sizeof err);   /* any width suits NT-Xent */
     assert_non_null(m);
     model_destroy(&m);
@@ -1218,6 +1266,7 @@ int main(void)
         cmocka_unit_test(test_batch_simclr_layout),
         cmocka_unit_test(test_batch_rotnet_u8),
         cmocka_unit_test(test_batch_refusals),
+        cmocka_unit_test(test_batch_pretext),
         cmocka_unit_test(test_batch_supervised_layout),
         cmocka_unit_test(test_batch_supervised_labels),
         cmocka_unit_test(test_batch_from_wire),
@@ -1238,6 +1287,7 @@ int main(void)
         cmocka_unit_test(test_model_step_simclr),
         cmocka_unit_test(test_model_step_rotnet),
         cmocka_unit_test(test_model_step_supervised),
+        cmocka_unit_test(test_model_step_pretext),
         cmocka_unit_test(test_model_refuses_small_head),
     };
     int failed = cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);

@@ -66,6 +66,28 @@ int batch_check(const batch_shape_t *s, const proto_viewbatch_t *vb, char *err, 
                 "(augmenter --recipe supervised)", vb->views);
         return -1;
     }
+    if (s->method == TRAIN_PRETEXT) {
+        if (vb->target_classes < 2) {
+            errmsg_set(err, errlen, "viewbatch: its views' targets have %u classes announced, pretext needs 2 or "
+                    "more (HINT: augmenter --recipe with ':target' items, such as "
+                    "'flip:target,rotate:k=random:target')", vb->target_classes);
+            return -1;
+        }
+        if (!dim_ok(s->classes, vb->target_classes)) {
+            errmsg_set(err, errlen, "viewbatch: its views' targets have %u classes, this run trains a %u-way head "
+                    "(HINT: every augmenter of a run takes the same --recipe)", vb->target_classes, s->classes);
+            return -1;
+        }
+        for (uint32_t i = 0; i < vb->n_samples; i++)
+            for (uint32_t k = 0; k < vb->views; k++) {
+                int32_t t = vb->samples[i].target[k];
+                if (t < 0 || (uint32_t)t >= vb->target_classes) {
+                    errmsg_set(err, errlen, "viewbatch: samples[%u] view %u has target %d, pretext needs 0..%u",
+                            i, k, (int)t, vb->target_classes - 1);
+                    return -1;
+                }
+            }
+    }
     if (s->method == TRAIN_ROTNET) {
         for (uint32_t i = 0; i < vb->n_samples; i++)
             for (uint32_t k = 0; k < vb->views; k++) {
@@ -90,6 +112,8 @@ void batch_shape_learn(batch_shape_t *s, const proto_viewbatch_t *vb)
         s->height = vb->height;
     if (!s->width)
         s->width = vb->width;
+    if (s->method == TRAIN_PRETEXT && !s->classes)
+        s->classes = vb->target_classes;
 }
 
 int batch_alloc(batch_t *b, const batch_shape_t *s)

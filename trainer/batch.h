@@ -5,8 +5,8 @@
  * losses want them:
  *   simclr: rows 0..B-1 are the first views, rows B..2B-1 the second views
  *           (nn_ntxent pairs row i with row i + B); further views are unused.
- *   rotnet: the K views of image i are rows i*K .. i*K+K-1, each with its
- *           target (the rotation class) in targets.
+ *   rotnet, pretext: the K views of image i are rows i*K .. i*K+K-1, each
+ *           with its target (the rotation class, the pretext class) in targets.
  *   supervised: the one view of image i is row i, its target the sample's
  *           label. A sample whose label is missing (PROTO_LABEL_NONE) or not
  *           in 0..classes-1 has nothing to learn from: batch_sample_usable
@@ -33,19 +33,21 @@ typedef struct {
     uint32_t views;         /* K, views per sample in the stream */
     uint32_t channels, height, width;
     uint32_t classes;       /* rotnet: targets must be in [0, classes);
-                               supervised: labels outside it are skipped */
+                               supervised: labels outside it are skipped;
+                               pretext: the ViewBatches' target_classes, learnt
+                               from the first one when 0 */
 } batch_shape_t;
 
 typedef struct {
     float *x;               /* (rows, C, H, W) */
-    int32_t *targets;       /* (rows), rotnet and supervised, else NULL */
+    int32_t *targets;       /* (rows), rotnet, supervised and pretext, else NULL */
     uint32_t filled;        /* images placed so far, 0..images */
     uint32_t max_epoch;     /* largest epoch among the samples */
     uint64_t *index;        /* (images) dataset index of each image, for the Ack */
     uint32_t *epoch;        /* (images) epoch of each image */
 } batch_t;
 
-/* Views per source image used in a batch: 2 (simclr), K (rotnet) or 1
+/* Views per source image used in a batch: 2 (simclr), K (rotnet, pretext) or 1
  * (supervised). */
 uint32_t batch_views_used(const batch_shape_t *s);
 /* Rows of a full batch: images x batch_views_used. */

@@ -41,6 +41,11 @@ model_t *model_new(const char *desc, train_method_t method, int rows, int classe
                  m->out_dim, NN_ROT_CLASSES);
         goto fail;
     }
+    if (method == TRAIN_PRETEXT && m->out_dim != classes) {
+        snprintf(err, errlen, "the network's head has %d outputs, the recipe's targets have %d classes "
+                 "(head classifier:%d)", m->out_dim, classes, classes);
+        goto fail;
+    }
     if (method == TRAIN_SUPERVISED && m->out_dim != classes) {
         snprintf(err, errlen, "the network's head has %d outputs, supervised with %d classes needs %d "
                  "(head classifier:%d)", m->out_dim, classes, classes, classes);

@@ -25,6 +25,7 @@
 
 static const char *const method_names[] = {
     [TRAIN_SIMCLR] = "simclr", [TRAIN_ROTNET] = "rotnet", [TRAIN_SUPERVISED] = "supervised",
+    [TRAIN_PRETEXT] = "pretext",
 };
 #define N_METHODS (sizeof method_names / sizeof method_names[0])
 
@@ -45,7 +46,7 @@ int trainer_method_parse(const char *s, train_method_t *m)
 
 int trainer_method_has_targets(train_method_t m)
 {
-    return m == TRAIN_ROTNET || m == TRAIN_SUPERVISED;
+    return m == TRAIN_ROTNET || m == TRAIN_SUPERVISED || m == TRAIN_PRETEXT;
 }
 
 int trainer_parse_warmup(const char *s, long *steps, double *epochs)
@@ -82,9 +83,14 @@ void trainer_usage(FILE *f)
 "\n"
 "Training:\n"
 "  --method M         simclr (2 views per image, NT-Xent), rotnet (4 rotations\n"
-"                     per image, 4-way cross-entropy) or supervised (1 view per\n"
+"                     per image, 4-way cross-entropy), supervised (1 view per\n"
 "                     image, cross-entropy on its label, linear classifier head;\n"
-"                     augmenter --recipe supervised) (default simclr)\n"
+"                     augmenter --recipe supervised) or pretext (every view,\n"
+"                     N-way cross-entropy on its target, N the classes the\n"
+"                     augmenters' recipe announces with its ':target' items,\n"
+"                     such as augmenter --recipe 'flip:target,\n"
+"                     rotate:k=random:target' (8); linear classifier head)\n"
+"                     (default simclr)\n"
 "  --classes N        supervised: labels 0..N-1 are trained on; samples without a\n"
 "                     label (-1) or with a larger one are skipped, counted and\n"
 "                     logged (default %d; a description file's or resumed\n"
@@ -93,11 +99,11 @@ void trainer_usage(FILE *f)
 "                     nn/README.md; its head must suit the method) (default %s)\n"
 "  --width W          channels of the first stage of a preset (default %d)\n"
 "  --batch N          images per step: 2N views for simclr, 4N for rotnet, N for\n"
-"                     supervised (default %d)\n"
+"                     supervised, K N for pretext (K views per image) (default %d)\n"
 "  --optimizer O      sgd, lars or adamw (default sgd)\n"
 "  --lr X             peak learning rate (default: base x batch/256 with base %.2g\n"
-"                     for simclr, %.2g for rotnet and %.2g for supervised; adamw\n"
-"                     %.0e x sqrt(batch/256))\n"
+"                     for simclr, %.2g for rotnet and pretext, %.2g for supervised;\n"
+"                     adamw %.0e x sqrt(batch/256))\n"
 "  --weight-decay X   (default %.0e sgd (%.0e supervised), %.0e lars, %.0e adamw)\n"
 "  --momentum X       sgd and lars momentum (default %.1f)\n"
 "  --tau X            NT-Xent temperature (default %.1f)\n"
@@ -182,6 +188,7 @@ static double base_lr(train_method_t m)
 {
     switch (m) {
     case TRAIN_ROTNET: return TRAINER_BASE_LR_ROTNET;
+    case TRAIN_PRETEXT: return TRAINER_BASE_LR_PRETEXT;
     case TRAIN_SUPERVISED: return TRAINER_BASE_LR_SUPERVISED;
     default: return TRAINER_BASE_LR_SIMCLR;
     }
@@ -225,7 +232,7 @@ static int parse_option(void *ctx, int c, const char *v, char *err, size_t n)
     switch (c) {
     case OPT_METHOD:
         if (trainer_method_parse(v, &o->method)) {
-            errmsg_set(err, n, "--method: '%s' is not simclr, rotnet or supervised", v);
+            errmsg_set(err, n, "--method: '%s' is not simclr, rotnet, supervised or pretext", v);
             return -1;
         }
         o->set_method = 1;

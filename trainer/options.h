@@ -34,6 +34,7 @@
 #define TRAINER_BASE_LR_SIMCLR    0.3
 #define TRAINER_BASE_LR_ROTNET    0.05
 #define TRAINER_BASE_LR_SUPERVISED 0.1   /* the usual SGD rate for supervised ResNets */
+#define TRAINER_BASE_LR_PRETEXT   TRAINER_BASE_LR_ROTNET   /* RotNet's task is one of them */
 #define TRAINER_BASE_LR_ADAMW     1e-3
 #define TRAINER_WD_SGD            1e-4
 #define TRAINER_WD_SGD_SUPERVISED 5e-4   /* supervised SGD: more decay, no other regulariser */
@@ -42,8 +43,10 @@
 
 /* simclr: NT-Xent over two views per image; rotnet: 4-way rotation
  * cross-entropy over four views; supervised: cross-entropy on the samples'
- * labels, one view per image, a linear classifier head. */
-typedef enum { TRAIN_SIMCLR = 0, TRAIN_ROTNET = 1, TRAIN_SUPERVISED = 2 } train_method_t;
+ * labels, one view per image, a linear classifier head; pretext: N-way
+ * cross-entropy on the views' targets, N the classes the augmenters announce
+ * (their recipe's ":target" items), every view a row, a linear classifier head. */
+typedef enum { TRAIN_SIMCLR = 0, TRAIN_ROTNET = 1, TRAIN_SUPERVISED = 2, TRAIN_PRETEXT = 3 } train_method_t;
 
 typedef struct {
     train_method_t method;
@@ -88,10 +91,10 @@ void trainer_options_finish(trainer_options_t *o);
 void trainer_usage(FILE *f);
 
 const char *trainer_method_name(train_method_t m);
-/* "simclr", "rotnet" or "supervised": 0, else -1. */
+/* "simclr", "rotnet", "supervised" or "pretext": 0, else -1. */
 int trainer_method_parse(const char *s, train_method_t *m);
 /* 1 when the method's loss is a cross-entropy on per-row targets (rotnet,
- * supervised): the batch carries targets and the step a train accuracy. */
+ * supervised, pretext): the batch carries targets and the step a train accuracy. */
 int trainer_method_has_targets(train_method_t m);
 
 /* Parses a --warmup value: "N" steps or "Nep" epochs. 0 or -1. */

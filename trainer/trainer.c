@@ -112,13 +112,20 @@ struct trainer {
     double sync_bytes;
 };
 
-/* The preset head for the method: "simclr", "rotation" or "classifier:N". */
-static const char *head_of(const trainer_config_t *c, char *buf, size_t len)
+/* Classes of the pretext head checked before the augmenters announce theirs. */
+#define PRETEXT_PROBE_CLASSES 2
+
+/* The preset head for the method: "simclr", "rotation" or "classifier:N"
+ * (pretext: N the announced target classes, when known). */
+static const char *head_of(const trainer_config_t *c, uint32_t pretext_classes, char *buf, size_t len)
 {
     switch (c->method) {
     case TRAIN_ROTNET: return "rotation";
     case TRAIN_SUPERVISED:
         snprintf(buf, len, "%s:%u", NN_HEAD_CLASSIFIER, c->classes);
+        return buf;
+    case TRAIN_PRETEXT:
+        snprintf(buf, len, "%s:%u", NN_HEAD_CLASSIFIER, pretext_classes ? pretext_classes : PRETEXT_PROBE_CLASSES);
         return buf;
     default: return "simclr";
     }
@@ -232,14 +239,15 @@ static int setup_network(trainer_t *t, char *err, size_t errlen)
     const char *source = t->resuming ? t->resume_path : c->arch;
     t->shape.method = c->method;
     t->shape.images = c->batch;
-    t->shape.classes = c->method == TRAIN_SUPERVISED ? c->classes : NN_ROT_CLASSES;
+    t->shape.classes = c->method == TRAIN_SUPERVISED ? c->classes
+                     : c->method == TRAIN_PRETEXT ? 0 : NN_ROT_CLASSES;   /* pretext: learnt from the data */
     if (t->o->set_classes && c->method != TRAIN_SUPERVISED)
         console_log("--classes ignored: only --method supervised uses it");
     if (!t->have_desc) {
         if (trainer_arch_is_preset(c->arch)) {
             /* checked now on a typical input; built for the real one later */
             char probe[NN_MAX_DESC], head[HEAD_NAME_MAX];
-            if (nn_preset_desc(probe, sizeof probe, c->arch, c->width, head_of(c, head, sizeof head), 3, 32, 32,
+            if (nn_preset_desc(probe, sizeof probe, c->arch, c->width, head_of(c, 0, head, sizeof head), 3, 32, 32,
                                why, sizeof why)) {
                 errmsg_set(err, errlen, "--arch %s --width %d: %s", c->arch, c->width, why);
                 return -1;
@@ -274,6 +282,15 @@ static int setup_network(trainer_t *t, char *err, size_t errlen)
         }
         c->classes = (uint32_t)out;
         t->shape.classes = c->classes;
+    }
+    if (c->method == TRAIN_PRETEXT) {
+        /* the head's width is the number of classes the ViewBatches must announce */
+        if (out < 2 || out > TRAINER_MAX_CLASSES) {
+            errmsg_set(err, errlen, "%s: the head has %d outputs, pretext needs 2..%d classes", source, out,
+                       TRAINER_MAX_CLASSES);
+            return -1;
+        }
+        t->shape.classes = (uint32_t)out;
     }
     t->shape.channels = (uint32_t)ch;
     t->shape.height = (uint32_t)h;
@@ -489,7 +506,7 @@ static int build_model(trainer_t *t)
     const trainer_config_t *c = &t->config;
     feed_shape(t->feed, &t->shape);
     if (t->preset &&
-        nn_preset_desc(t->desc, sizeof t->desc, c->arch, c->width, head_of(c, head, sizeof head),
+        nn_preset_desc(t->desc, sizeof t->desc, c->arch, c->width, head_of(c, t->shape.classes, head, sizeof head),
                        (int)t->shape.channels, (int)t->shape.height, (int)t->shape.width, err, sizeof err)) {
         console_log("--arch %s on %ux%ux%u views: %s", c->arch, t->shape.channels, t->shape.height,
                     t->shape.width, err);
@@ -541,8 +558,8 @@ static int build_model(trainer_t *t)
     else
         snprintf(total, sizeof total, "steps known after the first epoch");
     char classes[48] = "";
-    if (c->method == TRAIN_SUPERVISED)
-        snprintf(classes, sizeof classes, " (%u classes)", c->classes);
+    if (c->method == TRAIN_SUPERVISED || c->method == TRAIN_PRETEXT)
+        snprintf(classes, sizeof classes, " (%u classes)", t->shape.classes);
     char ranks[96] = "";
     if (t->size > 1)
         snprintf(ranks, sizeof ranks, " over %d ranks (%u images each, %s batch norm)", t->size, t->shape.images,

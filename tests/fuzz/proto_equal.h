@@ -19,7 +19,8 @@ static inline int proto_sample_equal(const proto_sample_t *a, const proto_sample
 static inline int proto_viewbatch_equal(const proto_viewbatch_t *a, const proto_viewbatch_t *b)
 {
     if (a->dtype != b->dtype || a->views != b->views || a->channels != b->channels ||
-        a->height != b->height || a->width != b->width || a->n_samples != b->n_samples)
+        a->height != b->height || a->width != b->width || a->n_samples != b->n_samples ||
+        a->target_classes != b->target_classes)
         return 0;
     size_t n = proto_viewbatch_sample_bytes(a);
     for (uint32_t i = 0; i < a->n_samples; i++) {
