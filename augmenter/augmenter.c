@@ -100,7 +100,7 @@ int augmenter_run(augmenter_t *a)
                     eos = 1;
                     eos_count = r[k].samples;
                     eos_epoch = r[k].epoch;
-                    drain_requested = 1;   /* inherited by a replacement forked from now on */
+                    atomic_store(&drain_requested, 1);   /* inherited by a replacement forked from now on */
                     signal_workers(&sv, SIGUSR1);
                 } else if (r[k].kind == REPORT_STOP) {
                     stop_heard = 1;

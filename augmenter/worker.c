@@ -16,12 +16,13 @@
 #define DRAIN_IDLE_MS     500     /* after end of stream: quiet this long means drained */
 #define MAX_WARNINGS      10      /* malformed-message warnings printed per worker */
 
-volatile sig_atomic_t drain_requested = 0;
+atomic_int drain_requested = 0;
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "a signal handler sets drain_requested");
 
 void on_drain_signal(int sig)
 {
     (void)sig;
-    drain_requested = 1;
+    atomic_store(&drain_requested, 1);
 }
 
 typedef struct {
@@ -275,7 +276,7 @@ int worker_run(const augmenter_options_t *o, int id, int report_fd)
     rc = 0;
     while (!transport_stop && !w.stopped) {
         beat(&w);
-        if (drain_requested && drain_since < 0) drain_since = now_ms();
+        if (atomic_load(&drain_requested) && drain_since < 0) drain_since = now_ms();
         zmq_pollitem_t items[2] = {{w.pull, 0, ZMQ_POLLIN, 0}, {w.sub, 0, ZMQ_POLLIN, 0}};
         int n = zmq_poll(items, w.sub ? 2 : 1, POLL_MS);
         if (n < 0) {

@@ -9,6 +9,7 @@
 #define AUGMENTER_WORKER_H
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,8 +32,9 @@ typedef struct {
 } report_t;
 
 /* Set by SIGUSR1 (on_drain_signal): finish what is queued and leave once
- * idle; set in the parent too, so that a replacement forked later inherits it. */
-extern volatile sig_atomic_t drain_requested;
+ * idle; set in the parent too, so that a replacement forked later inherits it.
+ * A lock-free atomic, which C11 lets a signal handler set. */
+extern atomic_int drain_requested;
 
 void on_drain_signal(int sig);
 
