@@ -22,6 +22,7 @@
 #include "nn/layers.h"
 #include "nn/loss.h"
 #include "nn/net.h"
+#include "tests/mpi_report.h"
 
 #define CHECK_TAU     0.5f
 #define CHECK_IMGS    3       /* images per rank */
@@ -34,25 +35,6 @@
 #define NET_TOL       3e-4    /* a network step, relative to the largest entry */
 #define ABORT_CODE    3       /* the status of --abort-rank */
 
-static dist_t *world;
-static int failures;
-static char err[512];
-
-static void report(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void report(int ok, const char *fmt, ...)
-{
-    if (!ok)
-        failures++;
-    if (dist_rank(world) != 0 && ok)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s rank %d: ", ok ? "ok" : "FAIL", dist_rank(world));
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    fflush(stdout);
-}
 
 /* Exits on a failed collective: the ranks can no longer agree. */
 static void must(int rc, const char *what)

@@ -38,6 +38,7 @@
 #include "nn/net.h"
 #include "trainer/batch.h"
 #include "trainer/model.h"
+#include "tests/mpi_report.h"
 
 #define CHECK_BATCH   64      /* images of a global step (a multiple of the ranks) */
 #define CHECK_STEPS   3
@@ -54,25 +55,6 @@
                                  start at 0) */
 #define PARAM_TOL     5e-2    /* the same after the last step (see above) */
 
-static dist_t *world;
-static int failures;
-static char err[512];
-
-static void report(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void report(int ok, const char *fmt, ...)
-{
-    if (!ok)
-        failures++;
-    if (dist_rank(world) != 0 && ok)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s rank %d: ", ok ? "ok" : "FAIL", dist_rank(world));
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    fflush(stdout);
-}
 
 static void must(int rc, const char *what)
 {
