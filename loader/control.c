@@ -63,7 +63,25 @@ static void on_have(control_t *ctl, const proto_have_t *h)
     memcpy(ctl->check, check, n_check * sizeof check[0]);
     ctl->n_check = n_check;
     ctl->check_generation = generation;
+    ctl->unsettled = 0;   /* every Ack before it has been looked at against what it holds */
     pthread_mutex_unlock(&ctl->mu);
+}
+
+/* A heartbeat, Ack or Have from sender. When another trainer than the last
+ * one speaks (a resumed one, whose first heartbeat and Have may have gone
+ * out before this loader was subscribed again; or a late message of the
+ * dead one), the Acks so far may name Samples the trainer now training
+ * does not hold: no epoch closes (and END_OF_STREAM waits) until one of its
+ * Haves has been looked at, after them. */
+static void heard_trainer(control_t *ctl, const char *sender, double now)
+{
+    if (ctl->speaker[0] && strcmp(ctl->speaker, sender) != 0) {
+        pthread_mutex_lock(&ctl->mu);
+        ctl->unsettled = 1;
+        ctl->unsettled_at = now;
+        pthread_mutex_unlock(&ctl->mu);
+    }
+    snprintf(ctl->speaker, sizeof ctl->speaker, "%s", sender);
 }
 
 /* Receives Control messages ([topic, body], or the deprecated body alone); a
@@ -108,6 +126,7 @@ void *control_thread(void *arg)
                     liveness_beat(trainer_beats, c.sender, now);
             }
             if (c.kind == PROTO_CONTROL_HEARTBEAT && ctl->ledger) {
+                heard_trainer(ctl, c.sender, now);
                 int restarted = ctl->trainer[0] && strcmp(ctl->trainer, c.sender) != 0;
                 if (restarted) {
                     /* what the dead one held is lost, like a dead worker's */
@@ -124,13 +143,17 @@ void *control_thread(void *arg)
             }
         } else if (type == PROTO_MSG_ACK && ctl->ledger) {
             proto_ack_t a;
-            if (proto_ack_decode(&a, data, len, NULL, 0) == 0)
+            if (proto_ack_decode(&a, data, len, NULL, 0) == 0) {
+                heard_trainer(ctl, a.sender, console_now());
                 ledger_ack(ctl->ledger, a.epoch, a.indices, a.n_indices, console_now());
+            }
             proto_ack_clear(&a);
         } else if (type == PROTO_MSG_HAVE && ctl->ledger) {
             proto_have_t h;
-            if (proto_have_decode(&h, data, len, NULL, 0) == 0)
+            if (proto_have_decode(&h, data, len, NULL, 0) == 0) {
+                heard_trainer(ctl, h.sender, console_now());
                 on_have(ctl, &h);
+            }
         }
         zmq_msg_close(&msg);
     }

@@ -30,6 +30,9 @@ typedef struct {
     double last_heartbeat;    /* console_now() of the last one, 0 = none */
     uint32_t trainer_epoch;   /* the epoch it says training is in */
     char trainer[PROTO_MAX_NAME];     /* the sender of the last heartbeat (control thread only) */
+    char speaker[PROTO_MAX_NAME];     /* the sender of the last heartbeat, Ack or Have (control thread only) */
+    int unsettled;            /* another trainer spoke and no Have came since: no epoch closes */
+    double unsettled_at;      /* console_now() when it spoke */
     proto_have_t have;        /* its last Have, done sets owned (have_copy) */
     uint64_t haves;           /* Haves received */
     uint32_t check[HAVE_CHECK_MAX];   /* epochs not open when it arrived, for the main */

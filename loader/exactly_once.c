@@ -16,6 +16,7 @@
 #define HEARTBEAT_WAIT_S   3.0       /* at start, time to wait for the trainer's epoch */
 #define HAVE_WAIT_S        1.5       /* then for its Have (sent with every heartbeat, once it knows an epoch) */
 #define ACK_WAIT_MS        50        /* sleep while waiting for Acks */
+#define TAKEOVER_HAVE_MAX_S 10.0     /* after another trainer spoke: longest wait for its Have before closing */
 
 /* 1 when the trainer's heartbeat is recent: Samples it has not acknowledged
  * are then really missing, not waiting for it to come back. */
@@ -25,6 +26,16 @@ static int trainer_alive(run_t *r, double now)
     double last = r->ctl->last_heartbeat;
     pthread_mutex_unlock(&r->ctl->mu);
     return last > 0 && now - last <= TRAINER_ALIVE_S;
+}
+
+/* 0 while the Acks of another trainer than the last one wait for its Have
+ * (heard_trainer), up to TAKEOVER_HAVE_MAX_S (a consumer that sends none). */
+static int trainer_settled(run_t *r, double now)
+{
+    pthread_mutex_lock(&r->ctl->mu);
+    int settled = !r->ctl->unsettled || now - r->ctl->unsettled_at >= TAKEOVER_HAVE_MAX_S;
+    pthread_mutex_unlock(&r->ctl->mu);
+    return settled;
 }
 
 /* Sends item of epoch again, from the cache or decoded anew; -1 when stopping. */
@@ -107,7 +118,7 @@ int exactly_once_tick(run_t *r, int force)
         return 0;
     uint32_t done;
     uint64_t count;
-    while (ledger_close_next(r->ledger, &done, &count)) {
+    while (trainer_settled(r, now) && ledger_close_next(r->ledger, &done, &count)) {
         if (!r->o->quiet)
             console_log("epoch %u: every Sample acknowledged by the trainer", done);
         /* Its END_OF_EPOCH went to one worker, which may have died with it:

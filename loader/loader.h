@@ -23,7 +23,11 @@
  * starts over at the trainer's epoch, sending only what the Have does not
  * list ("rewind"). What was in flight to the dead trainer is lost with its
  * queues: a heartbeat from another sender makes it due LEDGER_LOST_GRACE_S
- * later (ledger_restart), as a lost augmenter does.
+ * later (ledger_restart), as a lost augmenter does. The resumed trainer's
+ * first heartbeat and Have may go out before this loader has subscribed
+ * again, while its Acks already arrive: once another trainer speaks, no
+ * epoch closes (and END_OF_STREAM waits) until one of its Haves has been
+ * looked at (at most TAKEOVER_HAVE_MAX_S, for a consumer that sends none).
  *
  * The first epoch decodes (on --threads threads) and fills a bounded cache of
  * decoded images (--cache-mb); later epochs stream from it and decode only
