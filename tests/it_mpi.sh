@@ -44,6 +44,16 @@ mpi_args=(-np 2 --oversubscribe)
 [ "$(id -u)" -eq 0 ] && mpi_args+=(--allow-run-as-root)
 export OMPI_MCA_mpi_yield_when_idle=1
 
+# Short queues: a Sample waits little between the loader and a rank, so a slow
+# machine (or a sanitizer build) does not make the loader think one lost and
+# send it again. Across ranks a re-sent copy whose original is still queued on
+# the other rank can be trained twice in one step (README, "Training on
+# several machines"): the ranks learn what the others trained only after the step. Until they compare
+# their batches before it, this test counts exactly-once where nothing is
+# re-sent, and part b where the loader re-sends what a dead rank held.
+LOADER_HWM=32      # Samples per augmenter connection
+TRAINER_HWM=4      # ViewBatches per rank
+
 # two consecutive free ports for the ranks' ViewBatch endpoints
 two_ports() {
     local base
@@ -65,7 +75,7 @@ wait_steps() {   # RUN N SECONDS
 }
 
 start_pipeline() {   # NAME: loader and two augmenters pushing to both ranks
-    "$LOADER" --data "$FMNIST" --limit "$N" --epochs "$EPOCHS" --exactly-once --seed 5 \
+    "$LOADER" --data "$FMNIST" --limit "$N" --epochs "$EPOCHS" --exactly-once --seed 5 --hwm "$LOADER_HWM" \
         --bind "tcp://127.0.0.1:$lp" --control "tcp://127.0.0.1:$cp" --quiet >"$tmp/$1.loader.log" 2>&1 &
     loader_pid=$!
     aug_pids=()
@@ -80,7 +90,7 @@ start_pipeline() {   # NAME: loader and two augmenters pushing to both ranks
 
 targs() {   # RUN: the trainer's options
     echo --method simclr --arch resnet-mini --width 4 --batch "$BATCH" --epochs "$EPOCHS" --dataset-size "$N" \
-        --seed 5 --sync-bn --bind "tcp://127.0.0.1:$tp" --control "tcp://127.0.0.1:$cp" --out "$tmp/$1" --quiet
+        --seed 5 --sync-bn --hwm "$TRAINER_HWM" --bind "tcp://127.0.0.1:$tp" --control "tcp://127.0.0.1:$cp" --out "$tmp/$1" --quiet
 }
 
 # check_epochs RUN: steps 1..STEPS once each, every epoch complete with N
