@@ -15,6 +15,6 @@ $(eval $(call add_test,test_dist_ntxent))
 # run under mpirun by tests/it_mpi_dist.sh (built with MPI only)
 ifeq ($(MPI),1)
 mpi_dist_check_SRCS := tests/mpi_dist_check.c
-mpi_dist_check_LIBS := dist nn
+mpi_dist_check_LIBS := dist nn cli
 $(eval $(call add_tool,mpi_dist_check))
 endif

@@ -62,7 +62,7 @@ san=()   # the sanitizer build's libnn needs the same flags
 nm "$BUILD/lib/libnn.a" 2>/dev/null | grep -q __asan_ && san=(-fsanitize=address,undefined)
 nompi_cc() {   # nompi_cc OUT SOURCES...
     local out=$1; shift
-    cc -std=gnu11 "${san[@]}" -I"$root" -o "$out" "$@" "$root/dist/dist.c" "$BUILD/lib/libnn.a" \
+    cc -std=gnu11 "${san[@]}" -I"$root" -o "$out" "$@" "$root/dist/dist.c" "$BUILD/lib/libnn.a" "$BUILD/lib/libcli.a" \
         $(pkg-config --cflags --libs cmocka openblas) -lm -lpthread >>"$tmp/nompi.log" 2>&1
 }
 if nompi_cc "$tmp/test_dist_nompi" "$root/tests/test_dist.c" &&

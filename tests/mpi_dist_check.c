@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "dist/dist.h"
 #include "nn/layers.h"
 #include "nn/loss.h"
@@ -281,21 +282,11 @@ int main(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 'r') {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 64) {
-                fprintf(stderr, "mpi_dist_check: --ranks '%s': give a whole number from 1 to 64\n", optarg);
-                return 2;
-            }
-            want_ranks = (int)v;
+            if (cli_int("--ranks", optarg, 1, 64, &want_ranks, err, sizeof err))
+                return cli_usage_error("mpi_dist_check", "%s", err);
         } else if (c == 'a') {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 0 || v > 63) {
-                fprintf(stderr, "mpi_dist_check: --abort-rank '%s': give a rank from 0 to 63\n", optarg);
-                return 2;
-            }
-            abort_rank = (int)v;
+            if (cli_int("--abort-rank", optarg, 0, 63, &abort_rank, err, sizeof err))
+                return cli_usage_error("mpi_dist_check", "%s", err);
         } else if (c == 'h') {
             usage(stdout);
             return 0;

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "dist/dist.h"
 #include "nn/net.h"
 #include "trainer/batch.h"
@@ -280,14 +281,8 @@ int main(int argc, char **argv)
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 'r') {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > CHECK_BATCH) {
-                fprintf(stderr, "mpi_trainer_check: --ranks '%s': give a whole number from 1 to %d\n", optarg,
-                        CHECK_BATCH);
-                return 2;
-            }
-            want_ranks = (int)v;
+            if (cli_int("--ranks", optarg, 1, CHECK_BATCH, &want_ranks, err, sizeof err))
+                return cli_usage_error("mpi_trainer_check", "%s", err);
         } else if (c == 'm') {
             train_method_t m;
             if (trainer_method_parse(optarg, &m) || m == TRAIN_SUPERVISED) {
