@@ -27,7 +27,6 @@
 
 #define POOL_WINDOW        256       /* positions decoded ahead of the sender */
 #define DRAIN_LINGER_MS    60000     /* at a normal end, time allowed to deliver what is queued */
-#define RESEND_MIN_S       3.0       /* --exactly-once: never re-send sooner than this */
 
 static void skip_item(run_t *r, size_t item, const dataset_error_t *err)
 {
@@ -299,7 +298,7 @@ loader_t *loader_new(const loader_options_t *o, int *status, char *err, size_t e
     l->tx.identity = transport_identity("loader");
     if (!(l->tx.push = transport_open_peer(ZMQ_PUSH, TRANSPORT_BIND, o->bind, hwm, "augmenters")))
         goto fail;
-    if (o->exactly_once && !(l->ctl.ledger = ledger_new(l->n_all, RESEND_MIN_S))) {
+    if (o->exactly_once && !(l->ctl.ledger = ledger_new(l->n_all, o->resend_after))) {
         errmsg_set(err, errlen, "out of memory for the acknowledgement ledger of %zu items", l->n_all);
         goto fail;
     }

@@ -67,6 +67,9 @@ void loader_usage(FILE *f)
             "                     again when a worker died with it, or a trainer resumed from a\n"
             "                     checkpoint lost it; start at the running trainer's epoch. Needs\n"
             "                     a trainer that sends Acks and Haves (default off)\n"
+            "  --resend-after S   --exactly-once: a Sample goes out again after S seconds without\n"
+            "                     an Ack at the least, and after 3 times the slowest Ack of the\n"
+            "                     last 40 s (default %.0f)\n"
             "\n"
             "Other:\n"
             "  --count            print the number of items this loader would serve (after\n"
@@ -78,13 +81,13 @@ void loader_usage(FILE *f)
             "sent, and END_OF_STREAM at the end. SIGINT/SIGTERM stop the run. Exit status: 0\n"
             "done or stopped, 1 runtime failure, 2 bad options or missing/empty dataset.\n",
             DATASET_DEFAULT_MAX_PIXELS, LOADER_DEFAULT_HOLD_OUT_SEED, LOADER_DEFAULT_SEED, LOADER_DEFAULT_CACHE_MB, CLI_ENDPOINT_LOADER, CLI_ENDPOINT_CONTROL,
-            LOADER_DEFAULT_HWM, QUEUE_PROBES, LOADER_DEFAULT_QUEUE_MB);
+            LOADER_DEFAULT_HWM, QUEUE_PROBES, LOADER_DEFAULT_QUEUE_MB, LOADER_DEFAULT_RESEND_S);
 }
 
 enum {
     OPT_DATA = 1000, OPT_FORMAT, OPT_CHANNELS, OPT_MAX_SIDE, OPT_MAX_PIXELS, OPT_CACHE_MB, OPT_SEED,
     OPT_EPOCHS, OPT_START_EPOCH, OPT_COUNT, OPT_LIMIT, OPT_SHARD,
-    OPT_HOLD_OUT, OPT_HOLD_OUT_SEED, OPT_BIND, OPT_CONTROL, OPT_EXACTLY_ONCE, OPT_HWM, OPT_QUEUE_MB, OPT_THREADS,
+    OPT_HOLD_OUT, OPT_HOLD_OUT_SEED, OPT_BIND, OPT_CONTROL, OPT_EXACTLY_ONCE, OPT_RESEND_AFTER, OPT_HWM, OPT_QUEUE_MB, OPT_THREADS,
     OPT_CURVE, OPT_QUIET, OPT_HELP
 };
 
@@ -106,6 +109,7 @@ static const struct option longopts[] = {
     {"bind", required_argument, NULL, OPT_BIND},
     {"control", required_argument, NULL, OPT_CONTROL},
     {"exactly-once", no_argument, NULL, OPT_EXACTLY_ONCE},
+    {"resend-after", required_argument, NULL, OPT_RESEND_AFTER},
     {"hwm", required_argument, NULL, OPT_HWM},
     {"queue-mb", required_argument, NULL, OPT_QUEUE_MB},
     {"curve", required_argument, NULL, OPT_CURVE},
@@ -129,6 +133,7 @@ static void defaults(loader_options_t *o)
         .bind = CLI_ENDPOINT_LOADER,
         .control = CLI_ENDPOINT_CONTROL,
         .hwm = LOADER_DEFAULT_HWM,
+        .resend_after = LOADER_DEFAULT_RESEND_S,
         .queue_mb = LOADER_DEFAULT_QUEUE_MB,
         .threads = cpus > 0 ? (int)(cpus < LOADER_MAX_THREADS ? cpus : LOADER_MAX_THREADS) : 1,
     };
@@ -195,6 +200,7 @@ static int parse_option(void *ctx, int c, const char *v, char *err, size_t n)
     case OPT_BIND: return cli_endpoint("--bind", v, CLI_REQUIRED, &o->bind, err, n);
     case OPT_CONTROL: return cli_endpoint("--control", v, CLI_OPTIONAL, &o->control, err, n);
     case OPT_EXACTLY_ONCE: o->exactly_once = 1; return 0;
+    case OPT_RESEND_AFTER: return cli_double_above("--resend-after", v, 0.0, 86400.0, &o->resend_after, err, n);
     case OPT_HWM: return cli_int("--hwm", v, 1, INT_MAX, &o->hwm, err, n);
     case OPT_QUEUE_MB: return cli_size("--queue-mb", v, 1, SIZE_MAX >> 20, &o->queue_mb, err, n);
     case OPT_THREADS: return cli_int("--threads", v, 1, LOADER_MAX_THREADS, &o->threads, err, n);

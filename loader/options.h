@@ -12,6 +12,7 @@
 
 #define LOADER_DEFAULT_CACHE_MB   1024
 #define LOADER_DEFAULT_HWM        1000
+#define LOADER_DEFAULT_RESEND_S   3.0     /* --exactly-once: never re-send sooner than this */
 #define LOADER_DEFAULT_QUEUE_MB   256
 #define LOADER_DEFAULT_SEED       1
 #define LOADER_MAX_THREADS        64
@@ -35,6 +36,7 @@ typedef struct {
     const char *control;      /* NULL ("none"): no control channel */
     const char *curve;        /* --curve key folder, or NULL */
     int exactly_once;         /* track Acks, re-send what a dead worker held */
+    double resend_after;      /* seconds unacknowledged before a re-send, at least */
     int hwm;
     size_t queue_mb;          /* bytes of Samples queued per augmenter connection, at most */
     int threads;

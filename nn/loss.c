@@ -25,29 +25,33 @@ static inline int ntxent_positive(int i, int block)
 }
 
 /* The loss over n2 rows in blocks of `block`; leaves zn, norm and the
- * softmax rows prob in the cache for ntxent_rows_backward. */
-static float ntxent_blocks_forward(float *cache, const float *z, int n2, int block, int dim, float tau)
+ * softmax rows prob in the cache for ntxent_rows_backward. Decoupled: the
+ * positive is left out of each row's denominator, and its prob is 0, which is
+ * all the backward needs to know of it. */
+static float ntxent_blocks_forward(float *cache, const float *z, int n2, int block, int dim,
+                                   float tau, int decoupled)
 {
     float *zn = cache, *norm = zn + (size_t)n2 * dim, *prob = norm + n2;
     nn_l2norm_forward(zn, norm, z, n2, dim);
-    /* prob = zn zn^T / tau, then row-wise softmax over k != i */
+    /* prob = zn zn^T / tau, then row-wise softmax over k != i (and k != p) */
     nn_sgemm(0, 1, n2, n2, dim, 1.0f / tau,
                 zn, dim, zn, dim, 0.0f, prob, n2);
     double total = 0.0;
     for (int i = 0; i < n2; i++) {
         float *row = prob + (size_t)i * n2;
+        int p = ntxent_positive(i, block), skip = decoupled ? p : i;
         float mx = -INFINITY;
         for (int k = 0; k < n2; k++)
-            if (k != i && row[k] > mx)
+            if (k != i && k != skip && row[k] > mx)
                 mx = row[k];
         double s = 0.0;
         for (int k = 0; k < n2; k++)
-            if (k != i)
+            if (k != i && k != skip)
                 s += exp((double)(row[k] - mx));
         double lse = mx + log(s);
-        total += lse - row[ntxent_positive(i, block)];
+        total += lse - row[p];
         for (int k = 0; k < n2; k++)
-            row[k] = k == i ? 0.0f : (float)exp(row[k] - lse);
+            row[k] = k == i || k == skip ? 0.0f : (float)exp(row[k] - lse);
     }
     return (float)(total / n2);
 }
@@ -78,9 +82,7 @@ static void ntxent_rows_backward(float *dz, float *cache, int n2, int block, int
 
 float nn_ntxent_forward(float *cache, const float *z, int n2, int dim, float tau)
 {
-    if (n2 < 2 || n2 % 2)
-        return -1.0f;
-    return ntxent_blocks_forward(cache, z, n2, n2, dim, tau);
+    return nn_contrastive_forward(cache, z, 1, n2, dim, tau, 0);
 }
 
 void nn_ntxent_backward(float *dz, float *cache, int n2, int dim, float tau, float dloss)
@@ -88,12 +90,18 @@ void nn_ntxent_backward(float *dz, float *cache, int n2, int dim, float tau, flo
     ntxent_rows_backward(dz, cache, n2, n2, 0, n2, dim, tau, dloss);
 }
 
+float nn_contrastive_forward(float *cache, const float *z_all, int size, int n2, int dim,
+                             float tau, int decoupled)
+{
+    if (size < 1 || n2 < 2 || n2 % 2 || (decoupled && size * n2 < 3))
+        return -1.0f;
+    return ntxent_blocks_forward(cache, z_all, size * n2, n2, dim, tau, decoupled);
+}
+
 float nn_ntxent_gathered_forward(float *cache, const float *z_all, int size, int n2,
                                  int dim, float tau)
 {
-    if (size < 1 || n2 < 2 || n2 % 2)
-        return -1.0f;
-    return ntxent_blocks_forward(cache, z_all, size * n2, n2, dim, tau);
+    return nn_contrastive_forward(cache, z_all, size, n2, dim, tau, 0);
 }
 
 void nn_ntxent_gathered_backward(float *dz, float *cache, int size, int rank, int n2,

@@ -20,6 +20,13 @@
  * processes (allreduce-sum) gives the single-process gradient of the whole
  * batch; averaging them instead needs dloss = size.
  *
+ * Decoupled contrastive loss (DCL, Yeh et al. 2021): the same, but the
+ * positive is left out of the denominator,
+ *   l(i) = -sim(z_i, z_p(i)) / tau + log sum_{k != i, p(i)} exp(sim(z_i, z_k) / tau),
+ * which removes the term that shrinks NT-Xent's gradient when the batch (the
+ * number of negatives) is small. It needs at least one negative (2N >= 4).
+ * The backward functions serve both: the forward leaves what they need.
+ *
  * Softmax cross-entropy: mean over rows of -log softmax(logits)[label].
  */
 #ifndef NN_LOSS_H
@@ -46,6 +53,12 @@ float nn_ntxent_gathered_forward(float *cache,
  * Uses the cache written by nn_ntxent_gathered_forward. */
 void nn_ntxent_gathered_backward(float *dz, float *cache, int size, int rank, int n2,
                                  int dim, float tau, float dloss);
+
+/* NT-Xent (decoupled 0) or DCL (decoupled 1) over `size` gathered blocks of
+ * n2 rows (size 1: one process); nn_ntxent_gathered_backward (or, for size 1,
+ * nn_ntxent_backward) gives its gradient. Returns -1 on bad sizes. */
+float nn_contrastive_forward(float *cache, const float *z_all, int size, int n2, int dim,
+                             float tau, int decoupled);
 
 /* Returns the mean loss; probs (n, k) is the cache. Labels must be in [0, k). */
 float nn_xent_forward(float *probs, const float *logits, const int32_t *labels, int n, int k);

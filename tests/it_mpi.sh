@@ -11,6 +11,10 @@
 #     says 2 ranks and the time in collectives; both ranks trained; STOP ends
 #     the loader, the augmenters and the evaluator, which evaluated the last
 #     checkpoint.
+#  e. Rank 1 stopped (SIGSTOP) for 2 s with Samples queued, the loader
+#     re-sending after 0.5 s: copies reach rank 0 while their originals wait
+#     on rank 1; the ranks take them out of their batches before the step
+#     (the log counts them) and part a's checks hold: none trained twice.
 #  b. A rank killed with SIGKILL mid-run ends the whole trainer (mpirun and
 #     the other rank exit, bounded by a timeout: nobody waits in a collective
 #     forever); `--resume latest` on ONE process, bound on rank 0's endpoint,
@@ -46,15 +50,13 @@ mpi_args=(-np 2 --oversubscribe)
 export OMPI_MCA_mpi_yield_when_idle=1
 
 # Short queues: a Sample waits little between the loader and a rank, so a slow
-# machine (or a sanitizer build) does not make the loader think one lost and
-# send it again. Across ranks a re-sent copy whose original is still queued on
-# the other rank can be trained twice in one step (README, "Training on
-# several machines"): the ranks learn what the others trained only after the
-# step. At the end of the data the last Samples may all wait on one rank
-# while the other starves until the loader re-sends, so part a streams
-# without end and stops the trainer by its step count (as it_mpi_netns does):
-# epoch 0 complete, and as many distinct Samples as the steps hold. Part b
-# counts every epoch to its end, on one process after the resume.
+# machine (or a sanitizer build) rarely makes the loader think one lost and
+# send it again (part e makes it do so on purpose). At the end of the data the
+# last Samples may all wait on one rank while the other starves (the global
+# batch cannot be split), so parts a and e stream without end and stop the
+# trainer by its step count (as it_mpi_netns does): epoch 0 complete, and as
+# many distinct Samples as the steps hold. Part b counts every epoch to its
+# end, on one process after the resume.
 LOADER_HWM=32      # Samples per augmenter connection
 TRAINER_HWM=4      # ViewBatches per rank
 
@@ -79,7 +81,8 @@ wait_steps() {   # RUN N SECONDS
 }
 
 start_pipeline() {   # NAME [LOADER_EPOCHS]: loader and two augmenters pushing to both ranks
-    "$LOADER" --data "$FMNIST" --limit "$N" --epochs "${2:-$EPOCHS}" --exactly-once --seed 5 --hwm "$LOADER_HWM" \
+    # shellcheck disable=SC2086
+    "$LOADER" --data "$FMNIST" --limit "$N" --epochs "${2:-$EPOCHS}" --exactly-once --seed 5 --hwm "$LOADER_HWM" ${LOADER_EXTRA:-} \
         --bind "tcp://127.0.0.1:$lp" --control "tcp://127.0.0.1:$cp" --quiet >"$tmp/$1.loader.log" 2>&1 &
     loader_pid=$!
     aug_pids=()
@@ -177,6 +180,44 @@ for p in "$loader_pid" "${aug_pids[@]}" "$eval_pid"; do gone "$p" 30 || stopped=
 grep -q "\"step\": *$STEPS\|\"step\":$STEPS" "$tmp/a.eval/eval.jsonl" 2>/dev/null &&
     ok "a: the evaluator evaluated the step-$STEPS checkpoint" ||
     { fail "a: no evaluation of step $STEPS"; tail -5 "$tmp/a.eval.log"; }
+
+# ---- e. copies on both ranks: rank 1 is stopped (SIGSTOP) for 2 s after
+# the first step with Samples in its queue; the loader re-sends what waits
+# unacknowledged, and the copies reach rank 0 while the originals wait on rank
+# 1. Before each step the ranks compare their batches and take out what a
+# lower rank holds or another rank trained, so none is trained twice.
+lp=$(free_port); cp=$(free_port); tp=$(two_ports) || { echo "FAIL: no two free ports"; exit 1; }
+# shellcheck disable=SC2046
+timeout 90 mpirun "${mpi_args[@]}" "$TRAINER" $(targs e --steps "$STEPS") --evaluator none --queue 16 \
+    >"$tmp/e.out" 2>"$tmp/e.err" &
+mpi_pid=$!
+pids+=("$mpi_pid")
+LOADER_EXTRA="--resend-after 0.5" start_pipeline e 0
+rank1=""
+if wait_steps "$tmp/e" 1 60; then
+    for p in $(pgrep -x trainer); do
+        tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | grep -qx "$tmp/e" &&
+            tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1' && rank1=$p
+    done
+fi
+if [ -n "$rank1" ]; then
+    kill -STOP "$rank1"
+    stopped_at=$(steps_done "$tmp/e")
+    sleep 2
+    kill -CONT "$rank1"
+    ok "e: rank 1 stopped for 2 s at step $stopped_at"
+else
+    fail "e: rank 1 not found after the first step"; tail -5 "$tmp/e.err"
+fi
+wait "$mpi_pid"; rc=$?
+[ "$rc" -eq 0 ] && ok "e: mpirun -np 2 trainer exited 0" ||
+    { fail "e: mpirun exit $rc"; tail -20 "$tmp/e.err"; }
+copies=$(sed -n 's/.*rank [01]: \([0-9]*\) image(s) taken out of batches.*/\1/p' "$tmp/e.err" | awk '{ s += $1 } END { print s + 0 }')
+[ "${copies:-0}" -gt 0 ] && ok "e: the ranks took $copies copies out of their batches before the step" ||
+    { fail "e: no copy was taken out (the test did not reach the case)"; grep -c "" "$tmp/e.err"; }
+check_stream e && ok "e: epoch 0 complete, none trained twice across the ranks" ||
+    { fail "e: epoch records"; grep '"record"' "$tmp/e/metrics.jsonl"; }
+for p in "$loader_pid" "${aug_pids[@]}"; do gone "$p" 30 || kill -KILL "$p" 2>/dev/null; done
 
 # ---- b. a rank killed; resumed on one process ----
 lp=$(free_port); cp=$(free_port); tp=$(two_ports) || { echo "FAIL: no two free ports"; exit 1; }

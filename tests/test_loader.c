@@ -290,6 +290,9 @@ static void test_options(void **state)
     assert_int_equal(o.shard_index, 1);
     assert_int_equal(o.shard_count, 3);
     assert_true(o.hold_out == 0.2);
+    assert_true(o.resend_after == LOADER_DEFAULT_RESEND_S);
+    assert_int_equal(PARSE(&o, err, "--data", "d", "--resend-after", "0.25"), 0);
+    assert_true(o.resend_after == 0.25);
     assert_int_equal(PARSE(&o, err, "--help"), 1);
     const struct {
         char **argv;
@@ -303,6 +306,7 @@ static void test_options(void **state)
         { (char *[]){ "loader", "--data", "d", "--hold-out", "0.95", NULL }, "--hold-out" },
         { (char *[]){ "loader", "--data", "d", "--exactly-once", "--control", "none", NULL }, "--exactly-once" },
         { (char *[]){ "loader", "--count", NULL }, "--data" },
+        { (char *[]){ "loader", "--data", "d", "--resend-after", "0", NULL }, "--resend-after" },
     };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         int argc = 0;

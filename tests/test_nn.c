@@ -388,8 +388,15 @@ static double ntxent_obj(void *ctx)
     return nn_ntxent_forward(c->cache, c->z, c->n, c->d, c->tau);
 }
 
-/* the definition, term by term, in double */
-static double ntxent_naive(const float *z, int n2, int d, double tau)
+static double dcl_obj(void *ctx)
+{
+    loss_case *c = ctx;
+    return nn_contrastive_forward(c->cache, c->z, 1, c->n, c->d, c->tau, 1);
+}
+
+/* the definition, term by term, in double; decoupled: the positive is not
+ * in the denominator */
+static double contrastive_naive(const float *z, int n2, int d, double tau, int decoupled)
 {
     double total = 0.0;
     for (int i = 0; i < n2; i++) {
@@ -403,12 +410,18 @@ static double ntxent_naive(const float *z, int n2, int d, double tau)
                 nk += (double)z[k * d + j] * z[k * d + j];
             }
             double e = exp(s / sqrt(ni * nk) / tau);
-            den += e;
-            if (k == (i + n2 / 2) % n2) pos = e;
+            int positive = k == (i + n2 / 2) % n2;
+            if (!(decoupled && positive)) den += e;
+            if (positive) pos = e;
         }
         total += -log(pos / den);
     }
     return total / n2;
+}
+
+static double ntxent_naive(const float *z, int n2, int d, double tau)
+{
+    return contrastive_naive(z, n2, d, tau, 0);
 }
 
 static void test_ntxent(void **state)
@@ -430,6 +443,36 @@ static void test_ntxent(void **state)
     assert_true(fabs(loss - ntxent_naive(c.z, 8, 5, 0.01)) < 1e-3 * fabs(loss) + 1e-4);
     /* identical views, all else orthogonal: loss = log(1 + (2N-2) e^{-1/tau} ... ) checked by naive */
     assert_true(nn_ntxent_forward(c.cache, c.z, 7, 5, 0.5f) < 0.0f);
+    free(c.z); free(c.cache); free(dz);
+}
+
+/* the decoupled loss: its value against the definition, its gradient
+ * (through the same backward) against finite differences, the gathered form
+ * of one block equal to the plain one, and the smallest batch refused */
+static void test_dcl(void **state)
+{
+    (void)state;
+    loss_case c = { .n = 8, .d = 5, .tau = 0.3f };
+    c.z = rand_buf(40, 1.0f);
+    c.cache = zeros(nn_ntxent_cache_size(8, 5));
+    float loss = nn_contrastive_forward(c.cache, c.z, 1, 8, 5, 0.3f, 1);
+    assert_true(fabs(loss - contrastive_naive(c.z, 8, 5, 0.3, 1)) < 1e-5);
+    assert_true(loss < nn_contrastive_forward(c.cache, c.z, 1, 8, 5, 0.3f, 0));
+    float *dz = zeros(40);
+    nn_contrastive_forward(c.cache, c.z, 1, 8, 5, 0.3f, 1);
+    nn_ntxent_backward(dz, c.cache, 8, 5, 0.3f, 1.0f);
+    check_grad("dcl", dcl_obj, &c, c.z, 40, dz);
+    /* two gathered blocks of four rows (positives 0-2, 1-3, 4-6, 5-7) are
+     * the one-batch loss of the same rows in the one-batch layout */
+    float two = nn_contrastive_forward(c.cache, c.z, 2, 4, 5, 0.3f, 1);
+    static const int order[8] = { 0, 1, 4, 5, 2, 3, 6, 7 };
+    float *perm = zeros(40);
+    for (int r = 0; r < 8; r++)
+        memcpy(perm + r * 5, c.z + order[r] * 5, 5 * sizeof *perm);
+    assert_true(fabs(two - contrastive_naive(perm, 8, 5, 0.3, 1)) < 1e-5);
+    free(perm);
+    /* one pair: no negative left */
+    assert_true(nn_contrastive_forward(c.cache, c.z, 1, 2, 5, 0.3f, 1) < 0.0f);
     free(c.z); free(c.cache); free(dz);
 }
 
@@ -656,6 +699,7 @@ int main(void)
         cmocka_unit_test(test_linear_grad),
         cmocka_unit_test(test_l2norm_grad),
         cmocka_unit_test(test_ntxent),
+        cmocka_unit_test(test_dcl),
         cmocka_unit_test(test_xent),
     };
     return cmocka_run_group_tests_name("nn layers and losses", tests, NULL, NULL);

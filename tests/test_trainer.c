@@ -250,6 +250,74 @@ static void test_batch_rotnet_u8(void **state)
     batch_release(&b);
 }
 
+/* Images taken out of a batch (copies another rank trains): the others move
+ * down with their views, epochs and indices; batch_put fills it up again. */
+static void test_batch_remove(void **state)
+{
+    (void)state;
+    batch_shape_t s = { .method = TRAIN_SIMCLR, .images = 4, .classes = 4 };
+    fake_vb_t v;
+    fake_init(&v, PROTO_DTYPE_F32, 4, 2, 10);
+    batch_shape_learn(&s, &v.vb);
+    batch_t b;
+    assert_int_equal(batch_alloc(&b, &s), 0);
+    for (uint32_t i = 0; i < 4; i++)
+        batch_put(&b, &s, &v.vb, i);
+    const uint8_t drop[4] = { 1, 0, 1, 0 };
+    assert_int_equal(batch_remove(&b, &s, drop), 2);
+    assert_int_equal(b.filled, 2);
+    const uint64_t left[2] = { 11, 13 };
+    for (int img = 0; img < 2; img++) {
+        assert_true(b.index[img] == left[img] && b.epoch[img] == left[img] - 10);
+        for (int k = 0; k < 2; k++)
+            for (int j = 0; j < N_PIX; j++)
+                assert_true(b.x[(size_t)(k * 4 + img) * N_PIX + (size_t)j] ==
+                            (float)(100 * left[img] + 10 * (uint64_t)k + (uint64_t)j));
+    }
+    assert_int_equal(b.max_epoch, 3);
+    fake_vb_t v2;
+    fake_init(&v2, PROTO_DTYPE_F32, 2, 2, 20);
+    assert_int_equal(batch_put(&b, &s, &v2.vb, 0), 0);
+    assert_int_equal(batch_put(&b, &s, &v2.vb, 1), 1);   /* full again */
+    assert_true(b.index[2] == 20 && b.index[3] == 21);
+    batch_release(&b);
+
+    /* rotnet: the views and their targets move together */
+    batch_shape_t r = { .method = TRAIN_ROTNET, .images = 3, .classes = 4 };
+    fake_init(&v, PROTO_DTYPE_F32, 3, 4, 0);
+    batch_shape_learn(&r, &v.vb);
+    assert_int_equal(batch_alloc(&b, &r), 0);
+    for (uint32_t i = 0; i < 3; i++)
+        batch_put(&b, &r, &v.vb, i);
+    b.targets[2 * 4 + 1] = 3;   /* marks image 2's second view */
+    const uint8_t first[3] = { 1, 1, 0 };
+    assert_int_equal(batch_remove(&b, &r, first), 2);
+    assert_true(b.filled == 1 && b.index[0] == 2 && b.targets[1] == 3);
+    assert_true(b.x[(size_t)3 * N_PIX] == (float)(100 * 2 + 10 * 3));
+    batch_release(&b);
+}
+
+/* Of copies held by several ranks in one step only the lowest rank's stays. */
+static void test_batch_mark_copies(void **state)
+{
+    (void)state;
+    /* 3 ranks, 3 images each; (0, 5) on ranks 0 and 2, (1, 7) on ranks 1 and 2,
+     * (2, 9) on rank 2 only but in another epoch on rank 0 */
+    const batch_id_t all[9] = {
+        { .epoch = 0, .index = 5 }, { .epoch = 1, .index = 9 }, { .epoch = 0, .index = 1 },
+        { .epoch = 1, .index = 7 }, { .epoch = 0, .index = 2 }, { .epoch = 0, .index = 3 },
+        { .epoch = 0, .index = 5 }, { .epoch = 1, .index = 7 }, { .epoch = 2, .index = 9 },
+    };
+    uint8_t drop[3] = { 0 };
+    assert_int_equal(batch_mark_copies(all, 0, 3, drop), 0);
+    assert_int_equal(batch_mark_copies(all, 1, 3, drop), 0);
+    assert_int_equal(batch_mark_copies(all, 2, 3, drop), 2);
+    assert_true(drop[0] && drop[1] && !drop[2]);
+    /* one already marked (done elsewhere) is not counted twice */
+    uint8_t pre[3] = { 1, 0, 0 };
+    assert_int_equal(batch_mark_copies(all, 2, 3, pre), 1);
+}
+
 static void expect_refused(const batch_shape_t *s, const proto_viewbatch_t *vb, const char *needle)
 {
     char err[256];
@@ -706,7 +774,7 @@ static void test_rundir_state_round_trip(void **state)
                                     .optimizer = NN_OPT_LARS, .lr = 0.0375, .weight_decay = 1e-6,
                                     .momentum = 0.9, .tau = 0.2, .warmup_steps = 3, .total_steps = 40,
                                     .epochs = 1.5, .dataset_size = 50000, .seed = 18446744073709551615ull,
-                                    .sync_bn = 1 },
+                                    .sync_bn = 1, .decoupled = 1 },
                         .step = 20, .images_seen = 640, .rng = 0xfedcba9876543210ull, .train_seconds = 12.5 };
     char path[512], err[512];
     snprintf(path, sizeof path, "%s/state.json", tmpdir);
@@ -722,6 +790,7 @@ static void test_rundir_state_round_trip(void **state)
                 c->epochs == 1.5 && c->steps == 0);
     assert_true(c->dataset_size == 50000 && c->seed == s.config.seed);
     assert_int_equal(c->sync_bn, 1);
+    assert_int_equal(c->decoupled, 1);
     assert_true(r.step == 20 && r.images_seen == 640 && r.rng == s.rng && r.train_seconds == 12.5);
     assert_null(r.epoch_sets);   /* none given: none read */
 
@@ -767,6 +836,7 @@ static void test_rundir_state_earlier_file(void **state)
     assert_true(c->dataset_size == 500 && c->seed == 5);
     assert_true(r.step == 20 && r.images_seen == 640 && r.rng == 0x9e3779b97f4a7c1aull && r.train_seconds == 4.25);
     assert_null(r.epoch_sets);
+    assert_int_equal(c->decoupled, 0);   /* no "loss": NT-Xent, the only loss of then */
 
     /* an unknown method is refused with the file's name */
     f = fopen(path, "w");
@@ -819,6 +889,13 @@ static void test_config_resume(void **state)
     trainer_config_from_options(&c, &o);
     assert_int_equal(trainer_config_resume(&c, &saved, &o, err, sizeof err), -1);
     assert_non_null(strstr(err, "--method"));
+    /* nor the loss (a run's loss is what its checkpoints learnt by) */
+    assert_int_equal(PARSE(&o, err, "--resume", "latest", "--loss", "dcl"), 0);
+    trainer_config_from_options(&c, &o);
+    assert_int_equal(trainer_config_resume(&c, &saved, &o, err, sizeof err), -1);
+    assert_non_null(strstr(err, "--loss"));
+    assert_int_equal(PARSE(&o, err, "--loss", "infonce"), -1);
+    assert_non_null(strstr(err, "infonce"));
 }
 
 /* The total from --steps or --epochs x dataset size, the warm-up in steps,
@@ -1040,6 +1117,21 @@ static void test_epochs_done_elsewhere(void **state)
     assert_true(r.distinct == 3 && r.skipped == 1 && r.duplicates == 2 && r.complete);
     epochs_done_elsewhere(&e, 0, 3, 0);                     /* reported: nothing changes */
     assert_int_equal(epochs_next_record(&e, 1, &r), 0);
+    epochs_release(&e);
+
+    /* a copy admitted here that another rank trained: done, and taken out
+     * of its batch as a duplicate */
+    epochs_init(&e);
+    assert_int_equal(epochs_admit(&e, 4, 6), EPOCHS_NEW);
+    assert_false(epochs_is_done(&e, 4, 6));
+    epochs_done_elsewhere(&e, 4, 6, 0);
+    assert_true(epochs_is_done(&e, 4, 6));
+    assert_false(epochs_is_done(&e, 4, 7) || epochs_is_done(&e, 5, 6));
+    epochs_copy_dropped(&e, 4);
+    epochs_end(&e, 4, 1);
+    assert_int_equal(epochs_next_record(&e, 0, &r), 1);
+    assert_true(r.distinct == 1 && r.duplicates == 1 && r.complete);
+    assert_int_equal(e.duplicates, 1);
     epochs_release(&e);
 }
 
@@ -1265,6 +1357,8 @@ int main(void)
         cmocka_unit_test(test_options_supervised),
         cmocka_unit_test(test_batch_simclr_layout),
         cmocka_unit_test(test_batch_rotnet_u8),
+        cmocka_unit_test(test_batch_remove),
+        cmocka_unit_test(test_batch_mark_copies),
         cmocka_unit_test(test_batch_refusals),
         cmocka_unit_test(test_batch_pretext),
         cmocka_unit_test(test_batch_supervised_layout),

@@ -194,3 +194,50 @@ int batch_put(batch_t *b, const batch_shape_t *s, const proto_viewbatch_t *vb, u
     b->filled++;
     return b->filled == s->images;
 }
+
+uint32_t batch_remove(batch_t *b, const batch_shape_t *s, const uint8_t *drop)
+{
+    size_t n = batch_view_floats(s);
+    uint32_t per = batch_views_used(s), kept = 0, filled = b->filled;
+    b->max_epoch = 0;
+    for (uint32_t i = 0; i < filled; i++) {
+        if (drop[i])
+            continue;
+        if (kept != i) {
+            if (s->method == TRAIN_SIMCLR) {
+                /* view k of image i is row k * images + i */
+                for (uint32_t k = 0; k < per; k++)
+                    memcpy(b->x + ((size_t)k * s->images + kept) * n, b->x + ((size_t)k * s->images + i) * n,
+                           n * sizeof *b->x);
+            } else {
+                /* the views of image i are rows i * per .. i * per + per - 1 */
+                memcpy(b->x + (size_t)kept * per * n, b->x + (size_t)i * per * n, (size_t)per * n * sizeof *b->x);
+                if (b->targets)
+                    memcpy(b->targets + (size_t)kept * per, b->targets + (size_t)i * per, per * sizeof *b->targets);
+            }
+            b->index[kept] = b->index[i];
+            b->epoch[kept] = b->epoch[i];
+        }
+        if (b->epoch[kept] > b->max_epoch)
+            b->max_epoch = b->epoch[kept];
+        kept++;
+    }
+    b->filled = kept;
+    return filled - kept;
+}
+
+uint32_t batch_mark_copies(const batch_id_t *all, int rank, uint32_t per, uint8_t *drop)
+{
+    const batch_id_t *mine = all + (size_t)rank * per;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < per; i++) {
+        int copy = 0;
+        for (size_t j = 0; j < (size_t)rank * per && !copy; j++)
+            copy = all[j].epoch == mine[i].epoch && all[j].index == mine[i].index;
+        if (copy && !drop[i]) {
+            drop[i] = 1;
+            n++;
+        }
+    }
+    return n;
+}

@@ -76,4 +76,23 @@ int batch_sample_usable(const batch_shape_t *s, const proto_view_sample_t *smp);
  * Returns 1 when b is full afterwards, else 0. */
 int batch_put(batch_t *b, const batch_shape_t *s, const proto_viewbatch_t *vb, uint32_t i);
 
+/* One image of a batch as the ranks of a data-parallel run compare them. */
+typedef struct {
+    uint32_t epoch, pad;
+    uint64_t index;
+} batch_id_t;
+
+/* all: every rank's `per` image ids in rank order. Marks drop[i] for image
+ * i of rank `rank` when a lower rank holds the same (epoch, index), so that
+ * of copies that reached several ranks only the lowest rank's is trained.
+ * Leaves the other drop[] entries as they are; returns how many it marked
+ * (rank x per x per comparisons). */
+uint32_t batch_mark_copies(const batch_id_t *all, int rank, uint32_t per, uint8_t *drop);
+
+/* Takes the images i with drop[i] != 0 (i < filled) out of b, moving the
+ * others down in their order (their views and targets with them), so that
+ * b is a partly filled batch that batch_put can fill again. Returns how many
+ * were taken out. */
+uint32_t batch_remove(batch_t *b, const batch_shape_t *s, const uint8_t *drop);
+
 #endif

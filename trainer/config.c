@@ -24,6 +24,7 @@ void trainer_config_from_options(trainer_config_t *c, const trainer_options_t *o
     c->weight_decay = o->weight_decay;
     c->momentum = o->momentum;
     c->tau = o->tau;
+    c->decoupled = o->decoupled;
     c->classes = o->classes;
     c->warmup_steps = o->warmup_steps;
     c->warmup_epochs = o->warmup_epochs;
@@ -49,6 +50,7 @@ int trainer_config_to_json(const trainer_config_t *c, json_t *j)
                           "total_steps", (json_int_t)c->total_steps, "epochs", c->epochs,
                           "dataset_size", dsize, "seed", seed);
     int rc = f && json_object_set_new(f, "sync_bn", json_boolean(c->sync_bn)) == 0 &&
+             json_object_set_new(f, "loss", json_string(c->decoupled ? "dcl" : "ntxent")) == 0 &&
              json_object_update(j, f) == 0 ? 0 : -1;
     json_decref(f);
     return rc;
@@ -92,6 +94,13 @@ int trainer_config_from_json(trainer_config_t *c, json_t *j, char *err, size_t e
     }
     /* states written before data-parallel training have no sync_bn: per-rank batch norm */
     c->sync_bn = json_is_true(json_object_get(j, "sync_bn"));
+    /* and before the decoupled loss: NT-Xent */
+    const char *loss = json_string_value(json_object_get(j, "loss"));
+    if (loss && strcmp(loss, "ntxent") && strcmp(loss, "dcl")) {
+        errmsg_set(err, errlen, "unknown loss '%s'", loss);
+        return -1;
+    }
+    c->decoupled = loss && strcmp(loss, "dcl") == 0;
     snprintf(c->arch, sizeof c->arch, "%s", arch);
     c->batch = (uint32_t)batch;
     c->warmup_steps = (long)warmup;
@@ -135,6 +144,8 @@ int trainer_config_resume(trainer_config_t *c, const trainer_config_t *saved, co
         check_same("--batch", o->set_batch, c->batch == saved->batch, batch, err, errlen) ||
         check_same("--arch", o->set_arch, strcmp(c->arch, saved->arch) == 0, saved->arch, err, errlen) ||
         check_same("--width", o->set_width && trainer_arch_is_preset(saved->arch), c->width == saved->width, width,
+                   err, errlen) ||
+        check_same("--loss", o->set_loss, c->decoupled == saved->decoupled, saved->decoupled ? "dcl" : "ntxent",
                    err, errlen))
         return -1;
     warn_kept("--lr", o->set_lr, c->lr, saved->lr);

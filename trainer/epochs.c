@@ -199,6 +199,24 @@ void epochs_done_elsewhere(epochs_t *e, uint32_t epoch, uint64_t index, int skip
         s->trained++;
 }
 
+int epochs_is_done(const epochs_t *e, uint32_t epoch, uint64_t index)
+{
+    for (int i = 0; i < EPOCHS_KEPT; i++) {
+        const epochs_slot_t *s = &e->slot[i];
+        if (s->used && s->epoch == epoch)
+            return index < s->n_bits && bit_get(s->done, index);
+    }
+    return 0;
+}
+
+void epochs_copy_dropped(epochs_t *e, uint32_t epoch)
+{
+    epochs_slot_t *s = find(e, epoch);
+    if (s)
+        s->duplicates++;
+    e->duplicates++;
+}
+
 void epochs_end(epochs_t *e, uint32_t epoch, uint64_t count)
 {
     epochs_slot_t *s = find(e, epoch);

@@ -91,6 +91,14 @@ void epochs_skipped(epochs_t *e, uint32_t epoch, uint64_t index);
  * closed. (A copy admitted here but not yet trained is trained again: the
  * loader sends a copy only long after its original went unacknowledged.) */
 void epochs_done_elsewhere(epochs_t *e, uint32_t epoch, uint64_t index, int skipped);
+/* 1 when (epoch, index) is done here (trained or skipped, here or, as far as
+ * the exchanged events tell, on another rank); 0 otherwise, and for an index
+ * beyond the tracked ones. */
+int epochs_is_done(const epochs_t *e, uint32_t epoch, uint64_t index);
+/* An admitted sample was taken out of its batch untrained, as a copy of one
+ * another rank trains or trained (data-parallel runs): counted as a
+ * duplicate. */
+void epochs_copy_dropped(epochs_t *e, uint32_t epoch);
 /* The loader's END_OF_EPOCH: epoch holds count samples. */
 void epochs_end(epochs_t *e, uint32_t epoch, uint64_t count);
 

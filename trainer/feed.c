@@ -379,6 +379,32 @@ void feed_give_back(feed_t *f, batch_t *b)
     pthread_mutex_unlock(&f->mu);
 }
 
+uint32_t feed_mark_done(feed_t *f, const batch_t *b, uint8_t *drop)
+{
+    uint32_t n = 0;
+    pthread_mutex_lock(&f->mu);
+    for (uint32_t i = 0; i < b->filled; i++)
+        if (epochs_is_done(&f->ep, b->epoch[i], b->index[i])) {
+            drop[i] = 1;
+            n++;
+        }
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+void feed_refill(feed_t *f, batch_t *b, const uint8_t *drop)
+{
+    pthread_mutex_lock(&f->mu);
+    for (uint32_t i = 0; i < b->filled; i++)
+        if (drop[i])
+            epochs_copy_dropped(&f->ep, b->epoch[i]);
+    batch_remove(b, &f->shape, drop);
+    /* on top of the free stack: acquire_slot hands it to the thread first */
+    f->free_stack[f->n_free++] = (int)(b - f->slots);
+    pthread_cond_signal(&f->free_cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
 void feed_shape(feed_t *f, batch_shape_t *out)
 {
     pthread_mutex_lock(&f->mu);

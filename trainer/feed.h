@@ -75,6 +75,17 @@ void feed_destroy(feed_t **self_p);
 batch_t *feed_take(feed_t *f, int timeout_ms);
 void feed_give_back(feed_t *f, batch_t *b);
 
+/* Data-parallel runs, before a step: marks in drop[] (b->filled entries) the
+ * images of b that are done already (another rank trained them after b was
+ * assembled) and returns how many; drop[] entries of the others are left
+ * as they are. */
+uint32_t feed_mark_done(feed_t *f, const batch_t *b, uint8_t *drop);
+/* Takes the images marked in drop[] out of b untrained (copies of samples
+ * another rank trains or trained: counted as duplicates, acknowledged by the
+ * rank that trains them) and hands the partly filled b back: the receive
+ * thread fills it up before it starts an empty batch. */
+void feed_refill(feed_t *f, batch_t *b, const uint8_t *drop);
+
 /* The complete shape (valid once a batch has been taken). */
 void feed_shape(feed_t *f, batch_shape_t *out);
 void feed_stats(feed_t *f, feed_stats_t *out);

@@ -201,10 +201,10 @@ float model_step(model_t *m, const batch_t *b, float lr, float *accuracy)
          * summed gradient give the single process's step */
         if (timed_allgather(m, out, m->z_all, local))
             return comm_fail(m, "embeddings");
-        loss = nn_ntxent_gathered_forward(m->cache, m->z_all, m->size, m->rows, m->out_dim, m->tau);
+        loss = nn_contrastive_forward(m->cache, m->z_all, m->size, m->rows, m->out_dim, m->tau, m->decoupled);
         nn_ntxent_gathered_backward(m->dout, m->cache, m->size, m->rank, m->rows, m->out_dim, m->tau, 1.0f);
     } else if (m->method == TRAIN_SIMCLR) {
-        loss = nn_ntxent_forward(m->cache, out, m->rows, m->out_dim, m->tau);
+        loss = nn_contrastive_forward(m->cache, out, 1, m->rows, m->out_dim, m->tau, m->decoupled);
         nn_ntxent_backward(m->dout, m->cache, m->rows, m->out_dim, m->tau, 1.0f);
     } else {
         /* each rank's mean over its rows, weighted 1/size: their sum is the

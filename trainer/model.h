@@ -18,6 +18,7 @@ typedef struct {
     int rows;               /* views per step */
     int out_dim;            /* width of the head's output */
     float tau;              /* NT-Xent temperature */
+    int decoupled;          /* simclr: DCL instead of NT-Xent (0 from model_new; the caller sets it) */
     float *cache;           /* simclr: NT-Xent scratch; rotnet, supervised: softmax (rows, out_dim) */
     float *dout;            /* (rows, out_dim) d loss / d output */
 

@@ -107,6 +107,9 @@ void trainer_usage(FILE *f)
 "  --weight-decay X   (default %.0e sgd (%.0e supervised), %.0e lars, %.0e adamw)\n"
 "  --momentum X       sgd and lars momentum (default %.1f)\n"
 "  --tau X            NT-Xent temperature (default %.1f)\n"
+"  --loss L           simclr: ntxent (SimCLR's loss) or dcl (decoupled: the\n"
+"                     positive pair left out of the denominator, which helps\n"
+"                     small batches) (default ntxent)\n"
 "  --warmup N|Nep     linear warm-up in steps, or in epochs with the suffix ep\n"
 "                     (needs a known dataset size) (default %.0f%% of the steps)\n"
 "  --epochs E         train E epochs (may be fractional) (default %d)\n"
@@ -211,7 +214,7 @@ void trainer_options_finish(trainer_options_t *o)
 
 enum {
     OPT_METHOD = 256, OPT_CLASSES, OPT_ARCH, OPT_WIDTH, OPT_BATCH, OPT_OPTIMIZER, OPT_LR, OPT_WD, OPT_MOMENTUM,
-    OPT_TAU, OPT_WARMUP, OPT_EPOCHS, OPT_STEPS, OPT_DATASET_SIZE, OPT_SEED, OPT_BIND, OPT_CONTROL,
+    OPT_TAU, OPT_LOSS, OPT_WARMUP, OPT_EPOCHS, OPT_STEPS, OPT_DATASET_SIZE, OPT_SEED, OPT_BIND, OPT_CONTROL,
     OPT_EVALUATOR, OPT_OUT, OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_QUEUE, OPT_HWM, OPT_CURVE, OPT_QUIET, OPT_SYNC_BN,
     OPT_HELP,
 };
@@ -277,6 +280,14 @@ static int parse_option(void *ctx, int c, const char *v, char *err, size_t n)
     case OPT_TAU:
         o->set_tau = 1;
         return cli_double("--tau", v, MIN_TAU, MAX_TAU, &o->tau, err, n);
+    case OPT_LOSS:
+        if (strcmp(v, "ntxent") && strcmp(v, "dcl")) {
+            errmsg_set(err, n, "--loss: '%s' is not ntxent or dcl", v);
+            return -1;
+        }
+        o->decoupled = strcmp(v, "dcl") == 0;
+        o->set_loss = 1;
+        return 0;
     case OPT_WARMUP:
         if (trainer_parse_warmup(v, &o->warmup_steps, &o->warmup_epochs)) {
             errmsg_set(err, n, "--warmup wants N steps or Nep epochs (for example 500 or 2ep), got \"%s\"", v);
@@ -324,6 +335,7 @@ int trainer_options_parse(trainer_options_t *o, int argc, char **argv, char *err
         { "weight-decay", required_argument, 0, OPT_WD },
         { "momentum", required_argument, 0, OPT_MOMENTUM },
         { "tau", required_argument, 0, OPT_TAU },
+        { "loss", required_argument, 0, OPT_LOSS },
         { "warmup", required_argument, 0, OPT_WARMUP },
         { "epochs", required_argument, 0, OPT_EPOCHS },
         { "steps", required_argument, 0, OPT_STEPS },

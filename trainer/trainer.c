@@ -108,6 +108,11 @@ struct trainer {
     rank_state_t *states;           /* (size) */
     uint32_t *dup_epoch;            /* (SHARE_ACKS_MAX) dropped copies taken from the feed */
     uint64_t *dup_index;
+    batch_id_t *ids_mine;           /* (images) this rank's batch, before a step */
+    batch_id_t *ids_all;            /* (size * images) every rank's */
+    uint8_t *drop;                  /* (images) this rank's images to take out */
+    int32_t *drop_counts;           /* (size) how many each rank took out */
+    uint64_t copies_dropped;        /* images this rank took out of its batches, in all */
     double sync_seconds;            /* time in the exchanges (dist calls) */
     double sync_bytes;
 };
@@ -317,7 +322,12 @@ static int setup_ranks(trainer_t *t, char *err, size_t errlen)
     t->states = calloc((size_t)t->size, sizeof *t->states);
     t->dup_epoch = malloc(SHARE_ACKS_MAX * sizeof *t->dup_epoch);
     t->dup_index = malloc(SHARE_ACKS_MAX * sizeof *t->dup_index);
-    if (!t->ev_out || !t->states || !t->dup_epoch || !t->dup_index) {
+    t->ids_mine = calloc(t->shape.images, sizeof *t->ids_mine);
+    t->ids_all = calloc((size_t)t->size * t->shape.images, sizeof *t->ids_all);
+    t->drop = malloc(t->shape.images);
+    t->drop_counts = calloc((size_t)t->size, sizeof *t->drop_counts);
+    if (!t->ev_out || !t->states || !t->dup_epoch || !t->dup_index || !t->ids_mine || !t->ids_all || !t->drop ||
+        !t->drop_counts) {
         errmsg_set(err, errlen, "out of memory for the exchange between ranks");
         return -1;
     }
@@ -366,6 +376,10 @@ void trainer_destroy(trainer_t **self_p)
     free(t->states);
     free(t->dup_epoch);
     free(t->dup_index);
+    free(t->ids_mine);
+    free(t->ids_all);
+    free(t->drop);
+    free(t->drop_counts);
     free(t);
     *self_p = NULL;
 }
@@ -523,6 +537,7 @@ static int build_model(trainer_t *t)
         console_log("cannot build the network: %s", err);
         return -1;
     }
+    t->model->decoupled = c->decoupled;
     if (model_set_dist(t->model, t->d, c->sync_bn, err, sizeof err)) {
         console_log("cannot spread the network over %d ranks: %s", t->size, err);
         return -1;
@@ -730,6 +745,50 @@ fail:
     return -1;
 }
 
+/* Before each step of a data-parallel run every rank shows the others the
+ * images of its batch, so that none is trained twice: a copy the loader sent
+ * again can wait on one rank while its original waits on another. A rank
+ * takes out of its batch the images a lower rank holds for this step and
+ * those another rank trained since the batch was assembled (the exchange
+ * after each step told it), and has the feed fill it up again. 1: every
+ * batch is clean, step; 0: some rank took images out, no step this time
+ * (*bp is NULL on those ranks); -1: the exchange failed. */
+static int drop_copies(trainer_t *t, batch_t **bp)
+{
+    char err[MSG_MAX];
+    batch_t *b = *bp;
+    uint32_t per = t->shape.images;
+    double t0 = console_now();
+    for (uint32_t i = 0; i < per; i++)
+        t->ids_mine[i] = (batch_id_t){ .epoch = b->epoch[i], .index = b->index[i] };
+    if (dist_allgather_bytes(t->d, t->ids_mine, t->ids_all, per * sizeof *t->ids_mine, err, sizeof err))
+        goto fail;
+    memset(t->drop, 0, per);
+    feed_mark_done(t->feed, b, t->drop);
+    batch_mark_copies(t->ids_all, t->rank, per, t->drop);
+    int32_t mine = 0;
+    for (uint32_t i = 0; i < per; i++)
+        mine += t->drop[i];
+    if (dist_allgather_bytes(t->d, &mine, t->drop_counts, sizeof mine, err, sizeof err))
+        goto fail;
+    t->sync_seconds += console_now() - t0;
+    t->sync_bytes += (double)per * sizeof *t->ids_mine + sizeof mine;
+    int64_t any = 0;
+    for (int r = 0; r < t->size; r++)
+        any += t->drop_counts[r];
+    if (!any)
+        return 1;
+    if (mine) {
+        feed_refill(t->feed, b, t->drop);
+        *bp = NULL;
+        t->copies_dropped += (uint64_t)mine;
+    }
+    return 0;
+fail:
+    console_log("the ranks cannot compare their batches: %s", err);
+    return -1;
+}
+
 /* This rank's part of the decision. */
 static void rank_state(trainer_t *t, const batch_t *b, double now, rank_state_t *st)
 {
@@ -832,6 +891,15 @@ static end_reason_t train(trainer_t *t)
             }
             continue;
         }
+        if (t->size > 1) {
+            int clean = drop_copies(t, &b);
+            if (clean < 0) {
+                why = END_FAILED;
+                break;
+            }
+            if (!clean)
+                continue;
+        }
         why = step_once(t, b, &period_start, &wait);
         feed_give_back(t->feed, b);
         b = NULL;
@@ -922,6 +990,9 @@ int trainer_run(trainer_t *t)
                     t->config.total_steps && t->step < t->config.total_steps ? " before the planned total" : "");
     }
     int rc = (why == END_DONE || why == END_SIGNAL || why == END_STREAM) ? 0 : -1;
+    if (t->copies_dropped)
+        console_log("rank %d: %" PRIu64 " image(s) taken out of batches before their step: copies of samples "
+                    "another rank held or had trained", t->rank, t->copies_dropped);
     if (t->rank > 0) {
         if (t->model)
             console_log("rank %d: %ld steps, %.3f s in collectives", t->rank, t->step,
