@@ -9,6 +9,8 @@
 #     steps 1..40 once each, the kept checkpoints load (nntool info), `latest`
 #     is step 40 with optimizer state, a test evaluator (Python PULL) gets a
 #     Checkpoint for step 40, and STOP ends the loader and the augmenter.
+#     With --ema 0.9: each kept checkpoint has its weights' average beside it,
+#     the resumed run continues the saved one, the evaluator is given it.
 #  2. RotNet (uint8 views, targets 0-3), malformed messages pushed in between,
 #     SIGTERM mid-run: exit 0, a final checkpoint at the step reached, the
 #     malformed messages dropped and counted, the loss finite.
@@ -122,7 +124,7 @@ jcheck() {
 pull=$(free_port); ctl=$(free_port); evp=$(free_port)
 run="$tmp/simclr"
 targs=(--method simclr --arch resnet-mini --width 8 --batch 32 --steps "$STEPS" --ckpt-every 10 --keep 3
-       --seed 3 --bind "tcp://127.0.0.1:$pull" --control "tcp://127.0.0.1:$ctl"
+       --ema 0.9 --seed 3 --bind "tcp://127.0.0.1:$pull" --control "tcp://127.0.0.1:$ctl"
        --evaluator "tcp://127.0.0.1:$evp" --out "$run" --quiet)
 start_pipeline simclr "--recipe simclr --normalize cifar10"
 start=$(date +%s)
@@ -176,6 +178,9 @@ rc=$?
 [ "$rc" -eq 0 ] && ok "simclr: resumed run exited 0" || { fail "simclr: resumed run exit $rc"; cat "$tmp/t2.err"; }
 grep -q "resumed .*ckpt-$(printf %08d $KILL_AFTER).safetensors at step $KILL_AFTER" "$tmp/t2.err" &&
     ok "simclr: resumed from step $KILL_AFTER" || fail "simclr: no resume line"
+grep -q "moving average starts again" "$tmp/t2.err" &&
+    { fail "simclr: the resumed run did not find the weights' average"; grep average "$tmp/t2.err"; } ||
+    ok "simclr: the resumed run continued the weights' average of step $KILL_AFTER"
 jcheck "$tmp/t2.out" "d['end'] == 'done' and d['step'] == $STEPS and d['steps_this_run'] == $STEPS - $KILL_AFTER" \
     "simclr: the resumed run ended at step $STEPS after $((STEPS - KILL_AFTER)) more steps"
 check_stopped simclr
@@ -208,6 +213,12 @@ EOF
 kept=$(cd "$run" && ls ckpt-*.safetensors 2>/dev/null | tr '\n' ' ')
 [ "$kept" = "ckpt-00000020.safetensors ckpt-00000030.safetensors ckpt-00000040.safetensors " ] &&
     ok "simclr: the last 3 checkpoints are kept ($kept)" || fail "simclr: kept checkpoints: $kept"
+averages=$(cd "$run" && ls ./*.ema.safetensors 2>/dev/null | tr '\n' ' ')
+[ "$averages" = "./ckpt-00000020.ema.safetensors ./ckpt-00000030.ema.safetensors ./ckpt-00000040.ema.safetensors " ] &&
+    ok "simclr: --ema: each kept checkpoint has its weights' average beside it" || fail "simclr: averages: $averages"
+"$NNTOOL" info "$run/ckpt-00000040.ema.safetensors" >"$tmp/ema.json" 2>&1
+jcheck "$tmp/ema.json" "d['step'] == $STEPS and not d['optimizer'] and d['method'] == 'simclr'" \
+    "simclr: the average loads (nntool info): step $STEPS, no optimizer state"
 for c in "$run"/ckpt-*.safetensors; do
     "$NNTOOL" info "$c" >"$tmp/info.json" 2>&1 || { fail "simclr: nntool info $(basename "$c") failed"; cat "$tmp/info.json"; }
 done
@@ -226,6 +237,7 @@ got = json.load(open('$tmp/evaluator.json'))
 last = got[-1]
 assert last['type'] == 'checkpoint' and last['step'] == $STEPS and last['method'] == 'simclr', last
 assert os.path.isabs(last['path']) and os.path.exists(last['path']), last
+assert last['path'].endswith('ckpt-00000040.ema.safetensors'), last   # --ema: the average
 assert last['arch_lines'] > 5, last
 " && ok "evaluator: got the step-$STEPS Checkpoint (path, method, network description)" ||
         { fail "evaluator: Checkpoint messages"; cat "$tmp/evaluator.json"; }

@@ -774,7 +774,7 @@ static void test_rundir_state_round_trip(void **state)
                                     .optimizer = NN_OPT_LARS, .lr = 0.0375, .weight_decay = 1e-6,
                                     .momentum = 0.9, .tau = 0.2, .warmup_steps = 3, .total_steps = 40,
                                     .epochs = 1.5, .dataset_size = 50000, .seed = 18446744073709551615ull,
-                                    .sync_bn = 1, .decoupled = 1 },
+                                    .sync_bn = 1, .decoupled = 1, .ema = 0.99 },
                         .step = 20, .images_seen = 640, .rng = 0xfedcba9876543210ull, .train_seconds = 12.5 };
     char path[512], err[512];
     snprintf(path, sizeof path, "%s/state.json", tmpdir);
@@ -791,6 +791,7 @@ static void test_rundir_state_round_trip(void **state)
     assert_true(c->dataset_size == 50000 && c->seed == s.config.seed);
     assert_int_equal(c->sync_bn, 1);
     assert_int_equal(c->decoupled, 1);
+    assert_true(c->ema == 0.99);
     assert_true(r.step == 20 && r.images_seen == 640 && r.rng == s.rng && r.train_seconds == 12.5);
     assert_null(r.epoch_sets);   /* none given: none read */
 
@@ -837,6 +838,7 @@ static void test_rundir_state_earlier_file(void **state)
     assert_true(r.step == 20 && r.images_seen == 640 && r.rng == 0x9e3779b97f4a7c1aull && r.train_seconds == 4.25);
     assert_null(r.epoch_sets);
     assert_int_equal(c->decoupled, 0);   /* no "loss": NT-Xent, the only loss of then */
+    assert_true(c->ema == 0.0);          /* no "ema": no average */
 
     /* an unknown method is refused with the file's name */
     f = fopen(path, "w");
@@ -1293,6 +1295,31 @@ static void run_steps(train_method_t method, const char *head)
         fail_msg("%s loss did not fall on a fixed batch: %f -> %f", head, (double)first, (double)last);
     if (b.targets && acc < 1.0f)   /* a fixed batch is learnt by heart */
         fail_msg("%s train accuracy %f on a fixed batch after 16 steps", head, (double)acc);
+
+    /* the weights' moving average: decay 0.1 at the first update, then
+     * min(0.9, 2/11), ...; swapping twice changes nothing */
+    nn_arena *p = nn_net_params(m->net);
+    assert_int_equal(model_ema_start(m, 0.9f), 0);
+    float *before = malloc(p->size * sizeof *before), *avg = malloc(p->size * sizeof *avg);
+    assert_true(before && avg);
+    memcpy(before, p->base, p->size * sizeof *before);
+    model_step(m, &b, 0.05f, NULL);
+    for (size_t i = 0; i < p->size; i++)
+        avg[i] = before[i] + 0.9f * (p->base[i] - before[i]);
+    assert_memory_equal(m->ema, avg, p->size * sizeof *avg);
+    memcpy(before, p->base, p->size * sizeof *before);
+    model_ema_swap(m);
+    assert_memory_equal(p->base, avg, p->size * sizeof *avg);
+    model_ema_swap(m);
+    assert_memory_equal(p->base, before, p->size * sizeof *before);
+    model_step(m, &b, 0.05f, NULL);
+    float d = 2.0f / 11.0f;
+    for (size_t i = 0; i < p->size; i++)
+        avg[i] += (1.0f - d) * (p->base[i] - avg[i]);
+    for (size_t i = 0; i < p->size; i++)
+        assert_true(fabsf(m->ema[i] - avg[i]) <= 1e-6f * (1.0f + fabsf(avg[i])));
+    free(before);
+    free(avg);
     batch_release(&b);
     model_destroy(&m);
     assert_null(m);

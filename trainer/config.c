@@ -25,6 +25,7 @@ void trainer_config_from_options(trainer_config_t *c, const trainer_options_t *o
     c->momentum = o->momentum;
     c->tau = o->tau;
     c->decoupled = o->decoupled;
+    c->ema = o->ema;
     c->classes = o->classes;
     c->warmup_steps = o->warmup_steps;
     c->warmup_epochs = o->warmup_epochs;
@@ -51,6 +52,7 @@ int trainer_config_to_json(const trainer_config_t *c, json_t *j)
                           "dataset_size", dsize, "seed", seed);
     int rc = f && json_object_set_new(f, "sync_bn", json_boolean(c->sync_bn)) == 0 &&
              json_object_set_new(f, "loss", json_string(c->decoupled ? "dcl" : "ntxent")) == 0 &&
+             json_object_set_new(f, "ema", json_real(c->ema)) == 0 &&
              json_object_update(j, f) == 0 ? 0 : -1;
     json_decref(f);
     return rc;
@@ -101,6 +103,13 @@ int trainer_config_from_json(trainer_config_t *c, json_t *j, char *err, size_t e
         return -1;
     }
     c->decoupled = loss && strcmp(loss, "dcl") == 0;
+    /* and before the moving average: none */
+    json_t *ema = json_object_get(j, "ema");
+    c->ema = json_is_number(ema) ? json_number_value(ema) : 0.0;
+    if (c->ema < 0 || c->ema >= 1) {
+        errmsg_set(err, errlen, "ema %g is not in [0, 1)", c->ema);
+        return -1;
+    }
     snprintf(c->arch, sizeof c->arch, "%s", arch);
     c->batch = (uint32_t)batch;
     c->warmup_steps = (long)warmup;
@@ -152,6 +161,7 @@ int trainer_config_resume(trainer_config_t *c, const trainer_config_t *saved, co
     warn_kept("--weight-decay", o->set_wd, c->weight_decay, saved->weight_decay);
     warn_kept("--momentum", o->set_momentum, c->momentum, saved->momentum);
     warn_kept("--tau", o->set_tau, c->tau, saved->tau);
+    warn_kept("--ema", o->set_ema, c->ema, saved->ema);
     if (o->set_warmup)
         console_log("--warmup ignored: the resumed run keeps its %ld steps", saved->warmup_steps);
 

@@ -24,6 +24,7 @@ typedef struct {
     double lr;                      /* peak learning rate, after the batch scaling */
     double weight_decay, momentum, tau;
     int decoupled;                  /* simclr: DCL instead of NT-Xent ("loss": "dcl") */
+    double ema;                     /* the weights' moving average's decay, 0 = none */
     uint32_t classes;               /* supervised: labels 0..classes-1 (not recorded: a resumed
                                        run takes its network head's width) */
     long warmup_steps;              /* -1: the default share of the total (trainer/schedule.h) */

@@ -78,6 +78,7 @@ void model_destroy(model_t **self_p)
     free(m->cache);
     free(m->dout);
     free(m->z_all);
+    free(m->ema);
     free(m);
     *self_p = NULL;
 }
@@ -232,5 +233,34 @@ float model_step(model_t *m, const batch_t *b, float lr, float *accuracy)
     if (parallel && timed_allreduce(m, g->base, g->size))
         return comm_fail(m, "gradients");
     nn_optim_step(m->opt, nn_net_params(m->net), g, lr);
+    if (m->ema) {
+        nn_arena *p = nn_net_params(m->net);
+        double t = (double)m->ema_updates++;
+        float d = (float)fmin((double)m->ema_decay, (1.0 + t) / (10.0 + t)), keep = 1.0f - d;
+        for (size_t i = 0; i < p->size; i++)
+            m->ema[i] += keep * (p->base[i] - m->ema[i]);
+    }
     return loss;
+}
+
+int model_ema_start(model_t *m, float decay)
+{
+    nn_arena *p = nn_net_params(m->net);
+    free(m->ema);
+    if (!(m->ema = malloc(p->size * sizeof *m->ema)))
+        return -1;
+    memcpy(m->ema, p->base, p->size * sizeof *m->ema);
+    m->ema_decay = decay;
+    m->ema_updates = 0;
+    return 0;
+}
+
+void model_ema_swap(model_t *m)
+{
+    nn_arena *p = nn_net_params(m->net);
+    for (size_t i = 0; m->ema && i < p->size; i++) {
+        float v = p->base[i];
+        p->base[i] = m->ema[i];
+        m->ema[i] = v;
+    }
 }

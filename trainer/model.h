@@ -19,6 +19,9 @@ typedef struct {
     int out_dim;            /* width of the head's output */
     float tau;              /* NT-Xent temperature */
     int decoupled;          /* simclr: DCL instead of NT-Xent (0 from model_new; the caller sets it) */
+    float *ema;             /* model_ema_start: the parameters' moving average (NULL: none) */
+    float ema_decay;
+    long ema_updates;       /* steps averaged so far */
     float *cache;           /* simclr: NT-Xent scratch; rotnet, supervised: softmax (rows, out_dim) */
     float *dout;            /* (rows, out_dim) d loss / d output */
 
@@ -61,6 +64,16 @@ int model_broadcast(model_t *m, int root, char *err, size_t errlen);
  * their target (rotnet, supervised: the batch's train accuracy, before the
  * update), or NAN for simclr. */
 float model_step(model_t *m, const batch_t *b, float lr, float *accuracy);
+
+/* Starts a moving average of the parameters (BN running statistics
+ * included) at their current values, with the given decay; every later
+ * model_step updates it with decay min(decay, (1 + t) / (10 + t)) at its
+ * t-th update, so that the first steps are not averaged with the
+ * initialisation for long. 0, or -1 out of memory. */
+int model_ema_start(model_t *m, float decay);
+/* Exchanges the parameters and their average (twice: back as they were),
+ * to save or load the average with the nn/ckpt functions. */
+void model_ema_swap(model_t *m);
 
 /* Checks a description before any data arrives: builds it for one image and
  * reports the input shape and output width. 0, or -1 with err. */

@@ -19,6 +19,7 @@
 #define MAX_MOMENTUM 0.9999
 #define MIN_TAU    1e-3
 #define MAX_TAU    100.0
+#define MAX_EMA    0.999999
 #define MAX_EPOCHS 1e6
 #define MAX_WARMUP_EPOCHS 1e6
 #define MAX_HWM    (1 << 20)
@@ -110,6 +111,11 @@ void trainer_usage(FILE *f)
 "  --loss L           simclr: ntxent (SimCLR's loss) or dcl (decoupled: the\n"
 "                     positive pair left out of the denominator, which helps\n"
 "                     small batches) (default ntxent)\n"
+"  --ema D            also keep a moving average of the weights, each step\n"
+"                     avg = D avg + (1 - D) weights (D rises from 0.1 over the\n"
+"                     first steps), written beside each checkpoint as\n"
+"                     ckpt-<step>.ema.safetensors and given to the evaluator in\n"
+"                     its place; e.g. 0.99 (default 0: none)\n"
 "  --warmup N|Nep     linear warm-up in steps, or in epochs with the suffix ep\n"
 "                     (needs a known dataset size) (default %.0f%% of the steps)\n"
 "  --epochs E         train E epochs (may be fractional) (default %d)\n"
@@ -214,7 +220,7 @@ void trainer_options_finish(trainer_options_t *o)
 
 enum {
     OPT_METHOD = 256, OPT_CLASSES, OPT_ARCH, OPT_WIDTH, OPT_BATCH, OPT_OPTIMIZER, OPT_LR, OPT_WD, OPT_MOMENTUM,
-    OPT_TAU, OPT_LOSS, OPT_WARMUP, OPT_EPOCHS, OPT_STEPS, OPT_DATASET_SIZE, OPT_SEED, OPT_BIND, OPT_CONTROL,
+    OPT_TAU, OPT_LOSS, OPT_EMA, OPT_WARMUP, OPT_EPOCHS, OPT_STEPS, OPT_DATASET_SIZE, OPT_SEED, OPT_BIND, OPT_CONTROL,
     OPT_EVALUATOR, OPT_OUT, OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_QUEUE, OPT_HWM, OPT_CURVE, OPT_QUIET, OPT_SYNC_BN,
     OPT_HELP,
 };
@@ -280,6 +286,9 @@ static int parse_option(void *ctx, int c, const char *v, char *err, size_t n)
     case OPT_TAU:
         o->set_tau = 1;
         return cli_double("--tau", v, MIN_TAU, MAX_TAU, &o->tau, err, n);
+    case OPT_EMA:
+        o->set_ema = 1;
+        return cli_double("--ema", v, 0.0, MAX_EMA, &o->ema, err, n);
     case OPT_LOSS:
         if (strcmp(v, "ntxent") && strcmp(v, "dcl")) {
             errmsg_set(err, n, "--loss: '%s' is not ntxent or dcl", v);
@@ -336,6 +345,7 @@ int trainer_options_parse(trainer_options_t *o, int argc, char **argv, char *err
         { "momentum", required_argument, 0, OPT_MOMENTUM },
         { "tau", required_argument, 0, OPT_TAU },
         { "loss", required_argument, 0, OPT_LOSS },
+        { "ema", required_argument, 0, OPT_EMA },
         { "warmup", required_argument, 0, OPT_WARMUP },
         { "epochs", required_argument, 0, OPT_EPOCHS },
         { "steps", required_argument, 0, OPT_STEPS },

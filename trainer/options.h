@@ -57,6 +57,7 @@ typedef struct {
     double lr;                  /* peak learning rate, after the batch scaling */
     double weight_decay, momentum, tau;
     int decoupled;              /* simclr: --loss dcl (the positive out of the denominator) */
+    double ema;                 /* decay of the weights' moving average, 0 = none */
     uint32_t classes;           /* supervised: labels 0..classes-1 are trained on */
     long warmup_steps;          /* -1: not given (default share of the total) */
     double warmup_epochs;       /* > 0 when given as "Nep" */
@@ -77,7 +78,7 @@ typedef struct {
     int quiet;
     /* which options the command line gave explicitly (resume compares them) */
     int set_method, set_lr, set_optimizer, set_batch, set_arch, set_width, set_wd,
-        set_momentum, set_tau, set_loss, set_warmup, set_length, set_seed, set_out, set_classes, set_sync_bn;
+        set_momentum, set_tau, set_loss, set_ema, set_warmup, set_length, set_seed, set_out, set_classes, set_sync_bn;
 } trainer_options_t;
 
 /* Parses argv. Returns 0 on success, 1 when --help was asked, -1 on a usage

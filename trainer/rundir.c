@@ -18,6 +18,7 @@
 #define CKPT_PREFIX  "ckpt-"
 #define CKPT_SUFFIX  ".safetensors"
 #define STATE_SUFFIX ".json"
+#define EMA_SUFFIX   ".ema.safetensors"
 
 int rundir_make(const char *dir, char *err, size_t errlen)
 {
@@ -56,6 +57,15 @@ void rundir_state_path(char *buf, size_t len, const char *ckpt_path)
         snprintf(buf, len, "%.*s" STATE_SUFFIX, (int)(n - s), ckpt_path);
     else
         snprintf(buf, len, "%s" STATE_SUFFIX, ckpt_path);
+}
+
+void rundir_ema_path(char *buf, size_t len, const char *ckpt_path)
+{
+    size_t n = strlen(ckpt_path), s = strlen(CKPT_SUFFIX);
+    if (n > s && strcmp(ckpt_path + n - s, CKPT_SUFFIX) == 0)
+        snprintf(buf, len, "%.*s" EMA_SUFFIX, (int)(n - s), ckpt_path);
+    else
+        snprintf(buf, len, "%s" EMA_SUFFIX, ckpt_path);
 }
 
 /* fsync of the folder holding `path`, so that a rename survives a crash. */
@@ -283,10 +293,12 @@ void rundir_prune(const char *dir, int keep, long current)
     closedir(d);
     qsort(steps, n, sizeof *steps, cmp_long_desc);
     for (size_t i = (size_t)(keep > 0 ? keep : 1); i < n; i++) {
-        char path[RUNDIR_MAX_PATH], state[RUNDIR_MAX_PATH + 8];
+        char path[RUNDIR_MAX_PATH], state[RUNDIR_MAX_PATH + 8], ema[RUNDIR_MAX_PATH + 8];
         rundir_ckpt_path(path, sizeof path, dir, steps[i]);
         rundir_state_path(state, sizeof state, path);
+        rundir_ema_path(ema, sizeof ema, path);
         unlink(state);
+        unlink(ema);
         unlink(path);
     }
     free(steps);

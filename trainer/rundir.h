@@ -4,6 +4,8 @@
  *                                  ({"record": "epoch", ...}: see trainer/epochs.h)
  *   ckpt-<step>.safetensors        model + optimizer (nn_ckpt_save, atomic)
  *   ckpt-<step>.json               the trainer's state beside it (atomic)
+ *   ckpt-<step>.ema.safetensors    with --ema: the weights' moving average (the
+ *                                  model the evaluator is given)
  *   latest -> ckpt-<step>.safetensors   symlink, replaced atomically
  *
  * A checkpoint is complete once both files exist; `latest` is moved only
@@ -48,6 +50,9 @@ int rundir_make(const char *dir, char *err, size_t errlen);
 void rundir_ckpt_path(char *buf, size_t len, const char *dir, long step);
 /* The state file of a checkpoint: its path with ".json" for ".safetensors". */
 void rundir_state_path(char *buf, size_t len, const char *ckpt_path);
+
+/* The moving-average weights of a checkpoint: ".ema.safetensors" for ".safetensors". */
+void rundir_ema_path(char *buf, size_t len, const char *ckpt_path);
 
 int rundir_state_save(const char *path, const train_state_t *s, char *err, size_t errlen);
 /* Fills s (its epoch_sets a new reference: rundir_state_release drops it). */

@@ -484,6 +484,19 @@ static int save_checkpoint(trainer_t *t)
         console_log("checkpoint failed: %s", err);
         return -1;
     }
+    /* the moving average beside it: what the evaluator is given */
+    char ema[RUNDIR_MAX_PATH + 8];
+    rundir_ema_path(ema, sizeof ema, path);
+    if (t->model->ema) {
+        model_ema_swap(t->model);
+        int rc = nn_ckpt_save(ema, t->model->net, NULL, trainer_method_name(t->config.method), t->step, epoch,
+                              err, sizeof err);
+        model_ema_swap(t->model);
+        if (rc) {
+            console_log("checkpoint failed: the weights' average: %s", err);
+            return -1;
+        }
+    }
     train_state_t s = {
         .config = t->config,
         .step = t->step,
@@ -503,16 +516,49 @@ static int save_checkpoint(trainer_t *t)
     }
     rundir_state_release(&s);
     rundir_prune(t->out, t->o->keep, t->step);
-    char real[PATH_MAX];
+    char real[PATH_MAX], real_ema[PATH_MAX];
     if (!realpath(path, real))
         snprintf(real, sizeof real, "%s", path);
     snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", real);
     t->last_ckpt_step = t->step;
-    tell_evaluator(t, real, epoch);
+    if (t->model->ema && !realpath(ema, real_ema)) {
+        size_t n = strnlen(ema, sizeof real_ema - 1);
+        memcpy(real_ema, ema, n);
+        real_ema[n] = '\0';
+    }
+    tell_evaluator(t, t->model->ema ? real_ema : real, epoch);
     return 0;
 }
 
 /* ---- the model, built when the first batch shows the input shape ---- */
+
+/* --ema: the weights' moving average starts at the weights, or, resumed,
+ * at the average saved beside the checkpoint (rank 0 alone keeps it: it
+ * alone saves). */
+static int start_average(trainer_t *t)
+{
+    model_t *m = t->model;
+    if (model_ema_start(m, (float)t->config.ema)) {
+        console_log("out of memory for the weights' moving average");
+        return -1;
+    }
+    m->ema_updates = t->step;
+    if (!t->resuming)
+        return 0;
+    char ema[RUNDIR_MAX_PATH + 8], err[MSG_MAX];
+    rundir_ema_path(ema, sizeof ema, t->resume_path);
+    model_ema_swap(m);   /* the weights wait in the average's place */
+    int rc = nn_ckpt_load(ema, m->net, NULL, NULL, err, sizeof err);
+    model_ema_swap(m);
+    if (rc) {
+        console_log("the weights' moving average starts again from the weights: %s", err);
+        if (model_ema_start(m, (float)t->config.ema)) {
+            console_log("out of memory for the weights' moving average");
+            return -1;
+        }
+    }
+    return 0;
+}
 
 static int build_model(trainer_t *t)
 {
@@ -567,6 +613,8 @@ static int build_model(trainer_t *t)
         console_log("cannot copy rank 0's parameters to the other ranks: %s", err);
         return -1;
     }
+    if (c->ema > 0 && t->rank == 0 && start_average(t))
+        return -1;
     char total[64];
     if (c->total_steps)
         snprintf(total, sizeof total, "%ld steps", c->total_steps);
