@@ -14,7 +14,6 @@
 #include "dataset/split.h"
 #include "splitmix/splitmix.h"
 #include "errmsg/errmsg.h"
-#include "evaluator/data.h"
 #include "evaluator/readout.h"
 #include "nn/loss.h"
 #include "nn/optim.h"
@@ -27,10 +26,6 @@
 #define FT_EVAL_BATCH     256
 #define FT_ENCODER_PREFIX "encoder."
 #define FT_HEAD_LINE      "head"
-#define FT_HEAD_WEIGHT    "head.layers.0.weight"   /* the classifier's (k, features) */
-#define FT_HEAD_BIAS      "head.layers.0.bias"
-#define FT_HEAD_LAMBDA    1e-2      /* L2 strength of the classifier's starting fit */
-#define FT_HEAD_ITERS     200       /* and its L-BFGS iterations */
 #define SEED_MIX_SUBSET   0xf1e7ull /* per-class subsets */
 #define SEED_MIX_VAL      0x7a1ull  /* the validation split of a subset */
 #define SEED_MIX_INIT     0x1417ull /* the network's initialisation */
@@ -266,61 +261,6 @@ static int copy_encoder(nn_net *net, nn_net *init, char *err, size_t errlen)
     return 0;
 }
 
-/* The classifier's starting point (LP-FT, Kumar et al. 2022): the logistic
- * regression of the items' labels on the features the network's encoder
- * gives them as it starts (frozen, evaluation mode, no augmentation), on the
- * features as they are (standardising them would fold 1/std into the
- * weights, huge for a feature that barely varies). Training
- * then starts from that answer instead of a random classifier, whose large
- * first gradients would pull the encoder's features apart. */
-static int init_classifier(nn_net *net, const eval_images *train, const size_t *idx, size_t n, int k,
-                           const eval_ft_opts *o, char *err, size_t errlen)
-{
-    nn_arena *pa = nn_net_params(net);
-    nn_tensor *wt = nn_arena_find(pa, FT_HEAD_WEIGHT), *bt = nn_arena_find(pa, FT_HEAD_BIAS);
-    int d = nn_net_feat_dim(net), batch = nn_net_max_batch(net);
-    if (!wt || !bt || wt->numel != (size_t)k * d || bt->numel != (size_t)k) {
-        errmsg_set(err, errlen, "the fine-tuning network has no classifier of %d x %d", k, d);
-        return -1;
-    }
-    size_t img = (size_t)train->c * train->h * train->w;
-    float *x = malloc((size_t)batch * img * sizeof *x), *f = malloc(n * (size_t)d * sizeof *f);
-    int32_t *y = malloc(n * sizeof *y);
-    double *w = calloc((size_t)(d + 1) * k, sizeof *w);
-    int rc = -1;
-    if (!x || !f || !y || !w) {
-        errmsg_set(err, errlen, "out of memory for the features of %zu fine-tuning images", n);
-        goto out;
-    }
-    for (size_t first = 0; first < n; first += (size_t)batch) {
-        size_t m = n - first < (size_t)batch ? n - first : (size_t)batch;
-        for (size_t i = 0; i < m; i++) {
-            eval_images_to_float(train, idx[first + i], 1, x + i * img);
-            y[first + i] = train->labels[idx[first + i]];
-        }
-        memcpy(f + first * d, nn_net_forward_features(net, x, (int)m), m * (size_t)d * sizeof *f);
-    }
-    eval_probe_opts po;
-    eval_probe_defaults(&po);
-    po.max_iter = FT_HEAD_ITERS;
-    po.stop = o->stop;
-    char perr[512];
-    if (eval_logreg_fit(w, f, y, n, d, k, FT_HEAD_LAMBDA, NULL, &po, NULL, NULL, NULL, perr, sizeof perr)) {
-        errmsg_set(err, errlen, "the classifier's starting fit: %s", perr);
-        goto out;
-    }
-    /* logits = f W + b; the layer holds W transposed, (k, d) */
-    for (int c = 0; c < k; c++) {
-        for (int j = 0; j < d; j++)
-            wt->data[(size_t)c * d + j] = (float)w[(size_t)j * k + c];
-        bt->data[c] = (float)w[(size_t)d * k + c];
-    }
-    rc = 0;
-out:
-    free(x); free(f); free(y); free(w);
-    return rc;
-}
-
 /* One training of the network: what it needs beside the network. */
 typedef struct {
     nn_net *net;
@@ -376,8 +316,7 @@ static int train_once(ft_run *r, const char *desc, nn_net *init, const eval_imag
         goto fail;
     }
     nn_net_init_params(r->net, o->seed ^ SEED_MIX_INIT);
-    if ((init && copy_encoder(r->net, init, err, errlen)) ||
-        init_classifier(r->net, train, idx, n, k, o, err, errlen))
+    if (init && copy_encoder(r->net, init, err, errlen))
         goto fail;
     nn_optim_config oc;
     nn_optim_defaults(&oc, NN_OPT_SGD);

@@ -10,12 +10,8 @@
  *               features, fitted on that subset;
  *   - finetune: the same network started from the checkpoint's encoder (the
  *               classifier new), every parameter trained on the subset.
- * Scratch and fine-tuning are trained alike: the classifier starts as the
- * logistic regression of the subset's labels on the features the network's
- * encoder gives as it starts (frozen; LP-FT: the checkpoint's features for
- * fine-tuning, the random encoder's for scratch), then every parameter is
- * trained on crop-and-flip views made in
- * process (augment/augment.h, recipe "supervised"), softmax cross-entropy,
+ * Scratch and fine-tuning are trained alike: crop-and-flip views made in
+ * process (augmenter/augment.h, recipe "supervised"), softmax cross-entropy,
  * SGD with momentum 0.9, a linear warm-up then a cosine schedule, a budget of
  * --finetune-epochs passes over the items and at least EVAL_FT_MIN_STEPS
  * steps. The learning rate and weight decay come from a small grid, each
