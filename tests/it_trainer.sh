@@ -210,7 +210,7 @@ print(f"   loss: first 8 steps {first:.3f}, last 8 steps {last:.3f}; median {ips
 assert last < first - 0.05, (first, last)
 EOF
 
-kept=$(cd "$run" && ls ckpt-*.safetensors 2>/dev/null | tr '\n' ' ')
+kept=$(cd "$run" && ls ckpt-*[0-9].safetensors 2>/dev/null | tr '\n' ' ')
 [ "$kept" = "ckpt-00000020.safetensors ckpt-00000030.safetensors ckpt-00000040.safetensors " ] &&
     ok "simclr: the last 3 checkpoints are kept ($kept)" || fail "simclr: kept checkpoints: $kept"
 averages=$(cd "$run" && ls ./*.ema.safetensors 2>/dev/null | tr '\n' ' ')
