@@ -95,6 +95,14 @@ start_pipeline() {   # NAME [LOADER_EPOCHS]: loader and two augmenters pushing t
     pids+=("$loader_pid" "${aug_pids[@]}")
 }
 
+rank1_of() {   # RUN: the pid of rank 1 of the trainer writing to $tmp/RUN (empty when none)
+    local p
+    for p in $(pgrep -x trainer); do
+        tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | grep -qx "$tmp/$1" &&
+            tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1' && echo "$p"
+    done
+}
+
 targs() {   # RUN [LENGTH OPTION...]: the trainer's options
     local run=$1; shift
     local length=(--epochs "$EPOCHS")
@@ -194,12 +202,7 @@ mpi_pid=$!
 pids+=("$mpi_pid")
 LOADER_EXTRA="--resend-after 0.5" start_pipeline e 0
 rank1=""
-if wait_steps "$tmp/e" 1 60; then
-    for p in $(pgrep -x trainer); do
-        tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | grep -qx "$tmp/e" &&
-            tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1' && rank1=$p
-    done
-fi
+wait_steps "$tmp/e" 1 60 && rank1=$(rank1_of e)
 if [ -n "$rank1" ]; then
     kill -STOP "$rank1"
     stopped_at=$(steps_done "$tmp/e")
@@ -228,11 +231,7 @@ mpi_pid=$!
 pids+=("$mpi_pid")
 start_pipeline b
 if wait_steps "$tmp/b" "$KILL_AT" 60; then
-    rank1=""
-    for p in $(pgrep -x trainer); do
-        tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | grep -qx "$tmp/b" &&
-            tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1' && rank1=$p
-    done
+    rank1=$(rank1_of b)
     if [ -n "$rank1" ]; then
         kill -KILL "$rank1"
         ok "b: rank 1 (pid $rank1) killed with SIGKILL at step $(steps_done "$tmp/b")"

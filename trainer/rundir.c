@@ -50,22 +50,23 @@ void rundir_ckpt_path(char *buf, size_t len, const char *dir, long step)
     snprintf(buf, len, "%s/" CKPT_PREFIX "%08ld" CKPT_SUFFIX, dir, step);
 }
 
-void rundir_state_path(char *buf, size_t len, const char *ckpt_path)
+/* ckpt_path with its ".safetensors" replaced by suffix (appended when it has none). */
+static void beside_ckpt(char *buf, size_t len, const char *ckpt_path, const char *suffix)
 {
     size_t n = strlen(ckpt_path), s = strlen(CKPT_SUFFIX);
     if (n > s && strcmp(ckpt_path + n - s, CKPT_SUFFIX) == 0)
-        snprintf(buf, len, "%.*s" STATE_SUFFIX, (int)(n - s), ckpt_path);
-    else
-        snprintf(buf, len, "%s" STATE_SUFFIX, ckpt_path);
+        n -= s;
+    snprintf(buf, len, "%.*s%s", (int)n, ckpt_path, suffix);
+}
+
+void rundir_state_path(char *buf, size_t len, const char *ckpt_path)
+{
+    beside_ckpt(buf, len, ckpt_path, STATE_SUFFIX);
 }
 
 void rundir_ema_path(char *buf, size_t len, const char *ckpt_path)
 {
-    size_t n = strlen(ckpt_path), s = strlen(CKPT_SUFFIX);
-    if (n > s && strcmp(ckpt_path + n - s, CKPT_SUFFIX) == 0)
-        snprintf(buf, len, "%.*s" EMA_SUFFIX, (int)(n - s), ckpt_path);
-    else
-        snprintf(buf, len, "%s" EMA_SUFFIX, ckpt_path);
+    beside_ckpt(buf, len, ckpt_path, EMA_SUFFIX);
 }
 
 /* fsync of the folder holding `path`, so that a rename survives a crash. */
