@@ -22,6 +22,9 @@
 #     continues the run while loader and augmenters keep running, and the run
 #     ends with every epoch complete, N distinct samples each, counted in the
 #     final model only.
+#  f. The same checkpoint resumed on two ranks, rank 1 given an --out that
+#     does not exist (as on a machine without the run folder): rank 0 reads
+#     the checkpoint and its state and hands them over; the run ends as in b.
 #  d. SIGTERM to run.sh --trainers 2 (as Ctrl-C): run.sh asks mpirun's ranks to
 #     stop (SIGUSR1): they stop at the same step, rank 0 writes a checkpoint,
 #     run.sh exits 130 and leaves nothing running.
@@ -274,6 +277,7 @@ for p in $(pgrep -x trainer); do
     tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | grep -qx "$tmp/b" && fail "b: trainer $p is left"
 done
 at=$(readlink "$tmp/b/latest")
+cp -a "$tmp/b" "$tmp/f"   # part f resumes the same checkpoint on two ranks
 # shellcheck disable=SC2046
 timeout 90 "$TRAINER" $(targs b) --evaluator none --ckpt-every 4 --resume latest >"$tmp/b2.out" 2>"$tmp/b2.err" &
 t2=$!
@@ -286,6 +290,26 @@ stopped=1
 for p in "$loader_pid" "${aug_pids[@]}"; do gone "$p" 30 || stopped=0; done
 [ "$stopped" -eq 1 ] && ok "b: STOP ended the loader and both augmenters" ||
     { fail "b: a stage still runs"; tail -3 "$tmp/b.loader.log" "$tmp"/b.aug*.log; }
+
+# ---- f. resumed on two ranks, rank 1 where the run folder is not ----
+lp=$(free_port); cp=$(free_port); tp=$(two_ports) || { echo "FAIL: no two free ports"; exit 1; }
+mpi_one=(--oversubscribe)
+[ "$(id -u)" -eq 0 ] && mpi_one+=(--allow-run-as-root)
+# shellcheck disable=SC2046
+timeout 90 mpirun "${mpi_one[@]}" -np 1 "$TRAINER" $(targs f) --evaluator none --ckpt-every 4 --resume latest \
+    : -np 1 "$TRAINER" $(targs f.elsewhere) --evaluator none --ckpt-every 4 --resume latest \
+    >"$tmp/f.out" 2>"$tmp/f.err" &
+mpi_pid=$!
+pids+=("$mpi_pid")
+start_pipeline f
+wait "$mpi_pid"; rc=$?
+[ "$rc" -eq 0 ] && ok "f: resumed from $at on 2 ranks, rank 1 without the run folder, exit 0" ||
+    { fail "f: mpirun exit $rc"; tail -10 "$tmp/f.err"; }
+[ ! -e "$tmp/f.elsewhere" ] && ok "f: rank 1 read and wrote nothing of its own --out" ||
+    fail "f: rank 1 made $tmp/f.elsewhere"
+check_epochs f && ok "f: every epoch complete, $N distinct samples each, across 2 ranks, then 2 again" ||
+    { fail "f: epoch records"; grep '"record"' "$tmp/f/metrics.jsonl"; tail -5 "$tmp/f.err"; }
+for p in "$loader_pid" "${aug_pids[@]}"; do gone "$p" 30 || kill -KILL "$p" 2>/dev/null; done
 
 # ---- usage: a global batch that does not split over the ranks ----
 lp=$(free_port); cp=$(free_port); tp=$(two_ports) || { echo "FAIL: no two free ports"; exit 1; }

@@ -1129,11 +1129,27 @@ static void test_epochs_done_elsewhere(void **state)
     epochs_done_elsewhere(&e, 4, 6, 0);
     assert_true(epochs_is_done(&e, 4, 6));
     assert_false(epochs_is_done(&e, 4, 7) || epochs_is_done(&e, 5, 6));
-    epochs_copy_dropped(&e, 4);
+    epochs_copy_dropped(&e, 4, 6);
+    assert_int_equal(epochs_admit(&e, 4, 6), EPOCHS_DUPLICATE);   /* still done */
     epochs_end(&e, 4, 1);
     assert_int_equal(epochs_next_record(&e, 0, &r), 1);
-    assert_true(r.distinct == 1 && r.duplicates == 1 && r.complete);
-    assert_int_equal(e.duplicates, 1);
+    assert_true(r.distinct == 1 && r.duplicates == 2 && r.complete);
+    assert_int_equal(e.duplicates, 2);
+    epochs_release(&e);
+
+    /* a copy taken out because a lower rank holds the sample: not done, so
+     * a later copy is admitted again (the holder may wait for a full batch
+     * while this rank needs the sample to fill its own) */
+    epochs_init(&e);
+    assert_int_equal(epochs_admit(&e, 5, 2), EPOCHS_NEW);
+    assert_int_equal(epochs_admit(&e, 5, 2), EPOCHS_QUEUED);
+    epochs_copy_dropped(&e, 5, 2);
+    assert_false(epochs_is_done(&e, 5, 2));
+    assert_int_equal(epochs_admit(&e, 5, 2), EPOCHS_NEW);
+    epochs_trained(&e, 5, 2);
+    epochs_end(&e, 5, 1);
+    assert_int_equal(epochs_next_record(&e, 0, &r), 1);
+    assert_true(r.distinct == 1 && r.duplicates == 2 && r.complete);
     epochs_release(&e);
 }
 

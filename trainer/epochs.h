@@ -97,8 +97,10 @@ void epochs_done_elsewhere(epochs_t *e, uint32_t epoch, uint64_t index, int skip
 int epochs_is_done(const epochs_t *e, uint32_t epoch, uint64_t index);
 /* An admitted sample was taken out of its batch untrained, as a copy of one
  * another rank trains or trained (data-parallel runs): counted as a
- * duplicate. */
-void epochs_copy_dropped(epochs_t *e, uint32_t epoch);
+ * duplicate. When it is not done, it is no longer admitted here, so that a
+ * later copy is taken: the rank that holds it may keep it waiting in a
+ * batch not yet full, and then this rank needs the copy to fill its own. */
+void epochs_copy_dropped(epochs_t *e, uint32_t epoch, uint64_t index);
 /* The loader's END_OF_EPOCH: epoch holds count samples. */
 void epochs_end(epochs_t *e, uint32_t epoch, uint64_t count);
 

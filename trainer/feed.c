@@ -397,7 +397,7 @@ void feed_refill(feed_t *f, batch_t *b, const uint8_t *drop)
     pthread_mutex_lock(&f->mu);
     for (uint32_t i = 0; i < b->filled; i++)
         if (drop[i])
-            epochs_copy_dropped(&f->ep, b->epoch[i]);
+            epochs_copy_dropped(&f->ep, b->epoch[i], b->index[i]);
     batch_remove(b, &f->shape, drop);
     /* on top of the free stack: acquire_slot hands it to the thread first */
     f->free_stack[f->n_free++] = (int)(b - f->slots);

@@ -149,14 +149,10 @@ int rundir_state_save(const char *path, const train_state_t *s, char *err, size_
     return rc;
 }
 
-int rundir_state_load(const char *path, train_state_t *s, char *err, size_t errlen)
+/* Fills s from the state JSON j (which it releases); path names it in errors. */
+static int state_from_json(json_t *j, const char *path, train_state_t *s, char *err, size_t errlen)
 {
     json_error_t je;
-    json_t *j = json_load_file(path, 0, &je);
-    if (!j) {
-        errmsg_set(err, errlen, "%s: %s (line %d)", path, je.text, je.line);
-        return -1;
-    }
     const char *format = NULL, *images = NULL, *rng = NULL;
     int version = 0;
     json_int_t step = 0;
@@ -192,6 +188,69 @@ int rundir_state_load(const char *path, train_state_t *s, char *err, size_t errl
 fail:
     json_decref(j);
     return -1;
+}
+
+int rundir_state_load(const char *path, train_state_t *s, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    if (!j) {
+        errmsg_set(err, errlen, "%s: %s (line %d)", path, je.text, je.line);
+        return -1;
+    }
+    return state_from_json(j, path, s, err, errlen);
+}
+
+int rundir_state_parse(const char *text, const char *path, train_state_t *s, char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *j = json_loads(text, 0, &je);
+    if (!j) {
+        errmsg_set(err, errlen, "%s: %s (line %d)", path, je.text, je.line);
+        return -1;
+    }
+    return state_from_json(j, path, s, err, errlen);
+}
+
+char *rundir_read_text(const char *path, size_t max, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        errmsg_set(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *text = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 4096 + 1 > cap) {
+            cap = cap ? 2 * cap : 16384;
+            char *grown = realloc(text, cap);
+            if (!grown) {
+                errmsg_set(err, errlen, "%s: out of memory", path);
+                goto fail;
+            }
+            text = grown;
+        }
+        size_t got = fread(text + n, 1, cap - n - 1, f);
+        n += got;
+        if (n > max) {
+            errmsg_set(err, errlen, "%s: larger than %zu bytes", path, max);
+            goto fail;
+        }
+        if (got == 0)
+            break;
+    }
+    if (ferror(f)) {
+        errmsg_set(err, errlen, "%s: read error", path);
+        goto fail;
+    }
+    fclose(f);
+    text[n] = '\0';
+    return text;
+fail:
+    free(text);
+    fclose(f);
+    return NULL;
 }
 
 void rundir_state_release(train_state_t *s)

@@ -57,6 +57,11 @@ void rundir_ema_path(char *buf, size_t len, const char *ckpt_path);
 int rundir_state_save(const char *path, const train_state_t *s, char *err, size_t errlen);
 /* Fills s (its epoch_sets a new reference: rundir_state_release drops it). */
 int rundir_state_load(const char *path, train_state_t *s, char *err, size_t errlen);
+/* The same from the file's text (path names it in errors). */
+int rundir_state_parse(const char *text, const char *path, train_state_t *s, char *err, size_t errlen);
+/* A whole file as a NUL-terminated string (free it), NULL with err when it
+ * cannot be read or holds more than max bytes. */
+char *rundir_read_text(const char *path, size_t max, char *err, size_t errlen);
 void rundir_state_release(train_state_t *s);
 
 /* Points <dir>/latest at ckpt_path's file name (atomic rename of a new symlink). */

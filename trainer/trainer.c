@@ -172,9 +172,15 @@ static int check_fresh_folder(const char *out, char *err, size_t errlen)
 
 /* Reads the checkpoint's metadata and its trainer state: the run's settings
  * and progress. */
-static int setup_resume(trainer_t *t, char *err, size_t errlen)
+#define STATE_MAX_BYTES (256u << 20)   /* a state file's epoch sets stay far below */
+
+/* Rank 0 (or a world of one): the checkpoint to resume, its network, step
+ * and optimizer flag, and the text of the trainer state beside it in
+ * *state (NULL for a checkpoint from elsewhere, which has none). */
+static int read_resume(trainer_t *t, char **state, char *err, size_t errlen)
 {
     char why[MSG_MAX];
+    *state = NULL;
     if (rundir_resolve(t->out, t->o->resume, t->resume_path, sizeof t->resume_path, err, errlen))
         return -1;
     if (!t->o->set_out && strcmp(t->o->resume, RUNDIR_LATEST) != 0) {
@@ -190,46 +196,150 @@ static int setup_resume(trainer_t *t, char *err, size_t errlen)
         return -1;
     }
     snprintf(t->desc, sizeof t->desc, "%s", meta.desc);
-    t->have_desc = 1;
-    t->step = t->last_ckpt_step = meta.step;
+    t->step = meta.step;
     t->resume_optimizer = meta.has_optimizer;
     nn_ckpt_meta_clear(&meta);
+    char path[RUNDIR_MAX_PATH + 8];
+    rundir_state_path(path, sizeof path, t->resume_path);
+    if (access(path, F_OK) != 0)
+        return 0;
+    if (!(*state = rundir_read_text(path, STATE_MAX_BYTES, why, sizeof why))) {
+        errmsg_set(err, errlen, "cannot resume: %s", why);
+        return -1;
+    }
+    return 0;
+}
 
-    char state[RUNDIR_MAX_PATH + 8];
-    rundir_state_path(state, sizeof state, t->resume_path);
-    if (access(state, F_OK) != 0) {
+/* What rank 0 found to every rank, so that ranks on other machines need
+ * not see the run folder. */
+typedef struct {
+    int32_t failed, has_optimizer, has_state;
+    int64_t step;
+    uint32_t path_len, desc_len, state_len;
+} resume_head_t;
+
+static int share_resume(trainer_t *t, int *failed, char **state, char *err, size_t errlen)
+{
+    char why[MSG_MAX];
+    resume_head_t h;
+    memset(&h, 0, sizeof h);
+    if (t->rank == 0) {
+        h.failed = *failed;
+        h.has_optimizer = t->resume_optimizer;
+        h.has_state = *state != NULL;
+        h.step = t->step;
+        h.path_len = (uint32_t)strlen(t->resume_path);
+        h.desc_len = (uint32_t)strlen(t->desc);
+        h.state_len = *state ? (uint32_t)strlen(*state) : 0;
+    }
+    if (dist_broadcast(t->d, &h, sizeof h, 0, why, sizeof why))
+        goto fail;
+    if (h.failed) {
+        if (t->rank > 0)
+            errmsg_set(err, errlen, "cannot resume: rank 0 could not read the checkpoint (its message says why)");
+        *failed = 1;
+        return 0;
+    }
+    if (h.path_len >= sizeof t->resume_path || h.desc_len >= sizeof t->desc || h.state_len > STATE_MAX_BYTES) {
+        snprintf(why, sizeof why, "rank 0 sent a checkpoint description too long to take");
+        goto fail;
+    }
+    size_t n = (size_t)h.path_len + h.desc_len + h.state_len;
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        snprintf(why, sizeof why, "out of memory for %zu bytes", n);
+        goto fail;
+    }
+    if (t->rank == 0) {
+        memcpy(buf, t->resume_path, h.path_len);
+        memcpy(buf + h.path_len, t->desc, h.desc_len);
+        if (*state)
+            memcpy(buf + h.path_len + h.desc_len, *state, h.state_len);
+    }
+    if (dist_broadcast(t->d, buf, n, 0, why, sizeof why)) {
+        free(buf);
+        goto fail;
+    }
+    if (t->rank > 0) {
+        memcpy(t->resume_path, buf, h.path_len);
+        t->resume_path[h.path_len] = '\0';
+        memcpy(t->desc, buf + h.path_len, h.desc_len);
+        t->desc[h.desc_len] = '\0';
+        t->step = (long)h.step;
+        t->resume_optimizer = h.has_optimizer;
+        if (h.has_state) {
+            memmove(buf, buf + h.path_len + h.desc_len, h.state_len);
+            buf[h.state_len] = '\0';
+            *state = buf;
+            buf = NULL;
+        }
+    }
+    free(buf);
+    return 0;
+fail:
+    errmsg_set(err, errlen, "cannot resume: the ranks cannot share the checkpoint's state: %s", why);
+    *failed = 1;
+    return -1;
+}
+
+/* The trainer state beside the checkpoint (state: its text, NULL when there
+ * is none): the run's settings, progress, random state and what the model
+ * holds of the recent epochs. */
+static int restore_state(trainer_t *t, const char *state, char *err, size_t errlen)
+{
+    char why[MSG_MAX], path[RUNDIR_MAX_PATH + 8];
+    rundir_state_path(path, sizeof path, t->resume_path);
+    if (!state) {
         /* A checkpoint from elsewhere (nntool, another trainer): the command
          * line gives the schedule; the step count starts from the file's. */
-        console_log("%s: no trainer state beside the checkpoint; taking the schedule and random state "
-                    "from the command line", state);
+        if (t->rank == 0)
+            console_log("%s: no trainer state beside the checkpoint; taking the schedule and random state "
+                        "from the command line", path);
         t->images_seen = (uint64_t)t->step * t->config.batch;
-    } else {
-        train_state_t s;
-        int rc = -1;
-        if (rundir_state_load(state, &s, why, sizeof why))
-            errmsg_set(err, errlen, "cannot resume: %s", why);
-        else if (s.step != t->step)
-            errmsg_set(err, errlen, "cannot resume: %s says step %ld, its checkpoint step %ld", state, s.step,
-                       t->step);
-        else if (trainer_config_resume(&t->config, &s.config, t->o, err, errlen) == 0)
-            rc = 0;
-        if (rc == 0 && s.epoch_sets) {
-            epochs_init(&t->restored);
-            if (epochs_from_json(&t->restored, s.epoch_sets, why, sizeof why)) {
-                errmsg_set(err, errlen, "cannot resume: %s: %s", state, why);
-                rc = -1;
-            } else {
-                t->have_restored = 1;
-            }
-        }
-        t->images_seen = s.images_seen;
-        t->rng = s.rng;
-        t->seconds_before = s.train_seconds;
-        rundir_state_release(&s);
-        if (rc)
-            return -1;
+        return 0;
     }
-    if (!t->resume_optimizer)
+    train_state_t s;
+    int rc = -1;
+    if (rundir_state_parse(state, path, &s, why, sizeof why)) {
+        errmsg_set(err, errlen, "cannot resume: %s", why);
+        return -1;
+    }
+    if (s.step != t->step)
+        errmsg_set(err, errlen, "cannot resume: %s says step %ld, its checkpoint step %ld", path, s.step, t->step);
+    else if (trainer_config_resume(&t->config, &s.config, t->o, err, errlen) == 0)
+        rc = 0;
+    if (rc == 0 && s.epoch_sets) {
+        epochs_init(&t->restored);
+        if (epochs_from_json(&t->restored, s.epoch_sets, why, sizeof why)) {
+            errmsg_set(err, errlen, "cannot resume: %s: %s", path, why);
+            rc = -1;
+        } else {
+            t->have_restored = 1;
+        }
+    }
+    t->images_seen = s.images_seen;
+    t->rng = s.rng;
+    t->seconds_before = s.train_seconds;
+    rundir_state_release(&s);
+    return rc;
+}
+
+/* Rank 0 reads the checkpoint and its state; every rank restores them. */
+static int setup_resume(trainer_t *t, char *err, size_t errlen)
+{
+    char *state = NULL;
+    int failed = t->rank == 0 && read_resume(t, &state, err, errlen) != 0;
+    if (t->size > 1 && share_resume(t, &failed, &state, err, errlen))
+        failed = 1;
+    if (!failed) {
+        t->have_desc = 1;
+        t->last_ckpt_step = t->step;
+        failed = restore_state(t, state, err, errlen) != 0;
+    }
+    free(state);
+    if (failed)
+        return -1;
+    if (!t->resume_optimizer && t->rank == 0)
         console_log("%s holds no optimizer state: the optimizer starts afresh", t->resume_path);
     return 0;
 }
