@@ -15,10 +15,16 @@
 /* Elements per MPI call: MPI counts are ints, buffers may be larger. */
 #define DIST_CHUNK ((size_t)1 << 28)
 
+#define DIST_MAX_PENDING 64   /* sums started and not waited for */
+
 struct dist {
     int rank, size;
     int mpi;            /* 1 when this process initialised MPI */
     char err[256];      /* the last failure of dist_sum_f64_cb */
+#ifdef SSL_HAVE_MPI
+    MPI_Request pending[DIST_MAX_PENDING];   /* dist_allreduce_start's, in order */
+#endif
+    int n_pending;
 };
 
 static int live = 0;    /* one dist per process */
@@ -174,6 +180,67 @@ int dist_allreduce_sum(dist_t *d, float *buf, size_t n, char *err, size_t errlen
     if (d->mpi)
         return allreduce_chunks(buf, n, sizeof *buf, MPI_FLOAT, "MPI_Allreduce of the float buffer",
                                 err, errlen);
+#endif
+    return 0;
+}
+
+int dist_allreduce_start(dist_t *d, float *buf, size_t n, char *err, size_t errlen)
+{
+#ifdef SSL_HAVE_MPI
+    if (!d->mpi)
+        return 0;
+    for (size_t off = 0; off < n; off += DIST_CHUNK) {
+        if (d->n_pending == DIST_MAX_PENDING && dist_allreduce_wait(d, err, errlen))
+            return -1;
+        size_t c = n - off < DIST_CHUNK ? n - off : DIST_CHUNK;
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, buf + off, (int)c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                                &d->pending[d->n_pending]);
+        if (rc != MPI_SUCCESS)
+            return mpi_fail(rc, "MPI_Iallreduce of the float buffer", err, errlen);
+        d->n_pending++;
+    }
+#else
+    (void)d;
+    (void)buf;
+    (void)n;
+    (void)err;
+    (void)errlen;
+#endif
+    return 0;
+}
+
+int dist_progress(dist_t *d, char *err, size_t errlen)
+{
+#ifdef SSL_HAVE_MPI
+    int done = 0;
+    if (d->n_pending) {
+        int rc = MPI_Testall(d->n_pending, d->pending, &done, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS)
+            return mpi_fail(rc, "MPI_Testall of the sums in flight", err, errlen);
+        if (done)
+            d->n_pending = 0;
+    }
+#else
+    (void)d;
+    (void)err;
+    (void)errlen;
+#endif
+    return 0;
+}
+
+int dist_allreduce_wait(dist_t *d, char *err, size_t errlen)
+{
+#ifdef SSL_HAVE_MPI
+    if (d->n_pending) {
+        int rc = MPI_Waitall(d->n_pending, d->pending, MPI_STATUSES_IGNORE);
+        d->n_pending = 0;
+        if (rc != MPI_SUCCESS)
+            return mpi_fail(rc, "MPI_Waitall of the sums in flight", err, errlen);
+    }
+#else
+    (void)d;
+    (void)err;
+    (void)errlen;
 #endif
     return 0;
 }

@@ -40,6 +40,16 @@ int dist_have_mpi(void);
 
 /* buf (n floats) = the element-wise sum of every rank's buf, on every rank. */
 int dist_allreduce_sum(dist_t *d, float *buf, size_t n, char *err, size_t errlen);
+/* The same without waiting (MPI_Iallreduce), so that the sum travels while
+ * this rank computes: buf must stay untouched until dist_allreduce_wait
+ * returns. Every rank starts the same sums in the same order; other
+ * collectives may come between. */
+int dist_allreduce_start(dist_t *d, float *buf, size_t n, char *err, size_t errlen);
+/* Moves the started sums along (MPI_Testall): MPI progresses them only
+ * inside its calls, so a long computation calls this now and then. */
+int dist_progress(dist_t *d, char *err, size_t errlen);
+/* Returns when every started sum is complete on this rank. */
+int dist_allreduce_wait(dist_t *d, char *err, size_t errlen);
 /* The same for doubles (the batch-norm statistics). */
 int dist_allreduce_sum_f64(dist_t *d, double *buf, size_t n, char *err, size_t errlen);
 /* The same as a sum callback for synchronised batch norm (nn_bn_sync in

@@ -48,6 +48,9 @@ struct nn_net {
     unsigned char *grad_set;     /* (acts.n) during backward: the activation's gradient is written */
     nn_bn_sync bn_sync;          /* synchronised batch norm: sum is NULL when off */
     double *bn_ws;               /* NN_BN_SYNC_WS(widest BN) doubles when on */
+    nn_grad_ready grad_ready;    /* ready is NULL when off */
+    size_t *final_from;          /* (nl) with it: after layer i's backward, the gradients from
+                                    this offset to the end are final */
 };
 
 static size_t img_numel(int ndim, const int *shape)
@@ -625,6 +628,7 @@ void nn_net_destroy(nn_net **self_p)
     nn_arena_free(&net->scratch);
     free(net->grad_set);
     free(net->bn_ws);
+    free(net->final_from);
     free(net->L);
     free(net->desc);
     free(net);
@@ -819,13 +823,73 @@ int nn_net_backward(nn_net *net, const float *dout)
     memset(net->grad_set, 0, (size_t)net->acts.n);
     memcpy(DACT(net->out_act), dout, (size_t)n * net->out_dim * sizeof(float));
     net->grad_set[net->out_act] = 1;
+    const nn_grad_ready *gr = &net->grad_ready;
+    size_t handed = net->grads.size;   /* [handed, end) went out */
     for (int i = net->nl - 1; i >= 0; i--) {
         double t0 = net->profile ? now() : 0.0;
         if (layer_backward(net, &net->L[i], n))
             return -1;
         if (net->profile)
             net->L[i].t_bw += now() - t0;
+        if (gr->ready && handed - net->final_from[i] >= gr->min_floats && net->final_from[i] < handed) {
+            if (gr->ready(gr->ctx, net->grads.base + net->final_from[i], handed - net->final_from[i]))
+                return -1;
+            handed = net->final_from[i];
+        }
     }
+    if (gr->ready && handed > 0 && gr->ready(gr->ctx, net->grads.base, handed))
+        return -1;
+    return 0;
+}
+
+/* Where layer l's gradients lie in the arena: from *lo to *hi; 0 when it
+ * has no parameters. */
+static int layer_grads_span(const nn_net *net, const layer *l, size_t *lo, size_t *hi)
+{
+    const int idx[] = { l->w, l->b, l->rm, l->rv };
+    int any = 0;
+    for (size_t k = 0; k < sizeof idx / sizeof idx[0]; k++) {
+        if (idx[k] < 0)
+            continue;
+        const nn_tensor *t = &net->grads.t[idx[k]];
+        if (!any || t->offset < *lo)
+            *lo = t->offset;
+        if (!any || t->offset + t->numel > *hi)
+            *hi = t->offset + t->numel;
+        any = 1;
+    }
+    return any;
+}
+
+int nn_net_set_grad_ready(nn_net *net, const nn_grad_ready *gr, char *err, size_t errlen)
+{
+    free(net->final_from);
+    net->final_from = NULL;
+    memset(&net->grad_ready, 0, sizeof net->grad_ready);
+    if (!gr || !gr->ready)
+        return 0;
+    size_t *from = malloc((size_t)(net->nl > 0 ? net->nl : 1) * sizeof *from);
+    if (!from) {
+        errmsg_set(err, errlen, "gradients as they are ready: out of memory");
+        return -1;
+    }
+    /* After layer i, [lo, end) is final when every gradient there belongs
+     * to a layer >= i (the arena holds them in layer order); otherwise
+     * nothing more is final until a lower layer makes it so. */
+    size_t lo = net->grads.size, final = lo;
+    for (int i = net->nl - 1; i >= 0; i--) {
+        size_t a, b;
+        if (layer_grads_span(net, &net->L[i], &a, &b) && a < lo)
+            lo = a;
+        int clean = 1;
+        for (int j = 0; j < i && clean; j++)
+            clean = !layer_grads_span(net, &net->L[j], &a, &b) || b <= lo;
+        if (clean)
+            final = lo;
+        from[i] = final;
+    }
+    net->final_from = from;
+    net->grad_ready = *gr;
     return 0;
 }
 

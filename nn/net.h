@@ -90,6 +90,21 @@ void nn_net_zero_grad(nn_net *net);
 struct nn_bn_sync;
 int nn_net_set_bn_sync(nn_net *net, const struct nn_bn_sync *sync, char *err, size_t errlen);
 
+/* Gradients handed out as they become final during nn_net_backward, so
+ * that a data-parallel run sums them while the backward goes on:
+ * ready(ctx, grad, n) gets a range of the gradient arena that no later layer
+ * of this backward writes (the last layers' first), ranges of at least
+ * min_floats but the last, which together cover the whole arena once per
+ * backward. Nonzero from ready fails the backward. While it is on, a
+ * backward must start from zeroed gradients (nn_net_zero_grad): a range is
+ * final for this backward only. NULL (or ready NULL) turns it off. */
+typedef struct nn_grad_ready {
+    int (*ready)(void *ctx, float *grad, size_t n);
+    void *ctx;
+    size_t min_floats;
+} nn_grad_ready;
+int nn_net_set_grad_ready(nn_net *net, const nn_grad_ready *gr, char *err, size_t errlen);
+
 /* Parameter table (with the BN running statistics, flagged NN_T_BUFFER) and
  * the gradient table with the same names, order and offsets. */
 nn_arena *nn_net_params(nn_net *net);

@@ -156,12 +156,90 @@ static void test_backward_accumulates(void **state)
     nn_net_destroy(&net);
 }
 
+/* What nn_net_set_grad_ready handed out during one backward: each range
+ * as it was then, to compare with the gradients at the end. */
+typedef struct {
+    const float *base;
+    size_t size, from[256], n[256];
+    float *seen;
+    int ranges;
+} ranges_t;
+
+static int record_range(void *ctx, float *grad, size_t n)
+{
+    ranges_t *r = ctx;
+    if (r->ranges == 256)
+        return -1;
+    size_t from = (size_t)(grad - r->base);
+    r->from[r->ranges] = from;
+    r->n[r->ranges++] = n;
+    memcpy(r->seen + from, grad, n * sizeof *grad);
+    return 0;
+}
+
+static int refuse_range(void *ctx, float *grad, size_t n)
+{
+    (void)ctx;
+    (void)grad;
+    (void)n;
+    return -1;
+}
+
+static void test_grads_ready(void **state)
+{
+    (void)state;
+    char desc[NN_MAX_DESC], err[256];
+    assert_int_equal(nn_preset_desc(desc, sizeof desc, "resnet-mini", 4, "simclr", 3, 16, 16, err, sizeof err), 0);
+    nn_net *net = nn_net_new(desc, 8, err, sizeof err);
+    assert_non_null(net);
+    nn_arena *g = nn_net_grads(net);
+    ranges_t r = { .base = g->base, .size = g->size };
+    r.seen = calloc(g->size, sizeof *r.seen);
+    nn_grad_ready gr = { .ready = record_range, .ctx = &r, .min_floats = 500 };
+    assert_int_equal(nn_net_set_grad_ready(net, &gr, err, sizeof err), 0);
+    float *x = rand_images(6, 3, 16, 16, 5);
+    int d = nn_net_out_dim(net);
+    float *cache = calloc(nn_ntxent_cache_size(6, d), sizeof(float)), *dz = calloc((size_t)6 * d, sizeof(float));
+    const float *z = nn_net_forward(net, x, 6, 1);
+    nn_ntxent_forward(cache, z, 6, d, 0.5f);
+    nn_ntxent_backward(dz, cache, 6, d, 0.5f, 1.0f);
+    nn_net_zero_grad(net);
+    assert_int_equal(nn_net_backward(net, dz), 0);
+    /* several ranges, the last layers' first, back to back from the end to
+     * 0, each but the last at least min_floats, and each final when handed */
+    assert_true(r.ranges >= 3);
+    size_t at = g->size;
+    for (int i = 0; i < r.ranges; i++) {
+        assert_int_equal(r.from[i] + r.n[i], at);
+        assert_true(i == r.ranges - 1 || r.n[i] >= gr.min_floats);
+        at = r.from[i];
+    }
+    assert_int_equal(at, 0);
+    assert_memory_equal(r.seen, g->base, g->size * sizeof *g->base);
+    /* the same gradients as without it */
+    float *with = malloc(g->size * sizeof *with);
+    memcpy(with, g->base, g->size * sizeof *with);
+    assert_int_equal(nn_net_set_grad_ready(net, NULL, err, sizeof err), 0);
+    nn_net_forward(net, x, 6, 1);
+    nn_net_zero_grad(net);
+    assert_int_equal(nn_net_backward(net, dz), 0);
+    assert_memory_equal(with, g->base, g->size * sizeof *g->base);
+    /* a range that cannot go out fails the backward */
+    gr.ready = refuse_range;
+    assert_int_equal(nn_net_set_grad_ready(net, &gr, err, sizeof err), 0);
+    nn_net_forward(net, x, 6, 1);
+    assert_int_equal(nn_net_backward(net, dz), -1);
+    free(with); free(r.seen); free(cache); free(dz); free(x);
+    nn_net_destroy(&net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_presets_build),
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_backward_accumulates),
+        cmocka_unit_test(test_grads_ready),
     };
     return cmocka_run_group_tests_name("nn networks", tests, NULL, NULL);
 }

@@ -222,6 +222,16 @@ void epochs_copy_dropped(epochs_t *e, uint32_t epoch, uint64_t index)
     e->duplicates++;
 }
 
+int epochs_end_missing(const epochs_t *e, uint64_t size)
+{
+    for (int i = 0; i < EPOCHS_KEPT; i++) {
+        const epochs_slot_t *s = &e->slot[i];
+        if (s->used && !s->ended && !s->reported && size && s->trained + s->skipped >= size)
+            return 1;
+    }
+    return 0;
+}
+
 void epochs_end(epochs_t *e, uint32_t epoch, uint64_t count)
 {
     epochs_slot_t *s = find(e, epoch);

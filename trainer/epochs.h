@@ -101,6 +101,9 @@ int epochs_is_done(const epochs_t *e, uint32_t epoch, uint64_t index);
  * later copy is taken: the rank that holds it may keep it waiting in a
  * batch not yet full, and then this rank needs the copy to fill its own. */
 void epochs_copy_dropped(epochs_t *e, uint32_t epoch, uint64_t index);
+/* 1 when an epoch has as many samples done as the dataset holds (size) but
+ * its END_OF_EPOCH has not arrived yet (it may be on its way). */
+int epochs_end_missing(const epochs_t *e, uint64_t size);
 /* The loader's END_OF_EPOCH: epoch holds count samples. */
 void epochs_end(epochs_t *e, uint32_t epoch, uint64_t count);
 

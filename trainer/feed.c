@@ -447,6 +447,14 @@ int feed_epoch_record(feed_t *f, int all, epochs_record_t *out)
     return got;
 }
 
+int feed_end_missing(feed_t *f, uint64_t size)
+{
+    pthread_mutex_lock(&f->mu);
+    int missing = epochs_end_missing(&f->ep, size);
+    pthread_mutex_unlock(&f->mu);
+    return missing;
+}
+
 uint32_t feed_epoch(feed_t *f, int *known)
 {
     pthread_mutex_lock(&f->mu);

@@ -100,6 +100,8 @@ size_t feed_take_duplicates(feed_t *f, uint32_t *epoch, uint64_t *index, size_t 
 int feed_epoch_record(feed_t *f, int all, epochs_record_t *out);
 /* The epoch training is in (see epochs_current). */
 uint32_t feed_epoch(feed_t *f, int *known);
+/* epochs_end_missing on the feed's epochs. */
+int feed_end_missing(feed_t *f, uint64_t size);
 /* What the model holds of the current epochs, for a Have message (sender
  * and step left for the caller): 1 with h filled (its done sets are copies,
  * freed by feed_have_release), 0 when no epoch is known yet, -1 when out of

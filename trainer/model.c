@@ -112,6 +112,21 @@ static int bn_sum(void *ctx, double *buf, size_t n)
     return rc;
 }
 
+#define GRAD_RANGE_MIN 32768   /* floats: smaller ranges wait for the next layer's */
+
+/* nn_grad_ready's callback: the gradient sum of a final range starts now,
+ * and those started before move along, while the backward goes on. */
+static int grads_ready(void *ctx, float *grad, size_t n)
+{
+    model_t *m = ctx;
+    double t0 = console_now();
+    int rc = dist_allreduce_start(m->d, grad, n, m->comm_error, sizeof m->comm_error) ||
+             dist_progress(m->d, m->comm_error, sizeof m->comm_error);
+    m->comm_seconds += console_now() - t0;
+    m->comm_bytes += (double)n * sizeof *grad;
+    return rc;
+}
+
 int model_set_dist(model_t *m, dist_t *d, int sync_bn, char *err, size_t errlen)
 {
     m->d = d;
@@ -131,6 +146,9 @@ int model_set_dist(model_t *m, dist_t *d, int sync_bn, char *err, size_t errlen)
         free(m->cache);
         m->cache = cache;
     }
+    m->grad_ready = (nn_grad_ready){ .ready = grads_ready, .ctx = m, .min_floats = GRAD_RANGE_MIN };
+    if (nn_net_set_grad_ready(m->net, &m->grad_ready, err, errlen))
+        return -1;
     if (sync_bn) {
         m->bn_sync.sum = bn_sum;
         m->bn_sync.ctx = m;
@@ -227,11 +245,21 @@ float model_step(model_t *m, const batch_t *b, float lr, float *accuracy)
     if (!isfinite(loss))
         return loss;   /* no update from a diverged step (every rank sees the same loss) */
     nn_net_zero_grad(m->net);
-    if (nn_net_backward(m->net, m->dout))
+    int bad = nn_net_backward(m->net, m->dout);
+    if (parallel) {
+        /* the sums the backward started (they cover every gradient) */
+        double t0 = console_now();
+        char why[sizeof m->comm_error];
+        int rc = dist_allreduce_wait(m->d, why, sizeof why);
+        m->comm_seconds += console_now() - t0;
+        if (rc && !bad)
+            memcpy(m->comm_error, why, sizeof why);
+        if (rc || bad)
+            return comm_fail(m, bad ? "backward" : "gradients");
+    } else if (bad) {
         return comm_fail(m, "batch norm");
+    }
     nn_arena *g = nn_net_grads(m->net);
-    if (parallel && timed_allreduce(m, g->base, g->size))
-        return comm_fail(m, "gradients");
     nn_optim_step(m->opt, nn_net_params(m->net), g, lr);
     if (m->ema) {
         nn_arena *p = nn_net_params(m->net);

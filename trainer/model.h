@@ -30,6 +30,8 @@ typedef struct {
     int rank, size;
     float *z_all;           /* simclr: (size * rows, out_dim) every rank's embeddings */
     nn_bn_sync bn_sync;     /* --sync-bn: sums over the ranks, timed */
+    nn_grad_ready grad_ready;   /* data-parallel: each layer range's gradient sum starts as soon
+                                   as the backward has made it final */
     double comm_seconds;    /* time inside dist_* calls, all steps */
     double comm_bytes;      /* floats sent by this rank in them, in bytes, all steps */
     int comm_failed;        /* a collective failed: the ranks can no longer agree (comm_error says why) */

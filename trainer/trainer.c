@@ -40,6 +40,8 @@
 #define HEAD_NAME_MAX      32
 #define MSG_MAX            1024   /* a message of a library call, before the trainer adds its context */
 #define SHARE_ACKS_MAX     (1u << 16)  /* dropped copies a rank passes on to rank 0 per exchange */
+#define END_GRACE_S        2.0         /* the last epoch's END_OF_EPOCH may follow its last step */
+#define END_GRACE_TICK_US  50000
 #define SHARE_EVENTS_MAX   (1u << 16)  /* feed events (skipped, END_OF_EPOCH, ...) per exchange */
 
 /* What each rank tells the others at every exchange (data-parallel runs):
@@ -1132,12 +1134,41 @@ feed:
     return 0;
 }
 
+/* The run trained its last step: an epoch whose samples are all done may
+ * still wait for its END_OF_EPOCH, which the loader sent after its last
+ * sample and which may reach another rank, or this one, a little after
+ * that sample's step. Waits for it (at most END_GRACE_S), so that the
+ * epoch's record is complete; the ranks exchange their events meanwhile. */
+static void await_epoch_ends(trainer_t *t)
+{
+    char err[MSG_MAX];
+    for (double until = console_now() + END_GRACE_S; !transport_stop;) {
+        if (t->size > 1) {
+            rank_state_t mine;
+            agreed_t a;
+            rank_state(t, NULL, console_now(), &mine);
+            if (agree(t, &mine, &a) || a.stop)
+                return;
+        }
+        int32_t waiting = t->rank == 0 && console_now() < until && feed_end_missing(t->feed, t->config.dataset_size);
+        if (t->size > 1 && dist_broadcast(t->d, &waiting, sizeof waiting, 0, err, sizeof err)) {
+            console_log("the ranks cannot agree on the end: %s", err);
+            return;
+        }
+        if (!waiting)
+            return;
+        usleep(END_GRACE_TICK_US);
+    }
+}
+
 int trainer_run(trainer_t *t)
 {
     if (open_run(t))
         return -1;
     double start = console_now();
     end_reason_t why = train(t);
+    if (why == END_DONE && t->model)
+        await_epoch_ends(t);
     if (t->model)
         report_finish(&t->report);
     if (why == END_STREAM && t->step == 0 && !t->model) {
