@@ -32,12 +32,15 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: [mpirun -np N] mpi_step_bench [--width W] [--batch B] [--steps S] [--sync-bn]\n"
+               "                      [--no-overlap]\n"
                "  Times the trainer's SimCLR step (resnet-mini, 32x32x3 views) on random data, the global\n"
                "  batch B split over the N ranks; prints one JSON line (rank 0).\n"
                "  --width W   first-stage channels (default 16)\n"
                "  --batch B   global images per step, a multiple of N (default 256)\n"
                "  --steps S   timed steps after one warm-up step (default 5)\n"
                "  --sync-bn   synchronised batch norm\n"
+               "  --no-overlap  sum the gradients in one call after the backward, not range by\n"
+               "              range during it\n"
                "Exit status: 0 done, 1 failure, 2 bad usage.\n");
 }
 
@@ -55,10 +58,11 @@ static int parse_int(const char *flag, const char *v, int lo, int hi, int *out)
 
 int main(int argc, char **argv)
 {
-    int width = 16, batch = 256, steps = 5, sync_bn = 0;
+    int width = 16, batch = 256, steps = 5, sync_bn = 0, overlap = 1;
     static const struct option opts[] = {
         { "width", required_argument, NULL, 'w' }, { "batch", required_argument, NULL, 'b' },
         { "steps", required_argument, NULL, 's' }, { "sync-bn", no_argument, NULL, 'y' },
+        { "no-overlap", no_argument, NULL, 'o' },
         { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
     };
     int c;
@@ -69,6 +73,7 @@ int main(int argc, char **argv)
         case 'b': rc = parse_int("--batch", optarg, 2, 1 << 16, &batch); break;
         case 's': rc = parse_int("--steps", optarg, 1, 1000, &steps); break;
         case 'y': sync_bn = 1; break;
+        case 'o': overlap = 0; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -100,7 +105,7 @@ int main(int argc, char **argv)
     if (nn_preset_desc(desc, sizeof desc, "resnet-mini", width, "simclr", BENCH_C, BENCH_HW, BENCH_HW, err,
                        sizeof err) ||
         !(m = model_new(desc, TRAIN_SIMCLR, rows, 0, &oc, BENCH_TAU, err, sizeof err)) ||
-        model_set_dist(m, d, sync_bn, err, sizeof err)) {
+        model_set_dist(m, d, sync_bn, err, sizeof err) || model_set_overlap(m, overlap, err, sizeof err)) {
         fprintf(stderr, "mpi_step_bench: rank %d: %s\n", rank, err);
         dist_abort(d, 1);
     }
@@ -139,10 +144,11 @@ int main(int argc, char **argv)
     double emb_bytes = size > 1 ? (double)rows * m->out_dim * sizeof(float) : 0;
     if (rank == 0)
         printf("{\"bench\": \"mpi_step\", \"ranks\": %d, \"threads\": %d, \"width\": %d, \"batch\": %d, "
-               "\"sync_bn\": %s, \"steps\": %d, \"images_per_s\": %.1f, \"step_s\": %.4f, "
+               "\"sync_bn\": %s, \"overlap\": %s, \"steps\": %d, \"images_per_s\": %.1f, \"step_s\": %.4f, "
                "\"comm_s_per_step\": %.5f, \"comm_share\": %.3f, \"comm_bytes_per_step\": %.0f, "
                "\"grad_bytes\": %.0f, \"embedding_bytes\": %.0f}\n",
-               size, nn_parallel_threads(), width, batch, sync_bn ? "true" : "false", steps, batch * steps / took,
+               size, nn_parallel_threads(), width, batch, sync_bn ? "true" : "false",
+               overlap && size > 1 ? "true" : "false", steps, batch * steps / took,
                took / steps, (m->comm_seconds - comm0) / steps, (m->comm_seconds - comm0) / took,
                (m->comm_bytes - bytes0) / steps, grad_bytes, emb_bytes);
     free(b.x);

@@ -146,8 +146,7 @@ int model_set_dist(model_t *m, dist_t *d, int sync_bn, char *err, size_t errlen)
         free(m->cache);
         m->cache = cache;
     }
-    m->grad_ready = (nn_grad_ready){ .ready = grads_ready, .ctx = m, .min_floats = GRAD_RANGE_MIN };
-    if (nn_net_set_grad_ready(m->net, &m->grad_ready, err, errlen))
+    if (model_set_overlap(m, 1, err, errlen))
         return -1;
     if (sync_bn) {
         m->bn_sync.sum = bn_sum;
@@ -156,6 +155,17 @@ int model_set_dist(model_t *m, dist_t *d, int sync_bn, char *err, size_t errlen)
             return -1;
     }
     return 0;
+}
+
+int model_set_overlap(model_t *m, int on, char *err, size_t errlen)
+{
+    if (!m->d || m->size == 1)
+        return 0;
+    if (on)
+        m->grad_ready = (nn_grad_ready){ .ready = grads_ready, .ctx = m, .min_floats = GRAD_RANGE_MIN };
+    else
+        memset(&m->grad_ready, 0, sizeof m->grad_ready);
+    return nn_net_set_grad_ready(m->net, on ? &m->grad_ready : NULL, err, errlen);
 }
 
 /* Records a failed collective; returns NAN for model_step to hand back. */
@@ -246,7 +256,14 @@ float model_step(model_t *m, const batch_t *b, float lr, float *accuracy)
         return loss;   /* no update from a diverged step (every rank sees the same loss) */
     nn_net_zero_grad(m->net);
     int bad = nn_net_backward(m->net, m->dout);
-    if (parallel) {
+    if (parallel && !m->grad_ready.ready) {
+        /* one sum after the backward (model_set_overlap 0) */
+        nn_arena *g = nn_net_grads(m->net);
+        if (bad)
+            return comm_fail(m, "batch norm");
+        if (timed_allreduce(m, g->base, g->size))
+            return comm_fail(m, "gradients");
+    } else if (parallel) {
         /* the sums the backward started (they cover every gradient) */
         double t0 = console_now();
         char why[sizeof m->comm_error];

@@ -54,6 +54,10 @@ void model_destroy(model_t **self_p);
  * the single process's step on the global batch). With sync_bn, batch norm
  * uses the statistics of every rank's rows. 0, or -1 with err. */
 int model_set_dist(model_t *m, dist_t *d, int sync_bn, char *err, size_t errlen);
+/* Data-parallel: 1 (the default once spread) sums the gradients range by
+ * range while the backward goes on; 0 sums them in one call after it (for
+ * comparing the two). */
+int model_set_overlap(model_t *m, int on, char *err, size_t errlen);
 
 /* Copies rank root's parameters, batch-norm statistics and optimizer state
  * to every rank (a world of one: nothing). 0, or -1 with err. */
