@@ -835,6 +835,8 @@ int nn_net_backward(nn_net *net, const float *dout)
             if (gr->ready(gr->ctx, net->grads.base + net->final_from[i], handed - net->final_from[i]))
                 return -1;
             handed = net->final_from[i];
+        } else if (gr->tick && handed < net->grads.size && gr->tick(gr->ctx)) {
+            return -1;
         }
     }
     if (gr->ready && handed > 0 && gr->ready(gr->ctx, net->grads.base, handed))

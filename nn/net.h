@@ -97,9 +97,13 @@ int nn_net_set_bn_sync(nn_net *net, const struct nn_bn_sync *sync, char *err, si
  * min_floats but the last, which together cover the whole arena once per
  * backward. Nonzero from ready fails the backward. While it is on, a
  * backward must start from zeroed gradients (nn_net_zero_grad): a range is
- * final for this backward only. NULL (or ready NULL) turns it off. */
+ * final for this backward only. tick(ctx), when set, is called after each
+ * layer that hands out nothing once a range went out (to move the started
+ * sums along); nonzero fails the backward. NULL (or ready NULL) turns it
+ * off. */
 typedef struct nn_grad_ready {
     int (*ready)(void *ctx, float *grad, size_t n);
+    int (*tick)(void *ctx);
     void *ctx;
     size_t min_floats;
 } nn_grad_ready;

@@ -162,8 +162,15 @@ typedef struct {
     const float *base;
     size_t size, from[256], n[256];
     float *seen;
-    int ranges;
+    int ranges, ticks;
 } ranges_t;
+
+static int count_tick(void *ctx)
+{
+    ranges_t *r = ctx;
+    r->ticks += r->ranges > 0;   /* only once a range is out */
+    return r->ranges > 0 ? 0 : -1;
+}
 
 static int record_range(void *ctx, float *grad, size_t n)
 {
@@ -195,7 +202,7 @@ static void test_grads_ready(void **state)
     nn_arena *g = nn_net_grads(net);
     ranges_t r = { .base = g->base, .size = g->size };
     r.seen = calloc(g->size, sizeof *r.seen);
-    nn_grad_ready gr = { .ready = record_range, .ctx = &r, .min_floats = 500 };
+    nn_grad_ready gr = { .ready = record_range, .tick = count_tick, .ctx = &r, .min_floats = 500 };
     assert_int_equal(nn_net_set_grad_ready(net, &gr, err, sizeof err), 0);
     float *x = rand_images(6, 3, 16, 16, 5);
     int d = nn_net_out_dim(net);
@@ -208,6 +215,7 @@ static void test_grads_ready(void **state)
     /* several ranges, the last layers' first, back to back from the end to
      * 0, each but the last at least min_floats, and each final when handed */
     assert_true(r.ranges >= 3);
+    assert_true(r.ticks > 0);   /* between ranges, layers that hand out nothing */
     size_t at = g->size;
     for (int i = 0; i < r.ranges; i++) {
         assert_int_equal(r.from[i] + r.n[i], at);
@@ -226,6 +234,7 @@ static void test_grads_ready(void **state)
     assert_memory_equal(with, g->base, g->size * sizeof *g->base);
     /* a range that cannot go out fails the backward */
     gr.ready = refuse_range;
+    gr.tick = NULL;
     assert_int_equal(nn_net_set_grad_ready(net, &gr, err, sizeof err), 0);
     nn_net_forward(net, x, 6, 1);
     assert_int_equal(nn_net_backward(net, dz), -1);

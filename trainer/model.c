@@ -157,12 +157,23 @@ int model_set_dist(model_t *m, dist_t *d, int sync_bn, char *err, size_t errlen)
     return 0;
 }
 
+/* nn_grad_ready's tick: the started sums move along between layers. */
+static int grads_progress(void *ctx)
+{
+    model_t *m = ctx;
+    double t0 = console_now();
+    int rc = dist_progress(m->d, m->comm_error, sizeof m->comm_error);
+    m->comm_seconds += console_now() - t0;
+    return rc;
+}
+
 int model_set_overlap(model_t *m, int on, char *err, size_t errlen)
 {
     if (!m->d || m->size == 1)
         return 0;
     if (on)
-        m->grad_ready = (nn_grad_ready){ .ready = grads_ready, .ctx = m, .min_floats = GRAD_RANGE_MIN };
+        m->grad_ready = (nn_grad_ready){ .ready = grads_ready, .tick = grads_progress, .ctx = m,
+                                         .min_floats = GRAD_RANGE_MIN };
     else
         memset(&m->grad_ready, 0, sizeof m->grad_ready);
     return nn_net_set_grad_ready(m->net, on ? &m->grad_ready : NULL, err, errlen);
