@@ -92,6 +92,26 @@ static void check_collectives(void)
     for (int i = 0; i < CHECK_FLOATS; i++)
         bad += buf[i] != (float)(size * (size + 1) / 2) + 0.5f * (float)(size * (i % 17));
     report(!bad, "allreduce of %d floats (%d wrong)", CHECK_FLOATS, bad);
+
+    /* started sums: three ranges in flight at once (more than the pending
+     * list holds, in all), a blocking collective between them, then waited for */
+    for (int i = 0; i < CHECK_FLOATS; i++)
+        buf[i] = (float)(rank + 1) + 0.5f * (float)(i % 17);
+    for (int k = 0; k < 70; k++) {
+        int from = k * CHECK_FLOATS / 70, to = (k + 1) * CHECK_FLOATS / 70;
+        must(dist_allreduce_start(world, buf + from, (size_t)(to - from), err, sizeof err), "allreduce start");
+        must(dist_progress(world, err, sizeof err), "progress");
+        if (k == 35) {
+            double one = 1.0;
+            must(dist_allreduce_sum_f64(world, &one, 1, err, sizeof err), "allreduce between");
+        }
+    }
+    must(dist_allreduce_wait(world, err, sizeof err), "allreduce wait");
+    must(dist_allreduce_wait(world, err, sizeof err), "allreduce wait (nothing left)");
+    bad = 0;
+    for (int i = 0; i < CHECK_FLOATS; i++)
+        bad += buf[i] != (float)(size * (size + 1) / 2) + 0.5f * (float)(size * (i % 17));
+    report(!bad, "allreduce started in 70 ranges, waited for: %d floats (%d wrong)", CHECK_FLOATS, bad);
     free(buf);
 
     double d[3] = { 1e-3 * rank, (double)rank * rank, 1.0 };
