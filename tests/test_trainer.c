@@ -549,6 +549,52 @@ static void test_feed_assembles_and_drops(void **state)
     assert_null(f);
 }
 
+/* push_viewbatch with every sample in epoch 0 */
+static void push_epoch0(void *sock, uint32_t n, uint64_t first)
+{
+    fake_vb_t v;
+    fake_init(&v, PROTO_DTYPE_F32, n, 2, first);
+    for (uint32_t i = 0; i < n; i++)
+        v.s[i].epoch = 0;
+    proto_buf_t buf;
+    proto_buf_init(&buf);
+    assert_int_equal(proto_viewbatch_encode(&buf, &v.vb, NULL, 0), 0);
+    push_bytes(sock, buf.data, buf.len);
+    proto_buf_release(&buf);
+}
+
+/* A rank that took images out of its batch takes that batch back, filled
+ * up, before another the feed had ready. */
+static void test_feed_refilled_first(void **state)
+{
+    (void)state;
+    const char *ep = "inproc://test-trainer-refill";
+    batch_shape_t s = { .method = TRAIN_SIMCLR, .images = 4, .classes = 4 };
+    char err[256];
+    feed_t *f = feed_new(ep, 16, &s, 3, NULL, 0, err, sizeof err);
+    assert_non_null(f);
+    void *push = transport_open(ZMQ_PUSH, TRANSPORT_CONNECT, ep, 0);
+    assert_non_null(push);
+    push_epoch0(push, 8, 0);                          /* images 0..3 and 4..7 */
+    batch_t *a = feed_take(f, 5000);
+    assert_non_null(a);
+    assert_int_equal(a->index[0], 0);
+    uint8_t drop[4] = { 0, 1, 0, 0 };                    /* image 1 out */
+    feed_refill(f, a, drop);
+    assert_null(feed_take_refilled(f, a, 100));          /* not full yet */
+    push_epoch0(push, 1, 8);                          /* image 8 fills it */
+    batch_t *again = feed_take_refilled(f, a, 5000);
+    assert_true(again == a);
+    assert_true(a->filled == 4 && a->index[0] == 0 && a->index[1] == 2 && a->index[2] == 3 && a->index[3] == 8);
+    feed_give_back(f, a);
+    batch_t *b = feed_take(f, 5000);                     /* the one that was ready before */
+    assert_non_null(b);
+    assert_int_equal(b->index[0], 4);
+    feed_give_back(f, b);
+    transport_close(&push);
+    feed_destroy(&f);
+}
+
 /* Pushes a one-view ViewBatch of epoch 0 whose samples have the given
  * labels, dataset indices first, first + 1, ... */
 static void push_labeled(void *sock, const int32_t *labels, uint32_t n, uint64_t first)
@@ -1129,27 +1175,11 @@ static void test_epochs_done_elsewhere(void **state)
     epochs_done_elsewhere(&e, 4, 6, 0);
     assert_true(epochs_is_done(&e, 4, 6));
     assert_false(epochs_is_done(&e, 4, 7) || epochs_is_done(&e, 5, 6));
-    epochs_copy_dropped(&e, 4, 6);
-    assert_int_equal(epochs_admit(&e, 4, 6), EPOCHS_DUPLICATE);   /* still done */
+    epochs_copy_dropped(&e, 4);
     epochs_end(&e, 4, 1);
     assert_int_equal(epochs_next_record(&e, 0, &r), 1);
-    assert_true(r.distinct == 1 && r.duplicates == 2 && r.complete);
-    assert_int_equal(e.duplicates, 2);
-    epochs_release(&e);
-
-    /* a copy taken out because a lower rank holds the sample: not done, so
-     * a later copy is admitted again (the holder may wait for a full batch
-     * while this rank needs the sample to fill its own) */
-    epochs_init(&e);
-    assert_int_equal(epochs_admit(&e, 5, 2), EPOCHS_NEW);
-    assert_int_equal(epochs_admit(&e, 5, 2), EPOCHS_QUEUED);
-    epochs_copy_dropped(&e, 5, 2);
-    assert_false(epochs_is_done(&e, 5, 2));
-    assert_int_equal(epochs_admit(&e, 5, 2), EPOCHS_NEW);
-    epochs_trained(&e, 5, 2);
-    epochs_end(&e, 5, 1);
-    assert_int_equal(epochs_next_record(&e, 0, &r), 1);
-    assert_true(r.distinct == 1 && r.duplicates == 2 && r.complete);
+    assert_true(r.distinct == 1 && r.duplicates == 1 && r.complete);
+    assert_int_equal(e.duplicates, 1);
     epochs_release(&e);
 }
 
@@ -1408,6 +1438,7 @@ int main(void)
         cmocka_unit_test(test_batch_supervised_labels),
         cmocka_unit_test(test_batch_from_wire),
         cmocka_unit_test(test_feed_assembles_and_drops),
+        cmocka_unit_test(test_feed_refilled_first),
         cmocka_unit_test(test_feed_skips_bad_labels),
         cmocka_unit_test(test_feed_restored),
         cmocka_unit_test(test_rundir_state_round_trip),

@@ -97,10 +97,9 @@ void epochs_done_elsewhere(epochs_t *e, uint32_t epoch, uint64_t index, int skip
 int epochs_is_done(const epochs_t *e, uint32_t epoch, uint64_t index);
 /* An admitted sample was taken out of its batch untrained, as a copy of one
  * another rank trains or trained (data-parallel runs): counted as a
- * duplicate. When it is not done, it is no longer admitted here, so that a
- * later copy is taken: the rank that holds it may keep it waiting in a
- * batch not yet full, and then this rank needs the copy to fill its own. */
-void epochs_copy_dropped(epochs_t *e, uint32_t epoch, uint64_t index);
+ * duplicate. It stays admitted: a later copy is dropped here, as the rank
+ * that holds it keeps it in its batch until the step that trains it. */
+void epochs_copy_dropped(epochs_t *e, uint32_t epoch);
 /* 1 when an epoch has as many samples done as the dataset holds (size) but
  * its END_OF_EPOCH has not arrived yet (it may be on its way). */
 int epochs_end_missing(const epochs_t *e, uint64_t size);

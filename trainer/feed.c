@@ -370,6 +370,30 @@ batch_t *feed_take(feed_t *f, int timeout_ms)
     return b;
 }
 
+batch_t *feed_take_refilled(feed_t *f, batch_t *b, int timeout_ms)
+{
+    int slot = (int)(b - f->slots);
+    struct timespec ts = deadline_in(timeout_ms);
+    pthread_mutex_lock(&f->mu);
+    for (;;) {
+        for (int k = 0; k < f->n_ready; k++) {
+            int at = (f->ready_head + k) % f->n_slots;
+            if (f->ready_ring[at] != slot)
+                continue;
+            /* out of the ring, the batches behind it moved up one place */
+            for (int j = k; j + 1 < f->n_ready; j++)
+                f->ready_ring[(f->ready_head + j) % f->n_slots] = f->ready_ring[(f->ready_head + j + 1) % f->n_slots];
+            f->n_ready--;
+            pthread_mutex_unlock(&f->mu);
+            return b;
+        }
+        if (pthread_cond_timedwait(&f->ready_cv, &f->mu, &ts) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return NULL;
+}
+
 void feed_give_back(feed_t *f, batch_t *b)
 {
     batch_reset(b);
@@ -397,7 +421,7 @@ void feed_refill(feed_t *f, batch_t *b, const uint8_t *drop)
     pthread_mutex_lock(&f->mu);
     for (uint32_t i = 0; i < b->filled; i++)
         if (drop[i])
-            epochs_copy_dropped(&f->ep, b->epoch[i], b->index[i]);
+            epochs_copy_dropped(&f->ep, b->epoch[i]);
     batch_remove(b, &f->shape, drop);
     /* on top of the free stack: acquire_slot hands it to the thread first */
     f->free_stack[f->n_free++] = (int)(b - f->slots);

@@ -115,6 +115,7 @@ struct trainer {
     uint8_t *drop;                  /* (images) this rank's images to take out */
     int32_t *drop_counts;           /* (size) how many each rank took out */
     uint64_t copies_dropped;        /* images this rank took out of its batches, in all */
+    batch_t *refilling;             /* the batch drop_copies gave back to be filled up, to take next */
     double sync_seconds;            /* time in the exchanges (dist calls) */
     double sync_bytes;
 };
@@ -910,9 +911,12 @@ fail:
  * again can wait on one rank while its original waits on another. A rank
  * takes out of its batch the images a lower rank holds for this step and
  * those another rank trained since the batch was assembled (the exchange
- * after each step told it), and has the feed fill it up again. 1: every
- * batch is clean, step; 0: some rank took images out, no step this time
- * (*bp is NULL on those ranks); -1: the exchange failed. */
+ * after each step told it), and has the feed fill it up again; that batch,
+ * not another one the feed holds, is the one it shows next, so that what
+ * it holds stays held for the next step (a higher rank dropped its copies
+ * of them, and drops any later copy too). 1: every batch is clean, step;
+ * 0: some rank took images out, no step this time (*bp is NULL on those
+ * ranks); -1: the exchange failed. */
 static int drop_copies(trainer_t *t, batch_t **bp)
 {
     char err[MSG_MAX];
@@ -940,6 +944,7 @@ static int drop_copies(trainer_t *t, batch_t **bp)
         return 1;
     if (mine) {
         feed_refill(t->feed, b, t->drop);
+        t->refilling = b;   /* the next step trains this batch again, filled up */
         *bp = NULL;
         t->copies_dropped += (uint64_t)mine;
     }
@@ -1017,8 +1022,14 @@ static end_reason_t train(trainer_t *t)
     t->last_wait_log = console_now();
     for (;;) {
         double t0 = console_now();
-        if (!b && !(c->total_steps && t->step >= c->total_steps))
-            b = feed_take(t->feed, TAKE_SLICE_MS);
+        if (!b && !(c->total_steps && t->step >= c->total_steps)) {
+            if (t->refilling) {
+                if ((b = feed_take_refilled(t->feed, t->refilling, TAKE_SLICE_MS)))
+                    t->refilling = NULL;
+            } else {
+                b = feed_take(t->feed, TAKE_SLICE_MS);
+            }
+        }
         double now = console_now();
         wait += now - t0;
         housekeeping(t, now);
