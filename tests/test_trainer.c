@@ -563,33 +563,44 @@ static void push_epoch0(void *sock, uint32_t n, uint64_t first)
     proto_buf_release(&buf);
 }
 
-/* A rank that took images out of its batch takes that batch back, filled
- * up, before another the feed had ready. */
-static void test_feed_refilled_first(void **state)
+/* A batch given back partly filled (feed_refill) while the thread fills
+ * another is joined with it, so that neither waits for samples that may
+ * not come: the given-back one is filled from the other and comes back
+ * first, its images intact. */
+static void test_feed_joins_partial(void **state)
 {
     (void)state;
-    const char *ep = "inproc://test-trainer-refill";
+    const char *ep = "inproc://test-trainer-join";
     batch_shape_t s = { .method = TRAIN_SIMCLR, .images = 4, .classes = 4 };
     char err[256];
     feed_t *f = feed_new(ep, 16, &s, 3, NULL, 0, err, sizeof err);
     assert_non_null(f);
     void *push = transport_open(ZMQ_PUSH, TRANSPORT_CONNECT, ep, 0);
     assert_non_null(push);
-    push_epoch0(push, 8, 0);                          /* images 0..3 and 4..7 */
+    push_epoch0(push, 6, 0);                             /* 0..3 full, 4 and 5 being filled */
     batch_t *a = feed_take(f, 5000);
     assert_non_null(a);
     assert_int_equal(a->index[0], 0);
-    uint8_t drop[4] = { 0, 1, 0, 0 };                    /* image 1 out */
+    feed_stats_t st;
+    for (int i = 0; i < 500; i++) {                      /* 4 and 5 in the batch being filled */
+        feed_stats(f, &st);
+        if (st.samples == 6)
+            break;
+        usleep(10000);
+    }
+    assert_int_equal(st.samples, 6);
+    uint8_t drop[4] = { 0, 1, 0, 0 };                    /* image 1 out: 0, 2, 3 left */
     feed_refill(f, a, drop);
-    assert_null(feed_take_refilled(f, a, 100));          /* not full yet */
-    push_epoch0(push, 1, 8);                          /* image 8 fills it */
-    batch_t *again = feed_take_refilled(f, a, 5000);
-    assert_true(again == a);
-    assert_true(a->filled == 4 && a->index[0] == 0 && a->index[1] == 2 && a->index[2] == 3 && a->index[3] == 8);
-    feed_give_back(f, a);
-    batch_t *b = feed_take(f, 5000);                     /* the one that was ready before */
+    batch_t *b = feed_take(f, 5000);                     /* no new sample needed */
+    assert_true(b == a);
+    assert_true(b->filled == 4 && b->index[0] == 0 && b->index[1] == 2 && b->index[2] == 3 && b->index[3] == 5);
+    for (uint32_t k = 0; k < 2; k++)                     /* image 5's views came with it */
+        assert_true(b->x[((size_t)k * 4 + 3) * N_PIX] == (float)(100 * 5 + 10 * k));
+    feed_give_back(f, b);
+    push_epoch0(push, 3, 6);                             /* 4 was left: 4, 6, 7, 8 */
+    b = feed_take(f, 5000);
     assert_non_null(b);
-    assert_int_equal(b->index[0], 4);
+    assert_true(b->filled == 4 && b->index[0] == 4 && b->index[1] == 6 && b->index[3] == 8);
     feed_give_back(f, b);
     transport_close(&push);
     feed_destroy(&f);
@@ -1175,11 +1186,28 @@ static void test_epochs_done_elsewhere(void **state)
     epochs_done_elsewhere(&e, 4, 6, 0);
     assert_true(epochs_is_done(&e, 4, 6));
     assert_false(epochs_is_done(&e, 4, 7) || epochs_is_done(&e, 5, 6));
-    epochs_copy_dropped(&e, 4);
+    epochs_copy_dropped(&e, 4, 6, 1);
+    assert_int_equal(epochs_admit(&e, 4, 6), EPOCHS_DUPLICATE);   /* done: stays so */
     epochs_end(&e, 4, 1);
     assert_int_equal(epochs_next_record(&e, 0, &r), 1);
-    assert_true(r.distinct == 1 && r.duplicates == 1 && r.complete);
-    assert_int_equal(e.duplicates, 1);
+    assert_true(r.distinct == 1 && r.duplicates == 2 && r.complete);
+    assert_int_equal(e.duplicates, 2);
+    epochs_release(&e);
+
+    /* copies taken out because a lower rank holds the sample: a later copy
+     * is dropped, unless the holder gave its batch back (readmit) */
+    epochs_init(&e);
+    assert_int_equal(epochs_admit(&e, 5, 2), EPOCHS_NEW);
+    assert_int_equal(epochs_admit(&e, 5, 3), EPOCHS_NEW);
+    epochs_copy_dropped(&e, 5, 2, 0);
+    epochs_copy_dropped(&e, 5, 3, 1);
+    assert_int_equal(epochs_admit(&e, 5, 2), EPOCHS_QUEUED);
+    assert_int_equal(epochs_admit(&e, 5, 3), EPOCHS_NEW);
+    epochs_done_elsewhere(&e, 5, 2, 0);
+    epochs_trained(&e, 5, 3);
+    epochs_end(&e, 5, 2);
+    assert_int_equal(epochs_next_record(&e, 0, &r), 1);
+    assert_true(r.distinct == 2 && r.duplicates == 3 && r.complete);
     epochs_release(&e);
 }
 
@@ -1438,7 +1466,7 @@ int main(void)
         cmocka_unit_test(test_batch_supervised_labels),
         cmocka_unit_test(test_batch_from_wire),
         cmocka_unit_test(test_feed_assembles_and_drops),
-        cmocka_unit_test(test_feed_refilled_first),
+        cmocka_unit_test(test_feed_joins_partial),
         cmocka_unit_test(test_feed_skips_bad_labels),
         cmocka_unit_test(test_feed_restored),
         cmocka_unit_test(test_rundir_state_round_trip),

@@ -195,35 +195,59 @@ int batch_put(batch_t *b, const batch_shape_t *s, const proto_viewbatch_t *vb, u
     return b->filled == s->images;
 }
 
-uint32_t batch_remove(batch_t *b, const batch_shape_t *s, const uint8_t *drop)
+/* Image si of src to place di of dst (its views, targets, id), dst != src
+ * or di != si. */
+static void copy_image(batch_t *dst, uint32_t di, const batch_t *src, uint32_t si, const batch_shape_t *s)
 {
     size_t n = batch_view_floats(s);
-    uint32_t per = batch_views_used(s), kept = 0, filled = b->filled;
+    uint32_t per = batch_views_used(s);
+    if (s->method == TRAIN_SIMCLR) {
+        /* view k of image i is row k * images + i */
+        for (uint32_t k = 0; k < per; k++)
+            memcpy(dst->x + ((size_t)k * s->images + di) * n, src->x + ((size_t)k * s->images + si) * n,
+                   n * sizeof *dst->x);
+    } else {
+        /* the views of image i are rows i * per .. i * per + per - 1 */
+        memcpy(dst->x + (size_t)di * per * n, src->x + (size_t)si * per * n, (size_t)per * n * sizeof *dst->x);
+        if (src->targets)
+            memcpy(dst->targets + (size_t)di * per, src->targets + (size_t)si * per, per * sizeof *dst->targets);
+    }
+    dst->index[di] = src->index[si];
+    dst->epoch[di] = src->epoch[si];
+}
+
+uint32_t batch_remove(batch_t *b, const batch_shape_t *s, const uint8_t *drop)
+{
+    uint32_t kept = 0, filled = b->filled;
     b->max_epoch = 0;
     for (uint32_t i = 0; i < filled; i++) {
         if (drop[i])
             continue;
-        if (kept != i) {
-            if (s->method == TRAIN_SIMCLR) {
-                /* view k of image i is row k * images + i */
-                for (uint32_t k = 0; k < per; k++)
-                    memcpy(b->x + ((size_t)k * s->images + kept) * n, b->x + ((size_t)k * s->images + i) * n,
-                           n * sizeof *b->x);
-            } else {
-                /* the views of image i are rows i * per .. i * per + per - 1 */
-                memcpy(b->x + (size_t)kept * per * n, b->x + (size_t)i * per * n, (size_t)per * n * sizeof *b->x);
-                if (b->targets)
-                    memcpy(b->targets + (size_t)kept * per, b->targets + (size_t)i * per, per * sizeof *b->targets);
-            }
-            b->index[kept] = b->index[i];
-            b->epoch[kept] = b->epoch[i];
-        }
+        if (kept != i)
+            copy_image(b, kept, b, i, s);
         if (b->epoch[kept] > b->max_epoch)
             b->max_epoch = b->epoch[kept];
         kept++;
     }
     b->filled = kept;
     return filled - kept;
+}
+
+uint32_t batch_move(batch_t *dst, batch_t *src, const batch_shape_t *s)
+{
+    uint32_t moved = 0;
+    while (dst->filled < s->images && src->filled > 0) {
+        uint32_t si = --src->filled, di = dst->filled++;
+        copy_image(dst, di, src, si, s);
+        if (dst->epoch[di] > dst->max_epoch)
+            dst->max_epoch = dst->epoch[di];
+        moved++;
+    }
+    src->max_epoch = 0;
+    for (uint32_t i = 0; i < src->filled; i++)
+        if (src->epoch[i] > src->max_epoch)
+            src->max_epoch = src->epoch[i];
+    return moved;
 }
 
 uint32_t batch_mark_copies(const batch_id_t *all, int rank, uint32_t per, uint8_t *drop)

@@ -94,5 +94,9 @@ uint32_t batch_mark_copies(const batch_id_t *all, int rank, uint32_t per, uint8_
  * b is a partly filled batch that batch_put can fill again. Returns how many
  * were taken out. */
 uint32_t batch_remove(batch_t *b, const batch_shape_t *s, const uint8_t *drop);
+/* Moves images from the end of src into dst (their views, targets and ids)
+ * until dst is full or src empty; returns how many. Joins two partly
+ * filled batches of one shape. */
+uint32_t batch_move(batch_t *dst, batch_t *src, const batch_shape_t *s);
 
 #endif

@@ -209,11 +209,16 @@ int epochs_is_done(const epochs_t *e, uint32_t epoch, uint64_t index)
     return 0;
 }
 
-void epochs_copy_dropped(epochs_t *e, uint32_t epoch)
+void epochs_copy_dropped(epochs_t *e, uint32_t epoch, uint64_t index, int readmit)
 {
     epochs_slot_t *s = find(e, epoch);
-    if (s)
+    if (s) {
         s->duplicates++;
+        if (readmit && index < s->n_bits && bit_get(s->seen, index) && !bit_get(s->done, index)) {
+            s->seen[index / 8] &= (uint8_t)~(1u << (index % 8));
+            s->admitted--;
+        }
+    }
     e->duplicates++;
 }
 

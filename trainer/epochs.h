@@ -97,9 +97,12 @@ void epochs_done_elsewhere(epochs_t *e, uint32_t epoch, uint64_t index, int skip
 int epochs_is_done(const epochs_t *e, uint32_t epoch, uint64_t index);
 /* An admitted sample was taken out of its batch untrained, as a copy of one
  * another rank trains or trained (data-parallel runs): counted as a
- * duplicate. It stays admitted: a later copy is dropped here, as the rank
- * that holds it keeps it in its batch until the step that trains it. */
-void epochs_copy_dropped(epochs_t *e, uint32_t epoch);
+ * duplicate. It stays admitted (a later copy is dropped here), unless
+ * readmit and it is not done: then a later copy is taken again. A rank
+ * asks that when the holder of the original gave its own batch back to be
+ * filled up, so that the original may wait behind other batches there
+ * while this rank needs the sample to fill its own. */
+void epochs_copy_dropped(epochs_t *e, uint32_t epoch, uint64_t index, int readmit);
 /* 1 when an epoch has as many samples done as the dataset holds (size) but
  * its END_OF_EPOCH has not arrived yet (it may be on its way). */
 int epochs_end_missing(const epochs_t *e, uint64_t size);

@@ -98,8 +98,22 @@ static int alloc_slots(feed_t *f, const batch_shape_t *shape)
     return 0;
 }
 
-/* A free slot for the thread to fill, waiting for the trainer to give one
- * back; -1 when stopping. */
+/* Under mu: a slot the trainer gave back partly filled (feed_refill), taken
+ * off the free stack wherever it lies; -1 when there is none. */
+static int take_partial(feed_t *f)
+{
+    for (int k = f->n_free - 1; k >= 0 && f->slots; k--) {
+        int slot = f->free_stack[k];
+        if (f->slots[slot].filled == 0)
+            continue;
+        f->free_stack[k] = f->free_stack[--f->n_free];
+        return slot;
+    }
+    return -1;
+}
+
+/* A free slot for the thread to fill, a partly filled one first, waiting
+ * for the trainer to give one back; -1 when stopping. */
 static int acquire_slot(feed_t *f)
 {
     int slot = -1;
@@ -108,7 +122,7 @@ static int acquire_slot(feed_t *f)
         struct timespec ts = deadline_in(RECV_SLICE_MS);
         pthread_cond_timedwait(&f->free_cv, &f->mu, &ts);
     }
-    if (!f->stop && !transport_stop && f->n_free > 0)
+    if (!f->stop && !transport_stop && f->n_free > 0 && (slot = take_partial(f)) < 0)
         slot = f->free_stack[--f->n_free];
     pthread_mutex_unlock(&f->mu);
     return slot;
@@ -122,6 +136,44 @@ static void publish_slot(feed_t *f, int slot)
     f->st.batches++;
     pthread_cond_signal(&f->ready_cv);
     pthread_mutex_unlock(&f->mu);
+}
+
+static void free_slot(feed_t *f, int slot)
+{
+    batch_reset(&f->slots[slot]);
+    pthread_mutex_lock(&f->mu);
+    f->free_stack[f->n_free++] = slot;
+    pthread_cond_signal(&f->free_cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/* A batch the trainer gave back partly filled waits for this thread while
+ * it fills another: when few samples are left to come (the end of the
+ * data), neither might ever fill up, each holding part of what would fill
+ * one. So the one being filled is emptied into the given-back one, which is
+ * published when full. */
+static void join_partial(feed_t *f)
+{
+    for (;;) {
+        pthread_mutex_lock(&f->mu);
+        int into = f->filling >= 0 ? take_partial(f) : -1;
+        batch_shape_t shape = f->shape;
+        pthread_mutex_unlock(&f->mu);
+        if (into < 0)
+            return;
+        batch_t *dst = &f->slots[into], *src = &f->slots[f->filling];
+        batch_move(dst, src, &shape);
+        if (dst->filled == shape.images) {
+            publish_slot(f, into);
+            if (src->filled == 0) {
+                free_slot(f, f->filling);
+                f->filling = -1;
+            }
+        } else {
+            free_slot(f, f->filling);   /* emptied */
+            f->filling = into;
+        }
+    }
 }
 
 /* Queues (epoch, index) to be acknowledged without training (mu held). */
@@ -254,6 +306,7 @@ static void *feed_main(void *arg)
 {
     feed_t *f = arg;
     while (!stopping(f)) {
+        join_partial(f);
         zmq_msg_t msg;
         int rc = transport_recv(f->sock, &msg, RECV_SLICE_MS);
         if (rc < 0) {
@@ -370,30 +423,6 @@ batch_t *feed_take(feed_t *f, int timeout_ms)
     return b;
 }
 
-batch_t *feed_take_refilled(feed_t *f, batch_t *b, int timeout_ms)
-{
-    int slot = (int)(b - f->slots);
-    struct timespec ts = deadline_in(timeout_ms);
-    pthread_mutex_lock(&f->mu);
-    for (;;) {
-        for (int k = 0; k < f->n_ready; k++) {
-            int at = (f->ready_head + k) % f->n_slots;
-            if (f->ready_ring[at] != slot)
-                continue;
-            /* out of the ring, the batches behind it moved up one place */
-            for (int j = k; j + 1 < f->n_ready; j++)
-                f->ready_ring[(f->ready_head + j) % f->n_slots] = f->ready_ring[(f->ready_head + j + 1) % f->n_slots];
-            f->n_ready--;
-            pthread_mutex_unlock(&f->mu);
-            return b;
-        }
-        if (pthread_cond_timedwait(&f->ready_cv, &f->mu, &ts) == ETIMEDOUT)
-            break;
-    }
-    pthread_mutex_unlock(&f->mu);
-    return NULL;
-}
-
 void feed_give_back(feed_t *f, batch_t *b)
 {
     batch_reset(b);
@@ -421,9 +450,10 @@ void feed_refill(feed_t *f, batch_t *b, const uint8_t *drop)
     pthread_mutex_lock(&f->mu);
     for (uint32_t i = 0; i < b->filled; i++)
         if (drop[i])
-            epochs_copy_dropped(&f->ep, b->epoch[i]);
+            epochs_copy_dropped(&f->ep, b->epoch[i], b->index[i], drop[i] == FEED_DROP_READMIT);
     batch_remove(b, &f->shape, drop);
-    /* on top of the free stack: acquire_slot hands it to the thread first */
+    /* acquire_slot hands it to the thread first, or join_partial fills it
+     * with the one being filled */
     f->free_stack[f->n_free++] = (int)(b - f->slots);
     pthread_cond_signal(&f->free_cv);
     pthread_mutex_unlock(&f->mu);

@@ -83,13 +83,12 @@ uint32_t feed_mark_done(feed_t *f, const batch_t *b, uint8_t *drop);
 /* Takes the images marked in drop[] out of b untrained (copies of samples
  * another rank trains or trained: counted as duplicates, acknowledged by the
  * rank that trains them) and hands the partly filled b back: the receive
- * thread fills it up before it starts an empty batch. */
+ * thread fills it up before it starts an empty batch. An image marked
+ * FEED_DROP_READMIT is taken again when a copy comes later (see
+ * epochs_copy_dropped). */
+#define FEED_DROP_READMIT 2
 void feed_refill(feed_t *f, batch_t *b, const uint8_t *drop);
-/* The batch given to feed_refill, once it is full again (NULL after
- * timeout_ms): a rank keeps the batch it showed the others, so that what a
- * higher rank took out of its own batch because this one holds it is
- * trained here by the next step, not left behind other batches. */
-batch_t *feed_take_refilled(feed_t *f, batch_t *b, int timeout_ms);
+
 
 /* The complete shape (valid once a batch has been taken). */
 void feed_shape(feed_t *f, batch_shape_t *out);

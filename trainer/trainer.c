@@ -115,7 +115,6 @@ struct trainer {
     uint8_t *drop;                  /* (images) this rank's images to take out */
     int32_t *drop_counts;           /* (size) how many each rank took out */
     uint64_t copies_dropped;        /* images this rank took out of its batches, in all */
-    batch_t *refilling;             /* the batch drop_copies gave back to be filled up, to take next */
     double sync_seconds;            /* time in the exchanges (dist calls) */
     double sync_bytes;
 };
@@ -906,17 +905,41 @@ fail:
     return -1;
 }
 
+/* Of the images drop_copies takes out as copies of what a lower rank holds,
+ * those whose holder also took images out and so gave its batch back to be
+ * filled up: the holder's next batch may be another one, with the original
+ * waiting behind it, so a later copy must be taken here again (else, at the
+ * end of the data, this rank could be left unable to fill its batch). A
+ * holder that took nothing out keeps its batch and trains the original at
+ * the next step. */
+static void mark_readmit(trainer_t *t, uint32_t per)
+{
+    const batch_id_t *mine = t->ids_all + (size_t)t->rank * per;
+    for (uint32_t i = 0; i < per; i++) {
+        if (!t->drop[i])
+            continue;
+        for (int q = 0; q < t->rank; q++) {
+            const batch_id_t *theirs = t->ids_all + (size_t)q * per;
+            int held = 0;
+            for (uint32_t j = 0; j < per && !held; j++)
+                held = theirs[j].epoch == mine[i].epoch && theirs[j].index == mine[i].index;
+            if (held) {
+                if (t->drop_counts[q] > 0)
+                    t->drop[i] = FEED_DROP_READMIT;
+                break;   /* the lowest holder is the one that keeps it */
+            }
+        }
+    }
+}
+
 /* Before each step of a data-parallel run every rank shows the others the
  * images of its batch, so that none is trained twice: a copy the loader sent
  * again can wait on one rank while its original waits on another. A rank
  * takes out of its batch the images a lower rank holds for this step and
  * those another rank trained since the batch was assembled (the exchange
- * after each step told it), and has the feed fill it up again; that batch,
- * not another one the feed holds, is the one it shows next, so that what
- * it holds stays held for the next step (a higher rank dropped its copies
- * of them, and drops any later copy too). 1: every batch is clean, step;
- * 0: some rank took images out, no step this time (*bp is NULL on those
- * ranks); -1: the exchange failed. */
+ * after each step told it), and has the feed fill it up again. 1: every
+ * batch is clean, step; 0: some rank took images out, no step this time
+ * (*bp is NULL on those ranks); -1: the exchange failed. */
 static int drop_copies(trainer_t *t, batch_t **bp)
 {
     char err[MSG_MAX];
@@ -943,8 +966,8 @@ static int drop_copies(trainer_t *t, batch_t **bp)
     if (!any)
         return 1;
     if (mine) {
+        mark_readmit(t, per);
         feed_refill(t->feed, b, t->drop);
-        t->refilling = b;   /* the next step trains this batch again, filled up */
         *bp = NULL;
         t->copies_dropped += (uint64_t)mine;
     }
@@ -1022,14 +1045,8 @@ static end_reason_t train(trainer_t *t)
     t->last_wait_log = console_now();
     for (;;) {
         double t0 = console_now();
-        if (!b && !(c->total_steps && t->step >= c->total_steps)) {
-            if (t->refilling) {
-                if ((b = feed_take_refilled(t->feed, t->refilling, TAKE_SLICE_MS)))
-                    t->refilling = NULL;
-            } else {
-                b = feed_take(t->feed, TAKE_SLICE_MS);
-            }
-        }
+        if (!b && !(c->total_steps && t->step >= c->total_steps))
+            b = feed_take(t->feed, TAKE_SLICE_MS);
         double now = console_now();
         wait += now - t0;
         housekeeping(t, now);
