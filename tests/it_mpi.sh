@@ -332,7 +332,7 @@ if [ -z "$base" ]; then
 else
     BUILD="$BUILD" timeout 120 "$root/run.sh" --no-build --trainers 2 --sync-bn --width 4 --batch 64 --epochs 1 \
         --out "$tmp/c" --port-base "$base" --loader-opts "--limit $N" \
-        --evaluator-opts "--max-train 500 --max-test 200 --label-fraction 1 --no-baselines --attention 0 --classmap 0 --align-items 100" \
+        --evaluator-opts "--max-train 500 --max-test 200 --label-fraction 1 --no-baselines --attention 0 --classmap 0 --align-items 100 --finetune-per-class none" \
         >"$tmp/c.log" 2>&1
     rc=$?
     [ "$rc" -eq 0 ] && ok "c: run.sh --trainers 2 exited 0" || { fail "c: run.sh exit $rc"; tail -20 "$tmp/c.log"; }
