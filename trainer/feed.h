@@ -89,7 +89,6 @@ uint32_t feed_mark_done(feed_t *f, const batch_t *b, uint8_t *drop);
 #define FEED_DROP_READMIT 2
 void feed_refill(feed_t *f, batch_t *b, const uint8_t *drop);
 
-
 /* The complete shape (valid once a batch has been taken). */
 void feed_shape(feed_t *f, batch_shape_t *out);
 void feed_stats(feed_t *f, feed_stats_t *out);

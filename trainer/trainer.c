@@ -172,8 +172,6 @@ static int check_fresh_folder(const char *out, char *err, size_t errlen)
     return 0;
 }
 
-/* Reads the checkpoint's metadata and its trainer state: the run's settings
- * and progress. */
 #define STATE_MAX_BYTES (256u << 20)   /* a state file's epoch sets stay far below */
 
 /* Rank 0 (or a world of one): the checkpoint to resume, its network, step
@@ -1170,14 +1168,19 @@ feed:
 static void await_epoch_ends(trainer_t *t)
 {
     char err[MSG_MAX];
-    for (double until = console_now() + END_GRACE_S; !transport_stop;) {
+    for (double until = console_now() + END_GRACE_S;;) {
+        /* every rank leaves at the same round: a signal counts once agreed */
+        int stop = transport_stop != 0;
         if (t->size > 1) {
             rank_state_t mine;
             agreed_t a;
             rank_state(t, NULL, console_now(), &mine);
-            if (agree(t, &mine, &a) || a.stop)
+            if (agree(t, &mine, &a))
                 return;
+            stop = a.stop;
         }
+        if (stop)
+            return;
         int32_t waiting = t->rank == 0 && console_now() < until && feed_end_missing(t->feed, t->config.dataset_size);
         if (t->size > 1 && dist_broadcast(t->d, &waiting, sizeof waiting, 0, err, sizeof err)) {
             console_log("the ranks cannot agree on the end: %s", err);
