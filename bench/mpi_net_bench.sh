@@ -42,18 +42,7 @@ ip netns exec "$NS_B" tc qdisc add dev eth0 root tbf rate "$rate" burst 256kb la
 
 # mpirun's remote shell: runs the daemon's command in the namespace of its host
 agent="$NETNS_TMP/agent.sh"
-cat >"$agent" <<EOF
-#!/bin/sh
-host=\$1
-shift
-case "\$host" in
-$NETNS_HOST_A) ns=$NS_A ;;
-$host_b) ns=$NS_B ;;
-*) echo "agent: no namespace stands for host \$host" >&2; exit 1 ;;
-esac
-exec ip netns exec "\$ns" sh -c "\$*"
-EOF
-chmod +x "$agent"
+netns_mpi_agent "$agent" "$host_b"
 printf '%s slots=1\n%s slots=1\n' "$NETNS_HOST_A" "$host_b" >"$NETNS_TMP/hosts"
 # shellcheck disable=SC2054  # self,tcp is one value
 mpi=(mpirun -np 2 --hostfile "$NETNS_TMP/hosts" --mca plm_rsh_agent "$agent" --mca btl self,tcp

@@ -876,17 +876,21 @@ int nn_net_set_grad_ready(nn_net *net, const nn_grad_ready *gr, char *err, size_
         return -1;
     }
     /* After layer i, [lo, end) is final when every gradient there belongs
-     * to a layer >= i (the arena holds them in layer order); otherwise
-     * nothing more is final until a lower layer makes it so. */
+     * to a layer >= i (the arena holds them in layer order), that is when
+     * the layers below i end at or before lo; otherwise nothing more is
+     * final until a lower layer makes it so. from[i] first holds where the
+     * gradients of layers 0..i-1 end. */
+    size_t a, b, below = 0;
+    for (int i = 0; i < net->nl; i++) {
+        from[i] = below;
+        if (layer_grads_span(net, &net->L[i], &a, &b) && b > below)
+            below = b;
+    }
     size_t lo = net->grads.size, final = lo;
     for (int i = net->nl - 1; i >= 0; i--) {
-        size_t a, b;
         if (layer_grads_span(net, &net->L[i], &a, &b) && a < lo)
             lo = a;
-        int clean = 1;
-        for (int j = 0; j < i && clean; j++)
-            clean = !layer_grads_span(net, &net->L[j], &a, &b) || b <= lo;
-        if (clean)
+        if (from[i] <= lo)
             final = lo;
         from[i] = final;
     }

@@ -67,22 +67,9 @@ else
     exit 1
 fi
 
-# mpirun's remote shell: `agent HOST COMMAND...` runs COMMAND (a shell line,
-# as ssh would) in the namespace that stands for HOST
+# mpirun's remote shell, logging each daemon it starts
 agent="$tmp/netns_agent.sh"
-cat >"$agent" <<EOF
-#!/bin/sh
-host=\$1
-shift
-case "\$host" in
-$NETNS_HOST_A) ns=$NS_A ;;
-$HOST_B) ns=$NS_B ;;
-*) echo "netns_agent: no namespace stands for host \$host" >&2; exit 1 ;;
-esac
-echo "\$host: \$*" >>"$tmp/agent.log"
-exec ip netns exec "\$ns" sh -c "\$*"
-EOF
-chmod +x "$agent"
+netns_mpi_agent "$agent" "$HOST_B" "$tmp/agent.log"
 printf '%s slots=1\n%s slots=1\n' "$NETNS_HOST_A" "$HOST_B" >"$tmp/hosts"
 # shellcheck disable=SC2054  # self,tcp is one value
 mpi_args=(-np 2 --hostfile "$tmp/hosts" --mca plm_rsh_agent "$agent" --mca btl self,tcp

@@ -1,4 +1,5 @@
-# Sourced by tests/it_netns.sh, tests/it_mpi_netns.sh and bench/netns_bench.sh: three network
+# Sourced by tests/it_netns.sh, tests/it_mpi_netns.sh, bench/netns_bench.sh and
+# bench/mpi_net_bench.sh: three network
 # namespaces joined by veth pairs on a bridge, like three hosts on a LAN,
 # and a CURVE pipeline spread over them:
 #
@@ -133,4 +134,27 @@ EOF
         netns_aug_samples+=("$(sed -n 's/.*: \([0-9]*\) samples, .*views in.*/\1/p' "$out.aug$p.err" | tail -n 1)")
     done
     return $rc
+}
+
+# netns_mpi_agent FILE HOST_B [LOG]: writes mpirun's remote shell FILE
+# (--mca plm_rsh_agent): `FILE HOST COMMAND...` runs COMMAND (a shell line,
+# as ssh would) in the namespace that stands for HOST, $NS_A for
+# $NETNS_HOST_A and $NS_B for HOST_B; with LOG, each call is appended to it
+# as "HOST: COMMAND".
+netns_mpi_agent() {
+    local log=""
+    [ -n "${3:-}" ] && log="echo \"\$host: \$*\" >>\"$3\""
+    cat >"$1" <<EOF
+#!/bin/sh
+host=\$1
+shift
+case "\$host" in
+$NETNS_HOST_A) ns=$NS_A ;;
+$2) ns=$NS_B ;;
+*) echo "netns_agent: no namespace stands for host \$host" >&2; exit 1 ;;
+esac
+$log
+exec ip netns exec "\$ns" sh -c "\$*"
+EOF
+    chmod +x "$1"
 }

@@ -479,15 +479,20 @@ static void push_bytes(void *sock, const void *data, size_t len)
     assert_int_equal(transport_send(sock, data, len), 0);
 }
 
+static void push_fake(void *sock, const fake_vb_t *v)
+{
+    proto_buf_t buf;
+    proto_buf_init(&buf);
+    assert_int_equal(proto_viewbatch_encode(&buf, &v->vb, NULL, 0), 0);
+    push_bytes(sock, buf.data, buf.len);
+    proto_buf_release(&buf);
+}
+
 static void push_viewbatch(void *sock, uint32_t n, uint64_t first)
 {
     fake_vb_t v;
     fake_init(&v, PROTO_DTYPE_F32, n, 2, first);
-    proto_buf_t buf;
-    proto_buf_init(&buf);
-    assert_int_equal(proto_viewbatch_encode(&buf, &v.vb, NULL, 0), 0);
-    push_bytes(sock, buf.data, buf.len);
-    proto_buf_release(&buf);
+    push_fake(sock, &v);
 }
 
 static void test_feed_assembles_and_drops(void **state)
@@ -556,11 +561,7 @@ static void push_epoch0(void *sock, uint32_t n, uint64_t first)
     fake_init(&v, PROTO_DTYPE_F32, n, 2, first);
     for (uint32_t i = 0; i < n; i++)
         v.s[i].epoch = 0;
-    proto_buf_t buf;
-    proto_buf_init(&buf);
-    assert_int_equal(proto_viewbatch_encode(&buf, &v.vb, NULL, 0), 0);
-    push_bytes(sock, buf.data, buf.len);
-    proto_buf_release(&buf);
+    push_fake(sock, &v);
 }
 
 /* A batch given back partly filled (feed_refill) while the thread fills
