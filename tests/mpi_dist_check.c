@@ -93,8 +93,9 @@ static void check_collectives(void)
         bad += buf[i] != (float)(size * (size + 1) / 2) + 0.5f * (float)(size * (i % 17));
     report(!bad, "allreduce of %d floats (%d wrong)", CHECK_FLOATS, bad);
 
-    /* started sums: three ranges in flight at once (more than the pending
-     * list holds, in all), a blocking collective between them, then waited for */
+    /* started sums: 70 ranges, more than the 64 that may wait at once (the
+     * 65th waits for those before it), a blocking collective among them,
+     * then waited for */
     for (int i = 0; i < CHECK_FLOATS; i++)
         buf[i] = (float)(rank + 1) + 0.5f * (float)(i % 17);
     for (int k = 0; k < 70; k++) {
