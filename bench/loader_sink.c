@@ -35,22 +35,40 @@ static void print_epoch(const char *name, uint32_t epoch, uint64_t images, uint6
     json_decref(j);
 }
 
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: loader_sink [options]\n"
+            "Pulls Samples from a running loader, decodes each one, and prints one JSON line per\n"
+            "epoch on stdout (images, seconds, images/s, MB/s). Exit 0 at END_OF_STREAM, 1 on a bad\n"
+            "message or when nothing arrives for %d s, 2 on bad usage.\n"
+            "  --connect ENDPOINT  the loader's PUSH socket (default " CLI_ENDPOINT_LOADER ")\n"
+            "  --name NAME         the dataset's name in the JSON lines (default dataset)\n"
+            "  --help\n",
+            RECV_TIMEOUT_MS / 1000);
+}
+
 int main(int argc, char **argv)
 {
     const char *endpoint = CLI_ENDPOINT_LOADER, *name = "dataset";
     static const struct option longopts[] = {
         {"connect", required_argument, NULL, 'c'},
         {"name", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        if (c == 'c')
+        if (c == 'c') {
             endpoint = optarg;
-        else if (c == 'n')
+        } else if (c == 'n') {
             name = optarg;
-        else
+        } else if (c == 'h') {
+            usage(stdout);
+            return 0;
+        } else {
             return cli_usage_error("loader_sink", "usage: loader_sink --connect ENDPOINT --name NAME");
+        }
     }
     console_init("loader_sink");
     transport_catch_signals();

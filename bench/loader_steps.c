@@ -39,12 +39,27 @@ static void report(const char *step, size_t n, double seconds)
     json_decref(j);
 }
 
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: loader_steps [options]\n"
+            "Times each step of the loader's decoding epoch on one thread over the first N files of\n"
+            "a class-folder dataset, and prints one JSON line per step (microseconds per image):\n"
+            "read_file (open, read, close), dataset_read (the loader's decode), vips_file (naive\n"
+            "libvips), vips_buffer (libvips from memory through a region), sample_encode.\n"
+            "  --data FOLDER  the class-folder dataset (required)\n"
+            "  --limit N      files to time: the first N of the dataset (default %d)\n"
+            "  --help\n",
+            DEFAULT_LIMIT);
+}
+
 int main(int argc, char **argv)
 {
     const char *data = NULL;
     size_t limit = DEFAULT_LIMIT;
     static const struct option longopts[] = {
-        {"data", required_argument, NULL, 'd'}, {"limit", required_argument, NULL, 'l'}, {NULL, 0, NULL, 0}};
+        {"data", required_argument, NULL, 'd'}, {"limit", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
     int c;
     char err[1024];
     opterr = 0;
@@ -54,6 +69,9 @@ int main(int argc, char **argv)
         } else if (c == 'l') {
             if (cli_size("--limit", optarg, 1, SIZE_MAX, &limit, err, sizeof err))
                 return cli_usage_error("loader_steps", "%s", err);
+        } else if (c == 'h') {
+            usage(stdout);
+            return 0;
         } else {
             cli_option_error(c, argv, err, sizeof err);
             return cli_usage_error("loader_steps", "%s", err);

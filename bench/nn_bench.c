@@ -129,6 +129,23 @@ static int run(int width, int images, int steps, int profile, double ceiling)
     return 0;
 }
 
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: nn_bench [options]\n"
+            "Times SimCLR training steps (both views forward, NT-Xent, backward, SGD update) of\n"
+            "resnet-mini on random 32x32x3 input beside the cblas_sgemm ceiling of this machine, and\n"
+            "prints one JSON line per width (threads: NN_THREADS, default all cores).\n"
+            "  --width W[,W...]  first-stage channels, one run per width, up to %d (default 16,32)\n"
+            "  --images N        images per step, two views each (default 256)\n"
+            "  --steps S         timed steps after one warm-up step: mean and best (default 3)\n"
+            "  --profile         also one JSON line per layer: forward and backward ms per step\n"
+            "  --system          print only {\"bench\": \"system\"} with the OpenBLAS kernel and\n"
+            "                    the CPU, timing nothing\n"
+            "  --help\n",
+            MAX_WIDTHS);
+}
+
 int main(int argc, char **argv)
 {
     console_init("nn_bench");
@@ -138,7 +155,7 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         { "width", required_argument, 0, 'w' }, { "images", required_argument, 0, 'n' },
         { "steps", required_argument, 0, 's' }, { "profile", no_argument, 0, 'p' },
-        { "system", no_argument, 0, 'S' }, { 0, 0, 0, 0 } };
+        { "system", no_argument, 0, 'S' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
     int ch, bad = 0;
     char err[256] = "usage: nn_bench [--width 16,32] [--images 256] [--steps 3] [--profile] [--system]";
     opterr = 0;
@@ -149,6 +166,7 @@ int main(int argc, char **argv)
         case 's': bad = cli_int("--steps", optarg, 1, MAX_STEPS, &steps, err, sizeof err); break;
         case 'p': profile = 1; break;
         case 'S': system_only = 1; break;
+        case 'h': usage(stdout); return 0;
         default:
             cli_option_error(ch, argv, err, sizeof err);
             bad = 1;

@@ -128,8 +128,21 @@ for prog in "$BUILD"/bin/*; do
 done
 [ "$n_bin" -gt 0 ] || fail "nothing in $BUILD/bin (run make)"
 
+# The test and benchmark programs in $BUILD/tools answer --help too: usage on
+# stdout, exit 0.
+n_tools=0
+for prog in "$BUILD"/tools/*; do
+    [ -x "$prog" ] || continue
+    n_tools=$((n_tools + 1))
+    name=$(basename "$prog")
+    rc=0
+    "$prog" --help >"$tmp/help" 2>"$tmp/help.err" </dev/null || rc=$?
+    if [ "$rc" -eq 0 ] && grep -q "usage" "$tmp/help"; then ok "tools/$name --help"
+    else fail "tools/$name --help: exit $rc, $(wc -c <"$tmp/help") bytes of usage on stdout"; fi
+done
+
 if [ "$failures" -ne 0 ]; then
     echo "it_usage: $failures failures"
     exit 1
 fi
-echo "it_usage: all passed ($n_bin programs and run.sh)"
+echo "it_usage: all passed ($n_bin programs, run.sh and $n_tools tools)"

@@ -213,6 +213,28 @@ static void check_pixels(const truth_t *t, const proto_sample_t *s)
         g_object_unref(im);
 }
 
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: loader_consumer [options]\n"
+            "Pulls from a running loader and checks what arrives against its own reading of the\n"
+            "dataset: each index once per epoch, the labels, the pixels (a direct libvips decode, or\n"
+            "the IDX bytes), the END_OF_EPOCH and END_OF_STREAM counts, a new order every epoch.\n"
+            "Exit 0 when all holds, 1 with the first problems on stderr, 2 on bad usage.\n"
+            "  --connect ENDPOINT       the loader's PUSH socket (required)\n"
+            "  --folder DIR             the folder dataset the loader reads (this or --idx)\n"
+            "  --idx IMAGES.gz          the IDX images the loader reads (labels: the labels-idx1\n"
+            "                           file beside it)\n"
+            "  --expect N               samples every epoch must hold\n"
+            "  --epochs E               epochs that must end (not checked after a STOP)\n"
+            "  --order-out FILE         write epoch 0's indices to FILE, one a line\n"
+            "  --no-pixels              check indices, labels and counts only\n"
+            "  --control-bind ENDPOINT  bind a PUB socket for Control messages (for --stop-after)\n"
+            "  --stop-after N           with --control-bind: send Control STOP after N samples,\n"
+            "                           then check what is drained\n"
+            "  --help\n");
+}
+
 int main(int argc, char **argv)
 {
     const char *endpoint = NULL, *folder = NULL, *idx = NULL, *order_out = NULL, *control_bind = NULL;
@@ -223,7 +245,8 @@ int main(int argc, char **argv)
         {"idx", required_argument, NULL, 'i'},     {"expect", required_argument, NULL, 'n'},
         {"epochs", required_argument, NULL, 'e'},  {"order-out", required_argument, NULL, 'o'},
         {"no-pixels", no_argument, NULL, 'p'},     {"control-bind", required_argument, NULL, 'b'},
-        {"stop-after", required_argument, NULL, 's'}, {NULL, 0, NULL, 0},
+        {"stop-after", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int c, bad = 0;
     char err[256] = "usage: see the comment at the top of tests/loader_consumer.c";
@@ -239,6 +262,7 @@ int main(int argc, char **argv)
         case 'p': pixels = 0; break;
         case 'b': control_bind = optarg; break;
         case 's': bad = cli_long("--stop-after", optarg, 0, LONG_MAX, &stop_after, err, sizeof err); break;
+        case 'h': usage(stdout); return 0;
         default:
             cli_option_error(c, argv, err, sizeof err);
             bad = 1;
