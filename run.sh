@@ -63,7 +63,7 @@ Data and method:
   --epochs E           training epochs (default 4)
   --arch A             resnet-mini, conv4 or a network description file (default resnet-mini)
   --width W            width of the first stage (default 16)
-  --batch N            images per training step (default 256)
+  --batch N            images per training step (default 128 for simclr, 256 otherwise)
   --size S             side of the augmented views (default: 28 for Fashion-MNIST, else 32)
   --channels C         1 or 3 channels (default: 1 for Fashion-MNIST, else 3)
   --augmenters N       augmenter worker processes on this machine (default 1)
@@ -133,7 +133,8 @@ recipe=""
 epochs=4
 arch=resnet-mini
 width=16
-batch=256
+batch=""
+batch_given=0
 size=""
 channels=""
 augmenters=1
@@ -165,7 +166,7 @@ while [ $# -gt 0 ]; do
     --recipe) need "$@"; recipe=$2; shift 2 ;;
     --arch) need "$@"; arch=$2; shift 2 ;;
     --width) need "$@"; width=$2; shift 2 ;;
-    --batch) need "$@"; batch=$2; shift 2 ;;
+    --batch) need "$@"; batch=$2; batch_given=1; shift 2 ;;
     --size) need "$@"; size=$2; shift 2 ;;
     --channels) need "$@"; channels=$2; shift 2 ;;
     --augmenters) need "$@"; augmenters=$2; shift 2 ;;
@@ -202,6 +203,9 @@ recipe=${recipe:-$method}
 [[ "$augmenters" =~ ^[1-9][0-9]*$ ]] || die_usage "--augmenters must be a positive number, not '$augmenters'"
 [[ "$test_fraction" =~ ^0?\.[0-9]+$ ]] || die_usage "--test-fraction must be a fraction such as 0.1, not '$test_fraction'"
 [[ "$seed" =~ ^[0-9]+$ ]] || die_usage "--seed must be a whole number, not '$seed'"
+if [ -z "$batch" ]; then
+    if [ "$method" = simclr ]; then batch=128; else batch=256; fi
+fi
 for opt in epochs width batch; do
     [[ "${!opt}" =~ ^[1-9][0-9]{0,8}$ ]] || die_usage "--$opt must be a positive whole number, not '${!opt}'"
 done
@@ -455,7 +459,11 @@ if [ -x "$bin/evaluator" ]; then
     start evaluator nice -n 10 "$bin/evaluator" "${eval_args[@]}" $evaluator_opts
     evaluator_pid=${pids[-1]}
 fi
-train_args=(--method "$method" --arch "$arch" --width "$width" --batch "$batch" --epochs "$epochs"
+# A resumed run keeps its batch unless --batch was given (the default may
+# have changed since the run started).
+batch_arg=(--batch "$batch")
+[ -n "$resume" ] && [ "$batch_given" -eq 0 ] && batch_arg=()
+train_args=(--method "$method" --arch "$arch" --width "$width" "${batch_arg[@]}" --epochs "$epochs"
     --dataset-size "$dataset_size" --seed "$seed"
     --bind "$trainer_bind" --control "$ep_control" --evaluator "$evaluator_ep" --out "$out" "${curve_opt[@]}")
 [ -n "$resume" ] && train_args+=(--resume "$resume")

@@ -83,7 +83,7 @@ def main():
             else:
                 wait += t1 - t0
             x = torch.cat([v[:, 0], v[:, 1]])     # rows 0..B-1 first views, B..2B-1 second views
-            loss = torch_trainer.ntxent(net(x), 0.5)
+            loss = torch_trainer.contrastive(net(x), 0.5, True)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

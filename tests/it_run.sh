@@ -37,7 +37,7 @@ run() {
         "$@" >"$tmp/$name.log" 2>&1
 }
 
-run first --epochs 1
+run first --epochs 1 --batch 256
 rc=$?
 [ "$rc" -eq 0 ] && ok "run.sh exited 0" || { fail "run.sh exit $rc"; tail -20 "$tmp/first.log"; }
 grep -q "probe@1" "$tmp/run/report/summary.txt" 2>/dev/null &&

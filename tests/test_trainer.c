@@ -45,16 +45,24 @@ static void test_options_defaults(void **state)
     assert_int_equal(trainer_options_parse(&o, 1, argv, err, sizeof err), 0);
     assert_int_equal(o.method, TRAIN_SIMCLR);
     assert_string_equal(o.arch, "resnet-mini");
-    assert_int_equal(o.batch, 256);
+    assert_int_equal(o.batch, 128);                    /* simclr's defaults */
+    assert_int_equal(o.decoupled, 1);
     assert_int_equal(o.optimizer, NN_OPT_SGD);
-    assert_true(fabs(o.lr - 0.3) < 1e-12);             /* 0.3 x 256/256 */
-    assert_true(fabs(o.weight_decay - 1e-4) < 1e-12);
+    assert_true(fabs(o.lr - 0.15) < 1e-12);            /* 0.3 x 128/256 */
+    assert_true(fabs(o.weight_decay - 5e-4) < 1e-12);
     assert_true(o.epochs == 1.0 && o.steps == 0);
     assert_int_equal(o.warmup_steps, -1);
     assert_string_equal(o.bind, "tcp://127.0.0.1:5556");
     assert_string_equal(o.control, "tcp://127.0.0.1:5558");
     assert_string_equal(o.evaluator, "tcp://127.0.0.1:5557");
     assert_null(o.resume);
+    char *rot[] = { "trainer", "--method", "rotnet", NULL };
+    assert_int_equal(trainer_options_parse(&o, 3, rot, err, sizeof err), 0);
+    assert_true(o.batch == 256 && !o.decoupled);
+    assert_true(fabs(o.lr - 0.05) < 1e-12 && fabs(o.weight_decay - 1e-4) < 1e-12);
+    char *nt[] = { "trainer", "--loss", "ntxent", "--batch", "256", NULL };
+    assert_int_equal(trainer_options_parse(&o, 5, nt, err, sizeof err), 0);
+    assert_true(o.batch == 256 && !o.decoupled && fabs(o.lr - 0.3) < 1e-12);
 }
 
 static void test_options_lr_rule(void **state)

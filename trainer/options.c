@@ -100,17 +100,19 @@ void trainer_usage(FILE *f)
 "                     nn/README.md; its head must suit the method) (default %s)\n"
 "  --width W          channels of the first stage of a preset (default %d)\n"
 "  --batch N          images per step: 2N views for simclr, 4N for rotnet, N for\n"
-"                     supervised, K N for pretext (K views per image) (default %d)\n"
+"                     supervised, K N for pretext (K views per image) (default %d\n"
+"                     for simclr, %d for the others)\n"
 "  --optimizer O      sgd, lars or adamw (default sgd)\n"
 "  --lr X             peak learning rate (default: base x batch/256 with base %.2g\n"
 "                     for simclr, %.2g for rotnet and pretext, %.2g for supervised;\n"
 "                     adamw %.0e x sqrt(batch/256))\n"
-"  --weight-decay X   (default %.0e sgd (%.0e supervised), %.0e lars, %.0e adamw)\n"
+"  --weight-decay X   (default sgd %.0e for simclr and supervised, %.0e for rotnet\n"
+"                     and pretext; lars %.0e, adamw %.0e)\n"
 "  --momentum X       sgd and lars momentum (default %.1f)\n"
-"  --tau X            NT-Xent temperature (default %.1f)\n"
+"  --tau X            temperature of the contrastive loss (default %.1f)\n"
 "  --loss L           simclr: ntxent (SimCLR's loss) or dcl (decoupled: the\n"
 "                     positive pair left out of the denominator, which helps\n"
-"                     small batches) (default ntxent)\n"
+"                     small batches) (default dcl)\n"
 "  --ema D            also keep a moving average of the weights, each step\n"
 "                     avg = D avg + (1 - D) weights (D rises from 0.1 over the\n"
 "                     first steps), written beside each checkpoint as\n"
@@ -157,9 +159,9 @@ void trainer_usage(FILE *f)
 "Stops after the steps or epochs, at the end of the stream, or on SIGINT/SIGTERM\n"
 "(after writing a checkpoint); then publishes Control STOP so that the loader and\n"
 "augmenters exit. Exit status: 0 done, 1 runtime failure, 2 bad usage.\n",
-            TRAINER_DEFAULT_CLASSES, TRAINER_DEFAULT_ARCH, TRAINER_DEFAULT_WIDTH, TRAINER_DEFAULT_BATCH,
-            TRAINER_BASE_LR_SIMCLR, TRAINER_BASE_LR_ROTNET, TRAINER_BASE_LR_SUPERVISED,
-            TRAINER_BASE_LR_ADAMW, TRAINER_WD_SGD, TRAINER_WD_SGD_SUPERVISED, TRAINER_WD_LARS,
+            TRAINER_DEFAULT_CLASSES, TRAINER_DEFAULT_ARCH, TRAINER_DEFAULT_WIDTH, TRAINER_DEFAULT_BATCH_SIMCLR,
+            TRAINER_DEFAULT_BATCH, TRAINER_BASE_LR_SIMCLR, TRAINER_BASE_LR_ROTNET, TRAINER_BASE_LR_SUPERVISED,
+            TRAINER_BASE_LR_ADAMW, TRAINER_WD_SGD_SIMCLR, TRAINER_WD_SGD, TRAINER_WD_LARS,
             TRAINER_WD_ADAMW, TRAINER_DEFAULT_MOMENTUM,
             TRAINER_DEFAULT_TAU, 100 * TRAINER_WARMUP_SHARE, TRAINER_DEFAULT_EPOCHS,
             TRAINER_DEFAULT_SEED, CLI_ENDPOINT_TRAINER, CLI_ENDPOINT_CONTROL,
@@ -205,6 +207,10 @@ static double base_lr(train_method_t m)
 
 void trainer_options_finish(trainer_options_t *o)
 {
+    if (!o->set_batch)
+        o->batch = o->method == TRAIN_SIMCLR ? TRAINER_DEFAULT_BATCH_SIMCLR : TRAINER_DEFAULT_BATCH;
+    if (!o->set_loss)
+        o->decoupled = o->method == TRAIN_SIMCLR;
     double scale = (double)o->batch / TRAINER_LR_BATCH_REF;
     if (!o->set_lr)
         o->lr = o->optimizer == NN_OPT_ADAMW ? TRAINER_BASE_LR_ADAMW * sqrt(scale) : base_lr(o->method) * scale;
@@ -214,7 +220,9 @@ void trainer_options_finish(trainer_options_t *o)
         else if (o->optimizer == NN_OPT_ADAMW)
             o->weight_decay = TRAINER_WD_ADAMW;
         else
-            o->weight_decay = o->method == TRAIN_SUPERVISED ? TRAINER_WD_SGD_SUPERVISED : TRAINER_WD_SGD;
+            o->weight_decay = o->method == TRAIN_SIMCLR       ? TRAINER_WD_SGD_SIMCLR
+                              : o->method == TRAIN_SUPERVISED ? TRAINER_WD_SGD_SUPERVISED
+                                                              : TRAINER_WD_SGD;
     }
 }
 

@@ -50,7 +50,9 @@ STATE_FORMAT, STATE_VERSION = "sslcpu-trainer-state", 1    # trainer/rundir.h
 LATEST, METRICS = "latest", "metrics.jsonl"
 METHODS = ("simclr", "rotnet", "supervised")
 BASE_LR = {"simclr": 0.3, "rotnet": 0.05, "supervised": 0.1}
-WEIGHT_DECAY = {"simclr": 1e-4, "rotnet": 1e-4, "supervised": 5e-4}
+WEIGHT_DECAY = {"simclr": 5e-4, "rotnet": 1e-4, "supervised": 5e-4}
+BATCH = {"simclr": 128, "rotnet": 256, "supervised": 256}     # the C trainer's defaults
+LOSSES = ("ntxent", "dcl")
 LR_BATCH_REF = 256.0
 WARMUP_SHARE = 0.05
 HEARTBEAT_S = 1.0
@@ -88,12 +90,14 @@ def parse_args(argv):
     t.add_argument("--arch", help="resnet-mini (default), conv4, a network description file, or "
                                   "torchvision:NAME (e.g. torchvision:resnet18)")
     t.add_argument("--width", type=int, help="channels of a preset's first stage (default 32)")
-    t.add_argument("--batch", type=int, help="images per step (default 256)")
+    t.add_argument("--batch", type=int, help="images per step (default 128 for simclr, 256 for the others)")
     t.add_argument("--lr", type=float, help="peak learning rate (default base x batch/256: simclr 0.3, "
                                             "rotnet 0.05, supervised 0.1)")
-    t.add_argument("--weight-decay", type=float, help="SGD weight decay (default 1e-4, supervised 5e-4)")
+    t.add_argument("--weight-decay", type=float, help="SGD weight decay (default 5e-4, rotnet 1e-4)")
     t.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
-    t.add_argument("--tau", type=float, help="NT-Xent temperature (default 0.5)")
+    t.add_argument("--tau", type=float, help="contrastive temperature (default 0.5)")
+    t.add_argument("--loss", choices=LOSSES, help="simclr: ntxent (SimCLR's NT-Xent) or dcl (decoupled: the "
+                                                  "positive pair left out of the denominator) (default dcl)")
     t.add_argument("--warmup", help="linear warm-up: N steps or Nep epochs (default 5%% of the steps)")
     t.add_argument("--epochs", type=float, help="epochs to train (default 1)")
     t.add_argument("--steps", type=int, help="or exactly this many steps")
@@ -221,14 +225,21 @@ def open_metrics(out, keep_upto, record_kept):
 
 # ------------------------------------------------------------------ losses
 
-def ntxent(z, tau):
-    """SimCLR's NT-Xent: rows 0..N-1 first views, N..2N-1 second views."""
+def contrastive(z, tau, decoupled):
+    """SimCLR's NT-Xent, or with decoupled the DCL (the positive left out of
+    each anchor's denominator, nn/loss.h): rows 0..N-1 first views, N..2N-1
+    second views."""
     n2 = z.shape[0]
     zn = F.normalize(z, dim=1)
     sim = zn @ zn.t() / tau
-    sim = sim.masked_fill(torch.eye(n2, dtype=torch.bool, device=z.device), float("-inf"))
+    self_mask = torch.eye(n2, dtype=torch.bool, device=z.device)
+    sim = sim.masked_fill(self_mask, float("-inf"))
     pos = (torch.arange(n2, device=z.device) + n2 // 2) % n2
-    return F.cross_entropy(sim, pos)
+    if not decoupled:
+        return F.cross_entropy(sim, pos)
+    pos_logit = sim[torch.arange(n2, device=z.device), pos]
+    neg = sim.masked_fill(F.one_hot(pos, n2).bool(), float("-inf"))
+    return (torch.logsumexp(neg, dim=1) - pos_logit).mean()
 
 
 def lr_schedule(base, step, warmup, total):
@@ -281,7 +292,8 @@ class Trainer:
         a.method = a.method or "simclr"
         a.arch = a.arch or "resnet-mini"
         a.width = a.width or 32
-        a.batch = a.batch or 256
+        a.batch = a.batch or BATCH[a.method]
+        a.loss = a.loss or "dcl"
         a.momentum = 0.9 if a.momentum is None else a.momentum
         a.tau = 0.5 if a.tau is None else a.tau
         if a.lr is None:
@@ -366,11 +378,13 @@ class Trainer:
                 raise Usage("cannot resume: %s is not a trainer state file of version %d" % (sp, STATE_VERSION))
             if int(st["step"]) != self.step:
                 raise Usage("cannot resume: %s says step %s, its checkpoint step %d" % (sp, st["step"], self.step))
+            run_loss = st.get("loss", "ntxent")        # a state without it: NT-Xent, the only loss of then
             for opt, key, mine in (("--method", "method", a.method), ("--batch", "batch", a.batch),
-                                   ("--arch", "arch", a.arch)):
-                if mine is not None and str(mine) != str(st[key]):
+                                   ("--arch", "arch", a.arch), ("--loss", "loss", a.loss)):
+                run_value = run_loss if key == "loss" else st[key]
+                if mine is not None and str(mine) != str(run_value):
                     raise Usage("%s differs from the resumed run's (%s); resume with the same value or start "
-                                "a new run in another --out folder" % (opt, st[key]))
+                                "a new run in another --out folder" % (opt, run_value))
             if st["optimizer"] != "sgd":
                 log("%s was trained with %s; this trainer continues with SGD (its momentum starts afresh)"
                     % (path, st["optimizer"]))
@@ -383,6 +397,7 @@ class Trainer:
             if given["warmup"]:
                 log("--warmup ignored: the resumed run keeps its %d steps" % st["warmup_steps"])
             a.method, a.arch, a.batch, a.width = st["method"], st["arch"], int(st["batch"]), int(st["width"])
+            a.loss = run_loss
             self.warmup_steps = int(st["warmup_steps"])
             if not a.dataset_size:
                 a.dataset_size = int(st["dataset_size"])
@@ -406,7 +421,7 @@ class Trainer:
             if a.method is not None and a.method != meta.get("method"):
                 log("--method %s: the checkpoint was trained with %s" % (a.method, meta.get("method")))
             a.method = a.method or (meta.get("method") if meta.get("method") in METHODS else None)
-            a.batch = a.batch or 256
+            a.batch = a.batch or BATCH.get(a.method or "simclr", 256)
             self.images_seen = self.step * a.batch
         if "optimizer" not in meta:
             log("%s holds no optimizer state: the optimizer starts afresh" % path)
@@ -489,7 +504,7 @@ class Trainer:
         out = self.net(x)
         acc = float("nan")
         if a.method == "simclr":
-            loss = ntxent(out, a.tau)
+            loss = contrastive(out, a.tau, a.loss == "dcl")
         else:
             t = torch.from_numpy(b.targets).to(self.device, non_blocking=True)
             loss = F.cross_entropy(out, t)
@@ -580,7 +595,7 @@ class Trainer:
         sslnet.save_checkpoint(path, self.net, self.opt, self.opt_steps, a.method, self.step, epoch)
         state = {"format": STATE_FORMAT, "version": STATE_VERSION, "method": a.method, "arch": a.arch,
                  "width": a.width, "batch": a.batch, "optimizer": "sgd", "lr": a.lr,
-                 "weight_decay": a.weight_decay, "momentum": a.momentum, "tau": a.tau,
+                 "weight_decay": a.weight_decay, "momentum": a.momentum, "tau": a.tau, "loss": a.loss,
                  "warmup_steps": self.warmup_steps, "total_steps": self.total_steps,
                  "epochs": float(a.epochs or 0.0), "dataset_size": str(self.dataset_size), "step": self.step,
                  "images_seen": str(self.images_seen), "seed": str(a.seed), "rng": "%016x" % a.seed,
