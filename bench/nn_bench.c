@@ -157,7 +157,7 @@ int main(int argc, char **argv)
         { "steps", required_argument, 0, 's' }, { "profile", no_argument, 0, 'p' },
         { "system", no_argument, 0, 'S' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
     int ch, bad = 0;
-    char err[256] = "usage: nn_bench [--width 16,32] [--images 256] [--steps 3] [--profile] [--system]";
+    char err[256] = "";
     opterr = 0;
     while (!bad && (ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (ch) {

@@ -136,10 +136,11 @@ for prog in "$BUILD"/tools/*; do
     n_tools=$((n_tools + 1))
     name=$(basename "$prog")
     rc=0
-    "$prog" --help >"$tmp/help" 2>"$tmp/help.err" </dev/null || rc=$?
+    "$prog" --help >"$tmp/help" 2>/dev/null </dev/null || rc=$?
     if [ "$rc" -eq 0 ] && grep -q "usage" "$tmp/help"; then ok "tools/$name --help"
     else fail "tools/$name --help: exit $rc, $(wc -c <"$tmp/help") bytes of usage on stdout"; fi
 done
+[ "$n_tools" -gt 0 ] || fail "nothing in $BUILD/tools (run make)"
 
 if [ "$failures" -ne 0 ]; then
     echo "it_usage: $failures failures"

@@ -249,7 +249,7 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     int c, bad = 0;
-    char err[256] = "usage: see the comment at the top of tests/loader_consumer.c";
+    char err[256] = "";
     opterr = 0;
     while (!bad && (c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
         switch (c) {
