@@ -29,6 +29,7 @@
 
 #include <cblas.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -201,6 +202,42 @@ static void row_next(row_iter *it, const wg_geom *g)
     }
 }
 
+/* Small maps are walked channel by channel across the images of a chunk:
+ * consecutive tile rows of one channel lie a whole image apart (C planes),
+ * too far for the hardware prefetcher, and every row would wait on memory.
+ * WG_PF_ROWS tile rows ahead, these prefetch the map rows a tile row will
+ * touch: rows 4 ty + lo .. 4 ty + lo + n - 1 of channel c (clipped to the
+ * map), at linear position ahead = c * rows + rr + WG_PF_ROWS of the
+ * chunk's (channel, tile row) walk. */
+#define WG_PF_ROWS 8
+
+static inline WG_INLINE void prefetch_rows(const float *x, int C, int h, int w, const wg_geom *g,
+                                           size_t R0, int rows, int c, int rr, int lo, int n,
+                                           int write)
+{
+    int ahead = rr + WG_PF_ROWS;
+    if (ahead >= rows) {
+        ahead -= rows;
+        if (++c >= C || ahead >= rows)
+            return;
+    }
+    size_t R = R0 + (size_t)ahead;
+    size_t img = R / (size_t)g->th;
+    int y0 = WG_M * (int)(R % (size_t)g->th) + lo, y1 = y0 + n;
+    if (y0 < 0) y0 = 0;
+    if (y1 > h) y1 = h;
+    if (y0 >= y1)
+        return;
+    const char *p = (const char *)(x + ((img * (size_t)C + (size_t)c) * h + (size_t)y0) * w);
+    const char *e = (const char *)(x + ((img * (size_t)C + (size_t)c) * h + (size_t)y1) * w);
+    for (p = (const char *)((uintptr_t)p & ~(uintptr_t)63); p < e; p += 64) {
+        if (write)
+            __builtin_prefetch(p, 1, 3);
+        else
+            __builtin_prefetch(p, 0, 3);
+    }
+}
+
 /* The 1-D transforms written out (the matrices above, zeros and common terms
  * folded): BT d, AT m, and AT^T e. */
 static inline void bt_1d(float r[WG_A], const float d[WG_A])
@@ -369,6 +406,7 @@ static inline WG_INLINE void input_tf_rows(float *V, int ld, const float *x, int
         row_first(&it, g, t0);
         for (int rr = 0; rr < rows; rr++, row_next(&it, g)) {
             const float *src = x + ((size_t)it.img * C + c) * plane;
+            prefetch_rows(x, C, h, w, g, t0 / (size_t)tw, rows, c, rr, -1, WG_A, 0);
             for (int r = 0; r < WG_A; r++)
                 padded_row(pad[r], plen, 1, src, WG_M * it.ty - 1 + r, h, w);
             bt_rows(Tv[0], Tv[1], Tv[2], Tv[3], Tv[4], Tv[5],
@@ -434,6 +472,7 @@ static inline WG_INLINE void output_tf_rows(float *y, const float *M, int ld, in
         row_first(&it, g, t0);
         for (int rr = 0; rr < rows; rr++, row_next(&it, g)) {
             float *dst = y + ((size_t)it.img * C + c) * plane;
+            prefetch_rows(y, C, h, w, g, t0 / (size_t)tw, rows, c, rr, 0, WG_M, 1);
             for (int i = 0; i < WG_M && WG_M * it.ty + i < h; i++) {
                 float *row = dst + (size_t)(WG_M * it.ty + i) * w;
                 const float *o = O + (size_t)(i * WG_M) * ld + (size_t)rr * tw;
@@ -477,6 +516,7 @@ static inline WG_INLINE void grad_tf_rows(float *Z, int ld, const float *dy, int
             colsum[xx] = 0.0f;
         for (int rr = 0; rr < rows; rr++, row_next(&it, g)) {
             const float *src = dy + ((size_t)it.img * C + c) * plane;
+            prefetch_rows(dy, C, h, w, g, t0 / (size_t)tw, rows, c, rr, 0, WG_M, 0);
             for (int i = 0; i < WG_M; i++) {
                 int yy = WG_M * it.ty + i;
                 const float *row = pad;                 /* the map's row itself when whole */
