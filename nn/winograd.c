@@ -240,14 +240,19 @@ static inline WG_INLINE void prefetch_rows(const float *x, int C, int h, int w, 
 
 /* The 1-D transforms written out (the matrices above, zeros and common terms
  * folded): BT d, AT m, and AT^T e. */
+#define WG_BT_1D(r, d)                                     \
+    do {                                                   \
+        (r)[0] = 4.0f * (d)[0] - 5.0f * (d)[2] + (d)[4];   \
+        (r)[1] = ((d)[3] + (d)[4]) - 4.0f * ((d)[1] + (d)[2]); \
+        (r)[2] = ((d)[4] - (d)[3]) + 4.0f * ((d)[1] - (d)[2]); \
+        (r)[3] = ((d)[4] - (d)[2]) + 2.0f * ((d)[3] - (d)[1]); \
+        (r)[4] = ((d)[4] - (d)[2]) - 2.0f * ((d)[3] - (d)[1]); \
+        (r)[5] = 4.0f * (d)[1] - 5.0f * (d)[3] + (d)[5];   \
+    } while (0)
+
 static inline void bt_1d(float r[WG_A], const float d[WG_A])
 {
-    r[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
-    r[1] = (d[3] + d[4]) - 4.0f * (d[1] + d[2]);
-    r[2] = (d[4] - d[3]) + 4.0f * (d[1] - d[2]);
-    r[3] = (d[4] - d[2]) + 2.0f * (d[3] - d[1]);
-    r[4] = (d[4] - d[2]) - 2.0f * (d[3] - d[1]);
-    r[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+    WG_BT_1D(r, d);
 }
 
 static inline void at_1d(float o[WG_M], const float m[WG_A])
@@ -338,6 +343,105 @@ static inline void padded_row(float *buf, int len, int off, const float *plane, 
         else if ((tw) == 8 && (w) == 8 * WG_M) WG_CALL(8, 8 * WG_M);                     \
         else WG_CALL(tw, w);                                                             \
     } while (0)
+
+/* 32-wide maps (8 tiles per row) go two tile rows at a time through
+ * 16-float vectors: lanes 0-7 the 8 tiles of one tile row, lanes 8-15
+ * those of the next. A map row (two vectors) is split into its four column
+ * phases (x = 4 k + q, lane k) by shuffles, one instruction each in the
+ * AVX-512 clones, where the scalar gathers spent most of the transforms'
+ * time. V, E and O rows (tiles contiguous) are then read or written 16
+ * floats at a time. */
+#define WG_W32 32
+typedef float wg_v16 __attribute__((vector_size(64)));
+typedef int32_t wg_i16 __attribute__((vector_size(64)));
+
+static const wg_i16 wg_dei01 = { 0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29 };
+static const wg_i16 wg_dei23 = { 2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31 };
+static const wg_i16 wg_lo8 = { 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23 };
+static const wg_i16 wg_hi8 = { 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31 };
+static const wg_i16 wg_hi8_back = { 8, 8, 9, 10, 11, 12, 13, 14, 24, 24, 25, 26, 27, 28, 29, 30 };
+static const wg_i16 wg_lo8_fwd = { 1, 2, 3, 4, 5, 6, 7, 7, 17, 18, 19, 20, 21, 22, 23, 23 };
+static const wg_i16 wg_keep_back = { 0, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1 };
+static const wg_i16 wg_keep_fwd = { -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, 0 };
+static const wg_i16 wg_zip_lo = { 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23 };
+static const wg_i16 wg_zip_hi = { 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31 };
+static const wg_i16 wg_zip2_lo = { 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23 };
+static const wg_i16 wg_zip2_hi = { 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31 };
+
+/* Macros, not functions: 64-byte vectors passed by value would change the
+ * ABI between the clones. */
+#define V16_LOAD(v, p) memcpy(&(v), (p), sizeof(wg_v16))
+/* all 16 lanes, or lanes 0-7 only (no second tile row) */
+#define V16_STORE(p, v, two)                                     \
+    do {                                                         \
+        wg_v16 v16_tmp_ = (v);                                   \
+        if (two)                                                 \
+            memcpy((p), &v16_tmp_, sizeof v16_tmp_);             \
+        else            /* constant sizes: vector stores, no rep movs */ \
+            memcpy((p), &v16_tmp_, sizeof v16_tmp_ / 2);         \
+    } while (0)
+#define V16_AND(v, keep) ((wg_v16)((wg_i16)(v) & (keep)))
+
+/* Row yy of a 32-wide plane (zeros outside the map) split into its column
+ * phases: p01 lanes 0-7 x = 4k, lanes 8-15 x = 4k + 1; p23 likewise 4k + 2, 4k + 3. */
+static inline WG_INLINE void phases_32(wg_v16 *p01, wg_v16 *p23, const float *plane, int yy, int h)
+{
+    if (yy < 0 || yy >= h) {
+        *p01 = *p23 = (wg_v16){ 0 };
+        return;
+    }
+    const float *row = plane + (size_t)yy * WG_W32;
+    wg_v16 lo, hi;
+    V16_LOAD(lo, row);
+    V16_LOAD(hi, row + 16);
+    *p01 = __builtin_shuffle(lo, hi, wg_dei01);
+    *p23 = __builtin_shuffle(lo, hi, wg_dei23);
+}
+
+/* The plane of global tile row R of channel c, and the tile row's ty. */
+static inline const float *tile_row_plane(const float *x, int C, int c, size_t plane,
+                                          const wg_geom *g, size_t R, int *ty)
+{
+    *ty = (int)(R % (size_t)g->th);
+    return x + (R / (size_t)g->th * (size_t)C + (size_t)c) * plane;
+}
+
+/* input_tf for 32-wide maps: the horizontal transform on the phases of
+ * each patch row of two tile rows, then the vertical one into V. */
+static inline WG_INLINE void input_tf_32(float *V, int ld, const float *x, int C, int h,
+                                         const wg_geom *g, size_t t0, int nt)
+{
+    int rows = nt / 8;
+    size_t ps = (size_t)C * ld, plane = (size_t)h * WG_W32, R0 = t0 / 8;
+    for (int c = 0; c < C; c++)
+        for (int rr = 0; rr < rows; rr += 2) {
+            int two = rr + 1 < rows, tya, tyb;
+            const float *pa = tile_row_plane(x, C, c, plane, g, R0 + (size_t)rr, &tya);
+            const float *pb = two ? tile_row_plane(x, C, c, plane, g, R0 + (size_t)rr + 1, &tyb) : pa;
+            if (!two)
+                tyb = tya;
+            wg_v16 H[WG_A][WG_A];                       /* patch row, horizontal output */
+            for (int r = 0; r < WG_A; r++) {
+                wg_v16 a01, a23, b01, b23, d[WG_A];
+                phases_32(&a01, &a23, pa, WG_M * tya - 1 + r, h);
+                phases_32(&b01, &b23, pb, WG_M * tyb - 1 + r, h);
+                d[0] = V16_AND(__builtin_shuffle(a23, b23, wg_hi8_back), wg_keep_back); /* x = 4k - 1 */
+                d[1] = __builtin_shuffle(a01, b01, wg_lo8);
+                d[2] = __builtin_shuffle(a01, b01, wg_hi8);
+                d[3] = __builtin_shuffle(a23, b23, wg_lo8);
+                d[4] = __builtin_shuffle(a23, b23, wg_hi8);
+                d[5] = V16_AND(__builtin_shuffle(a01, b01, wg_lo8_fwd), wg_keep_fwd);   /* x = 4k + 4 */
+                WG_BT_1D(H[r], d);
+            }
+            float *v = V + (size_t)c * ld + (size_t)rr * 8;
+            for (int i = 0; i < WG_A; i++) {
+                wg_v16 col[WG_A] = { H[0][i], H[1][i], H[2][i], H[3][i], H[4][i], H[5][i] }, o[WG_A];
+                WG_BT_1D(o, col);
+                for (int j = 0; j < WG_A; j++)
+                    V16_STORE(v + (size_t)(j * WG_A + i) * ps, o[j], two);
+            }
+        }
+}
 
 /* input_tf for maps of at least WG_WIDE_TW tiles per row: per tile row,
  * the horizontal transform first on the input rows split into their four
@@ -433,11 +537,54 @@ WG_CLONES static void input_tf(float *V, int ld, const float *x, int C, int h, i
                                const wg_geom *g, size_t t0, int nt, float *scr)
 {
 #define WG_CALL(tw_, w_) input_tf_rows(V, ld, x, C, h, w_, g, t0, nt, scr, tw_)
-    if (g->tw >= WG_WIDE_TW)
+    if (g->tw == 8 && w == WG_W32)
+        input_tf_32(V, ld, x, C, h, g, t0, nt);
+    else if (g->tw >= WG_WIDE_TW)
         input_tf_wide(V, ld, x, C, h, w, g, t0, nt);
     else
         WG_SMALL_MAPS(g->tw, w);
 #undef WG_CALL
+}
+
+/* The output rows of channel c for 32-wide maps from O[i][l][t] (tile t's
+ * output row i, column l), two tile rows at a time: the four columns of
+ * the 8 tiles interleaved into a 32-float map row by shuffles. */
+static inline WG_INLINE void output_rows_32(float *y, const float *O, int ld, int C, int c, int h,
+                                            const wg_geom *g, size_t R0, int rows, int acc)
+{
+    size_t plane = (size_t)h * WG_W32;
+    for (int rr = 0; rr < rows; rr += 2) {
+        int two = rr + 1 < rows, ty[2];
+        float *pl[2];
+        pl[0] = (float *)tile_row_plane(y, C, c, plane, g, R0 + (size_t)rr, &ty[0]);
+        pl[1] = two ? (float *)tile_row_plane(y, C, c, plane, g, R0 + (size_t)rr + 1, &ty[1]) : NULL;
+        for (int i = 0; i < WG_M; i++) {
+            const float *o = O + (size_t)(i * WG_M) * ld + (size_t)rr * 8;
+            wg_v16 c0, c1, c2, c3;
+            V16_LOAD(c0, o);
+            V16_LOAD(c1, o + ld);
+            V16_LOAD(c2, o + 2 * (size_t)ld);
+            V16_LOAD(c3, o + 3 * (size_t)ld);
+            for (int half = 0; half < 1 + two; half++) {
+                int yy = WG_M * ty[half] + i;
+                if (yy >= h)
+                    continue;
+                wg_i16 zip = half ? wg_zip_hi : wg_zip_lo;
+                wg_v16 z01 = __builtin_shuffle(c0, c1, zip), z23 = __builtin_shuffle(c2, c3, zip);
+                wg_v16 r0 = __builtin_shuffle(z01, z23, wg_zip2_lo), r1 = __builtin_shuffle(z01, z23, wg_zip2_hi);
+                float *row = pl[half] + (size_t)yy * WG_W32;
+                if (acc) {
+                    wg_v16 p0, p1;
+                    V16_LOAD(p0, row);
+                    V16_LOAD(p1, row + 16);
+                    r0 += p0;
+                    r1 += p1;
+                }
+                memcpy(row, &r0, sizeof r0);
+                memcpy(row + 16, &r1, sizeof r1);
+            }
+        }
+    }
 }
 
 /* y (n, C, h, w) tile t0 + i = AT M AT^T (+ bias), added to y when acc.
@@ -468,6 +615,10 @@ static inline WG_INLINE void output_tf_rows(float *y, const float *M, int ld, in
                     si, si + ld, si + 2 * (size_t)ld, si + 3 * (size_t)ld, si + 4 * (size_t)ld,
                     si + 5 * (size_t)ld, nt, b);
         }
+        if (tw == 8 && w == WG_W32) {
+            output_rows_32(y, O, ld, C, c, h, g, t0 / 8, rows, acc);
+            continue;
+        }
         row_iter it;
         row_first(&it, g, t0);
         for (int rr = 0; rr < rows; rr++, row_next(&it, g)) {
@@ -496,6 +647,40 @@ WG_CLONES static void output_tf(float *y, const float *M, int ld, int C, int h, 
 #undef WG_CALL
 }
 
+/* E[i][l][t] = row i, column l of tile t of channel c of a 32-wide map
+ * (0 below the map), two tile rows at a time; colsum[x] += the map's column x. */
+static inline WG_INLINE void grad_rows_32(float *E, int ld, const float *dy, int C, int c, int h,
+                                          const wg_geom *g, size_t R0, int rows, float *colsum)
+{
+    size_t plane = (size_t)h * WG_W32;
+    for (int rr = 0; rr < rows; rr += 2) {
+        int two = rr + 1 < rows, ty[2];
+        const float *pl[2];
+        pl[0] = tile_row_plane(dy, C, c, plane, g, R0 + (size_t)rr, &ty[0]);
+        pl[1] = two ? tile_row_plane(dy, C, c, plane, g, R0 + (size_t)rr + 1, &ty[1]) : pl[0];
+        if (!two)
+            ty[1] = ty[0];
+        for (int i = 0; i < WG_M; i++) {
+            wg_v16 a01, a23, b01, b23;
+            phases_32(&a01, &a23, pl[0], WG_M * ty[0] + i, h);
+            phases_32(&b01, &b23, pl[1], WG_M * ty[1] + i, h);
+            float *e = E + (size_t)(i * WG_M) * ld + (size_t)rr * 8;
+            V16_STORE(e, __builtin_shuffle(a01, b01, wg_lo8), two);
+            V16_STORE(e + ld, __builtin_shuffle(a01, b01, wg_hi8), two);
+            V16_STORE(e + 2 * (size_t)ld, __builtin_shuffle(a23, b23, wg_lo8), two);
+            V16_STORE(e + 3 * (size_t)ld, __builtin_shuffle(a23, b23, wg_hi8), two);
+            for (int half = 0; half < 1 + two; half++) {
+                int yy = WG_M * ty[half] + i;
+                if (yy < h) {
+                    const float *row = pl[half] + (size_t)yy * WG_W32;
+                    for (int xx = 0; xx < WG_W32; xx++)
+                        colsum[xx] += row[xx];
+                }
+            }
+        }
+    }
+}
+
 /* Z[p][c][i] = (AT^T dy AT)[p] of the WG_M x WG_M tile t0 + i of channel c
  * of dy (outside the map: 0); sums[c] += the tile's values (bias gradient).
  * scr: WG_SCRATCH * ld floats. */
@@ -514,6 +699,9 @@ static inline WG_INLINE void grad_tf_rows(float *Z, int ld, const float *dy, int
         row_first(&it, g, t0);
         for (int xx = 0; xx < plen; xx++)
             colsum[xx] = 0.0f;
+        if (tw == 8 && w == WG_W32)
+            grad_rows_32(E, ld, dy, C, c, h, g, t0 / 8, rows, colsum);
+        else
         for (int rr = 0; rr < rows; rr++, row_next(&it, g)) {
             const float *src = dy + ((size_t)it.img * C + c) * plane;
             prefetch_rows(dy, C, h, w, g, t0 / (size_t)tw, rows, c, rr, 0, WG_M, 0);

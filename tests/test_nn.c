@@ -180,6 +180,11 @@ static void test_conv_matches_direct(void **state)
     run_conv_case(2, 5, 10, 8, 7, 3, 1, 1, 1);
     run_conv_case(5, 4, 3, 4, 6, 3, 1, 1, 1);
     run_conv_case(2, 32, 16, 16, 64, 3, 1, 1, 0);
+    /* 32-wide maps go two tile rows at a time: an odd count of tile rows
+     * (3 images of 5), a partial last tile row (18 high), 1 channel */
+    run_conv_case(3, 5, 20, 32, 6, 3, 1, 1, 1);
+    run_conv_case(2, 3, 18, 32, 4, 3, 1, 1, 1);
+    run_conv_case(1, 1, 4, 32, 1, 3, 1, 1, 1);
 }
 
 /* ---- batch norm */
