@@ -406,6 +406,95 @@ static inline const float *tile_row_plane(const float *x, int C, int c, size_t p
     return x + (R / (size_t)g->th * (size_t)C + (size_t)c) * plane;
 }
 
+/* 16-wide maps (4 tiles per row) go four tile rows at a time: lane 4 m + k
+ * is tile k of tile row m. The same two shuffle stages split four map rows
+ * into their phases: rows m, m + 1 into lanes 0-7 / 8-15 per pair of phases,
+ * then the pairs merged. */
+#define WG_W16 16
+static const wg_i16 wg_back4 = { 0, 0, 1, 2, 4, 4, 5, 6, 8, 8, 9, 10, 12, 12, 13, 14 };
+static const wg_i16 wg_fwd4 = { 1, 2, 3, 3, 5, 6, 7, 7, 9, 10, 11, 11, 13, 14, 15, 15 };
+static const wg_i16 wg_keep_back4 = { 0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1 };
+static const wg_i16 wg_keep_fwd4 = { -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0 };
+
+/* The first nv * 4 floats of v (nv of 4 tile rows present), constant sizes */
+#define V16_STORE4(p, v, nv)                                                     \
+    do {                                                                         \
+        wg_v16 v16_tmp_ = (v);                                                   \
+        switch (nv) {                                                            \
+        case 4: memcpy((p), &v16_tmp_, 16 * sizeof(float)); break;               \
+        case 3: memcpy((p), &v16_tmp_, 12 * sizeof(float)); break;               \
+        case 2: memcpy((p), &v16_tmp_, 8 * sizeof(float)); break;                \
+        default: memcpy((p), &v16_tmp_, 4 * sizeof(float)); break;               \
+        }                                                                        \
+    } while (0)
+
+/* Row yy (zeros outside the map) of each of the four 16-wide planes pl[m],
+ * tile rows ty[m], split into phases: q[i] lane 4 m + k = column 4 k + i. */
+static inline WG_INLINE void phases_16(wg_v16 q[WG_M], const float *const pl[4], const int ty[4],
+                                       int dy, int h)
+{
+    wg_v16 r[4];
+    for (int m = 0; m < 4; m++) {
+        int yy = WG_M * ty[m] + dy;
+        if (yy < 0 || yy >= h)
+            r[m] = (wg_v16){ 0 };
+        else
+            V16_LOAD(r[m], pl[m] + (size_t)yy * WG_W16);
+    }
+    wg_v16 a01 = __builtin_shuffle(r[0], r[1], wg_dei01), b01 = __builtin_shuffle(r[0], r[1], wg_dei23);
+    wg_v16 a23 = __builtin_shuffle(r[2], r[3], wg_dei01), b23 = __builtin_shuffle(r[2], r[3], wg_dei23);
+    q[0] = __builtin_shuffle(a01, a23, wg_lo8);
+    q[1] = __builtin_shuffle(a01, a23, wg_hi8);
+    q[2] = __builtin_shuffle(b01, b23, wg_lo8);
+    q[3] = __builtin_shuffle(b01, b23, wg_hi8);
+}
+
+/* The planes and tile rows of the (up to) four tile rows from R; absent ones repeat the first. */
+static inline int tile_rows_4(const float *pl[4], int ty[4], const float *x, int C, int c,
+                              size_t plane, const wg_geom *g, size_t R, int left)
+{
+    int nv = left < 4 ? left : 4;
+    for (int m = 0; m < 4; m++)
+        pl[m] = m < nv ? tile_row_plane(x, C, c, plane, g, R + (size_t)m, &ty[m]) : pl[0];
+    for (int m = nv; m < 4; m++)
+        ty[m] = ty[0];
+    return nv;
+}
+
+/* input_tf for 16-wide maps, as input_tf_32 */
+static inline WG_INLINE void input_tf_16(float *V, int ld, const float *x, int C, int h,
+                                         const wg_geom *g, size_t t0, int nt)
+{
+    int rows = nt / 4;
+    size_t ps = (size_t)C * ld, plane = (size_t)h * WG_W16, R0 = t0 / 4;
+    for (int c = 0; c < C; c++)
+        for (int rr = 0; rr < rows; rr += 4) {
+            const float *pl[4];
+            int ty[4];
+            int nv = tile_rows_4(pl, ty, x, C, c, plane, g, R0 + (size_t)rr, rows - rr);
+            wg_v16 H[WG_A][WG_A];
+            for (int r = 0; r < WG_A; r++) {
+                wg_v16 q[WG_M], d[WG_A];
+                phases_16(q, pl, ty, r - 1, h);
+                /* x = 4k - 1 and 4k + 4: phases 3 and 0 of the neighbouring tiles */
+                d[0] = V16_AND(__builtin_shuffle(q[3], wg_back4), wg_keep_back4);
+                d[1] = q[0];
+                d[2] = q[1];
+                d[3] = q[2];
+                d[4] = q[3];
+                d[5] = V16_AND(__builtin_shuffle(q[0], wg_fwd4), wg_keep_fwd4);
+                WG_BT_1D(H[r], d);
+            }
+            float *v = V + (size_t)c * ld + (size_t)rr * 4;
+            for (int i = 0; i < WG_A; i++) {
+                wg_v16 col[WG_A] = { H[0][i], H[1][i], H[2][i], H[3][i], H[4][i], H[5][i] }, o[WG_A];
+                WG_BT_1D(o, col);
+                for (int j = 0; j < WG_A; j++)
+                    V16_STORE4(v + (size_t)(j * WG_A + i) * ps, o[j], nv);
+            }
+        }
+}
+
 /* input_tf for 32-wide maps: the horizontal transform on the phases of
  * each patch row of two tile rows, then the vertical one into V. */
 static inline WG_INLINE void input_tf_32(float *V, int ld, const float *x, int C, int h,
@@ -539,6 +628,8 @@ WG_CLONES static void input_tf(float *V, int ld, const float *x, int C, int h, i
 #define WG_CALL(tw_, w_) input_tf_rows(V, ld, x, C, h, w_, g, t0, nt, scr, tw_)
     if (g->tw == 8 && w == WG_W32)
         input_tf_32(V, ld, x, C, h, g, t0, nt);
+    else if (g->tw == 4 && w == WG_W16)
+        input_tf_16(V, ld, x, C, h, g, t0, nt);
     else if (g->tw >= WG_WIDE_TW)
         input_tf_wide(V, ld, x, C, h, w, g, t0, nt);
     else
@@ -587,6 +678,42 @@ static inline WG_INLINE void output_rows_32(float *y, const float *O, int ld, in
     }
 }
 
+/* output_rows_32 for 16-wide maps, four tile rows at a time */
+static inline WG_INLINE void output_rows_16(float *y, const float *O, int ld, int C, int c, int h,
+                                            const wg_geom *g, size_t R0, int rows, int acc)
+{
+    size_t plane = (size_t)h * WG_W16;
+    for (int rr = 0; rr < rows; rr += 4) {
+        const float *pl[4];
+        int ty[4];
+        int nv = tile_rows_4(pl, ty, y, C, c, plane, g, R0 + (size_t)rr, rows - rr);
+        for (int i = 0; i < WG_M; i++) {
+            const float *o = O + (size_t)(i * WG_M) * ld + (size_t)rr * 4;
+            wg_v16 c0, c1, c2, c3;
+            V16_LOAD(c0, o);
+            V16_LOAD(c1, o + ld);
+            V16_LOAD(c2, o + 2 * (size_t)ld);
+            V16_LOAD(c3, o + 3 * (size_t)ld);
+            wg_v16 z01[2] = { __builtin_shuffle(c0, c1, wg_zip_lo), __builtin_shuffle(c0, c1, wg_zip_hi) };
+            wg_v16 z23[2] = { __builtin_shuffle(c2, c3, wg_zip_lo), __builtin_shuffle(c2, c3, wg_zip_hi) };
+            for (int m = 0; m < nv; m++) {
+                int yy = WG_M * ty[m] + i;
+                if (yy >= h)
+                    continue;
+                wg_v16 r = (m & 1) ? __builtin_shuffle(z01[m / 2], z23[m / 2], wg_zip2_hi)
+                                   : __builtin_shuffle(z01[m / 2], z23[m / 2], wg_zip2_lo);
+                float *row = (float *)pl[m] + (size_t)yy * WG_W16;
+                if (acc) {
+                    wg_v16 p0;
+                    V16_LOAD(p0, row);
+                    r += p0;
+                }
+                memcpy(row, &r, sizeof r);
+            }
+        }
+    }
+}
+
 /* y (n, C, h, w) tile t0 + i = AT M AT^T (+ bias), added to y when acc.
  * Both transforms run over all the tiles of the chunk. scr: WG_SCRATCH * ld floats. */
 static inline WG_INLINE void output_tf_rows(float *y, const float *M, int ld, int C, int h,
@@ -617,6 +744,10 @@ static inline WG_INLINE void output_tf_rows(float *y, const float *M, int ld, in
         }
         if (tw == 8 && w == WG_W32) {
             output_rows_32(y, O, ld, C, c, h, g, t0 / 8, rows, acc);
+            continue;
+        }
+        if (tw == 4 && w == WG_W16) {
+            output_rows_16(y, O, ld, C, c, h, g, t0 / 4, rows, acc);
             continue;
         }
         row_iter it;
@@ -681,6 +812,33 @@ static inline WG_INLINE void grad_rows_32(float *E, int ld, const float *dy, int
     }
 }
 
+/* grad_rows_32 for 16-wide maps, four tile rows at a time */
+static inline WG_INLINE void grad_rows_16(float *E, int ld, const float *dy, int C, int c, int h,
+                                          const wg_geom *g, size_t R0, int rows, float *colsum)
+{
+    size_t plane = (size_t)h * WG_W16;
+    for (int rr = 0; rr < rows; rr += 4) {
+        const float *pl[4];
+        int ty[4];
+        int nv = tile_rows_4(pl, ty, dy, C, c, plane, g, R0 + (size_t)rr, rows - rr);
+        for (int i = 0; i < WG_M; i++) {
+            wg_v16 q[WG_M];
+            phases_16(q, pl, ty, i, h);
+            float *e = E + (size_t)(i * WG_M) * ld + (size_t)rr * 4;
+            for (int l = 0; l < WG_M; l++)
+                V16_STORE4(e + (size_t)l * ld, q[l], nv);
+            for (int m = 0; m < nv; m++) {
+                int yy = WG_M * ty[m] + i;
+                if (yy < h) {
+                    const float *row = pl[m] + (size_t)yy * WG_W16;
+                    for (int xx = 0; xx < WG_W16; xx++)
+                        colsum[xx] += row[xx];
+                }
+            }
+        }
+    }
+}
+
 /* Z[p][c][i] = (AT^T dy AT)[p] of the WG_M x WG_M tile t0 + i of channel c
  * of dy (outside the map: 0); sums[c] += the tile's values (bias gradient).
  * scr: WG_SCRATCH * ld floats. */
@@ -701,6 +859,8 @@ static inline WG_INLINE void grad_tf_rows(float *Z, int ld, const float *dy, int
             colsum[xx] = 0.0f;
         if (tw == 8 && w == WG_W32)
             grad_rows_32(E, ld, dy, C, c, h, g, t0 / 8, rows, colsum);
+        else if (tw == 4 && w == WG_W16)
+            grad_rows_16(E, ld, dy, C, c, h, g, t0 / 4, rows, colsum);
         else
         for (int rr = 0; rr < rows; rr++, row_next(&it, g)) {
             const float *src = dy + ((size_t)it.img * C + c) * plane;

@@ -185,6 +185,9 @@ static void test_conv_matches_direct(void **state)
     run_conv_case(3, 5, 20, 32, 6, 3, 1, 1, 1);
     run_conv_case(2, 3, 18, 32, 4, 3, 1, 1, 1);
     run_conv_case(1, 1, 4, 32, 1, 3, 1, 1, 1);
+    /* 16-wide maps go four tile rows at a time: 10 and 3 tile rows, partial last ones */
+    run_conv_case(5, 3, 6, 16, 4, 3, 1, 1, 1);
+    run_conv_case(1, 2, 10, 16, 3, 3, 1, 1, 1);
 }
 
 /* ---- batch norm */
