@@ -406,40 +406,82 @@ static inline const float *tile_row_plane(const float *x, int C, int c, size_t p
     return x + (R / (size_t)g->th * (size_t)C + (size_t)c) * plane;
 }
 
-/* 16-wide maps (4 tiles per row) go four tile rows at a time: lane 4 m + k
- * is tile k of tile row m. The same two shuffle stages split four map rows
- * into their phases: rows m, m + 1 into lanes 0-7 / 8-15 per pair of phases,
- * then the pairs merged. */
-#define WG_W16 16
+/* Maps 4, 8 or 16 wide (tw = 1, 2, 4 tiles per row) go 16 / tw tile rows
+ * at a time: lane tw m + k is tile k of tile row m. The 16 / (4 tw) map rows
+ * of tile rows 4m' / tw .. fill one vector each (r[0..3]); the same two
+ * shuffle stages as for 32-wide maps then split them into their column
+ * phases: rows of r[0], r[1] into lanes 0-7 / 8-15 per pair of phases, the
+ * pairs of r[2], r[3] merged in. */
+typedef float wg_v8 __attribute__((vector_size(32)));
+typedef float wg_v4 __attribute__((vector_size(16)));
+
+/* x = 4k - 1 (phase 3 of tile k - 1; 0 for k = 0) and x = 4k + 4 (phase 0
+ * of tile k + 1; 0 for the last tile), for tw = 2 and 4 */
+static const wg_i16 wg_back2 = { 0, 0, 2, 2, 4, 4, 6, 6, 8, 8, 10, 10, 12, 12, 14, 14 };
+static const wg_i16 wg_fwd2 = { 1, 1, 3, 3, 5, 5, 7, 7, 9, 9, 11, 11, 13, 13, 15, 15 };
+static const wg_i16 wg_keep_back2 = { 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1 };
+static const wg_i16 wg_keep_fwd2 = { -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0 };
 static const wg_i16 wg_back4 = { 0, 0, 1, 2, 4, 4, 5, 6, 8, 8, 9, 10, 12, 12, 13, 14 };
 static const wg_i16 wg_fwd4 = { 1, 2, 3, 3, 5, 6, 7, 7, 9, 10, 11, 11, 13, 14, 15, 15 };
 static const wg_i16 wg_keep_back4 = { 0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1 };
 static const wg_i16 wg_keep_fwd4 = { -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0 };
 
-/* The first nv * 4 floats of v (nv of 4 tile rows present), constant sizes */
-#define V16_STORE4(p, v, nv)                                                     \
-    do {                                                                         \
-        wg_v16 v16_tmp_ = (v);                                                   \
-        switch (nv) {                                                            \
-        case 4: memcpy((p), &v16_tmp_, 16 * sizeof(float)); break;               \
-        case 3: memcpy((p), &v16_tmp_, 12 * sizeof(float)); break;               \
-        case 2: memcpy((p), &v16_tmp_, 8 * sizeof(float)); break;                \
-        default: memcpy((p), &v16_tmp_, 4 * sizeof(float)); break;               \
-        }                                                                        \
-    } while (0)
+/* The first n floats of v (n = 16: one vector store) */
+static inline WG_INLINE void v16_store_n(float *p, const wg_v16 *v, int n)
+{
+    if (n == 16)
+        memcpy(p, v, sizeof *v);
+    else
+        memcpy(p, v, (size_t)n * sizeof(float));
+}
 
-/* Row yy (zeros outside the map) of each of the four 16-wide planes pl[m],
- * tile rows ty[m], split into phases: q[i] lane 4 m + k = column 4 k + i. */
-static inline WG_INLINE void phases_16(wg_v16 q[WG_M], const float *const pl[4], const int ty[4],
-                                       int dy, int h)
+/* The planes and tile rows of the (up to) 16 / tw tile rows from R; absent
+ * ones repeat the first. Returns how many are present. */
+static inline WG_INLINE int tile_rows_n(const float *pl[16], int ty[16], const float *x, int C,
+                                        int c, size_t plane, const wg_geom *g, size_t R, int left,
+                                        int tw)
+{
+    int group = 16 / tw, nv = left < group ? left : group;
+    for (int m = 0; m < group; m++) {
+        if (m < nv) {
+            pl[m] = tile_row_plane(x, C, c, plane, g, R + (size_t)m, &ty[m]);
+        } else {
+            pl[m] = pl[0];
+            ty[m] = ty[0];
+        }
+    }
+    return nv;
+}
+
+/* Row 4 ty[m] + dy of plane pl[m] (zeros outside the map), w = 4 tw floats */
+#define WG_ROW(T, m)                                                              \
+    ({                                                                            \
+        T row_ = { 0 };                                                           \
+        int yy_ = WG_M * ty[m] + dy;                                              \
+        if (yy_ >= 0 && yy_ < h)                                                  \
+            memcpy(&row_, pl[m] + (size_t)yy_ * sizeof(T) / sizeof(float), sizeof(T)); \
+        row_;                                                                     \
+    })
+
+/* Row dy of every tile row split into its phases: q[i] lane tw m + k =
+ * column 4 k + i. */
+static inline WG_INLINE void phases_n(wg_v16 q[WG_M], const float *const pl[16], const int ty[16],
+                                      int dy, int h, int tw)
 {
     wg_v16 r[4];
-    for (int m = 0; m < 4; m++) {
-        int yy = WG_M * ty[m] + dy;
-        if (yy < 0 || yy >= h)
-            r[m] = (wg_v16){ 0 };
-        else
-            V16_LOAD(r[m], pl[m] + (size_t)yy * WG_W16);
+    for (int j = 0; j < 4; j++) {
+        if (tw == 4) {
+            r[j] = WG_ROW(wg_v16, j);
+        } else if (tw == 2) {
+            wg_v8 a = WG_ROW(wg_v8, 2 * j), b = WG_ROW(wg_v8, 2 * j + 1);
+            r[j] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        } else {
+            wg_v4 a = WG_ROW(wg_v4, 4 * j), b = WG_ROW(wg_v4, 4 * j + 1);
+            wg_v4 c = WG_ROW(wg_v4, 4 * j + 2), d = WG_ROW(wg_v4, 4 * j + 3);
+            wg_v8 ab = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7);
+            wg_v8 cd = __builtin_shufflevector(c, d, 0, 1, 2, 3, 4, 5, 6, 7);
+            r[j] = __builtin_shufflevector(ab, cd, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        }
     }
     wg_v16 a01 = __builtin_shuffle(r[0], r[1], wg_dei01), b01 = __builtin_shuffle(r[0], r[1], wg_dei23);
     wg_v16 a23 = __builtin_shuffle(r[2], r[3], wg_dei01), b23 = __builtin_shuffle(r[2], r[3], wg_dei23);
@@ -449,48 +491,42 @@ static inline WG_INLINE void phases_16(wg_v16 q[WG_M], const float *const pl[4],
     q[3] = __builtin_shuffle(b01, b23, wg_hi8);
 }
 
-/* The planes and tile rows of the (up to) four tile rows from R; absent ones repeat the first. */
-static inline int tile_rows_4(const float *pl[4], int ty[4], const float *x, int C, int c,
-                              size_t plane, const wg_geom *g, size_t R, int left)
+/* input_tf for maps 4, 8 or 16 wide, as input_tf_32 */
+static inline WG_INLINE void input_tf_n(float *V, int ld, const float *x, int C, int h,
+                                        const wg_geom *g, size_t t0, int nt, int tw)
 {
-    int nv = left < 4 ? left : 4;
-    for (int m = 0; m < 4; m++)
-        pl[m] = m < nv ? tile_row_plane(x, C, c, plane, g, R + (size_t)m, &ty[m]) : pl[0];
-    for (int m = nv; m < 4; m++)
-        ty[m] = ty[0];
-    return nv;
-}
-
-/* input_tf for 16-wide maps, as input_tf_32 */
-static inline WG_INLINE void input_tf_16(float *V, int ld, const float *x, int C, int h,
-                                         const wg_geom *g, size_t t0, int nt)
-{
-    int rows = nt / 4;
-    size_t ps = (size_t)C * ld, plane = (size_t)h * WG_W16, R0 = t0 / 4;
+    int rows = nt / tw, group = 16 / tw;
+    size_t ps = (size_t)C * ld, plane = (size_t)h * 4 * tw, R0 = t0 / (size_t)tw;
     for (int c = 0; c < C; c++)
-        for (int rr = 0; rr < rows; rr += 4) {
-            const float *pl[4];
-            int ty[4];
-            int nv = tile_rows_4(pl, ty, x, C, c, plane, g, R0 + (size_t)rr, rows - rr);
+        for (int rr = 0; rr < rows; rr += group) {
+            const float *pl[16];
+            int ty[16];
+            int n = tw * tile_rows_n(pl, ty, x, C, c, plane, g, R0 + (size_t)rr, rows - rr, tw);
             wg_v16 H[WG_A][WG_A];
             for (int r = 0; r < WG_A; r++) {
                 wg_v16 q[WG_M], d[WG_A];
-                phases_16(q, pl, ty, r - 1, h);
-                /* x = 4k - 1 and 4k + 4: phases 3 and 0 of the neighbouring tiles */
-                d[0] = V16_AND(__builtin_shuffle(q[3], wg_back4), wg_keep_back4);
+                phases_n(q, pl, ty, r - 1, h, tw);
                 d[1] = q[0];
                 d[2] = q[1];
                 d[3] = q[2];
                 d[4] = q[3];
-                d[5] = V16_AND(__builtin_shuffle(q[0], wg_fwd4), wg_keep_fwd4);
+                if (tw == 4) {
+                    d[0] = V16_AND(__builtin_shuffle(q[3], wg_back4), wg_keep_back4);
+                    d[5] = V16_AND(__builtin_shuffle(q[0], wg_fwd4), wg_keep_fwd4);
+                } else if (tw == 2) {
+                    d[0] = V16_AND(__builtin_shuffle(q[3], wg_back2), wg_keep_back2);
+                    d[5] = V16_AND(__builtin_shuffle(q[0], wg_fwd2), wg_keep_fwd2);
+                } else {
+                    d[0] = d[5] = (wg_v16){ 0 };
+                }
                 WG_BT_1D(H[r], d);
             }
-            float *v = V + (size_t)c * ld + (size_t)rr * 4;
+            float *v = V + (size_t)c * ld + (size_t)rr * tw;
             for (int i = 0; i < WG_A; i++) {
                 wg_v16 col[WG_A] = { H[0][i], H[1][i], H[2][i], H[3][i], H[4][i], H[5][i] }, o[WG_A];
                 WG_BT_1D(o, col);
                 for (int j = 0; j < WG_A; j++)
-                    V16_STORE4(v + (size_t)(j * WG_A + i) * ps, o[j], nv);
+                    v16_store_n(v + (size_t)(j * WG_A + i) * ps, &o[j], n);
             }
         }
 }
@@ -628,8 +664,12 @@ WG_CLONES static void input_tf(float *V, int ld, const float *x, int C, int h, i
 #define WG_CALL(tw_, w_) input_tf_rows(V, ld, x, C, h, w_, g, t0, nt, scr, tw_)
     if (g->tw == 8 && w == WG_W32)
         input_tf_32(V, ld, x, C, h, g, t0, nt);
-    else if (g->tw == 4 && w == WG_W16)
-        input_tf_16(V, ld, x, C, h, g, t0, nt);
+    else if (g->tw == 4 && w == 16)
+        input_tf_n(V, ld, x, C, h, g, t0, nt, 4);
+    else if (g->tw == 2 && w == 8)
+        input_tf_n(V, ld, x, C, h, g, t0, nt, 2);
+    else if (g->tw == 1 && w == 4)
+        input_tf_n(V, ld, x, C, h, g, t0, nt, 1);
     else if (g->tw >= WG_WIDE_TW)
         input_tf_wide(V, ld, x, C, h, w, g, t0, nt);
     else
@@ -678,37 +718,41 @@ static inline WG_INLINE void output_rows_32(float *y, const float *O, int ld, in
     }
 }
 
-/* output_rows_32 for 16-wide maps, four tile rows at a time */
-static inline WG_INLINE void output_rows_16(float *y, const float *O, int ld, int C, int c, int h,
-                                            const wg_geom *g, size_t R0, int rows, int acc)
+/* output_rows_32 for maps 4, 8 or 16 wide, 16 / tw tile rows at a time:
+ * the interleaved vector j holds the map rows of tile rows 4 j / tw .. */
+static inline WG_INLINE void output_rows_n(float *y, const float *O, int ld, int C, int c, int h,
+                                           const wg_geom *g, size_t R0, int rows, int acc, int tw)
 {
-    size_t plane = (size_t)h * WG_W16;
-    for (int rr = 0; rr < rows; rr += 4) {
-        const float *pl[4];
-        int ty[4];
-        int nv = tile_rows_4(pl, ty, y, C, c, plane, g, R0 + (size_t)rr, rows - rr);
+    int w = 4 * tw, group = 16 / tw;
+    size_t plane = (size_t)h * w;
+    for (int rr = 0; rr < rows; rr += group) {
+        const float *pl[16];
+        int ty[16];
+        int nv = tile_rows_n(pl, ty, y, C, c, plane, g, R0 + (size_t)rr, rows - rr, tw);
         for (int i = 0; i < WG_M; i++) {
-            const float *o = O + (size_t)(i * WG_M) * ld + (size_t)rr * 4;
+            const float *o = O + (size_t)(i * WG_M) * ld + (size_t)rr * tw;
             wg_v16 c0, c1, c2, c3;
             V16_LOAD(c0, o);
             V16_LOAD(c1, o + ld);
             V16_LOAD(c2, o + 2 * (size_t)ld);
             V16_LOAD(c3, o + 3 * (size_t)ld);
-            wg_v16 z01[2] = { __builtin_shuffle(c0, c1, wg_zip_lo), __builtin_shuffle(c0, c1, wg_zip_hi) };
-            wg_v16 z23[2] = { __builtin_shuffle(c2, c3, wg_zip_lo), __builtin_shuffle(c2, c3, wg_zip_hi) };
-            for (int m = 0; m < nv; m++) {
+            wg_v16 z01 = __builtin_shuffle(c0, c1, wg_zip_lo), z01h = __builtin_shuffle(c0, c1, wg_zip_hi);
+            wg_v16 z23 = __builtin_shuffle(c2, c3, wg_zip_lo), z23h = __builtin_shuffle(c2, c3, wg_zip_hi);
+            float out[4][16];                           /* 16 / w map rows each */
+            wg_v16 r0 = __builtin_shuffle(z01, z23, wg_zip2_lo), r1 = __builtin_shuffle(z01, z23, wg_zip2_hi);
+            wg_v16 r2 = __builtin_shuffle(z01h, z23h, wg_zip2_lo), r3 = __builtin_shuffle(z01h, z23h, wg_zip2_hi);
+            memcpy(out[0], &r0, sizeof r0);
+            memcpy(out[1], &r1, sizeof r1);
+            memcpy(out[2], &r2, sizeof r2);
+            memcpy(out[3], &r3, sizeof r3);
+            const float *src = out[0];
+            for (int m = 0; m < nv; m++, src += w) {
                 int yy = WG_M * ty[m] + i;
                 if (yy >= h)
                     continue;
-                wg_v16 r = (m & 1) ? __builtin_shuffle(z01[m / 2], z23[m / 2], wg_zip2_hi)
-                                   : __builtin_shuffle(z01[m / 2], z23[m / 2], wg_zip2_lo);
-                float *row = (float *)pl[m] + (size_t)yy * WG_W16;
-                if (acc) {
-                    wg_v16 p0;
-                    V16_LOAD(p0, row);
-                    r += p0;
-                }
-                memcpy(row, &r, sizeof r);
+                float *row = (float *)pl[m] + (size_t)yy * w;
+                for (int x = 0; x < w; x++)
+                    row[x] = (acc ? row[x] : 0.0f) + src[x];
             }
         }
     }
@@ -746,8 +790,8 @@ static inline WG_INLINE void output_tf_rows(float *y, const float *M, int ld, in
             output_rows_32(y, O, ld, C, c, h, g, t0 / 8, rows, acc);
             continue;
         }
-        if (tw == 4 && w == WG_W16) {
-            output_rows_16(y, O, ld, C, c, h, g, t0 / 4, rows, acc);
+        if (tw <= 4 && w == 4 * tw && (tw == 1 || tw == 2 || tw == 4)) {
+            output_rows_n(y, O, ld, C, c, h, g, t0 / (size_t)tw, rows, acc, tw);
             continue;
         }
         row_iter it;
@@ -812,26 +856,27 @@ static inline WG_INLINE void grad_rows_32(float *E, int ld, const float *dy, int
     }
 }
 
-/* grad_rows_32 for 16-wide maps, four tile rows at a time */
-static inline WG_INLINE void grad_rows_16(float *E, int ld, const float *dy, int C, int c, int h,
-                                          const wg_geom *g, size_t R0, int rows, float *colsum)
+/* grad_rows_32 for maps 4, 8 or 16 wide, 16 / tw tile rows at a time */
+static inline WG_INLINE void grad_rows_n(float *E, int ld, const float *dy, int C, int c, int h,
+                                         const wg_geom *g, size_t R0, int rows, float *colsum, int tw)
 {
-    size_t plane = (size_t)h * WG_W16;
-    for (int rr = 0; rr < rows; rr += 4) {
-        const float *pl[4];
-        int ty[4];
-        int nv = tile_rows_4(pl, ty, dy, C, c, plane, g, R0 + (size_t)rr, rows - rr);
+    int w = 4 * tw, group = 16 / tw;
+    size_t plane = (size_t)h * w;
+    for (int rr = 0; rr < rows; rr += group) {
+        const float *pl[16];
+        int ty[16];
+        int nv = tile_rows_n(pl, ty, dy, C, c, plane, g, R0 + (size_t)rr, rows - rr, tw);
         for (int i = 0; i < WG_M; i++) {
             wg_v16 q[WG_M];
-            phases_16(q, pl, ty, i, h);
-            float *e = E + (size_t)(i * WG_M) * ld + (size_t)rr * 4;
+            phases_n(q, pl, ty, i, h, tw);
+            float *e = E + (size_t)(i * WG_M) * ld + (size_t)rr * tw;
             for (int l = 0; l < WG_M; l++)
-                V16_STORE4(e + (size_t)l * ld, q[l], nv);
+                v16_store_n(e + (size_t)l * ld, &q[l], nv * tw);
             for (int m = 0; m < nv; m++) {
                 int yy = WG_M * ty[m] + i;
                 if (yy < h) {
-                    const float *row = pl[m] + (size_t)yy * WG_W16;
-                    for (int xx = 0; xx < WG_W16; xx++)
+                    const float *row = pl[m] + (size_t)yy * w;
+                    for (int xx = 0; xx < w; xx++)
                         colsum[xx] += row[xx];
                 }
             }
@@ -859,8 +904,8 @@ static inline WG_INLINE void grad_tf_rows(float *Z, int ld, const float *dy, int
             colsum[xx] = 0.0f;
         if (tw == 8 && w == WG_W32)
             grad_rows_32(E, ld, dy, C, c, h, g, t0 / 8, rows, colsum);
-        else if (tw == 4 && w == WG_W16)
-            grad_rows_16(E, ld, dy, C, c, h, g, t0 / 4, rows, colsum);
+        else if (w == 4 * tw && (tw == 1 || tw == 2 || tw == 4))
+            grad_rows_n(E, ld, dy, C, c, h, g, t0 / (size_t)tw, rows, colsum, tw);
         else
         for (int rr = 0; rr < rows; rr++, row_next(&it, g)) {
             const float *src = dy + ((size_t)it.img * C + c) * plane;

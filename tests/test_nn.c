@@ -185,9 +185,14 @@ static void test_conv_matches_direct(void **state)
     run_conv_case(3, 5, 20, 32, 6, 3, 1, 1, 1);
     run_conv_case(2, 3, 18, 32, 4, 3, 1, 1, 1);
     run_conv_case(1, 1, 4, 32, 1, 3, 1, 1, 1);
-    /* 16-wide maps go four tile rows at a time: 10 and 3 tile rows, partial last ones */
+    /* 16-, 8- and 4-wide maps go 4, 8 and 16 tile rows at a time: full and
+     * partial groups, partial last tile rows */
     run_conv_case(5, 3, 6, 16, 4, 3, 1, 1, 1);
     run_conv_case(1, 2, 10, 16, 3, 3, 1, 1, 1);
+    run_conv_case(7, 3, 8, 8, 4, 3, 1, 1, 1);
+    run_conv_case(9, 2, 7, 8, 3, 3, 1, 1, 1);
+    run_conv_case(20, 3, 4, 4, 5, 3, 1, 1, 1);
+    run_conv_case(17, 2, 3, 4, 3, 3, 1, 1, 1);
 }
 
 /* ---- batch norm */
