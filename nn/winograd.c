@@ -22,7 +22,7 @@
  * Workspace: the transformed filters (WG_POS, cout, cin), then per thread
  * two chunk buffers (WG_POS, channels, chunk tiles), for the filter gradient
  * an accumulator (WG_POS, cout, cin) and the bias-gradient sums, and the
- * transforms' scratch (WG_SCRATCH floats per chunk tile).
+ * transforms' scratch (WG_SCRATCH floats per chunk tile, then WG_SLACK).
  */
 #include "nn/winograd.h"
 #include "nn/parallel.h"
@@ -54,6 +54,7 @@
 #define WG_MAX_TW     128         /* tiles per row (maps up to 512 wide) */
 #define WG_WIDE_TW    8           /* tiles per row from which input_tf_wide pays */
 #define WG_SCRATCH    (WG_A * WG_A + WG_M * WG_M) /* floats per tile of transform scratch */
+#define WG_SLACK      16          /* floats after the scratch: whole-vector reads of its last row */
 
 static const float G[WG_A][3] = {
     { 1.0f / 4, 0, 0 },
@@ -97,7 +98,7 @@ static void geom_init(wg_geom *g, const nn_conv_dims *d, int filter_grad)
     g->chunks = (g->tiles + tc - 1) / tc;
     size_t buf = (size_t)WG_POS * g->cmax * tc;
     g->per_thread = 2 * buf + round_up((size_t)WG_POS * d->cout * d->cin + d->cout, WG_ALIGN) +
-                    (size_t)WG_SCRATCH * tc;
+                    (size_t)WG_SCRATCH * tc + WG_SLACK;
     if (!filter_grad) {                 /* one stride per thread for both passes */
         wg_geom gf;
         geom_init(&gf, d, 1);
@@ -981,7 +982,7 @@ static void conv_chunks(void *ctx, size_t b, size_t e)
     const nn_conv_dims *d = j->d;
     int tc = j->g.tc;
     float *V = thread_ws(j), *M = V + (size_t)WG_POS * j->g.cmax * tc;
-    float *scr = thread_ws(j) + j->g.per_thread - (size_t)WG_SCRATCH * tc;
+    float *scr = thread_ws(j) + j->g.per_thread - (size_t)WG_SCRATCH * tc - WG_SLACK;
     for (;;) {
         size_t ch = atomic_fetch_add(&j->next, 1);
         if (ch >= j->g.chunks)
@@ -1006,7 +1007,7 @@ static void filter_grad_chunks(void *ctx, size_t b, size_t e)
     int tc = j->g.tc;
     float *V = thread_ws(j), *Z = V + (size_t)WG_POS * j->g.cmax * tc;
     float *acc = Z + (size_t)WG_POS * j->g.cmax * tc, *sums = acc + (size_t)WG_POS * d->cout * d->cin;
-    float *scr = thread_ws(j) + j->g.per_thread - (size_t)WG_SCRATCH * tc;
+    float *scr = thread_ws(j) + j->g.per_thread - (size_t)WG_SCRATCH * tc - WG_SLACK;
     for (;;) {
         size_t ch = atomic_fetch_add(&j->next, 1);
         if (ch >= j->g.chunks)

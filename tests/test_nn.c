@@ -193,6 +193,7 @@ static void test_conv_matches_direct(void **state)
     run_conv_case(9, 2, 7, 8, 3, 3, 1, 1, 1);
     run_conv_case(20, 3, 4, 4, 5, 3, 1, 1, 1);
     run_conv_case(17, 2, 3, 4, 3, 3, 1, 1, 1);
+    run_conv_case(1, 3, 4, 4, 2, 3, 1, 1, 1);     /* one tile in all: vector reads stay in the workspace */
 }
 
 /* ---- batch norm */
