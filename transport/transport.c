@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "errmsg/errmsg.h"
@@ -17,13 +19,23 @@ atomic_int transport_stop = 0;
 
 static void *g_context;
 
+/* When the first stop signal came (CLOCK_MONOTONIC seconds). */
+static volatile sig_atomic_t g_first_stop_s = -1;
+
 static void on_stop_signal(int sig)
 {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);   /* async-signal-safe */
     if (transport_stop) {
-        /* Second Ctrl-C: the user wants out now. */
+        /* One request can arrive twice at once: `timeout` signals both the
+         * command and its process group. Only a second signal a second or
+         * more later (a second Ctrl-C) means: out now. */
+        if (g_first_stop_s >= 0 && now.tv_sec - g_first_stop_s <= 1)
+            return;
         signal(sig, SIG_DFL);
         raise(sig);
     }
+    g_first_stop_s = (sig_atomic_t)now.tv_sec;
     transport_stop = 1;
 }
 
