@@ -823,6 +823,21 @@ WG_CLONES static void output_tf(float *y, const float *M, int ld, int C, int h, 
 #undef WG_CALL
 }
 
+/* colsum[x] += column x of row i of each of the n tile rows (planes pl,
+ * tile rows ty) that lies in the map (w wide, h high) */
+static inline WG_INLINE void add_column_sums(float *colsum, const float *const *pl, const int *ty,
+                                             int n, int i, int h, int w)
+{
+    for (int m = 0; m < n; m++) {
+        int yy = WG_M * ty[m] + i;
+        if (yy < h) {
+            const float *row = pl[m] + (size_t)yy * w;
+            for (int xx = 0; xx < w; xx++)
+                colsum[xx] += row[xx];
+        }
+    }
+}
+
 /* E[i][l][t] = row i, column l of tile t of channel c of a 32-wide map
  * (0 below the map), two tile rows at a time; colsum[x] += the map's column x. */
 static inline WG_INLINE void grad_rows_32(float *E, int ld, const float *dy, int C, int c, int h,
@@ -845,14 +860,7 @@ static inline WG_INLINE void grad_rows_32(float *E, int ld, const float *dy, int
             V16_STORE(e + ld, __builtin_shuffle(a01, b01, wg_hi8), two);
             V16_STORE(e + 2 * (size_t)ld, __builtin_shuffle(a23, b23, wg_lo8), two);
             V16_STORE(e + 3 * (size_t)ld, __builtin_shuffle(a23, b23, wg_hi8), two);
-            for (int half = 0; half < 1 + two; half++) {
-                int yy = WG_M * ty[half] + i;
-                if (yy < h) {
-                    const float *row = pl[half] + (size_t)yy * WG_W32;
-                    for (int xx = 0; xx < WG_W32; xx++)
-                        colsum[xx] += row[xx];
-                }
-            }
+            add_column_sums(colsum, pl, ty, 1 + two, i, h, WG_W32);
         }
     }
 }
@@ -873,14 +881,7 @@ static inline WG_INLINE void grad_rows_n(float *E, int ld, const float *dy, int 
             float *e = E + (size_t)(i * WG_M) * ld + (size_t)rr * tw;
             for (int l = 0; l < WG_M; l++)
                 v16_store_n(e + (size_t)l * ld, &q[l], nv * tw);
-            for (int m = 0; m < nv; m++) {
-                int yy = WG_M * ty[m] + i;
-                if (yy < h) {
-                    const float *row = pl[m] + (size_t)yy * w;
-                    for (int xx = 0; xx < w; xx++)
-                        colsum[xx] += row[xx];
-                }
-            }
+            add_column_sums(colsum, pl, ty, nv, i, h, w);
         }
     }
 }
