@@ -61,6 +61,10 @@ Data and method:
                        'views=2,crop:scale=0.35-1,flip:target,rotate:k=random:target'
                        (8 classes; docs/augment/README.md)
   --epochs E           training epochs (default 4)
+  --minutes M          or train for M minutes instead (may be fractional, e.g.
+                       60 or 0.5): the trainer plans its schedule's length from
+                       the rate it measures, so the run fits the time on any
+                       CPU; the loader streams epochs until the trainer stops
   --arch A             resnet-mini, conv4 or a network description file (default resnet-mini)
   --width W            width of the first stage (default 16)
   --batch N            images per training step (default 128 for simclr, 256 otherwise)
@@ -131,6 +135,8 @@ test_fraction=0.1
 method=simclr
 recipe=""
 epochs=4
+epochs_given=0
+minutes=""
 arch=resnet-mini
 width=16
 batch=""
@@ -162,7 +168,8 @@ while [ $# -gt 0 ]; do
     --test-data) need "$@"; test_data=$2; shift 2 ;;
     --test-fraction) need "$@"; test_fraction=$2; shift 2 ;;
     --method) need "$@"; method=$2; shift 2 ;;
-    --epochs) need "$@"; epochs=$2; shift 2 ;;
+    --epochs) need "$@"; epochs=$2; epochs_given=1; shift 2 ;;
+    --minutes) need "$@"; minutes=$2; shift 2 ;;
     --recipe) need "$@"; recipe=$2; shift 2 ;;
     --arch) need "$@"; arch=$2; shift 2 ;;
     --width) need "$@"; width=$2; shift 2 ;;
@@ -209,6 +216,13 @@ fi
 for opt in epochs width batch; do
     [[ "${!opt}" =~ ^[1-9][0-9]{0,8}$ ]] || die_usage "--$opt must be a positive whole number, not '${!opt}'"
 done
+if [ -n "$minutes" ]; then
+    [[ "$minutes" =~ ^(0|[1-9][0-9]{0,6})(\.[0-9]+)?$ ]] && [[ "$minutes" =~ [1-9] ]] ||
+        die_usage "--minutes must be a positive number such as 60 or 0.5, not '$minutes'"
+    [ "$epochs_given" -eq 0 ] || die_usage "give --epochs or --minutes, not both"
+    [ "$trainer_kind" = c ] ||
+        die_usage "--minutes needs the C trainer (--trainer c); give --epochs to the torch trainer"
+fi
 [ -z "$size" ] || [[ "$size" =~ ^[1-9][0-9]{0,3}$ ]] || die_usage "--size must be a whole number from 1 to 9999, not '$size'"
 case "$channels" in "" | 1 | 3) ;; *) die_usage "--channels must be 1 or 3, not '$channels'" ;; esac
 [[ "$port_base" =~ ^[0-9]+$ ]] && [ "$port_base" -gt 0 ] && [ "$port_base" -lt 65533 ] ||
@@ -383,6 +397,7 @@ json_str() {
     for k in width batch epochs seed augmenters trainers size channels dataset_size; do
         printf ',"%s":%s' "$k" "${!k}"
     done
+    [ -z "$minutes" ] || printf ',"minutes":%s' "$minutes"
     printf '}\n'
 } > "$out/run.json.tmp" && mv "$out/run.json.tmp" "$out/run.json"
 
@@ -427,8 +442,9 @@ fi
 # what is not trained yet, so that a next epoch cannot fill the trainer's last
 # steps while some of the last one is still to come again. (Nothing left to
 # train, after a resume: 0, until the trainer's stop.)
+# A time budget's epochs are not known: the loader streams until the stop.
 loader_epochs=$((epochs - start_epoch))
-[ "$loader_epochs" -gt 0 ] || loader_epochs=0
+[ "$loader_epochs" -gt 0 ] && [ -z "$minutes" ] || loader_epochs=0
 # shellcheck disable=SC2086
 start loader "$bin/loader" --data "$data" "${hold_out[@]}" --epochs "$loader_epochs" --start-epoch "$start_epoch" \
     --seed "$seed" --exactly-once --bind "$ep_loader" --control "$to_control" "${curve_opt[@]}" $loader_opts
@@ -463,7 +479,9 @@ fi
 # have changed since the run started).
 batch_arg=(--batch "$batch")
 [ -n "$resume" ] && [ "$batch_given" -eq 0 ] && batch_arg=()
-train_args=(--method "$method" --arch "$arch" --width "$width" "${batch_arg[@]}" --epochs "$epochs"
+length=(--epochs "$epochs")
+[ -z "$minutes" ] || length=(--minutes "$minutes")
+train_args=(--method "$method" --arch "$arch" --width "$width" "${batch_arg[@]}" "${length[@]}"
     --dataset-size "$dataset_size" --seed "$seed"
     --bind "$trainer_bind" --control "$ep_control" --evaluator "$evaluator_ep" --out "$out" "${curve_opt[@]}")
 [ -n "$resume" ] && train_args+=(--resume "$resume")

@@ -10,14 +10,13 @@
 # Schedules:
 #   default        ./run.sh with no options: SimCLR on Fashion-MNIST, tested on t10k
 #   cifar10-hour   SimCLR on CIFAR-10 class folders, 5,000 images held out for
-#                  testing, 23 epochs: about one hour of training on 2 cores at
-#                  295 images/s (only the final checkpoint is evaluated, so
-#                  that the evaluator does not slow training)
-#   cifar10-2h     the same for 44 epochs: about two hours of training at
-#                  295 images/s
-#   rotnet-hour    RotNet on the same data, 9 epochs: about one hour of
-#                  training at 125 images/s (4 rotations of each), only the
-#                  final checkpoint evaluated
+#                  testing, 60 minutes of training (run.sh --minutes 60: the
+#                  trainer fits its schedule to the rate it measures, so the
+#                  epochs depend on the CPU; only the final checkpoint is
+#                  evaluated, so that the evaluator does not slow training)
+#   cifar10-2h     the same for 120 minutes
+#   rotnet-hour    RotNet on the same data, 60 minutes of training (4
+#                  rotations of each image), only the final checkpoint evaluated
 # CIFAR-10 is read from $QUALITY_CIFAR (default ../shared/data/cifar10-train);
 # the default schedule needs only Debian's Fashion-MNIST. QUALITY_OUT keeps
 # the run folder (default: a temporary one, removed at the end).
@@ -31,9 +30,9 @@ cifar=${QUALITY_CIFAR:-../shared/data/cifar10-train}
 
 case "$schedule" in
 default) args=() ;;
-cifar10-hour) args=(--data "$cifar" --width 32 --epochs 23 --trainer-opts "--ckpt-every 100000") ;;
-cifar10-2h) args=(--data "$cifar" --width 32 --epochs 44 --trainer-opts "--ckpt-every 100000") ;;
-rotnet-hour) args=(--data "$cifar" --method rotnet --width 32 --epochs 9 --trainer-opts "--ckpt-every 100000") ;;
+cifar10-hour) args=(--data "$cifar" --width 32 --minutes 60 --trainer-opts "--ckpt-every 100000") ;;
+cifar10-2h) args=(--data "$cifar" --width 32 --minutes 120 --trainer-opts "--ckpt-every 100000") ;;
+rotnet-hour) args=(--data "$cifar" --method rotnet --width 32 --minutes 60 --trainer-opts "--ckpt-every 100000") ;;
 -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 *) echo "quality: unknown schedule '$schedule' (default, cifar10-hour, cifar10-2h, rotnet-hour)" >&2; exit 2 ;;
 esac

@@ -514,8 +514,8 @@ static void section_settings(page *p)
         }
     }
     if (json_is_object(state)) {
-        static const char *const keys[] = { "method", "arch", "width", "batch", "epochs", "optimizer", "lr",
-                                            "weight_decay", "momentum", "tau", "warmup_steps", "total_steps",
+        static const char *const keys[] = { "method", "arch", "width", "batch", "epochs", "minutes", "optimizer",
+                                            "lr", "weight_decay", "momentum", "tau", "warmup_steps", "total_steps",
                                             "dataset_size", "images_seen", "seed", "step", "train_seconds" };
         group_row(f, "trainer", state_path);
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {

@@ -14,7 +14,11 @@
 #  2. RotNet (uint8 views, targets 0-3), malformed messages pushed in between,
 #     SIGTERM mid-run: exit 0, a final checkpoint at the step reached, the
 #     malformed messages dropped and counted, the loss finite.
-#  3. Bad usage exits 2: bad option values, --resume latest with nothing to
+#  3. A time budget: SimCLR with --minutes 0.2 ends by itself after 12 s of
+#     training (within a step or two), its learning rate down to 0 at the end
+#     of the cosine it planned from the rate; resumed with --minutes 0.3 it
+#     trains until 18 s in all.
+#  4. Bad usage exits 2: bad option values, --resume latest with nothing to
 #     resume, a fresh run over an existing run folder.
 # At the end no process this test started is left.
 set -u
@@ -285,7 +289,40 @@ jcheck "$tmp/rot.json" "d['step'] == $laststep and d['method'] == 'rotnet'" \
 grep -q "dropped .* message" "$tmp/t3.err" && ok "rotnet: the drop is logged" || fail "rotnet: no drop log"
 check_stopped rotnet
 
-# ---- 3. bad usage ----
+# ---- 3. a time budget ----
+# budget_run NAME SECONDS TRAINER-ARGS...: a pipeline and the trainer; checks
+# it ends by itself after SECONDS of training in all (the last step may go
+# over by a few seconds on a slow machine), with the lr at the end near 0
+budget_run() {
+    local name=$1 want=$2
+    shift 2
+    pull=$(free_port); ctl=$(free_port)
+    start_pipeline "$name" "--recipe simclr"
+    timeout 120 "$TRAINER" --method simclr --width 8 --batch 32 --ckpt-every 1000 --bind "tcp://127.0.0.1:$pull" \
+        --control "tcp://127.0.0.1:$ctl" --evaluator none --out "$run" --quiet "$@" \
+        >"$tmp/$name.out" 2>"$tmp/$name.err"
+    local rc=$?
+    [ "$rc" -eq 0 ] && ok "$name: exit 0" || { fail "$name: exit $rc"; tail -5 "$tmp/$name.err"; }
+    jcheck "$tmp/$name.out" "d['end'] == 'done'" "$name: ended by its time budget"
+    grep '"loss"' "$run/metrics.jsonl" | tail -n 1 >"$tmp/$name.last"
+    jcheck "$tmp/$name.last" "$want - 1.5 <= d['time'] <= $want + 4 and d['lr'] < 0.002" \
+        "$name: the last step at ${want} s of training in all, lr near 0"
+    grep -q "time budget: .* steps in .* of the" "$tmp/$name.err" && ok "$name: the budget is logged" ||
+        fail "$name: no time budget line"
+    check_stopped "$name"
+}
+run="$tmp/budget"
+budget_run budget 12 --minutes 0.2
+first=$(grep -c '"loss"' "$run/metrics.jsonl")
+state=$(readlink -f "$run/latest")
+"$PY" -c "import json, sys; d = json.load(open(sys.argv[1]))
+sys.exit(0 if d['minutes'] == 0.2 and d['step'] == $first else 1)" "${state%.safetensors}.json" &&
+    ok "budget: the state records the budget" || fail "budget: the state records no budget"
+budget_run budget-resumed 18 --resume latest --minutes 0.3
+[ "$(grep -c '"loss"' "$run/metrics.jsonl")" -gt "$first" ] && ok "budget-resumed: trained on from step $first" ||
+    fail "budget-resumed: no step after $first"
+
+# ---- 4. bad usage ----
 usage() {
     local want=$1; shift
     "$TRAINER" "$@" --bind "tcp://127.0.0.1:$(free_port)" --control none --evaluator none \
@@ -296,6 +333,8 @@ usage() {
 usage 2 --method byol
 usage 2 --steps 0
 usage 2 --epochs 2 --steps 5
+usage 2 --minutes 2 --epochs 5
+usage 2 --minutes -1
 usage 2 --arch "$tmp/no-such-network.txt" --out "$tmp/u1"
 usage 2 --resume latest --out "$tmp/empty"
 usage 2 --steps 5 --out "$tmp/simclr"          # already holds a run

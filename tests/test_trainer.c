@@ -118,6 +118,8 @@ static void test_options_errors(void **state)
     expect_usage_error(PARSE(&o, err, "--width", "8x"), err, "--width");
     expect_usage_error(PARSE(&o, err, "--lr", "-1"), err, "--lr");
     expect_usage_error(PARSE(&o, err, "--epochs", "2", "--steps", "5"), err, "not both");
+    expect_usage_error(PARSE(&o, err, "--minutes", "5", "--epochs", "2"), err, "--epochs and --minutes");
+    expect_usage_error(PARSE(&o, err, "--minutes", "0"), err, "--minutes");
     expect_usage_error(PARSE(&o, err, "--warmup", "1ep"), err, "--dataset-size");
     expect_usage_error(PARSE(&o, err, "--warmup", "ep"), err, "--warmup");
     expect_usage_error(PARSE(&o, err, "--frobnicate"), err, "unknown option");
@@ -964,6 +966,33 @@ static void test_config_resume(void **state)
     assert_non_null(strstr(err, "--loss"));
     assert_int_equal(PARSE(&o, err, "--loss", "infonce"), -1);
     assert_non_null(strstr(err, "infonce"));
+
+    /* a time budget is recorded and goes on being planned after a resume;
+     * --minutes given again sets a new budget for the run's whole time */
+    assert_int_equal(PARSE(&o, err, "--minutes", "30"), 0);
+    trainer_config_from_options(&saved, &o);
+    schedule_plan(&saved);
+    schedule_budget(&saved, 10, 5.0, 2.0);
+    json_t *j = json_object();
+    assert_int_equal(trainer_config_to_json(&saved, j), 0);
+    trainer_config_t back;
+    assert_int_equal(trainer_config_from_json(&back, j, err, sizeof err), 0);
+    assert_true(back.minutes == 30 && back.steps == 0 && back.epochs == 0 && back.total_steps == saved.total_steps);
+    assert_int_equal(PARSE(&o, err, "--resume", "latest"), 0);
+    trainer_config_from_options(&c, &o);
+    assert_int_equal(trainer_config_resume(&c, &back, &o, err, sizeof err), 0);
+    schedule_plan(&c);
+    assert_true(c.minutes == 30 && c.total_steps == saved.total_steps && c.warmup_steps == saved.warmup_steps);
+    assert_int_equal(PARSE(&o, err, "--resume", "latest", "--minutes", "45"), 0);
+    trainer_config_from_options(&c, &o);
+    assert_int_equal(trainer_config_resume(&c, &back, &o, err, sizeof err), 0);
+    schedule_plan(&c);
+    assert_true(c.minutes == 45 && c.total_steps == 0 && c.warmup_steps == saved.warmup_steps);
+    /* a state written before time budgets has none */
+    json_object_del(j, "minutes");
+    assert_int_equal(trainer_config_from_json(&back, j, err, sizeof err), 0);
+    assert_true(back.minutes == 0 && back.steps == back.total_steps);
+    json_decref(j);
 }
 
 /* The total from --steps or --epochs x dataset size, the warm-up in steps,
@@ -994,6 +1023,35 @@ static void test_schedule(void **state)
     assert_true(c.total_steps == 0 && c.warmup_steps == 0);
     c.dataset_size = 1000;
     assert_int_equal(schedule_total_steps(&c), 30);
+
+    /* a time budget: no plan and lr 0 before the first step; then the total
+     * that the time left holds at the rate so far, re-planned at each step,
+     * with a warm-up of 5% of it that only grows, until it is over */
+    assert_int_equal(PARSE(&o, err, "--batch", "100", "--minutes", "1", "--dataset-size", "1000"), 0);
+    trainer_config_from_options(&c, &o);
+    schedule_plan(&c);
+    assert_true(c.total_steps == 0 && c.warmup_steps < 0 && c.warmup_auto && c.epochs == 0);
+    assert_true(schedule_lr(&c, 0) == 0.0f);
+    schedule_budget(&c, 1, 10.0, 0.1);   /* 59.9 s left at 10 steps/s */
+    assert_true(c.total_steps == 600 && c.warmup_steps == 30);
+    assert_true(schedule_lr(&c, 1) > 0.0f && schedule_lr(&c, 1) < (float)c.lr);
+    assert_int_equal(schedule_total_steps(&c), 600);   /* epochs and dataset size do not count */
+    schedule_budget(&c, 20, 12.0, 2.0);
+    assert_true(c.total_steps == 20 + 696 && c.warmup_steps == 36);
+    schedule_budget(&c, 21, 8.0, 2.5);   /* slower: fewer steps, the warm-up kept */
+    assert_true(c.total_steps == 21 + 460 && c.warmup_steps == 36);
+    schedule_budget(&c, 40, 20.0, 4.0);   /* past the warm-up: it is fixed */
+    assert_true(c.total_steps == 40 + 1120 && c.warmup_steps == 36);
+    schedule_budget(&c, 700, 11.0, 60.2);   /* the time is up: this step is the last */
+    assert_true(c.total_steps == 700 && schedule_lr(&c, 700) == 0.0f);
+    assert_true(schedule_lr(&c, 699) < 1e-4f * (float)c.lr);
+
+    /* a warm-up given in steps stays as given */
+    assert_int_equal(PARSE(&o, err, "--batch", "100", "--minutes", "2", "--warmup", "5"), 0);
+    trainer_config_from_options(&c, &o);
+    schedule_plan(&c);
+    schedule_budget(&c, 1, 10.0, 0.1);
+    assert_true(c.total_steps == 1200 && c.warmup_steps == 5 && !c.warmup_auto);
 }
 
 static void test_rundir_latest_and_prune(void **state)

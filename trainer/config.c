@@ -31,6 +31,7 @@ void trainer_config_from_options(trainer_config_t *c, const trainer_options_t *o
     c->warmup_epochs = o->warmup_epochs;
     c->epochs = o->epochs;
     c->steps = o->steps;
+    c->minutes = o->minutes;
     c->total_steps = 0;
     c->dataset_size = o->dataset_size;
     c->seed = o->seed;
@@ -53,6 +54,7 @@ int trainer_config_to_json(const trainer_config_t *c, json_t *j)
     int rc = f && json_object_set_new(f, "sync_bn", json_boolean(c->sync_bn)) == 0 &&
              json_object_set_new(f, "loss", json_string(c->decoupled ? "dcl" : "ntxent")) == 0 &&
              json_object_set_new(f, "ema", json_real(c->ema)) == 0 &&
+             json_object_set_new(f, "minutes", json_real(c->minutes)) == 0 &&
              json_object_update(j, f) == 0 ? 0 : -1;
     json_decref(f);
     return rc;
@@ -110,11 +112,18 @@ int trainer_config_from_json(trainer_config_t *c, json_t *j, char *err, size_t e
         errmsg_set(err, errlen, "ema %g is not in [0, 1)", c->ema);
         return -1;
     }
+    /* and before time budgets: none */
+    json_t *minutes = json_object_get(j, "minutes");
+    c->minutes = json_is_number(minutes) ? json_number_value(minutes) : 0.0;
+    if (c->minutes < 0 || !isfinite(c->minutes)) {
+        errmsg_set(err, errlen, "minutes %g is not a time budget", c->minutes);
+        return -1;
+    }
     snprintf(c->arch, sizeof c->arch, "%s", arch);
     c->batch = (uint32_t)batch;
     c->warmup_steps = (long)warmup;
     c->total_steps = (long)total;
-    c->steps = c->epochs > 0 ? 0 : c->total_steps;
+    c->steps = c->epochs > 0 || c->minutes > 0 ? 0 : c->total_steps;
     return 0;
 }
 
@@ -177,7 +186,8 @@ int trainer_config_resume(trainer_config_t *c, const trainer_config_t *saved, co
     if (o->set_length) {
         c->epochs = given.epochs;
         c->steps = given.steps;
-        c->total_steps = 0;   /* recomputed from the new --steps / --epochs */
+        c->minutes = given.minutes;
+        c->total_steps = 0;   /* recomputed from the new --steps / --epochs / --minutes */
     }
     return 0;
 }

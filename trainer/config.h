@@ -29,8 +29,10 @@ typedef struct {
                                        run takes its network head's width) */
     long warmup_steps;              /* -1: the default share of the total (trainer/schedule.h) */
     double warmup_epochs;           /* > 0: given in epochs, not yet turned into steps (not recorded) */
+    int warmup_auto;                /* the default share of a total still being planned (not recorded) */
     double epochs;                  /* 0: the run is counted in steps */
     long steps;                     /* the steps asked for, 0 with epochs (recorded as total_steps) */
+    double minutes;                 /* > 0: a time budget; total_steps is re-planned at each step */
     long total_steps;               /* of the whole run; 0 = not known yet */
     uint64_t dataset_size;          /* images per epoch; 0 = not known yet */
     uint64_t seed;                  /* parameter initialisation */

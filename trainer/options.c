@@ -21,6 +21,7 @@
 #define MAX_TAU    100.0
 #define MAX_EMA    0.999999
 #define MAX_EPOCHS 1e6
+#define MAX_MINUTES 1e7   /* about 19 years */
 #define MAX_WARMUP_EPOCHS 1e6
 #define MAX_HWM    (1 << 20)
 
@@ -122,6 +123,11 @@ void trainer_usage(FILE *f)
 "                     (needs a known dataset size) (default %.0f%% of the steps)\n"
 "  --epochs E         train E epochs (may be fractional) (default %d)\n"
 "  --steps N          or train exactly N steps\n"
+"  --minutes M        or train for M minutes (may be fractional; a resumed run's\n"
+"                     earlier training counts): the schedule's length in steps\n"
+"                     follows the rate measured so far, re-planned at every\n"
+"                     step, so that the cosine ends when the time is up; the\n"
+"                     first step, before any rate is known, runs at lr 0\n"
 "  --dataset-size N   images per epoch; when not given, learnt from the loader's\n"
 "                     end-of-epoch count (the cosine schedule then starts once it\n"
 "                     is known)\n"
@@ -156,7 +162,7 @@ void trainer_usage(FILE *f)
 "  --quiet            no progress line\n"
 "  --help             this text\n"
 "\n"
-"Stops after the steps or epochs, at the end of the stream, or on SIGINT/SIGTERM\n"
+"Stops after the steps, epochs or minutes, at the end of the stream, or on SIGINT/SIGTERM\n"
 "(after writing a checkpoint); then publishes Control STOP so that the loader and\n"
 "augmenters exit. Exit status: 0 done, 1 runtime failure, 2 bad usage.\n",
             TRAINER_DEFAULT_CLASSES, TRAINER_DEFAULT_ARCH, TRAINER_DEFAULT_WIDTH, TRAINER_DEFAULT_BATCH_SIMCLR,
@@ -228,14 +234,14 @@ void trainer_options_finish(trainer_options_t *o)
 
 enum {
     OPT_METHOD = 256, OPT_CLASSES, OPT_ARCH, OPT_WIDTH, OPT_BATCH, OPT_OPTIMIZER, OPT_LR, OPT_WD, OPT_MOMENTUM,
-    OPT_TAU, OPT_LOSS, OPT_EMA, OPT_WARMUP, OPT_EPOCHS, OPT_STEPS, OPT_DATASET_SIZE, OPT_SEED, OPT_BIND, OPT_CONTROL,
-    OPT_EVALUATOR, OPT_OUT, OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_QUEUE, OPT_HWM, OPT_CURVE, OPT_QUIET, OPT_SYNC_BN,
-    OPT_HELP,
+    OPT_TAU, OPT_LOSS, OPT_EMA, OPT_WARMUP, OPT_EPOCHS, OPT_STEPS, OPT_MINUTES, OPT_DATASET_SIZE, OPT_SEED, OPT_BIND,
+    OPT_CONTROL, OPT_EVALUATOR, OPT_OUT, OPT_CKPT_EVERY, OPT_KEEP, OPT_RESUME, OPT_QUEUE, OPT_HWM, OPT_CURVE, OPT_QUIET,
+    OPT_SYNC_BN, OPT_HELP,
 };
 
 typedef struct {
     trainer_options_t *o;
-    int got_epochs, got_steps;
+    int got_epochs, got_steps, got_minutes;
 } parse_ctx;
 
 /* One option c with value v into ctx's options: 0, or -1 with err set. */
@@ -245,6 +251,7 @@ static int parse_option(void *ctx, int c, const char *v, char *err, size_t n)
     trainer_options_t *o = pc->o;
     pc->got_epochs |= c == OPT_EPOCHS;
     pc->got_steps |= c == OPT_STEPS;
+    pc->got_minutes |= c == OPT_MINUTES;
     long l;
     switch (c) {
     case OPT_METHOD:
@@ -314,6 +321,7 @@ static int parse_option(void *ctx, int c, const char *v, char *err, size_t n)
         return 0;
     case OPT_EPOCHS: return cli_double_above("--epochs", v, 0, MAX_EPOCHS, &o->epochs, err, n);
     case OPT_STEPS: return cli_long("--steps", v, 1, LONG_MAX / 2, &o->steps, err, n);
+    case OPT_MINUTES: return cli_double_above("--minutes", v, 0, MAX_MINUTES, &o->minutes, err, n);
     case OPT_DATASET_SIZE: return cli_u64("--dataset-size", v, 1, UINT64_MAX, &o->dataset_size, err, n);
     case OPT_SEED:
         o->set_seed = 1;
@@ -357,6 +365,7 @@ int trainer_options_parse(trainer_options_t *o, int argc, char **argv, char *err
         { "warmup", required_argument, 0, OPT_WARMUP },
         { "epochs", required_argument, 0, OPT_EPOCHS },
         { "steps", required_argument, 0, OPT_STEPS },
+        { "minutes", required_argument, 0, OPT_MINUTES },
         { "dataset-size", required_argument, 0, OPT_DATASET_SIZE },
         { "seed", required_argument, 0, OPT_SEED },
         { "bind", required_argument, 0, OPT_BIND },
@@ -379,18 +388,20 @@ int trainer_options_parse(trainer_options_t *o, int argc, char **argv, char *err
     int rc = cli_parse(argc, argv, "", opts, OPT_HELP, parse_option, &pc, err, errlen);
     if (rc)
         return rc;
-    int got_epochs = pc.got_epochs, got_steps = pc.got_steps;
+    int got_epochs = pc.got_epochs, got_steps = pc.got_steps, got_minutes = pc.got_minutes;
     if (optind < argc) {
         errmsg_set(err, errlen, "unexpected argument '%s'", argv[optind]);
         return -1;
     }
-    if (got_epochs && got_steps) {
-        errmsg_set(err, errlen, "give --epochs or --steps, not both");
+    if (got_epochs + got_steps + got_minutes > 1) {
+        errmsg_set(err, errlen, "give one of --epochs, --steps and --minutes, not both %s",
+                   got_minutes ? (got_epochs ? "--epochs and --minutes" : "--steps and --minutes")
+                               : "--epochs and --steps");
         return -1;
     }
-    if (got_steps)
+    if (got_steps || got_minutes)
         o->epochs = 0;
-    o->set_length = got_epochs || got_steps;
+    o->set_length = got_epochs || got_steps || got_minutes;
     if (o->warmup_epochs > 0 && !o->dataset_size) {
         errmsg_set(err, errlen, "--warmup in epochs needs --dataset-size (or give the warm-up in steps)");
         return -1;

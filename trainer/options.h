@@ -67,6 +67,7 @@ typedef struct {
     double warmup_epochs;       /* > 0 when given as "Nep" */
     double epochs;              /* 0 when --steps is used */
     long steps;                 /* 0 when --epochs is used */
+    double minutes;             /* --minutes: a time budget instead of epochs or steps, 0 = none */
     uint64_t dataset_size;      /* images per epoch, 0 = learn from END_OF_EPOCH */
     uint64_t seed;
     int sync_bn;                /* data-parallel: batch norm over the whole batch of every rank */

@@ -96,6 +96,7 @@ struct trainer {
     uint64_t images_seen, rng;
     uint32_t last_batch_epoch;
     double seconds_before;          /* training time of the runs this one resumes */
+    long first_step;                /* the step this process started at (a time budget's rate) */
     char last_ckpt[RUNDIR_MAX_PATH];
     double next_heartbeat, last_drop_log, last_wait_log;
     uint64_t drops_logged;
@@ -725,8 +726,12 @@ static int build_model(trainer_t *t)
     }
     if (c->ema > 0 && t->rank == 0 && start_average(t))
         return -1;
-    char total[64];
-    if (c->total_steps)
+    char total[96];
+    if (c->minutes > 0 && !c->total_steps)
+        snprintf(total, sizeof total, "%g minutes (the steps planned from the measured rate)", c->minutes);
+    else if (c->minutes > 0)
+        snprintf(total, sizeof total, "%g minutes in all (%ld steps planned so far)", c->minutes, c->total_steps);
+    else if (c->total_steps)
         snprintf(total, sizeof total, "%ld steps", c->total_steps);
     else
         snprintf(total, sizeof total, "steps known after the first epoch");
@@ -739,10 +744,15 @@ static int build_model(trainer_t *t)
                  c->sync_bn ? "synchronised" : "per-rank");
     if (t->rank > 0)
         return 0;
+    char warmup[48];
+    if (c->warmup_steps < 0)
+        snprintf(warmup, sizeof warmup, "%.0f%% of the steps", 100 * TRAINER_WARMUP_SHARE);
+    else
+        snprintf(warmup, sizeof warmup, "%ld steps", c->warmup_steps);
     console_log("%s%s, %s, %u images%s (%d views of %ux%ux%u) per step, %s lr %.4g, weight decay %.2g, "
-                "warm-up %ld steps, %s", trainer_method_name(c->method), classes, c->arch, c->batch, ranks, rows,
+                "warm-up %s, %s", trainer_method_name(c->method), classes, c->arch, c->batch, ranks, rows,
                 t->shape.channels, t->shape.height, t->shape.width, nn_optim_kind_name(c->optimizer), c->lr,
-                c->weight_decay, c->warmup_steps, total);
+                c->weight_decay, warmup, total);
     return 0;
 }
 
@@ -764,8 +774,11 @@ static void housekeeping(trainer_t *t, double now)
             c->total_steps = schedule_total_steps(c);
             report_total(&t->report, c->total_steps);
         }
-        console_log("the loader's epoch has %" PRIu64 " images: %ld steps in all", c->dataset_size,
-                    c->total_steps);
+        if (c->minutes > 0)
+            console_log("the loader's epoch has %" PRIu64 " images", c->dataset_size);
+        else
+            console_log("the loader's epoch has %" PRIu64 " images: %ld steps in all", c->dataset_size,
+                        c->total_steps);
     }
     if (fs.dropped > t->drops_logged && now - t->last_drop_log >= DROP_LOG_S) {
         console_log("dropped %" PRIu64 " message(s) so far; last: %s", fs.dropped, fs.last_error);
@@ -994,6 +1007,16 @@ static void rank_state(trainer_t *t, const batch_t *b, double now, rank_state_t 
 typedef enum { END_DONE, END_SIGNAL, END_STREAM, END_DIVERGED, END_FAILED } end_reason_t;
 static const char *const end_names[] = { "done", "signal", "end of stream", "diverged", "failed" };
 
+/* A time budget: the total that ends training when the time is up, at the
+ * rate of this process's steps so far; the other ranks take rank 0's. */
+static void plan_budget(trainer_t *t)
+{
+    double now = console_now(), spent = now - t->report.run_start;
+    double rate = spent > 0 ? (double)(t->step - t->first_step) / spent : 0;
+    schedule_budget(&t->config, t->step, rate, report_seconds(&t->report));
+    report_total(&t->report, t->config.total_steps);
+}
+
 /* One step on the batch every rank holds; END_DONE to go on. */
 static end_reason_t step_once(trainer_t *t, batch_t *b, double *period_start, double *wait)
 {
@@ -1003,6 +1026,7 @@ static end_reason_t step_once(trainer_t *t, batch_t *b, double *period_start, do
             return END_FAILED;
         /* the wait for the pipeline to start is not data wait */
         *period_start = report_start(&t->report, t->step, c->total_steps);
+        t->first_step = t->step;
         *wait = 0;
     }
     float lr = schedule_lr(c, t->step);
@@ -1026,6 +1050,8 @@ static end_reason_t step_once(trainer_t *t, batch_t *b, double *period_start, do
     }
     t->step++;
     t->images_seen += c->batch;
+    if (c->minutes > 0 && t->rank == 0)
+        plan_budget(t);
     report_step_t rs = {
         .step = t->step, .total_steps = c->total_steps, .epoch = current_epoch(t),
         .loss = loss, .accuracy = acc, .lr = lr, .period = console_now() - *period_start, .wait = *wait,
@@ -1231,6 +1257,9 @@ int trainer_run(trainer_t *t)
         t->report.comm_seconds = t->model->comm_seconds + t->sync_seconds;
         t->report.comm_bytes = t->model->comm_bytes + t->sync_bytes;
     }
+    if (t->config.minutes > 0 && t->model)
+        console_log("time budget: %ld steps in %.1f of the %g minutes", t->step, report_seconds(&t->report) / 60,
+                    t->config.minutes);
     report_summary(&t->report, end_names[why], t->step, t->feed, &t->config, t->last_ckpt,
                    console_now() - run_start);
     control_stop(t->control, training_epoch(t), t->step);
