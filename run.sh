@@ -220,8 +220,6 @@ if [ -n "$minutes" ]; then
     [[ "$minutes" =~ ^(0|[1-9][0-9]{0,6})(\.[0-9]+)?$ ]] && [[ "$minutes" =~ [1-9] ]] ||
         die_usage "--minutes must be a positive number such as 60 or 0.5, not '$minutes'"
     [ "$epochs_given" -eq 0 ] || die_usage "give --epochs or --minutes, not both"
-    [ "$trainer_kind" = c ] ||
-        die_usage "--minutes needs the C trainer (--trainer c); give --epochs to the torch trainer"
 fi
 [ -z "$size" ] || [[ "$size" =~ ^[1-9][0-9]{0,3}$ ]] || die_usage "--size must be a whole number from 1 to 9999, not '$size'"
 case "$channels" in "" | 1 | 3) ;; *) die_usage "--channels must be 1 or 3, not '$channels'" ;; esac

@@ -21,6 +21,10 @@
 #     all 3 epochs complete, each sample trained once.
 #  f. ./run.sh --trainer torch runs the whole pipeline with it for an epoch:
 #     exit 0, the epoch complete, the final checkpoint evaluated.
+#  g. ./run.sh --trainer torch --minutes 0.2: the loader streams until the
+#     trainer stops, and the trainer ends by itself after 12 s of training
+#     (within a few seconds), its learning rate down near 0, the final
+#     checkpoint evaluated.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -264,6 +268,28 @@ if base=$(port_base); then
         ok "f: the final checkpoint (step $((N / BATCH))) evaluated" || { fail "f: eval.jsonl"; tail -5 "$tmp/f.log"; }
 else
     fail "f: no four consecutive free ports"
+fi
+
+# ---- g. run.sh --trainer torch --minutes ----
+if base=$(port_base); then
+    BUILD="$BUILD" timeout 120 "$root/run.sh" --no-build --trainer torch --minutes 0.2 --width 4 --batch "$BATCH" \
+        --port-base "$base" --out "$tmp/g" --loader-opts "--limit $N" \
+        --trainer-opts "--device cpu --threads 1 --quiet" --evaluator-opts "${SMALL_EVAL[*]}" >"$tmp/g.log" 2>&1
+    rc=$?
+    [ "$rc" -eq 0 ] && ok "g: run.sh --minutes 0.2 exited 0" || { fail "g: run.sh exit $rc"; tail -20 "$tmp/g.log"; }
+    "$PY" - "$tmp/g/metrics.jsonl" "$tmp/g/eval.jsonl" <<'EOF' && ok "g: 12 s of training, lr near 0 at the end, evaluated" ||
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
+last = rows[-1]
+print("   %d steps, the last at %.1f s of training, lr %.2g" % (len(rows), last["time"], last["lr"]))
+assert rows[0]["lr"] == 0.0 and 10.5 <= last["time"] <= 16 and last["lr"] < 0.002, last
+ev = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
+assert any(e["step"] == last["step"] and "probe_top1" in e for e in ev), ev
+EOF
+        { fail "g: the time budget"; tail -5 "$tmp/g.log"; }
+    grep -q "time budget: .* steps in" "$tmp/g.log" && ok "g: the budget is logged" || fail "g: no budget line"
+else
+    fail "g: no four consecutive free ports"
 fi
 
 if [ "$failures" -gt 0 ]; then

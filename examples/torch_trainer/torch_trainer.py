@@ -82,7 +82,7 @@ def parse_args(argv):
         prog="torch_trainer.py", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Takes the C trainer's place: pulls ViewBatches from the augmenters, trains with "
                     "PyTorch (CUDA when present), writes checkpoints the C evaluator reads.",
-        epilog="Stops after the steps or epochs, at the end of the stream, or on SIGINT/SIGTERM (after "
+        epilog="Stops after the steps, epochs or minutes, at the end of the stream, or on SIGINT/SIGTERM (after "
                "writing a checkpoint); then publishes STOP. Exit status: 0 done, 1 runtime failure, 2 bad usage.")
     t = ap.add_argument_group("training")
     t.add_argument("--method", choices=METHODS, help="simclr (default), rotnet or supervised")
@@ -101,6 +101,9 @@ def parse_args(argv):
     t.add_argument("--warmup", help="linear warm-up: N steps or Nep epochs (default 5%% of the steps)")
     t.add_argument("--epochs", type=float, help="epochs to train (default 1)")
     t.add_argument("--steps", type=int, help="or exactly this many steps")
+    t.add_argument("--minutes", type=float, help="or train for M minutes: the total steps are planned from the "
+                                                 "rate measured so far, again after every step (the first step "
+                                                 "runs at lr 0; a resumed run's earlier training counts)")
     t.add_argument("--dataset-size", type=int, default=0, help="images per epoch (default: learnt from the "
                                                                "loader's first end_of_epoch)")
     t.add_argument("--seed", type=int, default=1, help="parameter initialisation seed (default 1)")
@@ -136,6 +139,11 @@ def parse_args(argv):
             ap.error("--%s must be at least 1, not %d" % (name.replace("_", "-"), v))
     if a.epochs is not None and not a.epochs > 0:
         ap.error("--epochs must be positive")
+    if a.minutes is not None and not 0 < a.minutes <= 1e7:
+        ap.error("--minutes must be positive")
+    given = [o for o, v in (("--epochs", a.epochs), ("--steps", a.steps), ("--minutes", a.minutes)) if v is not None]
+    if len(given) > 1:
+        ap.error("give one of --epochs, --steps and --minutes, not both %s and %s" % tuple(given[:2]))
     if a.warmup is not None and not re.fullmatch(r"\d+(\.\d+)?(ep)?", a.warmup):
         ap.error("--warmup must be N (steps) or Nep (epochs), not '%s'" % a.warmup)
     if not 2 <= a.classes <= 100000:
@@ -264,6 +272,8 @@ class Trainer:
         self.last_batch_epoch = 0
         self.train_seconds_before = 0.0
         self.run_start = 0.0
+        self.first_step = 0
+        self.warmup_auto = False
         self.sum_wait = self.sum_period = 0.0
         self.timed_steps = 0
         self.last_loss = float("nan")
@@ -281,7 +291,8 @@ class Trainer:
     def setup(self):
         a = self.a
         given = {k: getattr(a, k) is not None for k in ("method", "arch", "width", "batch", "lr", "weight_decay",
-                                                        "momentum", "tau", "warmup", "epochs", "steps")}
+                                                        "momentum", "tau", "warmup", "epochs", "steps",
+                                                        "minutes")}
         self.out = a.out or "runs/train"
         if a.resume:
             self.setup_resume(given)
@@ -300,7 +311,7 @@ class Trainer:
             a.lr = BASE_LR[a.method] * a.batch / LR_BATCH_REF
         if a.weight_decay is None:
             a.weight_decay = WEIGHT_DECAY[a.method]
-        if a.steps is None and a.epochs is None:
+        if a.steps is None and a.epochs is None and not a.minutes:
             a.epochs = 1.0
         self.head = {"simclr": "simclr", "rotnet": "rotation"}.get(a.method, "classifier:%d" % a.classes)
         if self.desc_net is None and not (a.arch in sslnet.PRESETS or a.arch.startswith(sslnet.TORCHVISION_PREFIX)):
@@ -325,6 +336,8 @@ class Trainer:
                 self.warmup_steps = round(float(a.warmup[:-2]) * self.dataset_size / a.batch)
             elif a.warmup:
                 self.warmup_steps = int(float(a.warmup))
+            elif a.minutes:
+                self.warmup_auto = True    # planned with the total (plan_budget)
             else:
                 self.warmup_steps = round(WARMUP_SHARE * self.total_steps) if self.total_steps else 0
         if a.device == "auto":
@@ -348,6 +361,8 @@ class Trainer:
 
     def steps_for(self, dataset_size):
         a = self.a
+        if a.minutes:
+            return self.total_steps      # plan_budget plans it
         if a.steps:
             return a.steps
         if not dataset_size:
@@ -401,11 +416,12 @@ class Trainer:
             self.warmup_steps = int(st["warmup_steps"])
             if not a.dataset_size:
                 a.dataset_size = int(st["dataset_size"])
-            if given["epochs"] or given["steps"]:
+            if given["epochs"] or given["steps"] or given["minutes"]:
                 self.total_steps = 0           # recomputed from the new length
             else:
+                a.minutes = float(st.get("minutes", 0.0)) or None     # a state from before time budgets: none
                 a.epochs = float(st["epochs"]) or None
-                a.steps = None if a.epochs else int(st["total_steps"])
+                a.steps = None if a.epochs or a.minutes else int(st["total_steps"])
                 self.total_steps = int(st["total_steps"])
             a.seed = int(st["seed"])
             self.images_seen = int(st["images_seen"])
@@ -486,10 +502,14 @@ class Trainer:
             self.opt_steps = int(meta.get("optimizer_steps", 0))
             epoch, known = self.feed.call(wire.Epochs.current)
             log("resumed %s at step %d%s" % (self.resume_path, self.step, ", in epoch %d" % epoch if known else ""))
-        total = "%d steps" % self.total_steps if self.total_steps else "steps known after the first epoch"
-        log("%s, %s, %d images (%d views of %s) per step, SGD lr %.4g, weight decay %.2g, warm-up %d steps, %s, "
+        if a.minutes:
+            total = "%g minutes (the steps planned from the measured rate)" % a.minutes
+        else:
+            total = "%d steps" % self.total_steps if self.total_steps else "steps known after the first epoch"
+        warmup = "5%% of the steps" if self.warmup_auto else "%d steps" % self.warmup_steps
+        log("%s, %s, %d images (%d views of %s) per step, SGD lr %.4g, weight decay %.2g, warm-up %s, %s, "
             "on %s (%d threads)" % (a.method, a.arch, a.batch, b.rows, "x".join(map(str, b.x.shape[1:])), a.lr,
-                                    a.weight_decay, self.warmup_steps, total, self.device, torch.get_num_threads()))
+                                    a.weight_decay, warmup, total, self.device, torch.get_num_threads()))
         return True
 
     def train_step(self, b, lr):
@@ -568,7 +588,10 @@ class Trainer:
             self.dataset_size = st["epoch_count"]
             if not self.total_steps:
                 self.total_steps = self.steps_for(self.dataset_size)
-            log("the loader's epoch has %d images: %d steps in all" % (self.dataset_size, self.total_steps))
+            if self.a.minutes:
+                log("the loader's epoch has %d images" % self.dataset_size)
+            else:
+                log("the loader's epoch has %d images: %d steps in all" % (self.dataset_size, self.total_steps))
         if st["dropped"] > self.drops_logged and now - self.last_drop_log >= DROP_LOG_S:
             log("dropped %d message(s) so far; last: %s" % (st["dropped"], st["last_error"]))
             self.drops_logged, self.last_drop_log = st["dropped"], now
@@ -597,7 +620,7 @@ class Trainer:
                  "width": a.width, "batch": a.batch, "optimizer": "sgd", "lr": a.lr,
                  "weight_decay": a.weight_decay, "momentum": a.momentum, "tau": a.tau, "loss": a.loss,
                  "warmup_steps": self.warmup_steps, "total_steps": self.total_steps,
-                 "epochs": float(a.epochs or 0.0), "dataset_size": str(self.dataset_size), "step": self.step,
+                 "epochs": float(a.epochs or 0.0), "minutes": float(a.minutes or 0.0), "dataset_size": str(self.dataset_size), "step": self.step,
                  "images_seen": str(self.images_seen), "seed": str(a.seed), "rng": "%016x" % a.seed,
                  "train_seconds": self.elapsed(),
                  "epoch_sets": self.feed.call(wire.Epochs.to_json)}
@@ -624,6 +647,16 @@ class Trainer:
             self.eval.send(msgpack.packb(msg, use_bin_type=True), zmq.DONTWAIT)
         except zmq.Again:
             pass     # newest wins; the file is on disk anyway
+
+    def plan_budget(self):
+        """A time budget: the total that ends training when the time is up, at the rate of this process's
+        steps so far; the default warm-up is 5% of it, growing with it until it is over."""
+        spent = time.monotonic() - self.run_start
+        rate = (self.step - self.first_step) / spent if spent > 0 else 0.0
+        left = self.a.minutes * 60.0 - self.elapsed()
+        self.total_steps = max(1, self.step + (int(math.floor(left * rate)) if left > 0 else 0))
+        if self.warmup_auto and (self.warmup_steps <= 0 or self.step <= self.warmup_steps):
+            self.warmup_steps = max(self.warmup_steps, round(WARMUP_SHARE * self.total_steps))
 
     # -- the run
     def train(self):
@@ -655,8 +688,12 @@ class Trainer:
                 if not self.build_model(b):
                     return "failed"
                 self.run_start = period_start = time.monotonic()
+                self.first_step = self.step
                 wait = 0.0
-            lr = lr_schedule(a.lr, self.step, self.warmup_steps, self.total_steps or sys.maxsize)
+            if a.minutes and not self.total_steps:
+                lr = 0.0       # a time budget's first step: no rate known yet
+            else:
+                lr = lr_schedule(a.lr, self.step, self.warmup_steps, self.total_steps or sys.maxsize)
             loss, acc = self.train_step(b, lr)
             self.last_batch_epoch = int(b.epoch.max())
             if not math.isfinite(loss):
@@ -668,6 +705,8 @@ class Trainer:
                 self.pub.acks(zip(b.epoch.tolist(), b.index.tolist()))
             self.step += 1
             self.images_seen += a.batch
+            if a.minutes:
+                self.plan_budget()
             self.last_loss = loss
             if math.isfinite(acc):
                 self.acc = (self.acc + [acc])[-ACC_WINDOW:]
@@ -718,6 +757,8 @@ class Trainer:
             if self.pub:
                 self.pub.acks(self.feed.take_duplicates())
             self.write_epoch_records(True)
+        if self.a.minutes and self.net is not None:
+            log("time budget: %d steps in %.1f of the %g minutes" % (self.step, self.elapsed() / 60, self.a.minutes))
         self.summary(why, time.monotonic() - (self.run_start or start))
         if self.pub:
             self.publish_stop()
