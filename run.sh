@@ -392,10 +392,11 @@ json_str() {
         v=${!k:-}
         printf ',"%s":%s' "$k" "$(json_str "$v")"
     done
-    for k in width batch epochs seed augmenters trainers size channels dataset_size; do
+    len_key=epochs
+    [ -z "$minutes" ] || len_key=minutes   # a time budget's run has no epoch count
+    for k in width batch "$len_key" seed augmenters trainers size channels dataset_size; do
         printf ',"%s":%s' "$k" "${!k}"
     done
-    [ -z "$minutes" ] || printf ',"minutes":%s' "$minutes"
     printf '}\n'
 } > "$out/run.json.tmp" && mv "$out/run.json.tmp" "$out/run.json"
 
