@@ -60,7 +60,7 @@ Data and method:
                        needed by pretext, e.g.
                        'views=2,crop:scale=0.35-1,flip:target,rotate:k=random:target'
                        (8 classes; docs/augment/README.md)
-  --epochs E           training epochs (default 4)
+  --epochs E           training epochs (default 3)
   --minutes M          or train for M minutes instead (may be fractional, e.g.
                        60 or 0.5): the trainer plans its schedule's length from
                        the rate it measures, so the run fits the time on any
@@ -134,7 +134,7 @@ test_data=""
 test_fraction=0.1
 method=simclr
 recipe=""
-epochs=4
+epochs=3
 epochs_given=0
 minutes=""
 arch=resnet-mini
