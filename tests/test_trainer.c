@@ -120,6 +120,9 @@ static void test_options_errors(void **state)
     expect_usage_error(PARSE(&o, err, "--epochs", "2", "--steps", "5"), err, "not both");
     expect_usage_error(PARSE(&o, err, "--minutes", "5", "--epochs", "2"), err, "--epochs and --minutes");
     expect_usage_error(PARSE(&o, err, "--minutes", "0"), err, "--minutes");
+    /* the contrastive loss's settings with a method that has none */
+    expect_usage_error(PARSE(&o, err, "--method", "rotnet", "--loss", "dcl"), err, "--method rotnet");
+    expect_usage_error(PARSE(&o, err, "--tau", "0.2", "--method", "supervised"), err, "--tau");
     expect_usage_error(PARSE(&o, err, "--warmup", "1ep"), err, "--dataset-size");
     expect_usage_error(PARSE(&o, err, "--warmup", "ep"), err, "--warmup");
     expect_usage_error(PARSE(&o, err, "--frobnicate"), err, "unknown option");

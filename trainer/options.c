@@ -402,6 +402,12 @@ int trainer_options_parse(trainer_options_t *o, int argc, char **argv, char *err
     if (got_steps || got_minutes)
         o->epochs = 0;
     o->set_length = got_epochs || got_steps || got_minutes;
+    if ((o->set_loss || o->set_tau) && o->set_method && o->method != TRAIN_SIMCLR) {
+        errmsg_set(err, errlen, "--%s is SimCLR's contrastive loss setting; --method %s trains with its own "
+                   "cross-entropy (leave --%s out)", o->set_loss ? "loss" : "tau", trainer_method_name(o->method),
+                   o->set_loss ? "loss" : "tau");
+        return -1;
+    }
     if (o->warmup_epochs > 0 && !o->dataset_size) {
         errmsg_set(err, errlen, "--warmup in epochs needs --dataset-size (or give the warm-up in steps)");
         return -1;
