@@ -60,7 +60,7 @@ Data and method:
                        needed by pretext, e.g.
                        'views=2,crop:scale=0.35-1,flip:target,rotate:k=random:target'
                        (8 classes; docs/augment/README.md)
-  --epochs E           training epochs (default 3)
+  --epochs E           training epochs, may be fractional (default 3)
   --minutes M          or train for M minutes instead (may be fractional, e.g.
                        60 or 0.5): the trainer plans its schedule's length from
                        the rate it measures, so the run fits the time on any
@@ -213,9 +213,14 @@ recipe=${recipe:-$method}
 if [ -z "$batch" ]; then
     if [ "$method" = simclr ]; then batch=128; else batch=256; fi
 fi
-for opt in epochs width batch; do
+for opt in width batch; do
     [[ "${!opt}" =~ ^[1-9][0-9]{0,8}$ ]] || die_usage "--$opt must be a positive whole number, not '${!opt}'"
 done
+[[ "$epochs" =~ ^(0|[1-9][0-9]{0,8})(\.[0-9]+)?$ ]] && [[ "$epochs" =~ [1-9] ]] ||
+    die_usage "--epochs must be a positive number such as 3 or 0.5, not '$epochs'"
+# the loader streams whole epochs: the trainer's last one, when fractional, in full
+epochs_whole=${epochs%%.*}
+[[ "$epochs" != *.* ]] || [[ "${epochs#*.}" =~ ^0+$ ]] || epochs_whole=$((epochs_whole + 1))
 if [ -n "$minutes" ]; then
     [[ "$minutes" =~ ^(0|[1-9][0-9]{0,6})(\.[0-9]+)?$ ]] && [[ "$minutes" =~ [1-9] ]] ||
         die_usage "--minutes must be a positive number such as 60 or 0.5, not '$minutes'"
@@ -442,7 +447,7 @@ fi
 # steps while some of the last one is still to come again. (Nothing left to
 # train, after a resume: 0, until the trainer's stop.)
 # A time budget's epochs are not known: the loader streams until the stop.
-loader_epochs=$((epochs - start_epoch))
+loader_epochs=$((epochs_whole - start_epoch))
 [ "$loader_epochs" -gt 0 ] && [ -z "$minutes" ] || loader_epochs=0
 # shellcheck disable=SC2086
 start loader "$bin/loader" --data "$data" "${hold_out[@]}" --epochs "$loader_epochs" --start-epoch "$start_epoch" \
