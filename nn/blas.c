@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "console/console.h"
@@ -125,6 +126,12 @@ void nn_blas_init(char **argv)
     const char *kernel = openblas_get_corename();
     cpu_best best = best_for_cpu();
     if (getenv(ENV_RESTARTED)) {
+        /* exec of /proc/self/exe named the process "exe": give it back its
+         * own name, which ps, pgrep and top show */
+        if (argv && argv[0]) {
+            const char *slash = strrchr(argv[0], '/');
+            prctl(PR_SET_NAME, slash ? slash + 1 : argv[0], 0, 0, 0);
+        }
         after_restart(kernel, &best);
         return;
     }
