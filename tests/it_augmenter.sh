@@ -102,7 +102,7 @@ check() {
 
 run_pipeline simclr "--recipe simclr --size 32 --batch 16 --normalize cifar10 --quiet"
 [ "$rc_a1" -eq 0 ] && [ "$rc_a2" -eq 0 ] && ok "simclr: both augmenters exited 0" ||
-    { fail "simclr: augmenter status $rc_a1 / $rc_a2"; tail -5 "$tmp/simclr.a1" "$tmp/simclr.a2"; }
+    { fail "simclr: augmenter status $rc_a1 / $rc_a2"; tail -n 5 "$tmp/simclr.a1" "$tmp/simclr.a2"; }
 check simclr "len(d['seen']) == $N and all(len(v) == 1 for v in d['seen'].values())" \
     "every one of the $N samples exactly once"
 check simclr "sorted(map(int, d['seen'])) == list(range($N))" "the indices are 0..$((N - 1))"
@@ -137,7 +137,7 @@ check rotnet "all(v[0]['targets'] == [0, 1, 2, 3] for v in d['seen'].values())" 
 VIPS_RECIPE="views=2,crop:scale=0.3-1,flip:p=0.5,vips:sharpen:sigma=0.5-2:p=0.5,vips:rotate:angle=-15-15:p=0.5,jpeg:q=30-90:p=0.3"
 run_pipeline vips "--recipe $VIPS_RECIPE --dtype u8 --size 32 --batch 16 --quiet"
 [ "$rc_a1" -eq 0 ] && [ "$rc_a2" -eq 0 ] && ok "vips: both augmenters exited 0" ||
-    { fail "vips: augmenter status $rc_a1 / $rc_a2"; tail -5 "$tmp/vips.a1" "$tmp/vips.a2"; }
+    { fail "vips: augmenter status $rc_a1 / $rc_a2"; tail -n 5 "$tmp/vips.a1" "$tmp/vips.a2"; }
 check vips "len(d['seen']) == $N and all(len(v) == 1 for v in d['seen'].values()) and d['bad'] == 0" \
     "every sample exactly once"
 check vips "d['shapes'] == [['u8', 2, 3, 32, 32]]" "two uint8 3x32x32 views each"

@@ -66,7 +66,7 @@ timeout 120 "$TRAINER" --method simclr --width 8 --batch 32 --steps "$STEPS" --b
 t_pid=$!
 pids+=("$t_pid")
 for _ in $(seq 300); do [ -s "$tmp/run/metrics.jsonl" ] && break; sleep 0.1; done
-[ -s "$tmp/run/metrics.jsonl" ] && ok "the CURVE pipeline trains" || { fail "no training step in 30 s"; tail -5 "$tmp"/*.err; }
+[ -s "$tmp/run/metrics.jsonl" ] && ok "the CURVE pipeline trains" || { fail "no training step in 30 s"; tail -n 5 "$tmp"/*.err; }
 
 # an augmenter without --curve: refused, says why
 timeout 60 "$AUG" --connect "tcp://127.0.0.1:$lp" --push "tcp://127.0.0.1:$tp" --control "tcp://127.0.0.1:$cp" \
@@ -160,7 +160,7 @@ sys.exit(0 if d['end'] == 'done' and d['step'] == $STEPS and d['dropped'] == 0 a
     ok "the CURVE pipeline trained to step $STEPS, nothing from the refused clients received"
 else
     fail "trainer exit $rc: $(tail -c 300 "$tmp/t.out")"
-    tail -5 "$tmp/t.err"
+    tail -n 5 "$tmp/t.err"
 fi
 for p in "$loader_pid" "$aug_pid"; do
     for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done

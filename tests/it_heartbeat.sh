@@ -70,7 +70,7 @@ if [ "$(metrics_lines "$tmp/run1")" -ge 5 ]; then
     ok "the first trainer trains"
 else
     fail "the first trainer wrote no metrics in 30 s"
-    tail -5 "$tmp/t1.err" "$tmp/aug.err" "$tmp/loader.err"
+    tail -n 5 "$tmp/t1.err" "$tmp/aug.err" "$tmp/loader.err"
     exit 1
 fi
 
@@ -83,7 +83,7 @@ if wait_count "(stopped or hung?)" "$tmp/t1.err" 1 5; then
     ok "SIGSTOP augmenter: the trainer says it is silent (after ${waited} s): $(grep -F "(stopped or hung?)" "$tmp/t1.err" | head -1)"
 else
     fail "SIGSTOP augmenter: no '(stopped or hung?)' line from the trainer within 5 s"
-    tail -5 "$tmp/t1.err"
+    tail -n 5 "$tmp/t1.err"
 fi
 grep -F "(stopped or hung?)" "$tmp/t1.err" | grep -qF "augmenter-0@" ||
     fail "the silent peer is not named as augmenter worker 0"
@@ -93,7 +93,7 @@ if wait_count " back after " "$tmp/t1.err" 1 5 && grep -F " back after " "$tmp/t
     ok "SIGCONT augmenter: the trainer says it is back (after ${waited} s): $(grep -F " back after " "$tmp/t1.err" | head -1)"
 else
     fail "SIGCONT augmenter: no 'back after' line from the trainer within 5 s"
-    tail -5 "$tmp/t1.err"
+    tail -n 5 "$tmp/t1.err"
 fi
 
 # ---- 1. SIGSTOP / SIGCONT ----
@@ -111,10 +111,10 @@ kill -CONT "$t1"
 for who in loader aug; do
     wait_count "(stopped or hung?)" "$tmp/$who.err" 1 3 && grep -F "(stopped or hung?)" "$tmp/$who.err" | grep -qF "trainer@" &&
         ok "SIGSTOP trainer: the $who says its heartbeats are silent" ||
-        { fail "SIGSTOP trainer: no '(stopped or hung?)' line from the $who"; tail -5 "$tmp/$who.err"; }
+        { fail "SIGSTOP trainer: no '(stopped or hung?)' line from the $who"; tail -n 5 "$tmp/$who.err"; }
     wait_count " back after " "$tmp/$who.err" 1 5 && grep -F " back after " "$tmp/$who.err" | grep -qF "trainer@" &&
         ok "SIGCONT trainer: the $who says its heartbeats are back" ||
-        { fail "SIGCONT trainer: no 'back after' line from the $who"; tail -5 "$tmp/$who.err"; }
+        { fail "SIGCONT trainer: no 'back after' line from the $who"; tail -n 5 "$tmp/$who.err"; }
 done
 for _ in $(seq 200); do [ "$(metrics_lines "$tmp/run1")" -ge $((before + 5)) ] && break; sleep 0.1; done
 [ "$(metrics_lines "$tmp/run1")" -ge $((before + 5)) ] &&
@@ -157,7 +157,7 @@ sys.exit(0 if d['end'] == 'done' and d['step'] == $STEPS2 else 1)" 2>/dev/null; 
     ok "new trainer: received data and trained its $STEPS2 steps"
 else
     fail "new trainer: exit $rc, $(tail -c 300 "$tmp/t2.out")"
-    tail -5 "$tmp/t2.err"
+    tail -n 5 "$tmp/t2.err"
 fi
 grep -qF "augmenters on $to_trainer: 1 connected" "$tmp/t2.err" &&
     ok "new trainer: it logged its augmenter connecting" ||

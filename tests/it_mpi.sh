@@ -179,7 +179,7 @@ mpi_pid=$!
 pids+=("$mpi_pid")
 start_pipeline a 0
 wait "$mpi_pid"; rc=$?
-[ "$rc" -eq 0 ] && ok "a: mpirun -np 2 trainer exited 0" || { fail "a: mpirun exit $rc"; tail -20 "$tmp/a.err"; }
+[ "$rc" -eq 0 ] && ok "a: mpirun -np 2 trainer exited 0" || { fail "a: mpirun exit $rc"; tail -n 20 "$tmp/a.err"; }
 check_stream a && ok "a: epoch 0 complete, none trained twice, trained by two ranks" ||
     { fail "a: epoch records"; grep '"record"' "$tmp/a/metrics.jsonl"; }
 "$PY" - "$tmp/a.out" <<'EOF' && ok "a: the summary (rank 0 alone) names 2 ranks and the time in collectives" ||
@@ -192,14 +192,14 @@ print(f"   {s['comm_s_per_step'] * 1e3:.1f} ms and {s['comm_bytes_per_step'] / 1
 EOF
     { fail "a: summary"; cat "$tmp/a.out"; }
 grep -q "trainer.1: rank 1: $STEPS steps" "$tmp/a.err" && ok "a: rank 1 trained all $STEPS steps" ||
-    { fail "a: rank 1's line"; grep "trainer.1" "$tmp/a.err" | tail -5; }
+    { fail "a: rank 1's line"; grep "trainer.1" "$tmp/a.err" | tail -n 5; }
 stopped=1
 for p in "$loader_pid" "${aug_pids[@]}" "$eval_pid"; do gone "$p" 30 || stopped=0; done
 [ "$stopped" -eq 1 ] && ok "a: STOP ended the loader, both augmenters and the evaluator" ||
-    { fail "a: a stage still runs after STOP"; tail -3 "$tmp/a.loader.log" "$tmp"/a.aug*.log "$tmp/a.eval.log"; }
+    { fail "a: a stage still runs after STOP"; tail -n 3 "$tmp/a.loader.log" "$tmp"/a.aug*.log "$tmp/a.eval.log"; }
 grep -q "\"step\": *$STEPS\|\"step\":$STEPS" "$tmp/a.eval/eval.jsonl" 2>/dev/null &&
     ok "a: the evaluator evaluated the step-$STEPS checkpoint" ||
-    { fail "a: no evaluation of step $STEPS"; tail -5 "$tmp/a.eval.log"; }
+    { fail "a: no evaluation of step $STEPS"; tail -n 5 "$tmp/a.eval.log"; }
 
 # ---- e. copies on both ranks: each augmenter feeds one rank. Rank 1 is
 # stopped (SIGSTOP) after the first step with Samples in its queue, and the
@@ -235,11 +235,11 @@ if [ -n "$rank1" ]; then
     kill -CONT "$rank1"
     ok "e: rank 1 stopped for $(((held + 10) / 10)) s at step $stopped_at, its augmenter killed"
 else
-    fail "e: rank 1 not found after the first step"; tail -5 "$tmp/e.err"
+    fail "e: rank 1 not found after the first step"; tail -n 5 "$tmp/e.err"
 fi
 wait "$mpi_pid"; rc=$?
 [ "$rc" -eq 0 ] && ok "e: mpirun -np 2 trainer exited 0" ||
-    { fail "e: mpirun exit $rc"; tail -20 "$tmp/e.err"; }
+    { fail "e: mpirun exit $rc"; tail -n 20 "$tmp/e.err"; }
 copies=$(sed -n 's/.*rank [01]: \([0-9]*\) image(s) taken out of batches.*/\1/p' "$tmp/e.err" | awk '{ s += $1 } END { print s + 0 }')
 [ "${copies:-0}" -gt 0 ] && ok "e: the ranks took $copies copies out of their batches before the step" ||
     echo "skip: e: no copy reached both ranks this time, so the take-out was not exercised; the checks below still hold"
@@ -264,14 +264,14 @@ if wait_steps "$tmp/b" "$KILL_AT" 60; then
         fail "b: rank 1's process not found"
     fi
 else
-    fail "b: no $KILL_AT steps within 60 s"; tail -5 "$tmp/b1.err"
+    fail "b: no $KILL_AT steps within 60 s"; tail -n 5 "$tmp/b1.err"
 fi
 if gone "$mpi_pid" 30; then
     wait "$mpi_pid"; rc=$?
     [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && ok "b: mpirun and rank 0 ended (exit $rc) without waiting for the lost rank" ||
-        { fail "b: mpirun exit $rc"; tail -5 "$tmp/b1.err"; }
+        { fail "b: mpirun exit $rc"; tail -n 5 "$tmp/b1.err"; }
 else
-    fail "b: the trainer still runs 30 s after a rank died"; tail -5 "$tmp/b1.err"
+    fail "b: the trainer still runs 30 s after a rank died"; tail -n 5 "$tmp/b1.err"
 fi
 for p in $(pgrep -x trainer); do
     tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null | grep -qx "$tmp/b" && fail "b: trainer $p is left"
@@ -283,13 +283,13 @@ timeout 90 "$TRAINER" $(targs b) --evaluator none --ckpt-every 4 --resume latest
 t2=$!
 pids+=("$t2")
 wait "$t2"; rc=$?
-[ "$rc" -eq 0 ] && ok "b: resumed from $at on one process, exit 0" || { fail "b: resumed trainer exit $rc"; tail -10 "$tmp/b2.err"; }
+[ "$rc" -eq 0 ] && ok "b: resumed from $at on one process, exit 0" || { fail "b: resumed trainer exit $rc"; tail -n 10 "$tmp/b2.err"; }
 check_epochs b && ok "b: every epoch complete, $N distinct samples each, across 2 ranks then 1" ||
-    { fail "b: epoch records"; grep '"record"' "$tmp/b/metrics.jsonl"; tail -5 "$tmp/b2.err"; }
+    { fail "b: epoch records"; grep '"record"' "$tmp/b/metrics.jsonl"; tail -n 5 "$tmp/b2.err"; }
 stopped=1
 for p in "$loader_pid" "${aug_pids[@]}"; do gone "$p" 30 || stopped=0; done
 [ "$stopped" -eq 1 ] && ok "b: STOP ended the loader and both augmenters" ||
-    { fail "b: a stage still runs"; tail -3 "$tmp/b.loader.log" "$tmp"/b.aug*.log; }
+    { fail "b: a stage still runs"; tail -n 3 "$tmp/b.loader.log" "$tmp"/b.aug*.log; }
 
 # ---- f. resumed on two ranks, rank 1 where the run folder is not ----
 lp=$(free_port); cp=$(free_port); tp=$(two_ports) || { echo "FAIL: no two free ports"; exit 1; }
@@ -304,11 +304,11 @@ pids+=("$mpi_pid")
 start_pipeline f
 wait "$mpi_pid"; rc=$?
 [ "$rc" -eq 0 ] && ok "f: resumed from $at on 2 ranks, rank 1 without the run folder, exit 0" ||
-    { fail "f: mpirun exit $rc"; tail -10 "$tmp/f.err"; }
+    { fail "f: mpirun exit $rc"; tail -n 10 "$tmp/f.err"; }
 [ ! -e "$tmp/f.elsewhere" ] && ok "f: rank 1 read and wrote nothing of its own --out" ||
     fail "f: rank 1 made $tmp/f.elsewhere"
 check_epochs f && ok "f: every epoch complete, $N distinct samples each, across 2 ranks, then 2 again" ||
-    { fail "f: epoch records"; grep '"record"' "$tmp/f/metrics.jsonl"; tail -5 "$tmp/f.err"; }
+    { fail "f: epoch records"; grep '"record"' "$tmp/f/metrics.jsonl"; tail -n 5 "$tmp/f.err"; }
 for p in "$loader_pid" "${aug_pids[@]}"; do gone "$p" 30 || kill -KILL "$p" 2>/dev/null; done
 
 # ---- usage: a global batch that does not split over the ranks ----
@@ -318,7 +318,7 @@ timeout 60 mpirun "${mpi_args[@]}" "$TRAINER" $(targs u) --batch 63 --evaluator 
 rc=$?
 [ "$rc" -eq 2 ] && grep -q "not a multiple of the 2 ranks" "$tmp/u.err" &&
     ok "--batch 63 on 2 ranks: usage error (exit 2) naming the fix" ||
-    { fail "--batch 63 on 2 ranks: exit $rc"; tail -5 "$tmp/u.err"; }
+    { fail "--batch 63 on 2 ranks: exit $rc"; tail -n 5 "$tmp/u.err"; }
 
 # ---- c. run.sh --trainers 2 ----
 base=""
@@ -335,7 +335,7 @@ else
         --evaluator-opts "--max-train 500 --max-test 200 --label-fraction 1 --no-baselines --attention 0 --classmap 0 --align-items 100 --finetune-per-class none" \
         >"$tmp/c.log" 2>&1
     rc=$?
-    [ "$rc" -eq 0 ] && ok "c: run.sh --trainers 2 exited 0" || { fail "c: run.sh exit $rc"; tail -20 "$tmp/c.log"; }
+    [ "$rc" -eq 0 ] && ok "c: run.sh --trainers 2 exited 0" || { fail "c: run.sh exit $rc"; tail -n 20 "$tmp/c.log"; }
     grep -q "starting trainer: setsid mpirun -np 2" "$tmp/c.log" && grep -q '"ranks":2' "$tmp/c.log" &&
         ok "c: the trainer ran under mpirun on 2 ranks" || { fail "c: not 2 ranks"; grep trainer "$tmp/c.log" | head; }
     "$PY" - "$tmp/c/metrics.jsonl" "$N" <<'EOF' && ok "c: epoch 0 complete, $N distinct samples" ||
@@ -360,12 +360,12 @@ if [ -n "$base" ]; then
             wait "$run_pid"; rc=$?
             [ "$rc" -eq 130 ] && grep -q '"end":"signal"' "$tmp/d.log" && [ -e "$tmp/d/latest" ] &&
                 ok "d: SIGTERM to run.sh: both ranks stopped together after a checkpoint ($(readlink "$tmp/d/latest"))" ||
-                { fail "d: run.sh exit $rc after SIGTERM"; tail -8 "$tmp/d.log"; }
+                { fail "d: run.sh exit $rc after SIGTERM"; tail -n 8 "$tmp/d.log"; }
         else
-            fail "d: run.sh still runs 60 s after SIGTERM"; tail -5 "$tmp/d.log"
+            fail "d: run.sh still runs 60 s after SIGTERM"; tail -n 5 "$tmp/d.log"
         fi
     else
-        fail "d: no 5 steps within 60 s"; tail -5 "$tmp/d.log"
+        fail "d: no 5 steps within 60 s"; tail -n 5 "$tmp/d.log"
     fi
 fi
 

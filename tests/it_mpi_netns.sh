@@ -116,11 +116,11 @@ for p in $(pgrep -x trainer); do
 done
 [ "${ns_of[0]:-}" = "$NS_A" ] && [ "${ns_of[1]:-}" = "$NS_B" ] &&
     ok "rank 0 trains in $NS_A, rank 1 in $NS_B" ||
-    { fail "ranks' namespaces: rank 0 in '${ns_of[0]:-?}', rank 1 in '${ns_of[1]:-?}'"; tail -5 "$tmp/mpi.err"; }
+    { fail "ranks' namespaces: rank 0 in '${ns_of[0]:-?}', rank 1 in '${ns_of[1]:-?}'"; tail -n 5 "$tmp/mpi.err"; }
 
 wait "$mpi_pid"; rc=$?
 tx=$(($(tx_bytes) - tx0))
-[ "$rc" -eq 0 ] && ok "mpirun -np 2 over two namespaces exited 0" || { fail "mpirun exit $rc"; tail -20 "$tmp/mpi.err"; }
+[ "$rc" -eq 0 ] && ok "mpirun -np 2 over two namespaces exited 0" || { fail "mpirun exit $rc"; tail -n 20 "$tmp/mpi.err"; }
 grep -q "^$HOST_B: .*orted" "$tmp/agent.log" 2>/dev/null && ok "mpirun started its daemon on $HOST_B through the agent" ||
     { fail "the agent did not start a daemon on $HOST_B"; cat "$tmp/agent.log"; }
 "$PY" - "$tmp/run/metrics.jsonl" "$N" "$FULL" "$STEPS" "$BATCH" <<'EOF' &&
@@ -154,7 +154,7 @@ EOF
 grep -qF "rank 1 of 2: listening on tcp://$HOST_B:$tp" "$tmp/mpi.err" &&
     ok "rank 1 bound the second endpoint of --bind, on $HOST_B" || { fail "rank 1's endpoint"; grep "trainer.1" "$tmp/mpi.err"; }
 grep -q "trainer.1: rank 1: $STEPS steps" "$tmp/mpi.err" && ok "rank 1 trained all $STEPS steps" ||
-    { fail "rank 1's line"; grep "trainer.1" "$tmp/mpi.err" | tail -5; }
+    { fail "rank 1's line"; grep "trainer.1" "$tmp/mpi.err" | tail -n 5; }
 payload=${comm%% *}
 [ -n "$payload" ] && [ "$tx" -ge $((payload / 2)) ] &&
     ok "$NS_B's veth sent $((tx / 1000)) kB, collectives' payload $((payload / 1000)) kB" ||
@@ -166,9 +166,9 @@ wait_s=30
 [ "$rc" -eq 0 ] || wait_s=1   # no STOP was sent: netns_cleanup ends them
 for p in "$loader_pid" "${aug_pids[@]}" "$eval_pid"; do gone "$p" "$wait_s" || stopped=0; done
 [ "$stopped" -eq 1 ] && ok "STOP ended the loader, both augmenters and the evaluator" ||
-    { fail "a stage still runs after STOP"; tail -3 "$tmp/loader.log" "$tmp"/aug*.log "$tmp/eval.log"; }
+    { fail "a stage still runs after STOP"; tail -n 3 "$tmp/loader.log" "$tmp"/aug*.log "$tmp/eval.log"; }
 grep -q "\"step\": *$STEPS\b" "$tmp/eval/eval.jsonl" 2>/dev/null &&
-    ok "the evaluator evaluated the step-$STEPS checkpoint" || { fail "no evaluation of step $STEPS"; tail -5 "$tmp/eval.log"; }
+    ok "the evaluator evaluated the step-$STEPS checkpoint" || { fail "no evaluation of step $STEPS"; tail -n 5 "$tmp/eval.log"; }
 for p in "$eval_pid" "$loader_pid" "${aug_pids[@]}"; do wait "$p" 2>/dev/null; done
 
 left=0

@@ -49,7 +49,7 @@ timeout 180 "$TRAINER" --method pretext --arch resnet-mini --width 8 --batch 64 
     --evaluator none --bind "tcp://127.0.0.1:$pull" --control "tcp://127.0.0.1:$ctl" --out "$tmp/run" \
     --quiet >"$tmp/run.out" 2>"$tmp/run.log"
 rc=$?
-[ "$rc" -eq 0 ] && ok "pretext run: exit 0" || { fail "pretext run: exit $rc"; tail -5 "$tmp/run.log"; }
+[ "$rc" -eq 0 ] && ok "pretext run: exit 0" || { fail "pretext run: exit $rc"; tail -n 5 "$tmp/run.log"; }
 grep -q "pretext (8 classes)" "$tmp/run.log" && ok "the trainer took 8 classes from the ViewBatches" ||
     { fail "no 'pretext (8 classes)' line"; head -5 "$tmp/run.log"; }
 # the head's last layer: 8 outputs (the checkpoint's safetensors header)
@@ -94,7 +94,7 @@ timeout 180 "$TRAINER" --method pretext --arch conv4 --width 4 --batch 32 --step
 rc=$?
 [ "$rc" -eq 0 ] && grep -q "pretext (4 classes)" "$tmp/four.log" &&
     ok "recipe rotnet under --method pretext: a 4-way head" ||
-    { fail "recipe rotnet: exit $rc"; tail -5 "$tmp/four.log"; }
+    { fail "recipe rotnet: exit $rc"; tail -n 5 "$tmp/four.log"; }
 gone "$loader_pid" 10 && gone "$aug_pid" 10 || fail "loader or augmenter still running after STOP"
 
 # ---- 3. a recipe without targets is refused, saying why ----

@@ -45,8 +45,8 @@ wait_exit "$consumer" 60 || fail "the consumer did not finish in 60 s: $(cat "$t
 wait "$consumer" || fail "the consumer failed: $(cat "$tmp/consumer.log")"
 wait_exit "$loader" 10 || fail "the loader did not stop on the consumer's STOP"
 wait_exit "$aug" 10 || fail "the augmenter did not stop on the consumer's STOP"
-wait "$loader" || fail "loader exit status $?: $(tail -3 "$tmp/loader.log")"
-wait "$aug" || fail "augmenter exit status $?: $(tail -3 "$tmp/aug.log")"
+wait "$loader" || fail "loader exit status $?: $(tail -n 3 "$tmp/loader.log")"
+wait "$aug" || fail "augmenter exit status $?: $(tail -n 3 "$tmp/aug.log")"
 
 "$PY" - "$tmp/summary.json" "$IMAGES" <<'PYEOF' || fail "the ViewBatches were not as expected: $(cat "$tmp/summary.json")"
 import json, sys

@@ -46,7 +46,7 @@ port_base() {
 browse() {
     timeout 120 chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$tmp/chromium" \
         --enable-logging=stderr --v=0 --virtual-time-budget=10000 --dump-dom "file://$1" \
-        >"$tmp/$2.dom" 2>"$tmp/$2.log" || { echo "chromium failed on $1:"; tail -5 "$tmp/$2.log"; return 1; }
+        >"$tmp/$2.dom" 2>"$tmp/$2.log" || { echo "chromium failed on $1:"; tail -n 5 "$tmp/$2.log"; return 1; }
 }
 
 # ---- 1. a tiny run
@@ -58,7 +58,7 @@ rc=0
 BUILD="$BUILD" timeout 300 "$root/run.sh" --no-build --width 4 --batch 128 --epochs 1 --out "$run" --port-base "$base" \
     --loader-opts "--limit 1024" --trainer-opts "--ckpt-every 4" --evaluator-opts "$evaluator_opts" \
     >"$tmp/run.log" 2>&1 || rc=$?
-[ "$rc" -eq 0 ] && ok "run.sh exited 0" || { fail "run.sh exit $rc"; tail -20 "$tmp/run.log"; exit 1; }
+[ "$rc" -eq 0 ] && ok "run.sh exited 0" || { fail "run.sh exit $rc"; tail -n 20 "$tmp/run.log"; exit 1; }
 page=$run/report/index.html
 [ -s "$page" ] && ok "the evaluator wrote report/index.html ($(stat -c %s "$page") bytes)" || { fail "no $page"; exit 1; }
 [ -s "$run/augment-preview.png" ] && ok "run.sh wrote augment-preview.png" || fail "no augment-preview.png"
@@ -74,7 +74,7 @@ grep -q 'id="img-attention"' "$tmp/first.dom" && grep -q 'id="img-classmap"' "$t
 # ---- 2. another evaluation rewrites the page
 # shellcheck disable=SC2086
 "$BUILD/bin/evaluator" --checkpoint "$run/ckpt-00000004.safetensors" --out "$run" $evaluator_opts \
-    >"$tmp/eval.log" 2>&1 || { fail "evaluator --checkpoint failed"; tail -5 "$tmp/eval.log"; }
+    >"$tmp/eval.log" 2>&1 || { fail "evaluator --checkpoint failed"; tail -n 5 "$tmp/eval.log"; }
 browse "$page" second || exit 1
 $CHECK "$tmp/second.dom" "$tmp/second.log" "$run" --images 3 >"$tmp/second.check" &&
     [ "$(grep -c '<tr data-step=' "$tmp/second.dom")" -eq 3 ] && ok "a third evaluation: the page rewritten, 3 rows" ||

@@ -39,7 +39,7 @@ run() {
 
 run first --epochs 1 --batch 256
 rc=$?
-[ "$rc" -eq 0 ] && ok "run.sh exited 0" || { fail "run.sh exit $rc"; tail -20 "$tmp/first.log"; }
+[ "$rc" -eq 0 ] && ok "run.sh exited 0" || { fail "run.sh exit $rc"; tail -n 20 "$tmp/first.log"; }
 grep -q "probe@1" "$tmp/run/report/summary.txt" 2>/dev/null &&
     ok "the evaluator wrote report/summary.txt" || fail "no report/summary.txt"
 grep -q "step 16" "$tmp/run/report/summary.txt" 2>/dev/null &&
@@ -61,11 +61,11 @@ done
 
 run resumed --epochs 2 --resume latest
 rc=$?
-[ "$rc" -eq 0 ] && ok "run.sh --resume latest exited 0" || { fail "resume: exit $rc"; tail -20 "$tmp/resumed.log"; }
+[ "$rc" -eq 0 ] && ok "run.sh --resume latest exited 0" || { fail "resume: exit $rc"; tail -n 20 "$tmp/resumed.log"; }
 grep -q -- "--start-epoch 1" "$tmp/resumed.log" &&
     ok "the loader continued at epoch 1" || fail "the loader did not start at epoch 1"
 grep -q '"step":32' "$tmp/run/metrics.jsonl" && ! grep -q '"step":33' "$tmp/run/metrics.jsonl" &&
-    ok "training went on from step 16 to step 32" || fail "steps after the resume: $(tail -1 "$tmp/run/metrics.jsonl")"
+    ok "training went on from step 16 to step 32" || fail "steps after the resume: $(tail -n 1 "$tmp/run/metrics.jsonl")"
 grep -q "step 32" "$tmp/run/report/summary.txt" 2>/dev/null &&
     ok "the summary describes step 32" || fail "summary after the resume"
 

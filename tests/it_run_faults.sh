@@ -102,7 +102,7 @@ run_pid=$!
 pids+=("$run_pid")
 
 # ---- 1. one worker of augmenter A killed ----
-if wait_steps "$STEP_WORKER" 60; then
+if wait_steps "$STEP_WORKER" 120; then
     read -r -a augs <<<"$(children "$run_pid" | tr '\n' ' ')"
     [ "${#augs[@]}" -eq 2 ] || fail "1: run.sh has ${#augs[@]} augmenter process(es), not 2"
     aug_a=${augs[0]} aug_b=${augs[1]:-}
@@ -110,7 +110,7 @@ if wait_steps "$STEP_WORKER" 60; then
     kill -KILL "$worker"
     ok "1: killed worker $worker of augmenter $aug_a with SIGKILL at step $(steps_done "$run")"
 else
-    fail "1: no $STEP_WORKER steps within 60 s"; tail -20 "$log"
+    fail "1: no $STEP_WORKER steps within 120 s"; tail -n 20 "$log"
 fi
 if wait_log "^\[augmenter[12]\] augmenter: worker [0-9]+ \(pid ${worker:-x}\) was killed by signal 9 \(Killed\); starting a new worker" 10 &&
     wait_log "^\[augmenter[12]\] augmenter: worker [0-9]+: started a new one \(pid [0-9]+\)" 10; then
@@ -118,18 +118,18 @@ if wait_log "^\[augmenter[12]\] augmenter: worker [0-9]+ \(pid ${worker:-x}\) wa
     ok "1: $name_a logged the dead worker and started a new one"
     sed -n "s/^\[$name_a\] augmenter: worker [0-9]*: started a new one/   &/p" "$log"
 else
-    fail "1: no dead worker and replacement in the log"; grep "^\[augmenter" "$log" | tail -5
+    fail "1: no dead worker and replacement in the log"; grep "^\[augmenter" "$log" | tail -n 5
 fi
 [ "$(children "${aug_a:-0}" | wc -l)" -eq 2 ] && ok "1: augmenter $aug_a runs 2 workers again" ||
     fail "1: augmenter $aug_a runs $(children "${aug_a:-0}" | wc -l) worker(s)"
 
 # ---- 2. augmenter B killed as a whole ----
-if wait_steps "$STEP_AUGMENTER" 60; then
+if wait_steps "$STEP_AUGMENTER" 120; then
     b_workers=$(children "$aug_b" | tr '\n' ' ')
     kill -KILL "$aug_b"
     ok "2: killed augmenter $aug_b with SIGKILL at step $(steps_done "$run")"
 else
-    fail "2: no $STEP_AUGMENTER steps within 60 s"; tail -20 "$log"
+    fail "2: no $STEP_AUGMENTER steps within 120 s"; tail -n 20 "$log"
 fi
 left=0
 for p in ${b_workers:-}; do gone "$p" 10 || left=$((left + 1)); done
@@ -148,7 +148,7 @@ new_b=$(children "$run_pid" | grep -vx "${aug_a:-0}")
     fail "2: augmenters now: $(children "$run_pid" | tr '\n' ' ')"
 
 # ---- 3. augmenter A frozen for a while, then continued ----
-if wait_steps "$STEP_FREEZE" 60; then
+if wait_steps "$STEP_FREEZE" 120; then
     a_workers=$(children "$aug_a" | tr '\n' ' ')
     # shellcheck disable=SC2086
     kill -STOP "$aug_a" $a_workers
@@ -158,15 +158,15 @@ if wait_steps "$STEP_FREEZE" 60; then
     kill -CONT $a_workers "$aug_a"
     ok "3: froze augmenter $aug_a and its workers for $STOP_S s at step $at (step $(steps_done "$run") after)"
 else
-    fail "3: no $STEP_FREEZE steps within 60 s"; tail -20 "$log"
+    fail "3: no $STEP_FREEZE steps within 120 s"; tail -n 20 "$log"
 fi
 
 # ---- the run completes, every epoch exactly once ----
-if gone "$run_pid" 150; then
+if gone "$run_pid" 420; then
     wait "$run_pid"; rc=$?
-    [ "$rc" -eq 0 ] && ok "run.sh exited 0" || { fail "run.sh exit $rc"; tail -20 "$log"; }
+    [ "$rc" -eq 0 ] && ok "run.sh exited 0" || { fail "run.sh exit $rc"; tail -n 20 "$log"; }
 else
-    fail "run.sh still running after the faults and 150 s"; tail -20 "$log"
+    fail "run.sh still running after the faults and 420 s"; tail -n 20 "$log"
 fi
 check_epochs && ok "every epoch complete, $N distinct samples each" ||
     { fail "epoch records"; grep '"record"' "$run/metrics.jsonl"; }

@@ -36,7 +36,7 @@ eval_pid=$!
 pids+=("$loader_pid" "$aug_pid" "$eval_pid")
 
 for _ in $(seq $((WAIT_UP_S * 10))); do grep -q "listening on" "$tmp/eval.err" && break; sleep 0.1; done
-grep -q "listening on" "$tmp/eval.err" || { fail "the evaluator did not start listening"; tail -5 "$tmp/eval.err"; exit 1; }
+grep -q "listening on" "$tmp/eval.err" || { fail "the evaluator did not start listening"; tail -n 5 "$tmp/eval.err"; exit 1; }
 
 # The foreign trainer: STOP as [topic, body] every 0.2 s until it is killed
 # (PUB drops what is published before a subscription arrives).
@@ -63,19 +63,19 @@ for name in loader aug eval; do
         wait "$pid"
         rc=$?
         [ "$rc" -eq 0 ] && ok "the $name stopped on the foreign STOP (exit 0)" ||
-            { fail "the $name exited with status $rc"; tail -5 "$tmp/$name.err"; }
+            { fail "the $name exited with status $rc"; tail -n 5 "$tmp/$name.err"; }
     else
         fail "the $name is still running $WAIT_STOP_S s after the foreign STOPs began"
-        tail -5 "$tmp/$name.err"
+        tail -n 5 "$tmp/$name.err"
     fi
 done
 grep -qF "stop received from pytrainer@test:1" "$tmp/loader.err" && ok "the loader logged the stop" ||
-    { fail "no 'stop received from pytrainer@test:1' in the loader's log"; tail -5 "$tmp/loader.err"; }
+    { fail "no 'stop received from pytrainer@test:1' in the loader's log"; tail -n 5 "$tmp/loader.err"; }
 # the first worker to hear it tells the parent, which stops the other one
 grep -qF "stop from pytrainer@test:1" "$tmp/aug.err" && ok "the augmenter logged the stop" ||
-    { fail "no 'stop from pytrainer@test:1' in the augmenter's log"; tail -5 "$tmp/aug.err"; }
+    { fail "no 'stop from pytrainer@test:1' in the augmenter's log"; tail -n 5 "$tmp/aug.err"; }
 grep -qF "STOP from pytrainer@test:1" "$tmp/eval.err" && ok "the evaluator logged the stop" ||
-    { fail "no 'STOP from pytrainer@test:1' in the evaluator's log"; tail -5 "$tmp/eval.err"; }
+    { fail "no 'STOP from pytrainer@test:1' in the evaluator's log"; tail -n 5 "$tmp/eval.err"; }
 
 echo "it_stop_foreign: $failures failure(s)"
 [ "$failures" -eq 0 ]

@@ -70,11 +70,11 @@ for ((i = 0; i < 900; i++)); do
 done
 kill -TERM "$first_pid" 2>/dev/null
 wait "$first_pid"; rc=$?
-step=$(sed -n 's/.*"step":\([0-9]*\).*/\1/p' "$tmp/first.out" | tail -1)
+step=$(sed -n 's/.*"step":\([0-9]*\).*/\1/p' "$tmp/first.out" | tail -n 1)
 if [ "$rc" -eq 0 ] && [ "${step:-0}" -ge "$FIRST_STEPS" ] && [ "${step:-0}" -lt "$STEPS" ]; then
     ok "first run: stopped at step $step, checkpoint written"
 else
-    fail "first run: exit $rc at step ${step:-none}"; tail -5 "$tmp/first.log"
+    fail "first run: exit $rc at step ${step:-none}"; tail -n 5 "$tmp/first.log"
 fi
 
 "$TRAINER" "${common[@]}" --resume latest --classes 5 --control none >/dev/null 2>"$tmp/badclasses.log"
@@ -89,7 +89,7 @@ rc=$?
 if [ "$rc" -eq 0 ] && jlast "$tmp/second.out" "d['end'] == 'done' and d['step'] == $STEPS"; then
     ok "resumed run: done at step $STEPS"
 else
-    fail "resumed run: exit $rc"; tail -5 "$tmp/second.log" "$tmp/second.out"
+    fail "resumed run: exit $rc"; tail -n 5 "$tmp/second.log" "$tmp/second.out"
 fi
 grep -q "supervised (10 classes)" "$tmp/second.log" &&
     ok "the resumed run took its 10 classes from the checkpoint" ||
@@ -132,7 +132,7 @@ probe=$("$PY" -c "import json; print(json.loads(open('$tmp/eval/eval.jsonl').rea
 if [ "$rc" -eq 0 ] && jlast "$tmp/eval/eval.jsonl" "d['method'] == 'supervised' and d['probe_top1'] >= $MIN_PROBE"; then
     ok "evaluator: linear probe on the encoder's features ${probe} on 500 test images (chance 0.10)"
 else
-    fail "evaluator: exit $rc, probe ${probe:-missing} (want >= $MIN_PROBE)"; tail -5 "$tmp/eval.log"
+    fail "evaluator: exit $rc, probe ${probe:-missing} (want >= $MIN_PROBE)"; tail -n 5 "$tmp/eval.log"
 fi
 
 # ---- 2. labels outside --classes are skipped ----
@@ -148,10 +148,10 @@ labels = gzip.open(sys.argv[1]).read()[8:8 + int(sys.argv[2])]
 print(sum(1 for x in labels if x >= int(sys.argv[3])))
 EOF
 )
-[ "$rc" -eq 0 ] && ok "--classes $SKIP_CLASSES: trainer exited 0" || { fail "--classes $SKIP_CLASSES: exit $rc"; tail -5 "$tmp/skip.log"; }
+[ "$rc" -eq 0 ] && ok "--classes $SKIP_CLASSES: trainer exited 0" || { fail "--classes $SKIP_CLASSES: exit $rc"; tail -n 5 "$tmp/skip.log"; }
 jlast "$tmp/skip.out" "d['skipped'] == $want and d['step'] > 0" &&
     ok "$want of $N_SKIP samples skipped (labels $SKIP_CLASSES..9), the others trained" ||
-    fail "skipped: $(tail -1 "$tmp/skip.out") (want $want)"
+    fail "skipped: $(tail -n 1 "$tmp/skip.out") (want $want)"
 grep -q "skipped [0-9]* sample(s) so far whose label is missing (-1) or outside 0..4" "$tmp/skip.log" &&
     grep -q "HINT: --classes N must exceed the largest label" "$tmp/skip.log" &&
     ok "the log says what was skipped and why" || { fail "no skip line in the log"; cat "$tmp/skip.log"; }

@@ -116,7 +116,7 @@ start_augmenters a
 if exits_zero "a: the PyTorch trainer" "$trainer_pid" 150; then
     ok "a: the PyTorch trainer exited 0: $(tail -n 1 "$tmp/a.out")"
 else
-    tail -5 "$tmp/a.err"
+    tail -n 5 "$tmp/a.err"
 fi
 check_epochs a && ok "a: every epoch complete, $N distinct samples each, trained once" ||
     { fail "a: epoch records"; grep '"record"' "$tmp/a/metrics.jsonl"; }
@@ -138,7 +138,7 @@ assert last and last["step"] == int(sys.argv[2]) and last["method"] == "simclr",
 print("   evaluated steps %s; the last: probe %.3f, kNN %.3f" % ([r["step"] for r in rows], last["probe_top1"],
                                                             last["knn_top1"]))
 EOF
-    { fail "a: the evaluator's eval.jsonl"; tail -5 "$tmp/a.eval.log"; }
+    { fail "a: the evaluator's eval.jsonl"; tail -n 5 "$tmp/a.eval.log"; }
 [ "$(readlink "$tmp/a/latest")" = "ckpt-$(printf %08d "$STEPS").safetensors" ] && ok "a: latest -> the last checkpoint" ||
     fail "a: latest is $(readlink "$tmp/a/latest")"
 
@@ -155,7 +155,7 @@ assert r["probe_top1"] > 0.3, r["probe_top1"]      # 10 classes: chance is 0.1
 EOF
         fail "b: its eval.jsonl"
 else
-    fail "b: evaluator --checkpoint failed"; tail -5 "$tmp/b.log"
+    fail "b: evaluator --checkpoint failed"; tail -n 5 "$tmp/b.log"
 fi
 
 # ---- e. the PyTorch trainer resumes its own run for a fourth epoch ----
@@ -168,7 +168,7 @@ pids+=("$trainer_pid")
 start_loader e.loader --epochs 1 --start-epoch "$EPOCHS"
 start_augmenters e
 exits_zero "e: the resumed PyTorch trainer" "$trainer_pid" 90 && ok "e: the PyTorch trainer resumed its own run" ||
-    tail -5 "$tmp/e.err"
+    tail -n 5 "$tmp/e.err"
 check_epochs a $((EPOCHS + 1)) && ok "e: steps 1..$((N * (EPOCHS + 1) / BATCH)), epochs 0-$EPOCHS complete, trained once" ||
     { fail "e: epoch records"; grep '"record"' "$tmp/a/metrics.jsonl"; }
 exits_zero "e: the loader" "$loader_pid" 15 "$loader_log"
@@ -178,7 +178,7 @@ for p in "${aug_pids[@]}"; do exits_zero "e: an augmenter" "$p" 15; done
 "$NNTOOL" init --net resnet-mini --width 4 --head simclr --input 1x28x28 --train-steps 3 \
     --out "$tmp/c.safetensors" >"$tmp/c.log" 2>&1 &&
     "$NNTOOL" embed "$tmp/c.safetensors" --images 6 --out "$tmp/c.emb.safetensors" >>"$tmp/c.log" 2>&1 ||
-    fail "c: nntool init/embed: $(tail -3 "$tmp/c.log")"
+    fail "c: nntool init/embed: $(tail -n 3 "$tmp/c.log")"
 "$PY" - "$root/examples/torch_trainer" "$tmp/c.safetensors" "$tmp/c.emb.safetensors" <<'EOF' &&
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -211,7 +211,7 @@ trainer_pid=$!
 pids+=("$trainer_pid")
 start_loader d.loader1 --epochs 2
 start_augmenters d1
-exits_zero "d: the C trainer" "$trainer_pid" 90 && ok "d: the C trainer trained $C_STEPS steps" || tail -5 "$tmp/d.c.err"
+exits_zero "d: the C trainer" "$trainer_pid" 90 && ok "d: the C trainer trained $C_STEPS steps" || tail -n 5 "$tmp/d.c.err"
 exits_zero "d: the first loader" "$loader_pid" 15 "$loader_log"
 for p in "${aug_pids[@]}"; do gone "$p" 15; done
 lp=$(free_port); tp=$(free_port); cp=$(free_port)
@@ -222,7 +222,7 @@ pids+=("$trainer_pid")
 start_loader d.loader2 --epochs 1 --start-epoch 2
 start_augmenters d2
 exits_zero "d: the PyTorch trainer" "$trainer_pid" 90 && ok "d: the PyTorch trainer resumed the C checkpoint" ||
-    tail -5 "$tmp/d.t.err"
+    tail -n 5 "$tmp/d.t.err"
 grep -q "resumed .*ckpt-$(printf %08d "$C_STEPS").safetensors at step $C_STEPS" "$tmp/d.t.err" ||
     fail "d: no 'resumed' line: $(head -3 "$tmp/d.t.err")"
 check_epochs d && ok "d: epochs 0-1 (C) and 2 (PyTorch) complete, each sample trained once" ||
@@ -261,11 +261,11 @@ if base=$(port_base); then
         --augmenters 2 --port-base "$base" --out "$tmp/f" --loader-opts "--limit $N" \
         --trainer-opts "--device cpu --threads 1 --quiet" --evaluator-opts "${SMALL_EVAL[*]}" >"$tmp/f.log" 2>&1
     rc=$?
-    [ "$rc" -eq 0 ] && ok "f: run.sh --trainer torch exited 0" || { fail "f: run.sh exit $rc"; tail -20 "$tmp/f.log"; }
+    [ "$rc" -eq 0 ] && ok "f: run.sh --trainer torch exited 0" || { fail "f: run.sh exit $rc"; tail -n 20 "$tmp/f.log"; }
     grep -q '"record":"epoch","epoch":0,"distinct":'"$N"',.*"complete":true' "$tmp/f/metrics.jsonl" 2>/dev/null &&
         ok "f: epoch 0 complete, $N distinct samples" || fail "f: no complete record for epoch 0"
     grep -q "\"step\":$((N / BATCH)),.*probe_top1" "$tmp/f/eval.jsonl" 2>/dev/null &&
-        ok "f: the final checkpoint (step $((N / BATCH))) evaluated" || { fail "f: eval.jsonl"; tail -5 "$tmp/f.log"; }
+        ok "f: the final checkpoint (step $((N / BATCH))) evaluated" || { fail "f: eval.jsonl"; tail -n 5 "$tmp/f.log"; }
 else
     fail "f: no four consecutive free ports"
 fi
@@ -276,7 +276,7 @@ if base=$(port_base); then
         --port-base "$base" --out "$tmp/g" --loader-opts "--limit $N" \
         --trainer-opts "--device cpu --threads 1 --quiet" --evaluator-opts "${SMALL_EVAL[*]}" >"$tmp/g.log" 2>&1
     rc=$?
-    [ "$rc" -eq 0 ] && ok "g: run.sh --minutes 0.2 exited 0" || { fail "g: run.sh exit $rc"; tail -20 "$tmp/g.log"; }
+    [ "$rc" -eq 0 ] && ok "g: run.sh --minutes 0.2 exited 0" || { fail "g: run.sh exit $rc"; tail -n 20 "$tmp/g.log"; }
     "$PY" - "$tmp/g/metrics.jsonl" "$tmp/g/eval.jsonl" <<'EOF' && ok "g: 12 s of training, lr near 0 at the end, evaluated" ||
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
@@ -286,7 +286,7 @@ assert rows[0]["lr"] == 0.0 and 10.5 <= last["time"] <= 16 and last["lr"] < 0.00
 ev = [json.loads(l) for l in open(sys.argv[2]) if l.strip()]
 assert any(e["step"] == last["step"] and "probe_top1" in e for e in ev), ev
 EOF
-        { fail "g: the time budget"; tail -5 "$tmp/g.log"; }
+        { fail "g: the time budget"; tail -n 5 "$tmp/g.log"; }
     grep -q "time budget: .* steps in" "$tmp/g.log" && ok "g: the budget is logged" || fail "g: no budget line"
 else
     fail "g: no four consecutive free ports"

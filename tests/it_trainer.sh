@@ -110,7 +110,7 @@ check_stopped() {
         fail "$1: loader or augmenter still running after the trainer's STOP"
         kill -0 "$loader_pid" 2>/dev/null && { echo "  loader still running:"; cat "$tmp/$1.loader"; }
         kill -0 "$aug_pid" 2>/dev/null && { echo "  augmenter still running:"; cat "$tmp/$1.aug"; }
-        tail -3 "$tmp/$1.loader" "$tmp/$1.aug"
+        tail -n 3 "$tmp/$1.loader" "$tmp/$1.aug"
     fi
 }
 
@@ -302,7 +302,7 @@ budget_run() {
         --control "tcp://127.0.0.1:$ctl" --evaluator none --out "$run" --quiet "$@" \
         >"$tmp/$name.out" 2>"$tmp/$name.err"
     local rc=$?
-    [ "$rc" -eq 0 ] && ok "$name: exit 0" || { fail "$name: exit $rc"; tail -5 "$tmp/$name.err"; }
+    [ "$rc" -eq 0 ] && ok "$name: exit 0" || { fail "$name: exit $rc"; tail -n 5 "$tmp/$name.err"; }
     jcheck "$tmp/$name.out" "d['end'] == 'done'" "$name: ended by its time budget"
     grep '"loss"' "$run/metrics.jsonl" | tail -n 1 >"$tmp/$name.last"
     jcheck "$tmp/$name.last" "$want - 1.5 <= d['time'] <= $want + 4 and d['lr'] < 0.002" \
