@@ -15,6 +15,8 @@ cd "$here"
 FASHION=/usr/share/datasets/fashion-mnist
 EVAL_WAIT_S=900   # the longest run.sh waits for the final evaluation
 FINETUNE_PER_CLASS=10   # labels per class the evaluator fine-tunes the final checkpoint with
+DEFAULT_MINUTES=7        # the training time without --epochs or --minutes: with the final
+                         # evaluation, the default run ends within about 12 minutes on 2 cores
 MAX_RESTARTS=3           # restarts of one augmenter that fails ...
 RESTART_WINDOW_S=600     # ... within this long; one failure more stops the run
 
@@ -60,11 +62,12 @@ Data and method:
                        needed by pretext, e.g.
                        'views=2,crop:scale=0.35-1,flip:target,rotate:k=random:target'
                        (8 classes; docs/augment/README.md)
-  --epochs E           training epochs, may be fractional (default 3)
-  --minutes M          or train for M minutes instead (may be fractional, e.g.
-                       60 or 0.5): the trainer plans its schedule's length from
-                       the rate it measures, so the run fits the time on any
-                       CPU; the loader streams epochs until the trainer stops
+  --minutes M          train for M minutes (may be fractional, e.g. 60 or 0.5;
+                       default $DEFAULT_MINUTES): the trainer plans its schedule's length
+                       from the rate it measures, so the run fits the time on
+                       any CPU; the loader streams epochs until the trainer stops
+  --epochs E           or train for E epochs instead, the same on any CPU (may be
+                       fractional, e.g. 3 or 0.5)
   --arch A             resnet-mini, conv4 or a network description file (default resnet-mini)
   --width W            width of the first stage (default 16)
   --batch N            images per training step (default 128 for simclr, 256 otherwise)
@@ -225,6 +228,8 @@ if [ -n "$minutes" ]; then
     [[ "$minutes" =~ ^(0|[1-9][0-9]{0,6})(\.[0-9]+)?$ ]] && [[ "$minutes" =~ [1-9] ]] ||
         die_usage "--minutes must be a positive number such as 60 or 0.5, not '$minutes'"
     [ "$epochs_given" -eq 0 ] || die_usage "give --epochs or --minutes, not both"
+elif [ "$epochs_given" -eq 0 ]; then
+    minutes=$DEFAULT_MINUTES
 fi
 [ -z "$size" ] || [[ "$size" =~ ^[1-9][0-9]{0,3}$ ]] || die_usage "--size must be a whole number from 1 to 9999, not '$size'"
 case "$channels" in "" | 1 | 3) ;; *) die_usage "--channels must be 1 or 3, not '$channels'" ;; esac

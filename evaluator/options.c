@@ -74,6 +74,9 @@ void eval_usage(FILE *f)
 "  --no-report          no report folder (plots, summary)\n"
 "  --probe-iters N      L-BFGS iterations per probe fit (default %d)\n"
 "  --max-pending N      checkpoints kept waiting, newest first (default %d)\n"
+"  --after-stop W       when the trainer stops: final: evaluate the newest checkpoint and skip\n"
+"                       the older ones still waiting (the run ends sooner); all: evaluate every\n"
+"                       waiting checkpoint (default final)\n"
 "  --seed S             seed of every split and subset (default %d)\n"
 "  --finetune L         fine-tune the whole encoder with a new linear classifier on these shares of\n"
 "                       the training labels (comma-separated, e.g. 0.01,0.1; class-balanced, seeded),\n"
@@ -114,7 +117,7 @@ static int parse_fractions(eval_options *o, const char *s, char *err, size_t err
 enum { O_BIND = 256, O_CONTROL, O_CKPT, O_OUT, O_TRAIN, O_TEST, O_FORMAT, O_TEST_FRACTION, O_FRACTION,
        O_MAX_TRAIN, O_MAX_TEST, O_BATCH, O_KNN_K, O_KNN_T, O_ALIGN_ITEMS, O_ALIGN_RECIPE,
        O_NO_BASELINES, O_READOUT, O_BASELINE_CACHE, O_ATTENTION, O_NO_REPORT, O_PROBE_ITERS, O_MAX_PENDING, O_SEED,
-       O_CURVE, O_CLASSMAP, O_COMPARE, O_FT_FRACTIONS, O_FT_PER_CLASS, O_FT_ON, O_FT_EPOCHS };
+       O_CURVE, O_CLASSMAP, O_COMPARE, O_FT_FRACTIONS, O_FT_PER_CLASS, O_FT_ON, O_FT_EPOCHS, O_AFTER_STOP };
 
 typedef struct {
     eval_options *o;
@@ -160,6 +163,14 @@ static int parse_option(void *ctx, int c, const char *v, char *err, size_t n)
     case O_NO_REPORT: o->report = 0; break;
     case O_PROBE_ITERS: bad = cli_int("--probe-iters", v, 1, MAX_COUNT, &o->probe_iters, err, n); break;
     case O_MAX_PENDING: bad = cli_int("--max-pending", v, 1, MAX_COUNT, &o->max_pending, err, n); break;
+    case O_AFTER_STOP:
+        if (!strcmp(v, "final") || !strcmp(v, "all"))
+            o->after_stop_all = !strcmp(v, "all");
+        else {
+            errmsg_set(err, n, "--after-stop must be final or all, not '%s'", v);
+            bad = 1;
+        }
+        break;
     case O_SEED: bad = cli_u64("--seed", v, 0, UINT64_MAX, &o->seed, err, n); break;
     case O_CURVE: o->curve = v; break;
     case O_CLASSMAP: bad = cli_size("--classmap", v, 0, SIZE_MAX, &o->classmap, err, n); break;
@@ -192,6 +203,7 @@ int eval_options_parse(eval_options *o, int argc, char **argv, char *err, size_t
         { "baseline-cache", required_argument, 0, O_BASELINE_CACHE }, { "readout", required_argument, 0, O_READOUT },
         { "no-report", no_argument, 0, O_NO_REPORT }, { "probe-iters", required_argument, 0, O_PROBE_ITERS },
         { "max-pending", required_argument, 0, O_MAX_PENDING }, { "seed", required_argument, 0, O_SEED },
+        { "after-stop", required_argument, 0, O_AFTER_STOP },
         { "curve", required_argument, 0, O_CURVE },
         { "classmap", required_argument, 0, O_CLASSMAP }, { "compare", required_argument, 0, O_COMPARE },
         { "finetune", required_argument, 0, O_FT_FRACTIONS }, { "finetune-per-class", required_argument, 0, O_FT_PER_CLASS },

@@ -53,6 +53,7 @@ typedef struct {
     int report;                    /* report folder (plots, summary) */
     int probe_iters;
     int max_pending;               /* checkpoints kept waiting; older ones dropped */
+    int after_stop_all;            /* after STOP: every waiting checkpoint, not just the newest */
     uint64_t seed;
     eval_finetune_options finetune;
 } eval_options;

@@ -84,8 +84,11 @@ static void handle_message(eval_server_t *s, zmq_msg_t *msg, int from_control)
     if (type == PROTO_MSG_CONTROL) {
         proto_control_t c;
         if (proto_control_decode(&c, data, len, NULL, 0) == 0 && c.kind == PROTO_CONTROL_STOP && !s->stop_requested) {
-            console_log("STOP from %s: evaluating the %d waiting checkpoint%s, then exiting", c.sender,
-                        s->n_pending, s->n_pending == 1 ? "" : "s");
+            if (s->o->after_stop_all)
+                console_log("STOP from %s: evaluating the %d waiting checkpoint%s, then exiting", c.sender,
+                            s->n_pending, s->n_pending == 1 ? "" : "s");
+            else
+                console_log("STOP from %s: evaluating the final checkpoint, then exiting", c.sender);
             s->stop_requested = 1;
             s->stop_time = console_now();
         }
@@ -208,6 +211,13 @@ int eval_server_run(eval_server_t *s)
         if (s->stop_requested && s->sub)
             transport_close(&s->sub);   /* the trainer is leaving: its going is no loss to report */
         int i = newest_pending(s);
+        if (s->stop_requested && !s->o->after_stop_all)
+            for (int j = s->n_pending - 1; j >= 0; j--)
+                if (j != i) {
+                    drop_pending(s, j, "the trainer stopped; only the newest is evaluated (--after-stop all: every one)");
+                    if (i == s->n_pending)
+                        i = j;          /* drop_pending moved the newest into the freed slot */
+                }
         if (i < 0) {
             /* the trainer pushes its last Checkpoint just before STOP, on another socket */
             if (s->stop_requested && console_now() - s->stop_time >= STOP_GRACE_S)
