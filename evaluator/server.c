@@ -210,14 +210,12 @@ int eval_server_run(eval_server_t *s)
         receive(s, s->pull, s->sub, s->n_pending ? 0 : RECV_SLICE_MS);
         if (s->stop_requested && s->sub)
             transport_close(&s->sub);   /* the trainer is leaving: its going is no loss to report */
-        int i = newest_pending(s);
-        if (s->stop_requested && !s->o->after_stop_all)
+        if (s->stop_requested && !s->o->after_stop_all)   /* the trainer's last one is the newest */
             for (int j = s->n_pending - 1; j >= 0; j--)
-                if (j != i) {
-                    drop_pending(s, j, "the trainer stopped; only the newest is evaluated (--after-stop all: every one)");
-                    if (i == s->n_pending)
-                        i = j;          /* drop_pending moved the newest into the freed slot */
-                }
+                if (s->pending[j].step < s->max_step)
+                    drop_pending(s, j, "the trainer stopped and this is not its last checkpoint "
+                                       "(--after-stop all evaluates every one)");
+        int i = newest_pending(s);
         if (i < 0) {
             /* the trainer pushes its last Checkpoint just before STOP, on another socket */
             if (s->stop_requested && console_now() - s->stop_time >= STOP_GRACE_S)

@@ -6,9 +6,11 @@
 #     naming a truncated file, one carrying garbage bytes, and a good
 #     checkpoint after them: the good one is evaluated (one line in
 #     eval.jsonl); Control STOP on the same socket ends it with status 0;
-#  1b. with --control: two checkpoints pushed just before the trainer's STOP
-#     (on its PUB socket) are still evaluated, then the evaluator exits 0 by
-#     itself; with --finetune-per-class, only the last one is fine-tuned;
+#  1b. with --control: of two checkpoints waiting at the trainer's STOP (on
+#     its PUB socket), the newest is evaluated and fine-tuned
+#     (--finetune-per-class), the older one skipped with a log line, then the
+#     evaluator exits 0 by itself; with --after-stop all both are evaluated,
+#     the newest first and alone fine-tuned;
 #  2. `evaluator --checkpoint` on a small checkpoint finishes and writes
 #     eval.jsonl (probe, few labels, kNN, align/uniform, both baselines, the
 #     class map's numbers), report/summary.txt, the attention-map and the
@@ -120,18 +122,22 @@ pid=""
 ls "$tmp/out"/.incoming-* >/dev/null 2>&1 && fail "the received bytes were not cleaned up"
 echo "it_evaluator: server: corrupt, truncated and garbage checkpoints refused with reasons, the good one evaluated"
 
-# ---- 1b. STOP on the control socket right after the last checkpoint
-cport=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$ev" --bind "$ep" --control "tcp://127.0.0.1:$cport" --out "$tmp/out2" --no-baselines --attention 0 "${small[@]}" \
-    --finetune-per-class 2 --finetune-epochs 1 \
-    >"$tmp/server.log" 2>&1 &
-pid=$!
-wait_for "listening on" "$tmp/server.log" 30
-cp "$tmp/good.safetensors" "$tmp/five.safetensors"
-cp "$tmp/good.safetensors" "$tmp/nine.safetensors"
-"$py" - "$ep" "tcp://127.0.0.1:$cport" "$tmp" <<'PY'
-import sys, time, zmq, msgpack
-ep, control, folder = sys.argv[1:4]
+# ---- 1b. STOP on the control socket right after the last checkpoints
+# stop_case OUT [OPTION...]: an evaluator with --control is frozen while two
+# checkpoints (steps 5 and 9) and the trainer's STOP are sent, then continued
+stop_case() {
+    local out=$1; shift
+    local cport
+    cport=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$ev" --bind "$ep" --control "tcp://127.0.0.1:$cport" --out "$out" --no-baselines --attention 0 "${small[@]}" \
+        --finetune-per-class 2 --finetune-epochs 1 "$@" >"$tmp/server.log" 2>&1 &
+    pid=$!
+    wait_for "listening on" "$tmp/server.log" 30
+    cp "$tmp/good.safetensors" "$tmp/five.safetensors"
+    cp "$tmp/good.safetensors" "$tmp/nine.safetensors"
+    "$py" - "$ep" "tcp://127.0.0.1:$cport" "$tmp" "$pid" <<'PY'
+import os, signal, sys, time, zmq, msgpack
+ep, control, folder, pid = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 head = {"fmt": "sslpipe", "ver": 1}
 ctx = zmq.Context()
 pub = ctx.socket(zmq.PUB)
@@ -143,6 +149,7 @@ beat = msgpack.packb(dict(head, type="control", kind="heartbeat", sender="traine
 for _ in range(10):        # let the subscription arrive (PUB drops messages before it)
     pub.send(beat)
     time.sleep(0.1)
+os.kill(pid, signal.SIGSTOP)   # all three wait for it, as when it is busy
 for step, name in ((5, "five"), (9, "nine")):
     push.send(msgpack.packb(dict(head, type="checkpoint", step=step, epoch=0, method="simclr", arch="nn 1",
                                  path=f"{folder}/{name}.safetensors")))
@@ -150,29 +157,49 @@ stop = msgpack.packb(dict(head, type="control", kind="stop", sender="trainer@tes
 for _ in range(5):
     pub.send(stop)
     time.sleep(0.1)
+os.kill(pid, signal.SIGCONT)
 push.close()
 pub.close()
 ctx.term()
 PY
-for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$pid" 2>/dev/null && fail "the evaluator did not exit after STOP on --control"
-rc=0; wait "$pid" || rc=$?
-pid=""
-[ "$rc" -eq 0 ] || fail "exit status $rc after STOP on --control"
-grep -q "nine.safetensors" "$tmp/out2/eval.jsonl" 2>/dev/null || fail "the checkpoint sent before STOP was not evaluated"
-grep -q "heartbeat\|ignoring" "$tmp/server.log" && fail "control-socket chatter was logged"
-"$py" - "$tmp/out2/eval.jsonl" <<'PY' || fail "fine-tuning: not (only) on the checkpoint that came with STOP"
+    for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && fail "the evaluator did not exit after STOP on --control"
+    local rc=0
+    wait "$pid" || rc=$?
+    pid=""
+    [ "$rc" -eq 0 ] || fail "exit status $rc after STOP on --control"
+    grep -q "nine.safetensors" "$out/eval.jsonl" 2>/dev/null || fail "the checkpoint sent before STOP was not evaluated"
+    grep -q "heartbeat\|ignoring" "$tmp/server.log" && fail "control-socket chatter was logged"
+    return 0
+}
+
+# the default (--after-stop final): the trainer's last checkpoint evaluated and
+# fine-tuned, the older one still waiting skipped with a log line
+stop_case "$tmp/out2"
+"$py" - "$tmp/out2/eval.jsonl" <<'PY' || fail "after STOP: not only the last checkpoint, fine-tuned"
 import json, sys
 recs = {r["checkpoint"].rsplit("/", 1)[1]: r for r in map(json.loads, open(sys.argv[1]))}
-assert sorted(recs) == ["five.safetensors", "nine.safetensors"], sorted(recs)
-assert "finetune" not in recs["five.safetensors"], "an earlier checkpoint was fine-tuned"
+assert sorted(recs) == ["nine.safetensors"], sorted(recs)
 (e,) = recs["nine.safetensors"]["finetune"]
 assert e["subset"] == "2/class" and e["labels"] == 20 and len(e["subset_hash"]) == 16, e
 for k in ("scratch_top1", "probe_top1", "finetune_top1"):
     assert 0 <= e[k] <= 1, (k, e[k])
 assert e["steps"] >= 100 and e["seconds"] > 0, e
 PY
-echo "it_evaluator: --control: the checkpoints sent just before STOP evaluated, the last one fine-tuned, then a clean exit"
+grep -q "checkpoint step 5 (.*five.safetensors) skipped: the trainer stopped" "$tmp/server.log" ||
+    fail "no log line for the skipped checkpoint of step 5"
+echo "it_evaluator: --control: after STOP the last checkpoint evaluated and fine-tuned, the older one skipped, a clean exit"
+
+# --after-stop all: both evaluated, the last one first and alone fine-tuned
+stop_case "$tmp/out3" --after-stop all
+"$py" - "$tmp/out3/eval.jsonl" <<'PY' || fail "--after-stop all: not both checkpoints, the last one fine-tuned"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+names = [r["checkpoint"].rsplit("/", 1)[1] for r in rows]
+assert names == ["nine.safetensors", "five.safetensors"], names
+assert "finetune" in rows[0] and "finetune" not in rows[1], "not only the last checkpoint fine-tuned"
+PY
+echo "it_evaluator: --after-stop all: both waiting checkpoints evaluated, newest first, the last one fine-tuned"
 
 # ---- 2. one file
 cache="$tmp/cache"
