@@ -25,6 +25,7 @@
 #     trainer stops, and the trainer ends by itself after 12 s of training
 #     (within a few seconds), its learning rate down near 0, the final
 #     checkpoint evaluated.
+#  h. --loss or --tau with --method rotnet: exit 2 with a message naming it.
 set -u
 . "$(dirname "$0")/lib.sh"
 
@@ -291,6 +292,18 @@ EOF
 else
     fail "g: no four consecutive free ports"
 fi
+
+# ---- h. SimCLR's loss settings with another method: a usage error, as the C trainer's ----
+for opt in "--loss dcl" "--tau 0.2"; do
+    rc=0
+    # shellcheck disable=SC2086
+    "$PY" "$TT" --method rotnet $opt --out "$tmp/h" >"$tmp/h.out" 2>"$tmp/h.err" </dev/null || rc=$?
+    if [ "$rc" -eq 2 ] && grep -q "^torch_trainer: ${opt%% *} is SimCLR's contrastive loss setting" "$tmp/h.err"; then
+        ok "h: --method rotnet $opt: exit 2, $(head -n 1 "$tmp/h.err" | cut -c 1-90)"
+    else
+        fail "h: --method rotnet $opt: exit $rc"; head -n 3 "$tmp/h.err"
+    fi
+done
 
 if [ "$failures" -gt 0 ]; then
     echo "it_torch_trainer: $failures failure(s)"

@@ -86,6 +86,10 @@ while IFS='|' read -r name prefix nonnum range missing; do
     check "$prog" "$name" "$(trim "$prefix")" "$(trim "$nonnum")" "$(trim "$range")" "$(trim "$missing")"
 done <<<"$TABLE"
 
+# SimCLR's loss settings with a method that has no contrastive loss
+expect "trainer --method rotnet --loss dcl" 2 --loss "$BUILD/bin/trainer" --method rotnet --loss dcl
+expect "trainer --method supervised --tau 0.2" 2 --tau "$BUILD/bin/trainer" --method supervised --tau 0.2
+
 # The default endpoints: one definition (cli/defaults.h), shown alike by
 # every stage's --help and by run.sh --help.
 default_of() { sed -n "s/^#define $1 *\([0-9][0-9]*\|\"[^\"]*\"\).*/\1/p" "$root/cli/defaults.h" | tr -d '"'; }

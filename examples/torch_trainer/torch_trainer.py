@@ -294,6 +294,10 @@ class Trainer:
                                                         "momentum", "tau", "warmup", "epochs", "steps",
                                                         "minutes")}
         self.out = a.out or "runs/train"
+        for opt in ("loss", "tau"):
+            if getattr(a, opt) is not None and a.method not in (None, "simclr"):
+                raise Usage("--%s is SimCLR's contrastive loss setting; --method %s trains with its own "
+                            "cross-entropy (leave --%s out)" % (opt, a.method, opt))
         if a.resume:
             self.setup_resume(given)
         else:
