@@ -179,12 +179,13 @@ asan-it:
 # Every unit test program, then tests/valgrind_pipeline.sh, under valgrind:
 # a memory error or a definite/indirect leak fails. tests/valgrind.supp holds
 # the libraries' own one-time allocations. VIPS_NOVECTOR: valgrind cannot run
-# the SIMD code libvips generates at run time (orc). VALGRIND_TESTS picks a subset.
+# the SIMD code libvips generates at run time (orc). TEST_UNDER_VALGRIND: a unit
+# test that cannot run there reports itself skipped. VALGRIND_TESTS picks a subset.
 VALGRIND := valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1 \
     --num-callers=40 --suppressions=tests/valgrind.supp
 VALGRIND_TESTS ?= $(TESTS)
 valgrind-test: $(TESTS) $(PROGS) $(TOOLS)
-	@VIPS_NOVECTOR=1 OPENBLAS_NUM_THREADS=1 TEST_WRAPPER="$(VALGRIND)" \
+	@VIPS_NOVECTOR=1 OPENBLAS_NUM_THREADS=1 TEST_UNDER_VALGRIND=1 TEST_WRAPPER="$(VALGRIND)" \
 	    BUILD=$(BUILD) tests/run_all.sh --unit-only $(VALGRIND_TESTS)
 	@VIPS_NOVECTOR=1 OPENBLAS_NUM_THREADS=1 VALGRIND="$(VALGRIND)" BUILD=$(BUILD) bash tests/valgrind_pipeline.sh
 

@@ -974,6 +974,13 @@ static void test_vips_step_ranges(void **state)
 
 static void test_vips_views_independent_of_order(void **state)
 {
+    /* Under valgrind, libvips' thread pool waits forever for the workers of
+     * the sharpen mask this recipe builds (seen with Debian 12's libvips
+     * 8.14 on one CPU kind); the native and sanitizer runs cover the case. */
+    if (getenv("TEST_UNDER_VALGRIND")) {
+        print_message("skipped under valgrind: libvips' thread pool stalls on this recipe there\n");
+        skip();
+    }
     const char *recipe = "views=3,crop:scale=0.3-1,flip,vips:sharpen:sigma=0.5-2:p=0.5,"
                          "jpeg:q=30-90:p=0.5,vips:rotate:angle=-20-20:p=0.7";
     uint8_t *img = random_image(36, 40, 3, 25);
