@@ -13,8 +13,11 @@
 #                  testing, 60 minutes of training (run.sh --minutes 60: the
 #                  trainer fits its schedule to the rate it measures, so the
 #                  epochs depend on the CPU; only the final checkpoint is
-#                  evaluated, so that the evaluator does not slow training)
-#   cifar10-2h     the same for 120 minutes
+#                  evaluated, so that the evaluator does not slow training),
+#                  temperature 0.2, features read as the mean of ten views
+#                  of each image (evaluator --feature-views flip-shift)
+#   cifar10-2h     120 minutes at the default temperature (0.5), the same
+#                  features
 #   rotnet-hour    RotNet on the same data, 60 minutes of training (4
 #                  rotations of each image), only the final checkpoint evaluated
 # CIFAR-10 is read from $QUALITY_CIFAR (default ../shared/data/cifar10-train);
@@ -30,10 +33,12 @@ cifar=${QUALITY_CIFAR:-../shared/data/cifar10-train}
 
 case "$schedule" in
 default) args=() ;;
-cifar10-hour) args=(--data "$cifar" --width 32 --minutes 60 --trainer-opts "--ckpt-every 100000") ;;
-cifar10-2h) args=(--data "$cifar" --width 32 --minutes 120 --trainer-opts "--ckpt-every 100000") ;;
+cifar10-hour) args=(--data "$cifar" --width 32 --minutes 60 --trainer-opts "--ckpt-every 100000 --tau 0.2"
+                    --evaluator-opts "--feature-views flip-shift") ;;
+cifar10-2h) args=(--data "$cifar" --width 32 --minutes 120 --trainer-opts "--ckpt-every 100000"
+                  --evaluator-opts "--feature-views flip-shift") ;;
 rotnet-hour) args=(--data "$cifar" --method rotnet --width 32 --minutes 60 --trainer-opts "--ckpt-every 100000") ;;
--h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+-h | --help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 *) echo "quality: unknown schedule '$schedule' (default, cifar10-hour, cifar10-2h, rotnet-hour)" >&2; exit 2 ;;
 esac
 case "$schedule" in cifar10-* | rotnet-*)
@@ -66,7 +71,8 @@ rec = {
     "probe_top1": last.get("probe_top1"), "knn_top1": last.get("knn_top1"),
     "raw_pixels_probe_top1": b.get("raw_pixels", {}).get("probe", {}).get("top1"),
     "random_encoder_probe_top1": b.get("random_encoder", {}).get("probe", {}).get("top1"),
-    "readout": last.get("encoder", {}).get("readout"), "step": last["step"],
+    "readout": last.get("encoder", {}).get("readout"), "views": last.get("encoder", {}).get("views"),
+    "step": last["step"],
     "wall_s": round(end - start, 1), "train_s": round(train_s, 1),
     "images_per_s": round(sum(s["images_per_s"] for s in steps[len(steps) // 2:]) / max(1, len(steps) - len(steps) // 2), 1),
     "eval_s": last.get("seconds"),

@@ -103,7 +103,7 @@ int eval_cache_key_make(eval_cache_key *key, const eval_cache_inputs *in, char *
     if (in->desc) {
         char readout[EVAL_READOUT_NAME_MAX];
         eval_readout_name(&o->readout, readout, sizeof readout);
-        fprintf(f, "readout %s\ninit_seed %llu params %016llx\nnet\n%s\n", readout,
+        fprintf(f, "readout %s\nviews %s\ninit_seed %llu params %016llx\nnet\n%s\n", readout, eval_views_name(o->views),
                 (unsigned long long)in->init_seed, (unsigned long long)in->params_hash, in->desc);
     }
     if (fclose(f) || !key->text) {

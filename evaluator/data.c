@@ -11,6 +11,7 @@
 #include "dataset/dataset.h"
 #include "errmsg/errmsg.h"
 #include "dataset/split.h"
+#include "evaluator/readout.h"
 #include "nn/parallel.h"
 
 #define DECODE_CHUNK   2048    /* images decoded between two progress updates */
@@ -282,14 +283,16 @@ void eval_encode_floats(nn_net *net, const float *x, size_t n, float *out)
     }
 }
 
-int eval_encode_images(nn_net *net, const eval_images *im, const char *what, atomic_int *stop,
+int eval_encode_images(nn_net *net, const eval_images *im, int views, const char *what, atomic_int *stop,
                        float **out, char *err, size_t errlen)
 {
     int batch = nn_net_max_batch(net), d = nn_net_feat_dim(net);
     size_t img = (size_t)im->c * im->h * im->w;
     float *x = malloc((size_t)batch * img * sizeof *x), *f = malloc((im->n ? im->n : 1) * (size_t)d * sizeof *f);
-    if (!x || !f) {
+    float *xv = views > 1 ? malloc((size_t)batch * img * sizeof *xv) : NULL;
+    if (!x || !f || (views > 1 && !xv)) {
         free(x);
+        free(xv);
         free(f);
         errmsg_set(err, errlen, "out of memory for the features of %zu images (%d each)", im->n, d);
         return -1;
@@ -300,17 +303,29 @@ int eval_encode_images(nn_net *net, const eval_images *im, const char *what, ato
         if (stop && *stop) {
             progress_end(&pr);
             free(x);
+            free(xv);
             free(f);
             errmsg_set(err, errlen, "stopped");
             return -1;
         }
         size_t m = im->n - first < (size_t)batch ? im->n - first : (size_t)batch;
+        float *fb = f + first * d;
         eval_images_to_float(im, first, m, x);
-        memcpy(f + first * d, nn_net_forward_features(net, x, (int)m), m * (size_t)d * sizeof *f);
+        memcpy(fb, nn_net_forward_features(net, x, (int)m), m * (size_t)d * sizeof *f);
+        for (int v = 1; v < views; v++) {
+            eval_view_images(x, m, im->c, im->h, im->w, v, xv);
+            const float *g = nn_net_forward_features(net, xv, (int)m);
+            for (size_t i = 0; i < m * (size_t)d; i++)
+                fb[i] += g[i];
+        }
+        if (views > 1)
+            for (size_t i = 0; i < m * (size_t)d; i++)
+                fb[i] /= (float)views;
         progress_update(&pr, first + m, what);
     }
     progress_end(&pr);
     free(x);
+    free(xv);
     *out = f;
     return 0;
 }

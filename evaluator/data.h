@@ -46,10 +46,11 @@ void eval_data_release(eval_data *d);
 /* x (n, C, H, W) float32 in [0, 1] from images first .. first + n - 1. */
 void eval_images_to_float(const eval_images *im, size_t first, size_t n, float *x);
 
-/* Encoder features of every image, in batches of the net's max batch, with a
- * progress line named `what`. *out (n, feat_dim) malloc'd. 0, or -1 with err
+/* Encoder features of every image, each the mean over `views` views of it
+ * (EVAL_VIEWS_*, evaluator/readout.h), in batches of the net's max batch, with
+ * a progress line named `what`. *out (n, feat_dim) malloc'd. 0, or -1 with err
  * (out of memory, or stopped by `stop`). */
-int eval_encode_images(nn_net *net, const eval_images *im, const char *what, atomic_int *stop,
+int eval_encode_images(nn_net *net, const eval_images *im, int views, const char *what, atomic_int *stop,
                        float **out, char *err, size_t errlen);
 /* Encoder features of n images given as floats x (n, C, H, W) into out (n, feat_dim). */
 void eval_encode_floats(nn_net *net, const float *x, size_t n, float *out);

@@ -268,10 +268,10 @@ static json_t *evaluate_encoder(eval_ctx *ctx, nn_net *net, const char *what, at
     int d = nn_net_feat_dim(net);
     eval_readout_name(&ctx->o->readout, readout, sizeof readout);
     snprintf(label, sizeof label, "%s: train features", what);
-    if (eval_encode_images(net, &ctx->data.train, label, stop, &ftr, err, errlen))
+    if (eval_encode_images(net, &ctx->data.train, ctx->o->views, label, stop, &ftr, err, errlen))
         goto done;
     snprintf(label, sizeof label, "%s: test features", what);
-    if (eval_encode_images(net, &ctx->data.test, label, stop, &fte, err, errlen))
+    if (eval_encode_images(net, &ctx->data.test, ctx->o->views, label, stop, &fte, err, errlen))
         goto done;
     if (ctx->n_views >= 2) {
         f1 = malloc(ctx->n_views * (size_t)d * sizeof *f1);
@@ -284,8 +284,10 @@ static json_t *evaluate_encoder(eval_ctx *ctx, nn_net *net, const char *what, at
         eval_encode_floats(net, ctx->v2, ctx->n_views, f2);
     }
     obj = evaluate_features(ctx, what, ftr, fte, d, f1, f2, stop, err, errlen);
-    if (obj)
+    if (obj) {
         json_object_set_new(obj, "readout", json_string(readout));
+        json_object_set_new(obj, "views", json_string(eval_views_name(ctx->o->views)));
+    }
 done:
     free(ftr); free(fte); free(f1); free(f2);
     nn_net_destroy(&cut);
@@ -356,6 +358,7 @@ static json_t *raw_pixels_get(eval_ctx *ctx, atomic_int *stop, char *err, size_t
     if (!obj) {
         float *ftr = NULL, *fte = NULL;
         int d = 0;
+        /* the pixels as they are, whatever --feature-views: the fixed reference an encoder must beat */
         if (!eval_raw_pixels(&ctx->data.train, &ftr, &d, err, errlen) &&
             !eval_raw_pixels(&ctx->data.test, &fte, &d, err, errlen))
             obj = evaluate_features(ctx, "raw pixels", ftr, fte, d, ctx->n_views >= 2 ? ctx->v1 : NULL,

@@ -610,7 +610,9 @@ json_t *eval_finetune(nn_net *net, const eval_data *data, const eval_options *o,
         errmsg_set(err, errlen, "probe readout: %s", rerr);
         goto fail;
     }
-    if (eval_encode_images(readout ? readout : net, te, "fine-tuning: test features for the probe", stop, &fte,
+    /* one view: fine-tuned and scratch networks classify the image alone, so the probe beside them does too */
+    if (eval_encode_images(readout ? readout : net, te, EVAL_VIEWS_ONE, "fine-tuning: test features for the probe",
+                           stop, &fte,
                            err, errlen))
         goto fail;
     d = nn_net_feat_dim(readout ? readout : net);

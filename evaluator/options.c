@@ -62,6 +62,12 @@ void eval_usage(FILE *f)
 "                       stage's maps, flattened; max-pooled to at most %d values), pooled (its\n"
 "                       global average, the encoder's output) or stage:K (stage K's maps)\n"
 "                       (default maps)\n"
+"  --feature-views V    each image's features for the probe and kNN are the mean over its views:\n"
+"                       one (the image alone), flip (the image and its mirror image) or\n"
+"                       flip-shift (both, each also moved right, left, down and up by about a\n"
+"                       16th of the image, 2 pixels at sizes 24 to 39: ten forward passes per image);\n"
+"                       the same for the random encoder, not for raw pixels or fine-tuning's\n"
+"                       comparison (default flip)\n"
 "  --no-baselines       skip the raw-pixel and random-encoder baselines\n"
 "  --baseline-cache DIR keep the baselines in DIR and reuse them in later runs; none: compute\n"
 "                       them every time (default $XDG_CACHE_HOME/" EVAL_CACHE_SUBDIR ", else\n"
@@ -116,7 +122,7 @@ static int parse_fractions(eval_options *o, const char *s, char *err, size_t err
 
 enum { O_BIND = 256, O_CONTROL, O_CKPT, O_OUT, O_TRAIN, O_TEST, O_FORMAT, O_TEST_FRACTION, O_FRACTION,
        O_MAX_TRAIN, O_MAX_TEST, O_BATCH, O_KNN_K, O_KNN_T, O_ALIGN_ITEMS, O_ALIGN_RECIPE,
-       O_NO_BASELINES, O_READOUT, O_BASELINE_CACHE, O_ATTENTION, O_NO_REPORT, O_PROBE_ITERS, O_MAX_PENDING, O_SEED,
+       O_NO_BASELINES, O_READOUT, O_VIEWS, O_BASELINE_CACHE, O_ATTENTION, O_NO_REPORT, O_PROBE_ITERS, O_MAX_PENDING, O_SEED,
        O_CURVE, O_CLASSMAP, O_COMPARE, O_FT_FRACTIONS, O_FT_PER_CLASS, O_FT_ON, O_FT_EPOCHS, O_AFTER_STOP };
 
 typedef struct {
@@ -150,6 +156,14 @@ static int parse_option(void *ctx, int c, const char *v, char *err, size_t n)
     case O_ALIGN_ITEMS: bad = cli_size("--align-items", v, 0, SIZE_MAX, &o->align_items, err, n); break;
     case O_ALIGN_RECIPE: o->align_recipe = v; break;
     case O_NO_BASELINES: o->baselines = 0; break;
+    case O_VIEWS: {
+        char verr[256];
+        if (eval_views_parse(&o->views, v, verr, sizeof verr)) {
+            errmsg_set(err, n, "--feature-views: %s", verr);
+            bad = 1;
+        }
+        break;
+    }
     case O_READOUT: {
         char rerr[256];
         if (eval_readout_parse(&o->readout, v, rerr, sizeof rerr)) {
@@ -201,6 +215,7 @@ int eval_options_parse(eval_options *o, int argc, char **argv, char *err, size_t
         { "align-recipe", required_argument, 0, O_ALIGN_RECIPE },
         { "no-baselines", no_argument, 0, O_NO_BASELINES }, { "attention", required_argument, 0, O_ATTENTION },
         { "baseline-cache", required_argument, 0, O_BASELINE_CACHE }, { "readout", required_argument, 0, O_READOUT },
+        { "feature-views", required_argument, 0, O_VIEWS },
         { "no-report", no_argument, 0, O_NO_REPORT }, { "probe-iters", required_argument, 0, O_PROBE_ITERS },
         { "max-pending", required_argument, 0, O_MAX_PENDING }, { "seed", required_argument, 0, O_SEED },
         { "after-stop", required_argument, 0, O_AFTER_STOP },
@@ -223,6 +238,7 @@ int eval_options_parse(eval_options *o, int argc, char **argv, char *err, size_t
     o->classmap = DEFAULT_CLASSMAP;
     o->report = 1;
     o->readout.stage = EVAL_READOUT_MAPS;
+    o->views = EVAL_VIEWS_FLIP;
     o->probe_iters = DEFAULT_PROBE_ITERS;
     o->max_pending = DEFAULT_MAX_PENDING;
     o->seed = DEFAULT_SEED;

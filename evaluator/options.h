@@ -45,6 +45,8 @@ typedef struct {
     size_t align_items;            /* images whose two views give alignment/uniformity */
     const char *align_recipe;      /* augmentation recipe of those views */
     eval_readout readout;          /* which activations the probe, kNN and metrics read */
+    int views;                     /* --feature-views: each image's features are the mean over this many
+                                    * views of it (EVAL_VIEWS_*) */
     int baselines;                 /* raw pixels and random encoder */
     char baseline_cache[EVAL_MAX_PATH];  /* folder of cached baselines, "" for none */
     int attention;                 /* images in the attention-map figure, 0: none */

@@ -38,6 +38,45 @@ int eval_readout_parse(eval_readout *r, const char *text, char *err, size_t errl
     return -1;
 }
 
+int eval_views_parse(int *views, const char *text, char *err, size_t errlen)
+{
+    static const int all[] = { EVAL_VIEWS_ONE, EVAL_VIEWS_FLIP, EVAL_VIEWS_FLIP_SHIFT };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (!strcmp(text, eval_views_name(all[i]))) {
+            *views = all[i];
+            return 0;
+        }
+    errmsg_set(err, errlen, "'%s': expected one, flip or flip-shift", text);
+    return -1;
+}
+
+const char *eval_views_name(int views)
+{
+    return views == EVAL_VIEWS_FLIP ? "flip" : views == EVAL_VIEWS_FLIP_SHIFT ? "flip-shift" : "one";
+}
+
+void eval_view_images(const float *x, size_t n, int c, int h, int w, int v, float *out)
+{
+    static const int move[5][2] = { { 0, 0 }, { 1, 0 }, { -1, 0 }, { 0, 1 }, { 0, -1 } };
+    int s = EVAL_VIEW_SHIFT(h), mirror = v & 1, pos = (v / 2) % 5;
+    int dx = move[pos][0] * s, dy = move[pos][1] * s;
+    size_t hw = (size_t)h * w;
+    /* output pixel (r, q) reads (r - dy, q - dx) of the (mirrored) image, clamped to its edges */
+    for (size_t i = 0; i < n * (size_t)c; i++) {
+        const float *src = x + i * hw;
+        float *dst = out + i * hw;
+        for (int r = 0; r < h; r++) {
+            int sr = r - dy < 0 ? 0 : r - dy >= h ? h - 1 : r - dy;
+            const float *row = src + (size_t)sr * w;
+            float *o = dst + (size_t)r * w;
+            for (int q = 0; q < w; q++) {
+                int sq = q - dx < 0 ? 0 : q - dx >= w ? w - 1 : q - dx;
+                o[q] = row[mirror ? w - 1 - sq : sq];
+            }
+        }
+    }
+}
+
 void eval_readout_name(const eval_readout *r, char *buf, size_t len)
 {
     if (r->stage == EVAL_READOUT_POOLED)
