@@ -15,7 +15,7 @@ evaluator_SRCS := evaluator/main.c evaluator/server.c evaluator/options.c evalua
 evaluator_LIBS := evalcore augment nn dataset transport proto console cli
 $(eval $(call add_prog,evaluator))
 
-test_eval_LIBS := evalcore nn dataset
+test_eval_LIBS := evalcore augment nn dataset console cli
 $(eval $(call add_test,test_eval))
 
 test_finetune_LIBS := evalcore augment nn dataset console cli

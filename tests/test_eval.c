@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "evaluator/cache.h"
+#include "evaluator/data.h"
 #include "evaluator/embed.h"
 #include "evaluator/knn.h"
 #include "evaluator/metrics.h"
@@ -382,6 +383,106 @@ static void test_readout(void **state)
     nn_net_destroy(&net);
 }
 
+/* Feature views: names parse and print back; each view is the image mirrored
+ * and moved as eval_view_images says, edges repeated; eval_encode_images
+ * gives the mean of the views' features, so that with flip an image and its
+ * mirror image get the same features. */
+static void test_feature_views(void **state)
+{
+    char err[256];
+    const int all[] = { EVAL_VIEWS_ONE, EVAL_VIEWS_FLIP, EVAL_VIEWS_FLIP_SHIFT };
+    for (int i = 0; i < 3; i++) {
+        int v = 0;
+        assert_int_equal(eval_views_parse(&v, eval_views_name(all[i]), err, sizeof err), 0);
+        assert_int_equal(v, all[i]);
+    }
+    assert_string_equal(eval_views_name(EVAL_VIEWS_FLIP_SHIFT), "flip-shift");
+    const char *bad[] = { "two", "", "flip-", "FLIP" };
+    for (int i = 0; i < 4; i++) {
+        int v = 7;
+        assert_int_equal(eval_views_parse(&v, bad[i], err, sizeof err), -1);
+        assert_int_equal(v, 7);
+        assert_non_null(strstr(err, "flip-shift"));
+    }
+    assert_int_equal(EVAL_VIEW_SHIFT(12), 1);
+    assert_int_equal(EVAL_VIEW_SHIFT(28), 2);
+    assert_int_equal(EVAL_VIEW_SHIFT(32), 2);
+    assert_int_equal(EVAL_VIEW_SHIFT(96), 6);
+
+    /* two channels of 3 x 4 (shift 1): pixel (r, q) of channel ch is 100 ch + 10 r + q */
+    enum { C = 2, H = 3, W = 4 };
+    float x[C * H * W], o[C * H * W];
+    for (int ch = 0; ch < C; ch++)
+        for (int r = 0; r < H; r++)
+            for (int q = 0; q < W; q++)
+                x[(ch * H + r) * W + q] = (float)(100 * ch + 10 * r + q);
+    for (int v = 0; v < EVAL_VIEWS_FLIP_SHIFT; v++) {
+        eval_view_images(x, 1, C, H, W, v, o);
+        int dx = v / 2 == 1 ? 1 : v / 2 == 2 ? -1 : 0, dy = v / 2 == 3 ? 1 : v / 2 == 4 ? -1 : 0;
+        for (int ch = 0; ch < C; ch++)
+            for (int r = 0; r < H; r++)
+                for (int q = 0; q < W; q++) {
+                    int sr = r - dy < 0 ? 0 : r - dy > H - 1 ? H - 1 : r - dy;
+                    int sq = q - dx < 0 ? 0 : q - dx > W - 1 ? W - 1 : q - dx;
+                    if (v & 1)
+                        sq = W - 1 - sq;
+                    assert_float_equal(o[(ch * H + r) * W + q], 100 * ch + 10 * sr + sq, 0);
+                }
+    }
+    eval_view_images(x, 1, C, H, W, 1, o);                  /* the mirror: row 0 of channel 1 */
+    assert_float_equal(o[H * W + 0], 103, 0);
+    assert_float_equal(o[H * W + 3], 100, 0);
+    eval_view_images(x, 1, C, H, W, 2, o);                  /* moved right: columns 0, 0, 1, 2 */
+    assert_float_equal(o[0], 0, 0);
+    assert_float_equal(o[1], 0, 0);
+    assert_float_equal(o[3], 2, 0);
+
+    /* features through a small net: image 1 is image 0 mirrored */
+    const char *desc = "nn 1\ninput 1 12 12\nencoder\nconv out=4\nbn\nrelu\nmaxpool k=2 s=2\n"
+                       "conv out=6\nrelu\ngap\nhead\nlinear out=3\n";
+    enum { N = 3, S = 12 };
+    nn_net *net = nn_net_new(desc, N, err, sizeof err);
+    assert_non_null(net);
+    nn_net_init_params(net, 9);
+    int d = nn_net_feat_dim(net);
+    uint8_t pixels[N * S * S];
+    for (int i = 0; i < N * S * S; i++)
+        pixels[i] = (uint8_t)((i * 73 + (i / 7) * 31) % 256);
+    for (int r = 0; r < S; r++)
+        for (int q = 0; q < S; q++)
+            pixels[S * S + r * S + q] = pixels[r * S + (S - 1 - q)];
+    int32_t labels[N] = { 0, 1, 2 };
+    eval_images im = { .n = N, .c = 1, .h = S, .w = S, .n_classes = 3, .pixels = pixels, .labels = labels };
+    float xs[N * S * S], xv[N * S * S], want[N * 8], *f = NULL;
+    assert_true(d <= 8);
+    eval_images_to_float(&im, 0, N, xs);
+    for (int t = 0; t < 3; t++) {
+        int views = all[t];
+        memset(want, 0, sizeof want);
+        for (int v = 0; v < views; v++) {
+            eval_view_images(xs, N, 1, S, S, v, xv);
+            const float *g = nn_net_forward_features(net, xv, N);
+            for (int i = 0; i < N * d; i++)
+                want[i] += g[i] / (float)views;
+        }
+        assert_int_equal(eval_encode_images(net, &im, views, "test", NULL, &f, err, sizeof err), 0);
+        for (int i = 0; i < N * d; i++)
+            assert_float_equal(f[i], want[i], 1e-5);
+        if (views == EVAL_VIEWS_FLIP)
+            for (int j = 0; j < d; j++)
+                assert_float_equal(f[j], f[d + j], 1e-5);
+        else if (views == EVAL_VIEWS_ONE) {           /* one view: the mirror image differs */
+            double diff = 0;
+            for (int j = 0; j < d; j++)
+                diff += fabs(f[j] - f[d + j]);
+            assert_true(diff > 1e-3);
+        }
+        free(f);
+        f = NULL;
+    }
+    nn_net_destroy(&net);
+}
+
 static void test_attention_maps(void **state)
 {
     /* 2 images, 2 channels, 1 x 2 maps */
@@ -531,9 +632,16 @@ static void test_cache_key(void **state)
     assert_true(key_hash(&fx) != rnd);
     fx.o.readout.stage = EVAL_READOUT_POOLED;
     assert_true(key_hash(&fx) == rnd);
+    fx.o.views = EVAL_VIEWS_FLIP;                  /* ... or through other views */
+    assert_true(key_hash(&fx) != rnd);
+    fx.o.views = 0;
+    assert_true(key_hash(&fx) == rnd);
     fx.in.kind = "raw_pixels";
     fx.in.desc = NULL;
     fx.in.init_seed = 0;
+    fx.o.views = EVAL_VIEWS_FLIP_SHIFT;            /* raw pixels are read one way only */
+    assert_true(key_hash(&fx) == base);
+    fx.o.views = 0;
     /* the data: new contents (size) or a new modification time */
     write_file(fx.train, "training images, more of them");
     assert_true(key_hash(&fx) != base);
@@ -834,6 +942,7 @@ int main(void)
         cmocka_unit_test(test_split_disjoint),
         cmocka_unit_test(test_stage_cuts),
         cmocka_unit_test(test_readout),
+        cmocka_unit_test(test_feature_views),
         cmocka_unit_test(test_attention_maps),
         cmocka_unit_test(test_cache_key),
         cmocka_unit_test(test_cache_files),
