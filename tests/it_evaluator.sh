@@ -17,6 +17,8 @@
 #     class-map PNGs, and caches both baselines (--baseline-cache);
 #  2b. a second evaluation with the same data and options takes both
 #     baselines from the cache (log line, "cached": true), same numbers;
+#     with --feature-views one: raw pixels from the cache, the random encoder
+#     computed for those views, each record naming its views;
 #  2c. a corrupt cache file is ignored with a log line, the baseline is
 #     computed again (same numbers) and the file replaced;
 #  2d. a server with that cache has the raw-pixel baseline ready before any
@@ -259,6 +261,23 @@ for k in ("raw_pixels", "random_encoder"):
     assert x == y, (k, x, y)
 PY
 echo "it_evaluator: cache: the second evaluation took both baselines from the cache, same numbers"
+
+# ---- 2b, continued: other feature views: the raw pixels (read one way only) still from
+# the cache, the random encoder computed again; every record names its views
+"$ev" --checkpoint "$tmp/good.safetensors" --out "$tmp/views" --attention 0 --classmap 0 --baseline-cache "$cache" \
+    --feature-views one "${small[@]}" >"$tmp/views.log" 2>&1 || { cat "$tmp/views.log" >&2; fail "--feature-views one failed"; }
+grep -q "raw pixels: baseline from the cache" "$tmp/views.log" || { cat "$tmp/views.log" >&2; fail "views: raw pixels not from the cache"; }
+grep -q "random encoder: baseline cached in" "$tmp/views.log" ||
+    { cat "$tmp/views.log" >&2; fail "views: the random encoder of other views came from the cache"; }
+"$py" - "$tmp/one/eval.jsonl" "$tmp/views/eval.jsonl" <<'PY' || fail "the records do not name their views"
+import json, sys
+a, b = (json.loads(open(p).read().splitlines()[-1]) for p in sys.argv[1:3])
+assert a["encoder"]["views"] == "flip" and a["baselines"]["random_encoder"]["views"] == "flip", a["encoder"]
+assert b["encoder"]["views"] == "one" and b["baselines"]["random_encoder"]["views"] == "one", b["encoder"]
+assert a["baselines"]["raw_pixels"]["probe"] == b["baselines"]["raw_pixels"]["probe"]
+print("it_evaluator: views: probe %.3f reading each image and its mirror (the default), %.3f reading it alone" % (
+    a["probe_top1"], b["probe_top1"]))
+PY
 
 # ---- 2c. a corrupt cache file: ignored with a log line, computed again, replaced
 raw_file=$(ls "$cache"/raw_pixels-*.json)

@@ -18,7 +18,7 @@ TABLE='
 loader    |            | --epochs abc, --seed x, --cache-mb 1.5, --max-side abc, --hold-out x | --channels 7, --threads 0, --hwm 0, --limit -1, --max-pixels 0, --bind none | --data
 augmenter |            | --workers abc, --seed abc, --size abc, --batch x      | --size 100000, --workers 0, --channels 2, --batch 0, --push none | --connect
 trainer   |            | --batch abc, --steps x, --ckpt-every abc, --tau abc, --lr x, --minutes x | --width 0, --tau -1, --steps 99999999999999999999, --minutes 0, --bind none | --batch
-evaluator |            | --batch abc, --knn-k abc, --max-train x, --seed abc, --finetune-epochs abc | --test-fraction 1.5, --max-pending 0, --label-fraction 2, --finetune 2, --finetune-per-class 0, --after-stop some, --bind none | --out
+evaluator |            | --batch abc, --knn-k abc, --max-train x, --seed abc, --finetune-epochs abc | --test-fraction 1.5, --max-pending 0, --label-fraction 2, --finetune 2, --finetune-per-class 0, --after-stop some, --feature-views two, --bind none | --out
 nntool    | init       | --width abc, --train-steps x, --seed abc             | --width 0, --train-steps -3 | --net
 keygen    |            | -                                                    | - | --client
 run.sh    | --no-build | --epochs abc, --width x, --seed abc, --minutes x     | --augmenters 0, --channels 2, --port-base 70000, --trainer rust, --method pretext, --epochs 0, --minutes 0 | --data
