@@ -612,8 +612,7 @@ json_t *eval_finetune(nn_net *net, const eval_data *data, const eval_options *o,
     }
     /* one view: fine-tuned and scratch networks classify the image alone, so the probe beside them does too */
     if (eval_encode_images(readout ? readout : net, te, EVAL_VIEWS_ONE, "fine-tuning: test features for the probe",
-                           stop, &fte,
-                           err, errlen))
+                           stop, &fte, err, errlen))
         goto fail;
     d = nn_net_feat_dim(readout ? readout : net);
     int n_sub = fo->n_per_class + fo->n_fractions;

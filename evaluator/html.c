@@ -538,6 +538,8 @@ static void section_settings(page *p)
     const json_t *enc = json_object_get(p->last, "encoder");
     if (json_object_get(enc, "readout"))
         setting_row(f, "eval", "readout", json_object_get(enc, "readout"));
+    if (json_object_get(enc, "views"))
+        setting_row(f, "eval", "views", json_object_get(enc, "views"));
     if (json_object_get(enc, "feat_dim"))
         setting_row(f, "eval", "features", json_object_get(enc, "feat_dim"));
     fputs("</table>\n", f);
