@@ -14,7 +14,8 @@
  * until they fit, so that a probe on them stays affordable.
  *
  * The features of an image can be the mean over several views of it
- * (eval_views), the same for every image, training and test alike:
+ * (evaluator --feature-views, EVAL_VIEWS_*), the same for every image,
+ * training and test alike:
  *
  *   one         the image alone
  *   flip        the image and its mirror image (left-right): the features
@@ -38,7 +39,6 @@
 #define EVAL_VIEWS_ONE        1     /* eval_views values: forward passes per image */
 #define EVAL_VIEWS_FLIP       2
 #define EVAL_VIEWS_FLIP_SHIFT 10
-#define EVAL_VIEWS_NAME_MAX   16
 /* pixels a flip-shift view moves by, for images h pixels high: about h / 16 */
 #define EVAL_VIEW_SHIFT(h)    ((h) >= 24 ? ((h) + 8) / 16 : 1)
 
